@@ -1,0 +1,98 @@
+"""The context an op's `emit_numba` rule writes into, and a one-node compiler to test it.
+
+An emitter returns source lines for the body of the generated njit step function.  It reads input
+arrays and writes preallocated output arrays, both given by name; it may call library kernels
+(`@njit` functions defined beside the op) through `ctx.use(function)`, which imports them into the
+generated module and returns the name to call.  `ctx.fresh("i")` gives a unique local name.
+`ctx.parallel` says whether the kernel may use `prange`.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable
+
+import numpy as np
+
+
+class EmitContext:
+    """Collects the imports and unique names of one generated module."""
+
+    def __init__(self, parallel: bool = True):
+        self.parallel = parallel
+        self.imports: dict[str, tuple[str, str]] = {}     # local name -> (module, attribute)
+        self._counter = itertools.count()
+
+    def use(self, function: Callable) -> str:
+        """Import a module-level function (usually an njit kernel) and return its local name."""
+        module = function.__module__
+        attribute = getattr(function, "__name__", None) or function.py_func.__name__
+        local = f"_{module.rsplit('.', 1)[-1]}_{attribute}".replace(".", "_")
+        self.imports[local] = (module, attribute)
+        return local
+
+    def fresh(self, prefix: str = "t") -> str:
+        return f"{prefix}_{next(self._counter)}"
+
+    @property
+    def range(self) -> str:
+        """`prange` where the kernel may run in parallel, else `range`."""
+        return "prange" if self.parallel else "range"
+
+    def import_lines(self) -> list[str]:
+        return [f"from {module} import {attribute} as {local}"
+                for local, (module, attribute) in sorted(self.imports.items())]
+
+
+def compile_single_node(node, parallel: bool = False) -> Callable[..., Any]:
+    """Compile one node's emitted code into an njit function `f(*ins, *outs)` (for tests)."""
+    import numba
+
+    ctx = EmitContext(parallel=parallel)
+    ins = [f"in_{i}" for i in range(len(node.inputs))]
+    outs = [f"out_{i}" for i in range(len(node.outputs))]
+    if node.op.kernel is not None:
+        body = _elementwise_body(node, ins, outs[0], ctx)
+    else:
+        body = node.op.emit_numba(ctx, node, ins, outs)
+    source = "\n".join(
+        ["import numpy as np", "from numba import njit, prange", *ctx.import_lines(), "",
+         f"def kernel({', '.join(ins + outs)}):"]
+        + ["    " + line for line in body] + ["    return 0"])
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<kernel {node.op.name}>", "exec"), namespace)
+    return numba.njit(parallel=parallel)(namespace["kernel"]), source
+
+
+def _elementwise_body(node, ins, out, ctx) -> list[str]:
+    """A plain loop over the output with NumPy broadcasting, for testing scalar templates."""
+    rank = len(node.outputs[0].shape)
+    index = [ctx.fresh("i") for _ in range(rank)]
+    lines = []
+    for axis, name in enumerate(index):
+        lines.append("    " * axis + f"for {name} in range({out}.shape[{axis}]):")
+    operands = []
+    for array_name, value in zip(ins, node.inputs):
+        offset = rank - value.rank
+        subscripts = [
+            f"0 if {array_name}.shape[{k}] == 1 else {index[offset + k]}"
+            for k in range(value.rank)]
+        operands.append(f"{array_name}[{', '.join(subscripts)}]" if subscripts
+                        else f"{array_name}[()]")
+    attrs = {k: repr(v) for k, v in node.attrs.items()}
+    expression = node.op.kernel.format(*operands, **attrs)
+    target = f"{out}[{', '.join(index)}]" if index else f"{out}[()]"
+    lines.append("    " * rank + f"{target} = {expression}")
+    return lines
+
+
+def run_single_node(node, arrays: list[np.ndarray], parallel: bool = False) -> list[np.ndarray]:
+    """Run one node through its compiled emitter; outputs allocated from the reference shapes."""
+    reference = node.op.reference(*arrays, **node.attrs)
+    reference = reference if isinstance(reference, tuple) else (reference,)
+    outs = [np.zeros(np.shape(r), dtype=v.dtype.numpy) for r, v in zip(reference, node.outputs)]
+    kernel, _ = compile_single_node(node, parallel)
+    kernel(*arrays, *outs)
+    return outs
+
+
+__all__ = ["EmitContext", "compile_single_node", "run_single_node"]

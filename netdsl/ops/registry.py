@@ -1,0 +1,134 @@
+"""The op registry: every primitive's rules, declared together in one class per op.
+
+    @op("matmul")
+    class MatMul:
+        \"\"\"Batched matrix product with NumPy's matmul broadcasting.\"\"\"
+        traits = {"matmul"}
+        def infer(a, b): ...                      # TensorTypes (+ attrs) -> TensorType | tuple
+        def reference(a, b): ...                  # NumPy arrays (+ attrs) -> ndarray | tuple
+        def vjp(b, grads, inputs, outputs): ...   # graph -> graph: one Value|None per input
+        def emit_numba(ctx, node, ins, outs): ... # lines of Numba source (non-elementwise ops)
+        def examples(): ...                       # sample (input types, attrs) for the registry test
+
+Rules (all plain functions written without `self`; the decorator reads them off the class):
+
+* `infer(*types, **attrs)` returns the output TensorType (or a tuple for several outputs) or raises
+  `ShapeError` naming both shapes; the builder attaches the source span.
+* `reference(*arrays, **attrs)` is the NumPy oracle every backend is tested against.
+* `vjp(b, grads, inputs, outputs, **attrs)`: `b` is a GraphBuilder, `grads` one Value or None per
+  output (None: no gradient reaches it), `inputs`/`outputs` the node's Values.  Returns one Value
+  (same type as the input) or None per input.  Never numbers: gradients are more graph.
+  Ops with integer/boolean results or no gradient set `vjp = None` and traits {"no_grad"}.
+* Elementwise ops set `kernel`, a scalar template over `{0}`, `{1}`, ... and attribute names
+  (`"max({0}, 0.0)"`, `"({0} if {0} > 0 else {alpha} * {0})"`): the fusion pass concatenates
+  templates into one loop nest, so these ops need no emitter.
+* Other ops set `emit_numba(ctx, node, ins, outs) -> list[str]`: source lines for the body of the
+  njit step function, reading input arrays named `ins` and writing into preallocated output
+  arrays named `outs` (already of the right concrete shape).  Heavy kernels live as
+  `@njit(cache=True)` functions beside the op and the emitted line calls them
+  (`ctx.use(function)` imports it into the generated module and returns its name).
+* traits: "elementwise", "reduction", "shape" (pure data movement), "matmul", "conv",
+  "random", "control" (has a body subgraph), "no_grad", "view" (output may alias its input),
+  "constant".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import did_you_mean
+
+
+@dataclass(eq=False)
+class OpDef:
+    """A primitive op and everything about it."""
+
+    name: str
+    infer: Callable[..., Any]
+    reference: Callable[..., Any]
+    vjp: Callable[..., Any] | None = None
+    kernel: str | None = None
+    emit_numba: Callable[..., list[str]] | None = None
+    emit_cuda: Callable[..., list[str]] | None = None
+    examples: Callable[[], list] | None = None
+    traits: frozenset[str] = field(default_factory=frozenset)
+    doc: str = ""
+
+    def has(self, trait: str) -> bool:
+        return trait in self.traits
+
+    @property
+    def is_elementwise(self) -> bool:
+        return "elementwise" in self.traits
+
+    def __repr__(self) -> str:
+        return f"<op {self.name}>"
+
+
+_REGISTRY: dict[str, OpDef] = {}
+
+
+def op(name: str) -> Callable[[type], OpDef]:
+    """Class decorator: register the class's rules as the primitive `name`."""
+
+    def register(cls: type) -> OpDef:
+        if name in _REGISTRY:
+            raise ValueError(f"op {name!r} is registered twice")
+        members = vars(cls)
+
+        def rule(attribute: str):
+            value = members.get(attribute)
+            return value.__func__ if isinstance(value, staticmethod) else value
+
+        if rule("infer") is None or rule("reference") is None:
+            raise ValueError(f"op {name!r} needs at least infer and reference")
+        definition = OpDef(
+            name=name,
+            infer=rule("infer"),
+            reference=rule("reference"),
+            vjp=rule("vjp"),
+            kernel=members.get("kernel"),
+            emit_numba=rule("emit_numba"),
+            emit_cuda=rule("emit_cuda"),
+            examples=rule("examples"),
+            traits=frozenset(members.get("traits", ())),
+            doc=(cls.__doc__ or "").strip(),
+        )
+        _REGISTRY[name] = definition
+        return definition
+
+    return register
+
+
+def get_op(name: str) -> OpDef:
+    """The registered op called `name` (internal error if missing: ops are not user-named)."""
+    _load_op_modules()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        hint = did_you_mean(name, _REGISTRY)
+        raise KeyError(f"no primitive op {name!r}" + (f"; {hint}" if hint else "")) from None
+
+
+def all_ops() -> dict[str, OpDef]:
+    """Every registered op, by name (loads all op modules first)."""
+    _load_op_modules()
+    return dict(_REGISTRY)
+
+
+_loaded = False
+
+
+def _load_op_modules() -> None:
+    """Import every op family module once, so their @op classes register themselves."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import importlib
+    import pkgutil
+
+    from .. import ops as package
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name not in ("registry", "__init__") and not module.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
