@@ -55,3 +55,30 @@ def bind_dims(graph: Graph, arrays: Mapping[str, np.ndarray]) -> dict[str, int]:
                                 f"{actual} in input '{value.name}'",
                                 graph.input_spans.get(value.name))
     return bindings
+
+
+def run(graph: Graph, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run a graph by names: the calling convention every backend implements.
+
+    `arrays` maps every input, parameter and state name to an array.  Returns each output and
+    each loss by name.  For every `graph.state_updates[name] = value`, the array `arrays[name]`
+    is overwritten in place with the new value after the step (parameters, optimiser state and
+    BatchNorm running statistics are updated this way), so a training step is one call.
+    """
+    feeds: dict[int, np.ndarray] = {}
+    for value in graph.inputs:
+        if value.name not in arrays:
+            raise Error(f"no data for input '{value.name}'", graph.input_spans.get(value.name))
+        feeds[value.id] = np.asarray(arrays[value.name], dtype=value.dtype.numpy)
+    for info in graph.params:
+        feeds[info.value.id] = arrays[info.name]
+    env = evaluate(graph, feeds)
+    results = {name: env[value.id] for name, value in graph.outputs.items()}
+    for loss in graph.losses:
+        results[loss.name] = env[loss.value.id]
+    # Read every update before writing any, so an update that reads another parameter sees the
+    # value from before the step, as in a compiled step where all updates happen together.
+    updates = {name: np.array(env[value.id]) for name, value in graph.state_updates.items()}
+    for name, new in updates.items():
+        arrays[name][...] = new
+    return results

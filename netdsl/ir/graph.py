@@ -141,6 +141,22 @@ class Graph:
     def trainable(self) -> list[ParamInfo]:
         return [p for p in self.params if p.trainable]
 
+    def restricted(self, outputs: dict[str, "Value"] | None = None,
+                   keep_losses: bool = False) -> "Graph":
+        """The part of the graph the given outputs need (inputs and params it does not use are
+        dropped); nodes are shared, since they are immutable."""
+        outputs = dict(self.outputs if outputs is None else outputs)
+        roots = list(outputs.values()) + ([loss.value for loss in self.losses]
+                                          if keep_losses else [])
+        nodes = toposort(roots)
+        used = {v.id for node in nodes for v in node.inputs} | {v.id for v in roots}
+        return Graph(name=self.name,
+                     inputs=[v for v in self.inputs if v.id in used],
+                     params=[p for p in self.params if p.value.id in used],
+                     nodes=nodes, outputs=outputs,
+                     losses=list(self.losses) if keep_losses else [],
+                     input_spans=dict(self.input_spans))
+
     def consumers(self) -> dict[int, list[Node]]:
         """Value id -> the nodes that read it."""
         users: dict[int, list[Node]] = {}

@@ -1,0 +1,2 @@
+"""The verbs of the `netdsl` command, one module each; importing this registers them."""
+from . import check  # noqa: F401

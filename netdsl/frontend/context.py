@@ -1,0 +1,135 @@
+"""The call context: what a built-in function or layer sees while it builds its ops.
+
+One `CallContext` is made per call, carrying the span of the call (errors point at it) and, for
+layers, the instance whose parameters `param()` creates or, on a shared layer's second
+application, returns.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
+
+import numpy as np
+
+from ..errors import Error
+from ..ir.graph import Value
+from ..ir.types import DType, Sym, TensorType
+from ..layers.init import InitSpec
+from ..source import Span
+from .values import Instance
+
+if TYPE_CHECKING:
+    from .lower import Lowerer
+
+
+class CallContext:
+    """Builds ops for one call of a function or application of a layer."""
+
+    def __init__(self, lowerer: "Lowerer", span: Span | None, instance: Instance | None = None):
+        self.lowerer = lowerer
+        self.span = span
+        self.instance = instance
+
+    # -- building -------------------------------------------------------------------------
+    @property
+    def training(self) -> bool:
+        return self.lowerer.training
+
+    def op(self, name: str, *inputs: Value, **attrs: Any) -> Any:
+        with self.lowerer.builder.at(self.span):
+            return self.lowerer.builder.op(name, *inputs, **attrs)
+
+    def const(self, value: Any, like: Value | None = None) -> Value:
+        """A scalar constant with the element type of `like` (f32 by default)."""
+        if isinstance(value, Value):
+            return value
+        dtype = like.dtype if like is not None else DType.f32
+        with self.lowerer.builder.at(self.span):
+            return self.lowerer.builder.constant(np.asarray(value, dtype=dtype.numpy), dtype)
+
+    def floating(self, x: Value) -> Value:
+        """Integer and bool tensors become f32 where a float is needed (as torch promotes)."""
+        if not isinstance(x, Value):
+            self.error(f"expected a tensor, got {x!r}")
+        return x if x.dtype.is_float else self.op("cast", x, dtype=DType.f32)
+
+    def tensor(self, value: Any) -> Value:
+        if isinstance(value, Value):
+            return value
+        if isinstance(value, (int, float, bool)):
+            return self.const(value)
+        self.error(f"expected a tensor, got {value!r}")
+
+    def param(self, local_name: str, shape: Sequence[int], init: Any, *,
+              trainable: bool = True, fan: tuple[int, int] | None = None,
+              dtype: DType = DType.f32) -> Value:
+        """The instance's parameter `local_name`, created on first use (weight sharing after)."""
+        assert self.instance is not None, "param() outside a layer"
+        if isinstance(init, str):
+            init = InitSpec(init)
+        type_ = TensorType(dtype, tuple(shape))
+        existing = self.instance.params.get(local_name)
+        if existing is not None:
+            if existing.type != type_:
+                self.error(f"the shared layer '{self.instance.full_name}' was built for "
+                           f"{local_name} {existing.type} but this application needs {type_}",
+                           hint="a bound layer shares its weights, so every input must have "
+                                "the same feature size")
+            return self.lowerer.capture(existing)
+        name = ".".join(self.instance.scope + (local_name,))
+        value = self.lowerer.new_param(name, type_, init, trainable=trainable, span=self.span,
+                                       fan=fan)
+        self.instance.params[local_name] = value
+        return self.lowerer.capture(value)
+
+    def state_update(self, param: Value, new_value: Value) -> None:
+        """In training mode, `param` (a state such as a running mean) becomes new_value."""
+        self.lowerer.state_update(param, new_value, self.span)
+
+    def rng_counter(self) -> Value:
+        """The per-step counter input that makes random ops draw new numbers each step."""
+        return self.lowerer.rng_counter()
+
+    def fresh_seed(self) -> int:
+        return self.lowerer.fresh_seed()
+
+    # -- arguments ------------------------------------------------------------------------
+    def axis(self, axis: Any, x: Value) -> int:
+        """A possibly negative axis of x as a non-negative int, or an error."""
+        if not isinstance(axis, int) or isinstance(axis, bool):
+            self.error(f"an axis must be an int, got {axis!r}")
+        rank = x.rank
+        if not -rank <= axis < max(rank, 1):
+            self.error(f"axis {axis} is out of range for {x.type} (rank {rank})")
+        return axis % rank if rank else 0
+
+    def axes(self, axis: Any, x: Value) -> tuple[int, ...]:
+        """`none` (every axis), one axis, or a list of axes."""
+        if axis is None:
+            return tuple(range(x.rank))
+        if isinstance(axis, (list, tuple)):
+            return tuple(sorted({self.axis(a, x) for a in axis}))
+        return (self.axis(axis, x),)
+
+    def dims(self, shape: Any) -> list:
+        """A shape written as a list: ints, -1, consts and symbolic dims."""
+        if not isinstance(shape, (list, tuple)):
+            self.error(f"a shape must be a list such as [B, -1], got {shape!r}")
+        dims = []
+        for dim in shape:
+            if isinstance(dim, Sym) or (isinstance(dim, int) and not isinstance(dim, bool)):
+                dims.append(dim)
+            else:
+                self.error(f"a shape entry must be an int or a dimension name, got {dim!r}")
+        return dims
+
+    def where_made(self, x: Value) -> str | None:
+        """`the input was made at file:line:col` — a hint for shape errors."""
+        span = x.producer.span if x.producer is not None else None
+        if span is None or span == self.span:
+            return None
+        kind = x.producer.op.name
+        what = "flattened" if kind == "reshape" and x.rank == 2 else f"made by {kind}"
+        return f"the input was {what} at {span}"
+
+    def error(self, message: str, hint: str | None = None, span: Span | None = None) -> NoReturn:
+        raise Error(message, span or self.span, hint)

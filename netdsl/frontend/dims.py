@@ -1,0 +1,116 @@
+"""Evaluating type expressions and unifying symbolic dimensions.
+
+Inside a model, a dimension name that is not a constant is a symbol shared by the whole model:
+every `B` is the same `B`.  Inside a block instance, `in x: f32[B, T, D]` *binds* `B`, `T` and `D`
+to the dimensions of the tensor the block is applied to; each later use must agree, and a
+conflict names both dimensions and where each was bound.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import Diagnostic, Error
+from ..ir.graph import Value
+from ..ir.types import (DimLike, DType, Sym, TensorType, dim_add, dim_floordiv, dim_mul,
+                        dim_sub)
+from ..source import Span
+from . import ast
+
+
+@dataclass
+class DimBindings:
+    """Symbolic dimension name -> dimension, and the span where each was bound."""
+
+    values: dict[str, DimLike] = field(default_factory=dict)
+    spans: dict[str, Span | None] = field(default_factory=dict)
+    free: bool = True               # model level: unbound names become symbols
+
+    def lookup(self, name: str) -> DimLike | None:
+        return self.values.get(name)
+
+
+def eval_dim(expr: ast.DimExpr, bindings: DimBindings,
+             compile_time: Callable[[str], Any]) -> DimLike:
+    """A dimension from its expression: ints, consts/block args (via compile_time), symbols."""
+    if isinstance(expr, ast.DimInt):
+        return expr.value
+    if isinstance(expr, ast.DimName):
+        known = compile_time(expr.id)
+        if known is not None:
+            if not isinstance(known, int) or isinstance(known, bool):
+                raise Error(f"dimension '{expr.id}' must be an int, but it is {known!r}",
+                            expr.span)
+            return known
+        bound = bindings.lookup(expr.id)
+        return bound if bound is not None else Sym.named(expr.id)
+    left = eval_dim(expr.left, bindings, compile_time)
+    right = eval_dim(expr.right, bindings, compile_time)
+    if expr.op == "+":
+        return dim_add(left, right)
+    if expr.op == "-":
+        return dim_sub(left, right)
+    if expr.op == "*":
+        return dim_mul(left, right)
+    return dim_floordiv(left, right)
+
+
+def eval_type(expr: ast.TensorTypeExpr, bindings: DimBindings,
+              compile_time: Callable[[str], Any]) -> TensorType:
+    """The TensorType a type expression denotes under the current bindings."""
+    dims = tuple(eval_dim(d, bindings, compile_time) for d in expr.dims)
+    for dim, node in zip(dims, expr.dims):
+        if isinstance(dim, int) and dim < 0:
+            raise Error(f"dimension {dim} is negative", node.span)
+    return TensorType(DType(expr.dtype), dims)
+
+
+def bind_input(expr: ast.TensorTypeExpr, actual: Value, bindings: DimBindings,
+               compile_time: Callable[[str], Any], name: str, span: Span | None,
+               actual_span: Span | None) -> None:
+    """Check a block input's declared type against the tensor it receives, binding its dims."""
+    declared_text = _type_text(expr)
+    if DType(expr.dtype) != actual.dtype:
+        raise Error(Diagnostic(
+            f"input '{name}' expects element type {expr.dtype}, got {actual.type}", span,
+            hint=f"convert with cast(x, \"{expr.dtype}\")" if actual.dtype.is_float else None,
+            notes=[(actual_span, f"the argument {actual.type} comes from here")]
+            if actual_span else []))
+    if len(expr.dims) != actual.rank:
+        raise Error(Diagnostic(
+            f"input '{name}' expects {declared_text} (rank {len(expr.dims)}), "
+            f"got {actual.type} (rank {actual.rank})", span,
+            notes=[(actual_span, "the argument comes from here")] if actual_span else []))
+    # Bind single names first, then check every dim (arithmetic uses the bindings).
+    for dim_expr, dim in zip(expr.dims, actual.shape):
+        if isinstance(dim_expr, ast.DimName) and compile_time(dim_expr.id) is None:
+            previous = bindings.lookup(dim_expr.id)
+            if previous is None:
+                bindings.values[dim_expr.id] = dim
+                bindings.spans[dim_expr.id] = dim_expr.span
+            elif previous != dim:
+                raise Error(Diagnostic(
+                    f"dimension {dim_expr.id} is {previous} here but {dim} in input '{name}' "
+                    f"({declared_text} got {actual.type})", dim_expr.span,
+                    notes=[(bindings.spans.get(dim_expr.id),
+                            f"{dim_expr.id} was bound to {previous} here")]))
+    for index, (dim_expr, dim) in enumerate(zip(expr.dims, actual.shape)):
+        expected = eval_dim(dim_expr, bindings, compile_time)
+        if expected != dim:
+            raise Error(Diagnostic(
+                f"input '{name}' expects {declared_text}, got {actual.type}: "
+                f"dimension {index} is {dim}, expected {expected}", dim_expr.span or span,
+                notes=[(actual_span, f"the argument {actual.type} comes from here")]
+                if actual_span else []))
+
+
+def _type_text(expr: ast.TensorTypeExpr) -> str:
+    return f"{expr.dtype}[{', '.join(_dim_text(d) for d in expr.dims)}]"
+
+
+def _dim_text(expr: ast.DimExpr) -> str:
+    if isinstance(expr, ast.DimInt):
+        return str(expr.value)
+    if isinstance(expr, ast.DimName):
+        return expr.id
+    return f"{_dim_text(expr.left)}{expr.op}{_dim_text(expr.right)}"

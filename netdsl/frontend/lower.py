@@ -1,0 +1,234 @@
+"""Lowering: a model's AST becomes a typed graph of primitive ops and its layer-level view.
+
+The `Lowerer` walks a model's statements once, evaluating expressions (expressions.py) into
+graph values through a `GraphBuilder`, which type-checks every op as it is made.  Layers and
+blocks are expanded into primitives under their instance scope (`block_1.dense_2`), so every
+node knows which layer made it and where in the source.  Errors in independent statements are
+all collected: a statement that fails binds its names to `INVALID`, which silences the errors
+that would only repeat it.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import Diagnostic, Diagnostics, Error
+from ..ir.architecture import Architecture, LayerRecord
+from ..ir.graph import Graph, GraphBuilder, LossInfo, Value
+from ..ir.types import DType, TensorType
+from ..layers.init import InitSpec
+from ..source import Span
+from . import ast
+from .dims import DimBindings, eval_type
+from .loader import Program
+from .values import INVALID, Instance
+
+
+@dataclass
+class Scope:
+    """The names visible in one model or block body, and its symbolic-dimension bindings."""
+
+    names: dict[str, Any] = field(default_factory=dict)
+    spans: dict[str, Span | None] = field(default_factory=dict)
+    compile_time: dict[str, Any] = field(default_factory=dict)    # block arguments
+    dims: DimBindings = field(default_factory=DimBindings)
+    path: tuple[str, ...] = ()              # the instance path of this body
+    counters: dict[str, int] = field(default_factory=dict)      # auto names per kind
+    instances: dict[str, Span | None] = field(default_factory=dict)
+    outputs: list[tuple[str | None, Any, Span | None]] = field(default_factory=list)
+    inputs: list[ast.Input] = field(default_factory=list)
+    parent: "Scope | None" = None           # for scan bodies: the enclosing scope
+
+    def lookup(self, name: str) -> Any:
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.names:
+                return scope.names[name]
+            scope = scope.parent
+        return None
+
+    def visible(self) -> set[str]:
+        names: set[str] = set()
+        scope: Scope | None = self
+        while scope is not None:
+            names |= set(scope.names) | set(scope.compile_time)
+            scope = scope.parent
+        return names
+
+
+class Lowerer:
+    """Lowers one model of a program into a Graph and an Architecture."""
+
+    def __init__(self, program: Program, model: ast.Model, training: bool = False):
+        self.program = program
+        self.model = model
+        self.training = training
+        self.root = GraphBuilder(Graph(name=model.name))
+        self.builder = self.root
+        self.architecture = Architecture(model.name)
+        self.diagnostics = Diagnostics()
+        self.record_of: dict[int, str] = {}     # value id -> the record that produced it
+        self._seed_counter = 0
+        self._rng: Value | None = None
+        self._record_parent: str | None = None
+
+    # -- driver ---------------------------------------------------------------------------
+    def lower(self) -> tuple[Graph, Architecture]:
+        """Lower the model; raises Error with every independent problem found."""
+        from .statements import lower_body
+        scope = Scope()
+        lower_body(self, self.model.body, scope, is_model=True)
+        graph = self.root.graph
+        if not graph.outputs and not graph.losses and not self.diagnostics:
+            self.diagnostics.add(f"model {self.model.name} has no `out` and no `loss`",
+                                 self.model.name_span or self.model.span,
+                                 "add `out name = expression` or `loss expression`")
+        self.diagnostics.raise_if_any()
+        return graph, self.architecture
+
+    def report(self, error: Error) -> None:
+        """Record an error once (a block applied three times reports its mistake once)."""
+        known = {(d.span, d.message) for d in self.diagnostics.items}
+        for diagnostic in error.diagnostics:
+            if (diagnostic.span, diagnostic.message) not in known:
+                self.diagnostics.add(diagnostic)
+
+    # -- parameters, state and randomness -------------------------------------------------
+    def new_param(self, name: str, type_: TensorType, init: InitSpec, *, trainable: bool,
+                  span: Span | None, fan: tuple[int, int] | None = None) -> Value:
+        for info in self.root.graph.params:
+            if info.name == name:
+                raise Error(Diagnostic(f"parameter name '{name}' is used twice", span,
+                                       notes=[(info.span, "first used here")],
+                                       hint="name the layers apart with `as name`"))
+        return self.root.param(name, type_, init, trainable=trainable, span=span, fan=fan)
+
+    def state_update(self, param: Value, new_value: Value, span: Span | None) -> None:
+        if self.training:
+            self.root.graph.state_updates[param.name] = new_value
+
+    def rng_counter(self) -> Value:
+        if self._rng is None:
+            self._rng = self.root.input("__rng__", TensorType(DType.i64, ()))
+        return self.capture(self._rng)
+
+    def fresh_seed(self) -> int:
+        """Seeds for random ops: stable per model and per position in it."""
+        self._seed_counter += 1
+        return zlib.crc32(f"{self.model.name}:{self._seed_counter}".encode()) & 0x7FFFFFFF
+
+    def capture(self, value: Value) -> Value:
+        """A value from an enclosing graph, made available in the current (scan body) graph."""
+        capture = getattr(self.builder, "capture", None)
+        return capture(value) if capture is not None else value
+
+    # -- names of layer instances ---------------------------------------------------------
+    def instance_for(self, config, scope: Scope, span: Span | None) -> Instance:
+        """The instance a layer configuration is applied as (made on its first application)."""
+        from ..layers.base import snake_case
+        if config.instance is not None:
+            return config.instance
+        name = config.explicit_name or config.binding_name
+        if name is None:
+            base = snake_case(config.kind)
+            scope.counters[base] = scope.counters.get(base, 0) + 1
+            name = f"{base}_{scope.counters[base]}"
+            while name in scope.instances:      # an explicit name took it already
+                scope.counters[base] += 1
+                name = f"{base}_{scope.counters[base]}"
+        elif name in scope.instances:
+            raise Error(Diagnostic(f"a layer named '{name}' already exists here", span,
+                                   notes=[(scope.instances[name], "first named here")]))
+        scope.instances[name] = span
+        config.instance = Instance(name, scope.path + (name,))
+        return config.instance
+
+    # -- the layer-level view -------------------------------------------------------------
+    def record(self, name: str, kind: str, category: str, inputs: list[Any],
+               outputs: list[Any], span: Span | None, args: dict[str, str] | None = None,
+               first_node: int | None = None, params: int = 0, trainable: int = 0,
+               **extra: Any) -> LayerRecord:
+        """Add one architecture record, linked to the records that produced its inputs."""
+        sources = []
+        for value in inputs:
+            source = self.record_of.get(value.id) if isinstance(value, Value) else None
+            if source is not None and source not in sources:
+                sources.append(source)
+        tensors = [v for v in outputs if isinstance(v, Value)]
+        output_types = extra.pop("output_types", [v.type for v in tensors])
+        record = LayerRecord(
+            name=name, kind=kind, category=category, args=args or {}, inputs=sources,
+            output_types=output_types, params=params, trainable_params=trainable,
+            span=span, parent=self._record_parent, **extra)
+        if first_node is not None:
+            from .cost import nodes_cost
+            record.flops = nodes_cost(self.builder.graph.nodes[first_node:])
+        record.activation_bytes = sum(_bytes_per_example(v.type) for v in tensors)
+        self.architecture.add(record)
+        for value in tensors:
+            self.record_of[value.id] = name
+        return record
+
+    def unique_record_name(self, base: str) -> str:
+        prefix = f"{self._record_parent}." if self._record_parent else ""
+        taken = {r.name for r in self.architecture.records}
+        index = 1
+        while f"{prefix}{base}_{index}" in taken:
+            index += 1
+        return f"{prefix}{base}_{index}"
+
+
+def _bytes_per_example(type_: TensorType) -> int:
+    """Bytes of a tensor with its leading (batch) dimension and any other symbols set to 1."""
+    from ..ir.types import Sym, evaluate_dim
+    size = 1
+    for dim in type_.shape[1:] if type_.rank and isinstance(type_.shape[0], Sym) else type_.shape:
+        size *= evaluate_dim(dim, _Ones()) if isinstance(dim, Sym) else dim
+    return size * type_.dtype.numpy.itemsize
+
+
+class _Ones(dict):
+    """Bindings that give every symbol the value 1 (per-example sizes)."""
+
+    def __contains__(self, key) -> bool:
+        return True
+
+    def __getitem__(self, key) -> int:
+        return 1
+
+
+def lower_model(program: Program, name: str | None = None,
+                training: bool = False) -> tuple[Graph, Architecture]:
+    """Lower the named model (or the program's only/last model) of a loaded program."""
+    model = select_model(program, name)
+    return Lowerer(program, model, training).lower()
+
+
+def select_model(program: Program, name: str | None = None) -> ast.Model:
+    from ..errors import did_you_mean
+    if not program.models:
+        raise Error(f"{program.main} defines no model",
+                    hint="add `model Name { in x: f32[B, 4] ... }`")
+    if name is None:
+        return list(program.models.values())[-1]
+    if name not in program.models:
+        raise Error(f"no model named '{name}' in {program.main}",
+                    hint=did_you_mean(name, program.models) or
+                    f"models: {', '.join(program.models)}")
+    return program.models[name]
+
+
+def type_of(lowerer: Lowerer, expr: ast.TensorTypeExpr, scope: Scope) -> TensorType:
+    """Evaluate a type expression in a scope (block arguments and consts are compile-time)."""
+    return eval_type(expr, scope.dims, lambda n: compile_time_value(lowerer, scope, n))
+
+
+def compile_time_value(lowerer: Lowerer, scope: Scope, name: str) -> Any:
+    """The value of a block argument or const `name`, or None if it is neither."""
+    walk: Scope | None = scope
+    while walk is not None:
+        if name in walk.compile_time:
+            return walk.compile_time[name]
+        walk = walk.parent
+    return lowerer.program.consts.get(name)

@@ -1,0 +1,132 @@
+"""Losses and regularisers: each reduces to a scalar (the mean over examples, as PyTorch does).
+
+`cross_entropy`, `bce_logits` and `focal` go through fused, numerically stable primitives
+(log-softmax, the logits form of BCE) rather than `log(softmax(x))`, which underflows.
+"""
+from __future__ import annotations
+
+from ..ir.graph import Value
+from .base import Tensor, function
+
+
+def _same_shape(ctx, name: str, a: Value, b: Value) -> None:
+    if tuple(a.shape) != tuple(b.shape):
+        ctx.error(f"{name}: predictions {a.type} and targets {b.type} have different shapes",
+                  hint="both arguments must have the same shape (use reshape if one is [B] "
+                       "and the other [B, 1])")
+
+
+def _mean_all(ctx, x: Value) -> Value:
+    return ctx.op("mean", x, axes=tuple(range(x.rank)), keepdims=False)
+
+
+def _as_float(ctx, x: Value, like: Value) -> Value:
+    return x if x.dtype == like.dtype else ctx.op("cast", x, dtype=like.dtype)
+
+
+@function("mse")
+def mse(ctx, prediction: Tensor, target: Tensor):
+    """Mean squared error over all elements."""
+    prediction = ctx.floating(prediction)
+    _same_shape(ctx, "mse", prediction, target)
+    diff = ctx.op("sub", prediction, _as_float(ctx, target, prediction))
+    return _mean_all(ctx, ctx.op("mul", diff, diff))
+
+
+@function("bce")
+def bce(ctx, probability: Tensor, target: Tensor):
+    """Binary cross-entropy on probabilities; log is clamped at -100 like torch's BCELoss."""
+    probability = ctx.floating(probability)
+    _same_shape(ctx, "bce", probability, target)
+    target = _as_float(ctx, target, probability)
+    floor = ctx.const(-100.0, probability)
+    one = ctx.const(1.0, probability)
+    log_p = ctx.op("maximum", ctx.op("log", probability), floor)
+    log_q = ctx.op("maximum", ctx.op("log", ctx.op("sub", one, probability)), floor)
+    per_element = ctx.op("add", ctx.op("mul", target, log_p),
+                         ctx.op("mul", ctx.op("sub", one, target), log_q))
+    return ctx.op("neg", _mean_all(ctx, per_element))
+
+
+@function("bce_logits")
+def bce_logits(ctx, logits: Tensor, target: Tensor):
+    """Binary cross-entropy on logits: max(x, 0) - x*t + log(1 + exp(-|x|)), averaged."""
+    logits = ctx.floating(logits)
+    _same_shape(ctx, "bce_logits", logits, target)
+    target = _as_float(ctx, target, logits)
+    return _mean_all(ctx, ctx.op("sigmoid_bce_logits", logits, target))
+
+
+@function("cross_entropy")
+def cross_entropy(ctx, logits: Tensor, labels: Tensor, weights: Tensor = None):
+    """Softmax cross-entropy over the last axis; labels are class indices or one-hot/probabilities.
+
+    With integer labels of shape logits.shape[:-1] it is torch's CrossEntropyLoss (class axis
+    last, so [B, T, V] logits with [B, T] labels work for sequence models); `weights` [C] weighs
+    each class and the mean is divided by the summed weights, as in torch.
+    """
+    logits = ctx.floating(logits)
+    if labels.dtype.is_int:
+        if tuple(labels.shape) != tuple(logits.shape[:-1]):
+            ctx.error(f"cross_entropy: labels {labels.type} do not match logits {logits.type}",
+                      hint=f"integer labels need shape [{', '.join(map(str, logits.shape[:-1]))}]"
+                           " (one class index per row of logits)")
+        per_example = ctx.op("softmax_cross_entropy", logits, labels)
+        if weights is None:
+            return _mean_all(ctx, per_example)
+        picked = ctx.op("sum", ctx.op("mul", ctx.op("one_hot", labels, depth=logits.shape[-1]),
+                                      _as_float(ctx, weights, logits)),
+                        axes=(labels.rank,), keepdims=False)
+        total = ctx.op("sum", ctx.op("mul", per_example, picked),
+                       axes=tuple(range(labels.rank)), keepdims=False)
+        norm = ctx.op("sum", picked, axes=tuple(range(labels.rank)), keepdims=False)
+        return ctx.op("div", total, norm)
+    _same_shape(ctx, "cross_entropy", logits, labels)
+    log_p = ctx.op("log_softmax", logits, axis=logits.rank - 1)
+    terms = ctx.op("mul", _as_float(ctx, labels, logits), log_p)
+    if weights is not None:
+        terms = ctx.op("mul", terms, _as_float(ctx, weights, logits))
+    per_example = ctx.op("sum", terms, axes=(logits.rank - 1,), keepdims=False)
+    return ctx.op("neg", _mean_all(ctx, per_example))
+
+
+@function("focal")
+def focal(ctx, logits: Tensor, labels: Tensor, gamma: float = 2.0):
+    """Focal loss (Lin et al.): -(1 - p_t)^gamma log p_t, averaged over examples."""
+    logits = ctx.floating(logits)
+    if labels.dtype.is_int:
+        target = ctx.op("one_hot", labels, depth=logits.shape[-1])
+    else:
+        target = _as_float(ctx, labels, logits)
+    log_p = ctx.op("log_softmax", logits, axis=logits.rank - 1)
+    log_pt = ctx.op("sum", ctx.op("mul", target, log_p), axes=(logits.rank - 1,), keepdims=False)
+    one_minus = ctx.op("sub", ctx.const(1.0, logits), ctx.op("exp", log_pt))
+    weight = ctx.op("pow", ctx.op("maximum", one_minus, ctx.const(0.0, logits)),
+                    ctx.const(gamma, logits))
+    return ctx.op("neg", _mean_all(ctx, ctx.op("mul", weight, log_pt)))
+
+
+@function("kl_normal")
+def kl_normal(ctx, mu: Tensor, logvar: Tensor):
+    """KL(N(mu, exp(logvar)) || N(0, 1)), summed over latent axes and averaged over the batch."""
+    _same_shape(ctx, "kl_normal", mu, logvar)
+    one = ctx.const(1.0, mu)
+    inner = ctx.op("sub", ctx.op("sub", ctx.op("add", one, logvar), ctx.op("mul", mu, mu)),
+                   ctx.op("exp", logvar))
+    per_example = ctx.op("sum", inner, axes=tuple(range(1, mu.rank)), keepdims=False) \
+        if mu.rank > 1 else inner
+    return ctx.op("mul", ctx.const(-0.5, mu), _mean_all(ctx, per_example))
+
+
+@function("l1")
+def l1(ctx, weight: Tensor):
+    """Sum of absolute values (add `lambda * l1(w)` to a loss)."""
+    return ctx.op("sum", ctx.op("abs", weight), axes=tuple(range(weight.rank)), keepdims=False)
+
+
+@function("l2")
+def l2(ctx, weight: Tensor):
+    """Sum of squares (Keras' l2; PyTorch's weight_decay is the train-section key instead)."""
+    return ctx.op("sum", ctx.op("mul", weight, weight), axes=tuple(range(weight.rank)),
+                  keepdims=False)
+

@@ -1,0 +1,155 @@
+"""The Python API: `netdsl.load(path)` gives a `Model` to initialise, evaluate, train and render."""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import Error, did_you_mean
+from .frontend.loader import Program, load_program
+from .frontend.lower import Lowerer, select_model
+from .ir.architecture import Architecture
+from .ir.graph import Graph
+from .layers.init import initialize, param_rng
+
+
+class Model:
+    """One checked model of a `.net` program.
+
+    `graph` is the inference graph (dropout off, running statistics); `training_forward` the
+    graph in training mode.  Both are lowered from the same source and share parameter names.
+    """
+
+    def __init__(self, program: Program, name: str, graph: Graph, architecture: Architecture):
+        self.program = program
+        self.name = name
+        self.graph = graph
+        self.architecture = architecture
+
+    # -- construction ---------------------------------------------------------------------
+    @staticmethod
+    def from_program(program: Program, name: str | None = None) -> "Model":
+        model = select_model(program, name)
+        graph, architecture = Lowerer(program, model, training=False).lower()
+        return Model(program, model.name, graph, architecture)
+
+    @cached_property
+    def training_forward(self) -> Graph:
+        """The forward graph in training mode (dropout on, batch statistics)."""
+        graph, _ = Lowerer(self.program, self.program.models[self.name], training=True).lower()
+        return graph
+
+    @property
+    def source(self) -> str:
+        return self.program.main
+
+    @property
+    def base_dir(self) -> Path:
+        return self.program.base_dir
+
+    # -- parameters -----------------------------------------------------------------------
+    @property
+    def parameter_shapes(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Every parameter and state: name -> (shape, element type)."""
+        return {p.name: (tuple(p.value.shape), str(p.value.dtype)) for p in self.graph.params}
+
+    def init(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """Fresh weights by name (section 9 names), drawn from each parameter's initialiser."""
+        weights = {}
+        for info in self.graph.params:
+            shape = tuple(int(d) for d in info.value.shape)
+            weights[info.name] = initialize(info.init, shape, param_rng(seed, info.name),
+                                            info.fan, dtype=info.value.dtype.numpy)
+        return weights
+
+    def check_weights(self, weights: Mapping[str, np.ndarray], source: str | None = None) -> None:
+        """Raise one Error naming every missing, extra or mis-shaped weight."""
+        from .runtime.checkpoint import check_weights
+        check_weights(dict(weights), self.parameter_shapes, source=source)
+
+    # -- evaluation -----------------------------------------------------------------------
+    @cached_property
+    def inference_graph(self) -> Graph:
+        """Only what the `out`s need: inference does not ask for labels."""
+        return self.graph.restricted()
+
+    def forward(self, weights: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray],
+                target: str = "reference") -> dict[str, np.ndarray]:
+        """Inference: every `out` of the model by name (dropout off, running statistics)."""
+        graph = self.inference_graph
+        self.check_weights(weights)
+        arrays = self._arrays(graph, weights, inputs)
+        if target == "reference":
+            from .backends.reference import run
+            outputs = run(graph, arrays)
+        else:
+            outputs = self.compiled_forward(target).run(arrays)
+        return {name: outputs[name] for name in graph.outputs}
+
+    def _arrays(self, graph: Graph, weights: Mapping[str, np.ndarray],
+                inputs: Mapping[str, np.ndarray], step: int = 0) -> dict[str, np.ndarray]:
+        """Inputs cast to their declared types and checked by name, plus weights (copied)."""
+        from .backends.reference import bind_dims
+        arrays: dict[str, Any] = {}
+        for value in graph.inputs:
+            if value.name == "__rng__":
+                arrays[value.name] = np.asarray(step, dtype=np.int64)
+                continue
+            if value.name.startswith("__"):
+                continue
+            if value.name not in inputs:
+                hint = did_you_mean(value.name, inputs) or \
+                    f"inputs given: {', '.join(inputs) or 'none'}"
+                raise Error(f"no data for input '{value.name}' ({value.type})",
+                            graph.input_spans.get(value.name), hint)
+            arrays[value.name] = np.ascontiguousarray(inputs[value.name],
+                                                      dtype=value.dtype.numpy)
+        bind_dims(graph, arrays)
+        for info in graph.params:
+            if info.name in weights:
+                arrays[info.name] = np.array(weights[info.name], dtype=info.value.dtype.numpy)
+        return arrays
+
+    def compiled_forward(self, target: str = "cpu"):
+        """The inference graph compiled for `target` (cached per model and target)."""
+        cache = self.__dict__.setdefault("_compiled", {})
+        if target not in cache:
+            from .backends import compile_graph
+            cache[target] = compile_graph(self.inference_graph, target=target)
+        return cache[target]
+
+    # -- views ----------------------------------------------------------------------------
+    def summary(self) -> str:
+        from .summary import summarize
+        return summarize(self.architecture, self.graph, self.source)
+
+    def render(self, level: str = "layers", **options: Any):
+        """A graphviz.Digraph of the model (shows inline in Jupyter)."""
+        from .render import render_model
+        return render_model(self, level=level, **options)
+
+    def __repr__(self) -> str:
+        return f"<netdsl.Model {self.name} from {self.source}>"
+
+
+def load(path: str | Path, model: str | None = None) -> Model:
+    """Parse and check a `.net` file; raises netdsl.Error with the CLI's message."""
+    return Model.from_program(load_program(path), model)
+
+
+def load_all(path: str | Path) -> list[Model]:
+    """Every model of a file, each checked; errors of all models are reported together."""
+    from .errors import Diagnostics
+    program = load_program(path)
+    models, diagnostics = [], Diagnostics()
+    for name in program.models:
+        try:
+            models.append(Model.from_program(program, name))
+        except Error as error:
+            diagnostics.extend(error)
+    diagnostics.raise_if_any()
+    if not models:
+        select_model(program)           # raises "defines no model"
+    return models

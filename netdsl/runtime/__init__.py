@@ -1,0 +1,1 @@
+"""Running compiled models: data, batching, metrics, schedules, checkpoints, progress, plots."""

@@ -1,0 +1,182 @@
+"""Checkpoints: parameter arrays by dotted name in .npz (or .safetensors), written atomically.
+
+A checkpoint maps names such as `fc1.weight` to arrays (LANGUAGE.md section 9) and may carry a
+small JSON-able `meta` dict (model name, epoch, ...).  In .npz the meta is stored as a JSON
+string under the reserved key `__netdsl_meta__`; in .safetensors it is the header's metadata.
+Files are written to a temporary file beside the target and renamed over it, so a failure never
+leaves a half-written checkpoint (or plot) behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from ..errors import Diagnostic, Error, did_you_mean
+from ..source import Span
+
+META_KEY = "__netdsl_meta__"
+_SAFETENSORS_HINT = "pip install 'netdsl[safetensors]'"
+_DTYPE_NAMES = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i32": np.int32,
+                "i64": np.int64, "bool": np.bool_}
+
+
+class Checkpoint(NamedTuple):
+    """What `load_checkpoint` returns: the weights by name, and the meta dict (may be empty)."""
+
+    weights: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call `write(temporary_path)`, then rename the temporary file to `path`; clean up on failure."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise Error(f"cannot write {path}: folder {path.parent} does not exist")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _format(path: Path, span: Span | None) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in (".npz", ".safetensors"):
+        raise Error(f"checkpoint {path} must end in .npz or .safetensors", span)
+    return suffix[1:]
+
+
+def save_checkpoint(path: str | Path, weights: dict[str, np.ndarray], meta: dict[str, Any] | None = None,
+                    span: Span | None = None) -> None:
+    """Write weights (and meta) to .npz or .safetensors, chosen by the extension."""
+    path = Path(path)
+    kind = _format(path, span)
+    arrays = {}
+    for name, value in weights.items():
+        if not isinstance(name, str) or name == META_KEY:
+            raise Error(f"cannot save parameter named {name!r} in a checkpoint", span)
+        arrays[name] = np.asarray(value, order="C")  # ascontiguousarray would make 0-d arrays 1-d
+        if arrays[name].dtype.kind not in "biuf":
+            raise Error(f"parameter '{name}' has non-numeric type {arrays[name].dtype}", span)
+    try:
+        meta_text = json.dumps(meta or {}, sort_keys=True)
+    except (TypeError, ValueError) as error:
+        raise Error(f"checkpoint meta must be JSON data: {error}", span) from None
+    if kind == "npz":
+        def write(temporary: Path) -> None:
+            with open(temporary, "wb") as handle:
+                np.savez(handle, **arrays, **{META_KEY: np.array(meta_text)})
+    else:
+        save_file = _safetensors("save_file", "writing", span)
+
+        def write(temporary: Path) -> None:
+            save_file(arrays, str(temporary), metadata={"netdsl": meta_text})
+    try:
+        atomic_write(path, write)
+    except OSError as error:
+        raise Error(f"cannot write checkpoint {path}: {error.strerror or error}", span) from None
+
+
+def _safetensors(function: str, verb: str, span: Span | None):
+    try:
+        import safetensors.numpy as module
+    except ImportError:
+        raise Error(f"{verb} .safetensors checkpoints needs the safetensors package", span,
+                    hint=_SAFETENSORS_HINT) from None
+    return getattr(module, function)
+
+
+def load_checkpoint(path: str | Path, span: Span | None = None) -> Checkpoint:
+    """Read a checkpoint written by `save_checkpoint` (or any .npz / .safetensors of arrays)."""
+    path = Path(path)
+    kind = _format(path, span)
+    if not path.is_file():
+        raise Error(f"checkpoint not found: {path}", span)
+    meta_text = "{}"
+    try:
+        if kind == "npz":
+            with np.load(path, allow_pickle=False) as archive:
+                weights = {key: archive[key] for key in archive.files if key != META_KEY}
+                if META_KEY in archive.files:
+                    meta_text = str(archive[META_KEY])
+        else:
+            weights = _safetensors("load_file", "reading", span)(str(path))
+            meta_text = _safetensors_metadata(path).get("netdsl", "{}")
+    except Error:
+        raise
+    except Exception as error:  # each format library raises its own types for corrupt files
+        raise Error(f"cannot read checkpoint {path}: {str(error).strip() or type(error).__name__}", span,
+                    hint="the file may be truncated or not a checkpoint") from None
+    try:
+        meta = json.loads(meta_text)
+    except ValueError:
+        meta = {}
+    return Checkpoint(weights, meta if isinstance(meta, dict) else {})
+
+
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    """The string metadata of a .safetensors header (8-byte little-endian length, then JSON)."""
+    with open(path, "rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(length))
+    return header.get("__metadata__") or {}
+
+
+def _shape_text(dtype: Any, shape: tuple) -> str:
+    name = next((key for key, value in _DTYPE_NAMES.items() if np.dtype(value) == np.dtype(dtype)),
+                str(np.dtype(dtype)))
+    return f"{name}[{', '.join(str(d) for d in shape)}]"
+
+
+def check_weights(loaded: dict[str, np.ndarray], expected: dict[str, tuple[tuple, Any]],
+                  span: Span | None = None, source: str | None = None) -> dict[str, np.ndarray]:
+    """Check names and shapes against the model; return the weights cast to the model's dtypes.
+
+    `expected` maps each parameter name to (shape, dtype); dtype is a NumPy dtype or "f32" etc.
+    Every missing, extra or mis-shaped name is one diagnostic of a single Error.  Floats are
+    cast between float widths; a float/int mismatch is an error.
+    """
+    where = f" in {source}" if source else ""
+    problems: list[Diagnostic] = []
+    missing = [name for name in expected if name not in loaded]
+    extra = [name for name in loaded if name not in expected]
+    result: dict[str, np.ndarray] = {}
+    for name in missing:
+        shape, dtype = expected[name]
+        suggestion = did_you_mean(name, extra)
+        problems.append(Diagnostic(f"parameter '{name}' ({_shape_text(_dtype(dtype), tuple(shape))}) "
+                                   f"is missing{where}", span, suggestion))
+    for name in extra:
+        array = np.asarray(loaded[name])
+        suggestion = did_you_mean(name, missing)
+        problems.append(Diagnostic(f"unexpected parameter '{name}' ({_shape_text(array.dtype, array.shape)})"
+                                   f"{where}: the model has no such parameter", span, suggestion))
+    for name, (shape, dtype) in expected.items():
+        if name not in loaded:
+            continue
+        array, want = np.asarray(loaded[name]), _dtype(dtype)
+        if tuple(array.shape) != tuple(shape):
+            problems.append(Diagnostic(
+                f"parameter '{name}' has shape {list(array.shape)}{where} but the model expects "
+                f"{list(shape)}", span))
+        elif array.dtype != want and (array.dtype.kind == "f") != (want.kind == "f"):
+            problems.append(Diagnostic(
+                f"parameter '{name}' is {_shape_text(array.dtype, array.shape)}{where} but the "
+                f"model expects {_shape_text(want, shape)}", span))
+        else:
+            result[name] = array.astype(want, copy=False)
+    if problems:
+        raise Error(problems)
+    return result
+
+
+def _dtype(dtype: Any) -> np.dtype:
+    return np.dtype(_DTYPE_NAMES.get(dtype, dtype)) if isinstance(dtype, str) else np.dtype(dtype)

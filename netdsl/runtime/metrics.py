@@ -1,0 +1,221 @@
+"""Classification metrics (accuracy, precision, recall, f1, iou, confusion), batch by batch.
+
+Every metric is computed from one confusion matrix (rows: true class, columns: predicted), so a
+`Metric` accumulates that matrix over batches and `result()` reads the metric off it; the value
+is exactly what one call on the whole data set would give.
+
+Predictions may be logits or probabilities [N, C] (argmax over axis 1; [N, C, H, W] for
+segmentation works the same), one probability column [N, 1] or [N] (class 1 when >= threshold,
+0.5 by default), or integer class ids [N].  Labels may be integer ids [N], one-hot [N, C], or
+float [N, 1] / [N] holding class ids (0.0 / 1.0 for binary).
+
+Averaging follows scikit-learn: with two classes, precision, recall and f1 are those of class 1
+(sklearn's average="binary"); with more, they are the unweighted mean over the classes that occur
+in labels or predictions (average="macro"; a class with an empty denominator scores 0).  `iou`
+is the mean intersection-over-union over the classes that occur (sklearn's jaccard_score with
+average="macro"), the usual mean IoU of segmentation.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..errors import Error, did_you_mean
+from ..source import Span
+
+
+def to_class_ids(predictions, labels, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, int]:
+    """Flatten predictions and labels to integer class ids; also return the class count seen."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if predictions.ndim == 0 or labels.ndim == 0:
+        raise Error("metrics need arrays with one entry per example, got a scalar")
+    classes = 0
+    # A class axis of size > 1 in position 1 of the predictions means scores per class.
+    if predictions.ndim >= 2 and predictions.shape[1] > 1:
+        classes = predictions.shape[1]
+        predicted = np.argmax(predictions, axis=1)
+    else:
+        if predictions.ndim >= 2:
+            predictions = predictions.reshape(predictions.shape[:1] + predictions.shape[2:])
+        if predictions.dtype.kind == "f":
+            predicted = (predictions >= threshold).astype(np.int64)
+            classes = 2
+        else:
+            predicted = predictions.astype(np.int64)
+    if labels.ndim == predicted.ndim + 1 and labels.shape[1] > 1:
+        classes = max(classes, labels.shape[1])
+        truth = np.argmax(labels, axis=1)
+    else:
+        if labels.ndim == predicted.ndim + 1 and labels.shape[1] == 1:
+            labels = labels.reshape(labels.shape[:1] + labels.shape[2:])
+        if labels.dtype.kind == "f":
+            truth = np.rint(labels).astype(np.int64)
+        else:
+            truth = labels.astype(np.int64)
+    if truth.shape != predicted.shape:
+        raise Error(f"metric predictions and labels do not line up: predictions give classes of "
+                    f"shape {list(predicted.shape)}, labels {list(truth.shape)}",
+                    hint="predictions are [N, C] scores, [N, 1] / [N] probabilities or [N] class ids; "
+                         "labels [N] ids or [N, C] one-hot")
+    if truth.size and (truth.min() < 0 or predicted.min() < 0):
+        raise Error("metric labels and predicted classes must be non-negative class ids")
+    seen = int(max(truth.max(initial=-1), predicted.max(initial=-1))) + 1
+    return predicted.reshape(-1), truth.reshape(-1), max(classes, seen)
+
+
+def confusion(predictions, labels, num_classes: int | None = None, threshold: float = 0.5) -> np.ndarray:
+    """The confusion matrix [C, C]: entry [t, p] counts examples of class t predicted as p."""
+    predicted, truth, classes = to_class_ids(predictions, labels, threshold)
+    if num_classes is not None:
+        if classes > num_classes:
+            raise Error(f"the metric expects {num_classes} classes but the predictions or "
+                        f"labels have {classes}")
+        classes = num_classes
+    flat = np.bincount(truth * classes + predicted, minlength=classes * classes)
+    return flat.reshape(classes, classes).astype(np.int64)
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Element-wise division that gives 0 where the denominator is 0 (sklearn's zero_division=0)."""
+    out = np.zeros(numerator.shape, dtype=np.float64)
+    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    return out
+
+
+def _per_class(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """True positives, predicted counts, true counts, and which classes occur at all."""
+    true_positive = np.diag(matrix).astype(np.float64)
+    predicted = matrix.sum(axis=0).astype(np.float64)
+    actual = matrix.sum(axis=1).astype(np.float64)
+    return true_positive, predicted, actual, (predicted + actual) > 0
+
+
+def _average(per_class: np.ndarray, present: np.ndarray) -> float:
+    """Class 1 for binary problems, else the mean over classes that occur."""
+    if len(per_class) == 2:
+        return float(per_class[1])
+    return float(per_class[present].mean()) if present.any() else 0.0
+
+
+def accuracy_from_confusion(matrix: np.ndarray) -> float:
+    """Fraction of examples on the diagonal."""
+    total = matrix.sum()
+    return float(np.trace(matrix) / total) if total else 0.0
+
+
+def precision_from_confusion(matrix: np.ndarray) -> float:
+    """Binary precision of class 1, or macro precision."""
+    true_positive, predicted, _, present = _per_class(matrix)
+    return _average(_safe_divide(true_positive, predicted), present)
+
+
+def recall_from_confusion(matrix: np.ndarray) -> float:
+    """Binary recall of class 1, or macro recall."""
+    true_positive, _, actual, present = _per_class(matrix)
+    return _average(_safe_divide(true_positive, actual), present)
+
+
+def f1_from_confusion(matrix: np.ndarray) -> float:
+    """Binary F1 of class 1, or macro F1 (mean of per-class F1, as sklearn computes it)."""
+    true_positive, predicted, actual, present = _per_class(matrix)
+    return _average(_safe_divide(2 * true_positive, predicted + actual), present)
+
+
+def iou_from_confusion(matrix: np.ndarray) -> float:
+    """Mean intersection over union across the classes that occur."""
+    true_positive, predicted, actual, present = _per_class(matrix)
+    per_class = _safe_divide(true_positive, predicted + actual - true_positive)
+    return float(per_class[present].mean()) if present.any() else 0.0
+
+
+# Each metric's reading of a confusion matrix; `confusion` returns the matrix itself.
+METRICS: dict[str, Callable[[np.ndarray], float | np.ndarray]] = {
+    "accuracy": accuracy_from_confusion,
+    "precision": precision_from_confusion,
+    "recall": recall_from_confusion,
+    "f1": f1_from_confusion,
+    "iou": iou_from_confusion,
+    "confusion": lambda matrix: matrix.copy(),
+}
+
+
+class Metric:
+    """A streaming metric: `update(predictions, labels)` per batch, then `result()`."""
+
+    def __init__(self, name: str, num_classes: int | None = None, threshold: float = 0.5,
+                 span: Span | None = None):
+        self.name = name
+        self.summary = _lookup(name, span)
+        self.num_classes = num_classes
+        self.threshold = threshold
+        self.matrix = np.zeros((num_classes or 0, num_classes or 0), dtype=np.int64)
+
+    def update(self, predictions, labels) -> None:
+        """Add one batch to the running confusion matrix."""
+        batch = confusion(predictions, labels, self.num_classes, self.threshold)
+        # Batches may see different class counts (e.g. class 9 first appears late): grow to fit.
+        size = max(len(batch), len(self.matrix))
+        self.matrix = _pad(self.matrix, size) + _pad(batch, size)
+
+    def result(self) -> float | np.ndarray:
+        """The metric over every example seen since construction or `reset()`."""
+        return self.summary(self.matrix)
+
+    def reset(self) -> None:
+        """Forget every batch seen so far."""
+        size = self.num_classes or 0
+        self.matrix = np.zeros((size, size), dtype=np.int64)
+
+
+def _pad(matrix: np.ndarray, size: int) -> np.ndarray:
+    grow = size - len(matrix)
+    return np.pad(matrix, ((0, grow), (0, grow))) if grow else matrix
+
+
+def _lookup(name: str, span: Span | None):
+    summary = METRICS.get(name)
+    if summary is None:
+        suggestion = did_you_mean(name, METRICS)
+        known = ", ".join(METRICS)
+        raise Error(f"unknown metric '{name}'", span,
+                    hint=(suggestion + " " if suggestion else "") + f"metrics: {known}")
+    return summary
+
+
+def make_metric(name: str, span: Span | None = None, num_classes: int | None = None,
+                threshold: float = 0.5) -> Metric:
+    """A fresh streaming metric by name; unknown names raise Error with did-you-mean."""
+    return Metric(name, num_classes, threshold, span)
+
+
+def compute(name: str, predictions, labels, span: Span | None = None, **options) -> float | np.ndarray:
+    """One metric by name over one set of predictions and labels."""
+    metric = make_metric(name, span, **options)
+    metric.update(predictions, labels)
+    return metric.result()
+
+
+def accuracy(predictions, labels, threshold: float = 0.5) -> float:
+    """Fraction of examples whose predicted class is the label."""
+    return compute("accuracy", predictions, labels, threshold=threshold)
+
+
+def precision(predictions, labels, threshold: float = 0.5) -> float:
+    """Precision: of class 1 for binary problems, macro-averaged otherwise."""
+    return compute("precision", predictions, labels, threshold=threshold)
+
+
+def recall(predictions, labels, threshold: float = 0.5) -> float:
+    """Recall: of class 1 for binary problems, macro-averaged otherwise."""
+    return compute("recall", predictions, labels, threshold=threshold)
+
+
+def f1(predictions, labels, threshold: float = 0.5) -> float:
+    """F1 score: of class 1 for binary problems, macro-averaged otherwise."""
+    return compute("f1", predictions, labels, threshold=threshold)
+
+
+def iou(predictions, labels, threshold: float = 0.5) -> float:
+    """Mean intersection over union across the classes that occur."""
+    return compute("iou", predictions, labels, threshold=threshold)

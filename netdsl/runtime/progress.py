@@ -1,0 +1,131 @@
+"""Training output: a one-line progress bar per epoch and an aligned table of epoch results.
+
+    epoch        loss    val_loss    accuracy     time
+    1/10       0.6931      0.6802      0.5312     0.4s
+    2/10       0.5120      0.4987      0.8125     0.3s
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Iterable, TextIO
+
+# Columns shown first and in this order; other metrics follow in the order training reports them.
+_LEADING = ("loss", "val_loss")
+# Keys of a history row that are not metric columns.
+_NOT_METRICS = ("epoch", "seconds", "time")
+_MIN_WIDTH = 10
+
+
+class ProgressBar:
+    """`epoch 3/10 [#######.......] 45/100 loss 0.1234` redrawn in place on stderr.
+
+    Drawn only when the stream is a terminal or `force` is set, and at most every `interval`
+    seconds, so redirected logs stay clean and fast loops pay almost nothing.
+    """
+
+    def __init__(self, total: int, description: str = "", stream: TextIO | None = None,
+                 force: bool = False, width: int = 30, interval: float = 0.1):
+        self.total = max(int(total), 0)
+        self.description = description
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = force or _is_terminal(self.stream)
+        self.width = width
+        self.interval = interval
+        self.count = 0
+        self._last_draw = -math.inf
+        self._last_length = 0
+
+    def update(self, count: int = 1, **values: float) -> None:
+        """Advance by `count` steps and show `values` (e.g. loss=0.12) after the bar."""
+        self.count = min(self.count + count, self.total) if self.total else self.count + count
+        now = time.monotonic()
+        if self.enabled and (now - self._last_draw >= self.interval or self.count == self.total):
+            self._last_draw = now
+            self._draw(values)
+
+    def _draw(self, values: dict[str, float]) -> None:
+        filled = int(self.width * self.count / self.total) if self.total else self.width
+        bar = "#" * filled + "." * (self.width - filled)
+        shown = " ".join(f"{name} {format_value(value)}" for name, value in values.items())
+        line = f"{self.description} [{bar}] {self.count}/{self.total} {shown}".rstrip()
+        # Pad with spaces so a shorter line fully covers the previous one.
+        self.stream.write("\r" + line.ljust(self._last_length))
+        self.stream.flush()
+        self._last_length = len(line)
+
+    def close(self) -> None:
+        """Erase the bar so the epoch's table row can take its line."""
+        if self.enabled and self._last_length:
+            self.stream.write("\r" + " " * self._last_length + "\r")
+            self.stream.flush()
+        self._last_length = 0
+
+    def __enter__(self) -> "ProgressBar":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def format_value(value: Any) -> str:
+    """A number in at most ~10 characters: fixed point normally, scientific when tiny or huge."""
+    if value is None:
+        return "-"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(number):
+        return "nan"
+    if number != 0 and not 1e-3 <= abs(number) < 1e5:
+        return f"{number:.3e}"
+    return f"{number:.4f}"
+
+
+def metric_columns(names: Iterable[str]) -> list[str]:
+    """The metric columns of a table: loss, val_loss, then the others in the given order."""
+    names = [name for name in names if name not in _NOT_METRICS]
+    return [name for name in _LEADING if name in names] + [name for name in names if name not in _LEADING]
+
+
+def _epoch_width(epochs: int) -> int:
+    return max(len("epoch"), 2 * len(str(epochs)) + 1)
+
+
+def _width(name: str) -> int:
+    return max(len(name), _MIN_WIDTH)
+
+
+def format_epoch_header(epochs: int, metric_names: Iterable[str]) -> str:
+    """The table header matching `format_epoch_row` for the same epochs and metric names."""
+    cells = ["epoch".ljust(_epoch_width(epochs))]
+    cells += [name.rjust(_width(name)) for name in metric_columns(metric_names)]
+    cells.append("time".rjust(8))
+    return "  ".join(cells)
+
+
+def format_epoch_row(epoch: int, epochs: int, metrics: dict[str, Any], seconds: float) -> str:
+    """One aligned row: `epoch/epochs`, loss, val_loss, each metric, and the epoch's time."""
+    cells = [f"{epoch}/{epochs}".ljust(_epoch_width(epochs))]
+    cells += [format_value(metrics[name]).rjust(_width(name)) for name in metric_columns(metrics)]
+    cells.append(format_seconds(seconds).rjust(8))
+    return "  ".join(cells)
+
+
+def format_seconds(seconds: float) -> str:
+    """`0.42s`, `12.3s`, `4m05s`."""
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{rest:02d}s"

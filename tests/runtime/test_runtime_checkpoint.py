@@ -1,0 +1,119 @@
+"""Checkpoints: round trips, atomic writes, and the missing/extra/mis-shaped report."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+from netdsl.errors import Error
+from netdsl.runtime import checkpoint
+from netdsl.runtime.checkpoint import check_weights, load_checkpoint, save_checkpoint
+
+WEIGHTS = {
+    "fc1.weight": np.arange(6, dtype=np.float32).reshape(3, 2),
+    "fc1.bias": np.zeros(3, np.float32),
+    "block_1.bn.running_var": np.ones(3, np.float32),
+    "steps": np.array(7, np.int64),
+}
+EXPECTED = {name: (array.shape, array.dtype) for name, array in WEIGHTS.items()}
+
+
+def test_npz_round_trip_with_meta(tmp_path):
+    path = tmp_path / "w.npz"
+    save_checkpoint(path, WEIGHTS, {"model": "Net", "epoch": 3})
+    loaded = load_checkpoint(path)
+    assert loaded.meta == {"model": "Net", "epoch": 3}
+    assert sorted(loaded.weights) == sorted(WEIGHTS)
+    for name, array in WEIGHTS.items():
+        assert loaded.weights[name].dtype == array.dtype
+        np.testing.assert_array_equal(loaded.weights[name], array)
+    weights, meta = loaded  # also unpacks as a pair
+    assert check_weights(weights, EXPECTED).keys() == WEIGHTS.keys()
+
+
+def test_plain_npz_without_meta(tmp_path):
+    np.savez(tmp_path / "torch_export.npz", **WEIGHTS)
+    assert load_checkpoint(tmp_path / "torch_export.npz").meta == {}
+
+
+def test_overwrite_is_atomic_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "w.npz"
+    save_checkpoint(path, WEIGHTS)
+    before = path.read_bytes()
+
+    def broken_savez(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.np, "savez", broken_savez)
+    with pytest.raises(Error, match="cannot write checkpoint .*No space left"):
+        save_checkpoint(path, {"other": np.ones(2)})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.npz"]  # no temporary left behind
+
+
+def test_save_errors(tmp_path):
+    with pytest.raises(Error, match="must end in .npz or .safetensors"):
+        save_checkpoint(tmp_path / "w.pt", WEIGHTS)
+    with pytest.raises(Error, match="folder .* does not exist"):
+        save_checkpoint(tmp_path / "missing" / "w.npz", WEIGHTS)
+    with pytest.raises(Error, match="meta must be JSON data"):
+        save_checkpoint(tmp_path / "w.npz", WEIGHTS, {"bad": object()})
+    assert not (tmp_path / "w.npz").exists()
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(Error, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nothing.npz")
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(Error, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "bad.npz")
+
+
+def test_safetensors_missing_package(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    with pytest.raises(Error) as caught:
+        save_checkpoint(tmp_path / "w.safetensors", WEIGHTS)
+    assert "needs the safetensors package" in caught.value.message
+    assert caught.value.diagnostics[0].hint == "pip install 'netdsl[safetensors]'"
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("safetensors") is None, reason="safetensors not installed")
+def test_safetensors_round_trip(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_checkpoint(path, WEIGHTS, {"epoch": 1})
+    loaded = load_checkpoint(path)
+    assert loaded.meta == {"epoch": 1}
+    np.testing.assert_array_equal(loaded.weights["fc1.weight"], WEIGHTS["fc1.weight"])
+
+
+def test_check_weights_reports_every_problem_once():
+    loaded = {
+        "fc1.weights": WEIGHTS["fc1.weight"],          # near miss of fc1.weight
+        "fc1.bias": np.zeros(4, np.float32),           # wrong shape
+        "block_1.bn.running_var": np.ones(3, np.float64),  # wider float: cast silently
+        "steps": np.array(7.0),                        # float where an int is expected
+        "head.bias": np.zeros(2, np.float32),          # unrelated extra
+    }
+    with pytest.raises(Error) as caught:
+        check_weights(loaded, EXPECTED, source="w.npz")
+    messages = [d.message for d in caught.value.diagnostics]
+    assert messages == [
+        "parameter 'fc1.weight' (f32[3, 2]) is missing in w.npz",
+        "unexpected parameter 'fc1.weights' (f32[3, 2]) in w.npz: the model has no such parameter",
+        "unexpected parameter 'head.bias' (f32[2]) in w.npz: the model has no such parameter",
+        "parameter 'fc1.bias' has shape [4] in w.npz but the model expects [3]",
+        "parameter 'steps' is f64[] in w.npz but the model expects i64[]",
+    ]
+    hints = [d.hint for d in caught.value.diagnostics]
+    assert hints[:3] == ["did you mean 'fc1.weights'?", "did you mean 'fc1.weight'?", None]
+    assert str(caught.value).endswith("5 errors")
+
+
+def test_check_weights_casts_float_width_and_accepts_dtype_names():
+    loaded = {"w": np.ones((2, 2), np.float64)}
+    result = check_weights(loaded, {"w": ((2, 2), "f32")})
+    assert result["w"].dtype == np.float32
