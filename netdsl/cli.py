@@ -7,24 +7,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 from . import __version__
+from .commands import COMMANDS
 from .errors import Error
-
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable]] = {}
-
-
-def command(name: str, help: str):
-    """Register a verb: the decorated function receives the parsed arguments."""
-
-    def register(setup: Callable[[argparse.ArgumentParser], None]):
-        def wrap(run: Callable):
-            COMMANDS[name] = (help, setup, run)
-            return run
-        return wrap
-
-    return register
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,7 +24,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import commands  # noqa: F401 - registers the verbs
     parser = _Parser(prog="netdsl", description="A declarative language for neural networks "
                      "and its compiler.")
     parser.add_argument("--version", action="version", version=f"netdsl {__version__}")

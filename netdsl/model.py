@@ -120,6 +120,42 @@ class Model:
             cache[target] = compile_graph(self.inference_graph, target=target)
         return cache[target]
 
+    # -- training -------------------------------------------------------------------------
+    @cached_property
+    def train_config(self):
+        """The model's train section (defaults where it has none)."""
+        from .frontend.train_config import read_train
+        return read_train(self.program.trains.get(self.name), self.program.consts)
+
+    def loss_and_grad(self, weights: Mapping[str, np.ndarray],
+                      inputs: Mapping[str, np.ndarray], target: str = "reference",
+                      step: int = 0) -> tuple[float, dict[str, np.ndarray]]:
+        """The loss (sum of the model's losses) and its gradient for every trainable weight."""
+        cache = self.__dict__.setdefault("_loss_and_grad", {})
+        if target not in cache:
+            from .backends import compile_graph
+            from .passes.pipeline import run_pipeline
+            from .passes.training import loss_and_grad_graph
+            graph = run_pipeline(loss_and_grad_graph(self.training_forward))
+            cache[target] = compile_graph(graph, target=target)
+        compiled = cache[target]
+        self.check_weights(weights)
+        arrays = self._arrays(compiled.graph, weights, inputs, step)
+        results = compiled.run(arrays)
+        grads = {name[len("grad."):]: value for name, value in results.items()
+                 if name.startswith("grad.")}
+        return float(results["loss"]), grads
+
+    def fit(self, weights: Mapping[str, np.ndarray], data: Any = None, *,
+            target: str = "cpu", verbose: bool = False, **options: Any):
+        """Train from `weights` (not mutated); keyword options override the train section.
+
+        Returns a FitResult with `.weights` and `.history` (one dict per epoch)."""
+        from .frontend.train_config import with_overrides
+        from .runtime.train import fit
+        config = with_overrides(self.train_config, options, origin="fit()")
+        return fit(self, dict(weights), config, data=data, target=target, verbose=verbose)
+
     # -- views ----------------------------------------------------------------------------
     def summary(self) -> str:
         from .summary import summarize

@@ -11,24 +11,65 @@ import numpy as np
 
 from ..errors import Error
 from ..ir.graph import Graph, Value
-from ..ir.types import Sym
+from ..ir.types import Sym, evaluate_dim
 
 
 def evaluate(graph: Graph, feeds: Mapping[int, np.ndarray],
-             wanted: list[Value] | None = None) -> dict[int, np.ndarray]:
+             bindings: Mapping[str, int] | None = None) -> dict[int, np.ndarray]:
     """Evaluate `graph` given arrays for its inputs/params (by Value id).
 
-    Returns the environment: Value id -> array, for every value computed.  `wanted` limits the
-    result to what those values need (all nodes otherwise).
+    Returns the environment: Value id -> array, for every value computed.  Symbolic dims in
+    attributes (`reshape(x, [B, -1])`) are bound from the shapes of the fed inputs unless
+    `bindings` gives them.
     """
     env: dict[int, np.ndarray] = dict(feeds)
+    if bindings is None:
+        bindings = _bindings_from_feeds(graph, feeds)
     for node in graph.nodes:
         arrays = [env[v.id] for v in node.inputs]
-        result = node.op.reference(*arrays, **node.attrs)
+        attrs = _concrete_attrs(node.attrs, bindings) if _has_symbols(node) else node.attrs
+        result = node.op.reference(*arrays, **attrs)
         results = result if isinstance(result, tuple) else (result,)
         for value, array in zip(node.outputs, results):
             env[value.id] = np.asarray(array, dtype=value.dtype.numpy)
     return env
+
+
+def _has_symbols(node) -> bool:
+    flag = getattr(node, "_symbolic_attrs", None)
+    if flag is None:
+        flag = any(_contains_sym(v) for v in node.attrs.values())
+        node._symbolic_attrs = flag
+    return flag
+
+
+def _contains_sym(value) -> bool:
+    if isinstance(value, Sym):
+        return True
+    return isinstance(value, tuple) and any(_contains_sym(v) for v in value)
+
+
+def _concrete_attrs(attrs: Mapping, bindings: Mapping[str, int]) -> dict:
+    def concrete(value):
+        if isinstance(value, Sym):
+            return evaluate_dim(value, bindings)
+        if isinstance(value, tuple):
+            return tuple(concrete(v) for v in value)
+        return value
+    return {key: concrete(value) for key, value in attrs.items()}
+
+
+def _bindings_from_feeds(graph: Graph, feeds: Mapping[int, np.ndarray]) -> dict[str, int]:
+    """Single-symbol dims of the graph's inputs, bound to the fed arrays' extents."""
+    bindings: dict[str, int] = {}
+    for value in list(graph.inputs) + [p.value for p in graph.params]:
+        array = feeds.get(value.id)
+        if array is None or np.ndim(array) != value.rank:
+            continue
+        for declared, actual in zip(value.shape, np.shape(array)):
+            if isinstance(declared, Sym) and declared.is_single_symbol:
+                bindings.setdefault(declared.terms[0][0][0], int(actual))
+    return bindings
 
 
 def bind_dims(graph: Graph, arrays: Mapping[str, np.ndarray]) -> dict[str, int]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import command
+from .base import command
 
 
 def _setup(parser: argparse.ArgumentParser) -> None:
@@ -13,7 +13,7 @@ def _setup(parser: argparse.ArgumentParser) -> None:
                         help="print nothing when the file is correct")
 
 
-@command("check", "parse and shape-check a .net file and print a summary table")(_setup)
+@command("check", "parse and shape-check a .net file and print a summary table", _setup)
 def run(args: argparse.Namespace) -> int:
     from ..model import load, load_all
     models = [load(args.file, args.model)] if args.model else load_all(args.file)

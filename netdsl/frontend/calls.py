@@ -34,8 +34,8 @@ def call(lowerer: "Lowerer", scope: "Scope", expr: ast.Call,
     target = evaluate(lowerer, scope, expr.func)
     args = list(piped) + [Argument(evaluate(lowerer, scope, a), a.span) for a in expr.args]
     kwargs = [(k.name, Argument(evaluate(lowerer, scope, k.value), k.span)) for k in expr.kwargs]
-    if any(isinstance(a.value, Invalid) for a in args) or \
-            any(isinstance(a.value, Invalid) for _, a in kwargs) or isinstance(target, Invalid):
+    if any(_invalid(a.value) for a in args) or any(_invalid(a.value) for _, a in kwargs) \
+            or isinstance(target, Invalid):
         return INVALID
     if isinstance(target, FunctionRef):
         return call_function(lowerer, target, args, kwargs, expr.span)
@@ -51,6 +51,13 @@ def call(lowerer: "Lowerer", scope: "Scope", expr: ast.Call,
         raise Error(f"{target.kind} is an initialiser; use it after `=` in a `param` or as "
                     f"`init=` of a layer", expr.span)
     raise Error(f"this is not callable: {target!r}", expr.func.span)
+
+
+def _invalid(value: Any) -> bool:
+    """Whether a value (or a list/tuple inside it) comes from an expression that failed."""
+    if isinstance(value, (list, tuple)):
+        return any(_invalid(item) for item in value)
+    return isinstance(value, Invalid)
 
 
 def pipe(lowerer: "Lowerer", scope: "Scope", expr: ast.Pipe) -> Any:

@@ -101,7 +101,7 @@ def resolve_name(lowerer: "Lowerer", scope: "Scope", expr: ast.Name) -> Any:
     candidates = (scope.visible() | set(lowerer.program.consts) | set(lowerer.program.blocks)
                   | set(library) | set(LAYERS) | set(FUNCTIONS) | set(INITIALIZERS))
     hint = did_you_mean(name, candidates)
-    if hint is None and name[:1].isupper():
+    if hint is None and name[:1].isupper() and len(name) > 2:
         hint = "layers: " + ", ".join(sorted(set(LAYERS) | set(library) |
                                              set(lowerer.program.blocks)))
     raise Error(f"unknown name '{name}'", expr.span, hint)

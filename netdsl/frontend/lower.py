@@ -15,14 +15,14 @@ from typing import Any
 
 from ..errors import Diagnostic, Diagnostics, Error
 from ..ir.architecture import Architecture, LayerRecord
-from ..ir.graph import Graph, GraphBuilder, LossInfo, Value
+from ..ir.graph import Graph, GraphBuilder, Value
 from ..ir.types import DType, TensorType
 from ..layers.init import InitSpec
 from ..source import Span
 from . import ast
 from .dims import DimBindings, eval_type
 from .loader import Program
-from .values import INVALID, Instance
+from .values import Instance
 
 
 @dataclass

@@ -110,6 +110,7 @@ def lower_scan(lowerer: "Lowerer", scope: "Scope", expr: ast.Scan) -> Any:
     for index, value in enumerate(yields):
         body.graph.outputs[f"y_{index}"] = body.capture(value)
     # Captures made while building outputs are already in captured_outer.
+    first = len(outer_builder.graph.nodes)
     with outer_builder.at(expr.span):
         results = outer_builder.op("scan", *inits, *sequences, *body.captured_outer,
                                    body=body.graph, n_carry=len(inits), n_seq=len(sequences),
@@ -118,5 +119,5 @@ def lower_scan(lowerer: "Lowerer", scope: "Scope", expr: ast.Scan) -> Any:
     finals, stacked = results[:len(inits)], results[len(inits):len(inits) + len(yields)]
     value = tuple(stacked) + tuple(finals)
     lowerer.record(lowerer.unique_record_name("scan"), "scan", "function", sequences + inits,
-                   list(value), expr.span)
+                   list(value), expr.span, first_node=first)
     return value[0] if len(value) == 1 else value

@@ -29,6 +29,7 @@ def lower_body(lowerer: "Lowerer", body: Sequence[ast.Node], scope: "Scope", *,
                 _declare(lowerer, scope, statement.name, statement.name_span or statement.span)
                 if is_model:
                     type_ = type_of(lowerer, statement.type, scope)
+                    _register_dims(statement.type, type_, scope)
                     value = lowerer.root.input(statement.name, type_, statement.span)
                     lowerer.record(statement.name, "input", "input", [], [value],
                                    statement.span)
@@ -59,6 +60,14 @@ def lower_body(lowerer: "Lowerer", body: Sequence[ast.Node], scope: "Scope", *,
             lowerer.report(error)
             for name in _bound_names(statement):
                 scope.names[name] = INVALID
+
+
+def _register_dims(expr: ast.TensorTypeExpr, type_, scope: "Scope") -> None:
+    """Model-level dimension names (B, T) become visible as values: `reshape(x, [B, -1])`."""
+    for dim_expr, dim in zip(expr.dims, type_.shape):
+        if isinstance(dim_expr, ast.DimName) and not isinstance(dim, int):
+            scope.dims.values.setdefault(dim_expr.id, dim)
+            scope.dims.spans.setdefault(dim_expr.id, dim_expr.span)
 
 
 class _InputCountError(Exception):

@@ -256,7 +256,8 @@ class GraphBuilder:
         if dtype is None:
             dtype = (DType.f32 if array.dtype.kind == "f" else
                      DType.bool if array.dtype.kind == "b" else DType.i64)
-        return self.op("constant", value=np.ascontiguousarray(array, dtype=dtype.numpy))
+        # np.array, not ascontiguousarray: the latter turns a rank-0 value into shape (1,).
+        return self.op("constant", value=np.array(array, dtype=dtype.numpy, order="C"))
 
 
 def _freeze(value: Any) -> Any:

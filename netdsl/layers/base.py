@@ -151,7 +151,11 @@ def bind_call(target: Callable, display: str, args: Sequence[Argument],
     Raises Error for too many or too few arguments, an unknown or repeated keyword, or an
     argument of the wrong kind, pointing at the argument (or the call) at fault.
     """
-    parameters = list(inspect.signature(target).parameters.values())[skip:]
+    if target is object.__init__:                      # a layer without arguments
+        parameters: list[inspect.Parameter] = []
+    else:
+        parameters = [p for p in list(inspect.signature(target).parameters.values())[skip:]
+                      if p.kind != p.VAR_KEYWORD]
     annotations = getattr(target, "__annotations__", {})
     positional = [p for p in parameters
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]

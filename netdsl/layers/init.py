@@ -20,7 +20,7 @@ class InitSpec:
     args: tuple[float, ...] = ()
 
     def __str__(self) -> str:
-        return self.kind + (f"({', '.join(repr(a) for a in self.args)})" if self.args else "")
+        return self.kind + (f"({', '.join(f'{a:.4g}' for a in self.args)})" if self.args else "")
 
 
 # name -> (positional parameter names, defaults): what a user may write after `=`.

@@ -1,0 +1,17 @@
+"""The registry of `netdsl` verbs: each command module registers its setup and run functions."""
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable]] = {}
+
+
+def command(name: str, help: str, setup: Callable[[argparse.ArgumentParser], None]):
+    """Register a verb: `setup` adds its flags, the decorated function runs it."""
+
+    def register(run: Callable) -> Callable:
+        COMMANDS[name] = (help, setup, run)
+        return run
+
+    return register

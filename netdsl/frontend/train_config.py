@@ -1,0 +1,207 @@
+"""The `train` section: its keys read into a checked `TrainConfig` (LANGUAGE.md section 8).
+
+Every key may be overridden from the command line or from `Model.fit(**options)`; an override
+is checked exactly like the key written in the file, and its errors name the flag instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import Diagnostics, Error, did_you_mean
+from ..source import Span
+from . import ast
+
+KEYS = ("data", "validation", "split", "batch", "epochs", "optimizer", "lr", "schedule",
+        "weight_decay", "clip_norm", "clip_value", "early_stopping", "metrics", "seed",
+        "shuffle")
+
+
+@dataclass
+class TrainConfig:
+    """How to train a model; `spans` says where each key was written (for errors)."""
+
+    data: Any = None                 # a built-in data set name, a path, or a dict of arrays
+    validation: Any = None           # optional separate validation data
+    split: float = 0.8
+    batch: int = 32
+    epochs: int = 10
+    optimizer: str = "adam"
+    optimizer_options: dict[str, Any] = field(default_factory=dict)
+    schedule: str = "constant"
+    schedule_args: dict[str, Any] = field(default_factory=dict)
+    schedule_positional: tuple = ()
+    weight_decay: float = 0.0
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    early_stopping: dict[str, Any] | None = None
+    metrics: list[str] = field(default_factory=list)
+    seed: int = 0
+    shuffle: bool = True
+    spans: dict[str, Span | None] = field(default_factory=dict)
+
+    def optimizer_spec(self):
+        """The OptimizerSpec (runtime/optimizers.py) with weight decay and lr folded in."""
+        from ..runtime.optimizers import make_optimizer
+        options = dict(self.optimizer_options)
+        if self.weight_decay and "weight_decay" not in options:
+            options["weight_decay"] = self.weight_decay
+        try:
+            return make_optimizer(self.optimizer, **options)
+        except Error as error:
+            raise Error(error.message, self.spans.get("optimizer"),
+                        error.diagnostics[0].hint) from None
+
+
+_NUMBERS = {"split": float, "batch": int, "epochs": int, "weight_decay": float,
+            "clip_norm": float, "clip_value": float, "seed": int, "lr": float, "shuffle": bool}
+
+
+def read_train(train: ast.Train | None, consts: dict[str, Any]) -> TrainConfig:
+    """Read a train section; every problem in it is reported at once."""
+    config = TrainConfig()
+    if train is None:
+        return config
+    diagnostics = Diagnostics()
+    seen: dict[str, Span | None] = {}
+    for entry in train.entries:
+        try:
+            key, value = _entry(entry, consts)
+            if key in seen:
+                raise Error(f"train key '{key}' is set twice", entry.key_span or entry.span)
+            seen[key] = entry.key_span or entry.span
+            set_key(config, key, value, entry.value.span or entry.span)
+        except Error as error:
+            diagnostics.extend(error)
+    diagnostics.raise_if_any()
+    return config
+
+
+def _entry(entry: ast.TrainEntry, consts: dict[str, Any]) -> tuple[str, Any]:
+    if entry.key is None:
+        call = entry.value
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) \
+                and call.func.id == "early_stopping":
+            return "early_stopping", _literal(call, consts)
+        raise Error("a train section holds `key = value` lines (and early_stopping(...))",
+                    entry.span)
+    if entry.key not in KEYS:
+        raise Error(f"unknown train key '{entry.key}'", entry.key_span or entry.span,
+                    did_you_mean(entry.key, KEYS) or f"train keys: {', '.join(KEYS)}")
+    return entry.key, _literal(entry.value, consts)
+
+
+@dataclass(frozen=True)
+class CallValue:
+    """`Adam(lr=1e-3)`, `cosine()`, `early_stopping(patience=3)` as written."""
+
+    name: str
+    args: tuple
+    kwargs: dict
+
+
+def _literal(expr: ast.Expr, consts: dict[str, Any]) -> Any:
+    """Train values: literals, consts, bare names (data set, metric names) and calls."""
+    from .loader import eval_const
+    if isinstance(expr, ast.Name):
+        return consts.get(expr.id, expr.id)
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
+        return CallValue(expr.func.id, tuple(_literal(a, consts) for a in expr.args),
+                         {k.name: _literal(k.value, consts) for k in expr.kwargs})
+    if isinstance(expr, (ast.List, ast.Tuple)):
+        return [_literal(item, consts) for item in expr.items]
+    return eval_const(expr, consts)
+
+
+def set_key(config: TrainConfig, key: str, value: Any, span: Span | None) -> None:
+    """Check one key's value and store it (shared by the file, the CLI and fit())."""
+    config.spans[key] = span
+    if key in _NUMBERS:
+        value = _number(key, value, _NUMBERS[key], span)
+        if key == "lr":
+            config.optimizer_options["lr"] = value
+            return
+        if key == "split" and not 0.0 < value <= 1.0:
+            raise Error(f"split must be in (0, 1], got {value}", span)
+        if key in ("batch", "epochs") and value < 1:
+            raise Error(f"{key} must be at least 1, got {value}", span)
+        setattr(config, key, value)
+    elif key in ("data", "validation"):
+        setattr(config, key, value)
+    elif key == "optimizer":
+        if isinstance(value, CallValue):
+            if value.args:
+                raise Error(f"write the options of {value.name} by name, e.g. "
+                            f"{value.name}(lr=0.01)", span)
+            lr = config.optimizer_options.get("lr")
+            config.optimizer, config.optimizer_options = value.name, dict(value.kwargs)
+            if lr is not None and "lr" not in value.kwargs:
+                config.optimizer_options["lr"] = lr
+        elif isinstance(value, str):
+            config.optimizer = value
+        else:
+            raise Error(f"optimizer must be e.g. Adam(lr=1e-3), got {value!r}", span)
+        config.optimizer_spec()             # check the name and options now
+    elif key == "schedule":
+        from ..runtime.schedules import SCHEDULES
+        name, args, positional = (value.name, value.kwargs, value.args) \
+            if isinstance(value, CallValue) else (value, {}, ())
+        if name not in SCHEDULES:
+            raise Error(f"unknown schedule '{name}'", span,
+                        did_you_mean(str(name), SCHEDULES) or
+                        f"schedules: {', '.join(SCHEDULES)}")
+        config.schedule, config.schedule_args, config.schedule_positional = \
+            name, dict(args), tuple(positional)
+    elif key == "metrics":
+        from ..runtime.metrics import METRICS
+        names = value if isinstance(value, list) else [value]
+        for name in names:
+            if name not in METRICS:
+                raise Error(f"unknown metric '{name}'", span,
+                            did_you_mean(str(name), METRICS) or f"metrics: {', '.join(METRICS)}")
+        config.metrics = list(names)
+    elif key == "early_stopping":
+        options = {"patience": 3, "monitor": "val_loss", "min_delta": 0.0}
+        given = value.kwargs if isinstance(value, CallValue) else {}
+        for name in given:
+            if name not in options:
+                raise Error(f"early_stopping has no option '{name}'", span,
+                            did_you_mean(name, options) or "options: patience, monitor, min_delta")
+        options.update(given)
+        config.early_stopping = options
+
+
+def _number(key: str, value: Any, kind: type, span: Span | None) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise Error(f"{key} must be true or false, got {value!r}", span)
+    if isinstance(value, str):
+        try:
+            value = kind(float(value)) if kind is int and "." not in value else kind(value)
+        except ValueError:
+            raise Error(f"{key} must be a number, got '{value}'", span) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Error(f"{key} must be a number, got {value!r}", span)
+    if kind is int and float(value) != int(value):
+        raise Error(f"{key} must be a whole number, got {value}", span)
+    return kind(value)
+
+
+def with_overrides(config: TrainConfig, overrides: dict[str, Any],
+                   origin: str = "command line") -> TrainConfig:
+    """A copy with keys overridden (`--epochs 3`, `fit(lr=0.1)`), each checked."""
+    config = replace(config, optimizer_options=dict(config.optimizer_options),
+                     spans=dict(config.spans))
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in KEYS:
+            raise Error(f"unknown training option '{key}' ({origin})",
+                        hint=did_you_mean(key, KEYS) or f"options: {', '.join(KEYS)}")
+        if key == "metrics" and isinstance(value, str):
+            value = [m.strip() for m in value.split(",") if m.strip()]
+        set_key(config, key, value, None)
+    return config

@@ -1,0 +1,411 @@
+"""Fusion: partition a graph's nodes into kernel groups, each compiled as one loop nest or call.
+
+Algorithm (one greedy pass over the nodes in topological order):
+
+* An elementwise node joins the group of one of its producers when that group is still open and
+  iterates over the same index space (the node's output shape): chains and DAGs of elementwise
+  ops with broadcasting inputs become one loop nest.  Broadcast inputs are loads with a
+  broadcast index, never materialised.
+* A reduction (`sum`, `mean`, `max`, `min`, `prod` over axes) joins the open elementwise group
+  that produced its input when that group's index space is the reduction's input shape: the
+  elementwise expression is evaluated inside the reduction loop and never stored.  The group is
+  then closed.
+* `matmul` and `conv` nodes open an *anchored* group; elementwise consumers of the anchor's
+  output shape join it as an epilogue (bias add, activation) run over the anchor's output
+  buffer, in place when the raw product is not needed elsewhere.
+* Everything else (shape ops, pooling, random, scan, ...) is a one-node group emitted by the
+  op's own `emit_numba`; `reshape` is a `view` group (an alias, no copy).  Scalar constants are
+  inlined into the expressions that read them; other constants become arguments.
+
+A node may only join a group if no path leaves the group and comes back to the node (that would
+make the group graph cyclic): every value carries the bit set of groups it depends on, and a
+node is refused by group G when one of its inputs from outside G already depends on G.  Values
+used outside their group (or as graph outputs, losses, state updates) are the group's outputs;
+the others are never stored -- the "bytes of intermediates saved" of the report, given as a
+symbolic size and evaluated per example (every symbolic dimension bound to 1, i.e. B=1) unless
+`FusedGraph.report(bindings)` is given other values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ..ir.graph import Graph, Node, Value
+from ..ir.types import DimLike, dim_add, dim_mul, evaluate_dim
+
+REDUCTIONS = frozenset({"sum", "mean", "max", "min", "prod"})
+VIEW_OPS = frozenset({"reshape"})
+
+
+@dataclass(eq=False)
+class KernelGroup:
+    """One kernel: kind is elementwise | reduction | matmul | conv | view | op."""
+
+    id: int
+    kind: str
+    nodes: list[Node]
+    shape: tuple[DimLike, ...] = ()          # index space of the loop nest (elementwise part)
+    anchor: Node | None = None               # the reduction / matmul / conv node, if any
+    inputs: list[Value] = field(default_factory=list)    # values read from outside the group
+    outputs: list[Value] = field(default_factory=list)   # values needed outside the group
+    open: bool = True                        # can more elementwise nodes still join?
+
+    @property
+    def epilogue(self) -> list[Node]:
+        """The elementwise nodes of the group (all of them, minus the anchor)."""
+        return [n for n in self.nodes if n is not self.anchor]
+
+    def describe(self) -> str:
+        ops = " ".join(n.op.name for n in self.nodes)
+        return f"k{self.id} {self.kind}[{', '.join(str(d) for d in self.shape)}]: {ops}"
+
+
+@dataclass
+class FusionReport:
+    """Primitive ops in, kernels out, and the bytes of intermediates that are never stored."""
+
+    primitive_ops: int
+    kernels: int
+    by_kind: dict[str, int]
+    saved_bytes: DimLike                     # symbolic (e.g. 4096*B + 16)
+    saved_bytes_evaluated: int               # for `bindings`
+    bindings: dict[str, int]
+
+    def format(self) -> str:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.by_kind.items()))
+        where = ", ".join(f"{k}={v}" for k, v in sorted(self.bindings.items())) or "static"
+        return (f"fusion: {self.primitive_ops} primitive ops -> {self.kernels} kernels ({kinds}); "
+                f"intermediates saved: {self.saved_bytes} bytes = {self.saved_bytes_evaluated} "
+                f"bytes at {where}")
+
+
+@dataclass
+class FusedGraph:
+    """A graph and its kernel groups in execution order (the schedule)."""
+
+    graph: Graph
+    groups: list[KernelGroup]
+    constants: list[Node]                    # constant nodes (not kernels)
+    group_of: dict[int, KernelGroup]         # node id -> group
+
+    def report(self, bindings: Mapping[str, int] | None = None) -> FusionReport:
+        """The fusion report; symbolic sizes evaluated with `bindings` (default: all dims 1)."""
+        saved: DimLike = 0
+        for group in self.groups:
+            exported = {v.id for v in group.outputs}
+            for node in group.nodes:
+                for value in node.outputs:
+                    if value.id not in exported and value is not _scratch(group):
+                        saved = dim_add(saved, dim_mul(value.type.size,
+                                                       value.dtype.numpy.itemsize))
+        names = _symbols(saved) | {s for v in self.graph.inputs for s in _symbols_of(v)}
+        binding = {name: 1 for name in names}
+        binding.update(bindings or {})
+        kinds: dict[str, int] = {}
+        for group in self.groups:
+            if group.kind != "view":
+                kinds[group.kind] = kinds.get(group.kind, 0) + 1
+        return FusionReport(
+            primitive_ops=sum(len(g.nodes) for g in self.groups),
+            kernels=sum(kinds.values()), by_kind=kinds, saved_bytes=saved,
+            saved_bytes_evaluated=evaluate_dim(saved, binding), bindings=binding)
+
+    def format(self) -> str:
+        """The `--emit kernels` listing: one line per kernel, inputs and outputs by name."""
+        names = value_names(self.graph)
+        lines = []
+        for group in self.groups:
+            ins = ", ".join(names.get(v.id, "?") for v in group.inputs)
+            outs = ", ".join(names.get(v.id, "?") for v in group.outputs)
+            lines.append(f"{group.describe()}  ({ins}) -> ({outs})")
+        lines.append(self.report().format())
+        return "\n".join(lines)
+
+
+def _scratch(group: KernelGroup) -> Value | None:
+    """The anchor output of a matmul/conv group: stored even when not exported."""
+    if group.anchor is not None and group.kind in ("matmul", "conv"):
+        return group.anchor.outputs[0]
+    return None
+
+
+def _symbols(d: DimLike) -> set[str]:
+    return d.symbols if not isinstance(d, int) else set()
+
+
+def _symbols_of(value: Value) -> set[str]:
+    return {s for d in value.shape for s in _symbols(d)}
+
+
+def value_names(graph: Graph) -> dict[int, str]:
+    """Stable printable names: graph inputs/params by name, node values as %0, %1, ..."""
+    names = {v.id: v.name for v in graph.inputs}
+    names.update({p.value.id: p.name for p in graph.params})
+    counter = 0
+    for node in graph.nodes:
+        for value in node.outputs:
+            names[value.id] = f"%{counter}"
+            counter += 1
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# classification
+
+def is_scalar_constant(node: Node) -> bool:
+    """A constant small enough to inline as a literal (one element)."""
+    return node.op.name == "constant" and getattr(node.attrs.get("value"), "size", 2) == 1
+
+
+def elementwise_template(node: Node) -> tuple[str, tuple[int, ...]] | None:
+    """The scalar template of a node the loop IR can fuse, and which inputs it reads as data.
+
+    Besides ops with a `kernel`: broadcast_to (a broadcasting load), cast (the loop IR casts
+    every result to its node's dtype anyway) and full (a literal); their `like` input is read
+    for its shape only."""
+    if len(node.outputs) != 1:
+        return None
+    if node.op.kernel is not None:
+        return node.op.kernel, tuple(range(len(node.inputs)))
+    if node.op.name in ("broadcast_to", "cast"):
+        return "{0}", (0,)
+    if node.op.name == "full":
+        return "{value}", ()
+    return None
+
+
+def is_elementwise(node: Node) -> bool:
+    return elementwise_template(node) is not None
+
+
+def is_fusable_reduction(node: Node) -> bool:
+    """A reduction the loop IR knows how to emit (else it is an op group)."""
+    return (node.op.name in REDUCTIONS and node.op.has("reduction") and len(node.inputs) == 1
+            and len(node.outputs) == 1 and set(node.attrs) <= {"axes", "keepdims"}
+            and node.attrs.get("axes", None) != ())
+
+
+def anchor_kind(node: Node) -> str | None:
+    if node.op.has("matmul") or node.op.name == "matmul":
+        return "matmul"
+    if node.op.has("conv") or node.op.name == "conv2d":
+        return "conv"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the pass
+
+class _Partition:
+    """Groups under construction, with transitive group dependencies as bit sets.
+
+    Merged groups keep every id they absorbed in `bits`; `deps[g]` holds the ids of all groups
+    g (transitively) reads from, kept closed when a group grows (`_grew`)."""
+
+    def __init__(self, graph: Graph):
+        self.groups: list[KernelGroup] = []
+        self.parent: dict[int, int] = {}
+        self.bits: dict[int, int] = {}
+        self.deps: dict[int, int] = {}
+        self.producer: dict[int, int] = {}          # value id -> group id (raw)
+        self.position = {node.id: i for i, node in enumerate(graph.nodes)}
+
+    def find(self, gid: int) -> KernelGroup:
+        while gid in self.parent:
+            gid = self.parent[gid]
+        return self.groups[gid]
+
+    def group_of_value(self, value: Value) -> KernelGroup | None:
+        gid = self.producer.get(value.id)
+        return None if gid is None else self.find(gid)
+
+    def input_deps(self, node: Node, inside: int) -> int:
+        """Groups the node's inputs come from (with their dependencies), outside `inside`."""
+        result = 0
+        for value in node.inputs:
+            g = self.group_of_value(value)
+            if g is not None and not self.bits[g.id] & inside:
+                result |= self.bits[g.id] | self.deps[g.id]
+        return result
+
+    def acyclic(self, members: list[KernelGroup], node: Node) -> bool:
+        """Can `members` and `node` become one group without a path leaving and re-entering it?"""
+        inside = 0
+        for g in members:
+            inside |= self.bits[g.id]
+        outside_deps = self.input_deps(node, inside)
+        for g in members:
+            outside_deps |= self.deps[g.id] & ~inside
+        seen: set[int] = set()
+        while outside_deps:
+            low = outside_deps & -outside_deps
+            outside_deps ^= low
+            x = self.find(low.bit_length() - 1)
+            if x.id not in seen:
+                seen.add(x.id)
+                if self.deps[x.id] & inside:
+                    return False
+        return True
+
+    def new(self, kind: str, node: Node, shape=(), anchor=None, open_=True) -> KernelGroup:
+        group = KernelGroup(len(self.groups), kind, [], tuple(shape), anchor, open=open_)
+        self.groups.append(group)
+        self.bits[group.id], self.deps[group.id] = 1 << group.id, 0
+        self.add(group, node)
+        return group
+
+    def add(self, group: KernelGroup, node: Node) -> None:
+        group.nodes.append(node)
+        for value in node.outputs:
+            self.producer[value.id] = group.id
+        self._grew(group, self.input_deps(node, self.bits[group.id]))
+
+    def merge(self, target: KernelGroup, other: KernelGroup) -> None:
+        target.nodes = sorted(target.nodes + other.nodes, key=lambda n: self.position[n.id])
+        self.parent[other.id] = target.id
+        self.bits[target.id] |= self.bits[other.id]
+        if other.anchor is not None:
+            target.kind, target.anchor = other.kind, other.anchor
+        mine = self.bits[target.id]
+        merged = (self.deps[target.id] | self.deps.pop(other.id)) & ~mine
+        self.deps[target.id] = merged
+        for gid, deps in self.deps.items():        # dependents of either part: of the whole
+            if deps & mine:
+                self.deps[gid] |= merged
+
+    def _grew(self, group: KernelGroup, new_deps: int) -> None:
+        """`group` now also depends on `new_deps`: so does everything that depends on it."""
+        new_deps &= ~self.bits[group.id]
+        if not new_deps & ~self.deps[group.id]:
+            return
+        self.deps[group.id] |= new_deps
+        mine = self.bits[group.id]
+        for gid, deps in self.deps.items():
+            if deps & mine:
+                self.deps[gid] |= new_deps
+
+    def live_groups(self) -> list[KernelGroup]:
+        return [g for g in self.groups if g.id not in self.parent]
+
+
+def fuse(graph: Graph) -> FusedGraph:
+    """Partition `graph` into kernel groups (see the module docstring)."""
+    part = _Partition(graph)
+    constants: list[Node] = []
+    for node in graph.nodes:
+        if node.op.name == "constant":
+            constants.append(node)
+            continue
+        template = elementwise_template(node)
+        if template is not None:
+            _place_elementwise(part, node, template[1])
+        elif is_fusable_reduction(node):
+            source = node.inputs[0]
+            candidate = part.group_of_value(source)
+            if (candidate is not None and candidate.open and candidate.kind == "elementwise"
+                    and candidate.shape == tuple(source.shape)
+                    and part.acyclic([candidate], node)):
+                part.add(candidate, node)
+                candidate.kind, candidate.anchor, candidate.open = "reduction", node, False
+            else:
+                part.new("reduction", node, tuple(source.shape), node, open_=False)
+        elif anchor_kind(node) is not None and len(node.outputs) == 1:
+            part.new(anchor_kind(node), node, tuple(node.outputs[0].shape), node)
+        elif node.op.name in VIEW_OPS and len(node.outputs) == 1:
+            part.new("view", node, tuple(node.outputs[0].shape), open_=False)
+        else:
+            part.new("op", node, open_=False)
+    groups = _schedule(part)
+    for index, group in enumerate(groups):
+        group.id = index
+    group_of = {node.id: group for group in groups for node in group.nodes}
+    producer_group = {v.id: group for group in groups for n in group.nodes for v in n.outputs}
+    _compute_interfaces(graph, groups, producer_group)
+    return FusedGraph(graph, groups, constants, group_of)
+
+
+def _place_elementwise(part: _Partition, node: Node, data: tuple[int, ...]) -> None:
+    """Join (and merge) the open groups over the same index space that produce the node's data
+    inputs, as far as that keeps the group graph acyclic; else start a group."""
+    shape = tuple(node.outputs[0].shape)
+    candidates: list[KernelGroup] = []
+    for index in data:
+        value = node.inputs[index]
+        g = part.group_of_value(value)
+        if (g is not None and g.open and g.shape == shape and tuple(value.shape) == shape
+                and g not in candidates):
+            candidates.append(g)
+    chosen: list[KernelGroup] = []
+    for g in candidates:
+        if g.anchor is not None and any(c.anchor is not None for c in chosen):
+            continue                                   # one matmul/conv per group
+        if part.acyclic(chosen + [g], node):
+            chosen.append(g)
+    if not chosen:
+        part.new("elementwise", node, shape)
+        return
+    anchored = [g for g in chosen if g.anchor is not None]
+    target = anchored[0] if anchored else chosen[0]
+    for g in chosen:
+        if g is not target:
+            part.merge(target, g)
+    part.add(target, node)
+
+
+def _schedule(part: _Partition) -> list[KernelGroup]:
+    """The groups in a topological order (by first node when free to choose)."""
+    import heapq
+    groups = part.live_groups()
+    first = {g.id: min(part.position[n.id] for n in g.nodes) for g in groups}
+    readers: dict[int, set[int]] = {g.id: set() for g in groups}
+    waiting: dict[int, int] = {}
+    for g in groups:
+        sources = {part.find(part.producer[v.id]).id for n in g.nodes for v in n.inputs
+                   if v.id in part.producer} - {g.id}
+        waiting[g.id] = len(sources)
+        for s in sources:
+            readers[s].add(g.id)
+    by_id = {g.id: g for g in groups}
+    ready = [(first[g.id], g.id) for g in groups if waiting[g.id] == 0]
+    heapq.heapify(ready)
+    order: list[KernelGroup] = []
+    while ready:
+        _, gid = heapq.heappop(ready)
+        order.append(by_id[gid])
+        for r in readers[gid]:
+            waiting[r] -= 1
+            if waiting[r] == 0:
+                heapq.heappush(ready, (first[r], r))
+    if len(order) != len(groups):
+        raise AssertionError("fusion made the kernel graph cyclic")
+    return order
+
+
+def _compute_interfaces(graph: Graph, groups: list[KernelGroup],
+                        producer_group: dict[int, KernelGroup]) -> None:
+    """Fill each group's inputs (read from outside) and outputs (needed outside)."""
+    needed_at_end = {v.id for v in graph.outputs.values()}
+    needed_at_end |= {loss.value.id for loss in graph.losses}
+    needed_at_end |= {v.id for v in graph.state_updates.values()}
+    used_outside: set[int] = set()
+    for group in groups:
+        seen: set[int] = set()
+        for node in group.nodes:
+            for value in node.inputs:
+                if producer_group.get(value.id) is not group and value.id not in seen:
+                    seen.add(value.id)
+                    group.inputs.append(value)
+                    used_outside.add(value.id)
+    for group in groups:
+        for node in group.nodes:
+            for value in node.outputs:
+                if value.id in used_outside or value.id in needed_at_end:
+                    group.outputs.append(value)
+        for node in group.nodes:          # an op group's extra outputs still need buffers
+            if group.kind in ("op", "view") or node is group.anchor and group.kind == "reduction":
+                for value in node.outputs:
+                    if value not in group.outputs:
+                        group.outputs.append(value)
+
+
+__all__ = ["FusedGraph", "FusionReport", "KernelGroup", "fuse", "value_names"]

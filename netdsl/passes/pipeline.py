@@ -1,0 +1,78 @@
+"""The graph-level pass pipeline: one ordered, named list, run in order, each stage printable.
+
+    lower -> check -> [training graph: passes/training.py] -> PIPELINE -> backend
+
+`PIPELINE` holds the graph-to-graph passes every backend runs.  Each entry is `(name, pass)`
+with `pass: Graph -> Graph`; names are unique, so `netdsl compile --emit <name>` (and
+`run_pipeline(stop_after=name)`) can show the graph after any stage.  The stages:
+
+    verify    check the IR invariants of the incoming graph (ir/verify.py)
+    dce       drop nodes nothing needs, before spending time on them
+    cse       merge duplicate computations (also merges a scan with its gradient's twin)
+    fold      evaluate small computations on constants
+    simplify  algebraic identities (x * 1, neg(neg x), transpose of transpose, ...)
+    cleanup   CSE and DCE again (the rewrites expose new duplicates and dead nodes), then verify
+
+Backends continue from the result with their own stages, named in `BACKEND_STAGES`: kernel
+fusion (`passes/fusion.py`, "fuse") and buffer planning (`passes/memory.py`, "plan_memory").
+They are not in this list because their results are kernel groups and buffer plans, not graphs.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..ir.graph import Graph
+from ..ir.verify import verify
+from .cse import eliminate_common_subexpressions
+from .dce import eliminate_dead_code
+from .fold import fold_constants
+from .simplify import simplify_algebra
+
+Pass = Callable[[Graph], Graph]
+
+
+def verify_pass(graph: Graph) -> Graph:
+    """Check the IR invariants (raises InternalError); the graph passes through unchanged."""
+    return verify(graph)
+
+
+def cleanup(graph: Graph) -> Graph:
+    """CSE then DCE after the rewriting passes, then verify what the pipeline produced."""
+    return verify(eliminate_dead_code(eliminate_common_subexpressions(graph)))
+
+
+PIPELINE: list[tuple[str, Pass]] = [
+    ("verify", verify_pass),
+    ("dce", eliminate_dead_code),
+    ("cse", eliminate_common_subexpressions),
+    ("fold", fold_constants),
+    ("simplify", simplify_algebra),
+    ("cleanup", cleanup),
+]
+
+# Stages that backends run after PIPELINE, in this order (see the module docstring).
+BACKEND_STAGES: tuple[str, ...] = ("fuse", "plan_memory")
+
+
+def stage_names() -> list[str]:
+    """Every stage name `--emit` accepts at graph level, in order."""
+    return [name for name, _ in PIPELINE]
+
+
+def run_pipeline(graph: Graph, stop_after: str | None = None,
+                 trace: Callable[[str, Graph], None] | None = None) -> Graph:
+    """Run the passes in order; `trace(name, graph)` sees the graph after each stage, and
+    `stop_after` ends the pipeline after the stage of that name."""
+    names = stage_names()
+    if stop_after is not None and stop_after not in names:
+        from ..errors import Error, did_you_mean
+        hint = did_you_mean(stop_after, names + list(BACKEND_STAGES))
+        raise Error(f"unknown compiler stage '{stop_after}' (stages: {', '.join(names)})",
+                    hint=hint)
+    for name, graph_pass in PIPELINE:
+        graph = graph_pass(graph)
+        if trace is not None:
+            trace(name, graph)
+        if name == stop_after:
+            break
+    return graph

@@ -1,0 +1,156 @@
+"""Algebraic simplification: local rewrites that remove work without changing any result.
+
+Algorithm: walk the nodes in order with inputs already rewritten; each node is offered to the
+rule for its op, which may return a replacement value (an existing value, or a cheaper node it
+emits).  Because inputs are rewritten first, chains collapse in one pass (`neg(neg(neg(neg x)))`
+becomes `x`).  Every rule requires the replacement to have exactly the node's type, so a rule never
+changes a shape or an element type (`x + 0` where the 0 broadcasts `x` to a bigger shape stays).
+
+Rules (a "one"/"zero" is a known constant whose elements are all 1/0, see `fold.known_value`):
+    x * 1, 1 * x, x / 1, x ** 1, x + 0, 0 + x, x - 0  ->  x
+    0 - x                                   ->  neg(x)
+    neg(neg(x))                             ->  x
+    reshape(x) to x's own shape             ->  x;    reshape(reshape(x)) -> reshape(x)
+    transpose(x) by the identity            ->  x;    transpose(transpose(x)) -> one transpose
+    broadcast_to(x) to x's own shape        ->  x
+    cast(x) to x's own element type         ->  x;    identity(x) -> x
+    sum/mean/max/min over no axes           ->  x
+    x * 0, 0 * x                            ->  zeros, ONLY for integer and boolean x.
+For floating-point x, `x * 0` is kept: it is NaN when x is NaN or infinite, and the gradient
+graph must not hide such values.  `cast(cast(x))` is kept (the inner cast may round), and so is
+`stop_gradient(x)`: a graph may still be differentiated after simplification.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..ir.graph import Graph, GraphBuilder, Node, Value
+from .fold import known_value
+from .rewrite import Rebuilder, graph_pass, map_bodies
+
+
+def _all(value: Value, number: float) -> bool:
+    array = known_value(value)
+    return array is not None and array.size > 0 and bool(np.all(array == number))
+
+
+def _producer(value: Value, name: str) -> Node | None:
+    node = value.producer
+    return node if node is not None and node.op.name == name else None
+
+
+# Each rule: (builder, node, inputs) -> replacement Value or None.  `inputs` are the rewritten
+# inputs; the builder emits at the node's span and scope.
+
+def _add(b, node, inputs):
+    x, y = inputs
+    return y if _all(x, 0) else x if _all(y, 0) else None
+
+
+def _sub(b, node, inputs):
+    x, y = inputs
+    if _all(y, 0):
+        return x
+    if _all(x, 0) and y.type == node.outputs[0].type:
+        return b.op("neg", y)
+    return None
+
+
+def _mul(b, node, inputs):
+    x, y = inputs
+    if _all(x, 1):
+        return y
+    if _all(y, 1):
+        return x
+    out = node.outputs[0]
+    if (_all(x, 0) or _all(y, 0)) and not out.dtype.is_float and out.type.is_concrete:
+        return b.op("full", shape=tuple(out.shape), value=0, dtype=out.dtype)
+    return None
+
+
+def _div_or_pow(b, node, inputs):
+    x, y = inputs
+    return x if _all(y, 1) else None
+
+
+def _neg(b, node, inputs):
+    inner = _producer(inputs[0], "neg")
+    return inner.inputs[0] if inner is not None else None
+
+
+def _reshape(b, node, inputs):
+    x = inputs[0]                    # a second input, if any, only gives the target shape
+    if tuple(x.shape) == tuple(node.outputs[0].shape):
+        return x
+    inner = _producer(x, "reshape")
+    if inner is not None:
+        return b.op("reshape", inner.inputs[0], *inputs[1:], **node.attrs)
+    return None
+
+
+def _permutation(node: Node) -> tuple[int, ...]:
+    rank = node.inputs[0].rank
+    perm = node.attrs.get("perm")
+    return tuple(reversed(range(rank))) if perm is None else tuple(p % rank for p in perm)
+
+
+def _transpose(b, node, inputs):
+    (x,) = inputs
+    perm = _permutation(node)
+    if perm == tuple(range(len(perm))):
+        return x
+    inner = _producer(x, "transpose")
+    if inner is not None:
+        first = _permutation(inner)
+        composed = tuple(first[axis] for axis in perm)
+        source = inner.inputs[0]
+        return source if composed == tuple(range(len(composed))) else \
+            b.op("transpose", source, perm=composed)
+    return None
+
+
+def _same_type(b, node, inputs):
+    """broadcast_to / cast / identity: `_apply` keeps the node unless nothing changes."""
+    return inputs[0]
+
+
+def _reduction(b, node, inputs):
+    axes = node.attrs.get("axes")
+    return inputs[0] if axes is not None and len(tuple(axes)) == 0 else None
+
+
+RULES: dict[str, Callable] = {
+    "add": _add, "sub": _sub, "mul": _mul, "div": _div_or_pow, "pow": _div_or_pow,
+    "neg": _neg, "reshape": _reshape, "transpose": _transpose,
+    "broadcast_to": _same_type, "cast": _same_type, "identity": _same_type,
+    "sum": _reduction, "mean": _reduction, "max": _reduction, "min": _reduction,
+}
+
+
+@graph_pass
+def simplify_algebra(graph: Graph, bodies: Callable[[Graph], Graph]) -> Graph:
+    """A new graph with the algebraic identities above applied."""
+    rebuilder = Rebuilder(graph)
+    for node in graph.nodes:
+        rule = RULES.get(node.op.name)
+        if rule is not None and len(node.outputs) == 1:
+            inputs = rebuilder.inputs_of(node)
+            with rebuilder.like(node) as b:
+                replacement = _apply(rule, b, node, inputs)
+            if replacement is not None:
+                rebuilder.replace(node.outputs[0], replacement)
+                continue
+        rebuilder.copy(node, map_bodies(node, bodies))
+    return rebuilder.finish()
+
+
+def _apply(rule, b: GraphBuilder, node: Node, inputs) -> Value | None:
+    """Run a rule; a replacement of a different type is refused (the node stays)."""
+    mark = len(b.graph.nodes)
+    replacement = rule(b, node, inputs)
+    if replacement is not None and replacement.type != node.outputs[0].type:
+        del b.graph.nodes[mark:]            # drop anything the refused rule emitted
+        return None
+    return replacement

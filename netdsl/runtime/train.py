@@ -1,0 +1,212 @@
+"""The training loop behind `netdsl train` and `Model.fit`.
+
+One compiled training graph (forward, loss, gradients, optimiser update) runs per batch as a
+single call; parameters and optimiser state live in arrays the step updates in place.  Each epoch
+then runs the inference graph over the validation split for its loss and metrics.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import Error
+from ..frontend.train_config import TrainConfig
+from ..ir.graph import Graph
+from . import data as data_module
+from .metrics import make_metric
+from .progress import ProgressBar, format_epoch_header, format_epoch_row
+from .schedules import make_schedule
+
+HYPER_INPUTS = ("__lr__", "__step__", "__rng__")
+
+
+@dataclass
+class FitResult:
+    """What `fit` returns: the trained weights (new arrays) and one dict per epoch."""
+
+    weights: dict[str, np.ndarray]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+def input_specs(graph: Graph) -> list[tuple]:
+    """(name, dtype, shape, span) of every data input of a graph, for data.bind_inputs."""
+    specs = []
+    for value in graph.inputs:
+        if value.name in HYPER_INPUTS:
+            continue
+        shape = tuple(d if isinstance(d, int) else str(d) for d in value.shape)
+        specs.append((value.name, str(value.dtype), shape, graph.input_spans.get(value.name)))
+    return specs
+
+
+def prepare_data(model, config: TrainConfig, data: Any) -> tuple[dict, dict | None]:
+    """Load the data (built-in name, path or arrays), bind it to the inputs, split it."""
+    source = data if data is not None else config.data
+    span = config.spans.get("data")
+    if source is None:
+        raise Error(f"no training data for model {model.name}",
+                    hint="set `data = ...` in the train section or pass --data")
+    arrays = data_module.load_data(source, model.base_dir, span)
+    specs = input_specs(model.training_forward)
+    train = data_module.bind_inputs(arrays, specs, data_span=span)
+    if config.validation is not None:
+        validation = data_module.load_data(config.validation, model.base_dir,
+                                           config.spans.get("validation"))
+        return train, data_module.bind_inputs(validation, specs,
+                                              data_span=config.spans.get("validation"))
+    if config.split >= 1.0:
+        return train, None
+    return data_module.split(train, config.split, seed=config.seed)
+
+
+class _Evaluator:
+    """Validation: loss and metrics of the inference graph over a data set, batched."""
+
+    def __init__(self, model, target: str, metric_names: list[str], label: str | None,
+                 prediction: str | None):
+        graph = model.graph.restricted(keep_losses=True)
+        from ..backends import compile_graph
+        from ..passes.pipeline import run_pipeline
+        self.graph = run_pipeline(graph)
+        self.compiled = compile_graph(self.graph, target=target)
+        self.metric_names, self.label, self.prediction = metric_names, label, prediction
+        self.loss_names = [loss.name for loss in self.graph.losses]
+
+    def __call__(self, weights: dict[str, np.ndarray], dataset: dict[str, np.ndarray],
+                 batch: int) -> dict[str, float]:
+        totals = {name: 0.0 for name in self.loss_names}
+        metrics = {name: make_metric(name) for name in self.metric_names}
+        count = 0
+        names = [v.name for v in self.graph.inputs]
+        for chunk in data_module.batches(dataset, max(batch, 256), shuffle=False):
+            arrays = dict(weights)
+            arrays.update({name: chunk[name] for name in names if name in chunk})
+            if "__rng__" in names:
+                arrays["__rng__"] = np.asarray(0, np.int64)
+            results = self.compiled.run(arrays)
+            size = len(next(iter(chunk.values())))
+            count += size
+            for name in self.loss_names:
+                totals[name] += float(results[name]) * size
+            if self.label and self.prediction:
+                for metric in metrics.values():
+                    metric.update(results[self.prediction], chunk[self.label])
+        out = {name: value / max(count, 1) for name, value in totals.items()}
+        out.update({name: metric.result() for name, metric in metrics.items()})
+        return out
+
+
+def _label_and_prediction(model) -> tuple[str | None, str | None]:
+    """Metrics compare the first `out` with the one input that only the loss reads."""
+    inference_inputs = {v.name for v in model.inference_graph.inputs}
+    labels = [v.name for v in model.graph.inputs
+              if v.name not in inference_inputs and v.name not in HYPER_INPUTS]
+    prediction = next(iter(model.graph.outputs), None)
+    return (labels[0] if len(labels) == 1 else None), prediction
+
+
+def fit(model, weights: dict[str, np.ndarray], config: TrainConfig, *, data: Any = None,
+        target: str = "cpu", verbose: bool = True,
+        printer: Callable[[str], None] = print) -> FitResult:
+    """Train `model` from `weights` as `config` says; the weights passed in are not mutated."""
+    from ..backends import compile_graph
+    from ..passes.pipeline import run_pipeline
+    from ..passes.training import build_training_graph
+    model.check_weights(weights)
+    train_data, validation = prepare_data(model, config, data)
+    spec = config.optimizer_spec()
+    graph = build_training_graph(model.training_forward, spec, weight_decay=spec.weight_decay,
+                                 clip_norm=config.clip_norm, clip_value=config.clip_value)
+    graph = run_pipeline(graph)
+    compiled = compile_graph(graph, target=target)
+    label, prediction = _label_and_prediction(model)
+    evaluator = _Evaluator(model, target, config.metrics, label, prediction) \
+        if validation is not None else None
+
+    state = {info.name: np.array(weights[info.name], dtype=info.value.dtype.numpy, order="C")
+             if info.name in weights else
+             np.zeros(tuple(info.value.shape), info.value.dtype.numpy)
+             for info in graph.params}
+    batch_inputs = [v.name for v in graph.inputs if v.name not in HYPER_INPUTS]
+    hyper = [name for name in HYPER_INPUTS if name in {v.name for v in graph.inputs}]
+    step = compiled.bind(state, inputs=batch_inputs + hyper)
+    loss_index = step.output_names.index("loss")
+    prediction_index = step.output_names.index(prediction) \
+        if prediction in step.output_names else None
+
+    examples = data_module.num_examples(train_data)
+    steps_per_epoch = -(-examples // config.batch)
+    schedule = make_schedule(config.schedule, config.schedule_args, spec.lr, steps_per_epoch,
+                             config.epochs, config.spans.get("schedule"),
+                             positional=config.schedule_positional)
+    rng = np.random.default_rng(config.seed)
+    result = FitResult(weights={})
+    metric_names = config.metrics
+    if verbose:
+        printer(format_epoch_header(config.epochs, metric_names))
+    best, best_state, waited = np.inf, None, 0
+    global_step = 0
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        total, count = 0.0, 0
+        train_metrics = {name: make_metric(name) for name in metric_names}
+        bar = ProgressBar(steps_per_epoch, f"epoch {epoch}/{config.epochs}") if verbose else None
+        for chunk in data_module.batches(train_data, config.batch, shuffle=config.shuffle,
+                                         rng=rng):
+            global_step += 1
+            extra = {"__lr__": schedule(global_step - 1), "__step__": float(global_step),
+                     "__rng__": global_step}
+            outputs = step(*(chunk[name] for name in batch_inputs),
+                           *(extra[name] for name in hyper))
+            size = len(chunk[batch_inputs[0]]) if batch_inputs else 1
+            loss = float(outputs[loss_index])
+            if not np.isfinite(loss):
+                raise Error(f"the loss became {loss} at epoch {epoch}, step {global_step}",
+                            config.spans.get("optimizer"),
+                            hint="lower the learning rate, or clip gradients with clip_norm")
+            total += loss * size
+            count += size
+            if label and prediction_index is not None:
+                for metric in train_metrics.values():
+                    metric.update(outputs[prediction_index], chunk[label])
+            if bar is not None:
+                bar.update(loss=loss)
+        if bar is not None:
+            bar.close()
+        row: dict[str, Any] = {"epoch": epoch, "loss": total / max(count, 1)}
+        row.update({name: metric.result() for name, metric in train_metrics.items()})
+        if evaluator is not None:
+            current = {name: state[name] for name in model.parameter_shapes}
+            scores = evaluator(current, validation, config.batch)
+            row["val_loss"] = sum(scores[name] for name in evaluator.loss_names)
+            row.update({f"val_{name}": scores[name] for name in metric_names})
+        row["lr"] = schedule(max(global_step - 1, 0))
+        row["seconds"] = time.perf_counter() - started
+        result.history.append(row)
+        if verbose:
+            printer(format_epoch_row(epoch, config.epochs, row, row["seconds"]))
+        if config.early_stopping is not None:
+            monitor = config.early_stopping["monitor"]
+            value = row.get(monitor, row["loss"])
+            if value < best - config.early_stopping["min_delta"]:
+                best, waited = value, 0
+                best_state = {name: state[name].copy() for name in model.parameter_shapes}
+            else:
+                waited += 1
+                if waited >= config.early_stopping["patience"]:
+                    result.stopped_early = True
+                    if verbose:
+                        printer(f"early stopping: {monitor} has not improved for "
+                                f"{waited} epochs; keeping the best weights "
+                                f"({monitor} {best:.4g})")
+                    break
+    final = best_state if result.stopped_early and best_state is not None else state
+    result.weights = {name: np.array(final[name]) for name in model.parameter_shapes}
+    result.optimizer_state = {name: array for name, array in state.items()
+                              if name not in model.parameter_shapes}
+    return result

@@ -1,0 +1,145 @@
+"""Graph-level passes: DCE, CSE, constant folding, algebraic rules, and the pipeline."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from netdsl.backends.reference import run
+from netdsl.errors import Error
+from netdsl.ir.graph import Graph, GraphBuilder
+from netdsl.ir.printer import print_graph
+from netdsl.ir.types import DType, TensorType
+from netdsl.passes.cse import eliminate_common_subexpressions
+from netdsl.passes.dce import eliminate_dead_code
+from netdsl.passes.fold import fold_constants
+from netdsl.passes.pipeline import PIPELINE, run_pipeline, stage_names
+from netdsl.passes.simplify import simplify_algebra
+
+F32 = DType.f32
+
+
+def ops(graph):
+    return [n.op.name for n in graph.nodes]
+
+
+def builder(*shapes):
+    b = GraphBuilder(Graph(name="g"))
+    xs = [b.input(f"x{i}", TensorType(F32, s)) for i, s in enumerate(shapes)]
+    return b, xs
+
+
+def test_dce_keeps_outputs_losses_and_state_updates():
+    b, (x,) = builder((3,))
+    state = b.param("s", TensorType(F32, (3,)), ("zeros",), trainable=False)
+    used = b.op("exp", x)
+    b.op("log", x)                                   # dead
+    loss = b.op("sum", b.op("mul", x, x), axes=None, keepdims=False)
+    update = b.op("add", state, x)
+    b.graph.outputs["y"] = used
+    from netdsl.ir.graph import LossInfo
+    b.graph.losses.append(LossInfo("l", loss))
+    b.graph.state_updates["s"] = update
+    before = b.graph
+    after = eliminate_dead_code(before)
+    assert "log" not in ops(after) and {"exp", "mul", "sum", "add"} <= set(ops(after))
+    assert "log" in ops(before)                      # the pass made a new graph
+    assert after.inputs == before.inputs and after.params == before.params
+
+
+def test_cse_merges_duplicates_and_keeps_distinct():
+    b, (x, y) = builder((3,), (3,))
+    a1 = b.op("add", x, y)
+    a2 = b.op("add", x, y)
+    a3 = b.op("add", y, x)                           # different input order: a different key
+    c1 = b.constant(np.array([1.0, 2.0], dtype=np.float32))
+    c2 = b.constant(np.array([1.0, 2.0], dtype=np.float32))
+    m1 = b.op("mul", a1, a2)
+    b.graph.outputs = {"m": m1, "a3": a3, "c": b.op("add", c1, c2)}
+    after = eliminate_common_subexpressions(b.graph)
+    assert ops(after).count("add") == 3 and ops(after).count("constant") == 1
+    mul = next(n for n in after.nodes if n.op.name == "mul")
+    assert mul.inputs[0] is mul.inputs[1]
+    arrays = {"x0": np.arange(3, dtype=np.float32), "x1": np.ones(3, np.float32)}
+    np.testing.assert_array_equal(run(after, arrays)["m"], run(b.graph, arrays)["m"])
+
+
+def test_fold_small_constant_subgraphs():
+    b, (x,) = builder((2,))
+    c = b.op("exp", b.constant(np.array([0.0, 1.0], dtype=np.float32)))
+    y = b.op("mul", x, b.op("add", c, b.constant(1.0)))
+    b.graph.outputs["y"] = y
+    after = eliminate_dead_code(fold_constants(b.graph))
+    assert ops(after) == ["constant", "mul"]
+    np.testing.assert_allclose(after.nodes[0].attrs["value"], np.exp([0.0, 1.0]) + 1, rtol=1e-6)
+
+
+def test_fold_leaves_large_results():
+    b, (x,) = builder((5000,))
+    big = b.op("exp", b.constant(np.zeros(5000, dtype=np.float32)))
+    b.graph.outputs["y"] = b.op("add", x, big)
+    assert "exp" in ops(fold_constants(b.graph))
+
+
+@pytest.mark.parametrize("make,expect", [
+    (lambda b, x: b.op("mul", x, b.constant(1.0)), []),
+    (lambda b, x: b.op("mul", b.constant(1.0), x), []),
+    (lambda b, x: b.op("add", x, b.constant(0.0)), []),
+    (lambda b, x: b.op("sub", x, b.constant(0.0)), []),
+    (lambda b, x: b.op("div", x, b.constant(1.0)), []),
+    (lambda b, x: b.op("neg", b.op("neg", x)), []),
+    (lambda b, x: b.op("cast", x, dtype=F32), []),
+    (lambda b, x: b.op("sum", x, axes=(), keepdims=False), []),
+    (lambda b, x: b.op("transpose", b.op("transpose", x, perm=(1, 0)), perm=(1, 0)), []),
+    (lambda b, x: b.op("reshape", b.op("reshape", x, shape=(6,)), shape=(3, 2)), ["reshape"]),
+    (lambda b, x: b.op("sub", b.constant(0.0), x), ["neg"]),
+])
+def test_algebraic_rules(make, expect):
+    b, (x,) = builder((2, 3))
+    b.graph.outputs["y"] = make(b, x)
+    after = eliminate_dead_code(simplify_algebra(b.graph))
+    assert ops(after) == expect
+    value = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(run(after, {"x0": value})["y"], run(b.graph, {"x0": value})["y"])
+
+
+def test_algebraic_rules_keep_type_changes_and_float_zero():
+    b, (x,) = builder((3,))
+    widened = b.op("add", x, b.constant(np.zeros((2, 3), dtype=np.float32)))   # broadcasts x
+    zero = b.op("mul", x, b.constant(0.0))              # NaN * 0 must stay NaN
+    b.graph.outputs = {"w": widened, "z": zero}
+    after = simplify_algebra(b.graph)
+    assert ops(after).count("add") == 1 and ops(after).count("mul") == 1
+    result = run(after, {"x0": np.array([np.nan, 1, 2], dtype=np.float32)})
+    assert np.isnan(result["z"][0])
+
+
+def test_integer_times_zero_becomes_zeros():
+    b = GraphBuilder(Graph())
+    n = b.input("n", TensorType(DType.i64, (4,)))
+    b.graph.outputs["z"] = b.op("mul", n, b.constant(0))
+    after = eliminate_dead_code(simplify_algebra(b.graph))
+    assert "mul" not in ops(after)
+    np.testing.assert_array_equal(run(after, {"n": np.arange(4)})["z"], np.zeros(4))
+
+
+def test_pipeline_names_trace_and_stop_after():
+    b, (x,) = builder((3,))
+    y = b.op("neg", b.op("neg", b.op("mul", x, b.constant(1.0))))
+    b.op("exp", x)                                      # dead
+    b.graph.outputs["y"] = b.op("add", y, b.op("mul", x, b.constant(1.0)))
+    seen = []
+    result = run_pipeline(b.graph, trace=lambda name, g: seen.append((name, len(g.nodes))))
+    assert [name for name, _ in seen] == stage_names() == [name for name, _ in PIPELINE]
+    assert ops(result) == ["add"] and result.nodes[0].inputs == (x, x)
+    stopped = run_pipeline(b.graph, stop_after="dce")
+    assert "exp" not in ops(stopped) and "neg" in ops(stopped)
+    with pytest.raises(Error, match="unknown compiler stage 'simplfy'"):
+        run_pipeline(b.graph, stop_after="simplfy")
+
+
+def test_passes_are_deterministic_text():
+    def make():
+        b, (x,) = builder((3,))
+        b.graph.outputs["y"] = b.op("add", b.op("exp", x), b.op("exp", x))
+        return run_pipeline(b.graph)
+    assert print_graph(make()) == print_graph(make())
