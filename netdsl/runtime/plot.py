@@ -13,6 +13,14 @@ _FORMATS = ("png", "svg", "pdf")
 _LOSSES = ("loss", "val_loss")
 
 
+def require_matplotlib(span: Span | None = None) -> None:
+    """Fail early (before a long training run) when the plot extra is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise Error("plotting needs matplotlib", span, hint="pip install 'netdsl[plot]'") from None
+
+
 def plot_history(history: list[dict[str, Any]], path: str | Path, span: Span | None = None) -> None:
     """Write loss (train/validation) and metric curves per epoch to a .png, .svg or .pdf file."""
     path = Path(path)

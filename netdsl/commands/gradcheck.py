@@ -1,0 +1,55 @@
+"""`netdsl gradcheck FILE`: symbolic gradients against finite differences, per parameter."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from .base import command
+
+
+def _setup(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="the .net file")
+    parser.add_argument("--model", help="which model (default: the last one)")
+    parser.add_argument("--batch", type=int, default=4, help="examples to check on (default 4)")
+    parser.add_argument("--samples", type=int, default=12,
+                        help="coordinates perturbed per parameter (default 12)")
+    parser.add_argument("--epsilon", type=float, default=1e-6)
+    parser.add_argument("--tolerance", type=float, default=1e-5,
+                        help="largest relative error that passes (default 1e-5, in float64)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--synthetic", action="store_true",
+                        help="use random inputs instead of the train section's data")
+
+
+@command("gradcheck", "check symbolic gradients against finite differences", _setup)
+def run(args: argparse.Namespace) -> int:
+    from ..model import load
+    from ..runtime.gradcheck import gradcheck, synthetic_inputs
+    model = load(args.file, args.model)
+    if not model.graph.losses:
+        from ..errors import Error
+        raise Error(f"model {model.name} has no loss to differentiate",
+                    hint="add `loss expression` to the model")
+    rng = np.random.default_rng(args.seed)
+    inputs = None
+    if not args.synthetic and model.train_config.data is not None:
+        from ..runtime.train import prepare_data
+        train, _ = prepare_data(model, model.train_config, None)
+        inputs = {name: array[:args.batch] for name, array in train.items()}
+    if inputs is None:
+        inputs = synthetic_inputs(model.training_forward, args.batch, rng)
+    checks = gradcheck(model, model.init(args.seed), inputs, epsilon=args.epsilon,
+                       samples=args.samples, seed=args.seed)
+    width = max((len(c.name) for c in checks), default=10)
+    print(f"{'parameter'.ljust(width)}  {'shape':<16} {'checked':>7}  {'max abs err':>11}  "
+          f"{'max rel err':>11}")
+    failed = 0
+    for check in checks:
+        mark = "ok" if check.ok(args.tolerance) else "FAIL"
+        failed += mark == "FAIL"
+        print(f"{check.name.ljust(width)}  {str(list(check.shape)):<16} {check.checked:>7}  "
+              f"{check.max_abs_error:>11.2e}  {check.max_rel_error:>11.2e}  {mark}")
+    print(f"{len(checks) - failed} of {len(checks)} parameters within {args.tolerance:g} "
+          f"(float64, central differences, epsilon {args.epsilon:g})")
+    return 1 if failed else 0

@@ -1,0 +1,38 @@
+"""`netdsl run FILE --weights W --input X [--output Y]`: inference, every `out` by name."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from .base import command
+
+
+def _setup(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="the .net file")
+    parser.add_argument("--model", help="which model (default: the last one)")
+    parser.add_argument("--weights", "-w", required=True, help="a checkpoint (.npz)")
+    parser.add_argument("--input", "-i", required=True,
+                        help="inputs by name: an .npz whose keys are the model's `in` names")
+    parser.add_argument("--output", "-o", help="write every `out` by name to this .npz")
+    parser.add_argument("--target", default="cpu", choices=["cpu", "reference"])
+
+
+@command("run", "run a trained model (inference) on inputs and write its outputs", _setup)
+def run(args: argparse.Namespace) -> int:
+    from ..model import load
+    from ..runtime.checkpoint import atomic_write, load_checkpoint
+    from ..runtime.data import load_data
+    model = load(args.file, args.model)
+    weights = dict(load_checkpoint(args.weights).weights)
+    model.check_weights(weights, source=args.weights)
+    inputs = load_data(args.input, ".")
+    outputs = model.forward(weights, inputs, target=args.target)
+    if args.output:
+        atomic_write(args.output, lambda handle: np.savez(handle, **outputs))
+        print(f"wrote {', '.join(outputs)} to {args.output}")
+    else:
+        for name, array in outputs.items():
+            print(f"{name}: {array.dtype}{list(array.shape)}")
+            print(np.array2string(array, threshold=20, precision=4))
+    return 0
