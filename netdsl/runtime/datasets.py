@@ -191,8 +191,19 @@ def mnist_search_paths(base_dir: str | Path | None) -> list[Path]:
     return paths
 
 
+def sequences(n: int = 2000, length: int = 12, seed: int = 0) -> dict[str, np.ndarray]:
+    """A synthetic sequence task: `x` f32[N, T, 1] uniform in [-1, 1]; `label` i64[N] is 1 when
+    the running sum ends positive.  A recurrent model must carry the sum through time; an
+    order-blind model can still learn it, but only a recurrent one learns it from steps alone."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1.0, 1.0, size=(n, length, 1)).astype(np.float32)
+    label = (x.sum(axis=(1, 2)) > 0).astype(np.int64)
+    return {"x": x, "label": label}
+
+
 BUILTIN_DATASETS: dict[str, Callable[..., dict[str, np.ndarray]]] = {
     "xor": xor,
+    "sequences": sequences,
     "spirals": spirals,
     "digits": digits,
     "mnist": mnist,
