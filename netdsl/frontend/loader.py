@@ -72,7 +72,8 @@ def _import(item: ast.Import, importer: Path, program: Program, diagnostics: Dia
     if target in seen:
         return
     if not target.exists():
-        diagnostics.add(f"cannot find imported file '{item.path}' (looked for {target})",
+        diagnostics.add(f"cannot find imported file '{item.path}' (looked for "
+                        f"{display_name(target)})",
                         item.span, "import paths are relative to the importing file")
         return
     try:
