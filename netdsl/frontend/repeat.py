@@ -20,8 +20,9 @@ def apply_repeat(lowerer: "Lowerer", scope: "Scope", repeat: Repeat, inputs: lis
     copies: list[LayerConfig] | None = getattr(repeat, "copies", None)
     if copies is None:
         copies = []
-        group = f"{lowerer.model.name}:repeat:{id(repeat)}"
         base = repeat.explicit_name or repeat.binding_name
+        lowerer.repeat_groups = getattr(lowerer, "repeat_groups", 0) + 1
+        group = base or f"repeat_{lowerer.repeat_groups}"
         for index in range(repeat.count):
             config = evaluate(lowerer, scope, repeat.template)
             if isinstance(config, LayerRef):

@@ -1,1 +1,57 @@
-"""netdsl.render"""
+"""netdsl.render: architecture diagrams at three levels (layers, ops, kernels) via Graphviz.
+
+    digraph = render_layers(arch, expand=False, depth=None, rankdir="TB")   # layer instances
+    digraph = render_ops(graph, grad_graph=None, rankdir="TB")             # primitive ops (+ grads)
+    digraph = render_kernels(graph, fused, rankdir="TB")                   # fused kernels
+    write(digraph, "model.svg")          # svg | png | pdf via `dot`; dot source always works
+    write_mermaid(arch, "model.mmd")     # Mermaid flowchart for Markdown docs
+
+Each builder makes a neutral `Diagram` (output.py) that both the Graphviz and the Mermaid
+emitters read, so every level has both forms; all colours and shapes live in style.py.
+"""
+from typing import Any
+
+from ..errors import Error, did_you_mean
+from .layers import build_layers, render_layers
+from .ops import build_kernels, build_ops, is_gradient_node, kernel_groups, render_kernels, render_ops
+from .output import (FORMATS, INSTALL_HINT, Box, Diagram, Group, Link, diagram_to_mermaid,
+                     dot_available, to_digraph, to_mermaid, write, write_mermaid)
+
+__all__ = [
+    "render_layers", "render_ops", "render_kernels", "build_layers", "build_ops",
+    "build_kernels", "write", "to_mermaid", "write_mermaid", "diagram_to_mermaid", "to_digraph",
+    "dot_available", "is_gradient_node", "kernel_groups", "Diagram", "Box", "Group", "Link",
+    "FORMATS", "INSTALL_HINT", "LEVELS", "render_model",
+]
+
+LEVELS = ("layers", "ops", "kernels")
+
+
+def render_model(model: Any, level: str = "layers", *, grad: bool = False, expand: bool = False,
+                 depth: int | None = None, rankdir: str = "TB"):
+    """A netdsl.Model drawn at one level, as a graphviz.Digraph (what Model.render returns).
+
+    layers: the Architecture records (expand/depth apply).  ops: the lowered graph, repeated
+    blocks drawn once unless expand; with grad=True the training-mode forward graph and its
+    gradient (`loss_and_grad_graph`).
+    kernels: that graph after the pass pipeline, one cluster per fused kernel (repeated
+    blocks drawn once unless expand).
+    """
+    if level not in LEVELS:
+        raise Error(f"unknown render level '{level}'",
+                    hint=did_you_mean(level, LEVELS) or "use layers, ops or kernels")
+    if level == "layers":
+        return render_layers(model.architecture, expand=expand, depth=depth, rankdir=rankdir)
+    graph, grad_graph = model.graph, None
+    if grad:
+        from ..passes.training import loss_and_grad_graph
+        graph = model.training_forward
+        grad_graph = loss_and_grad_graph(graph)
+    if level == "ops":
+        return render_ops(graph, grad_graph=grad_graph, arch=model.architecture, expand=expand,
+                          rankdir=rankdir)
+    from ..passes.fusion import fuse
+    from ..passes.pipeline import run_pipeline
+    compiled = run_pipeline(grad_graph or graph)
+    return render_kernels(compiled, fuse(compiled), arch=model.architecture, expand=expand,
+                          rankdir=rankdir)
