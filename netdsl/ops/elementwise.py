@@ -9,6 +9,7 @@ import numpy as np
 
 from ._common import elementwise_type, unbroadcast
 from .registry import op
+from .unary import const
 
 
 def _examples_binary():
@@ -116,3 +117,80 @@ class Neg:
     def examples():
         from ..ir.types import DType, TensorType
         return [((TensorType(DType.f32, (3, 4)),), {})]
+
+
+@op("pow")
+class Pow:
+    """a ** b with broadcasting (real powers: a negative base needs an integral exponent)."""
+    traits = {"elementwise", "pure"}
+    kernel = "({0} ** {1})"
+
+    def infer(a, b):
+        return elementwise_type(a, b)
+
+    def reference(a, b):
+        return np.power(a, b)
+
+    def vjp(b, grads, inputs, outputs):
+        g = grads[0]
+        x, y = inputs
+        one = const(b, 1, y)
+        gx = b.op("mul", g, b.op("mul", y, b.op("pow", x, b.op("sub", y, one))))
+        # d/dy x**y = x**y * log(x) is only defined for x > 0; a constant exponent (the usual
+        # `x ** 2`) gets no gradient, so its graph never holds log of a negative base.
+        if y.producer is not None and y.producer.op.has("constant"):
+            return unbroadcast(b, gx, x.type), None
+        gy = b.op("mul", g, b.op("mul", outputs[0], b.op("log", x)))
+        return unbroadcast(b, gx, x.type), unbroadcast(b, gy, y.type)
+
+    def examples():
+        # A positive base keeps log(a) (the exponent's gradient) defined.
+        return [(types, attrs, {"low": 0.5, "high": 2.0}) for types, attrs in _examples_binary()]
+
+
+def _select_vjp(b, grads, inputs, comparison):
+    """Gradient of maximum/minimum: g goes to the operand that was selected.
+
+    Ties go to the first operand (`comparison` is >= or <=), so the gradient is never split or
+    counted twice; this is a valid subgradient, the same convention as `max(a, b)` in Python.
+    """
+    g = grads[0]
+    x, y = inputs
+    chosen = b.op(comparison, x, y)
+    zero = const(b, 0, g)
+    return (unbroadcast(b, b.op("where", chosen, g, zero), x.type),
+            unbroadcast(b, b.op("where", chosen, zero, g), y.type))
+
+
+@op("maximum")
+class Maximum:
+    """Elementwise maximum with broadcasting; on ties the gradient goes to the first operand."""
+    traits = {"elementwise", "pure"}
+    kernel = "({0} if {0} >= {1} else {1})"
+    examples = staticmethod(_examples_binary)
+
+    def infer(a, b):
+        return elementwise_type(a, b)
+
+    def reference(a, b):
+        return np.maximum(a, b)
+
+    def vjp(b, grads, inputs, outputs):
+        return _select_vjp(b, grads, inputs, "greater_equal")
+
+
+@op("minimum")
+class Minimum:
+    """Elementwise minimum with broadcasting; on ties the gradient goes to the first operand."""
+    traits = {"elementwise", "pure"}
+    kernel = "({0} if {0} <= {1} else {1})"
+    examples = staticmethod(_examples_binary)
+
+    def infer(a, b):
+        return elementwise_type(a, b)
+
+    def reference(a, b):
+        return np.minimum(a, b)
+
+    def vjp(b, grads, inputs, outputs):
+        return _select_vjp(b, grads, inputs, "less_equal")

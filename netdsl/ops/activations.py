@@ -1,0 +1,203 @@
+"""Elementwise activations: sigmoid, relu, leaky_relu, step, gelu, gelu_tanh, softplus, clip.
+
+Same conventions as unary.py (`#c` constants keep the operand's dtype).  Sigmoid and softplus use
+the overflow-free forms; the kinks of relu/leaky_relu/clip take the gradient of the flat side
+at the kink itself (relu'(0) = 0, clip passes the gradient on its closed interval [lo, hi]).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..ir.types import DType, TensorType
+from ._common import float_type
+from .registry import op
+from .unary import const, numeric_type, typed, unary_examples
+
+
+@op("sigmoid")
+class Sigmoid:
+    """1 / (1 + e^-x), evaluated without overflow for large |x|."""
+    traits = {"elementwise", "pure"}
+    # Only the branch taken is evaluated, and its exponent is never positive.
+    kernel = typed("(#1 / (#1 + np.exp(-{0})) if {0} >= #0 else np.exp({0}) / (#1 + np.exp({0})))")
+
+    def infer(a):
+        return float_type(a, "sigmoid")
+
+    def reference(a):
+        e = np.exp(-np.abs(a))
+        return np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype)
+
+    def vjp(b, grads, inputs, outputs):
+        y = outputs[0]
+        return (b.op("mul", grads[0], b.op("mul", y, b.op("sub", const(b, 1, y), y))),)
+
+    def examples():
+        f32 = DType.f32
+        return unary_examples() + [((TensorType(f32, (6,)),), {}, {"low": -60.0, "high": 60.0})]
+
+
+@op("relu")
+class Relu:
+    """max(x, 0); gradient 1 where x > 0."""
+    traits = {"elementwise", "pure"}
+    kernel = typed("({0} if {0} > #0 else #0)")
+
+    def infer(a):
+        return numeric_type(a, "relu")
+
+    def reference(a):
+        return np.where(a > 0, a, 0).astype(a.dtype)
+
+    def vjp(b, grads, inputs, outputs):
+        return (b.op("mul", grads[0], b.op("step", inputs[0])),)
+
+    def examples():
+        return unary_examples(avoid=(0.0,))
+
+
+@op("leaky_relu")
+class LeakyRelu:
+    """x where x > 0, alpha * x elsewhere (attr alpha, default 0.01)."""
+    traits = {"elementwise", "pure"}
+    kernel = typed("({0} if {0} > #0 else type({0})({alpha}) * {0})")
+
+    def infer(a, alpha: float = 0.01):
+        return float_type(a, "leaky_relu")
+
+    def reference(a, alpha: float = 0.01):
+        return np.where(a > 0, a, alpha * a).astype(a.dtype)
+
+    def vjp(b, grads, inputs, outputs, alpha: float = 0.01):
+        g = grads[0]
+        x = inputs[0]
+        positive = b.op("greater", x, const(b, 0, x))
+        return (b.op("where", positive, g, b.op("mul", g, const(b, alpha, g))),)
+
+    def examples():
+        return [(types, {"alpha": 0.2}, options)
+                for types, _, options in unary_examples(avoid=(0.0,))]
+
+
+@op("step")
+class Step:
+    """Heaviside step: 1 where x > 0, else 0 (same dtype); piecewise constant, no gradient."""
+    traits = {"elementwise", "pure", "no_grad"}
+    kernel = typed("(#1 if {0} > #0 else #0)")
+    vjp = None
+
+    def infer(a):
+        return numeric_type(a, "step")
+
+    def reference(a):
+        return (a > 0).astype(a.dtype)
+
+    def examples():
+        return unary_examples(avoid=(0.0,))
+
+
+_INV_SQRT2 = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_GELU_CUBIC = 0.044715
+
+
+@op("gelu")
+class Gelu:
+    """Exact GELU: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))."""
+    traits = {"elementwise", "pure"}
+    kernel = typed(f"(#0.5 * {{0}} * (#1 + math.erf({{0}} * #{_INV_SQRT2!r})))")
+    examples = staticmethod(unary_examples)
+
+    def infer(a):
+        return float_type(a, "gelu")
+
+    def reference(a):
+        from scipy.special import erf
+        return (0.5 * a * (1 + erf(a * _INV_SQRT2))).astype(a.dtype)
+
+    def vjp(b, grads, inputs, outputs):
+        # d/dx x Phi(x) = Phi(x) + x phi(x), phi the standard normal density.
+        x = inputs[0]
+        erf = b.op("erf", b.op("mul", x, const(b, _INV_SQRT2, x)))
+        cdf = b.op("mul", const(b, 0.5, x), b.op("add", const(b, 1, x), erf))
+        pdf = b.op("mul", const(b, _INV_SQRT_2PI, x),
+                   b.op("exp", b.op("mul", b.op("square", x), const(b, -0.5, x))))
+        return (b.op("mul", grads[0], b.op("add", cdf, b.op("mul", x, pdf))),)
+
+
+@op("gelu_tanh")
+class GeluTanh:
+    """GELU's tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    traits = {"elementwise", "pure"}
+    kernel = typed(f"(#0.5 * {{0}} * (#1 + np.tanh(#{_SQRT_2_OVER_PI!r} * "
+                   f"({{0}} + #{_GELU_CUBIC!r} * {{0}} * {{0}} * {{0}}))))")
+    examples = staticmethod(unary_examples)
+
+    def infer(a):
+        return float_type(a, "gelu_tanh")
+
+    def reference(a):
+        inner = _SQRT_2_OVER_PI * (a + _GELU_CUBIC * a ** 3)
+        return (0.5 * a * (1 + np.tanh(inner))).astype(a.dtype)
+
+    def vjp(b, grads, inputs, outputs):
+        # y = x/2 (1 + t), t = tanh(u):  y' = (1 + t)/2 + x/2 (1 - t^2) u'
+        x = inputs[0]
+        x2 = b.op("square", x)
+        u = b.op("mul", const(b, _SQRT_2_OVER_PI, x),
+                 b.op("add", x, b.op("mul", const(b, _GELU_CUBIC, x), b.op("mul", x2, x))))
+        du = b.op("mul", const(b, _SQRT_2_OVER_PI, x),
+                  b.op("add", const(b, 1, x), b.op("mul", const(b, 3 * _GELU_CUBIC, x), x2)))
+        t = b.op("tanh", u)
+        half = const(b, 0.5, x)
+        one = const(b, 1, x)
+        left = b.op("mul", half, b.op("add", one, t))
+        sech2 = b.op("sub", one, b.op("square", t))
+        right = b.op("mul", b.op("mul", half, x), b.op("mul", sech2, du))
+        return (b.op("mul", grads[0], b.op("add", left, right)),)
+
+
+@op("softplus")
+class Softplus:
+    """log(1 + e^x), as max(x, 0) + log1p(e^-|x|) so it never overflows."""
+    traits = {"elementwise", "pure"}
+    kernel = typed("(({0} if {0} > #0 else #0) + np.log1p(np.exp(-abs({0}))))")
+
+    def infer(a):
+        return float_type(a, "softplus")
+
+    def reference(a):
+        return (np.maximum(a, 0) + np.log1p(np.exp(-np.abs(a)))).astype(a.dtype)
+
+    def vjp(b, grads, inputs, outputs):
+        return (b.op("mul", grads[0], b.op("sigmoid", inputs[0])),)
+
+    def examples():
+        f32 = DType.f32
+        return unary_examples() + [((TensorType(f32, (6,)),), {}, {"low": -80.0, "high": 80.0})]
+
+
+@op("clip")
+class Clip:
+    """min(max(x, lo), hi) (attrs lo, hi: finite numbers); gradient passes where lo <= x <= hi."""
+    traits = {"elementwise", "pure"}
+    kernel = "min(max({0}, type({0})({lo})), type({0})({hi}))"
+
+    def infer(a, lo: float, hi: float):
+        return numeric_type(a, "clip")
+
+    def reference(a, lo: float, hi: float):
+        return np.clip(a, lo, hi).astype(a.dtype)
+
+    def vjp(b, grads, inputs, outputs, lo: float, hi: float):
+        x = inputs[0]
+        inside = b.op("logical_and", b.op("greater_equal", x, const(b, lo, x)),
+                      b.op("less_equal", x, const(b, hi, x)))
+        return (b.op("where", inside, grads[0], const(b, 0, grads[0])),)
+
+    def examples():
+        return [(types, {"lo": -1.0, "hi": 0.5}, options)
+                for types, _, options in unary_examples(avoid=(-1.0, 0.5))]
