@@ -20,7 +20,11 @@ class EmitContext:
     def __init__(self, parallel: bool = True):
         self.parallel = parallel
         self.imports: dict[str, tuple[str, str]] = {}     # local name -> (module, attribute)
+        self.helpers: list[str] = []                      # module-level source (functions)
         self._counter = itertools.count()
+        # Set by the graph compiler: compiles a body subgraph (scan) into an njit function of
+        # the generated module and returns its name; see numba_cpu.ModuleWriter.body_function.
+        self.subgraph_compiler: Callable[[Any], str] | None = None
 
     def use(self, function: Callable) -> str:
         """Import a module-level function (usually an njit kernel) and return its local name."""
@@ -37,6 +41,20 @@ class EmitContext:
     def range(self) -> str:
         """`prange` where the kernel may run in parallel, else `range`."""
         return "prange" if self.parallel else "range"
+
+    def add_helper(self, source: str) -> None:
+        """Add module-level source (e.g. an `@njit` function the emitted lines call)."""
+        self.helpers.append(source)
+
+    def helper_lines(self) -> list[str]:
+        return [line for source in self.helpers for line in (source.rstrip("\n"), "")]
+
+    def compile_subgraph(self, graph) -> str:
+        """Compile `graph` (no params) into an njit function `f(*inputs, *outputs)` of the
+        module being generated, writing the graph's outputs (in order) into the given arrays."""
+        if self.subgraph_compiler is None:
+            raise NotImplementedError("subgraphs need the graph compiler (numba_cpu)")
+        return self.subgraph_compiler(graph)
 
     def import_lines(self) -> list[str]:
         return [f"from {module} import {attribute} as {local}"
@@ -55,7 +73,8 @@ def compile_single_node(node, parallel: bool = False) -> Callable[..., Any]:
     else:
         body = node.op.emit_numba(ctx, node, ins, outs)
     source = "\n".join(
-        ["import numpy as np", "from numba import njit, prange", *ctx.import_lines(), "",
+        ["import math", "import numpy as np", "from numba import njit, prange",
+         *ctx.import_lines(), *ctx.helper_lines(), "",
          f"def kernel({', '.join(ins + outs)}):"]
         + ["    " + line for line in body] + ["    return 0"])
     namespace: dict[str, Any] = {}

@@ -32,6 +32,7 @@ from typing import Mapping
 
 from ..ir.graph import Graph, Node, Value
 from ..ir.types import DimLike, dim_add, dim_mul, evaluate_dim
+from .fusion_partition import Partition, schedule
 
 REDUCTIONS = frozenset({"sum", "mean", "max", "min", "prod"})
 VIEW_OPS = frozenset({"reshape"})
@@ -196,101 +197,9 @@ def anchor_kind(node: Node) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # the pass
 
-class _Partition:
-    """Groups under construction, with transitive group dependencies as bit sets.
-
-    Merged groups keep every id they absorbed in `bits`; `deps[g]` holds the ids of all groups
-    g (transitively) reads from, kept closed when a group grows (`_grew`)."""
-
-    def __init__(self, graph: Graph):
-        self.groups: list[KernelGroup] = []
-        self.parent: dict[int, int] = {}
-        self.bits: dict[int, int] = {}
-        self.deps: dict[int, int] = {}
-        self.producer: dict[int, int] = {}          # value id -> group id (raw)
-        self.position = {node.id: i for i, node in enumerate(graph.nodes)}
-
-    def find(self, gid: int) -> KernelGroup:
-        while gid in self.parent:
-            gid = self.parent[gid]
-        return self.groups[gid]
-
-    def group_of_value(self, value: Value) -> KernelGroup | None:
-        gid = self.producer.get(value.id)
-        return None if gid is None else self.find(gid)
-
-    def input_deps(self, node: Node, inside: int) -> int:
-        """Groups the node's inputs come from (with their dependencies), outside `inside`."""
-        result = 0
-        for value in node.inputs:
-            g = self.group_of_value(value)
-            if g is not None and not self.bits[g.id] & inside:
-                result |= self.bits[g.id] | self.deps[g.id]
-        return result
-
-    def acyclic(self, members: list[KernelGroup], node: Node) -> bool:
-        """Can `members` and `node` become one group without a path leaving and re-entering it?"""
-        inside = 0
-        for g in members:
-            inside |= self.bits[g.id]
-        outside_deps = self.input_deps(node, inside)
-        for g in members:
-            outside_deps |= self.deps[g.id] & ~inside
-        seen: set[int] = set()
-        while outside_deps:
-            low = outside_deps & -outside_deps
-            outside_deps ^= low
-            x = self.find(low.bit_length() - 1)
-            if x.id not in seen:
-                seen.add(x.id)
-                if self.deps[x.id] & inside:
-                    return False
-        return True
-
-    def new(self, kind: str, node: Node, shape=(), anchor=None, open_=True) -> KernelGroup:
-        group = KernelGroup(len(self.groups), kind, [], tuple(shape), anchor, open=open_)
-        self.groups.append(group)
-        self.bits[group.id], self.deps[group.id] = 1 << group.id, 0
-        self.add(group, node)
-        return group
-
-    def add(self, group: KernelGroup, node: Node) -> None:
-        group.nodes.append(node)
-        for value in node.outputs:
-            self.producer[value.id] = group.id
-        self._grew(group, self.input_deps(node, self.bits[group.id]))
-
-    def merge(self, target: KernelGroup, other: KernelGroup) -> None:
-        target.nodes = sorted(target.nodes + other.nodes, key=lambda n: self.position[n.id])
-        self.parent[other.id] = target.id
-        self.bits[target.id] |= self.bits[other.id]
-        if other.anchor is not None:
-            target.kind, target.anchor = other.kind, other.anchor
-        mine = self.bits[target.id]
-        merged = (self.deps[target.id] | self.deps.pop(other.id)) & ~mine
-        self.deps[target.id] = merged
-        for gid, deps in self.deps.items():        # dependents of either part: of the whole
-            if deps & mine:
-                self.deps[gid] |= merged
-
-    def _grew(self, group: KernelGroup, new_deps: int) -> None:
-        """`group` now also depends on `new_deps`: so does everything that depends on it."""
-        new_deps &= ~self.bits[group.id]
-        if not new_deps & ~self.deps[group.id]:
-            return
-        self.deps[group.id] |= new_deps
-        mine = self.bits[group.id]
-        for gid, deps in self.deps.items():
-            if deps & mine:
-                self.deps[gid] |= new_deps
-
-    def live_groups(self) -> list[KernelGroup]:
-        return [g for g in self.groups if g.id not in self.parent]
-
-
 def fuse(graph: Graph) -> FusedGraph:
     """Partition `graph` into kernel groups (see the module docstring)."""
-    part = _Partition(graph)
+    part = Partition(graph)
     constants: list[Node] = []
     for node in graph.nodes:
         if node.op.name == "constant":
@@ -315,7 +224,7 @@ def fuse(graph: Graph) -> FusedGraph:
             part.new("view", node, tuple(node.outputs[0].shape), open_=False)
         else:
             part.new("op", node, open_=False)
-    groups = _schedule(part)
+    groups = schedule(part)
     for index, group in enumerate(groups):
         group.id = index
     group_of = {node.id: group for group in groups for node in group.nodes}
@@ -324,7 +233,7 @@ def fuse(graph: Graph) -> FusedGraph:
     return FusedGraph(graph, groups, constants, group_of)
 
 
-def _place_elementwise(part: _Partition, node: Node, data: tuple[int, ...]) -> None:
+def _place_elementwise(part: Partition, node: Node, data: tuple[int, ...]) -> None:
     """Join (and merge) the open groups over the same index space that produce the node's data
     inputs, as far as that keeps the group graph acyclic; else start a group."""
     shape = tuple(node.outputs[0].shape)
@@ -350,35 +259,6 @@ def _place_elementwise(part: _Partition, node: Node, data: tuple[int, ...]) -> N
         if g is not target:
             part.merge(target, g)
     part.add(target, node)
-
-
-def _schedule(part: _Partition) -> list[KernelGroup]:
-    """The groups in a topological order (by first node when free to choose)."""
-    import heapq
-    groups = part.live_groups()
-    first = {g.id: min(part.position[n.id] for n in g.nodes) for g in groups}
-    readers: dict[int, set[int]] = {g.id: set() for g in groups}
-    waiting: dict[int, int] = {}
-    for g in groups:
-        sources = {part.find(part.producer[v.id]).id for n in g.nodes for v in n.inputs
-                   if v.id in part.producer} - {g.id}
-        waiting[g.id] = len(sources)
-        for s in sources:
-            readers[s].add(g.id)
-    by_id = {g.id: g for g in groups}
-    ready = [(first[g.id], g.id) for g in groups if waiting[g.id] == 0]
-    heapq.heapify(ready)
-    order: list[KernelGroup] = []
-    while ready:
-        _, gid = heapq.heappop(ready)
-        order.append(by_id[gid])
-        for r in readers[gid]:
-            waiting[r] -= 1
-            if waiting[r] == 0:
-                heapq.heappush(ready, (first[r], r))
-    if len(order) != len(groups):
-        raise AssertionError("fusion made the kernel graph cyclic")
-    return order
 
 
 def _compute_interfaces(graph: Graph, groups: list[KernelGroup],

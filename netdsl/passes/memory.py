@@ -30,7 +30,7 @@ import numpy as np
 
 from ..ir.graph import Value
 from ..ir.types import DType, evaluate_dim
-from .fusion import FusedGraph, KernelGroup, is_scalar_constant
+from .fusion import FusedGraph, KernelGroup
 
 ALIGN = 16            # elements; 64 bytes for f32
 SIZE_HINT = 64        # a symbolic dim's assumed value when choosing between slots of other sizes
@@ -88,8 +88,8 @@ class MemoryPlan:
         """Arena bytes with reuse against one buffer per value, for a binding."""
         _, totals = self.layout(bindings)
         used = sum(n * d.numpy.itemsize for d, n in totals.items())
-        naive = sum(evaluate_dim(v.type.size, bindings) * v.dtype.numpy.itemsize
-                    for s in self.slots for v in s.values)
+        naive = sum(-(-max(evaluate_dim(v.type.size, bindings), 1) // ALIGN) * ALIGN *
+                    v.dtype.numpy.itemsize for s in self.slots for v in s.values)
         where = ", ".join(f"{k}={v}" for k, v in sorted(bindings.items())) or "static"
         return (f"memory: {sum(len(s.values) for s in self.slots)} buffers in "
                 f"{len(self.slots)} slots, {used} bytes (without reuse {naive}) at {where}; "

@@ -68,7 +68,7 @@ def test_unknown_builtin_did_you_mean_and_span():
     assert error.message == "unknown data set 'digts'"
     assert error.span == span
     assert "did you mean 'digits'?" in error.diagnostics[0].hint
-    assert set(BUILTIN_DATASETS) == {"xor", "spirals", "digits", "mnist"}
+    assert set(BUILTIN_DATASETS) == {"xor", "spirals", "digits", "mnist", "sequences"}
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])

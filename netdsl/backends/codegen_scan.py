@@ -1,0 +1,95 @@
+"""Numba code for `scan`: the body subgraph becomes an njit function of the generated module
+(compiled like any graph: fused, planned, its own arena per call), called once per time step
+from a loop in the driver.
+
+Carries ping-pong between two buffers (the body reads one and writes the other, then they
+swap); each step's slice of a sequence is copied into a contiguous scratch buffer and each y
+out of one, so the body always sees C-contiguous arrays whatever the time axis.  The copies go
+through `numba_support.take_step` / `put_step` on (P, T, Q) views of the sequences.
+"""
+from __future__ import annotations
+
+from ..ir.graph import Value
+from ..ir.types import dim_prod
+
+
+def emit_scan(writer, node, ins: list[str], outs: list[str]) -> list[str]:
+    """Driver lines for a scan node (writer: numba_cpu.FunctionWriter)."""
+    attrs = node.attrs
+    body = attrs["body"]
+    n_carry, n_seq, axis = attrs["n_carry"], attrs["n_seq"], attrs["axis"]
+    reverse, stack = bool(attrs.get("reverse", False)), bool(attrs.get("stack_carries", False))
+    function = writer.module.body_function(body)
+    ctx = writer.ctx
+    take, put = ctx.use(_take()), ctx.use(_put())
+    carries, sequences = node.inputs[:n_carry], node.inputs[n_carry:n_carry + n_seq]
+    n_ys = len(body.outputs) - n_carry
+    y_values = node.outputs[n_carry:n_carry + n_ys]
+    stored = node.outputs[n_carry + n_ys:] if stack else ()
+    p = ctx.fresh("scan")
+    steps = f"{ins[n_carry]}.shape[{axis}]" if n_seq else str(int(attrs["length"]))
+    lines = [f"{p}_T = {steps}"]
+    current, following = [], []
+    for i, carry in enumerate(carries):
+        current.append(f"{p}_c{i}")
+        following.append(f"{p}_n{i}")
+        lines += [f"{p}_c{i} = np.empty_like({ins[i]})", f"{p}_n{i} = np.empty_like({ins[i]})"]
+        lines += writer._copy(f"{p}_c{i}", ins[i], carry)
+    slices, ys = [], []
+    for j, sequence in enumerate(sequences):
+        slices.append(f"{p}_x{j}")
+        lines.append(f"{p}_x{j} = np.empty({_without(writer, sequence, axis)}, "
+                     f"dtype=np.{sequence.dtype.numpy.name})")
+    for j, y in enumerate(y_values):
+        ys.append(f"{p}_y{j}")
+        lines.append(f"{p}_y{j} = np.empty({_without(writer, y, axis)}, "
+                     f"dtype=np.{y.dtype.numpy.name})")
+    loop = [f"{p}_t = {p}_T - 1 - {p}_s" if reverse else f"{p}_t = {p}_s"]
+    for i, value in enumerate(stored):
+        loop.append(f"{put}({_pq(writer, value, axis, current[i])}, "
+                    f"{_ptq(writer, value, axis, outs[n_carry + n_ys + i])}, {p}_t)")
+    for j, sequence in enumerate(sequences):
+        loop.append(f"{take}({_ptq(writer, sequence, axis, ins[n_carry + j])}, {p}_t, "
+                    f"{_pq(writer, sequence, axis, slices[j])})")
+    constants = ins[n_carry + n_seq:]
+    loop.append(f"{function}({', '.join(current + slices + constants + following + ys)})")
+    for j, y in enumerate(y_values):
+        loop.append(f"{put}({_pq(writer, y, axis, ys[j])}, "
+                    f"{_ptq(writer, y, axis, outs[n_carry + j])}, {p}_t)")
+    for i in range(n_carry):                  # the new carries become the current ones
+        loop += [f"{p}_o{i} = {p}_c{i}", f"{p}_c{i} = {p}_n{i}", f"{p}_n{i} = {p}_o{i}"]
+    lines += [f"for {p}_s in range({p}_T):"] + ["    " + line for line in loop]
+    for i, carry in enumerate(carries):
+        lines += writer._copy(outs[i], current[i], carry)
+    return lines
+
+
+def _without(writer, value: Value, axis: int) -> str:
+    dims = [writer.dim(d) for k, d in enumerate(value.shape) if k != axis]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def _pq(writer, stacked: Value, axis: int, name: str) -> str:
+    """A (P, Q) view of one step's value, P/Q: extents before/after the time axis."""
+    before = writer.dim(dim_prod(stacked.shape[:axis]))
+    after = writer.dim(dim_prod(stacked.shape[axis + 1:]))
+    return f"_view({name}, 0, ({before}, {after}))"
+
+
+def _ptq(writer, stacked: Value, axis: int, name: str) -> str:
+    before = writer.dim(dim_prod(stacked.shape[:axis]))
+    after = writer.dim(dim_prod(stacked.shape[axis + 1:]))
+    return f"_view({name}, 0, ({before}, {writer.dim(stacked.shape[axis])}, {after}))"
+
+
+def _take():
+    from .numba_support import take_step
+    return take_step
+
+
+def _put():
+    from .numba_support import put_step
+    return put_step
+
+
+__all__ = ["emit_scan"]

@@ -1,0 +1,221 @@
+"""A compiled graph at run time: the reference calling convention and a fast bound step.
+
+`CompiledGraph.run(arrays)` has exactly the semantics of `reference.run`: arrays by name for
+inputs, params and states; returns outputs and losses by name (fresh arrays); every state update
+is written into `arrays[name]` in place.
+
+`CompiledGraph.bind(arrays, inputs=None) -> BoundStep` is the fast path for training loops.
+Params, states and constants are bound once, by reference (updates land in the caller's
+arrays; rebind after replacing one of them by a new array object).  The step takes the fed
+inputs positionally (`inputs`, default: all graph inputs in order; rank-0 inputs such as
+`__lr__` and `__step__` take plain Python numbers) and returns the outputs then losses as a
+tuple of arrays that the next call overwrites.  Per call it runs one small generated Python
+function: compare the fed shapes with the last call's (a new batch size re-lays the arena,
+keeping the larger allocation), store the scalars into 0-d arrays, call the njit driver.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import Error
+from ..ir.graph import Graph
+from .reference import bind_dims
+
+
+class CompiledGraph:
+    """A graph compiled to a Numba driver (see `netdsl.backends.compile_graph`)."""
+
+    def __init__(self, graph: Graph, driver, generated, plan, fused, report, constants):
+        self.graph, self.driver, self.generated = graph, driver, generated
+        self.plan, self.fused, self.report = plan, fused, report
+        self.source = generated.source
+        self.output_names = list(generated.outputs)
+        self._constants = constants                 # const index -> array
+        self._arenas: dict = {}
+        self._user = {v.name: v for v in graph.inputs}
+        self._user.update({p.name: p.value for p in graph.params})
+
+    # -- memory --------------------------------------------------------------------------
+    def _layout(self, bindings: Mapping[str, int], arenas: dict) -> tuple:
+        """Offsets and (grown if needed) arenas for a binding of the symbolic dims."""
+        offsets, totals = self.plan.layout(bindings)
+        for dtype, total in totals.items():
+            current = arenas.get(dtype)
+            if current is None or current.shape[0] < total:
+                arenas[dtype] = np.empty(total, dtype=dtype.numpy)
+        return offsets, arenas
+
+    def _args(self, feeds: Mapping[str, np.ndarray], user: Mapping[str, np.ndarray],
+              offsets, arenas) -> list:
+        args = []
+        for kind, key in self.generated.params:
+            if kind == "input":
+                args.append(feeds[key])
+            elif kind == "param":
+                args.append(user[key])
+            elif kind == "const":
+                args.append(self._constants[key])
+            elif kind == "arena":
+                args.append(arenas[key])
+            else:
+                args.append(offsets)
+        return args
+
+    # -- the reference calling convention --------------------------------------------------
+    def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One step with reference semantics (outputs are fresh arrays)."""
+        graph = self.graph
+        feeds = {}
+        for value in graph.inputs:
+            if value.name not in arrays:
+                raise Error(f"no data for input '{value.name}'",
+                            graph.input_spans.get(value.name))
+            feeds[value.name] = _contiguous(arrays[value.name], value.dtype.numpy)
+        bindings = bind_dims(graph, feeds)
+        user, write_back = {}, []
+        for info in graph.params:
+            if info.name not in arrays:
+                raise Error(f"no value for parameter '{info.name}'", info.span)
+            array = arrays[info.name]
+            _check_shape(info.name, array, info.value, bindings)
+            ready = _contiguous(array, info.value.dtype.numpy)
+            if ready is not array:
+                write_back.append((info.name, ready))
+            user[info.name] = ready
+        offsets, arenas = self._layout(bindings, self._arenas)
+        results = self.driver(*self._args(feeds, user, offsets, arenas))
+        for name, ready in write_back:
+            arrays[name][...] = ready
+        return {name: np.array(result) for name, result in zip(self.output_names, results)}
+
+    __call__ = run
+
+    # -- the fast path -------------------------------------------------------------------
+    def bind(self, arrays: Mapping[str, np.ndarray], inputs: Sequence[str] | None = None):
+        """A step function over bound params/states (see the module docstring): a plain
+        generated function (no extra frame per call) with attributes `input_names`,
+        `output_names` and `bound` (its BoundStep)."""
+        bound = BoundStep(self, arrays, list(inputs) if inputs is not None else
+                          [v.name for v in self.graph.inputs])
+        step = bound._call
+        step.input_names, step.output_names, step.bound = \
+            bound.input_names, bound.output_names, bound
+        return step
+
+
+class BoundStep:
+    """Holds what a bound step needs: bound arrays, arenas, and the generated call."""
+
+    def __init__(self, compiled: CompiledGraph, arrays: Mapping[str, np.ndarray],
+                 inputs: list[str]):
+        graph = compiled.graph
+        self.compiled, self.input_names = compiled, inputs
+        self.output_names = compiled.output_names
+        unknown = [n for n in inputs if n not in {v.name for v in graph.inputs}]
+        if unknown:
+            raise Error(f"bind: {unknown[0]!r} is not an input of the graph")
+        self._user: dict[str, np.ndarray] = {}
+        for info in graph.params:
+            array = arrays.get(info.name)
+            if array is None:
+                raise Error(f"bind: no value for parameter '{info.name}'", info.span)
+            if not (isinstance(array, np.ndarray) and array.dtype == info.value.dtype.numpy
+                    and array.flags.c_contiguous and array.flags.writeable):
+                raise Error(f"bind: parameter '{info.name}' must be a writeable C-contiguous "
+                            f"{info.value.dtype.numpy} array, got "
+                            f"{getattr(array, 'dtype', type(array).__name__)}")
+            _check_shape(info.name, array, info.value, {})
+            self._user[info.name] = array
+        self._fixed = {v.name: _contiguous(arrays[v.name], v.dtype.numpy)
+                       for v in graph.inputs if v.name not in inputs and v.name in arrays}
+        self._arenas: dict = {}
+        self._make_call()
+
+    def _make_call(self) -> None:
+        graph = self.compiled.graph
+        by_name = {v.name: v for v in graph.inputs}
+        fed = [by_name[n] for n in self.input_names]
+        params = [f"a{i}" for i in range(len(fed))]
+        scalars = {i: np.zeros((), v.dtype.numpy) for i, v in enumerate(fed) if v.rank == 0}
+        arrays = [i for i in range(len(fed)) if i not in scalars]
+        namespace = {"_driver": self.compiled.driver, "_rebind": self._rebind,
+                     "_convert": self._convert}
+        namespace.update({f"_s{i}": a for i, a in scalars.items()})
+        namespace.update({f"_shape{i}": None for i in arrays})
+        position = {n: i for i, n in enumerate(self.input_names)}
+        driver_args = []
+        for kind, key in self.compiled.generated.params:
+            if kind == "input" and key in position:
+                i = position[key]
+                driver_args.append(f"_s{i}" if i in scalars else f"a{i}")
+            else:
+                driver_args.append(f"_bound[{len(driver_args)}]")
+        suffix = len(driver_args)                 # bound arguments after the last fed one
+        while suffix > 0 and driver_args[suffix - 1].startswith("_bound["):
+            suffix -= 1
+        self._suffix = suffix
+        namespace["_tail"] = ()
+        driver_args = driver_args[:suffix] + ["*_tail"]
+        check = " or ".join(f"a{i}.shape != _shape{i}" for i in arrays) or "False"
+        lines = [f"def step({', '.join(params)}):",
+                 f"    if {check}:",
+                 f"        _rebind({', '.join(params)})"]
+        lines += [f"    _s{i}[()] = a{i}" for i in scalars]
+        call = ", ".join(driver_args)
+        lines += ["    try:", f"        return _driver({call})",
+                  "    except TypeError:",
+                  f"        return _convert({', '.join(params)})"]
+        exec(compile("\n".join(lines), "<netdsl bound step>", "exec"), namespace)
+        self._namespace, self._arrays = namespace, arrays
+        self._call = namespace["step"]
+        if not arrays:                       # nothing fed can change the binding: bind now
+            self._rebind(*(np.zeros(()) for _ in fed))
+
+    def __call__(self, *inputs):
+        return self._call(*inputs)
+
+    def _rebind(self, *inputs) -> None:
+        """New input shapes: bind the dims, lay out the arena, rebuild the bound arguments."""
+        feeds = dict(self._fixed)
+        feeds.update({n: np.asarray(a) for n, a in zip(self.input_names, inputs)})
+        bindings = bind_dims(self.compiled.graph, feeds)
+        offsets, arenas = self.compiled._layout(bindings, self._arenas)
+        bound = self.compiled._args(feeds, self._user, offsets, arenas)
+        self._namespace["_bound"] = bound
+        self._namespace["_tail"] = tuple(bound[self._suffix:])
+        for i in self._arrays:
+            self._namespace[f"_shape{i}"] = inputs[i].shape
+
+    def _convert(self, *inputs):
+        """Slow path: inputs of another dtype or layout are converted, then the step runs."""
+        by_name = {v.name: v for v in self.compiled.graph.inputs}
+        converted = [a if by_name[n].rank == 0 else _contiguous(a, by_name[n].dtype.numpy)
+                     for n, a in zip(self.input_names, inputs)]
+        if all(c is a for c, a in zip(converted, inputs)):
+            raise TypeError("bound step: the arguments do not match the compiled signature")
+        return self._call(*converted)
+
+
+def _contiguous(array, dtype) -> np.ndarray:
+    """A writeable C-contiguous array of `dtype` (the same object when it already is one)."""
+    result = np.asarray(array, dtype=dtype)
+    if not result.flags.c_contiguous or not result.flags.writeable:
+        result = np.array(result, dtype=dtype, order="C")
+    return result
+
+
+def _check_shape(name: str, array, value, bindings) -> None:
+    declared = value.shape
+    shape = np.shape(array)
+    ok = len(shape) == len(declared)
+    for d, actual in zip(declared, shape):
+        if isinstance(d, int) and d != actual:
+            ok = False
+    if not ok:
+        raise Error(f"'{name}' has declared type {value.type}, but the array has shape "
+                    f"{list(shape)}")
+
+
+__all__ = ["BoundStep", "CompiledGraph"]

@@ -1,0 +1,71 @@
+"""The compile cache: content-addressed modules, and no LLVM when compiling a model again."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from backend_helpers import mlp_graph, random_arrays
+from netdsl.backends import compile_graph
+from netdsl.backends.cache import cache_key
+
+SCRIPT = """
+import json, sys
+sys.path.insert(0, {helpers!r})
+from backend_helpers import mlp_graph, random_arrays, training_graph
+from netdsl.backends import compile_graph
+from netdsl.backends.numba_cpu import CodegenOptions
+graph = training_graph(mlp_graph((3, 5, 2)), "sgd")
+# parallel kernels too: a cached driver calling them must start the thread pool itself
+compiled = compile_graph(graph, options=CodegenOptions(parallel_min=1))
+loss = float(compiled.run(random_arrays(graph, batch=4))["loss"])
+report = compiled.report
+print(json.dumps({{"hit": report.cache_hit, "llvm": report.llvm_compiles, "loss": loss,
+                  "path": report.module_path, "phases": report.phases}}))
+"""
+
+
+def _compile_in_subprocess(cache: Path) -> dict:
+    env = {**os.environ, "NETDSL_CACHE_DIR": str(cache)}
+    code = SCRIPT.format(helpers=str(Path(__file__).parent))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, cwd=Path(__file__).parents[2], timeout=600)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_second_compile_in_a_new_process_does_not_invoke_llvm(tmp_path):
+    first = _compile_in_subprocess(tmp_path)
+    second = _compile_in_subprocess(tmp_path)
+    assert not first["hit"] and first["llvm"] >= 1
+    assert second["hit"] and second["llvm"] == 0
+    assert second["loss"] == first["loss"]
+    assert Path(second["path"]).parent == tmp_path
+    assert (tmp_path / "__pycache__").is_dir()            # Numba's cache beside the module
+
+
+def test_compiling_again_in_process_reuses_the_driver():
+    graph = mlp_graph((4, 3))
+    first = compile_graph(graph)
+    again = compile_graph(mlp_graph((4, 3)))          # a new but identical graph
+    assert again.report.key == first.report.key and again.report.cache_hit
+    assert again.report.llvm_compiles == 0 and again.driver is first.driver
+    arrays = random_arrays(graph)
+    np.testing.assert_array_equal(first.run(dict(arrays))["out"], again.run(dict(arrays))["out"])
+    text = again.report.format()
+    assert "cache: hit" in text and "fuse" in text and "compile" in text
+
+
+def test_key_depends_on_the_source_and_target():
+    assert cache_key("a = 1", "cpu") != cache_key("a = 2", "cpu")
+    assert cache_key("a = 1", "cpu") != cache_key("a = 1", "cuda")
+    assert cache_key("a = 1", "cpu") == cache_key("a = 1", "cpu")
+
+
+def test_cache_dir_argument_overrides_the_environment(tmp_path):
+    compiled = compile_graph(mlp_graph((2, 2)), cache_dir=tmp_path)
+    assert Path(compiled.report.module_path).parent == tmp_path

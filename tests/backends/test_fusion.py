@@ -1,0 +1,99 @@
+"""The fusion pass: which nodes share a kernel, group interfaces, schedule order, the report."""
+from __future__ import annotations
+
+import pytest
+
+from backend_helpers import B, mlp_graph, random_graph, scalar_constant, t32, training_graph
+from netdsl.ir.graph import Graph, GraphBuilder
+from netdsl.ir.types import evaluate_dim
+from netdsl.passes.fusion import fuse
+
+
+def kinds(fused):
+    return [(g.kind, [n.op.name for n in g.nodes]) for g in fused.groups]
+
+
+def test_elementwise_chain_with_broadcasts_is_one_kernel():
+    b = GraphBuilder(Graph())
+    x = b.input("x", t32(B, 3, 4))
+    s = b.input("s", t32(4))
+    c = b.input("c", t32(3, 1))
+    y = b.op("exp", b.op("add", b.op("mul", x, s), c))
+    b.graph.outputs = {"y": b.op("mul", y, scalar_constant(b, 2.0))}
+    fused = fuse(b.graph)
+    assert kinds(fused) == [("elementwise", ["mul", "add", "exp", "mul"])]
+    assert [v.name for v in fused.groups[0].inputs[:3]] == ["x", "s", "c"]
+
+
+def test_reduction_fuses_with_its_elementwise_producers():
+    b = GraphBuilder(Graph())
+    x = b.input("x", t32(B, 5))
+    sq = b.op("mul", b.op("sub", x, scalar_constant(b, 1.0)), x)
+    b.graph.outputs = {"s": b.op("sum", sq, axes=(1,))}
+    assert kinds(fuse(b.graph)) == [("reduction", ["sub", "mul", "sum"])]
+
+
+def test_epilogue_fuses_into_matmul_and_runs_in_place():
+    graph = mlp_graph((4, 8, 3))
+    fused = fuse(graph)
+    first = fused.groups[0]
+    assert first.kind == "matmul" and [n.op.name for n in first.nodes] == \
+        ["matmul", "add", "relu"]
+    assert first.anchor.op.name == "matmul"
+    # The raw product is not needed elsewhere: only the activation leaves the kernel.
+    assert [v.producer.op.name for v in first.outputs] == ["relu"]
+
+
+def test_values_used_outside_are_group_outputs():
+    b = GraphBuilder(Graph())
+    x = b.input("x", t32(B, 4))
+    y = b.op("add", x, x)
+    z = b.op("mul", y, y)
+    total = b.op("sum", z)                 # the reduction joins the loop nest of y and z
+    product = b.op("matmul", y, b.input("w", t32(4, 2)))     # y also feeds another kernel
+    b.graph.outputs = {"z": z, "total": total, "product": product}
+    fused = fuse(b.graph)
+    group = fused.group_of[y.producer.id]
+    assert group.kind == "reduction"
+    assert {v.id for v in group.outputs} == {y.id, z.id, total.id}
+
+
+def test_report_counts_ops_kernels_and_saved_bytes():
+    b = GraphBuilder(Graph())
+    x = b.input("x", t32(B, 4))
+    a = b.op("add", x, x)
+    c = b.op("mul", a, a)
+    b.graph.outputs = {"y": b.op("exp", c)}
+    report = fuse(b.graph).report()
+    assert (report.primitive_ops, report.kernels) == (3, 1)
+    # a and c (f32[B, 4]) are never stored: 2 * 16 bytes per example.
+    assert evaluate_dim(report.saved_bytes, {"B": 8}) == 256
+    assert report.saved_bytes_evaluated == 32 and report.bindings == {"B": 1}
+    assert fuse(b.graph).report({"B": 8}).saved_bytes_evaluated == 256
+    assert "3 primitive ops -> 1 kernels" in report.format()
+
+
+def test_adam_update_fuses_into_the_weight_gradient_matmul():
+    fused = fuse(training_graph(mlp_graph((4, 8, 3))))
+    weight_updates = [g for g in fused.groups if g.kind == "matmul" and
+                      any(v.producer.op.name == "sub" for v in g.outputs)]
+    assert weight_updates, fused.format()
+    assert len(fused.groups) < len([n for n in fused.graph.nodes
+                                    if n.op.name != "constant"]) / 3
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_schedule_is_topological_and_partitions_the_nodes(seed):
+    graph = random_graph(seed)
+    fused = fuse(graph)
+    seen = [n.id for g in fused.groups for n in g.nodes] + [n.id for n in fused.constants]
+    assert sorted(seen) == sorted(n.id for n in graph.nodes)
+    ready = {v.id for v in graph.inputs} | {p.value.id for p in graph.params}
+    ready |= {v.id for n in fused.constants for v in n.outputs}
+    for group in fused.groups:
+        assert all(v.id in ready for v in group.inputs), group.describe()
+        inside = set()
+        for node in group.nodes:          # nodes in order inside the group
+            assert all(v.id in ready or v.id in inside for v in node.inputs)
+            inside |= {v.id for v in node.outputs}
+        ready |= inside

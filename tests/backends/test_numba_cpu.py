@@ -1,0 +1,208 @@
+"""The Numba CPU backend agrees with the reference interpreter on every kind of kernel group."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend_helpers import (B, F32, assert_matches_reference, copy_arrays, mlp_graph,
+                             random_arrays, scalar_constant, t32, training_arrays,
+                             training_graph)
+from netdsl.backends import compile_graph
+from netdsl.backends.reference import run as reference_run
+from netdsl.errors import Error
+from netdsl.ir.graph import Graph, GraphBuilder, LossInfo
+from netdsl.ir.types import DType, TensorType
+
+
+def test_elementwise_ops_with_broadcasting_casts_and_comparisons():
+    b = GraphBuilder(Graph(name="elementwise"))
+    x = b.input("x", t32(B, 3, 4))
+    row = b.input("row", t32(4))
+    col = b.input("col", t32(3, 1))
+    s = b.input("s", t32())
+    y = b.op("add", b.op("mul", x, row), col)
+    mask = b.op("greater", y, s)
+    z = b.op("where", mask, b.op("exp", b.op("neg", b.op("abs", y))), b.op("tanh", y))
+    z = b.op("maximum", z, b.op("mul", s, scalar_constant(b, 0.5)))
+    counted = b.op("cast", mask, dtype=DType.f32)
+    b.graph.outputs = {"z": b.op("add", z, counted), "mask": mask,
+                       "sqrt": b.op("sqrt", b.op("add", b.op("square", y), scalar_constant(b, 1.0))),
+                       "scaled": b.op("div", b.op("broadcast_to", s, x), scalar_constant(b, 3.0))}
+    assert_matches_reference(b.graph, random_arrays(b.graph, batch=5))
+
+
+def test_reductions_over_leading_trailing_middle_and_all_axes():
+    b = GraphBuilder(Graph(name="reductions"))
+    x = b.input("x", t32(B, 3, 4))
+    sq = b.op("mul", x, x)
+    b.graph.outputs = {
+        "sum_last": b.op("sum", sq, axes=(2,)),
+        "mean_first": b.op("mean", b.op("add", x, scalar_constant(b, 1.0)), axes=(0,)),
+        "max_middle": b.op("max", b.op("tanh", x), axes=(1,), keepdims=True),
+        "min_all": b.op("min", b.op("sub", x, scalar_constant(b, 2.0))),
+        "sum_outer": b.op("sum", b.op("exp", x), axes=(0, 2)),
+        "count": b.op("sum", b.op("greater", x, scalar_constant(b, 0.0))),
+        "mean_all": b.op("mean", b.op("abs", x)),
+    }
+    assert_matches_reference(b.graph, random_arrays(b.graph, batch=6))
+
+
+def test_matmul_epilogues_transposes_and_batches():
+    b = GraphBuilder(Graph(name="matmuls"))
+    x = b.input("x", t32(B, 4))
+    w = b.param("w", t32(5, 4), init=None)
+    bias = b.param("bias", t32(5), init=None)
+    h = b.op("relu", b.op("add", b.op("matmul", x, w, transpose_b=True), bias))
+    seq = b.input("seq", t32(B, 2, 3))
+    v = b.param("v", t32(3, 6), init=None)
+    b.graph.outputs = {"h": h, "raw": b.op("matmul", x, w, transpose_b=True),
+                       "batched": b.op("sigmoid", b.op("matmul", seq, v)),
+                       "gram": b.op("matmul", h, h, transpose_a=True)}
+    assert_matches_reference(b.graph, random_arrays(b.graph, batch=7), rtol=1e-4, atol=1e-5)
+
+
+def test_conv_net_training_step():
+    b = GraphBuilder(Graph(name="convnet"))
+    x = b.input("x", TensorType(F32, (B, 1, 6, 6)))
+    w = b.param("w", TensorType(F32, (2, 1, 3, 3)), init=None)
+    bias = b.param("bias", TensorType(F32, (2, 1, 1)), init=None)
+    h = b.op("relu", b.op("add", b.op("conv2d", x, w, padding=1), bias))
+    flat = b.op("reshape", h, shape=(B, 72))
+    loss = b.op("mean", b.op("mul", flat, flat))
+    b.graph.outputs = {"h": h}
+    b.graph.losses = [LossInfo("energy", loss)]
+    graph = training_graph(b.graph, "sgd")
+    compiled = assert_matches_reference(graph, training_arrays(graph, batch=3), steps=2,
+                                        rtol=1e-4, atol=1e-5)
+    assert any(g.kind == "conv" and g.epilogue for g in compiled.fused.groups)
+
+
+def _rnn() -> Graph:
+    from netdsl.ops.control import scan
+    cell = GraphBuilder(Graph(name="cell"))
+    h = cell.input("h", t32(B, 3))
+    x_t = cell.input("x_t", t32(B, 2))
+    w = cell.input("w", t32(2, 3))
+    u = cell.input("u", t32(3, 3))
+    new = cell.op("tanh", cell.op("add", cell.op("matmul", x_t, w), cell.op("matmul", h, u)))
+    offsets = cell.op("constant", value=np.array([0.5, -0.5, 1.0], np.float32))
+    y = cell.op("add", cell.op("mul", new, scalar_constant(cell, 2.0)), offsets)
+    cell.graph.outputs = {"h": new, "y": y}
+    b = GraphBuilder(Graph(name="rnn"))
+    xs = b.input("xs", t32(B, 4, 2))
+    h0 = b.input("h0", t32(B, 3))
+    w, u = b.param("w", t32(2, 3), init=None), b.param("u", t32(3, 3), init=None)
+    (final,), (ys,) = scan(b, cell.graph, [h0], [xs], [w, u], axis=1)
+    b.graph.outputs = {"final": final, "ys": ys}
+    b.graph.losses = [LossInfo("l", b.op("mean", b.op("mul", ys, ys)))]
+    return b.graph
+
+
+def test_scan_forward_and_its_gradient():
+    graph = _rnn()
+    assert_matches_reference(graph, random_arrays(graph, batch=2))
+    train = training_graph(graph, "sgd")
+    assert_matches_reference(train, training_arrays(train, batch=2), steps=2, rtol=1e-4)
+
+
+def test_adam_training_steps_update_params_in_place():
+    graph = training_graph(mlp_graph((4, 8, 8, 3)))
+    arrays = training_arrays(graph, batch=5)
+    compiled = compile_graph(graph)
+    weight = arrays["w0"]
+    assert_matches_reference(graph, arrays, compiled, steps=3, rtol=1e-4, atol=1e-6)
+    assert compiled.plan.in_place and not compiled.plan.copies
+    ours = copy_arrays(arrays)
+    before = ours["w0"].copy()
+    compiled.run(ours)
+    assert not np.array_equal(before, ours["w0"]) and weight is arrays["w0"]
+
+
+def test_bound_step_with_a_short_last_batch():
+    graph = training_graph(mlp_graph((4, 8, 3)))
+    arrays = training_arrays(graph, batch=6)
+    compiled = compile_graph(graph)
+    theirs = copy_arrays(arrays)
+    state = {p.name: arrays[p.name] for p in graph.params}
+    step = compiled.bind(state, inputs=["x", "y", "__lr__", "__step__"])
+    rng = np.random.default_rng(1)
+    for t, batch in enumerate([6, 6, 2, 6]):
+        x = rng.standard_normal((batch, 4)).astype(np.float32)
+        y = rng.standard_normal((batch, 3)).astype(np.float32)
+        got = dict(zip(step.output_names, step(x, y, 0.01, t + 1)))
+        want = reference_run(graph, {**theirs, "x": x, "y": y,
+                                     "__lr__": np.float32(0.01), "__step__": np.float32(t + 1)})
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-6)
+    for p in graph.params:
+        np.testing.assert_allclose(state[p.name], theirs[p.name], rtol=1e-4, atol=1e-6)
+
+
+def test_bound_step_converts_inputs_of_another_dtype():
+    graph = mlp_graph((4, 3))
+    arrays = random_arrays(graph, batch=2)
+    step = compile_graph(graph).bind(arrays, inputs=["x", "y"])
+    got = step(arrays["x"].astype(np.float64), arrays["y"])
+    want = reference_run(graph, copy_arrays(arrays))
+    np.testing.assert_allclose(got[0], want["out"], rtol=1e-5)
+
+
+def test_constants_full_and_views():
+    b = GraphBuilder(Graph(name="constants"))
+    x = b.input("x", t32(B, 2, 3))
+    table = b.op("constant", value=np.arange(6, dtype=np.float32).reshape(2, 3))
+    flat = b.op("reshape", b.op("add", x, table), shape=(B, 6))
+    ones = b.op("full", shape=(6,), value=1.5, dtype=DType.f32)
+    b.graph.outputs = {"flat": b.op("mul", flat, ones), "view": b.op("expand_dims", flat, axes=(1,)),
+                       "table": table}
+    assert_matches_reference(b.graph, random_arrays(b.graph, batch=3))
+
+
+def test_missing_input_is_an_error():
+    graph = mlp_graph((4, 3))
+    compiled = compile_graph(graph)
+    arrays = random_arrays(graph)
+    del arrays["x"]
+    with pytest.raises(Error, match="no data for input 'x'"):
+        compiled.run(arrays)
+
+
+def test_reference_target_has_the_same_interface():
+    graph = mlp_graph((4, 3))
+    compiled = compile_graph(graph, target="reference")
+    arrays = random_arrays(graph)
+    out = compiled.bind(arrays, inputs=["x", "y"])(arrays["x"], arrays["y"])
+    np.testing.assert_allclose(out[0], reference_run(graph, copy_arrays(arrays))["out"])
+
+
+def test_parallel_kernels_agree_with_the_reference():
+    from netdsl.backends.numba_cpu import CodegenOptions
+    b = GraphBuilder(Graph(name="parallel"))
+    x = b.input("x", t32(B, 5))
+    y = b.op("tanh", b.op("mul", x, scalar_constant(b, 3.0)))
+    b.graph.outputs = {"y": y, "rows": b.op("sum", b.op("mul", y, x), axes=(1,)),
+                       "cols": b.op("max", b.op("add", x, y), axes=(0,))}
+    compiled = compile_graph(b.graph, options=CodegenOptions(parallel_min=1))
+    # The column maximum reduces the outer loop: no prange for it, so no parallel kernel.
+    assert compiled.report.kernels["parallel"] == 1
+    assert "prange" in compiled.source
+    assert_matches_reference(b.graph, random_arrays(b.graph, batch=9), compiled)
+
+
+def test_small_lenet_with_pooling_and_cross_entropy():
+    b = GraphBuilder(Graph(name="tiny_lenet"))
+    x = b.input("x", TensorType(F32, (B, 1, 8, 8)))
+    labels = b.input("labels", TensorType(DType.i64, (B,)))
+    w = b.param("c.w", TensorType(F32, (2, 1, 3, 3)), init=None)
+    bias = b.param("c.b", TensorType(F32, (2, 1, 1)), init=None)
+    h = b.op("relu", b.op("add", b.op("conv2d", x, w, padding=1), bias))
+    h = b.op("reshape", b.op("max_pool2d", h, size=2), shape=(B, 32))
+    d = b.param("d.w", t32(32, 3), init=None)
+    logits = b.op("matmul", h, d)
+    b.graph.outputs = {"logits": logits}
+    b.graph.losses = [LossInfo("ce", b.op("mean", b.op("softmax_cross_entropy", logits,
+                                                      labels)))]
+    graph = training_graph(b.graph, "adam")
+    arrays = training_arrays(graph, batch=4)
+    arrays["labels"] = np.array([0, 2, 1, 2], np.int64)
+    assert_matches_reference(graph, arrays, steps=2, rtol=1e-4, atol=1e-5)
