@@ -85,7 +85,9 @@ class Model:
             from .backends.reference import run
             outputs = run(graph, arrays)
         else:
-            outputs = self.compiled_forward(target).run(arrays)
+            from .runtime.threads import limited_blas_threads
+            with limited_blas_threads():
+                outputs = self.compiled_forward(target).run(arrays)
         return {name: outputs[name] for name in graph.outputs}
 
     def _arrays(self, graph: Graph, weights: Mapping[str, np.ndarray],
@@ -141,7 +143,9 @@ class Model:
         compiled = cache[target]
         self.check_weights(weights)
         arrays = self._arrays(compiled.graph, weights, inputs, step)
-        results = compiled.run(arrays)
+        from .runtime.threads import limited_blas_threads
+        with limited_blas_threads():
+            results = compiled.run(arrays)
         grads = {name[len("grad."):]: value for name, value in results.items()
                  if name.startswith("grad.")}
         return float(results["loss"]), grads

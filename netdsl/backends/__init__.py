@@ -83,6 +83,12 @@ def compile_graph(graph: Graph, target: str = "cpu", cache_dir=None, *, options=
     key = cache.cache_key(generated.source, target)
     path, existed = cache.write_module(cache.cache_dir(cache_dir), key, generated.source)
     phase("cache")
+    # A driver loaded from the cache may call parallel kernels (ours, or an op's such as
+    # conv2d's or log_softmax's) whose thread pool nothing has started in this process.  Their
+    # cached machine code links against the pool's symbols (allocate_sched), so start the pool
+    # before loading anything: get_num_threads() launches it once, and is public API.
+    import numba
+    numba.get_num_threads()
     with cache.LLVMCounter() as counter:
         module = cache.import_module(path, key)
         phase("load")
@@ -91,12 +97,6 @@ def compile_graph(graph: Graph, target: str = "cpu", cache_dir=None, *, options=
         if not driver.signatures:
             driver.compile(_signature(generated, graph, fused))
         driver.disable_compile()
-        # A driver loaded from the cache may call parallel kernels (ours, or an op's, such as
-        # conv2d's) whose thread pool nothing has started in this process: start it, or the
-        # first parallel region crashes (a compile starts it as a side effect; a load does not).
-        if generated.uses_threads:
-            from numba.np.ufunc.parallel import _launch_threads
-            _launch_threads()
         phase("compile")
     report.llvm_compiles = counter.count
     report.cache_hit = counter.count == 0 and (existed or sum(

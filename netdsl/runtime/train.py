@@ -114,6 +114,12 @@ def fit(model, weights: dict[str, np.ndarray], config: TrainConfig, *, data: Any
         target: str = "cpu", verbose: bool = True,
         printer: Callable[[str], None] = print) -> FitResult:
     """Train `model` from `weights` as `config` says; the weights passed in are not mutated."""
+    from .threads import limited_blas_threads
+    with limited_blas_threads():
+        return _fit(model, weights, config, data, target, verbose, printer)
+
+
+def _fit(model, weights, config, data, target, verbose, printer) -> FitResult:
     from ..backends import compile_graph
     from ..passes.pipeline import run_pipeline
     from ..passes.training import build_training_graph
