@@ -87,7 +87,14 @@ def compile_graph(graph: Graph, target: str = "cpu", cache_dir=None, *, options=
     # conv2d's or log_softmax's) whose thread pool nothing has started in this process.  Their
     # cached machine code links against the pool's symbols (allocate_sched), so start the pool
     # before loading anything: get_num_threads() launches it once, and is public API.
+    # The threading layer is chosen when the pool starts: netdsl prefers `workqueue`, because
+    # OpenMP's spinning threads made a LeNet step 15x slower on a loaded 2-core machine (558 ms
+    # against 38 ms, measured here).  NUMBA_THREADING_LAYER, when set, still decides.
+    import os
+
     import numba
+    if "NUMBA_THREADING_LAYER" not in os.environ and not _pool_started():
+        numba.config.THREADING_LAYER = "workqueue"
     numba.get_num_threads()
     with cache.LLVMCounter() as counter:
         module = cache.import_module(path, key)
@@ -107,6 +114,11 @@ def compile_graph(graph: Graph, target: str = "cpu", cache_dir=None, *, options=
     report.memory = plan.report(report.fusion.bindings)
     constants = {k: _writeable(node.attrs["value"]) for k, node in enumerate(fused.constants)}
     return CompiledGraph(graph, driver, generated, plan, fused, report, constants)
+
+
+def _pool_started() -> bool:
+    from numba.np.ufunc import parallel
+    return bool(getattr(parallel, "_is_initialized", False))
 
 
 def _writeable(array):

@@ -1,13 +1,12 @@
 """2-D convolution over NCHW images and its two gradients, with PyTorch's layouts and rules.
 
 `conv2d(x, w)`: x [N, C, H, W], w [O, C/groups, kh, kw] -> [N, O, Ho, Wo]; attrs `stride`,
-`padding` (int, pair, (top, bottom, left, right) or "same"/"valid"), `dilation`, `groups`.
-Bias is a separate broadcast add (the fusion pass makes it an epilogue).  The gradients are ops
-of their own so that they compile to BLAS too: `conv2d_grad_input(g, w, x)` (x is read only for
-its shape: with stride > 1 several input sizes give the same output size) and
-`conv2d_grad_weight(x, g)` (attr `kernel_size`).  Compiled kernels unfold each image into a
-column matrix (im2col) in a per-thread scratch buffer and multiply with one `np.dot` (BLAS),
-parallel over the batch: on LeNet shapes this beats direct loops by 20x or more.
+`padding` (int, pair or "same"), `dilation`, `groups`.  Bias is a separate broadcast add (the
+fusion pass makes it an epilogue).  The gradients are ops too, so they compile to BLAS:
+`conv2d_grad_input(g, w, x)` (x read only for its shape: with stride > 1 several input sizes
+give one output size) and `conv2d_grad_weight(x, g)` (attr `kernel_size`).  Compiled kernels
+unfold a chunk of images into columns (im2col) and multiply with one `np.dot` (BLAS) per chunk,
+chunks in parallel: on LeNet shapes 20x faster than direct loops in Numba.
 """
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 from numba import uint64 as u64
 
-from ..ir.types import ShapeError, TensorType, dim_add, dim_floordiv
+from ..ir.types import DType, ShapeError, TensorType, dim_add, dim_floordiv
 from .registry import op
 
 
@@ -31,29 +30,24 @@ def _pair(value, name: str) -> tuple[int, int]:
     raise ShapeError(f"conv2d: {name} must be an int or a pair of ints, got {value!r}")
 
 
-def geometry(kernel: tuple[int, int], stride=1, padding=0, dilation=1, what="conv2d"):
+def geometry(kernel: tuple[int, int], stride=1, padding=0, dilation=1):
     """((sh, sw), (top, bottom, left, right), (dh, dw)) for a kernel of size (kh, kw)."""
-    sh, sw = _pair(stride, "stride")
-    dh, dw = _pair(dilation, "dilation")
+    (sh, sw), (dh, dw) = _pair(stride, "stride"), _pair(dilation, "dilation")
     if min(sh, sw, dh, dw) < 1:
-        raise ShapeError(f"{what}: stride and dilation must be at least 1, "
+        raise ShapeError(f"conv2d: stride and dilation must be at least 1, "
                          f"got stride {stride!r}, dilation {dilation!r}")
-    if padding == "valid":
-        pads = (0, 0, 0, 0)
-    elif padding == "same":
+    if padding == "same":
         if (sh, sw) != (1, 1):
-            raise ShapeError(f'{what}: padding="same" needs stride 1 (as in PyTorch), '
+            raise ShapeError(f'conv2d: padding="same" needs stride 1 (as in PyTorch), '
                              f"got stride {stride!r}", hint="give the padding as a number")
         # PyTorch puts the odd pixel of an even kernel's padding at the bottom/right.
         th, tw = dh * (kernel[0] - 1), dw * (kernel[1] - 1)
         pads = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
-    elif isinstance(padding, (tuple, list)) and len(padding) == 4:
-        pads = tuple(int(p) for p in padding)
     else:
         ph, pw = _pair(padding, "padding")
         pads = (ph, ph, pw, pw)
     if min(pads) < 0:
-        raise ShapeError(f"{what}: padding must not be negative, got {padding!r}")
+        raise ShapeError(f"conv2d: padding must not be negative, got {padding!r}")
     return (sh, sw), pads, (dh, dw)
 
 
@@ -86,8 +80,7 @@ def _conv_types(x: TensorType, w: TensorType, groups) -> None:
 def _conv_output(x: TensorType, w: TensorType, stride, padding, dilation) -> TensorType:
     kh, kw = w.shape[2], w.shape[3]
     (sh, sw), (pt, pb, pl, pr), (dh, dw) = geometry((kh, kw), stride, padding, dilation)
-    ho = output_dim(x.shape[2], pt, pb, kh, sh, dh)
-    wo = output_dim(x.shape[3], pl, pr, kw, sw, dw)
+    ho, wo = output_dim(x.shape[2], pt, pb, kh, sh, dh), output_dim(x.shape[3], pl, pr, kw, sw, dw)
     if any(isinstance(d, int) and d < 1 for d in (ho, wo)):
         raise ShapeError(f"conv2d: the {kh}x{kw} kernel (dilation {dh}x{dw}) does not fit in "
                          f"the padded input: input {x}, weight {w}, padding {padding!r}")
@@ -97,29 +90,24 @@ def _conv_output(x: TensorType, w: TensorType, stride, padding, dilation) -> Ten
 # ---------------------------------------------------------------------------------------------
 # NumPy references: windows of the padded input, then einsum
 
-def _windows(x, kernel, stride, pads, dilation, out_hw):
+def _windows(x, kernel, stride, pads, dilation):
     """[N, C, Ho, Wo, kh, kw] view of the padded input's receptive fields."""
     (sh, sw), (pt, pb, pl, pr), (dh, dw) = stride, pads, dilation
     padded = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
     eh, ew = dh * (kernel[0] - 1) + 1, dw * (kernel[1] - 1) + 1
     view = np.lib.stride_tricks.sliding_window_view(padded, (eh, ew), axis=(2, 3))
-    return view[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :out_hw[0], :out_hw[1]]
+    return view[:, :, ::sh, ::sw, ::dh, ::dw]
 
 
-def _grouped(array, axis: int, groups: int):
-    shape = array.shape
-    return array.reshape(shape[:axis] + (groups, shape[axis] // groups) + shape[axis + 1:])
+def _grouped(a, axis: int, groups: int):
+    return a.reshape(a.shape[:axis] + (groups, a.shape[axis] // groups) + a.shape[axis + 1:])
 
 
 def _conv_reference(x, w, stride=1, padding=0, dilation=1, groups=1):
-    kernel = w.shape[2:]
-    s, pads, d = geometry(kernel, stride, padding, dilation)
-    n, h, wd = x.shape[0], x.shape[2], x.shape[3]
-    ho = output_dim(h, pads[0], pads[1], kernel[0], s[0], d[0])
-    wo = output_dim(wd, pads[2], pads[3], kernel[1], s[1], d[1])
-    cols = _grouped(_windows(x, kernel, s, pads, d, (ho, wo)), 1, groups)
-    out = np.einsum("ngchwij,gocij->ngohw", cols, _grouped(w, 0, groups), optimize=True)
-    return out.reshape(n, w.shape[0], ho, wo).astype(x.dtype)
+    windows = _windows(x, w.shape[2:], *geometry(w.shape[2:], stride, padding, dilation))
+    out = np.einsum("ngchwij,gocij->ngohw", _grouped(windows, 1, groups),
+                    _grouped(w, 0, groups), optimize=True)
+    return out.reshape(x.shape[0], w.shape[0], *windows.shape[2:4]).astype(x.dtype)
 
 
 def _grad_input_reference(g, w, x, stride=1, padding=0, dilation=1, groups=1):
@@ -138,8 +126,8 @@ def _grad_input_reference(g, w, x, stride=1, padding=0, dilation=1, groups=1):
 
 
 def _grad_weight_reference(x, g, kernel_size, stride=1, padding=0, dilation=1, groups=1):
-    s, pads, d = geometry(tuple(kernel_size), stride, padding, dilation)
-    cols = _grouped(_windows(x, tuple(kernel_size), s, pads, d, g.shape[2:]), 1, groups)
+    kernel = tuple(kernel_size)
+    cols = _grouped(_windows(x, kernel, *geometry(kernel, stride, padding, dilation)), 1, groups)
     dw = np.einsum("ngchwij,ngohw->gocij", cols, _grouped(g, 1, groups), optimize=True)
     return dw.reshape(g.shape[1], x.shape[1] // groups, *kernel_size).astype(x.dtype)
 
@@ -148,84 +136,52 @@ def _grad_weight_reference(x, g, kernel_size, stride=1, padding=0, dilation=1, g
 # Compiled kernels: im2col / col2im around BLAS
 
 @njit(cache=True, fastmath=True)
-def pad_image(x, n, c0, padded, pt, pl):
-    """padded[c, pt + y, pl + x] = x[n, c0 + c, y, x] (rows/columns the kernel never reaches
-    are dropped); the border of `padded` is zeroed once by the caller and never written."""
-    for c in range(padded.shape[0]):
-        for y in range(min(x.shape[2], padded.shape[1] - pt)):
-            for xx in range(min(x.shape[3], padded.shape[2] - pl)):
-                padded[c, pt + y, u64(pl + xx)] = x[n, c0 + c, y, xx]
+def im2col(padded, cols, col0, kh, kw, sh, sw, dh, dw, ho, wo, transpose):
+    """cols[(c, i, j), col0 + (y, x)] = padded[c, y*sh + i*dh, x*sw + j*dw], or with
+    `transpose` (col2im) padded[...] += cols[...].
 
-
-@njit(cache=True, fastmath=True)
-def unpad_image(padded, dx, n, c0, pt, pl):
-    """dx[n, c0 + c] = the interior of padded (pad_image's transpose; unreached pixels get 0)."""
-    hp, wp = padded.shape[1], padded.shape[2]
-    for c in range(padded.shape[0]):
-        for y in range(dx.shape[2]):
-            for xx in range(dx.shape[3]):
-                inside = pt + y < hp and pl + xx < wp
-                dx[n, c0 + c, y, xx] = padded[c, pt + y, u64(pl + xx)] if inside else 0.0
-
-
-@njit(cache=True, fastmath=True)
-def im2col(padded, cols, col0, kh, kw, sh, sw, dh, dw, ho, wo):
-    """cols[(c, i, j), col0 + (y, x)] = padded[c, y*sh + i*dh, x*sw + j*dw].
-
-    Reading from a zero-padded copy keeps the inner loop free of bounds tests, and whole-array
-    indexing (no per-row slices, which Numba builds slowly) made this 10x faster.  Inner indices
-    are unsigned (`u64`) so Numba emits no negative-index wraparound test and LLVM vectorises
-    the copy (4x), and callers pass literal 1s for unit stride/dilation (1.5x more).
-    The other kernels use `u64` indices in their inner loops for the same reason."""
+    Reading a zero-padded copy keeps the inner loop free of bounds tests, and whole-array
+    indexing (Numba builds per-row slices slowly) made this 10x faster.  Inner indices are
+    unsigned (`u64`) so Numba emits no negative-index wraparound test and LLVM vectorises the
+    copy (4x); callers pass literal 1s for unit stride/dilation (1.5x more).  The other kernels
+    use `u64` in their inner loops for the same reason."""
     row = 0
     for c in range(padded.shape[0]):
         for i in range(kh):
             for j in range(kw):
-                shift = j * dw
                 for y in range(ho):
-                    source = y * sh + i * dh
-                    base = col0 + y * wo
-                    for xx in range(wo):
-                        cols[row, u64(base + xx)] = padded[c, source, u64(xx * sw + shift)]
+                    source, base = y * sh + i * dh, col0 + y * wo
+                    if transpose:
+                        for xx in range(wo):
+                            padded[c, source, u64(xx * sw + j * dw)] += cols[row, u64(base + xx)]
+                    else:
+                        for xx in range(wo):
+                            cols[row, u64(base + xx)] = padded[c, source, u64(xx * sw + j * dw)]
                 row += 1
 
 
 @njit(cache=True, fastmath=True)
-def col2im(cols, col0, padded, kh, kw, sh, sw, dh, dw, ho, wo):
-    """padded[c, y*sh + i*dh, x*sw + j*dw] += cols[(c, i, j), col0 + (y, x)] (im2col's
-    transpose)."""
-    row = 0
-    for c in range(padded.shape[0]):
-        for i in range(kh):
-            for j in range(kw):
-                shift = j * dw
-                for y in range(ho):
-                    target = y * sh + i * dh
-                    base = col0 + y * wo
-                    for xx in range(wo):
-                        padded[c, target, u64(xx * sw + shift)] += cols[row, u64(base + xx)]
-                row += 1
-
-
-@njit(cache=True, fastmath=True)
-def unfold(x, n, c0, padded, cols, col0, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo):
-    """Pad image n's channel group and im2col it, with the unit-stride case specialised."""
-    pad_image(x, n, c0, padded, pt, pl)
-    if sh == 1 and sw == 1 and dh == 1 and dw == 1:
-        im2col(padded, cols, col0, kh, kw, 1, 1, 1, 1, ho, wo)
+def unfold(image, n, c0, padded, cols, col0, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back):
+    """im2col of image n's channel group c0.. via the interior of `padded` (rows/columns no
+    window reaches are dropped; the border is zeroed by the caller), or with `back` col2im into
+    `padded` and its interior written to the image (pixels no window reaches get 0)."""
+    if back:
+        padded[:] = 0
     else:
-        im2col(padded, cols, col0, kh, kw, sh, sw, dh, dw, ho, wo)
-
-
-@njit(cache=True, fastmath=True)
-def fold(cols, col0, padded, dx, n, c0, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo):
-    """col2im one image's columns and write its (unpadded) input gradient."""
-    padded[:] = 0
+        for c in range(padded.shape[0]):
+            for y in range(min(image.shape[2], padded.shape[1] - pt)):
+                for xx in range(min(image.shape[3], padded.shape[2] - pl)):
+                    padded[c, pt + y, u64(pl + xx)] = image[n, c0 + c, y, xx]
     if sh == 1 and sw == 1 and dh == 1 and dw == 1:
-        col2im(cols, col0, padded, kh, kw, 1, 1, 1, 1, ho, wo)
+        im2col(padded, cols, col0, kh, kw, 1, 1, 1, 1, ho, wo, back)
     else:
-        col2im(cols, col0, padded, kh, kw, sh, sw, dh, dw, ho, wo)
-    unpad_image(padded, dx, n, c0, pt, pl)
+        im2col(padded, cols, col0, kh, kw, sh, sw, dh, dw, ho, wo, back)
+    if back:
+        for c in range(padded.shape[0]):
+            for y in range(image.shape[2]):
+                for xx in range(image.shape[3]):
+                    inside = pt + y < padded.shape[1] and pl + xx < padded.shape[2]
+                    image[n, c0 + c, y, xx] = padded[c, pt + y, u64(pl + xx)] if inside else 0.0
 
 
 @njit(cache=True)
@@ -235,69 +191,50 @@ def images_per_chunk(n_images, column_elements):
     return max(1, min(262144 // max(1, column_elements), (n_images + 7) // 8))
 
 
+@njit(cache=True, fastmath=True)
+def side_by_side(a3, first, count, o0, chunk, gather):
+    """chunk[o, i*P + q] = a3[first + i, o0 + o, q] (gather) or the reverse assignment: a chunk
+    of images' [O, P] planes side by side, as one gemm operand or result."""
+    p = a3.shape[2]
+    for i in range(count):
+        for o in range(chunk.shape[0]):
+            for q in range(p):
+                if gather:
+                    chunk[o, u64(i * p + q)] = a3[first + i, o0 + o, q]
+                else:
+                    a3[first + i, o0 + o, q] = chunk[o, u64(i * p + q)]
+
+
 @njit(cache=True, parallel=True, fastmath=True)
-def conv2d_forward(x, w, out, sh, sw, pt, pl, dh, dw, groups):
-    """out = conv2d(x, w): per chunk of images, im2col side by side, then one gemm per group."""
-    n_images = x.shape[0]
+def conv2d_kernel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back):
+    """Forward (back=False): planes = conv2d(images, w), per chunk of images im2col side by side
+    then one gemm per group.  Input gradient (back=True): images = wᵀ @ planes per chunk in one
+    gemm, then col2im.  Chunks run in parallel."""
+    n_images = images.shape[0]
     o_total, cg, kh, kw = w.shape
     og = o_total // groups
-    ho, wo = out.shape[2], out.shape[3]
+    ho, wo = planes.shape[2], planes.shape[3]
     k, p = cg * kh * kw, ho * wo
     w2 = w.reshape(o_total, k)
-    out3 = out.reshape(n_images, o_total, p)
+    planes3 = planes.reshape(n_images, o_total, p)
     per = images_per_chunk(n_images, k * p)
     for t in prange((n_images + per - 1) // per):
         first = t * per
         count = min(per, n_images - first)
         padded = np.zeros((cg, (ho - 1) * sh + (kh - 1) * dh + 1,
-                           (wo - 1) * sw + (kw - 1) * dw + 1), dtype=x.dtype)
-        cols = np.empty((k, count * p), dtype=x.dtype)
-        product = np.empty((og, count * p), dtype=x.dtype)
+                           (wo - 1) * sw + (kw - 1) * dw + 1), dtype=planes.dtype)
+        cols = np.empty((k, count * p), dtype=planes.dtype)
+        chunk = np.empty((og, count * p), dtype=planes.dtype)
         for grp in range(groups):
+            if back:
+                side_by_side(planes3, first, count, grp * og, chunk, True)
+                np.dot(w2[grp * og:(grp + 1) * og].T, chunk, cols)
             for i in range(count):
-                unfold(x, first + i, grp * cg, padded, cols, i * p,
-                       kh, kw, sh, sw, pt, pl, dh, dw, ho, wo)
-            np.dot(w2[grp * og:(grp + 1) * og], cols, product)
-            for i in range(count):
-                for o in range(og):
-                    for q in range(p):
-                        out3[first + i, grp * og + o, q] = product[o, u64(i * p + q)]
-
-
-@njit(cache=True, fastmath=True)
-def gather_gradient(g3, first, count, o0, target):
-    """target[o, i*P + q] = g3[first + i, o0 + o, q]: a chunk's gradients side by side."""
-    p = g3.shape[2]
-    for i in range(count):
-        for o in range(target.shape[0]):
-            for q in range(p):
-                target[o, u64(i * p + q)] = g3[first + i, o0 + o, q]
-
-
-@njit(cache=True, parallel=True, fastmath=True)
-def conv2d_backward_input(g, w, dx, sh, sw, pt, pl, dh, dw, groups):
-    """dx = conv2d's input gradient: per chunk of images, wᵀ @ g in one gemm, then col2im."""
-    n_images = g.shape[0]
-    o_total, cg, kh, kw = w.shape
-    og = o_total // groups
-    ho, wo = g.shape[2], g.shape[3]
-    k, p = cg * kh * kw, ho * wo
-    w2 = w.reshape(o_total, k)
-    g3 = g.reshape(n_images, o_total, p)
-    per = images_per_chunk(n_images, k * p)
-    for t in prange((n_images + per - 1) // per):
-        first = t * per
-        count = min(per, n_images - first)
-        padded = np.empty((cg, (ho - 1) * sh + (kh - 1) * dh + 1,
-                           (wo - 1) * sw + (kw - 1) * dw + 1), dtype=g.dtype)
-        gathered = np.empty((og, count * p), dtype=g.dtype)
-        cols = np.empty((k, count * p), dtype=g.dtype)
-        for grp in range(groups):
-            gather_gradient(g3, first, count, grp * og, gathered)
-            np.dot(w2[grp * og:(grp + 1) * og].T, gathered, cols)
-            for i in range(count):
-                fold(cols, i * p, padded, dx, first + i, grp * cg,
-                     kh, kw, sh, sw, pt, pl, dh, dw, ho, wo)
+                unfold(images, first + i, grp * cg, padded, cols, i * p,
+                       kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back)
+            if not back:
+                np.dot(w2[grp * og:(grp + 1) * og], cols, chunk)
+                side_by_side(planes3, first, count, grp * og, chunk, False)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
@@ -311,9 +248,8 @@ def conv2d_backward_weight(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
     g3 = g.reshape(n_images, o_total, p)
     per = images_per_chunk(n_images, k * p)
     chunks = (n_images + per - 1) // per
-    # Workers own partial sums, so they run in parallel without write races.  Their count is
-    # fixed (get_num_threads() would stop Numba caching the kernel) and bounded so the partial
-    # sums stay small next to the weight.
+    # Workers own partial sums (no write races); a fixed count, as get_num_threads() would stop
+    # Numba caching the kernel, bounded so the partial sums stay small.
     workers = max(1, min(chunks, 16, 4_000_000 // max(1, o_total * k)))
     partial = np.zeros((workers, o_total, k), dtype=x.dtype)
     for worker in prange(workers):
@@ -326,10 +262,10 @@ def conv2d_backward_weight(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
             gathered = np.empty((og, count * p), dtype=x.dtype)
             cols = np.empty((k, count * p), dtype=x.dtype)
             for grp in range(groups):
-                gather_gradient(g3, first, count, grp * og, gathered)
+                side_by_side(g3, first, count, grp * og, gathered, True)
                 for i in range(count):
                     unfold(x, first + i, grp * cg, padded, cols, i * p,
-                           kh, kw, sh, sw, pt, pl, dh, dw, ho, wo)
+                           kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, False)
                 np.dot(gathered, cols.T, product)
                 partial[worker, grp * og:(grp + 1) * og] += product
     flat = dw_out.reshape(o_total, k)
@@ -355,25 +291,18 @@ def _check_grad_type(name: str, g: TensorType, expected: TensorType) -> None:
 
 
 def _examples(kind: str):
-    from ..ir.types import DType
     T = lambda *shape: TensorType(DType.f32, shape)
-    cases = [
-        (T(2, 3, 7, 7), T(4, 3, 3, 3), {}),
-        (T(2, 3, 8, 8), T(4, 3, 3, 3), {"stride": 2, "padding": 1}),
-        (T(2, 3, 8, 7), T(4, 3, 3, 2), {"stride": (2, 1), "padding": (0, 1)}),
-        (T(1, 2, 6, 7), T(3, 2, 2, 4), {"padding": "same", "dilation": (1, 2)}),
-        (T(2, 6, 5, 5), T(6, 2, 3, 3), {"groups": 3, "stride": (1, 2), "padding": 1}),
-    ]
+    cases = [(T(2, 3, 7, 7), T(4, 3, 3, 3), {}),
+             (T(2, 3, 8, 8), T(4, 3, 3, 3), {"stride": 2, "padding": 1}),
+             (T(2, 3, 8, 7), T(4, 3, 3, 2), {"stride": (2, 1), "padding": (0, 1)}),
+             (T(1, 2, 6, 7), T(3, 2, 2, 4), {"padding": "same", "dilation": (1, 2)}),
+             (T(2, 6, 5, 5), T(6, 2, 3, 3), {"groups": 3, "stride": (1, 2), "padding": 1})]
     result = []
     for x, w, attrs in cases:
         g = _conv_output(x, w, attrs.get("stride", 1), attrs.get("padding", 0),
                          attrs.get("dilation", 1))
-        if kind == "forward":
-            result.append(((x, w), attrs))
-        elif kind == "input":
-            result.append(((g, w, x), attrs))
-        else:
-            result.append(((x, g), {**attrs, "kernel_size": tuple(w.shape[2:])}))
+        result.append({"forward": ((x, w), attrs), "input": ((g, w, x), attrs),
+                       "weight": ((x, g), {**attrs, "kernel_size": tuple(w.shape[2:])})}[kind])
     return result
 
 
@@ -398,7 +327,7 @@ class Conv2D:
 
     def emit_numba(ctx, node, ins, outs):
         args = _kernel_args(node.attrs, node.inputs[1].shape[2:])
-        return [f"{ctx.use(conv2d_forward)}({ins[0]}, {ins[1]}, {outs[0]}, {args})"]
+        return [f"{ctx.use(conv2d_kernel)}({ins[0]}, {ins[1]}, {outs[0]}, {args}, False)"]
 
     def examples():
         return _examples("forward")
@@ -415,8 +344,7 @@ class Conv2DGradInput:
         _check_grad_type("conv2d_grad_input", g, _conv_output(x, w, stride, padding, dilation))
         return x
 
-    def reference(g, w, x, **attrs):
-        return _grad_input_reference(g, w, x, **attrs)
+    reference = staticmethod(_grad_input_reference)
 
     def vjp(b, grads, inputs, outputs, **attrs):
         gg = grads[0]
@@ -430,7 +358,7 @@ class Conv2DGradInput:
 
     def emit_numba(ctx, node, ins, outs):
         args = _kernel_args(node.attrs, node.inputs[1].shape[2:])
-        return [f"{ctx.use(conv2d_backward_input)}({ins[0]}, {ins[1]}, {outs[0]}, {args})"]
+        return [f"{ctx.use(conv2d_kernel)}({outs[0]}, {ins[1]}, {ins[0]}, {args}, True)"]
 
     def examples():
         return _examples("input")
@@ -443,20 +371,17 @@ class Conv2DGradWeight:
     traits = {"conv", "pure"}
 
     def infer(x, g, kernel_size, stride=1, padding=0, dilation=1, groups=1):
-        if g.rank != 4 or not isinstance(g.shape[1], int):
-            raise ShapeError(f"conv2d_grad_weight: expected a gradient [N, O, Ho, Wo] with a "
-                             f"known O, got {g}")
-        if x.rank != 4 or not isinstance(x.shape[1], int) or not isinstance(groups, int) \
-                or groups < 1 or x.shape[1] % groups:
-            raise ShapeError(f"conv2d_grad_weight: input {x} does not split into {groups!r} "
-                             f"channel groups")
+        known = g.rank == 4 and x.rank == 4 and isinstance(groups, int) and groups > 0
+        if not known or not isinstance(g.shape[1], int) or not isinstance(x.shape[1], int) \
+                or x.shape[1] % groups:
+            raise ShapeError(f"conv2d_grad_weight: no weight gradient for input {x} and output "
+                             f"gradient {g} in {groups!r} groups")
         w = TensorType(x.dtype, (g.shape[1], x.shape[1] // groups, *kernel_size))
         _conv_types(x, w, groups)
         _check_grad_type("conv2d_grad_weight", g, _conv_output(x, w, stride, padding, dilation))
         return w
 
-    def reference(x, g, kernel_size, **attrs):
-        return _grad_weight_reference(x, g, kernel_size, **attrs)
+    reference = staticmethod(_grad_weight_reference)
 
     def vjp(b, grads, inputs, outputs, kernel_size, **attrs):
         gw = grads[0]

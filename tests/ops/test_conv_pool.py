@@ -1,0 +1,272 @@
+"""conv2d and pooling: shape rules and errors, references against naive loops and torch,
+gradients (and second derivatives) against finite differences, compiled kernels against the
+references, on LeNet shapes too."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from netdsl.backends.emit import run_single_node
+from netdsl.backends.reference import evaluate
+from netdsl.ir.graph import GraphBuilder
+from netdsl.ir.types import DType, ShapeError, Sym, TensorType, dim_add
+from netdsl.ops import get_op
+
+B, H, W = Sym.named("B"), Sym.named("H"), Sym.named("W")
+f32 = DType.f32
+
+
+def t(*shape, dtype=f32) -> TensorType:
+    return TensorType(dtype, tuple(shape))
+
+
+def build(name, arrays, **attrs):
+    b = GraphBuilder()
+    inputs = [b.input(f"x{i}", TensorType(DType.from_numpy(a.dtype), a.shape))
+              for i, a in enumerate(arrays)]
+    return b, inputs, b.op(name, *inputs, **attrs)
+
+
+def check_vjp(name, arrays, **attrs):
+    """Every element of the VJP (reference backend, float64) against central differences."""
+    opdef = get_op(name)
+    b, inputs, out = build(name, arrays, **attrs)
+    g = b.input("g", out.type)
+    grads = opdef.vjp(b, (g,), tuple(inputs), (out,), **attrs)
+    cotangent = np.random.default_rng(0).standard_normal(out.shape)
+    env = evaluate(b.graph, {v.id: a for v, a in zip(inputs, arrays)} | {g.id: cotangent})
+    for i, grad in enumerate(grads):
+        numeric = np.zeros_like(arrays[i])
+        for position in np.ndindex(arrays[i].shape):
+            shifted = [a.copy() for a in arrays]
+            shifted[i][position] += 1e-6
+            plus = np.sum(cotangent * opdef.reference(*shifted, **attrs))
+            shifted[i][position] -= 2e-6
+            minus = np.sum(cotangent * opdef.reference(*shifted, **attrs))
+            numeric[position] = (plus - minus) / 2e-6
+        actual = env[grad.id] if grad is not None else np.zeros_like(numeric)
+        np.testing.assert_allclose(actual, numeric, rtol=1e-6, atol=1e-7)
+
+
+def emitted(name, arrays, parallel=False, **attrs):
+    _, _, out = build(name, arrays, **attrs)
+    return run_single_node(out.producer, arrays, parallel=parallel)[0]
+
+
+def normal(*shape, dtype=np.float64, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+# -- conv2d shapes ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("x, w, attrs, expected", [
+    (t(B, 1, 28, 28), t(6, 1, 5, 5), {"padding": 2}, t(B, 6, 28, 28)),
+    (t(B, 6, 14, 14), t(16, 6, 5, 5), {}, t(B, 16, 10, 10)),
+    (t(B, 3, H, W), t(8, 3, 3, 3), {}, t(B, 8, dim_add(H, -2), dim_add(W, -2))),
+    (t(B, 3, H, W), t(8, 3, 4, 3), {"padding": "same"}, t(B, 8, H, W)),
+    (t(B, 3, 32, 32), t(8, 3, 3, 3), {"stride": 2, "padding": 1}, t(B, 8, 16, 16)),
+    (t(B, 3, 9, 9), t(8, 3, 3, 3), {"dilation": 2}, t(B, 8, 5, 5)),
+    (t(B, 4, 8, 8), t(8, 2, 3, 3), {"groups": 2, "padding": (1, 0)}, t(B, 8, 8, 6)),
+])
+def test_conv_infer(x, w, attrs, expected):
+    assert get_op("conv2d").infer(x, w, **attrs) == expected
+
+
+def test_strided_conv_on_a_symbolic_extent_gives_an_opaque_dim():
+    out = get_op("conv2d").infer(t(B, 3, H, W), t(8, 3, 3, 3), stride=2)
+    assert out.shape[:2] == (B, 8) and all(isinstance(d, Sym) for d in out.shape[2:])
+
+
+@pytest.mark.parametrize("x, w, attrs, message", [
+    (t(B, 120), t(16, 6, 5, 5), {},
+     "conv2d expects input f32[B, C, H, W] (rank 4), got f32[B, 120]"),
+    (t(B, 3, 32, 32), t(16, 6, 5, 5), {},
+     "conv2d: input has 3 channels but the weight expects 6: input f32[B, 3, 32, 32], "
+     "weight f32[16, 6, 5, 5]"),
+    (t(B, 3, 32, 32), t(16, 3, 5), {}, "weight [out, in, kh, kw] (rank 4)"),
+    (t(B, 3, 32, 32), t(16, 3, 3, 3), {"stride": 2, "padding": "same"},
+     'padding="same" needs stride 1'),
+    (t(B, 3, 4, 4), t(16, 3, 5, 5), {}, "does not fit"),
+    (t(B, 4, 8, 8), t(6, 2, 3, 3), {"groups": 4}, "groups=4"),
+    (t(B, 3, 8, 8), t(6, 3, 3, 3, dtype=DType.f64), {}, "one type"),
+])
+def test_conv_errors(x, w, attrs, message):
+    with pytest.raises(ShapeError) as error:
+        get_op("conv2d").infer(x, w, **attrs)
+    assert message in error.value.message
+
+
+# -- conv2d reference, gradients, kernels --------------------------------------------------------
+
+CONV_CASES = [
+    ((2, 3, 7, 6), (4, 3, 3, 3), {}),
+    ((2, 2, 8, 7), (3, 2, 3, 2), {"stride": 2, "padding": 1}),
+    ((1, 2, 6, 7), (3, 2, 2, 4), {"padding": "same", "dilation": (1, 2)}),
+    ((2, 4, 5, 5), (6, 2, 3, 3), {"groups": 2, "stride": (1, 2), "padding": (1, 0)}),
+    ((1, 1, 9, 8), (2, 1, 3, 3), {"stride": 3, "padding": 2, "dilation": 2}),
+]
+
+
+def naive_conv(x, w, stride, padding, dilation, groups):
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    n, c, height, width = x.shape
+    o, cg, kh, kw = w.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    ho = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((n, o, ho, wo))
+    for b, k, y, z in np.ndindex(out.shape):
+        group = k // (o // groups)
+        for ci, i, j in np.ndindex(cg, kh, kw):
+            out[b, k, y, z] += w[k, ci, i, j] * padded[b, group * cg + ci, y * sh + i * dh,
+                                                      z * sw + j * dw]
+    return out
+
+
+def test_reference_matches_a_naive_loop():
+    x, w = normal(2, 4, 7, 6), normal(6, 2, 3, 2, seed=1)
+    got = get_op("conv2d").reference(x, w, stride=(2, 1), padding=(1, 2), dilation=(1, 2),
+                                     groups=2)
+    np.testing.assert_allclose(got, naive_conv(x, w, (2, 1), (1, 2), (1, 2), 2), rtol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", CONV_CASES)
+def test_references_match_torch(x_shape, w_shape, attrs):
+    torch = pytest.importorskip("torch")
+    x, w = normal(*x_shape), normal(*w_shape, seed=1)
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    y = torch.nn.functional.conv2d(xt, wt, **attrs)
+    g = normal(*y.shape, seed=2)
+    y.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(get_op("conv2d").reference(x, w, **attrs), y.detach().numpy(),
+                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(get_op("conv2d_grad_input").reference(g, w, x, **attrs),
+                               xt.grad.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        get_op("conv2d_grad_weight").reference(x, g, kernel_size=w_shape[2:], **attrs),
+        wt.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", CONV_CASES[:3])
+def test_conv_vjps_and_second_derivatives(x_shape, w_shape, attrs):
+    x, w = normal(*x_shape), normal(*w_shape, seed=1)
+    check_vjp("conv2d", [x, w], **attrs)
+    g = normal(*get_op("conv2d").reference(x, w, **attrs).shape, seed=2)
+    check_vjp("conv2d_grad_input", [g, w, x], **attrs)
+    check_vjp("conv2d_grad_weight", [x, g], kernel_size=w_shape[2:], **attrs)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", CONV_CASES + [
+    ((64, 1, 28, 28), (6, 1, 5, 5), {"padding": 2}),
+    ((64, 6, 14, 14), (16, 6, 5, 5), {}),
+])
+def test_compiled_conv_kernels_match_the_references(x_shape, w_shape, attrs):
+    x, w = normal(*x_shape, dtype=np.float32), normal(*w_shape, dtype=np.float32, seed=1)
+    conv = get_op("conv2d").reference(x, w, **attrs)
+    g = normal(*conv.shape, dtype=np.float32, seed=2)
+    tolerance = dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(emitted("conv2d", [x, w], **attrs), conv, **tolerance)
+    np.testing.assert_allclose(emitted("conv2d_grad_input", [g, w, x], **attrs),
+                               get_op("conv2d_grad_input").reference(g, w, x, **attrs),
+                               **tolerance)
+    attrs_w = dict(attrs, kernel_size=w_shape[2:])
+    np.testing.assert_allclose(emitted("conv2d_grad_weight", [x, g], **attrs_w),
+                               get_op("conv2d_grad_weight").reference(x, g, **attrs_w),
+                               rtol=1e-4, atol=1e-3)
+
+
+def test_compiled_grad_input_overwrites_a_dirty_buffer():
+    """Buffers are reused between kernels: the kernel must not rely on a zeroed output."""
+    from netdsl.backends.emit import compile_single_node
+    x, w = normal(2, 3, 8, 8, dtype=np.float32), normal(4, 3, 3, 3, dtype=np.float32)
+    g = normal(2, 4, 3, 3, dtype=np.float32)
+    _, _, out = build("conv2d_grad_input", [g, w, x], stride=2)
+    kernel, _ = compile_single_node(out.producer)
+    dx = np.full(x.shape, 7.0, dtype=np.float32)
+    kernel(g, w, x, dx)
+    np.testing.assert_allclose(dx, get_op("conv2d_grad_input").reference(g, w, x, stride=2),
+                               rtol=1e-5, atol=1e-5)
+    assert np.all(dx[:, :, 7, :] == 0)          # the row that stride 2 never reads
+
+
+# -- pooling -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["max_pool2d", "avg_pool2d"])
+def test_pool_infer_and_errors(name):
+    infer = get_op(name).infer
+    assert infer(t(B, 6, 28, 28), size=2) == t(B, 6, 14, 14)
+    assert infer(t(B, 6, H, W), size=(2, 2), stride=(1, 1)) == \
+        t(B, 6, dim_add(H, -1), dim_add(W, -1))
+    assert infer(t(B, 3, 7, 7), size=3, stride=2, padding=1) == t(B, 3, 4, 4)
+    for x, attrs, words in [(t(B, 120), {"size": 2}, "(rank 4), got f32[B, 120]"),
+                            (t(B, 3, 8, 8), {"size": 2, "padding": 2}, "at most half"),
+                            (t(B, 3, 1, 8), {"size": 2}, "does not fit"),
+                            (t(B, 3, 8, 8), {"size": 0}, "must be positive")]:
+        with pytest.raises(ShapeError, match=None) as error:
+            infer(x, **attrs)
+        assert words in error.value.message
+
+
+POOL_CASES = [
+    ((2, 3, 6, 6), {"size": 2}),
+    ((2, 2, 7, 6), {"size": 3, "stride": 2, "padding": 1}),
+    ((1, 3, 5, 7), {"size": (2, 3), "stride": (1, 2), "padding": (1, 0)}),
+]
+
+
+@pytest.mark.parametrize("x_shape, attrs", POOL_CASES)
+@pytest.mark.parametrize("name", ["max_pool2d", "avg_pool2d"])
+def test_pool_references_match_torch(name, x_shape, attrs):
+    torch = pytest.importorskip("torch")
+    extra = [{}] if name == "max_pool2d" else [{}, {"count_include_pad": False}]
+    for more in extra:
+        x = normal(*x_shape)
+        xt = torch.tensor(x, requires_grad=True)
+        function = getattr(torch.nn.functional, name)
+        y = function(xt, attrs["size"], attrs.get("stride"), attrs.get("padding", 0), **more)
+        g = normal(*y.shape, seed=1)
+        y.backward(torch.from_numpy(g))
+        np.testing.assert_allclose(get_op(name).reference(x, **attrs, **more),
+                                   y.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(get_op(f"{name}_grad").reference(x, g, **attrs, **more),
+                                   xt.grad.numpy(), rtol=1e-12)
+
+
+def test_max_pool_gradient_goes_to_the_first_maximum_on_ties():
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, 1, 1] = x[0, 0, 1, 0] = 1.0          # a tie inside the first window
+    g = np.arange(1.0, 5.0).reshape(1, 1, 2, 2)
+    expected = np.zeros_like(x)
+    expected[0, 0, 1, 0] = 1.0                   # row-major first of the tied pair
+    expected[0, 0, 0, 2], expected[0, 0, 2, 0], expected[0, 0, 2, 2] = 2.0, 3.0, 4.0
+    for array in (get_op("max_pool2d_grad").reference(x, g, size=2),
+                  emitted("max_pool2d_grad", [x, g], size=2)):
+        np.testing.assert_array_equal(array, expected)
+
+
+@pytest.mark.parametrize("x_shape, attrs", POOL_CASES)
+def test_pool_vjps_and_second_derivatives(x_shape, attrs):
+    x = normal(*x_shape)
+    check_vjp("max_pool2d", [x], **attrs)
+    check_vjp("avg_pool2d", [x], **attrs)
+    check_vjp("avg_pool2d", [x], count_include_pad=False, **attrs)
+    g = normal(*get_op("max_pool2d").reference(x, **attrs).shape, seed=1)
+    check_vjp("max_pool2d_grad", [x, g], **attrs)
+    check_vjp("max_pool2d_gather", [x, normal(*x_shape, seed=2)], **attrs)
+    check_vjp("avg_pool2d_grad", [x, g], **attrs)
+
+
+@pytest.mark.parametrize("x_shape, attrs", POOL_CASES + [((64, 6, 28, 28), {"size": 2})])
+def test_compiled_pool_kernels_match_the_references(x_shape, attrs):
+    x = normal(*x_shape, dtype=np.float32)
+    pooled = get_op("max_pool2d").reference(x, **attrs)
+    g = normal(*pooled.shape, dtype=np.float32, seed=1)
+    v = normal(*x_shape, dtype=np.float32, seed=2)
+    for name, arrays, more in [("max_pool2d", [x], {}), ("max_pool2d_grad", [x, g], {}),
+                               ("max_pool2d_gather", [x, v], {}), ("avg_pool2d", [x], {}),
+                               ("avg_pool2d_grad", [x, g], {}),
+                               ("avg_pool2d", [x], {"count_include_pad": False}),
+                               ("avg_pool2d_grad", [x, g], {"count_include_pad": False})]:
+        expected = get_op(name).reference(*arrays, **attrs, **more)
+        np.testing.assert_allclose(emitted(name, arrays, **attrs, **more), expected,
+                                   rtol=1e-5, atol=1e-6)
