@@ -153,8 +153,11 @@ def _fit(model, weights, config, data, target, verbose, printer) -> FitResult:
     rng = np.random.default_rng(config.seed)
     result = FitResult(weights={})
     metric_names = config.metrics
+    columns = ["loss"] + (["val_loss"] if evaluator is not None else []) + list(metric_names) \
+        + ([f"val_{name}" for name in metric_names] if evaluator is not None else []) \
+        + (["lr"] if config.schedule != "constant" else [])
     if verbose:
-        printer(format_epoch_header(config.epochs, metric_names))
+        printer(format_epoch_header(config.epochs, columns))
     best, best_state, waited = np.inf, None, 0
     global_step = 0
     for epoch in range(1, config.epochs + 1):
@@ -195,7 +198,8 @@ def _fit(model, weights, config, data, target, verbose, printer) -> FitResult:
         row["seconds"] = time.perf_counter() - started
         result.history.append(row)
         if verbose:
-            printer(format_epoch_row(epoch, config.epochs, row, row["seconds"]))
+            printer(format_epoch_row(epoch, config.epochs, {k: row[k] for k in columns},
+                                     row["seconds"]))
         if config.early_stopping is not None:
             monitor = config.early_stopping["monitor"]
             value = row.get(monitor, row["loss"])
