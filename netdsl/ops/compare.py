@@ -36,94 +36,34 @@ def _boolean(*types: TensorType, name: str) -> None:
                              hint="compare first, e.g. greater(x, 0)")
 
 
-@op("less")
-class Less:
-    """a < b elementwise (boolean result)."""
-    traits = {"elementwise", "pure", "no_grad"}
-    kernel = "({0} < {1})"
-    vjp = None
-    examples = staticmethod(_compare_examples)
+def _comparison(name: str, symbol: str, function) -> None:
+    """Register the comparison `name`: a <symbol> b elementwise, a boolean result, no gradient.
 
-    def infer(a, b):
-        return elementwise_type(a, b, dtype=DType.bool)
+    The six comparisons differ only in their symbol and NumPy function, so one rule set serves
+    them all.
+    """
 
-    def reference(a, b):
-        return np.less(a, b)
+    class Comparison:
+        __doc__ = f"a {symbol} b elementwise (boolean result)."
+        traits = {"elementwise", "pure", "no_grad"}
+        kernel = f"({{0}} {symbol} {{1}})"
+        vjp = None
+        examples = staticmethod(_compare_examples)
 
+        def infer(a, b):
+            return elementwise_type(a, b, dtype=DType.bool)
 
-@op("less_equal")
-class LessEqual:
-    """a <= b elementwise (boolean result)."""
-    traits = {"elementwise", "pure", "no_grad"}
-    kernel = "({0} <= {1})"
-    vjp = None
-    examples = staticmethod(_compare_examples)
+        def reference(a, b):
+            return function(a, b)
 
-    def infer(a, b):
-        return elementwise_type(a, b, dtype=DType.bool)
-
-    def reference(a, b):
-        return np.less_equal(a, b)
+    op(name)(Comparison)
 
 
-@op("greater")
-class Greater:
-    """a > b elementwise (boolean result)."""
-    traits = {"elementwise", "pure", "no_grad"}
-    kernel = "({0} > {1})"
-    vjp = None
-    examples = staticmethod(_compare_examples)
-
-    def infer(a, b):
-        return elementwise_type(a, b, dtype=DType.bool)
-
-    def reference(a, b):
-        return np.greater(a, b)
-
-
-@op("greater_equal")
-class GreaterEqual:
-    """a >= b elementwise (boolean result)."""
-    traits = {"elementwise", "pure", "no_grad"}
-    kernel = "({0} >= {1})"
-    vjp = None
-    examples = staticmethod(_compare_examples)
-
-    def infer(a, b):
-        return elementwise_type(a, b, dtype=DType.bool)
-
-    def reference(a, b):
-        return np.greater_equal(a, b)
-
-
-@op("equal")
-class Equal:
-    """a == b elementwise (boolean result)."""
-    traits = {"elementwise", "pure", "no_grad"}
-    kernel = "({0} == {1})"
-    vjp = None
-    examples = staticmethod(_compare_examples)
-
-    def infer(a, b):
-        return elementwise_type(a, b, dtype=DType.bool)
-
-    def reference(a, b):
-        return np.equal(a, b)
-
-
-@op("not_equal")
-class NotEqual:
-    """a != b elementwise (boolean result)."""
-    traits = {"elementwise", "pure", "no_grad"}
-    kernel = "({0} != {1})"
-    vjp = None
-    examples = staticmethod(_compare_examples)
-
-    def infer(a, b):
-        return elementwise_type(a, b, dtype=DType.bool)
-
-    def reference(a, b):
-        return np.not_equal(a, b)
+for _name, _symbol, _function in (("less", "<", np.less), ("less_equal", "<=", np.less_equal),
+                                  ("greater", ">", np.greater),
+                                  ("greater_equal", ">=", np.greater_equal),
+                                  ("equal", "==", np.equal), ("not_equal", "!=", np.not_equal)):
+    _comparison(_name, _symbol, _function)
 
 
 @op("logical_and")
