@@ -66,7 +66,7 @@ def pipe(lowerer: "Lowerer", scope: "Scope", expr: ast.Pipe) -> Any:
     if isinstance(left, Invalid):
         return INVALID
     if not isinstance(left, (Value, tuple)):
-        expect_tensor(left, expr.left, "the input of `|>`")
+        expect_tensor(left, expr.left.span, "the input of `|>`")
     stage, name = expr.right, None
     if isinstance(stage, ast.Named):
         stage, name = stage.value, stage
@@ -182,7 +182,7 @@ def apply(lowerer: "Lowerer", scope: "Scope", layer: Any, inputs: list[Argument]
     for argument in inputs:
         if isinstance(argument.value, Invalid):
             return INVALID
-        expect_tensor(argument.value, ast.Name("x", span=argument.span), f"the input of {layer.kind}")
+        expect_tensor(argument.value, argument.span, f"the input of {layer.kind}")
     if isinstance(layer, Repeat):
         from .repeat import apply_repeat
         return apply_repeat(lowerer, scope, layer, inputs, span)

@@ -13,6 +13,7 @@ from ..ir.graph import Value
 from ..ir.types import Sym, dim_add, dim_floordiv, dim_mul, dim_sub
 from ..layers.base import FUNCTIONS, LAYERS
 from ..layers.init import INITIALIZERS, InitSpec
+from ..source import Span
 from . import ast
 from .context import CallContext
 from .values import (INVALID, BlockDef, FunctionRef, Invalid, LayerConfig, LayerRef, Repeat,
@@ -107,25 +108,25 @@ def resolve_name(lowerer: "Lowerer", scope: "Scope", expr: ast.Name) -> Any:
     raise Error(f"unknown name '{name}'", expr.span, hint)
 
 
-def expect_tensor(value: Any, expr: ast.Expr, what: str) -> Value | Invalid:
+def expect_tensor(value: Any, span: Span | None, what: str) -> Value | Invalid:
     """`value` as a tensor, or an error that says what it is instead."""
     if isinstance(value, (Value, Invalid)):
         return value
     if is_layer(value):
         kind = value.kind
-        raise Error(f"{kind} is a layer, but {what} must be a tensor", expr.span,
+        raise Error(f"{kind} is a layer, but {what} must be a tensor", span,
                     hint=f"apply the layer to a tensor: `x |> {kind}(...)`, or bracket a "
                          f"pipeline before using its result: `(x |> {kind}(...)) + y`")
     if isinstance(value, FunctionRef):
-        raise Error(f"{value.name} is a function, but {what} must be a tensor", expr.span,
+        raise Error(f"{value.name} is a function, but {what} must be a tensor", span,
                     hint=f"call it: {value.name}(x)")
-    raise Error(f"{what} must be a tensor, got {value!r}", expr.span)
+    raise Error(f"{what} must be a tensor, got {value!r}", span)
 
 
 def _tensor_operand(lowerer, value: Any, expr: ast.Expr, operator: str) -> Any:
     if isinstance(value, (Value, Invalid, int, float, bool, Sym)):
         return value
-    return expect_tensor(value, expr, f"an operand of `{operator}`")
+    return expect_tensor(value, expr.span, f"an operand of `{operator}`")
 
 
 def _binary(lowerer: "Lowerer", scope: "Scope", expr: ast.BinOp) -> Any:

@@ -29,7 +29,7 @@ def index(lowerer: "Lowerer", scope: "Scope", expr: ast.Index) -> Any:
         if isinstance(position, int) and -len(base) <= position < len(base):
             return base[position]                  # picking from a tuple result
         raise Error(f"index {position!r} is out of range for a tuple of {len(base)}", expr.span)
-    x = expect_tensor(base, expr.value, "an indexed value")
+    x = expect_tensor(base, expr.value.span, "an indexed value")
     if isinstance(x, Invalid):
         return INVALID
     items = list(expr.items)

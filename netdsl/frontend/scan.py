@@ -59,9 +59,10 @@ def lower_scan(lowerer: "Lowerer", scope: "Scope", expr: ast.Scan) -> Any:
     """The value of a scan: (stacked yields..., final carries...)."""
     from .lower import Scope
     from .statements import lower_body
-    sequences = [expect_tensor(evaluate(lowerer, scope, name), name, "a scanned input")
+    sequences = [expect_tensor(evaluate(lowerer, scope, name), name.span, "a scanned input")
                  for name in expr.inputs]
-    inits = [expect_tensor(evaluate(lowerer, scope, carry.init), carry.init, "a carried state")
+    inits = [expect_tensor(evaluate(lowerer, scope, carry.init), carry.init.span,
+                           "a carried state")
              for carry in expr.carries]
     axis = evaluate(lowerer, scope, expr.axis)
     if any(isinstance(v, Invalid) for v in sequences + inits):
@@ -91,7 +92,7 @@ def lower_scan(lowerer: "Lowerer", scope: "Scope", expr: ast.Scan) -> Any:
     lowerer.builder = body
     try:
         lower_body(lowerer, statements, body_scope, is_model=False, block_inputs=[])
-        yields = [expect_tensor(evaluate(lowerer, body_scope, v), v, "a yielded value")
+        yields = [expect_tensor(evaluate(lowerer, body_scope, v), v.span, "a yielded value")
                   for v in expr.yields]
         new_carries = [body_scope.lookup(carry.name) for carry in expr.carries]
     finally:

@@ -193,7 +193,7 @@ def _lower_output(lowerer: "Lowerer", scope: "Scope", statement: ast.Output,
         _declare(lowerer, scope, statement.name, statement.name_span or statement.span)
         scope.names[statement.name] = value
     if is_model:
-        tensor = expect_tensor(value, statement.value, "an `out`")
+        tensor = expect_tensor(value, statement.value.span, "an `out`")
         if isinstance(tensor, Invalid):
             return
         name = statement.name or _expression_name(statement.value) or \
@@ -213,7 +213,8 @@ def _expression_name(expr: ast.Expr) -> str | None:
 
 def _lower_loss(lowerer: "Lowerer", scope: "Scope", statement: ast.Loss) -> None:
     from .expressions import evaluate, expect_tensor
-    value = expect_tensor(evaluate(lowerer, scope, statement.value), statement.value, "a loss")
+    value = expect_tensor(evaluate(lowerer, scope, statement.value), statement.value.span,
+                          "a loss")
     if isinstance(value, Invalid):
         return
     if value.rank != 0:
