@@ -4,7 +4,10 @@ An emitter returns source lines for the body of the generated njit step function
 arrays and writes preallocated output arrays, both given by name; it may call library kernels
 (`@njit` functions defined beside the op) through `ctx.use(function)`, which imports them into the
 generated module and returns the name to call.  `ctx.fresh("i")` gives a unique local name.
-`ctx.parallel` says whether the kernel may use `prange`.
+`ctx.parallel` says whether the kernel may use `prange`; `ctx.large(type)` whether an op on
+`type` is big enough for a library kernel's parallel variant to pay for its threads (always, with
+`parallel`; else `parallel_min` elements with symbolic dims at `size_hint`, as the graph compiler
+judges its own loop nests).
 """
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ import numpy as np
 class EmitContext:
     """Collects the imports and unique names of one generated module."""
 
-    def __init__(self, parallel: bool = True):
+    def __init__(self, parallel: bool = True, parallel_min: int = 0, size_hint: int = 128):
         self.parallel = parallel
+        self.parallel_min = parallel_min          # 0: op kernels run serially unless parallel
+        self.size_hint = size_hint
         self.imports: dict[str, tuple[str, str]] = {}     # local name -> (module, attribute)
         self.helpers: list[str] = []                      # module-level source (functions)
         self._counter = itertools.count()
@@ -33,6 +38,19 @@ class EmitContext:
         local = f"_{module.rsplit('.', 1)[-1]}_{attribute}".replace(".", "_")
         self.imports[local] = (module, attribute)
         return local
+
+    def large(self, type_) -> bool:
+        """Whether an op over a tensor of `type_` should call a kernel's parallel variant."""
+        if self.parallel:
+            return True
+        if self.parallel_min <= 0:
+            return False
+        from ..ir.types import Sym, evaluate_dim
+        total = 1
+        for d in type_.shape:
+            names = d.symbols if isinstance(d, Sym) else ()
+            total *= evaluate_dim(d, {n: self.size_hint for n in names})
+        return total >= self.parallel_min
 
     def fresh(self, prefix: str = "t") -> str:
         return f"{prefix}_{next(self._counter)}"

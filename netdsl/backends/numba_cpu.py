@@ -83,7 +83,8 @@ class ModuleWriter:
 
     def __init__(self, options: CodegenOptions):
         self.options = options
-        self.ctx = EmitContext(parallel=False)
+        self.ctx = EmitContext(parallel=False, parallel_min=options.parallel_min,
+                               size_hint=options.size_hint)
         self.functions: dict[str, str] = {}          # canonical kernel source -> function name
         self.lines: list[str] = []                   # module-level functions, in order
         self.counts = {"inlined": 0, "shared": 0, "parallel": 0, "calls": 0, "ops": 0,
@@ -309,7 +310,21 @@ class FunctionWriter:
         if node.op.emit_numba is None:
             raise Error(f"the Numba backend cannot compile op '{node.op.name}': it has no "
                         f"emit_numba rule", node.span)
-        return list(node.op.emit_numba(self.ctx, node, ins, outs))
+        return self._assignments(node.op.emit_numba(self.ctx, node, ins, outs))
+
+    def _assignments(self, lines) -> list[str]:
+        """`x[...] = value` lines as `assign(x, value)` (numba_support.assign): Numba's slice
+        assignment compiles string-formatting code for its error message, seconds per process."""
+        from .numba_support import assign      # imports Numba: only when generating code
+
+        result = []
+        for line in lines:
+            match = _ELLIPSIS_ASSIGN.match(line)
+            if match:
+                indent, target, value = match.groups()
+                line = f"{indent}{self.ctx.use(assign)}({target}, {value})"
+            result.append(line)
+        return result
 
     def nest(self, t: int, group: KernelGroup) -> list[str]:
         module = self.module
@@ -366,6 +381,9 @@ def _symbol_sources(graph: Graph) -> dict[str, str]:
             if isinstance(d, Sym) and d.is_single_symbol and d.name not in found:
                 found[d.name] = f"{arg}.shape[{axis}]"
     return found
+
+
+_ELLIPSIS_ASSIGN = re.compile(r"^(\s*)([A-Za-z_][A-Za-z_0-9]*)\[\.\.\.\] = (.+)$")
 
 
 def generate_module(fused: FusedGraph, plan: MemoryPlan, options: CodegenOptions | None = None,

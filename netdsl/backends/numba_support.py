@@ -81,3 +81,69 @@ def put_step(value, sequence, t):
 
 
 __all__ += ["put_step", "take_step"]
+
+
+# `out[...] = source` in njit code goes through Numba's fancy_setslice, whose shape-mismatch
+# error builds its message with f-strings, str.join and str(int): compiling that string
+# machinery once per process cost about 3.3 s of the MLP training step's cold compile (of
+# 10 s; measured with numba.core.event).  The code generator emits `assign(out, source)`
+# instead: plain loops over `out`, broadcasting `source` NumPy-style (trailing axes aligned,
+# length-1 axes repeated), casting on store like NumPy's assignment.  It does not guard against
+# `source` overlapping `out` (Numba's slice assignment copies then): the memory plan never
+# gives an op's output a buffer that one of its inputs is in (passes/memory.py, step 3).
+from numba.extending import overload  # noqa: E402
+
+
+def assign(out, source):
+    """out[...] = source (NumPy semantics), without Numba's slice-assignment machinery."""
+    out[...] = source
+
+
+_ASSIGN_IMPLS: dict = {}
+
+
+def _assign_impl(n: int, m: int):
+    """The loop nest for an n-D `out` and an m-D array `source` (m <= n); m = -1: scalar."""
+    if (n, m) in _ASSIGN_IMPLS:
+        return _ASSIGN_IMPLS[n, m]
+    lines = ["def impl(out, source):"]
+    if m >= 0:
+        for j in range(m):
+            k = n - m + j
+            lines += [f"    s{j} = source.shape[{j}]",
+                      f"    if s{j} != 1 and s{j} != out.shape[{k}]:",
+                      "        raise ValueError('assign: source shape does not broadcast to "
+                      "the output shape')",
+                      f"    b{j} = 0 if s{j} == 1 else 1"]
+    indent = "    "
+    for k in range(n):
+        lines.append(f"{indent}for i{k} in range(out.shape[{k}]):")
+        indent += "    "
+    target = "out[" + ", ".join(f"i{k}" for k in range(n)) + "]" if n else "out[()]"
+    if m < 0:
+        value = "source"
+    elif m == 0:
+        value = "source[()]"
+    else:
+        value = "source[" + ", ".join(f"i{n - m + j} * b{j}" for j in range(m)) + "]"
+    lines.append(f"{indent}{target} = {value}")
+    namespace: dict = {}
+    exec("\n".join(lines), namespace)
+    _ASSIGN_IMPLS[n, m] = namespace["impl"]
+    return namespace["impl"]
+
+
+@overload(assign)
+def _ol_assign(out, source):
+    if not isinstance(out, types.Array):
+        return None
+    if isinstance(source, types.Array):
+        if source.ndim > out.ndim:
+            return None
+        return _assign_impl(out.ndim, source.ndim)
+    if isinstance(source, (types.Number, types.Boolean)):
+        return _assign_impl(out.ndim, -1)
+    return None
+
+
+__all__ += ["assign"]

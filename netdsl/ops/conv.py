@@ -5,8 +5,9 @@
 fusion pass makes it an epilogue).  The gradients are ops too, so they compile to BLAS:
 `conv2d_grad_input(g, w, x)` (x read only for its shape: with stride > 1 several input sizes
 give one output size) and `conv2d_grad_weight(x, g)` (attr `kernel_size`).  Compiled kernels
-unfold a chunk of images into columns (im2col) and multiply with one `np.dot` (BLAS) per chunk,
-chunks in parallel: on LeNet shapes 20x faster than direct loops in Numba.
+unfold a chunk of images into columns (im2col) and multiply with one `np.dot` (BLAS) per chunk:
+on LeNet shapes 20x faster than direct loops in Numba.  BLAS is never called inside a parallel
+region; the `_parallel` variants unfold a chunk's images in parallel, for large tensors only.
 """
 from __future__ import annotations
 
@@ -205,11 +206,25 @@ def side_by_side(a3, first, count, o0, chunk, gather):
                     a3[first + i, o0 + o, q] = chunk[o, u64(i * p + q)]
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+# Two variants of each convolution kernel, with the same chunks and the same gemms (so the same
+# numbers): a serial one, and a `_parallel` one whose im2col / col2im and scatter loops run in
+# prange over the images of a chunk.  BLAS is always called outside the parallel regions
+# (OpenBLAS runs its own threads; called inside prange it warned "Detect OpenMP Loop and this
+# application may hang" and oversubscribed the cores).  The code generator picks the parallel
+# variant only for large tensors (EmitContext.large); on two busy cores the barriers of small
+# parallel regions cost more than they save, and a parallel kernel is slow to compile.
+
+@njit(cache=True, fastmath=True)
+def _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, dtype):
+    return np.zeros((cg, (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1),
+                    dtype=dtype)
+
+
+@njit(cache=True, fastmath=True)
 def conv2d_kernel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back):
     """Forward (back=False): planes = conv2d(images, w), per chunk of images im2col side by side
     then one gemm per group.  Input gradient (back=True): images = wᵀ @ planes per chunk in one
-    gemm, then col2im.  Chunks run in parallel."""
+    gemm, then col2im."""
     n_images = images.shape[0]
     o_total, cg, kh, kw = w.shape
     og = o_total // groups
@@ -218,11 +233,10 @@ def conv2d_kernel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back):
     w2 = w.reshape(o_total, k)
     planes3 = planes.reshape(n_images, o_total, p)
     per = images_per_chunk(n_images, k * p)
-    for t in prange((n_images + per - 1) // per):
+    padded = _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, planes.dtype)
+    for t in range((n_images + per - 1) // per):
         first = t * per
         count = min(per, n_images - first)
-        padded = np.zeros((cg, (ho - 1) * sh + (kh - 1) * dh + 1,
-                           (wo - 1) * sw + (kw - 1) * dw + 1), dtype=planes.dtype)
         cols = np.empty((k, count * p), dtype=planes.dtype)
         chunk = np.empty((og, count * p), dtype=planes.dtype)
         for grp in range(groups):
@@ -237,25 +251,98 @@ def conv2d_kernel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back):
                 side_by_side(planes3, first, count, grp * og, chunk, False)
 
 
+@njit(cache=True, fastmath=True)
+def _side_by_side_one(a3, first, i, o0, chunk, gather):
+    """side_by_side for image i of the chunk only (the parallel kernels' loop body)."""
+    p = a3.shape[2]
+    for o in range(chunk.shape[0]):
+        for q in range(p):
+            if gather:
+                chunk[o, u64(i * p + q)] = a3[first + i, o0 + o, q]
+            else:
+                a3[first + i, o0 + o, q] = chunk[o, u64(i * p + q)]
+
+
 @njit(cache=True, parallel=True, fastmath=True)
+def conv2d_kernel_parallel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back):
+    """conv2d_kernel with each chunk's im2col/col2im and scatter in parallel over its images;
+    the gemms (the same as conv2d_kernel's) between the parallel regions."""
+    n_images = images.shape[0]
+    o_total, cg, kh, kw = w.shape
+    og = o_total // groups
+    ho, wo = planes.shape[2], planes.shape[3]
+    k, p = cg * kh * kw, ho * wo
+    w2 = w.reshape(o_total, k)
+    planes3 = planes.reshape(n_images, o_total, p)
+    per = images_per_chunk(n_images, k * p)
+    for t in range((n_images + per - 1) // per):
+        first = t * per
+        count = min(per, n_images - first)
+        cols = np.empty((k, count * p), dtype=planes.dtype)
+        chunk = np.empty((og, count * p), dtype=planes.dtype)
+        for grp in range(groups):
+            if back:
+                for i in prange(count):
+                    _side_by_side_one(planes3, first, np.int64(i), grp * og, chunk, True)
+                np.dot(w2[grp * og:(grp + 1) * og].T, chunk, cols)
+            for i in prange(count):
+                padded = _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, planes.dtype)
+                unfold(images, first + np.int64(i), grp * cg, padded, cols, np.int64(i) * p,
+                       kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back)
+            if not back:
+                np.dot(w2[grp * og:(grp + 1) * og], cols, chunk)
+                for i in prange(count):
+                    _side_by_side_one(planes3, first, np.int64(i), grp * og, chunk, False)
+
+
+@njit(cache=True, fastmath=True)
+def _workers(n_images, o_total, k, p):
+    """(images per chunk, chunks, workers): chunk t adds into partial sum t % workers.  A fixed
+    count (get_num_threads() would stop Numba caching the kernels), bounded so the partial sums
+    stay small; the serial and parallel kernels share it, so their sums are the same."""
+    per = images_per_chunk(n_images, k * p)
+    chunks = (n_images + per - 1) // per
+    workers = max(1, min(chunks, 16, 4_000_000 // max(1, o_total * k)))
+    return per, chunks, workers
+
+
+@njit(cache=True, fastmath=True)
+def _accumulate(partial, worker, o0, product):
+    """partial[worker, o0:o0 + O] += product, in loops: slice assignment would compile Numba's
+    shape-error formatting (seconds; see backends/numba_support.assign)."""
+    for o in range(product.shape[0]):
+        for j in range(product.shape[1]):
+            partial[worker, o0 + o, j] += product[o, j]
+
+
+@njit(cache=True, fastmath=True)
+def _sum_partials(partial, dw_out):
+    """dw_out = partial[0] + partial[1] + ... (in that order)."""
+    o_total, k = partial.shape[1], partial.shape[2]
+    flat = dw_out.reshape(o_total, k)
+    for o in range(o_total):
+        for j in range(k):
+            flat[o, j] = partial[0, o, j]
+    for worker in range(1, partial.shape[0]):
+        for o in range(o_total):
+            for j in range(k):
+                flat[o, j] += partial[worker, o, j]
+
+
+@njit(cache=True, fastmath=True)
 def conv2d_backward_weight(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
-    """dw = Σ_chunks g_chunk @ im2col(x_chunk)ᵀ: a partial sum per worker, then their sum."""
+    """dw = Σ_chunks g_chunk @ im2col(x_chunk)ᵀ: per-worker partial sums, then their sum."""
     n_images = x.shape[0]
     o_total, cg, kh, kw = dw_out.shape
     og = o_total // groups
     ho, wo = g.shape[2], g.shape[3]
     k, p = cg * kh * kw, ho * wo
     g3 = g.reshape(n_images, o_total, p)
-    per = images_per_chunk(n_images, k * p)
-    chunks = (n_images + per - 1) // per
-    # Workers own partial sums (no write races); a fixed count, as get_num_threads() would stop
-    # Numba caching the kernel, bounded so the partial sums stay small.
-    workers = max(1, min(chunks, 16, 4_000_000 // max(1, o_total * k)))
+    per, chunks, workers = _workers(n_images, o_total, k, p)
     partial = np.zeros((workers, o_total, k), dtype=x.dtype)
-    for worker in prange(workers):
-        padded = np.zeros((cg, (ho - 1) * sh + (kh - 1) * dh + 1,
-                           (wo - 1) * sw + (kw - 1) * dw + 1), dtype=x.dtype)
-        product = np.empty((og, k), dtype=x.dtype)
+    padded = _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, x.dtype)
+    product = np.empty((og, k), dtype=x.dtype)
+    for worker in range(workers):
         for t in range(worker, chunks, workers):
             first = t * per
             count = min(per, n_images - first)
@@ -265,23 +352,53 @@ def conv2d_backward_weight(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
                 side_by_side(g3, first, count, grp * og, gathered, True)
                 for i in range(count):
                     unfold(x, first + i, grp * cg, padded, cols, i * p,
-                           kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, False)
+                           kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, np.bool_(False))
                 np.dot(gathered, cols.T, product)
-                partial[worker, grp * og:(grp + 1) * og] += product
-    flat = dw_out.reshape(o_total, k)
-    flat[:] = partial[0]
-    for worker in range(1, workers):
-        flat += partial[worker]
+                _accumulate(partial, worker, grp * og, product)
+    _sum_partials(partial, dw_out)
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def conv2d_backward_weight_parallel(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
+    """conv2d_backward_weight with each chunk's gather and im2col in parallel over its images;
+    the same gemms and partial sums, between the parallel regions."""
+    n_images = x.shape[0]
+    o_total, cg, kh, kw = dw_out.shape
+    og = o_total // groups
+    ho, wo = g.shape[2], g.shape[3]
+    k, p = cg * kh * kw, ho * wo
+    g3 = g.reshape(n_images, o_total, p)
+    per, chunks, workers = _workers(n_images, o_total, k, p)
+    partial = np.zeros((workers, o_total, k), dtype=x.dtype)
+    product = np.empty((og, k), dtype=x.dtype)
+    for worker in range(workers):
+        for t in range(worker, chunks, workers):
+            first = t * per
+            count = min(per, n_images - first)
+            gathered = np.empty((og, count * p), dtype=x.dtype)
+            cols = np.empty((k, count * p), dtype=x.dtype)
+            for grp in range(groups):
+                for i in prange(count):
+                    _side_by_side_one(g3, first, np.int64(i), grp * og, gathered, True)
+                    padded = _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, x.dtype)
+                    unfold(x, first + np.int64(i), grp * cg, padded, cols, np.int64(i) * p,
+                           kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, np.bool_(False))
+                np.dot(gathered, cols.T, product)
+                _accumulate(partial, worker, grp * og, product)
+    _sum_partials(partial, dw_out)
 
 
 # ---------------------------------------------------------------------------------------------
 # The ops
 
 def _kernel_args(attrs, kernel) -> str:
-    """The geometry as literal arguments of the compiled kernels."""
+    """The geometry as arguments of the compiled kernels, typed int64 rather than literal
+    (`np.int64(2)`, not `2`): one compiled kernel then serves every convolution of a dtype,
+    where literals compiled a specialisation per geometry (~5 s each for the weight gradient).
+    unfold still passes im2col literal 1s for unit stride and dilation."""
     (sh, sw), (pt, _, pl, _), (dh, dw) = geometry(
         tuple(kernel), attrs.get("stride", 1), attrs.get("padding", 0), attrs.get("dilation", 1))
-    return f"{sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {attrs.get('groups', 1)}"
+    return ", ".join(f"np.int64({v})" for v in (sh, sw, pt, pl, dh, dw, attrs.get("groups", 1)))
 
 
 def _check_grad_type(name: str, g: TensorType, expected: TensorType) -> None:
@@ -327,7 +444,8 @@ class Conv2D:
 
     def emit_numba(ctx, node, ins, outs):
         args = _kernel_args(node.attrs, node.inputs[1].shape[2:])
-        return [f"{ctx.use(conv2d_kernel)}({ins[0]}, {ins[1]}, {outs[0]}, {args}, False)"]
+        kernel = conv2d_kernel_parallel if ctx.large(node.outputs[0].type) else conv2d_kernel
+        return [f"{ctx.use(kernel)}({ins[0]}, {ins[1]}, {outs[0]}, {args}, np.bool_(False))"]
 
     def examples():
         return _examples("forward")
@@ -358,7 +476,8 @@ class Conv2DGradInput:
 
     def emit_numba(ctx, node, ins, outs):
         args = _kernel_args(node.attrs, node.inputs[1].shape[2:])
-        return [f"{ctx.use(conv2d_kernel)}({outs[0]}, {ins[1]}, {ins[0]}, {args}, True)"]
+        kernel = conv2d_kernel_parallel if ctx.large(node.outputs[0].type) else conv2d_kernel
+        return [f"{ctx.use(kernel)}({outs[0]}, {ins[1]}, {ins[0]}, {args}, np.bool_(True))"]
 
     def examples():
         return _examples("input")
@@ -393,7 +512,9 @@ class Conv2DGradWeight:
 
     def emit_numba(ctx, node, ins, outs):
         args = _kernel_args(node.attrs, node.attrs["kernel_size"])
-        return [f"{ctx.use(conv2d_backward_weight)}({ins[0]}, {ins[1]}, {outs[0]}, {args})"]
+        kernel = conv2d_backward_weight_parallel if ctx.large(node.inputs[0].type) else \
+            conv2d_backward_weight
+        return [f"{ctx.use(kernel)}({ins[0]}, {ins[1]}, {outs[0]}, {args})"]
 
     def examples():
         return _examples("weight")
