@@ -203,8 +203,8 @@ def apply(lowerer: "Lowerer", scope: "Scope", layer: Any, inputs: list[Argument]
     finally:
         lowerer.builder.scope = saved_scope
     new_params = lowerer.root.graph.params[params_before:]
-    count = sum(_size(p.value.type) for p in new_params)
-    trainable = sum(_size(p.value.type) for p in new_params if p.trainable)
+    count = sum(int(p.value.type.size) for p in new_params)
+    trainable = sum(int(p.value.type.size) for p in new_params if p.trainable)
     outputs = list(result) if isinstance(result, tuple) else [result]
     lowerer.record(record_name, layer.kind, "layer", [a.value for a in inputs], outputs, span,
                    args=layer.describe(), first_node=first, params=count, trainable=trainable,
@@ -263,10 +263,3 @@ def _repeat(lowerer: "Lowerer", scope: "Scope", expr: ast.Call) -> Repeat:
         raise Error("repeat: the second argument must be a layer such as Dense(64)",
                     expr.args[1].span)
     return Repeat(count, expr.args[1], template.kind, expr.span)
-
-
-def _size(type_) -> int:
-    size = 1
-    for dim in type_.shape:
-        size *= dim
-    return size

@@ -180,22 +180,13 @@ class Lowerer:
 
 
 def _bytes_per_example(type_: TensorType) -> int:
-    """Bytes of a tensor with its leading (batch) dimension and any other symbols set to 1."""
-    from ..ir.types import Sym, evaluate_dim
+    """Bytes of a tensor per example: its leading (batch) dimension and other symbols set to 1."""
+    from .cost import per_example
+    dims = type_.shape[1:] if type_.rank and not isinstance(type_.shape[0], int) else type_.shape
     size = 1
-    for dim in type_.shape[1:] if type_.rank and isinstance(type_.shape[0], Sym) else type_.shape:
-        size *= evaluate_dim(dim, _Ones()) if isinstance(dim, Sym) else dim
+    for dim in dims:
+        size *= per_example(dim)
     return size * type_.dtype.numpy.itemsize
-
-
-class _Ones(dict):
-    """Bindings that give every symbol the value 1 (per-example sizes)."""
-
-    def __contains__(self, key) -> bool:
-        return True
-
-    def __getitem__(self, key) -> int:
-        return 1
 
 
 def lower_model(program: Program, name: str | None = None,

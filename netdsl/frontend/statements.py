@@ -121,14 +121,8 @@ def _lower_param(lowerer: "Lowerer", scope: "Scope", statement: ast.Param) -> No
                                               span=statement.span))
     scope.names[statement.name] = value
     lowerer.record(name, "param", "param", [], [value], statement.span,
-                   args={"init": str(init)}, params=_size(type_), trainable=_size(type_))
-
-
-def _size(type_) -> int:
-    size = 1
-    for dim in type_.shape:
-        size *= dim
-    return size
+                   args={"init": str(init)}, params=int(type_.size),
+                   trainable=int(type_.size))
 
 
 def eval_init(lowerer: "Lowerer", scope: "Scope", expr: ast.Expr) -> InitSpec:
@@ -228,7 +222,7 @@ def _lower_loss(lowerer: "Lowerer", scope: "Scope", statement: ast.Loss) -> None
         raise Error(f"loss '{name}' is defined twice", statement.span)
     wrt = tuple(n.id for n in statement.wrt) if statement.wrt else None
     for target in statement.wrt or ():
-        known = set(scope.names) | set(lowerer.program.blocks)
+        known = set(scope.names) | set(scope.instances) | set(lowerer.program.blocks)
         if target.id not in known:
             from ..errors import did_you_mean
             raise Error(f"`wrt {target.id}`: no layer, block or name '{target.id}' here",
