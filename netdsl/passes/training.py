@@ -158,7 +158,8 @@ def _objective_losses(graph: Graph, loss_name: str | None) -> list[LossInfo]:
     if scoped:
         raise Error(f"model '{graph.name}' has several objectives ({', '.join(scoped)}); "
                     f"train each with its own optimizer",
-                    hint="name an optimizer per loss in the train section")
+                    hint="`netdsl train` does not alternate objectives yet; from Python, "
+                         "passes.training.build_training_graphs builds one step per loss")
     return list(graph.losses)
 
 
