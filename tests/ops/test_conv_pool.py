@@ -6,55 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from netdsl.backends.emit import run_single_node
-from netdsl.backends.reference import evaluate
-from netdsl.ir.graph import GraphBuilder
-from netdsl.ir.types import DType, ShapeError, Sym, TensorType, dim_add
+from netdsl.ir.types import DType, ShapeError, Sym, dim_add
 from netdsl.ops import get_op
+
+from op_checks import t, build, check_vjp, emitted, normal  # noqa: E402
 
 B, H, W = Sym.named("B"), Sym.named("H"), Sym.named("W")
 f32 = DType.f32
-
-
-def t(*shape, dtype=f32) -> TensorType:
-    return TensorType(dtype, tuple(shape))
-
-
-def build(name, arrays, **attrs):
-    b = GraphBuilder()
-    inputs = [b.input(f"x{i}", TensorType(DType.from_numpy(a.dtype), a.shape))
-              for i, a in enumerate(arrays)]
-    return b, inputs, b.op(name, *inputs, **attrs)
-
-
-def check_vjp(name, arrays, **attrs):
-    """Every element of the VJP (reference backend, float64) against central differences."""
-    opdef = get_op(name)
-    b, inputs, out = build(name, arrays, **attrs)
-    g = b.input("g", out.type)
-    grads = opdef.vjp(b, (g,), tuple(inputs), (out,), **attrs)
-    cotangent = np.random.default_rng(0).standard_normal(out.shape)
-    env = evaluate(b.graph, {v.id: a for v, a in zip(inputs, arrays)} | {g.id: cotangent})
-    for i, grad in enumerate(grads):
-        numeric = np.zeros_like(arrays[i])
-        for position in np.ndindex(arrays[i].shape):
-            shifted = [a.copy() for a in arrays]
-            shifted[i][position] += 1e-6
-            plus = np.sum(cotangent * opdef.reference(*shifted, **attrs))
-            shifted[i][position] -= 2e-6
-            minus = np.sum(cotangent * opdef.reference(*shifted, **attrs))
-            numeric[position] = (plus - minus) / 2e-6
-        actual = env[grad.id] if grad is not None else np.zeros_like(numeric)
-        np.testing.assert_allclose(actual, numeric, rtol=1e-6, atol=1e-7)
-
-
-def emitted(name, arrays, parallel=False, **attrs):
-    _, _, out = build(name, arrays, **attrs)
-    return run_single_node(out.producer, arrays, parallel=parallel)[0]
-
-
-def normal(*shape, dtype=np.float64, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
 # -- conv2d shapes ---------------------------------------------------------------------------

@@ -5,66 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from netdsl.backends.emit import run_single_node
 from netdsl.backends.reference import evaluate
 from netdsl.errors import Error
 from netdsl.ir.graph import GraphBuilder
-from netdsl.ir.types import DType, ShapeError, Sym, TensorType, dim_mul
+from netdsl.ir.types import DType, ShapeError, Sym, dim_mul
 from netdsl.ops import get_op
+
+from op_checks import t, check_vjp, emitted  # noqa: E402
 
 B, T, H = Sym.named("B"), Sym.named("T"), Sym.named("H")
 f32, f64 = DType.f32, DType.f64
 
 
-def t(*shape, dtype=f32) -> TensorType:
-    return TensorType(dtype, tuple(shape))
-
-
 def infer(*types, **attrs):
     return get_op("matmul").infer(*types, **attrs)
-
-
-def numeric_gradient(function, arrays, index, cotangent, eps=1e-6):
-    """d <cotangent, function(arrays)> / d arrays[index], by central differences per element."""
-    grad = np.zeros_like(arrays[index])
-    for position in np.ndindex(arrays[index].shape):
-        shifted = [a.copy() for a in arrays]
-        shifted[index][position] += eps
-        plus = np.sum(cotangent * function(*shifted))
-        shifted[index][position] -= 2 * eps
-        minus = np.sum(cotangent * function(*shifted))
-        grad[position] = (plus - minus) / (2 * eps)
-    return grad
-
-
-def check_vjp(name, arrays, **attrs):
-    """The VJP graph, run by the reference backend in float64, equals finite differences."""
-    opdef = get_op(name)
-    b = GraphBuilder()
-    inputs = [b.input(f"x{i}", TensorType(DType.from_numpy(a.dtype), a.shape))
-              for i, a in enumerate(arrays)]
-    out = b.op(name, *inputs, **attrs)
-    g = b.input("g", out.type)
-    grads = opdef.vjp(b, (g,), tuple(inputs), (out,), **attrs)
-    cotangent = np.random.default_rng(0).standard_normal(out.shape)
-    feeds = {v.id: a for v, a in zip(inputs, arrays)} | {g.id: cotangent}
-    env = evaluate(b.graph, feeds)
-    function = lambda *xs: opdef.reference(*xs, **attrs)
-    for i, grad in enumerate(grads):
-        if arrays[i].dtype.kind != "f":
-            continue
-        expected = numeric_gradient(function, arrays, i, cotangent)
-        actual = env[grad.id] if grad is not None else np.zeros_like(expected)
-        np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-7)
-    return b.graph
-
-
-def emitted(name, arrays, parallel=False, **attrs):
-    b = GraphBuilder()
-    inputs = [b.input(f"x{i}", TensorType(DType.from_numpy(a.dtype), a.shape))
-              for i, a in enumerate(arrays)]
-    out = b.op(name, *inputs, **attrs)
-    return run_single_node(out.producer, arrays, parallel=parallel)[0]
 
 
 # -- shapes ----------------------------------------------------------------------------------

@@ -6,57 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from netdsl.backends.emit import compile_single_node, run_single_node
-from netdsl.backends.reference import evaluate
-from netdsl.ir.graph import GraphBuilder
-from netdsl.ir.types import DType, ShapeError, Sym, TensorType
+from netdsl.backends.emit import compile_single_node
+from netdsl.ir.types import DType, ShapeError, Sym
 from netdsl.ops import get_op
+
+from op_checks import t, build, check_vjp, emitted, normal  # noqa: E402
 
 B, T = Sym.named("B"), Sym.named("T")
 f32, i64 = DType.f32, DType.i64
-
-
-def t(*shape, dtype=f32) -> TensorType:
-    return TensorType(dtype, tuple(shape))
-
-
-def build(name, arrays, **attrs):
-    b = GraphBuilder()
-    inputs = [b.input(f"x{i}", TensorType(DType.from_numpy(a.dtype), a.shape))
-              for i, a in enumerate(arrays)]
-    return b, inputs, b.op(name, *inputs, **attrs)
-
-
-def check_vjp(name, arrays, **attrs):
-    """Every element of the float inputs' VJP (reference backend) against central differences."""
-    opdef = get_op(name)
-    b, inputs, out = build(name, arrays, **attrs)
-    g = b.input("g", out.type)
-    grads = opdef.vjp(b, (g,), tuple(inputs), (out,), **attrs)
-    cotangent = np.random.default_rng(0).standard_normal(out.shape)
-    env = evaluate(b.graph, {v.id: a for v, a in zip(inputs, arrays)} | {g.id: cotangent})
-    for i, grad in enumerate(grads):
-        if arrays[i].dtype.kind != "f":
-            assert grad is None
-            continue
-        numeric = np.zeros_like(arrays[i])
-        for position in np.ndindex(arrays[i].shape):
-            shifted = [a.copy() for a in arrays]
-            shifted[i][position] += 1e-6
-            plus = np.sum(cotangent * opdef.reference(*shifted, **attrs))
-            shifted[i][position] -= 2e-6
-            minus = np.sum(cotangent * opdef.reference(*shifted, **attrs))
-            numeric[position] = (plus - minus) / 2e-6
-        np.testing.assert_allclose(env[grad.id], numeric, rtol=1e-6, atol=1e-7)
-
-
-def emitted(name, arrays, **attrs):
-    _, _, out = build(name, arrays, **attrs)
-    return run_single_node(out.producer, arrays)[0]
-
-
-def normal(*shape, scale=1.0, dtype=np.float64, seed=0):
-    return (scale * np.random.default_rng(seed).standard_normal(shape)).astype(dtype)
 
 
 def labels(*shape, classes, seed=1):
