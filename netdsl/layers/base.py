@@ -17,7 +17,7 @@ from ..errors import Error, did_you_mean
 from ..ir.graph import Value
 from ..ir.types import TensorType
 from ..source import Span
-from .init import InitSpec
+from .init import INITIALIZERS, InitSpec, init_problem
 
 
 class Tensor:
@@ -125,8 +125,11 @@ def _accepts(annotation: Any, value: Any) -> tuple[bool, Any]:
     if annotation is list:
         return isinstance(value, (list, tuple)), list(value) if isinstance(value, tuple) else value
     if annotation is Init:
-        if isinstance(value, str):
-            value = InitSpec(value)
+        # `zeros` and `ones` are also functions (`zeros([B, H])`), so as `init=zeros` they
+        # arrive as a reference to the function; a bare initialiser name means the initialiser.
+        name = value if isinstance(value, str) else getattr(value, "name", None)
+        if not isinstance(value, InitSpec) and name in INITIALIZERS:
+            value = InitSpec(name)
         return isinstance(value, InitSpec), value
     if isinstance(annotation, tuple):                  # a union, e.g. (int, str) for padding
         for option in annotation:
@@ -156,7 +159,7 @@ def bind_call(target: Callable, display: str, args: Sequence[Argument],
     else:
         parameters = [p for p in list(inspect.signature(target).parameters.values())[skip:]
                       if p.kind != p.VAR_KEYWORD]
-    annotations = getattr(target, "__annotations__", {})
+    annotations = _annotations(target)
     positional = [p for p in parameters
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     variadic = next((p for p in parameters if p.kind == p.VAR_POSITIONAL), None)
@@ -188,21 +191,43 @@ def bind_call(target: Callable, display: str, args: Sequence[Argument],
     for parameter in parameters:
         if parameter.kind == parameter.VAR_POSITIONAL:
             continue
+        annotation = annotations.get(parameter.name, inspect.Parameter.empty)
         if parameter.name not in bound:
             if parameter.default is parameter.empty:
                 raise Error(f"{display} is missing its argument '{parameter.name}'", call_span)
-            result[parameter.name] = parameter.default
+            # Defaults get the same conversion as written values (`init: Init = "he"` is an
+            # InitSpec inside the layer either way).
+            default = parameter.default
+            result[parameter.name] = default if default is None else \
+                _accepts(annotation, default)[1]
             continue
         value, span = bound[parameter.name]
-        annotation = annotations.get(parameter.name, inspect.Parameter.empty)
         ok, converted = _accepts(annotation, value)
         if not ok and not (value is None and parameter.default is None):
             raise Error(f"{display}: argument '{parameter.name}' expects {_expected(annotation)}, "
                         f"got {describe(value)}", span or call_span)
+        if isinstance(converted, InitSpec) and init_problem(converted):
+            raise Error(f"{display}: {init_problem(converted)}", span or call_span,
+                        f"write it with its arguments, e.g. `{parameter.name}="
+                        f"{converted.kind}(0.1)`")
         result[parameter.name] = converted
     if variadic is not None:
         result[variadic.name] = [a.value for a in extra]
     return result
+
+
+def _annotations(target: Callable) -> dict[str, Any]:
+    """The signature's annotations as objects: modules here use `from __future__ import
+    annotations`, so `__annotations__` holds strings such as "Init" or "(int, list)", and an
+    unevaluated string would silently accept any value."""
+    cached = _ANNOTATIONS.get(target)
+    if cached is None:
+        cached = inspect.get_annotations(target, eval_str=True)
+        _ANNOTATIONS[target] = cached
+    return cached
+
+
+_ANNOTATIONS: dict[Callable, dict[str, Any]] = {}
 
 
 def tensor_type_text(value: Value | TensorType) -> str:

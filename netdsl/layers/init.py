@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import Error, did_you_mean
+from ..source import Span
+
 
 @dataclass(frozen=True)
 class InitSpec:
@@ -38,6 +41,57 @@ INITIALIZERS: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
     "he_uniform": (("gain",), (2.0 ** 0.5,)),
     "orthogonal": (("gain",), (1.0,)),
 }
+
+
+def make_init(name: str, args=(), kwargs=(), span: Span | None = None) -> InitSpec:
+    """`name(args..., key=value...)` checked against INITIALIZERS: known name, arity, numbers.
+
+    `kwargs` is a sequence of (name, value) pairs; they fill the named positions.  Every
+    spelling a user may write (`param w = normal(0.02)`, `Dense(4, init=uniform(-0.1, 0.1))`)
+    comes through here, so they all accept and refuse the same things.
+    """
+    if name not in INITIALIZERS:
+        raise Error(f"unknown initialiser '{name}'", span,
+                    did_you_mean(name, INITIALIZERS) or f"initialisers: {', '.join(INITIALIZERS)}")
+    names, defaults = INITIALIZERS[name]
+    required = len(names) - len(defaults)
+    signature = ", ".join(names) or "no arguments"
+    if len(args) > len(names):
+        raise Error(f"initialiser {name} takes at most {len(names)} argument"
+                    f"{'s' if len(names) != 1 else ''} ({signature}), got {len(args)}", span)
+    values: dict[str, object] = dict(zip(names, args))
+    for key, value in kwargs:
+        if key not in names:
+            raise Error(f"initialiser {name} has no argument '{key}'", span,
+                        did_you_mean(key, names) or f"{name} takes: {signature}")
+        if key in values:
+            raise Error(f"initialiser {name} got argument '{key}' twice", span)
+        values[key] = value
+    for key, value in values.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise Error(f"initialiser {name}: argument '{key}' expects a number, got {value!r}",
+                        span)
+    missing = [key for key in names[:required] if key not in values]
+    if missing:
+        raise Error(f"initialiser {name} needs its argument '{missing[0]}'", span,
+                    f"e.g. `{name}({', '.join('0.1' for _ in names[:required])})`")
+    # Stored positionally, leaving off trailing defaults so `str(spec)` reads as written.
+    filled = [values.get(key, default) for key, default in
+              zip(names, (None,) * required + tuple(defaults))]
+    while len(filled) > required and names[len(filled) - 1] not in values:
+        filled.pop()
+    return InitSpec(name, tuple(float(v) for v in filled))
+
+
+def init_problem(spec: InitSpec) -> str | None:
+    """Why `spec` cannot be drawn (a required argument missing), or None."""
+    names, defaults = INITIALIZERS.get(spec.kind, ((), ()))
+    required = len(names) - len(defaults)
+    if spec.kind not in INITIALIZERS:
+        return f"unknown initialiser '{spec.kind}'"
+    if len(spec.args) < required:
+        return f"initialiser {spec.kind} needs its argument '{names[len(spec.args)]}'"
+    return None
 
 
 def default_fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -90,7 +144,9 @@ def initialize(spec: InitSpec, shape: tuple[int, ...], rng: np.random.Generator,
         value = _orthogonal(shape, rng, args[0])
     else:                                   # validated when the .net file was lowered
         raise ValueError(f"unknown initialiser {kind}")
-    return np.ascontiguousarray(value, dtype=dtype)
+    # np.array, not np.ascontiguousarray: the latter turns a scalar param's 0-d value into
+    # shape [1], which then fails the declared type f32[].
+    return np.array(value, dtype=dtype, order="C")
 
 
 def _orthogonal(shape: tuple[int, ...], rng: np.random.Generator, gain: float) -> np.ndarray:
