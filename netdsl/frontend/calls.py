@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from ..errors import Diagnostic, Error
 from ..ir.graph import Value
 from ..layers.base import Argument, ArgumentError, bind_call
-from ..layers.init import InitSpec
+from ..layers.init import InitSpec, make_init
 from ..source import Span
 from . import ast
 from .context import CallContext
@@ -47,9 +47,12 @@ def call(lowerer: "Lowerer", scope: "Scope", expr: ast.Call,
             raise Error(f"applying the layer {target.kind} takes tensors only, "
                         f"not keyword '{kwargs[0][0]}'", kwargs[0][1].span)
         return apply(lowerer, scope, target, args, expr.span)
-    if isinstance(target, InitSpec):
-        raise Error(f"{target.kind} is an initialiser; use it after `=` in a `param` or as "
-                    f"`init=` of a layer", expr.span)
+    if isinstance(target, InitSpec) and not target.args:
+        # `normal(0.02)`, `constant(0.1)`: an initialiser with its arguments, for `init=`.
+        if target.kind in ("normal", "uniform"):
+            return _random_or_init(lowerer, target.kind, args, kwargs, expr.span)
+        return make_init(target.kind, [a.value for a in args],
+                         [(k, a.value) for k, a in kwargs], expr.span)
     raise Error(f"this is not callable: {target!r}", expr.func.span)
 
 
@@ -95,8 +98,6 @@ def pipe(lowerer: "Lowerer", scope: "Scope", expr: ast.Pipe) -> Any:
 def call_function(lowerer: "Lowerer", target: FunctionRef, args: list[Argument],
                   kwargs: list[tuple[str, Argument]], span: Span | None) -> Any:
     """Call a built-in function and record it in the layer-level view."""
-    if target.name in ("normal", "uniform"):
-        return _random_or_init(lowerer, target.name, args, kwargs, span)
     bound = bind_call(target.target, target.name, args, kwargs, span)
     ctx = CallContext(lowerer, span)
     first = len(lowerer.builder.graph.nodes)
@@ -112,15 +113,16 @@ def call_function(lowerer: "Lowerer", target: FunctionRef, args: list[Argument],
 def _random_or_init(lowerer, name, args, kwargs, span):
     """`normal([B, D])` draws a tensor; `normal(0.02)` is the initialiser."""
     values = [a.value for a in args]
-    if values and isinstance(values[0], (list, tuple)):
+    if (values and isinstance(values[0], (list, tuple))) or any(k == "shape" for k, _ in kwargs):
         from ..layers.random import random_tensor
         return random_tensor(CallContext(lowerer, span), name, args, kwargs)
-    if kwargs:
-        raise Error(f"initialiser {name} takes positional numbers", kwargs[0][1].span)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        example = "0.02" if name == "normal" else "-0.1, 0.1"
         raise Error(f"{name}(...) takes a shape list (a random tensor) or numbers "
-                    f"(an initialiser)", span)
-    return InitSpec(name, tuple(float(v) for v in values))
+                    f"(an initialiser)", span,
+                    hint=f"`{name}([B, 16])` draws a tensor; `init={name}({example})` "
+                         f"initialises a layer")
+    return make_init(name, values, [(k, a.value) for k, a in kwargs], span)
 
 
 def configure(lowerer: "Lowerer", ref: LayerRef, args: list[Argument],

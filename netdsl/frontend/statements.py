@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import Diagnostic, Error
 from ..ir.graph import LossInfo, Value
-from ..layers.init import INITIALIZERS, InitSpec
+from ..layers.init import INITIALIZERS, InitSpec, make_init
 from . import ast
 from .values import INVALID, Invalid, LayerConfig, Repeat
 
@@ -127,29 +127,15 @@ def _lower_param(lowerer: "Lowerer", scope: "Scope", statement: ast.Param) -> No
 
 def eval_init(lowerer: "Lowerer", scope: "Scope", expr: ast.Expr) -> InitSpec:
     """An initialiser expression: `he`, `zeros`, `normal(0.02)`, `uniform(-0.1, 0.1)`."""
-    from ..errors import did_you_mean
     from .expressions import evaluate
     if isinstance(expr, ast.Name):
-        name, args = expr.id, ()
-    elif isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and not expr.kwargs:
-        name = expr.func.id
+        return make_init(expr.id, (), (), expr.span)
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
         args = tuple(evaluate(lowerer, scope, a) for a in expr.args)
-    else:
-        raise Error("an initialiser must be a name such as `he` or a call such as `normal(0.02)`",
-                    expr.span, hint=f"initialisers: {', '.join(INITIALIZERS)}")
-    if name not in INITIALIZERS:
-        raise Error(f"unknown initialiser '{name}'", expr.span,
-                    did_you_mean(name, INITIALIZERS) or
-                    f"initialisers: {', '.join(INITIALIZERS)}")
-    names, defaults = INITIALIZERS[name]
-    required = len(names) - len(defaults)
-    if not required <= len(args) <= len(names):
-        raise Error(f"initialiser {name} takes {required} to {len(names)} arguments "
-                    f"({', '.join(names) or 'none'}), got {len(args)}", expr.span)
-    for arg in args:
-        if not isinstance(arg, (int, float)) or isinstance(arg, bool):
-            raise Error(f"initialiser {name} expects numbers, got {arg!r}", expr.span)
-    return InitSpec(name, tuple(float(a) for a in args))
+        kwargs = tuple((k.name, evaluate(lowerer, scope, k.value)) for k in expr.kwargs)
+        return make_init(expr.func.id, args, kwargs, expr.span)
+    raise Error("an initialiser must be a name such as `he` or a call such as `normal(0.02)`",
+                expr.span, hint=f"initialisers: {', '.join(INITIALIZERS)}")
 
 
 def _lower_assign(lowerer: "Lowerer", scope: "Scope", statement: ast.Assign) -> None:

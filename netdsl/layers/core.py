@@ -7,6 +7,7 @@ and returns the existing parameter when a bound layer is applied a second time (
 from __future__ import annotations
 
 from .base import ArgumentError, Init, Tensor, layer
+from .init import InitSpec
 
 
 def _known_size(ctx, x, axis: int, what: str) -> int:
@@ -185,9 +186,8 @@ class LayerNorm:
 class Embedding:
     """Integer ids [..] -> vectors [.., dim]; weight [vocab, dim] (normal(1) like torch)."""
 
-    def __init__(self, vocab: int, dim: int, init: Init = "normal"):
-        self.vocab, self.dim = vocab, dim
-        self.init = init if init.args or init.kind != "normal" else type(init)("normal", (1.0,))
+    def __init__(self, vocab: int, dim: int, init: Init = InitSpec("normal", (1.0,))):
+        self.vocab, self.dim, self.init = vocab, dim, init
 
     def apply(self, ctx, ids: Tensor):
         if not ids.dtype.is_int:
