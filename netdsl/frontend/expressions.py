@@ -102,6 +102,10 @@ def resolve_name(lowerer: "Lowerer", scope: "Scope", expr: ast.Name) -> Any:
     candidates = (scope.visible() | set(lowerer.program.consts) | set(lowerer.program.blocks)
                   | set(library) | set(LAYERS) | set(FUNCTIONS) | set(INITIALIZERS))
     hint = did_you_mean(name, candidates)
+    if name in scope.instances:
+        hint = (f"`as {name}` names a layer instance for checkpoints, not a value; to use its "
+                f"parameters, bind the layer (`{name} = Dense(...)`, then `x |> {name}` and "
+                f"`{name}.weight`)")
     if hint is None and name[:1].isupper() and len(name) > 2:
         hint = "layers: " + ", ".join(sorted(set(LAYERS) | set(library) |
                                              set(lowerer.program.blocks)))

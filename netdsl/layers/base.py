@@ -99,6 +99,8 @@ def describe(value: Any) -> str:
         return f"the initialiser {value}"
     if value is None:
         return "none"
+    if type(value).__name__ == "FunctionRef":      # frontend.values, not imported here
+        return f"the function {value.name}"
     kind = getattr(value, "kind", type(value).__name__)
     return f"the layer {kind}"
 

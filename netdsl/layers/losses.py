@@ -57,8 +57,27 @@ def bce_logits(ctx, logits: Tensor, target: Tensor):
     return _mean_all(ctx, ctx.op("sigmoid_bce_logits", logits, target))
 
 
+def _class_weights(ctx, weights, logits: Value) -> Value | None:
+    """`weights=[1.0, 2.0, 8.0]` (or a tensor) as a float tensor [C] matching the logits."""
+    if weights is None:
+        return None
+    classes = logits.shape[-1]
+    if isinstance(weights, (list, tuple)):
+        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights):
+            ctx.error("cross_entropy: weights must be a list of numbers, one per class")
+        if isinstance(classes, int) and len(weights) != classes:
+            ctx.error(f"cross_entropy: {len(weights)} weights for {classes} classes "
+                      f"(logits {logits.type})", hint="give one weight per class")
+        with ctx.lowerer.builder.at(ctx.span):
+            return ctx.lowerer.builder.constant([float(w) for w in weights], logits.dtype)
+    if weights.rank != 1 or weights.shape[0] != classes:
+        ctx.error(f"cross_entropy: weights {weights.type} must be one per class "
+                  f"([{classes}]) for logits {logits.type}")
+    return _as_float(ctx, weights, logits)
+
+
 @function("cross_entropy")
-def cross_entropy(ctx, logits: Tensor, labels: Tensor, weights: Tensor = None):
+def cross_entropy(ctx, logits: Tensor, labels: Tensor, weights: (Tensor, list) = None):
     """Softmax cross-entropy over the last axis; labels are class indices or one-hot/probabilities.
 
     With integer labels of shape logits.shape[:-1] it is torch's CrossEntropyLoss (class axis
@@ -66,6 +85,7 @@ def cross_entropy(ctx, logits: Tensor, labels: Tensor, weights: Tensor = None):
     each class and the mean is divided by the summed weights, as in torch.
     """
     logits = ctx.floating(logits)
+    weights = _class_weights(ctx, weights, logits)
     if labels.dtype.is_int:
         if tuple(labels.shape) != tuple(logits.shape[:-1]):
             ctx.error(f"cross_entropy: labels {labels.type} do not match logits {logits.type}",
@@ -75,7 +95,7 @@ def cross_entropy(ctx, logits: Tensor, labels: Tensor, weights: Tensor = None):
         if weights is None:
             return _mean_all(ctx, per_example)
         picked = ctx.op("sum", ctx.op("mul", ctx.op("one_hot", labels, depth=logits.shape[-1]),
-                                      _as_float(ctx, weights, logits)),
+                                      weights),
                         axes=(labels.rank,), keepdims=False)
         total = ctx.op("sum", ctx.op("mul", per_example, picked),
                        axes=tuple(range(labels.rank)), keepdims=False)
@@ -85,7 +105,7 @@ def cross_entropy(ctx, logits: Tensor, labels: Tensor, weights: Tensor = None):
     log_p = ctx.op("log_softmax", logits, axis=logits.rank - 1)
     terms = ctx.op("mul", _as_float(ctx, labels, logits), log_p)
     if weights is not None:
-        terms = ctx.op("mul", terms, _as_float(ctx, weights, logits))
+        terms = ctx.op("mul", terms, weights)
     per_example = ctx.op("sum", terms, axes=(logits.rank - 1,), keepdims=False)
     return ctx.op("neg", _mean_all(ctx, per_example))
 
