@@ -1,7 +1,9 @@
 """Golden tests: the exact message `netdsl check` prints for each kind of user mistake.
 
-Each `golden_check/<case>.net` has a `<case>.txt` holding the expected stderr.  Regenerate with
-NETDSL_UPDATE_GOLDEN=1 after a deliberate change to a message, and read the diff.
+Each `golden_check/<case>.net` has a `<case>.txt` holding the expected stderr.  A missing golden
+file is a failure.  After a deliberate change to a message, regenerate with
+NETDSL_UPDATE_GOLDEN=1 (exactly "1"), read the diff, and run the tests again without it: a run
+that rewrites golden files fails every case it rewrote, so it can never count as a pass.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from netdsl.cli import main
 
 GOLDEN = Path(__file__).parent / "golden_check"
 CASES = sorted(p.stem for p in GOLDEN.glob("*.net"))
+UPDATE = os.environ.get("NETDSL_UPDATE_GOLDEN") == "1"
 
 
 def run_check(capsys, monkeypatch, name: str) -> tuple[int, str, str]:
@@ -30,9 +33,21 @@ def test_error_message_is_golden(case, capsys, monkeypatch):
     assert out == "", "nothing is printed to stdout on failure"
     assert "Traceback" not in err
     expected = GOLDEN / f"{case}.txt"
-    if os.environ.get("NETDSL_UPDATE_GOLDEN") or not expected.exists():
+    if UPDATE:
+        before = expected.read_text() if expected.exists() else None
         expected.write_text(err)
+        pytest.fail(f"NETDSL_UPDATE_GOLDEN=1: wrote {expected.name} "
+                    f"({'unchanged' if before == err else 'new' if before is None else 'CHANGED'}); "
+                    f"read the diff, then run again without NETDSL_UPDATE_GOLDEN")
+    assert expected.exists(), (f"no golden file {expected.name}: write it with "
+                               f"NETDSL_UPDATE_GOLDEN=1 and read it before committing")
     assert err == expected.read_text()
+
+
+def test_every_golden_file_has_its_case():
+    """A golden file whose .net case was renamed or deleted is checked by nothing."""
+    orphans = sorted(p.name for p in GOLDEN.glob("*.txt") if p.stem not in CASES)
+    assert not orphans, f"golden files without a case: {orphans}"
 
 
 @pytest.mark.parametrize("case", CASES)
