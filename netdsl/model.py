@@ -106,8 +106,9 @@ class Model:
                     f"inputs given: {', '.join(inputs) or 'none'}"
                 raise Error(f"no data for input '{value.name}' ({value.type})",
                             graph.input_spans.get(value.name), hint)
-            arrays[value.name] = np.ascontiguousarray(inputs[value.name],
-                                                      dtype=value.dtype.numpy)
+            # np.require, not np.ascontiguousarray: that makes a rank-0 input shape [1].
+            arrays[value.name] = np.require(inputs[value.name], dtype=value.dtype.numpy,
+                                            requirements="C")
         bind_dims(graph, arrays)
         for info in graph.params:
             if info.name in weights:

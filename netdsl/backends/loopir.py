@@ -261,7 +261,9 @@ def emit_python(nest: LoopNest, names: dict[int, str], extent: list[str], prefix
     acc_dtype = DType.f64 if dtype.is_float and red.op in ("sum", "mean", "prod") else dtype
     init = literal(_INIT[red.op](dtype), acc_dtype)
     source = f"{p}{red.local}" if not red.local.startswith("np.") else red.local
-    count = " * ".join(extent[k] for k in reduced) or "1"
+    # Parenthesised: the count is spliced into `acc / (n0 * n1)`, where `acc / n0 * n1`
+    # would divide by one loop's extent and multiply by the other's.
+    count = "(" + (" * ".join(extent[k] for k in reduced) or "1") + ")"
     # The trailing reduced loops accumulate into a scalar (a register, not a store per
     # element); reduced loops outside the last kept one accumulate into the output itself.
     last_kept = max(kept, default=-1)
@@ -316,17 +318,19 @@ def source_of(nest: LoopNest, parallel: bool, memory=None,
               name: str = "kernel") -> tuple[str, list[Value]]:
     """A standalone function `name(n0.., a0..)` for the nest, and its array arguments.
 
-    `memory(value)` identifies the buffer a value lives in: values in one buffer (an update
-    written in place over the array it reads) share one parameter, so LLVM sees that a load
-    and a store hit the same element and vectorises the loop instead of giving up on a
-    possible overlap."""
+    `memory(value)` identifies the buffer a value lives in: values in one buffer with the same
+    shape (an update written in place over the array it reads) share one parameter, so LLVM
+    sees that a load and a store hit the same element and vectorises the loop instead of
+    giving up on a possible overlap.  Two views of one buffer with different shapes
+    (`reshape(p, [B, 1, T]) - reshape(p, [B, T, 1])`) stay two parameters: each is indexed
+    by its own shape."""
     memory = memory or (lambda value: value.id)
     names: dict[int, str] = {}
     params = [f"n{k}" for k in range(len(nest.groups))]
     by_memory: dict = {}
     arrays: list[Value] = []
     for value in nest.arrays:
-        key = memory(value)
+        key = (memory(value), tuple(value.shape))
         if key not in by_memory:
             by_memory[key] = f"a{len(arrays)}"
             arrays.append(value)
