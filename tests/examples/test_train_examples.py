@@ -60,4 +60,14 @@ def test_residual_mlp_trains_on_synthetic_data(root):
     data = {"a": a, "b": b, "label": label}
     result = model.fit(model.init(0), data, target="cpu", epochs=15, batch=32, lr=3e-3,
                        split=1.0, metrics=["accuracy"])
-    assert result.history[-1]["loss"] < 0.5 * result.history[0]["loss"]
+    # Measured: loss 1.96 -> 0.017, training accuracy 1.0 from epoch 8 on, 0.83 on 512 unseen
+    # points (chance is 0.25); seeds 1-3 of the initialisation give 1.0 and 0.80-0.82.
+    last = result.history[-1]
+    assert last["loss"] < 0.1 and last["loss"] < 0.1 * result.history[0]["loss"], last
+    assert last["accuracy"] >= 0.95, last
+    held_out = np.random.default_rng(1)
+    a = held_out.normal(size=(512, 16)).astype(np.float32)
+    b = held_out.normal(size=(512, 16)).astype(np.float32)
+    probs = model.forward(result.weights, {"a": a, "b": b}, target="cpu")["probs"]
+    accuracy = float(np.mean(probs.argmax(axis=1) == (a[:, :4] + b[:, :4]).argmax(axis=1)))
+    assert accuracy >= 0.7, accuracy
