@@ -107,15 +107,33 @@ def test_scan_forward_and_its_gradient():
 
 def test_adam_training_steps_update_params_in_place():
     graph = training_graph(mlp_graph((4, 8, 8, 3)))
-    arrays = training_arrays(graph, batch=5)
     compiled = compile_graph(graph)
-    weight = arrays["w0"]
-    assert_matches_reference(graph, arrays, compiled, steps=3, rtol=1e-4, atol=1e-6)
-    assert compiled.plan.in_place and not compiled.plan.copies
-    ours = copy_arrays(arrays)
-    before = ours["w0"].copy()
-    compiled.run(ours)
-    assert not np.array_equal(before, ours["w0"]) and weight is arrays["w0"]
+    assert set(compiled.plan.in_place) == set(graph.state_updates) and not compiled.plan.copies
+    arrays = training_arrays(graph, batch=5)
+    ours, theirs = copy_arrays(arrays), copy_arrays(arrays)
+    held = dict(ours)                     # the caller's array objects, as handed to run()
+    for _ in range(3):
+        before = {name: held[name].copy() for name in graph.state_updates}
+        got = compiled.run(ours)
+        want = reference_run(graph, theirs)
+        np.testing.assert_allclose(got["mse"], want["mse"], rtol=1e-5)
+        for name in graph.state_updates:
+            # The step wrote into the very arrays the caller holds (not into new ones), and
+            # wrote what the reference computes; every parameter and moment really moved.
+            assert ours[name] is held[name], name
+            np.testing.assert_allclose(held[name], theirs[name], rtol=1e-4, atol=1e-6,
+                                       err_msg=name)
+            assert not np.array_equal(held[name], before[name]), f"{name} did not change"
+    # The bound fast path updates the arrays it was bound to, in place, the same way.
+    bound = copy_arrays(arrays)
+    step = compiled.bind(bound, inputs=["x", "y", "__lr__", "__step__"])
+    mirror = copy_arrays(arrays)
+    for t in range(2):
+        step(bound["x"], bound["y"], 0.01, t + 1)
+        reference_run(graph, {**mirror, "__step__": np.array(t + 1.0, np.float32)})
+    for p in graph.params:
+        np.testing.assert_allclose(bound[p.name], mirror[p.name], rtol=1e-4, atol=1e-6,
+                                   err_msg=p.name)
 
 
 def test_bound_step_with_a_short_last_batch():
@@ -206,3 +224,107 @@ def test_small_lenet_with_pooling_and_cross_entropy():
     arrays = training_arrays(graph, batch=4)
     arrays["labels"] = np.array([0, 2, 1, 2], np.int64)
     assert_matches_reference(graph, arrays, steps=2, rtol=1e-4, atol=1e-5)
+
+
+# -- shapes the loop IR must not get wrong ---------------------------------------------------
+# Each runs serially (loop nests inlined into the driver) and with parallel_min=1 (every nest a
+# separate prange function whose array parameters are chosen by `source_of`): the two paths
+# name and index arrays differently.
+
+SERIAL_AND_PARALLEL = pytest.mark.parametrize("parallel_min", [0, 1], ids=["serial", "parallel"])
+
+
+def _compile(graph, parallel_min):
+    from netdsl.backends.numba_cpu import CodegenOptions
+    return compile_graph(graph, options=CodegenOptions(parallel_min=parallel_min))
+
+
+@SERIAL_AND_PARALLEL
+def test_size_one_axes_broadcast_and_reduce(parallel_min):
+    b = GraphBuilder(Graph(name="size_one"))
+    x = b.input("x", t32(B, 1, 4))
+    c = b.input("c", t32(1, 3, 1))
+    s = b.input("s", t32(1))
+    y = b.op("add", b.op("mul", x, c), s)                       # f32[B, 3, 4]
+    b.graph.outputs = {
+        "y": y,
+        "sum_size_one": b.op("sum", x, axes=(1,)),               # reduces an extent-1 axis
+        "max_keep": b.op("max", y, axes=(2,), keepdims=True),
+        "mean_batch_and_one": b.op("mean", b.op("exp", x), axes=(0, 1)),
+        "min_all": b.op("min", b.op("sub", y, scalar_constant(b, 2.0))),
+        "squeezed": b.op("reshape", b.op("tanh", x), shape=(B, 4)),
+    }
+    compiled = _compile(b.graph, parallel_min)
+    for batch in (3, 1):                  # B = 1 makes every batch axis an extent-1 loop too
+        assert_matches_reference(b.graph, random_arrays(b.graph, batch=batch), compiled)
+
+
+@SERIAL_AND_PARALLEL
+def test_mean_over_axes_separated_by_a_size_one_axis(parallel_min):
+    # axis 1 (extent 1) is dropped from the nest, leaving two reduced loops, [B] and [8, 8]:
+    # the mean divides by the product of both extents.
+    b = GraphBuilder(Graph(name="separated_mean"))
+    x = b.input("x", TensorType(F32, (B, 1, 8, 8)))
+    b.graph.outputs = {
+        "mean": b.op("mean", x, axes=(0, 2, 3)),
+        "mean_keep": b.op("mean", b.op("mul", x, x), axes=(0, 2, 3), keepdims=True),
+        "sum": b.op("sum", x, axes=(0, 2, 3)),
+        "centred": b.op("sub", x, b.op("mean", x, axes=(0, 2, 3), keepdims=True)),
+        "mean_outer": b.op("mean", b.op("abs", x), axes=(0, 2)),     # reduced, kept, reduced
+    }
+    compiled = _compile(b.graph, parallel_min)
+    arrays = random_arrays(b.graph, batch=3)
+    assert_matches_reference(b.graph, arrays, compiled)
+    np.testing.assert_allclose(compiled.run(dict(arrays))["mean"],
+                               arrays["x"].mean(axis=(0, 2, 3)), rtol=1e-5)
+
+
+@SERIAL_AND_PARALLEL
+def test_two_views_of_one_buffer_in_one_kernel(parallel_min):
+    b = GraphBuilder(Graph(name="two_views"))
+    x = b.input("x", t32(B, 5))
+    p = b.op("tanh", x)                   # an arena buffer, read below through two views
+    row, col = b.op("reshape", p, shape=(B, 1, 5)), b.op("reshape", p, shape=(B, 5, 1))
+    rx, cx = b.op("reshape", x, shape=(B, 1, 5)), b.op("reshape", x, shape=(B, 5, 1))
+    b.graph.outputs = {"p": p, "pairs": b.op("sub", row, col),
+                       "input_pairs": b.op("mul", rx, b.op("exp", cx))}
+    compiled = _compile(b.graph, parallel_min)
+    arrays = random_arrays(b.graph, batch=2)
+    assert_matches_reference(b.graph, arrays, compiled)
+    t = np.tanh(arrays["x"])
+    np.testing.assert_allclose(compiled.run(dict(arrays))["pairs"],
+                               t[:, None, :] - t[:, :, None], rtol=1e-5, atol=1e-6)
+
+
+LAYER_NORM_MODEL = """
+model NormMse {
+    in x: f32[B, T, 8]
+    in y: f32[B, T, 8]
+    h = x |> Dense(8) as proj |> LayerNorm as norm
+    out o = h
+    loss mse(h, y)
+}
+"""
+
+
+def test_layer_norm_training_loss_matches_the_reference(tmp_path):
+    """The loss value itself (not a ratio) of a compiled LayerNorm training step."""
+    import netdsl
+    source = tmp_path / "norm.net"
+    source.write_text(LAYER_NORM_MODEL)
+    model = netdsl.load(source)
+    graph = training_graph(model.training_forward, "adam")
+    arrays = training_arrays(graph, batch=2, seed=4)
+    arrays["x"] = np.random.default_rng(5).standard_normal((2, 3, 8)).astype(np.float32)
+    arrays["y"] = np.random.default_rng(6).uniform(-1, 1, (2, 3, 8)).astype(np.float32)
+    for name, value in model.init(seed=0).items():
+        arrays[name] = value
+    compiled = compile_graph(graph)
+    ours = copy_arrays(arrays)
+    loss = float(compiled.run(ours)[graph.losses[0].name])
+    # The first step's loss written out in NumPy (float64), from the initial weights.
+    h = arrays["x"].astype(np.float64) @ arrays["proj.weight"].T + arrays["proj.bias"]
+    h = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-5)
+    h = h * arrays["norm.weight"] + arrays["norm.bias"]
+    np.testing.assert_allclose(loss, np.mean((h - arrays["y"]) ** 2), rtol=1e-5)
+    assert_matches_reference(graph, arrays, compiled, steps=3, rtol=1e-4, atol=1e-5)
