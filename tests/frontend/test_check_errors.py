@@ -36,9 +36,9 @@ def test_error_message_is_golden(case, capsys, monkeypatch):
     if UPDATE:
         before = expected.read_text() if expected.exists() else None
         expected.write_text(err)
-        pytest.fail(f"NETDSL_UPDATE_GOLDEN=1: wrote {expected.name} "
-                    f"({'unchanged' if before == err else 'new' if before is None else 'CHANGED'}); "
-                    f"read the diff, then run again without NETDSL_UPDATE_GOLDEN")
+        change = "unchanged" if before == err else "new" if before is None else "CHANGED"
+        pytest.fail(f"NETDSL_UPDATE_GOLDEN=1: wrote {expected.name} ({change}); read the "
+                    f"diff, then run again without NETDSL_UPDATE_GOLDEN")
     assert expected.exists(), (f"no golden file {expected.name}: write it with "
                                f"NETDSL_UPDATE_GOLDEN=1 and read it before committing")
     assert err == expected.read_text()
