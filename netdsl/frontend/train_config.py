@@ -38,7 +38,8 @@ class TrainConfig:
     metrics: list[str] = field(default_factory=list)
     seed: int = 0
     shuffle: bool = True
-    spans: dict[str, Span | None] = field(default_factory=dict)
+    spans: dict[str, Span | None] = field(default_factory=dict)       # each key's value
+    key_spans: dict[str, Span | None] = field(default_factory=dict)   # each key's name
 
     def optimizer_spec(self):
         """The OptimizerSpec (runtime/optimizers.py) with weight decay and lr folded in."""
@@ -69,7 +70,7 @@ def read_train(train: ast.Train | None, consts: dict[str, Any]) -> TrainConfig:
             key, value = _entry(entry, consts)
             if key in seen:
                 raise Error(f"train key '{key}' is set twice", entry.key_span or entry.span)
-            seen[key] = entry.key_span or entry.span
+            seen[key] = config.key_spans[key] = entry.key_span or entry.span
             set_key(config, key, value, entry.value.span or entry.span)
         except Error as error:
             diagnostics.extend(error)
@@ -194,10 +195,11 @@ def with_overrides(config: TrainConfig, overrides: dict[str, Any],
                    origin: str = "command line") -> TrainConfig:
     """A copy with keys overridden (`--epochs 3`, `fit(lr=0.1)`), each checked."""
     config = replace(config, optimizer_options=dict(config.optimizer_options),
-                     spans=dict(config.spans))
+                     spans=dict(config.spans), key_spans=dict(config.key_spans))
     for key, value in overrides.items():
         if value is None:
             continue
+        config.key_spans.pop(key, None)         # no longer what the file says
         if key not in KEYS:
             raise Error(f"unknown training option '{key}' ({origin})",
                         hint=did_you_mean(key, KEYS) or f"options: {', '.join(KEYS)}")

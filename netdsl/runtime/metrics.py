@@ -183,6 +183,30 @@ def _lookup(name: str, span: Span | None):
     return summary
 
 
+def metric_sources(metrics: list[str], model: str, outputs: list[str], labels: list[str],
+                   span: Span | None = None) -> tuple[str | None, str | None]:
+    """(label input, prediction output) that metrics compare: the first `out`, and the one input
+    that only the loss reads.  When metrics are asked for and either is missing or ambiguous,
+    an Error at `span` (the train section's `metrics` key) instead of scores of 0."""
+    prediction = outputs[0] if outputs else None
+    label = labels[0] if len(labels) == 1 else None
+    if not metrics:
+        return label, prediction
+    asked = ", ".join(metrics)
+    if prediction is None:
+        raise Error(f"metrics ({asked}) score the model's first `out`, but model {model} has "
+                    f"no `out`", span,
+                    hint="add one, e.g. `out probs = softmax(logits)`, or remove `metrics`")
+    if label is None:
+        found = (f"it has several ({', '.join(labels)})" if labels
+                 else "every input of the model is also read by its `out`s")
+        raise Error(f"metrics ({asked}) compare `out {prediction}` with the label, the one "
+                    f"input only the loss reads, but {found}", span,
+                    hint="remove `metrics`, or make the label the only input used by the loss "
+                         "alone")
+    return label, prediction
+
+
 def make_metric(name: str, span: Span | None = None, num_classes: int | None = None,
                 threshold: float = 0.5) -> Metric:
     """A fresh streaming metric by name; unknown names raise Error with did-you-mean."""

@@ -16,7 +16,7 @@ from ..errors import Error
 from ..frontend.train_config import TrainConfig
 from ..ir.graph import Graph
 from . import data as data_module
-from .metrics import make_metric
+from .metrics import make_metric, metric_sources
 from .progress import ProgressBar, format_epoch_header, format_epoch_row
 from .schedules import make_schedule
 
@@ -101,13 +101,13 @@ class _Evaluator:
         return out
 
 
-def _label_and_prediction(model) -> tuple[str | None, str | None]:
+def _label_and_prediction(model, config: TrainConfig) -> tuple[str | None, str | None]:
     """Metrics compare the first `out` with the one input that only the loss reads."""
     inference_inputs = {v.name for v in model.inference_graph.inputs}
     labels = [v.name for v in model.graph.inputs
               if v.name not in inference_inputs and v.name not in HYPER_INPUTS]
-    prediction = next(iter(model.graph.outputs), None)
-    return (labels[0] if len(labels) == 1 else None), prediction
+    span = config.key_spans.get("metrics") or config.spans.get("metrics")
+    return metric_sources(config.metrics, model.name, list(model.graph.outputs), labels, span)
 
 
 def fit(model, weights: dict[str, np.ndarray], config: TrainConfig, *, data: Any = None,
@@ -124,13 +124,13 @@ def _fit(model, weights, config, data, target, verbose, printer) -> FitResult:
     from ..passes.pipeline import run_pipeline
     from ..passes.training import build_training_graph
     model.check_weights(weights)
+    label, prediction = _label_and_prediction(model, config)
     train_data, validation = prepare_data(model, config, data)
     spec = config.optimizer_spec()
     graph = build_training_graph(model.training_forward, spec, weight_decay=spec.weight_decay,
                                  clip_norm=config.clip_norm, clip_value=config.clip_value)
     graph = run_pipeline(graph)
     compiled = compile_graph(graph, target=target)
-    label, prediction = _label_and_prediction(model)
     evaluator = _Evaluator(model, target, config.metrics, label, prediction) \
         if validation is not None else None
 
