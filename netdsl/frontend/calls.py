@@ -135,9 +135,22 @@ def configure(lowerer: "Lowerer", ref: LayerRef, args: list[Argument],
     try:
         layer = ref.target(**bound)
     except ArgumentError as problem:
-        where = next((a.span for k, a in kwargs if k == problem.argument), None)
-        raise Error(problem.message, where or span, problem.hint) from None
+        raise Error(problem.message, _argument_span(ref.target.__init__, problem.argument, args,
+                                                    kwargs) or span, problem.hint) from None
     return LayerConfig(ref.kind, layer, {}, span)
+
+
+def _argument_span(init, name: str, args: list[Argument],
+                   kwargs: list[tuple[str, Argument]]) -> Span | None:
+    """Where the argument `name` of a layer's constructor was written, if it was."""
+    import inspect
+    for key, argument in kwargs:
+        if key == name:
+            return argument.span
+    positional = list(inspect.signature(init).parameters)[1:]        # without self
+    if name in positional and positional.index(name) < len(args):
+        return args[positional.index(name)].span
+    return None
 
 
 def _bind_block_args(block: BlockDef, args, kwargs, span) -> dict[str, Any]:

@@ -24,7 +24,7 @@ class Dense:
     """y = x Wᵀ + b on the last axis of any input of rank ≥ 2; weight [units, in]."""
 
     def __init__(self, units: int, bias: bool = True, init: Init = "he"):
-        self.units, self.bias, self.init = units, bias, init
+        self.units, self.bias, self.init = _positive("units", "Dense", units), bias, init
 
     def apply(self, ctx, x: Tensor):
         x = ctx.floating(x)
@@ -71,8 +71,22 @@ class Dropout:
         return {"p": str(self.p)}
 
 
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
+def _positive(argument: str, kind: str, value: int) -> int:
+    if value < 1:
+        raise ArgumentError(argument, f"{kind}: {argument} must be at least 1, got {value}")
+    return value
+
+
+def _pair(value, argument: str = "size", kind: str = "", minimum: int = 1) -> tuple[int, int]:
+    """An int or a list of two ints (height, width), each at least `minimum`."""
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+        raise ArgumentError(argument, f"{kind}: {argument} must be an int or a list of two ints "
+                                      f"(height, width), got {list(pair)}")
+    if min(pair) < minimum:
+        raise ArgumentError(argument, f"{kind}: {argument} must be at least {minimum}, "
+                                      f"got {value}")
+    return pair
 
 
 @layer("Conv2D")
@@ -81,8 +95,14 @@ class Conv2D:
 
     def __init__(self, filters: int, kernel: (int, list) = 3, stride: (int, list) = 1,
                  padding: (int, list, str) = 0, bias: bool = True, init: Init = "he"):
-        self.filters, self.kernel, self.stride = filters, _pair(kernel), _pair(stride)
-        self.padding = padding if isinstance(padding, str) else _pair(padding)
+        self.filters = _positive("filters", "Conv2D", filters)
+        self.kernel = _pair(kernel, "kernel", "Conv2D")
+        self.stride = _pair(stride, "stride", "Conv2D")
+        if isinstance(padding, str) and padding not in ("same", "valid"):
+            raise ArgumentError("padding", f'Conv2D: padding must be a number, a pair, "same" or '
+                                           f'"valid", got "{padding}"')
+        self.padding = (0, 0) if padding == "valid" else padding if isinstance(padding, str) \
+            else _pair(padding, "padding", "Conv2D", minimum=0)
         self.bias, self.init = bias, init
 
     def apply(self, ctx, x: Tensor):
@@ -122,9 +142,9 @@ class _Pool:
 
     def __init__(self, size: (int, list) = 2, stride: (int, list) = None,
                  padding: (int, list) = 0):
-        self.size = _pair(size)
-        self.stride = self.size if stride is None else _pair(stride)
-        self.padding = _pair(padding)
+        self.size = _pair(size, "size", self.kind)
+        self.stride = self.size if stride is None else _pair(stride, "stride", self.kind)
+        self.padding = _pair(padding, "padding", self.kind, minimum=0)
 
     def apply(self, ctx, x: Tensor):
         if x.rank != 4:
@@ -187,7 +207,8 @@ class Embedding:
     """Integer ids [..] -> vectors [.., dim]; weight [vocab, dim] (normal(1) like torch)."""
 
     def __init__(self, vocab: int, dim: int, init: Init = InitSpec("normal", (1.0,))):
-        self.vocab, self.dim, self.init = vocab, dim, init
+        self.vocab = _positive("vocab", "Embedding", vocab)
+        self.dim, self.init = _positive("dim", "Embedding", dim), init
 
     def apply(self, ctx, ids: Tensor):
         if not ids.dtype.is_int:

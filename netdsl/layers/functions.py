@@ -77,14 +77,19 @@ def stop_gradient(ctx, x: Tensor):
     return ctx.op("stop_gradient", x)
 
 
+def element_type(ctx, name: str, dtype: str) -> DType:
+    """`"f32"` as a DType, or an error naming the function it was given to."""
+    try:
+        return DType(dtype)
+    except ValueError:
+        ctx.error(f'{name}: unknown element type "{dtype}"',
+                  hint="element types are f32, f64, f16, i32, i64, bool")
+
+
 @function("cast")
 def cast(ctx, x: Tensor, dtype: str):
     """Convert the element type: cast(x, "f32")."""
-    try:
-        target = DType(dtype)
-    except ValueError:
-        ctx.error(f'cast: unknown element type "{dtype}"',
-                  hint="element types are f32, f64, f16, i32, i64, bool")
+    target = element_type(ctx, "cast", dtype)
     return x if x.dtype == target else ctx.op("cast", x, dtype=target)
 
 
@@ -164,19 +169,23 @@ def one_hot(ctx, labels: Tensor, depth: int):
     """one_hot(y, 10): f32[..., depth] from integer labels."""
     if not labels.dtype.is_int:
         ctx.error(f"one_hot expects integer labels, got {labels.type}")
+    if depth < 1:
+        ctx.error(f"one_hot: the depth (number of classes) must be at least 1, got {depth}")
     return ctx.op("one_hot", labels, depth=depth)
 
 
 @function("zeros")
 def zeros(ctx, shape: list, dtype: str = "f32"):
     """A tensor of zeros; `zeros([B, hidden])` takes symbolic dims from the model."""
-    return ctx.op("full", shape=tuple(ctx.dims(shape)), value=0.0, dtype=DType(dtype))
+    return ctx.op("full", shape=tuple(ctx.dims(shape)), value=0.0,
+                  dtype=element_type(ctx, "zeros", dtype))
 
 
 @function("ones")
 def ones(ctx, shape: list, dtype: str = "f32"):
     """A tensor of ones."""
-    return ctx.op("full", shape=tuple(ctx.dims(shape)), value=1.0, dtype=DType(dtype))
+    return ctx.op("full", shape=tuple(ctx.dims(shape)), value=1.0,
+                  dtype=element_type(ctx, "ones", dtype))
 
 
 @function("flatten")

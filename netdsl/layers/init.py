@@ -6,6 +6,7 @@ as `x @ w`, so its fan-in is the first axis (Keras' convention for kernels).
 """
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 
@@ -78,9 +79,24 @@ def make_init(name: str, args=(), kwargs=(), span: Span | None = None) -> InitSp
     # Stored positionally, leaving off trailing defaults so `str(spec)` reads as written.
     filled = [values.get(key, default) for key, default in
               zip(names, (None,) * required + tuple(defaults))]
+    problem = _bad_values(name, dict(zip(names, filled)))
+    if problem:
+        raise Error(f"initialiser {name}: {problem}", span)
     while len(filled) > required and names[len(filled) - 1] not in values:
         filled.pop()
     return InitSpec(name, tuple(float(v) for v in filled))
+
+
+def _bad_values(name: str, values: dict[str, float]) -> str | None:
+    """Why these arguments cannot be drawn from (NumPy would raise), or None."""
+    largest = float(np.finfo(np.float32).max)
+    if any(not math.isfinite(v) or abs(v) > largest for v in values.values()):
+        return "arguments must be finite numbers that fit in f32"
+    if values.get("std", 0.0) < 0:
+        return f"the standard deviation must not be negative, got {values['std']:g}"
+    if name == "uniform" and values["low"] > values["high"]:
+        return f"low ({values['low']:g}) is above high ({values['high']:g})"
+    return None
 
 
 def init_problem(spec: InitSpec) -> str | None:

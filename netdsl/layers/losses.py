@@ -9,9 +9,10 @@ from ..ir.graph import Value
 from .base import Tensor, function
 
 
-def _same_shape(ctx, name: str, a: Value, b: Value) -> None:
+def _same_shape(ctx, name: str, a: Value, b: Value,
+                what: tuple[str, str] = ("predictions", "targets")) -> None:
     if tuple(a.shape) != tuple(b.shape):
-        ctx.error(f"{name}: predictions {a.type} and targets {b.type} have different shapes",
+        ctx.error(f"{name}: {what[0]} {a.type} and {what[1]} {b.type} have different shapes",
                   hint="both arguments must have the same shape (use reshape if one is [B] "
                        "and the other [B, 1])")
 
@@ -129,7 +130,7 @@ def focal(ctx, logits: Tensor, labels: Tensor, gamma: float = 2.0):
 @function("kl_normal")
 def kl_normal(ctx, mu: Tensor, logvar: Tensor):
     """KL(N(mu, exp(logvar)) || N(0, 1)), summed over latent axes and averaged over the batch."""
-    _same_shape(ctx, "kl_normal", mu, logvar)
+    _same_shape(ctx, "kl_normal", mu, logvar, ("mu", "logvar"))
     one = ctx.const(1.0, mu)
     inner = ctx.op("sub", ctx.op("sub", ctx.op("add", one, logvar), ctx.op("mul", mu, mu)),
                    ctx.op("exp", logvar))

@@ -5,8 +5,8 @@ input `__rng__`, so every step draws new numbers and every backend draws the sam
 """
 from __future__ import annotations
 
-from ..ir.types import DType
 from .base import bind_call
+from .functions import element_type
 
 
 def _normal(ctx, shape: list, mean: float = 0.0, std: float = 1.0, dtype: str = "f32"):
@@ -22,7 +22,7 @@ def random_tensor(ctx, name: str, args, kwargs):
     signature = _normal if name == "normal" else _uniform
     bound = bind_call(signature, name, args, kwargs, ctx.span)
     dims = tuple(ctx.dims(bound.pop("shape")))
-    dtype = DType(bound.pop("dtype"))
+    dtype = element_type(ctx, name, bound.pop("dtype"))
     primitive = "random_normal" if name == "normal" else "random_uniform"
     sample = ctx.op(primitive, ctx.rng_counter(), shape=dims, dtype=dtype, seed=ctx.fresh_seed())
     if name == "normal":
