@@ -28,11 +28,19 @@ def _setup(parser: argparse.ArgumentParser) -> None:
 
 @command("gradcheck", "check symbolic gradients against finite differences", _setup)
 def run(args: argparse.Namespace) -> int:
+    from ..errors import Error
     from ..model import load
     from ..runtime.gradcheck import gradcheck, synthetic_inputs
+    for flag, value, low in (("batch", args.batch, 1), ("samples", args.samples, 1)):
+        if value < low:
+            raise Error(f"--{flag} must be at least {low}, got {value}")
+    for flag, value in (("epsilon", args.epsilon), ("tolerance", args.tolerance)):
+        if not (value > 0 and np.isfinite(value)):
+            raise Error(f"--{flag} must be a positive number, got {value:g}")
+    if not (args.atol >= 0 and np.isfinite(args.atol)):
+        raise Error(f"--atol must be a number >= 0, got {args.atol:g}")
     model = load(args.file, args.model)
     if not model.graph.losses:
-        from ..errors import Error
         raise Error(f"model {model.name} has no loss to differentiate",
                     hint="add `loss expression` to the model")
     rng = np.random.default_rng(args.seed)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backends.reference import run
+from ..errors import Error
 from ..passes.precision import to_float64
 from ..passes.training import loss_and_grad_graph
 
@@ -81,6 +82,10 @@ def gradcheck(model, weights: dict[str, np.ndarray], inputs: dict[str, np.ndarra
             arrays[info.name] = np.zeros(tuple(info.value.shape), np.float64)
     results = run(graph, {k: np.array(v) for k, v in arrays.items()})
     loss = _Loss(graph.restricted({"loss": graph.outputs["loss"]}), arrays)
+    if not np.isfinite(loss.base):
+        raise Error(f"the loss of model {model.name} is {loss.base} at the initial weights, so "
+                    f"there is no gradient to check",
+                    hint="check the data (an empty batch, or NaN in it) and the initialisers")
     floor = max(atol, _ROUNDING * np.finfo(np.float64).eps * max(1.0, abs(loss.base)) / epsilon)
     rng = np.random.default_rng(seed)
     checks = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import textwrap
 
+import numpy as np
 import pytest
 
 from netdsl.cli import main
@@ -96,6 +97,29 @@ def test_a_wrong_relu_vjp_is_not_excused_as_a_kink(tmp_path, capsys, monkeypatch
     status, rows = gradcheck_cli(tmp_path, capsys, LENET)
     assert status == 1
     assert rows["fc1.weight"].endswith("FAIL") and rows["conv1.weight"].endswith("FAIL")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--batch", "0"], "error: --batch must be at least 1, got 0"),
+    (["--samples", "0"], "error: --samples must be at least 1, got 0"),
+    (["--epsilon", "0"], "error: --epsilon must be a positive number, got 0"),
+    (["--tolerance", "nan"], "error: --tolerance must be a positive number, got nan"),
+    (["--atol", "-1"], "error: --atol must be a number >= 0, got -1"),
+])
+def test_bad_flags_are_errors(tmp_path, capsys, flags, message):
+    path = tmp_path / "model.net"
+    path.write_text(SMOOTH)
+    assert main(["gradcheck", str(path), *flags]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == message
+
+
+def test_a_loss_that_is_not_finite_is_an_error(tmp_path, capsys):
+    path = tmp_path / "model.net"
+    path.write_text(SMOOTH.replace("loss mse(p, y)", "loss mse(p, y) / 0 * 0"))     # inf * 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        assert main(["gradcheck", str(path), "--synthetic"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the loss of model Smooth is nan at the initial weights")
 
 
 class _Function:
