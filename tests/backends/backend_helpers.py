@@ -12,6 +12,14 @@ from netdsl.ir.types import DType, Sym, TensorType
 F32 = DType.f32
 B = Sym.named("B")
 
+# Production bugs the tests expose, named by the tests marked xfail(strict=True) for them.
+# Fusion merges an elementwise group that feeds a matmul into the matmul's group when a later
+# elementwise node reads both (tanh(x) @ w + tanh(x)); the merged group runs that "prologue"
+# after the matmul, which then reads a value never computed (KeyError in codegen) or, when the
+# value is also exported, a buffer not yet written (wrong numbers).
+PROLOGUE_BUG = ("fusion merges the elementwise producer of a matmul's input into the matmul's "
+                "group (tanh(x) @ w + tanh(x)), and that prologue runs after the matmul")
+
 
 def t32(*shape) -> TensorType:
     return TensorType(F32, tuple(shape))
@@ -123,5 +131,45 @@ def random_graph(seed: int) -> Graph:
         else:
             pool.append(b.op("tanh", a))
     b.graph.outputs = {f"o{i}": v for i, v in enumerate(pool[-4:])}
+    b.graph.state_updates = {"w": b.op("sub", w, b.op("mul", w, scalar_constant(b, 0.1)))}
+    return b.graph
+
+
+def random_fusion_graph(seed: int) -> Graph:
+    """A random DAG mixing what fusion and the loop IR must get right together: size-1 axes
+    that broadcast ([B, 1] against [1, 4]), reductions of every kind with and without keepdims,
+    centring (x - mean(x)), reshape views, matmuls with epilogues, and an in-place update."""
+    rng = np.random.default_rng(1000 + seed)
+    b = GraphBuilder(Graph(name=f"random_fusion{seed}"))
+    pool = [b.input("x", t32(B, 4)), b.input("col", t32(B, 1)), b.input("row", t32(1, 4)),
+            b.input("v", t32(4))]
+    w = b.param("w", t32(4, 4), init=None)
+    unary = ["tanh", "neg", "abs", "relu", "sigmoid"]
+    for _ in range(20):
+        choice = int(rng.integers(0, 8))
+        a = pool[int(rng.integers(len(pool)))]
+        c = pool[int(rng.integers(len(pool)))]
+        if choice <= 1:
+            try:
+                pool.append(b.op(["add", "mul", "sub", "maximum"][int(rng.integers(4))], a, c))
+            except Error:                   # shapes that do not broadcast
+                pool.append(b.op(unary[int(rng.integers(len(unary)))], a))
+        elif choice == 2 and a.rank == 2:
+            op = ["sum", "mean", "max", "min"][int(rng.integers(4))]
+            axes = [(0,), (1,), (0, 1)][int(rng.integers(3))]
+            pool.append(b.op(op, a, axes=axes, keepdims=bool(rng.integers(2))))
+        elif choice == 3 and a.rank == 2:
+            axis = int(rng.integers(2))
+            pool.append(b.op("sub", a, b.op("mean", a, axes=(axis,), keepdims=True)))
+        elif choice == 4 and a.shape == (B, 4):
+            h = b.op("matmul", a, w)
+            pool.append(b.op("tanh", b.op("add", h, pool[3])) if rng.integers(2) else h)
+        elif choice == 5 and a.shape == (B, 4):
+            folded = b.op("reshape", a, shape=(B, 2, 2))
+            pool.append(b.op("reshape", b.op("mul", folded, folded), shape=(B, 4)))
+        else:
+            pool.append(b.op(unary[int(rng.integers(len(unary)))], a))
+    b.graph.outputs = {f"o{i}": v for i, v in enumerate(pool[-5:])}
+    b.graph.losses = [LossInfo("total", b.op("sum", b.op("square", pool[-1])))]
     b.graph.state_updates = {"w": b.op("sub", w, b.op("mul", w, scalar_constant(b, 0.1)))}
     return b.graph

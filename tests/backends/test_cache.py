@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from backend_helpers import mlp_graph, random_arrays
+from backend_helpers import mlp_graph, random_arrays, training_graph
 from netdsl.backends import compile_graph
 from netdsl.backends.cache import cache_key
+from netdsl.backends.reference import run as reference_run
 
 SCRIPT = """
 import json, sys
@@ -22,9 +23,11 @@ from netdsl.backends.numba_cpu import CodegenOptions
 graph = training_graph(mlp_graph((3, 5, 2)), "sgd")
 # parallel kernels too: a cached driver calling them must start the thread pool itself
 compiled = compile_graph(graph, options=CodegenOptions(parallel_min=1))
-loss = float(compiled.run(random_arrays(graph, batch=4))["loss"])
+arrays = random_arrays(graph, batch=4)
+loss = float(compiled.run(arrays)["loss"])
 report = compiled.report
 print(json.dumps({{"hit": report.cache_hit, "llvm": report.llvm_compiles, "loss": loss,
+                  "params": {{name: arrays[name].tolist() for name in graph.state_updates}},
                   "path": report.module_path, "phases": report.phases}}))
 """
 
@@ -38,11 +41,26 @@ def _compile_in_subprocess(cache: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _reference_step() -> tuple[float, dict]:
+    """The loss and updated parameters the subprocess's step must produce."""
+    graph = training_graph(mlp_graph((3, 5, 2)), "sgd")
+    arrays = random_arrays(graph, batch=4)
+    loss = float(reference_run(graph, arrays)["loss"])
+    return loss, {name: arrays[name] for name in graph.state_updates}
+
+
 def test_second_compile_in_a_new_process_does_not_invoke_llvm(tmp_path):
     first = _compile_in_subprocess(tmp_path)
     second = _compile_in_subprocess(tmp_path)
     assert not first["hit"] and first["llvm"] >= 1
     assert second["hit"] and second["llvm"] == 0
+    # Both the freshly compiled and the cached step compute what the reference computes.
+    loss, params = _reference_step()
+    for run in (first, second):
+        np.testing.assert_allclose(run["loss"], loss, rtol=1e-5)
+        for name, want in params.items():
+            np.testing.assert_allclose(np.array(run["params"][name], np.float32), want,
+                                       rtol=1e-5, atol=1e-6, err_msg=name)
     assert second["loss"] == first["loss"]
     assert Path(second["path"]).parent == tmp_path
     assert (tmp_path / "__pycache__").is_dir()            # Numba's cache beside the module
@@ -55,7 +73,11 @@ def test_compiling_again_in_process_reuses_the_driver():
     assert again.report.key == first.report.key and again.report.cache_hit
     assert again.report.llvm_compiles == 0 and again.driver is first.driver
     arrays = random_arrays(graph)
-    np.testing.assert_array_equal(first.run(dict(arrays))["out"], again.run(dict(arrays))["out"])
+    want = reference_run(graph, dict(arrays))
+    for compiled in (first, again):
+        got = compiled.run(dict(arrays))
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
     text = again.report.format()
     assert "cache: hit" in text and "fuse" in text and "compile" in text
 
@@ -67,5 +89,9 @@ def test_key_depends_on_the_source_and_target():
 
 
 def test_cache_dir_argument_overrides_the_environment(tmp_path):
-    compiled = compile_graph(mlp_graph((2, 2)), cache_dir=tmp_path)
+    graph = mlp_graph((2, 2))
+    compiled = compile_graph(graph, cache_dir=tmp_path)
     assert Path(compiled.report.module_path).parent == tmp_path
+    arrays = random_arrays(graph)
+    np.testing.assert_allclose(compiled.run(dict(arrays))["out"],
+                               reference_run(graph, dict(arrays))["out"], rtol=1e-5, atol=1e-6)
