@@ -43,6 +43,11 @@ def test_reductions_over_leading_trailing_middle_and_all_axes():
         "sum_outer": b.op("sum", b.op("exp", x), axes=(0, 2)),
         "count": b.op("sum", b.op("greater", x, scalar_constant(b, 0.0))),
         "mean_all": b.op("mean", b.op("abs", x)),
+        # All-positive data for min and all-negative for max: a wrong starting value (0
+        # instead of +-inf) shows only there.
+        "min_positive": b.op("min", b.op("exp", x), axes=(1,)),
+        "min_positive_all": b.op("min", b.op("add", b.op("abs", x), scalar_constant(b, 1.0))),
+        "max_negative": b.op("max", b.op("neg", b.op("exp", x)), axes=(0, 2)),
     }
     assert_matches_reference(b.graph, random_arrays(b.graph, batch=6))
 
