@@ -313,16 +313,18 @@ class FunctionWriter:
         return self._assignments(node.op.emit_numba(self.ctx, node, ins, outs))
 
     def _assignments(self, lines) -> list[str]:
-        """`x[...] = value` lines as `assign(x, value)` (numba_support.assign): Numba's slice
-        assignment compiles string-formatting code for its error message, seconds per process."""
+        """Slice assignments `x[...] = value`, `x[a:b, 2] = value` as `assign(x[...], value)`
+        (numba_support.assign): Numba's slice assignment compiles string-formatting code for
+        its error message, seconds per process.  Element stores (`x[i, j] = v`) stay."""
         from .numba_support import assign      # imports Numba: only when generating code
 
         result = []
         for line in lines:
-            match = _ELLIPSIS_ASSIGN.match(line)
-            if match:
-                indent, target, value = match.groups()
-                line = f"{indent}{self.ctx.use(assign)}({target}, {value})"
+            match = _SLICE_ASSIGN.match(line)
+            if match and (":" in match.group(3) or "..." in match.group(3)):
+                indent, target, key, value = match.groups()
+                view = target if key == "..." else f"{target}[{key}]"
+                line = f"{indent}{self.ctx.use(assign)}({view}, {value})"
             result.append(line)
         return result
 
@@ -383,7 +385,7 @@ def _symbol_sources(graph: Graph) -> dict[str, str]:
     return found
 
 
-_ELLIPSIS_ASSIGN = re.compile(r"^(\s*)([A-Za-z_][A-Za-z_0-9]*)\[\.\.\.\] = (.+)$")
+_SLICE_ASSIGN = re.compile(r"^(\s*)([A-Za-z_][A-Za-z_0-9]*)\[(.+?)\] = (.+)$")
 
 
 def generate_module(fused: FusedGraph, plan: MemoryPlan, options: CodegenOptions | None = None,

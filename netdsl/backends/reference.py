@@ -114,9 +114,11 @@ def run(graph: Graph, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for info in graph.params:
         feeds[info.value.id] = arrays[info.name]
     env = evaluate(graph, feeds)
-    results = {name: env[value.id] for name, value in graph.outputs.items()}
+    # Copies: an output may be a NumPy view of a parameter (a transpose or reshape of it),
+    # which the state updates below would otherwise overwrite after the fact.
+    results = {name: np.array(env[value.id]) for name, value in graph.outputs.items()}
     for loss in graph.losses:
-        results[loss.name] = env[loss.value.id]
+        results[loss.name] = np.array(env[loss.value.id])
     # Read every update before writing any, so an update that reads another parameter sees the
     # value from before the step, as in a compiled step where all updates happen together.
     updates = {name: np.array(env[value.id]) for name, value in graph.state_updates.items()}

@@ -25,6 +25,9 @@ def main(argv=None) -> int:
                         help="menu applications per program (default 12)")
     parser.add_argument("--out", type=Path, default=Path("fuzz-findings"),
                         help="where shrunk failing programs go (default ./fuzz-findings)")
+    parser.add_argument("--rotate", action="store_true",
+                        help="check one mode per program (grad, forward, train in turn): "
+                             "three times the programs for the time")
     parser.add_argument("--no-shrink", action="store_true", help="report, do not shrink")
     parser.add_argument("--show", type=int, metavar="SEED",
                         help="print the program of SEED, check it and print the finding")
@@ -34,7 +37,7 @@ def main(argv=None) -> int:
     from .campaign import run_campaign
     summary = run_campaign(args.seed, minutes=args.minutes, programs=args.programs,
                            jobs=args.jobs, statements=args.statements, out=args.out,
-                           shrink=not args.no_shrink,
+                           shrink=not args.no_shrink, rotate=args.rotate,
                            report=lambda line: print(line, flush=True))
     print(summary.format())
     return 1 if summary.failures else 0

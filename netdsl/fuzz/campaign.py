@@ -54,11 +54,13 @@ class Summary:
         return "\n".join(lines)
 
 
-def check_seed(seed: int, statements: int = 12, cache_dir: str | None = None) -> Result:
-    """Generate and check the program of one seed (runs in a worker process)."""
+def check_seed(seed: int, statements: int = 12, cache_dir: str | None = None,
+               rotate: bool = False) -> Result:
+    """Generate and check the program of one seed (runs in a worker process).  `rotate`
+    checks one mode per program (grad, forward, train in turn) instead of all three."""
     start = time.perf_counter()
     program = generate(seed, Config(statements=statements))
-    options = options_for(seed)
+    options = options_for(seed, rotate)
     options.cache_dir = cache_dir
     finding = check(program, options)
     return Result(seed, finding, time.perf_counter() - start, getattr(program, "tags", []))
@@ -66,7 +68,7 @@ def check_seed(seed: int, statements: int = 12, cache_dir: str | None = None) ->
 
 def run_campaign(seed: int = 0, *, minutes: float | None = None, programs: int | None = None,
                  jobs: int = 1, statements: int = 12, out: Path | None = None,
-                 shrink: bool = True, cache_dir: str | None = None,
+                 shrink: bool = True, cache_dir: str | None = None, rotate: bool = False,
                  report: Callable[[str], None] = print) -> Summary:
     """Check programs seed, seed+1, ... until `minutes` or `programs` runs out."""
     summary = Summary()
@@ -78,7 +80,7 @@ def run_campaign(seed: int = 0, *, minutes: float | None = None, programs: int |
         cache_dir = owned.name
     started = time.monotonic()
     try:
-        for result in _results(seed, jobs, statements, cache_dir, deadline, limit):
+        for result in _results(seed, jobs, statements, cache_dir, rotate, deadline, limit):
             summary.tried += 1
             summary.by_tag.update(result.tags)
             if result.finding is not None:
@@ -88,14 +90,14 @@ def run_campaign(seed: int = 0, *, minutes: float | None = None, programs: int |
                        f"{result.finding.detail.splitlines()[0][:200]}")
         summary.seconds = time.monotonic() - started
         if shrink and out is not None:
-            summary.shrunk = _shrink_failures(summary.failures, out, statements, report)
+            summary.shrunk = _shrink_failures(summary.failures, out, statements, rotate, report)
     finally:
         if owned is not None:
             owned.cleanup()
     return summary
 
 
-def _results(seed, jobs, statements, cache_dir, deadline, limit):
+def _results(seed, jobs, statements, cache_dir, rotate, deadline, limit):
     """Results in completion order, from `jobs` worker processes (or this one for jobs=1)."""
     def more(issued: int) -> bool:
         return (limit is None or issued < limit) and \
@@ -104,7 +106,7 @@ def _results(seed, jobs, statements, cache_dir, deadline, limit):
     if jobs <= 1:
         issued = 0
         while more(issued):
-            yield check_seed(seed + issued, statements, cache_dir)
+            yield check_seed(seed + issued, statements, cache_dir, rotate)
             issued += 1
         return
     context = multiprocessing.get_context("spawn")
@@ -115,7 +117,7 @@ def _results(seed, jobs, statements, cache_dir, deadline, limit):
         while more(issued) or pending:
             while more(issued) and len(pending) < jobs:
                 pending[seed + issued] = pool.apply_async(
-                    check_seed, (seed + issued, statements, cache_dir))
+                    check_seed, (seed + issued, statements, cache_dir, rotate))
                 issued += 1
             done = [s for s, r in pending.items() if r.ready()]
             if not done:
@@ -130,7 +132,7 @@ def _results(seed, jobs, statements, cache_dir, deadline, limit):
         pool.terminate()
 
 
-def _shrink_failures(failures: list[Result], out: Path, statements: int,
+def _shrink_failures(failures: list[Result], out: Path, statements: int, rotate: bool,
                      report: Callable[[str], None]) -> list[Path]:
     """Shrink the first failure of each kind and write it as `out/<kind>-<seed>.net`."""
     from .shrink import shrink
@@ -142,7 +144,7 @@ def _shrink_failures(failures: list[Result], out: Path, statements: int,
             continue
         seen.add(kind)
         program = generate(result.seed, Config(statements=statements))
-        options = options_for(result.seed)
+        options = options_for(result.seed, rotate)
         small, finding = shrink(program, options, result.finding)
         name = kind.replace(":", "-") + f"-{result.seed}.net"
         path = out / name

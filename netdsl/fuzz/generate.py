@@ -44,7 +44,6 @@ class Generator:
         self.pool: list[Var] = []                 # values usable here, in creation order
         self.body: list[str] = []                 # a scan body's lines (parent is not None)
         self.stmts: list[Stmt] = program.stmts if parent is None else []
-        self.tags: list[str] = []
 
     # -- names and dims -------------------------------------------------------------------
     def fresh(self, prefix: str) -> str:
@@ -66,7 +65,8 @@ class Generator:
     def random_shape(self, rank: int, batch: bool = True) -> tuple:
         shape = [Sym.named("B")] if batch and rank > 0 else []
         while len(shape) < rank:
-            shape.append(self.random_dim(0.15))
+            shape.append(Sym.named("T") if self.rng.random() < 0.2 else
+                         int(self.rng.choice(SMALL_DIMS)))
         while self.size(shape) > MAX_ELEMENTS // 4:
             shape = [d if not isinstance(d, int) or d <= 2 else d // 2 for d in shape]
         return tuple(shape)
@@ -111,7 +111,7 @@ class Generator:
         var = Var(self.fresh("t"), type_, lo, hi)
         self.program.values[var.name] = var
         self.pool.append(var)
-        self.tags.append(tag)
+        self.program.tags.append(tag)
         names = tuple(dict.fromkeys(v.name for v in reads))
         if self.parent is not None:
             self.body.append(f"{var.name} = {expr}")
@@ -175,6 +175,7 @@ class Generator:
             k = int(self.rng.choice(len(names), p=weights / weights.sum()))
             entry = next(e for e in entries if e[0] == names[k])
             if entry[2](self):
+                self.program.entries.append(entry[0])
                 return True
         return False
 
@@ -208,7 +209,6 @@ def generate(seed: int, config: Config | None = None) -> Program:
         gen.apply_menu(losses)
     if not program.losses:
         _fallback_loss(gen)
-    program.tags = list(gen.tags)
     return program.prune()
 
 

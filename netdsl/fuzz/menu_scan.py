@@ -60,7 +60,7 @@ def scan_statement(gen: Generator) -> bool:
     for var in (hs_var, last_var):
         gen.program.values[var.name] = var
         gen.pool.append(var)
-    gen.tags.append("scan")
+    gen.program.tags.append("scan")
     reads = tuple(dict.fromkeys([x.name] + [v.name for v in init_reads] + sorted(outer_reads)))
     gen.stmts.append(Stmt((hs, last), f"scan {x.name} over 1 with {carry} = {init}", reads,
                           body=tuple(body.body), tag="scan"))

@@ -73,10 +73,12 @@ class Options:
         return Options(**data)
 
 
-def options_for(seed: int) -> Options:
-    """The compile and training options a campaign uses for program `seed` (varied)."""
+def options_for(seed: int, rotate: bool = False) -> Options:
+    """The compile and training options a campaign uses for program `seed` (varied); with
+    `rotate`, one mode per program, in turn."""
     rng = np.random.default_rng(seed + 7919)
-    return Options(parallel_min=1 if rng.random() < 0.2 else None,
+    return Options(modes=(MODES[seed % len(MODES)],) if rotate else MODES,
+                   parallel_min=1 if rng.random() < 0.2 else None,
                    optimizer=str(rng.choice(["adam", "sgd", "rmsprop", "adamw"])),
                    clip_norm=1.0 if rng.random() < 0.25 else None,
                    weight_decay=0.01 if rng.random() < 0.25 else 0.0)

@@ -80,6 +80,8 @@ class Program:
     seed: int = 0
     name: str = "Fuzz"
     values: dict[str, Var] = field(default_factory=dict)           # every name -> Var
+    tags: list[str] = field(default_factory=list)                  # what each statement is
+    entries: list[str] = field(default_factory=list)               # menu entries applied
 
     # -- text -----------------------------------------------------------------------------
     def text(self, header: str = "") -> str:

@@ -278,7 +278,18 @@ class Transpose:
         rank = node.inputs[0].rank
         perm = node.attrs.get("perm")
         perm = tuple(reversed(range(rank))) if perm is None else tuple(p % rank for p in perm)
-        return _copy(outs, f"np.transpose({ins[0]}, {perm!r})" if rank > 1 else ins[0])
+        if rank <= 1:
+            return _copy(outs, ins[0])
+        # Explicit loops, not np.transpose: Numba's transpose compiles hasattr/hash/string
+        # machinery for its axis checks, seconds on the first compile of every process.
+        index = [ctx.fresh("i") for _ in range(rank)]
+        inverse = [int(k) for k in np.argsort(perm)]
+        lines = []
+        for depth, name in enumerate(index):
+            lines.append("    " * depth + f"for {name} in range({outs[0]}.shape[{depth}]):")
+        source = ", ".join(index[inverse[axis]] for axis in range(rank))
+        lines.append("    " * rank + f"{outs[0]}[{', '.join(index)}] = {ins[0]}[{source}]")
+        return lines
 
     def examples():
         f32 = DType.f32
