@@ -6,11 +6,21 @@ For every op in `all_ops()`:
   Numba emitter, `kernel` or `emit_numba` (or an exemption below);
 * for each example: `infer` agrees with the shape and dtype of `reference` on random inputs;
 * for each example of a differentiable op: the VJP graph, evaluated by the reference backend in
-  float64, matches central finite differences of `reference` along a random direction, for every
-  floating-point input (an example that cannot be widened to f64, such as a scan whose body is
-  fixed to f32, is checked at its own precision with a looser tolerance);
-* for each example of an op with an emitter: the code compiled by `backends/emit.py` agrees with
-  `reference` on f32 inputs (and the first example also compiles and agrees with parallel=True).
+  float64 (a scan's body widened too), matches central finite differences of `reference` along
+  a random direction, for every floating-point input, to a relative 1e-6;
+* for each example of an op with an emitter: the production compiler -- fuse -> plan_memory ->
+  generate_module -> Numba, i.e. `compile_graph` -- agrees with `reference` on the example's
+  inputs.  Every op with a `kernel` template is also compiled over symbolic shapes with size-1
+  axes that broadcast ([B, 1, 3] against [2, 1], ...), run at B = 3 and B = 1;
+* for the first example of every op whose production code has a parallel form (a prange loop
+  nest or a library kernel's `_parallel` variant): the same, compiled with parallel_min=1 so
+  that the parallel form is what runs.  SERIAL_ONLY lists the ops without one, and a test
+  keeps that list exact.
+
+To keep compile time down, the examples of one op family (one module of netdsl/ops) are
+compiled as one graph, each example a separate node on its own inputs (so nothing fuses across
+examples); when a family's graph fails to compile, each of its tests compiles its own op alone,
+so the failure lands on the op that causes it.
 
 Example protocol (for op authors).  `examples()` returns a list whose entries are
 `(input_types, attrs)` or `(input_types, attrs, options)`, with concrete shapes.  `options`:
@@ -30,11 +40,12 @@ import zlib
 import numpy as np
 import pytest
 
-from netdsl.backends.emit import EmitContext, run_single_node
+from netdsl.backends import compile_graph
 from netdsl.backends.reference import evaluate
-from netdsl.ir.graph import GraphBuilder
-from netdsl.ir.types import DType
+from netdsl.ir.graph import Graph, GraphBuilder
+from netdsl.ir.types import DType, Sym, TensorType
 from netdsl.ops import all_ops
+from netdsl.passes.precision import to_float64
 
 # Ops that may lack `examples`, and why (each is tested by its own test file instead).
 NO_EXAMPLES = {
@@ -132,9 +143,12 @@ def test_infer_matches_reference(name, example, example_inputs):
 
 
 def _f64(value):
-    """Example types and attrs in float64 (a DType attribute too: cast(f32) becomes cast(f64))."""
+    """Example types and attrs in float64 (a DType attribute too: cast(f32) becomes cast(f64);
+    a body subgraph is rebuilt in float64)."""
     if isinstance(value, DType) and value.is_float:
         return DType.f64
+    if isinstance(value, Graph):
+        return to_float64(value)
     if hasattr(value, "dtype") and hasattr(value, "with_dtype"):
         return value.with_dtype(DType.f64) if value.dtype.is_float else value
     return value
@@ -146,28 +160,27 @@ def _objective(opdef, arrays, attrs, cotangents):
                for g, r in zip(cotangents, results) if g is not None)
 
 
-@pytest.mark.parametrize("name, example", CASES)
+def _differentiable(case) -> bool:
+    """An example with something to check: a vjp, a float input, and no opt-out."""
+    name, example = case.values
+    if example[0] == "broken":
+        return True                         # fails in the test, naming the error
+    types, _, options = example
+    return (OPS[name].vjp is not None and options.get("grad", True) is not False
+            and any(t.dtype.is_float for t in types))
+
+
+@pytest.mark.parametrize("name, example", [c for c in CASES if _differentiable(c)])
 def test_vjp_finite_differences(name, example, example_inputs):
     _check_example(example)
     opdef = OPS[name]
-    if opdef.vjp is None:
-        pytest.skip("not differentiable (no_grad)")
     types, attrs, options = example
-    if options.get("grad", True) is False:
-        pytest.skip("the example opts out of the gradient check")
-    if not any(t.dtype.is_float for t in types):
-        pytest.skip("no floating-point input")
     rng = _rng(name, example)
-    try:
-        wide_types = tuple(_f64(t) for t in types)
-        wide_attrs = {k: _f64(v) for k, v in attrs.items()}
-        b, inputs, outputs = _build(opdef, wide_types, wide_attrs)
-        types, attrs, eps, rtol, float_dtype = wide_types, wide_attrs, 1e-6, 1e-6, DType.f64
-    except Exception:
-        # The example cannot be widened (a scan body fixed to f32): check at its own precision.
-        b, inputs, outputs = _build(opdef, types, attrs)
-        eps, rtol, float_dtype = 1e-3, 1e-2, None
-    arrays = example_inputs(types, options, rng, float_dtype)
+    types = tuple(_f64(t) for t in types)
+    attrs = {k: _f64(v) for k, v in attrs.items()}
+    b, inputs, outputs = _build(opdef, types, attrs)
+    eps, rtol = 1e-6, 1e-6
+    arrays = example_inputs(types, options, rng, DType.f64)
     cotangents = [rng.standard_normal(tuple(v.shape)) if v.dtype.is_float else None
                   for v in outputs]
     grad_inputs = [b.input(f"g{k}", v.type) if g is not None else None
@@ -196,55 +209,170 @@ def test_vjp_finite_differences(name, example, example_inputs):
             f"input {i}: vjp gives {projected}, finite differences {numeric}"
 
 
-def _emit_and_compare(name, example, example_inputs, parallel: bool):
-    opdef = OPS[name]
-    types, attrs, options = example
-    b, inputs, outputs = _build(opdef, types, attrs)
-    node = b.graph.nodes[-1]
-    arrays = example_inputs(types, options, _rng(name, example))
-    try:
-        got = run_single_node(node, arrays, parallel=parallel)
-    except Exception as error:
-        if "name 'math' is not defined" in str(error):
-            pytest.xfail("backends/emit.py's test module does not import math yet")
-        raise
-    expected = _as_tuple(opdef.reference(*arrays, **attrs))
-    for value, have, want in zip(outputs, got, expected):
-        want = np.asarray(want)
-        assert have.shape == want.shape and have.dtype == want.dtype
-        if options.get("compare", "values") == "shape":
+def _has_emitter(name: str) -> bool:
+    """Does the graph compiler emit code for the op (scan: around its body's kernels)?"""
+    return OPS[name].kernel is not None or OPS[name].emit_numba is not None or name == "scan"
+
+
+B = Sym.named("B")
+BINDINGS = (3, 1)                       # B = 1 makes the batch axis an extent-1 loop too
+
+
+def _broadcast_types(opdef) -> list[tuple]:
+    """Input types over symbolic shapes with size-1 axes that broadcast, for an op with a
+    kernel template: the dtypes of its first example, one set of shapes per arity."""
+    dtypes = [t.dtype for t in _normalize(opdef.examples()[0])[0]]
+    shapes = {
+        1: [[(B, 1, 3)], [(1, 1)]],
+        2: [[(B, 1, 3), (2, 1)], [(1,), (B, 2, 1)]],
+        3: [[(B, 1, 3), (2, 1), (3,)], [(1,), (B, 1, 1), (1, 2)]],
+    }[len(dtypes)]
+    return [tuple(TensorType(d, s) for d, s in zip(dtypes, case)) for case in shapes]
+
+
+def _broadcast_cases():
+    cases = []
+    for name, opdef in sorted(OPS.items()):
+        if opdef.kernel is None or opdef.examples is None:
             continue
-        if value.dtype.is_float:
-            np.testing.assert_allclose(have, want, rtol=options.get("rtol", 1e-5),
-                                       atol=options.get("atol", 1e-6))
-        else:
-            np.testing.assert_array_equal(have, want)
+        _, attrs, options = _normalize(opdef.examples()[0])
+        for index, types in enumerate(_broadcast_types(opdef)):
+            cases.append(pytest.param(name, (types, attrs, options), id=f"{name}-broadcast{index}"))
+    return cases
 
 
-@pytest.mark.parametrize("name, example", CASES)
-def test_emitted_matches_reference(name, example, example_inputs):
-    _check_example(example)
+EMITTED = [case for case in CASES if _has_emitter(case.values[0])] + _broadcast_cases()
+
+# Ops whose production code has no parallel form, and why.  test_parallel_forms_are_listed
+# keeps this exact: an op that gains a parallel form must join test_compiled_parallel.
+SERIAL_ONLY = {
+    "argmax": "its emitter loops with ctx.range, which the graph compiler never makes prange",
+    "logsumexp": "its emitter loops with ctx.range, which the graph compiler never makes prange",
+    "one_hot": "its emitter loops with ctx.range, which the graph compiler never makes prange",
+    "take": "its emitter loops with ctx.range, which the graph compiler never makes prange",
+    "take_grad": "scatter-add: its ctx.range loop is never prange in the graph compiler",
+    "matmul": "BLAS, never called inside a parallel region",
+    "constant": "not a kernel: an argument of the step",
+    "reshape": "a view: no code",
+    "numel": "writes one number",
+    **{name: "a copy of memory, emitted serially" for name in
+       ("concat", "expand_dims", "pad", "slice", "slice_grad", "split", "squeeze", "transpose")},
+}
+FIRST_PARALLEL = [case for case in CASES if _has_emitter(case.values[0])
+                  and case.id.endswith("-0") and case.values[0] not in SERIAL_ONLY]
+
+
+def _family(name: str) -> str:
+    return OPS[name].reference.__module__
+
+
+class _Batch:
+    """Examples compiled as one graph by compile_graph; results per binding of B."""
+
+    def __init__(self, cases, parallel: bool, example_inputs):
+        from netdsl.backends.numba_cpu import CodegenOptions
+        b = GraphBuilder(Graph(name="registry_parallel" if parallel else "registry"))
+        self.inputs: dict[str, list] = {}        # case id -> [(input name, type, options)]
+        self.outputs: dict[str, list[str]] = {}  # case id -> output names
+        for case in cases:
+            name, (types, attrs, options) = case.values
+            _check_example(case.values[1])
+            ins = [b.input(f"{case.id}.x{i}", t) for i, t in enumerate(types)]
+            results = _as_tuple(b.op(OPS[name], *ins, **attrs))
+            self.outputs[case.id] = [f"{case.id}.y{k}" for k in range(len(results))]
+            b.graph.outputs.update(zip(self.outputs[case.id], results))
+            self.inputs[case.id] = [(v.name, t) for v, t in zip(ins, types)]
+        self.graph, self.cases = b.graph, {case.id: case for case in cases}
+        self.compiled = compile_graph(b.graph, options=CodegenOptions(
+            parallel_min=1 if parallel else 0))
+        self.example_inputs = example_inputs
+        self._runs: dict[int, tuple[dict, dict]] = {}
+
+    def arrays(self, case_id: str, batch: int) -> list[np.ndarray]:
+        name, (types, attrs, options) = self.cases[case_id].values
+        concrete = [t.with_shape(tuple(batch if d == B else d for d in t.shape)) for t in types]
+        return self.example_inputs(concrete, options, _rng(name, (types, attrs)))
+
+    def run(self, batch: int) -> tuple[dict, dict]:
+        """(feeds, results) of one compiled run with B bound to `batch`."""
+        if batch not in self._runs:
+            feeds = {}
+            for case_id, inputs in self.inputs.items():
+                arrays = self.arrays(case_id, batch)
+                feeds.update({name: a for (name, _), a in zip(inputs, arrays)})
+            results = self.compiled.run({k: np.array(v) for k, v in feeds.items()})
+            self._runs[batch] = feeds, results
+        return self._runs[batch]
+
+
+_BATCHES: dict = {}
+
+
+def _batch_for(case, parallel: bool, example_inputs) -> _Batch:
+    """The compiled graph holding `case`: its family's, or its own if the family's fails."""
+    family = _family(case.values[0])
+    key = (family, parallel)
+    if key not in _BATCHES:
+        members = [c for c in (FIRST_PARALLEL if parallel else EMITTED)
+                   if _family(c.values[0]) == family]
+        try:
+            _BATCHES[key] = _Batch(members, parallel, example_inputs)
+        except Exception as error:              # noqa: BLE001 -- attributed below, per op
+            _BATCHES[key] = error
+    if isinstance(_BATCHES[key], Exception):
+        alone = [c for c in (FIRST_PARALLEL if parallel else EMITTED)
+                 if c.values[0] == case.values[0]]
+        return _Batch(alone, parallel, example_inputs)
+    return _BATCHES[key]
+
+
+def _compiled_matches_reference(case, parallel: bool, example_inputs) -> None:
+    name, (types, attrs, options) = case.values
     opdef = OPS[name]
-    if opdef.kernel is None and opdef.emit_numba is None:
-        pytest.skip("no emitter (test_rules checks the exemption)")
-    _emit_and_compare(name, example, example_inputs, parallel=False)
+    batch = _batch_for(case, parallel, example_inputs)
+    symbolic = any(not isinstance(d, int) for t in types for d in t.shape)
+    for size in BINDINGS if symbolic else BINDINGS[:1]:
+        feeds, results = batch.run(size)
+        arrays = [feeds[input_name] for input_name, _ in batch.inputs[case.id]]
+        expected = _as_tuple(opdef.reference(*arrays, **attrs))
+        for output, want in zip(batch.outputs[case.id], expected):
+            have, want = results[output], np.asarray(want)
+            assert have.shape == want.shape and have.dtype == want.dtype, \
+                f"B={size}: compiled {have.dtype}{list(have.shape)}, " \
+                f"reference {want.dtype}{list(want.shape)}"
+            if options.get("compare", "values") == "shape":
+                continue
+            if want.dtype.kind == "f":
+                np.testing.assert_allclose(have, want, rtol=options.get("rtol", 1e-5),
+                                           atol=options.get("atol", 1e-6), err_msg=f"B={size}")
+            else:
+                np.testing.assert_array_equal(have, want, err_msg=f"B={size}")
 
 
-FIRST_EMITTED = [case for case in CASES if OPS[case.values[0]].emit_numba is not None
-                 and case.id.endswith("-0")]
+@pytest.mark.parametrize("name, example", EMITTED)
+def test_compiled_matches_reference(name, example, example_inputs, request):
+    case = next(c for c in EMITTED if c.id == request.node.callspec.id)
+    _compiled_matches_reference(case, False, example_inputs)
 
 
-@pytest.mark.parametrize("name, example", FIRST_EMITTED)
-def test_emitted_parallel(name, example, example_inputs):
-    """Emitters that loop with ctx.range also compile and agree under prange."""
-    _check_example(example)
-    opdef = OPS[name]
-    types, attrs, _ = example
-    _, inputs, outputs = _build(opdef, types, attrs)
-    node = outputs[0].producer
-    lines = opdef.emit_numba(EmitContext(parallel=True), node,
-                             [f"in_{i}" for i in range(len(inputs))],
-                             [f"out_{i}" for i in range(len(outputs))])
-    if not any("prange" in line for line in lines):
-        pytest.skip("the emitter does not use prange: the serial test covers it")
-    _emit_and_compare(name, example, example_inputs, parallel=True)
+@pytest.mark.parametrize("name, example", FIRST_PARALLEL)
+def test_compiled_parallel(name, example, example_inputs, request):
+    """The op's parallel form (prange nest or `_parallel` kernel) agrees with the reference."""
+    case = next(c for c in FIRST_PARALLEL if c.id == request.node.callspec.id)
+    _compiled_matches_reference(case, True, example_inputs)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in OPS if _has_emitter(n) and OPS[n].examples))
+def test_parallel_forms_are_listed(name):
+    """With parallel_min=1 the compiled step runs threads exactly for the ops not in
+    SERIAL_ONLY (generated source only: nothing is compiled here)."""
+    from netdsl.backends.numba_cpu import CodegenOptions, generate_module
+    from netdsl.passes.fusion import fuse
+    from netdsl.passes.memory import plan_memory
+    types, attrs, _ = _normalize(OPS[name].examples()[0])
+    b, _, outputs = _build(OPS[name], types, attrs)
+    b.graph.outputs = {f"y{k}": v for k, v in enumerate(outputs)}
+    fused = fuse(b.graph)
+    generated = generate_module(fused, plan_memory(fused), CodegenOptions(parallel_min=1))
+    assert generated.uses_threads == (name not in SERIAL_ONLY), \
+        SERIAL_ONLY.get(name, "expected a parallel form")
