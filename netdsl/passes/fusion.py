@@ -248,7 +248,7 @@ def _place_elementwise(part: Partition, node: Node, data: tuple[int, ...]) -> No
     for g in candidates:
         if g.anchor is not None and any(c.anchor is not None for c in chosen):
             continue                                   # one matmul/conv per group
-        if part.acyclic(chosen + [g], node):
+        if part.acyclic(chosen + [g], node) and not _feeds_anchor(part, chosen + [g]):
             chosen.append(g)
     if not chosen:
         part.new("elementwise", node, shape)
@@ -259,6 +259,14 @@ def _place_elementwise(part: Partition, node: Node, data: tuple[int, ...]) -> No
         if g is not target:
             part.merge(target, g)
     part.add(target, node)
+
+
+def _feeds_anchor(part: Partition, groups: list[KernelGroup]) -> bool:
+    """Would one group's nodes produce an input of another's matmul/conv anchor?  An anchored
+    kernel runs its anchor first and its epilogue after, so a producer of the anchor's
+    operands (`tanh(x)` in `tanh(x) @ w + tanh(x)`) must stay in a kernel of its own."""
+    return any(a.anchor is not None and a.kind in ("matmul", "conv") and
+               part.deps[a.id] & part.bits[b.id] for a in groups for b in groups if b is not a)
 
 
 def _compute_interfaces(graph: Graph, groups: list[KernelGroup],

@@ -12,15 +12,6 @@ from netdsl.ir.types import DType, Sym, TensorType
 F32 = DType.f32
 B = Sym.named("B")
 
-# Production bugs the tests expose, named by the tests marked xfail(strict=True) for them.
-# Fusion merges an elementwise group that feeds a matmul into the matmul's group when a later
-# elementwise node reads both (tanh(x) @ w + tanh(x)); the merged group runs that "prologue"
-# after the matmul, which then reads a value never computed (KeyError in codegen) or, when the
-# value is also exported, a buffer not yet written (wrong numbers).
-PROLOGUE_BUG = ("fusion merges the elementwise producer of a matmul's input into the matmul's "
-                "group (tanh(x) @ w + tanh(x)), and that prologue runs after the matmul")
-
-
 def t32(*shape) -> TensorType:
     return TensorType(F32, tuple(shape))
 
