@@ -59,6 +59,7 @@ def compile_graph(graph: Graph, target: str = "cpu", cache_dir=None, *, options=
         return _ReferenceCompiled(graph)
     if target != "cpu":
         raise ValueError(f"unknown target {target!r} (expected 'cpu' or 'reference')")
+    check_target_support(graph, target)
     from . import cache
     from .compiled import CompiledGraph
     from .numba_cpu import CodegenOptions, generate_module
@@ -114,6 +115,43 @@ def compile_graph(graph: Graph, target: str = "cpu", cache_dir=None, *, options=
     report.memory = plan.report(report.fusion.bindings)
     constants = {k: _writeable(node.attrs["value"]) for k, node in enumerate(fused.constants)}
     return CompiledGraph(graph, driver, generated, plan, fused, report, constants)
+
+
+# Element types each compiled target can hold in its arrays.  Numba has no float16 on the CPU
+# (its data model raises NotImplementedError for it), so f16 runs on the reference only.
+UNSUPPORTED_DTYPES = {"cpu": ("f16",)}
+
+
+def check_target_support(graph: Graph, target: str) -> None:
+    """Raise an Error at the first value whose element type `target` cannot compile."""
+    from ..errors import Error
+    unsupported = UNSUPPORTED_DTYPES.get(target, ())
+    if not unsupported:
+        return
+    for value in graph.inputs:
+        if value.dtype.value in unsupported:
+            raise Error(_unsupported_message(value.dtype, target),
+                        graph.input_spans.get(value.name), _UNSUPPORTED_HINT)
+    for info in graph.params:
+        if info.value.dtype.value in unsupported:
+            raise Error(_unsupported_message(info.value.dtype, target), info.span,
+                        _UNSUPPORTED_HINT)
+    for node in graph.nodes:
+        for value in node.outputs:
+            if value.dtype.value in unsupported:
+                raise Error(_unsupported_message(value.dtype, target), node.span,
+                            _UNSUPPORTED_HINT)
+        body = node.attrs.get("body")
+        if isinstance(body, Graph):
+            check_target_support(body, target)
+
+
+_UNSUPPORTED_HINT = 'use f32, or run on target "reference"'
+
+
+def _unsupported_message(dtype, target: str) -> str:
+    return (f"the {target} target does not support {dtype} tensors "
+            f"(Numba has no {dtype} on the CPU)")
 
 
 def _pool_started() -> bool:
@@ -178,4 +216,4 @@ class _ReferenceCompiled:
         return step
 
 
-__all__ = ["CompileReport", "compile_graph"]
+__all__ = ["CompileReport", "check_target_support", "compile_graph"]
