@@ -118,25 +118,27 @@ def overlapping_live_values(fused, plan, bindings) -> list[str]:
             problems.append(f"value {r} ({values[r].type}) is read by another group but has no "
                             f"memory")
     offsets, _ = plan.layout(bindings)
-    state_updates = {name: v.id for name, v in fused.graph.state_updates.items()}
+    updates = {name: v.id for name, v in fused.graph.state_updates.items()}
     anchors = {g.anchor.outputs[0].id: t for t, g in enumerate(fused.groups)
                if g.anchor is not None and g.kind in ("matmul", "conv")}
-    occupants = []                              # (value id, memory, first, last)
+    occupants = []          # (value id, (kind, arena dtype or user name, start, stop), first, last)
     for vid, where in plan.location.items():
         if where.kind in ("alias", "const"):
             continue                            # a view's reads count for its source
         value = values[vid]
         if where.kind == "slot":
             slot = plan.slots[where.slot]
+            if slot.dtype != value.dtype:
+                problems.append(f"value {vid} ({value.type}) is in a {slot.dtype} slot")
             size = evaluate_dim(value.type.size, bindings)
             capacity = slot.elements(bindings)
             if size > capacity:
                 problems.append(f"value {vid} needs {size} elements, slot {slot.index} has "
                                 f"{capacity}")
             start = int(offsets[where.slot])
-            memory = (f"arena {slot.dtype}", start, start + size)
+            memory = ("arena", slot.dtype, start, start + size)
         else:
-            memory = (f"user {where.name}", 0, math.inf)
+            memory = ("user", where.name, 0, math.inf)
         if vid in defined:
             first = defined[vid]
         elif any(copy.id == vid for _, copy in plan.snapshots):
@@ -147,7 +149,7 @@ def overlapping_live_values(fused, plan, bindings) -> list[str]:
         occupants.append((vid, memory, first, last.get(vid, first)))
     for i, (a, mem_a, first_a, last_a) in enumerate(occupants):
         for b, mem_b, first_b, last_b in occupants[i + 1:]:
-            if mem_a[0] != mem_b[0] or mem_a[2] <= mem_b[1] or mem_b[2] <= mem_a[1]:
+            if mem_a[:2] != mem_b[:2] or mem_a[3] <= mem_b[2] or mem_b[3] <= mem_a[2]:
                 continue                        # different memory
             if last_a < first_b or last_b < first_a:
                 continue                        # never live together
@@ -155,11 +157,11 @@ def overlapping_live_values(fused, plan, bindings) -> list[str]:
                 continue                        # an epilogue over its own matmul's product
             (old, new) = (a, b) if first_a < first_b else (b, a)
             t = max(first_a, first_b)
-            if (values[old].producer is None and new in state_updates.values()
-                    and last[old] == t and _in_place_is_safe(fused, reads, old, values[new], t)):
+            if (values[old].producer is None and mem_a[0] == "user" and updates.get(mem_a[1]) == new
+                    and last.get(old, -1) == t and _in_place_is_safe(fused, reads, old, values[new], t)):
                 continue                        # p <- f(p) element by element, in place
-            problems.append(f"{mem_a[0]}: value {a} live [{first_a}, {last_a}] and value {b} "
-                            f"live [{first_b}, {last_b}] overlap in memory")
+            problems.append(f"{mem_a[0]} {mem_a[1]}: value {a} live [{first_a}, {last_a}] and "
+                            f"value {b} live [{first_b}, {last_b}] overlap in memory")
     return problems
 
 

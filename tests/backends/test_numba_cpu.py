@@ -301,11 +301,31 @@ def test_two_views_of_one_buffer_in_one_kernel(parallel_min):
                                t[:, None, :] - t[:, :, None], rtol=1e-5, atol=1e-6)
 
 
+@SERIAL_AND_PARALLEL
+def test_centring_and_normalising_an_elementwise_result(parallel_min):
+    # The reductions join the elementwise kernel that makes y; the kernel must then close, or
+    # y - max(y) and e / sum(e) would be computed before the reduction is complete.
+    b = GraphBuilder(Graph(name="softmax_by_hand"))
+    x = b.input("x", t32(B, 6))
+    y = b.op("mul", b.op("tanh", x), scalar_constant(b, 3.0))
+    e = b.op("exp", b.op("sub", y, b.op("max", y, axes=(1,), keepdims=True)))
+    softmax = b.op("div", e, b.op("sum", e, axes=(1,), keepdims=True))
+    z = b.op("add", x, scalar_constant(b, 1.0))
+    centred = b.op("sub", z, b.op("mean", z, axes=(0,), keepdims=True))
+    b.graph.outputs = {"softmax": softmax, "centred": centred}
+    compiled = _compile(b.graph, parallel_min)
+    arrays = random_arrays(b.graph, batch=4)
+    assert_matches_reference(b.graph, arrays, compiled)
+    got = compiled.run(dict(arrays))
+    np.testing.assert_allclose(got["softmax"].sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(got["centred"].mean(axis=0), 0.0, atol=1e-6)
+
+
 LAYER_NORM_MODEL = """
 model NormMse {
     in x: f32[B, T, 8]
     in y: f32[B, T, 8]
-    h = x |> Dense(8) as proj |> LayerNorm as norm
+    h = (x * 2.0) |> LayerNorm as norm |> Dense(8) as proj |> LayerNorm as norm2
     out o = h
     loss mse(h, y)
 }
@@ -328,8 +348,10 @@ def test_layer_norm_training_loss_matches_the_reference(tmp_path):
     ours = copy_arrays(arrays)
     loss = float(compiled.run(ours)[graph.losses[0].name])
     # The first step's loss written out in NumPy (float64), from the initial weights.
-    h = arrays["x"].astype(np.float64) @ arrays["proj.weight"].T + arrays["proj.bias"]
-    h = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-5)
-    h = h * arrays["norm.weight"] + arrays["norm.bias"]
+    def layer_norm(h, name):
+        h = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-5)
+        return h * arrays[f"{name}.weight"] + arrays[f"{name}.bias"]
+    h = layer_norm(arrays["x"].astype(np.float64) * 2.0, "norm")
+    h = layer_norm(h @ arrays["proj.weight"].T + arrays["proj.bias"], "norm2")
     np.testing.assert_allclose(loss, np.mean((h - arrays["y"]) ** 2), rtol=1e-5)
     assert_matches_reference(graph, arrays, compiled, steps=3, rtol=1e-4, atol=1e-5)
