@@ -169,6 +169,7 @@ class FunctionWriter:
                                    for v in self._buffers()]
         body += self._kernels() + self._updates()
         values = list(graph.outputs.values()) + [loss.value for loss in graph.losses]
+        values = [plan.returned.get(v.id, v) for v in values]   # snapshots of updated state
         returned = ", ".join(self.names[v.id] for v in values)
         body.append(f"return ({returned}{',' if len(values) == 1 else ''})")
         text = "\n".join(body)

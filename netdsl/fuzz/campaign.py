@@ -78,10 +78,14 @@ def run_campaign(seed: int = 0, *, minutes: float | None = None, programs: int |
     if cache_dir is None:
         owned = tempfile.TemporaryDirectory(prefix="netdsl-fuzz-cache-")
         cache_dir = owned.name
-    started = time.monotonic()
+    started = last_report = time.monotonic()
     try:
         for result in _results(seed, jobs, statements, cache_dir, rotate, deadline, limit):
             summary.tried += 1
+            if time.monotonic() - last_report > 60:
+                last_report = time.monotonic()
+                report(f"... {summary.tried} programs in {last_report - started:.0f} s, "
+                       f"{len(summary.failures)} failures")
             summary.by_tag.update(result.tags)
             if result.finding is not None:
                 summary.failures.append(result)

@@ -329,6 +329,9 @@ def _loss_cross_entropy(gen: Generator) -> bool:
         text = f"cross_entropy({var.name}, one_hot({labels.name}, {classes}))"
     elif gen.rng.random() < 0.2:
         text = f"focal({var.name}, {labels.name})"
+    elif gen.rng.random() < 0.3:
+        weights = ", ".join(f"{w:.1f}" for w in gen.rng.uniform(0.5, 3.0, size=classes))
+        text = f"cross_entropy({var.name}, {labels.name}, weights=[{weights}])"
     else:
         text = f"cross_entropy({var.name}, {labels.name})"
     gen.program.losses.append(Loss(text, (var.name, labels.name), "loss:cross_entropy"))

@@ -70,6 +70,9 @@ class MemoryPlan:
     copies: list[tuple[str, Value]]               # end-of-step copies state <- value
     snapshots: list[tuple[Value, Value]]          # (user value, slot copy) taken before copies
     end: int                                      # the pseudo-step G
+    # Outputs and losses that read a state array the step updates (a parameter returned as
+    # is, or a reshape of it): value id -> the snapshot the step returns instead.
+    returned: dict[int, Value] = field(default_factory=dict)
 
     @property
     def dtypes(self) -> list[DType]:
@@ -154,6 +157,16 @@ def plan_memory(fused: FusedGraph) -> MemoryPlan:
             copies[position] = (name, copy)
             defined[copy.id] = last[copy.id] = end
 
+    returned: dict[int, Value] = {}
+    for value in (*graph.outputs.values(), *(l.value for l in graph.losses)):
+        where = location.get(root_of(value.id))
+        if where is not None and where.kind == "user" and where.name in updated and \
+                value.id not in returned and value.id not in {v.id for v in in_place.values()}:
+            copy = Value(value.type, kind="node", name=f"snapshot of output {value.name}")
+            snapshots.append((value, copy))
+            returned[value.id] = copy
+            defined[copy.id] = last[copy.id] = end
+
     slots: list[Slot] = []
     products = _epilogue_products(groups, location)
     buffered = [v for g in groups for v in _buffered(g)
@@ -165,7 +178,7 @@ def plan_memory(fused: FusedGraph) -> MemoryPlan:
     for product_id, value in products.items():
         location[product_id] = location[value.id]
     live = {vid: (defined[vid], last.get(vid, defined[vid])) for vid in defined}
-    return MemoryPlan(location, slots, live, in_place, copies, snapshots, end)
+    return MemoryPlan(location, slots, live, in_place, copies, snapshots, end, returned)
 
 
 def _buffered(group: KernelGroup) -> list[Value]:
