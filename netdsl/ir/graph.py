@@ -150,12 +150,28 @@ class Graph:
                                           if keep_losses else [])
         nodes = toposort(roots)
         used = {v.id for node in nodes for v in node.inputs} | {v.id for v in roots}
+        used |= self._dim_carriers(nodes, used)
         return Graph(name=self.name,
                      inputs=[v for v in self.inputs if v.id in used],
                      params=[p for p in self.params if p.value.id in used],
                      nodes=nodes, outputs=outputs,
                      losses=list(self.losses) if keep_losses else [],
                      input_spans=dict(self.input_spans))
+
+    def _dim_carriers(self, nodes: list[Node], used: set[int]) -> set[int]:
+        """Inputs kept only because they carry a symbolic dim the kept nodes need: in
+        `out noise = normal([B, 2])` nothing reads the input that binds B, yet B must be
+        bound at run time."""
+        def symbols(value: "Value") -> set[str]:
+            return {n for d in value.shape if not isinstance(d, int) for n in d.symbols}
+        needed = {n for node in nodes for v in node.outputs for n in symbols(v)}
+        bound = {n for v in self.inputs if v.id in used for n in symbols(v)}
+        carriers: set[int] = set()
+        for value in self.inputs:
+            if symbols(value) & (needed - bound):
+                carriers.add(value.id)
+                bound |= symbols(value)
+        return carriers
 
     def consumers(self) -> dict[int, list[Node]]:
         """Value id -> the nodes that read it."""
