@@ -11,12 +11,18 @@ def _setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="check only this model (default: every model)")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="print nothing when the file is correct")
+    parser.add_argument("--target", default="cpu", choices=["cpu", "reference"],
+                        help="also check that this target can compile the model (default cpu)")
 
 
 @command("check", "parse and shape-check a .net file and print a summary table", _setup)
 def run(args: argparse.Namespace) -> int:
     from ..model import load, load_all
+    from ..backends import check_target_support
     models = [load(args.file, args.model)] if args.model else load_all(args.file)
+    for model in models:                     # e.g. f16, which the cpu target cannot hold
+        check_target_support(model.graph, args.target)
+        check_target_support(model.training_forward, args.target)
     if not args.quiet:
         print("\n\n".join(model.summary() for model in models))
     return 0

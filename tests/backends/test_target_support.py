@@ -24,3 +24,12 @@ def test_f16_runs_on_the_reference_and_is_refused_by_cpu(tmp_path):
     message = str(caught.value)
     assert message.startswith(f"{path}:3:9: error: the cpu target does not support f16 tensors")
     assert 'h = cast(x, "f16")' in message and "hint: use f32" in message
+
+
+def test_check_refuses_f16_for_the_cpu_target_only(tmp_path, capsys):
+    from netdsl.cli import main
+    path = tmp_path / "half.net"
+    path.write_text(HALF)
+    assert main(["check", str(path)]) == 1
+    assert "error: the cpu target does not support f16 tensors" in capsys.readouterr().err
+    assert main(["check", str(path), "--target", "reference", "-q"]) == 0
