@@ -285,6 +285,21 @@ def test_update_whose_old_value_is_read_later_is_copied():
     assert_matches_reference(graph, random_arrays(graph), steps=2)
 
 
+def test_update_whose_own_matmul_reads_the_old_value():
+    # w <- w - 0.1 * (w @ w): the epilogue that makes the new w shares a kernel with a matmul
+    # that reads every element of the old w.
+    b = GraphBuilder(Graph())
+    w = b.param("w", t32(4, 4), init=None)
+    new = b.op("sub", w, b.op("mul", b.op("matmul", w, w), scalar_constant(b, 0.1)))
+    b.graph.outputs = {"trace": b.op("sum", b.op("mul", new, new))}
+    b.graph.state_updates = {"w": new}
+    fused = fuse(b.graph)
+    plan = plan_memory(fused)
+    assert_sound(fused, plan)
+    arrays = random_arrays(b.graph, batch=2)
+    assert_matches_reference(b.graph, arrays, steps=3, rtol=1e-4)
+
+
 def test_update_that_reads_a_reduction_of_its_old_value():
     # w <- w - mean(w, rows): the reduction's kernel reads old w before the update's kernel
     # overwrites it; the update may run in place, the reduction must not be fused into it.

@@ -260,7 +260,8 @@ def test_size_one_axes_broadcast_and_reduce(parallel_min):
         "squeezed": b.op("reshape", b.op("tanh", x), shape=(B, 4)),
     }
     compiled = _compile(b.graph, parallel_min)
-    for batch in (3, 1):                  # B = 1 makes every batch axis an extent-1 loop too
+    # B = 1 makes every batch axis an extent-1 loop too; then a larger batch grows the arena.
+    for batch in (3, 1, 5):
         assert_matches_reference(b.graph, random_arrays(b.graph, batch=batch), compiled)
 
 

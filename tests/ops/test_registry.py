@@ -11,7 +11,7 @@ For every op in `all_ops()`:
 * for each example of an op with an emitter: the production compiler -- fuse -> plan_memory ->
   generate_module -> Numba, i.e. `compile_graph` -- agrees with `reference` on the example's
   inputs.  Every op with a `kernel` template is also compiled over symbolic shapes with size-1
-  axes that broadcast ([B, 1, 3] against [2, 1], ...), run at B = 3 and B = 1;
+  axes that broadcast ([B, 1, 3] against [2, 1], ...), run at B = 1 and then B = 3;
 * for the first example of every op whose production code has a parallel form (a prange loop
   nest or a library kernel's `_parallel` variant): the same, compiled with parallel_min=1 so
   that the parallel form is what runs.  SERIAL_ONLY lists the ops without one, and a test
@@ -215,7 +215,7 @@ def _has_emitter(name: str) -> bool:
 
 
 B = Sym.named("B")
-BINDINGS = (3, 1)                       # B = 1 makes the batch axis an extent-1 loop too
+BINDINGS = (1, 3)          # B = 1: the batch axis is an extent-1 loop too; B = 3 then grows
 
 
 def _broadcast_types(opdef) -> list[tuple]:
