@@ -383,6 +383,23 @@ def _symbol_sources(graph: Graph) -> dict[str, str]:
         for axis, d in enumerate(value.shape):
             if isinstance(d, Sym) and d.is_single_symbol and d.name not in found:
                 found[d.name] = f"{arg}.shape[{axis}]"
+    # A dim like 4*T or B*T, where T appears nowhere alone (a scan body that captures
+    # reshape(x, [B, 4*T])), still gives T: divide the extent by the known factors.
+    solved = True
+    while solved:
+        solved = False
+        for arg, value in sources:
+            for axis, d in enumerate(value.shape):
+                if not isinstance(d, Sym) or len(d.terms) != 1:
+                    continue
+                monomial, coefficient = d.terms[0]
+                unknown = [n for n in set(monomial) if n not in found]
+                if len(unknown) != 1 or monomial.count(unknown[0]) != 1:
+                    continue
+                factors = [str(coefficient)] + [f"({found[n]})" for n in monomial
+                                                if n != unknown[0]]
+                found[unknown[0]] = f"({arg}.shape[{axis}] // ({' * '.join(factors)}))"
+                solved = True
     return found
 
 

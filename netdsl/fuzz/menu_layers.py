@@ -2,10 +2,12 @@
 and Dropout, applied with `|>` as users write them (the layer creates its own parameters)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from ..ir.types import DType, Sym, TensorType
 from .generate import Generator
+from .program import Stmt
 
 
 def _spatial(gen: Generator, minimum: int):
@@ -134,6 +136,48 @@ def dropout(gen: Generator) -> bool:
     return True
 
 
+def shared(gen: Generator) -> bool:
+    """One bound layer applied twice: `enc = Dense(3)`, then `enc(a)` and `enc(b)` share its
+    weights, so their gradients add up."""
+    a = gen.pick_float(lambda v: v.rank >= 2 and isinstance(v.shape[-1], int) and v.bound < 100)
+    if a is None or gen.parent is not None:
+        return False
+    b = gen.pick_float(lambda v: v is not a and v.rank >= 1 and v.shape[-1] == a.shape[-1] and
+                       v.bound < 100) or a
+    units = int(gen.rng.choice([1, 2, 3, 5]))
+    layer = gen.fresh("shared")
+    gen.stmts.append(Stmt((layer,), f"Dense({units})", (), tag="layer:shared"))
+    bound = a.shape[-1] * max(a.bound, b.bound) * 4.0 * math.sqrt(2.0 / a.shape[-1]) + 1.0
+    for x in (a, b):
+        gen.emit(f"{layer}({x.name})", TensorType(DType.f32, x.shape[:-1] + (units,)), -bound,
+                 bound, [x], "layer:shared")
+        gen.stmts[-1] = dataclasses.replace(gen.stmts[-1], reads=gen.stmts[-1].reads + (layer,))
+    return True
+
+
+def block(gen: Generator) -> bool:
+    """A user block, applied once or through `repeat`: a residual MLP step whose `in` binds
+    its dims from what it is applied to."""
+    var = gen.pick_float(lambda v: 2 <= v.rank <= 4 and isinstance(v.shape[-1], int) and
+                         v.bound < 10)
+    if var is None or gen.parent is not None:
+        return False
+    name = f"Res{var.rank}"
+    dims = ", ".join([f"D{k}" for k in range(var.rank - 1)] + ["K"])
+    gen.program.blocks[name] = (
+        f"block {name}(units: int, scale: float = 0.5) {{\n"
+        f"    in h: f32[{dims}]\n"
+        f"    out h + (h |> Dense(units) |> tanh) * scale\n}}")
+    k = var.shape[-1]
+    if gen.rng.random() < 0.5:
+        text, times = f"{var.name} |> {name}({k})", 1
+    else:
+        times = int(gen.rng.integers(2, 4))
+        text = f"{var.name} |> repeat({times}, {name}({k}, scale=0.25))"
+    gen.emit(text, var.type, var.lo - times, var.hi + times, [var], "layer:block")
+    return True
+
+
 LAYER_ENTRIES = [
     ("layer:Dense", 4, dense),
     ("layer:Conv2D", 2, conv),
@@ -142,6 +186,8 @@ LAYER_ENTRIES = [
     ("layer:LayerNorm", 2, layer_norm),
     ("layer:Embedding", 1, embedding),
     ("layer:Dropout", 1, dropout),
+    ("layer:shared", 1, shared),
+    ("layer:block", 1, block),
 ]
 
 __all__ = ["LAYER_ENTRIES"]

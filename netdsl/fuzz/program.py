@@ -82,11 +82,16 @@ class Program:
     values: dict[str, Var] = field(default_factory=dict)           # every name -> Var
     tags: list[str] = field(default_factory=list)                  # what each statement is
     entries: list[str] = field(default_factory=list)               # menu entries applied
+    blocks: dict[str, str] = field(default_factory=dict)           # block name -> definition
 
     # -- text -----------------------------------------------------------------------------
     def text(self, header: str = "") -> str:
         """The program as a `.net` file."""
         lines = [f"# {line}" for line in header.splitlines()]
+        used = " ".join(s.expr for s in self.stmts)
+        for name, definition in self.blocks.items():
+            if f"{name}(" in used:
+                lines.append(definition)
         lines.append(f"model {self.name} {{")
         for var in self.inputs:
             lines.append(f"    in {var.name}: {type_text(var.type)}")
@@ -121,7 +126,7 @@ class Program:
     # -- editing (the shrinker) -----------------------------------------------------------
     def copy(self) -> "Program":
         return replace(self, inputs=list(self.inputs), params=list(self.params),
-                       stmts=list(self.stmts), losses=list(self.losses),
+                       stmts=list(self.stmts), losses=list(self.losses), blocks=dict(self.blocks),
                        bindings=dict(self.bindings), values=dict(self.values))
 
     def output_names(self) -> list[str]:
