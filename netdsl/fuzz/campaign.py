@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+from concurrent import futures
+from concurrent.futures.process import BrokenProcessPool
 import os
 import tempfile
 import time
@@ -107,33 +109,52 @@ def _results(seed, jobs, statements, cache_dir, rotate, deadline, limit):
         return (limit is None or issued < limit) and \
             (deadline is None or time.monotonic() < deadline)
 
+    arguments = (statements, cache_dir, rotate)
     if jobs <= 1:
         issued = 0
         while more(issued):
-            yield check_seed(seed + issued, statements, cache_dir, rotate)
+            yield check_seed(seed + issued, *arguments)
             issued += 1
         return
-    context = multiprocessing.get_context("spawn")
     issued = 0
     pending: dict = {}
-    pool = context.Pool(jobs, maxtasksperchild=50)
+    pool = _pool(jobs)
     try:
         while more(issued) or pending:
             while more(issued) and len(pending) < jobs:
-                pending[seed + issued] = pool.apply_async(
-                    check_seed, (seed + issued, statements, cache_dir, rotate))
+                pending[pool.submit(check_seed, seed + issued, *arguments)] = seed + issued
                 issued += 1
-            done = [s for s, r in pending.items() if r.ready()]
-            if not done:
-                time.sleep(0.05)
-                continue
-            for s in done:
+            done, _ = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
+            for future in done:
+                program_seed = pending.pop(future)
                 try:
-                    yield pending.pop(s).get()
-                except Exception as error:            # noqa: BLE001 - a worker died
-                    yield Result(s, Finding("crash:process", repr(error)), 0.0)
+                    yield future.result()
+                except BrokenProcessPool:
+                    # A worker died (a segfault in generated code?): find out which program
+                    # killed it by running each unfinished one alone in a fresh process.
+                    pool.shutdown(cancel_futures=True)
+                    for suspect in sorted([program_seed] + list(pending.values())):
+                        yield _alone(suspect, arguments)
+                    pending.clear()
+                    pool = _pool(jobs)
+                    break
     finally:
-        pool.terminate()
+        pool.shutdown(cancel_futures=True)
+
+
+def _pool(jobs: int) -> futures.ProcessPoolExecutor:
+    return futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                       max_tasks_per_child=50)
+
+
+def _alone(seed: int, arguments) -> Result:
+    pool = _pool(1)
+    try:
+        return pool.submit(check_seed, seed, *arguments).result()
+    except BrokenProcessPool as error:
+        return Result(seed, Finding("crash:process", f"the worker process died: {error}"), 0.0)
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def _shrink_failures(failures: list[Result], out: Path, statements: int, rotate: bool,

@@ -129,3 +129,15 @@ def test_generated_programs_agree():
     assert summary.tried == count
     assert not summary.failures, "\n".join(lines) + "\n" + summary.format() + \
         "\nreproduce with: python -m netdsl.fuzz --show SEED --statements 6"
+
+
+def test_a_dying_worker_is_a_finding_for_its_program_only(monkeypatch):
+    """A program whose generated code kills the worker (rc 139) is reported as crash:process,
+    the others still run; the campaign goes on with a fresh pool."""
+    import fuzz_helpers
+    from netdsl.fuzz import campaign
+    monkeypatch.setattr(campaign, "check_seed", fuzz_helpers.crashing_check)
+    results = list(campaign._results(0, 2, 6, None, False, None, 6))
+    kinds = {r.seed: (r.finding.kind if r.finding else None) for r in results}
+    assert kinds == {s: ("crash:process" if s == fuzz_helpers.CRASHING_SEED else None)
+                     for s in range(6)}
