@@ -263,6 +263,11 @@ def test_size_one_axes_broadcast_and_reduce(parallel_min):
     # B = 1 makes every batch axis an extent-1 loop too; then a larger batch grows the arena.
     for batch in (3, 1, 5):
         assert_matches_reference(b.graph, random_arrays(b.graph, batch=batch), compiled)
+        # Buffers are unchecked views into the arenas (numba_support.view): an arena smaller
+        # than the layout would be written past its end and still give the right numbers.
+        _, totals = compiled.plan.layout({"B": batch})
+        for dtype, total in totals.items():
+            assert compiled._arenas[dtype].shape[0] >= total, (batch, dtype)
 
 
 @SERIAL_AND_PARALLEL
