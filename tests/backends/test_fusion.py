@@ -99,6 +99,10 @@ def test_schedule_is_topological_and_partitions_the_nodes(generator, seed):
     ready |= {v.id for n in fused.constants for v in n.outputs}
     for group in fused.groups:
         assert all(v.id in ready for v in group.inputs), group.describe()
+        if group.kind in ("matmul", "conv"):     # the anchor runs first, then its epilogue
+            assert all(v.id in ready for v in group.anchor.inputs), group.describe()
+        if group.kind == "reduction":            # the loop nest ends with its reduction
+            assert group.nodes[-1] is group.anchor, group.describe()
         inside = set()
         for node in group.nodes:          # nodes in order inside the group
             assert all(v.id in ready or v.id in inside for v in node.inputs)
