@@ -1,14 +1,18 @@
 """The oracle: run one program on `cpu` and on `reference` and say whether they disagree.
 
 A program's text is lowered by the real front end (so the front end and lowering are tested
-too), then three graphs are compiled and compared, each as the runtime builds it:
+too), then the graphs users run are compiled and compared, each as the runtime builds it:
 
 * `grad`: the loss, every gradient (`passes.training.loss_and_grad_graph`) and the forward
   outputs in one graph, through the pass pipeline -- what `Model.loss_and_grad` runs;
 * `forward`: the inference graph as `Model.forward` / `netdsl run` compile it;
-* `train`: two optimiser steps (`build_training_graph`, SGD with momentum or Adam, sometimes
-  with weight decay and clipping), comparing the outputs and every updated parameter and
-  optimiser state -- what `fit` runs.
+* `train`: two optimiser steps (`build_training_graph`: SGD with momentum, RMSprop, Adam or
+  AdamW, sometimes with weight decay and clipping) through `bind`, as `fit` runs them, comparing
+  the outputs of each step and every updated parameter and optimiser state;
+* `eval`: the inference graph with its losses through the pipeline -- `fit`'s validation.
+
+Each compiled graph runs twice, the second time with other values of the symbolic dims (a
+batch of another size, as an epoch's short last batch), so the arena is laid out again.
 
 Values agree when |cpu - ref| <= rtol * |ref| + atol (rtol 1e-4, atol 1e-4 * max(1, max|ref|)
 for each compared tensor).  Where they do not, the reference is run again in float64 (the
@@ -32,7 +36,7 @@ from .program import DataSpec, Program
 
 RTOL = 1e-4
 ATOL = 1e-4
-MODES = ("grad", "forward", "train")
+MODES = ("grad", "forward", "train", "eval")
 
 
 @dataclass
@@ -103,10 +107,9 @@ def check_source(text: str, data: DataSpec, options: Options | None = None) -> F
             except Error as error:
                 return Finding("rejected", str(error))
             weights = model.init(seed=data.seed)
-            inputs = data.arrays(model.graph.inputs)
             for mode in options.modes:
                 stage = mode
-                finding = _check_mode(mode, model, weights, inputs, options)
+                finding = _check_mode(mode, model, weights, data, options)
                 if finding is not None:
                     return finding
     except Error as error:
@@ -149,89 +152,111 @@ def _graph_for(mode: str, model, options: Options):
     from ..passes.pipeline import run_pipeline
     from ..passes.training import build_training_graph, loss_and_grad_graph
     if mode == "forward":
-        return model.inference_graph, False
+        return model.inference_graph
     if mode == "grad":
         graph = loss_and_grad_graph(model.training_forward)
         graph.outputs.update({f"out.{name}": value
                               for name, value in model.training_forward.outputs.items()})
-        return run_pipeline(graph), True
+        return run_pipeline(graph)
+    if mode == "eval":
+        return run_pipeline(model.graph.restricted(keep_losses=True))
     from ..runtime.optimizers import OptimizerSpec
     spec = OptimizerSpec(options.optimizer, lr=0.05, momentum=0.9 if options.optimizer == "sgd"
                          else 0.0, weight_decay=options.weight_decay)
     graph = build_training_graph(model.training_forward, spec, clip_norm=options.clip_norm)
-    return run_pipeline(graph), True
+    return run_pipeline(graph)
 
 
-def _check_mode(mode: str, model, weights, inputs, options: Options) -> Finding | None:
+HYPER = ("__lr__", "__step__", "__rng__")
+
+
+def _check_mode(mode: str, model, weights, data: DataSpec, options: Options) -> Finding | None:
+    """Compile `mode`'s graph once and compare two runs, the second with other dim values
+    (a batch of another size: the arena is laid out again)."""
     from ..backends import compile_graph
     from ..backends.numba_cpu import CodegenOptions
-    graph, training = _graph_for(mode, model, options)
+    from ..backends.reference import run as reference_run
+    graph = _graph_for(mode, model, options)
     codegen = CodegenOptions() if options.parallel_min is None else \
         CodegenOptions(parallel_min=options.parallel_min)
     compiled = compile_graph(graph, target="cpu", cache_dir=options.cache_dir, options=codegen)
-    arrays = _arrays(model, graph, weights, inputs)
-    steps = options.steps if mode == "train" else 1
-    cpu_state, ref_state = _copy(arrays), _copy(arrays)
-    from ..backends.reference import run as reference_run
-    for step in range(1, steps + 1):
-        for state in (cpu_state, ref_state):
-            _feed_step(graph, state, step)
-        cpu = compiled.run(cpu_state)
-        ref = reference_run(graph, ref_state)
-        names = list(ref)
-        if mode == "train":
-            names += list(graph.state_updates)
-            cpu = {**cpu, **{n: cpu_state[n] for n in graph.state_updates}}
-            ref = {**ref, **{n: ref_state[n] for n in graph.state_updates}}
-        for name in names:
+    feeds = [_with_hyper(graph, data.arrays(graph.inputs), 1),
+             _with_hyper(graph, data.rebound().arrays(graph.inputs), 2)][:options.steps]
+    params = _params(graph, weights)
+    if mode == "train":
+        return _check_training(graph, compiled, params, feeds)
+    for k, feed in enumerate(feeds):
+        cpu = compiled.run({**_copy(params), **feed})
+        ref = reference_run(graph, {**_copy(params), **feed})
+        for name in ref:
             finding = _compare(mode, name, cpu[name], ref[name],
-                               lambda: _float64_value(graph, arrays, name, step, mode))
+                               lambda: _float64_run(graph, params, feeds[k:k + 1])[0][name])
             if finding is not None:
-                finding.detail = f"step {step}: {finding.detail}" if mode == "train" else \
-                    finding.detail
+                finding.detail = f"run {k + 1}: {finding.detail}"
                 return finding
     return None
 
 
-def _arrays(model, graph, weights, inputs) -> dict[str, np.ndarray]:
-    arrays = model._arrays(graph, weights, inputs, step=1)
-    for info in graph.params:                      # optimiser state starts at zero
-        if info.name not in arrays:
-            arrays[info.name] = np.zeros(tuple(int(d) for d in info.value.shape),
-                                         info.value.dtype.numpy)
-    return arrays
+def _check_training(graph, compiled, params, feeds) -> Finding | None:
+    """Training steps through `bind`, as `fit` runs them, against the reference."""
+    from ..backends.reference import run as reference_run
+    cpu_state, ref_state = _copy(params), _copy(params)
+    batch = [v.name for v in graph.inputs if v.name not in HYPER]
+    hyper = [v.name for v in graph.inputs if v.name in HYPER]
+    step = compiled.bind(cpu_state, inputs=batch + hyper)
+    for k, feed in enumerate(feeds):
+        outputs = step(*(feed[name] for name in batch + hyper))
+        cpu = {name: np.array(value) for name, value in zip(step.output_names, outputs)}
+        ref = reference_run(graph, {**ref_state, **feed})
+        for name in ref:
+            finding = _compare("train", name, cpu[name], ref[name],
+                               lambda: _float64_run(graph, params, feeds[:k + 1])[0][name])
+            if finding is not None:
+                finding.detail = f"step {k + 1}: {finding.detail}"
+                return finding
+    for name in graph.state_updates:
+        finding = _compare("train", name, cpu_state[name], ref_state[name],
+                           lambda: _float64_run(graph, params, feeds)[1][name])
+        if finding is not None:
+            finding.detail = f"after {len(feeds)} steps: {finding.detail}"
+            return finding
+    return None
 
 
-def _feed_step(graph, arrays: dict, step: int) -> None:
+def _params(graph, weights) -> dict[str, np.ndarray]:
+    """Every param and state as a writeable C array; optimiser state starts at zero."""
+    return {info.name: np.array(weights[info.name], dtype=info.value.dtype.numpy, order="C")
+            if info.name in weights else
+            np.zeros(tuple(int(d) for d in info.value.shape), info.value.dtype.numpy)
+            for info in graph.params}
+
+
+def _with_hyper(graph, feed: dict, step: int) -> dict:
+    """The step's learning rate, step count and random-counter inputs, where the graph has them."""
     names = {v.name for v in graph.inputs}
-    if "__lr__" in names:
-        arrays["__lr__"] = np.asarray(0.05, np.float32)
-    if "__step__" in names:
-        arrays["__step__"] = np.asarray(float(step), np.float32)
-    if "__rng__" in names:
-        arrays["__rng__"] = np.asarray(step, np.int64)
+    extra = {"__lr__": np.asarray(0.05, np.float32), "__step__": np.asarray(step, np.float32),
+             "__rng__": np.asarray(step, np.int64)}
+    return {**feed, **{k: v for k, v in extra.items() if k in names}}
 
 
 def _copy(arrays: dict) -> dict:
     return {k: np.array(v) for k, v in arrays.items()}
 
 
-def _float64_value(graph, arrays, name: str, steps: int, mode: str) -> np.ndarray:
-    """`name` as the float64 reference computes it after `steps` steps (the truth)."""
+def _float64_run(graph, params, feeds) -> tuple[dict, dict]:
+    """The float64 reference's results of the last of `feeds`' steps and its final state."""
     from ..backends.reference import run as reference_run
     from ..passes.precision import to_float64
     promoted = to_float64(graph)
-    state = {k: (np.asarray(v, np.float64) if np.asarray(v).dtype.kind == "f" else np.array(v))
-             for k, v in arrays.items()}
-    result = None
-    for step in range(1, steps + 1):
-        _feed_step(promoted, state, step)
-        state.update({k: np.asarray(v, np.float64) for k, v in state.items()
-                      if k in ("__lr__", "__step__")})
-        result = reference_run(promoted, state)
-    if mode == "train" and name in graph.state_updates:
-        return state[name]
-    return result[name]
+
+    def wide(arrays):
+        return {k: np.asarray(v, np.float64) if np.asarray(v).dtype.kind == "f" else np.array(v)
+                for k, v in arrays.items()}
+    state = wide(params)
+    results: dict = {}
+    for feed in feeds:
+        results = reference_run(promoted, {**state, **wide(feed)})
+    return results, state
 
 
 def _compare(mode: str, name: str, cpu, ref, truth) -> Finding | None:

@@ -178,6 +178,11 @@ class DataSpec:
                 arrays[value.name] = rng.uniform(lo, hi, size=shape).astype(value.dtype.numpy)
         return arrays
 
+    def rebound(self) -> "DataSpec":
+        """The same ranges at other dim values (a second batch of another size)."""
+        return DataSpec({k: v + 1 if v <= 2 else v - 2 for k, v in self.bindings.items()},
+                        dict(self.ranges), self.seed + 1)
+
     def to_json(self) -> str:
         import json
         return json.dumps({"bindings": self.bindings, "seed": self.seed,
