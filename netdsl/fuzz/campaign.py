@@ -13,7 +13,6 @@ import dataclasses
 import multiprocessing
 from concurrent import futures
 from concurrent.futures.process import BrokenProcessPool
-import os
 import tempfile
 import time
 from collections import Counter

@@ -3,7 +3,7 @@ through two different views in one expression (`reshape(p, [B, 1, T]) - reshape(
 """
 from __future__ import annotations
 
-from ..ir.types import Sym, TensorType, dim_mul
+from ..ir.types import TensorType, dim_mul
 from .generate import Generator, shape_list
 from .program import dim_text
 

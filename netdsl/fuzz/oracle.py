@@ -23,7 +23,6 @@ any stage, a program the front end refuses -- is a `Finding`.
 """
 from __future__ import annotations
 
-import os
 import tempfile
 import traceback
 from dataclasses import dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..ir.types import DType, Sym, TensorType, evaluate_dim
+from ..ir.types import DType, TensorType, evaluate_dim
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ edit, so what remains is what the failure needs.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterator
+from typing import Iterator
 
 from .oracle import Finding, Options, check
-from .program import Program, Stmt, Var
+from .program import Program, Stmt
 
 
 def shrink(program: Program, options: Options, finding: Finding,
@@ -40,10 +40,6 @@ def shrink(program: Program, options: Options, finding: Finding,
                 current, finding, improved = candidate, result, True
                 break
     return current, finding
-
-
-def _size(program: Program) -> int:
-    return len(program.stmts) + len(program.losses) + len(program.inputs) + len(program.params)
 
 
 def _edits(program: Program) -> Iterator[Program]:
