@@ -16,6 +16,11 @@ from typing import Iterable, Sequence
 
 from .source import Span, source_line
 
+# At most this many diagnostics are printed; the rest are counted ("... and 3,980 more errors").
+MAX_REPORTED = 20
+# A quoted source line longer than this is cut to a window around the caret.
+MAX_QUOTE = 160
+
 
 @dataclass
 class Diagnostic:
@@ -61,6 +66,15 @@ def _quote(span: Span | None) -> list[str]:
     else:
         width = max(len(stripped) - start, 1)
     width = max(1, min(width, max(len(stripped) - start, 1)))
+    if len(stripped) > MAX_QUOTE:
+        # A window of the line around the caret, so a huge line does not flood the terminal.
+        first = max(0, min(start - MAX_QUOTE // 4, len(stripped) - MAX_QUOTE))
+        last = first + MAX_QUOTE
+        width = max(1, min(width, last - start))
+        prefix = "..." if first > 0 else ""
+        suffix = "..." if last < len(stripped) else ""
+        stripped = prefix + stripped[first:last] + suffix
+        start = start - first + len(prefix)
     return ["    " + stripped, "    " + " " * start + "^" * width]
 
 
@@ -86,11 +100,16 @@ class Error(Exception):
         return self.diagnostics[0].span if self.diagnostics else None
 
     def format(self) -> str:
-        """Every diagnostic, separated by blank lines, then a count when there are several."""
-        text = "\n\n".join(d.format() for d in self.diagnostics)
+        """The first MAX_REPORTED diagnostics, separated by blank lines, then how many more
+        there are and a count when there are several."""
+        shown = self.diagnostics[:MAX_REPORTED]
+        text = "\n\n".join(d.format() for d in shown)
         errors = sum(1 for d in self.diagnostics if d.severity == "error")
+        hidden = errors - sum(1 for d in shown if d.severity == "error")
+        if hidden:
+            text += f"\n\n... and {hidden:,} more error{'s' if hidden != 1 else ''}"
         if errors > 1:
-            text += f"\n\n{errors} errors"
+            text += f"\n\n{errors:,} errors"
         return text
 
     def __str__(self) -> str:
@@ -113,6 +132,11 @@ class Diagnostics:
 
     def __bool__(self) -> bool:
         return bool(self.items)
+
+    @property
+    def full(self) -> bool:
+        """Whether more errors than are printed have been found: later ones need no hints."""
+        return len(self.items) >= MAX_REPORTED
 
     def raise_if_any(self) -> None:
         if self.items:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Diagnostic, Diagnostics, Error
-from ..source import Span, display_name
+from ..source import SourceError, Span, display_name
 from . import ast
+from .limits import MAX_FILES, MAX_IMPORT_DEPTH, OPERATORS, fold, negate
 from .values import BlockDef
 
 
@@ -34,15 +35,40 @@ def load_program(path: str | Path) -> Program:
     """Parse `path` and its imports; raises Error with every problem found."""
     from .parser import parse_file
     path = Path(path)
-    if not path.exists():
-        raise Error(f"cannot open '{path}': no such file")
     if path.suffix != ".net":
+        if not _exists(path):
+            raise Error(f"cannot open '{path}': no such file")
         raise Error(f"'{path}' is not a .net file", hint="netdsl reads model files ending in .net")
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):             # RuntimeError: a symlink loop (Python 3.11)
+        raise Error(f"cannot open '{path}': too many levels of symbolic links") from None
     diagnostics = Diagnostics()
-    program = Program(main=display_name(path), base_dir=path.resolve().parent)
-    _load(path.resolve(), program, diagnostics, stack=[], seen=set(), parse=parse_file)
+    program = Program(main=display_name(path), base_dir=resolved.parent)
+    try:
+        _load(resolved, program, diagnostics, stack=[], seen=set(), parse=parse_file)
+    except SourceError as problem:
+        span = None
+        if problem.line is not None:
+            span = Span(display_name(path), problem.line, problem.column, problem.line,
+                        problem.column + 1)
+        raise Error(f"cannot open '{path}': {problem.message}", span) from None
     diagnostics.raise_if_any()
     return program
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _load(path: Path, program: Program, diagnostics: Diagnostics, stack: list[Path],
@@ -61,9 +87,26 @@ def _load(path: Path, program: Program, diagnostics: Diagnostics, stack: list[Pa
     stack.pop()
 
 
-def _import(item: ast.Import, importer: Path, program: Program, diagnostics: Diagnostics,
+def _import(item: ast.Item, importer: Path, program: Program, diagnostics: Diagnostics,
             stack: list[Path], seen: set[Path], parse) -> None:
-    target = (importer.parent / item.path).resolve()
+    """Load the file an `import` names, if it is a .net file that may be read.
+
+    A path that resolves to anything but a regular .net file (`/etc/passwd`, `/dev/zero`, a
+    FIFO, a directory, a symlink to any of them) is an error at the `import` that quotes nothing
+    of the file it names: a .net program must not be a way to print other files."""
+    written = item.path
+    if not written.strip():
+        diagnostics.add("an import needs a path", item.span, 'e.g. import "blocks/resnet.net"')
+        return
+    if "\0" in written:
+        diagnostics.add("an import path cannot contain a NUL character", item.span)
+        return
+    try:
+        target = (importer.parent / written).resolve()
+    except (OSError, RuntimeError, ValueError):     # a symlink loop, a path too long
+        diagnostics.add(f"cannot import '{written}': too many levels of symbolic links, or a "
+                        f"path that cannot be resolved", item.span)
+        return
     if target in stack:
         chain = " -> ".join(display_name(p) for p in stack[stack.index(target):] + [target])
         diagnostics.add(f"import cycle: {chain}", item.span,
@@ -71,13 +114,32 @@ def _import(item: ast.Import, importer: Path, program: Program, diagnostics: Dia
         return
     if target in seen:
         return
-    if not target.exists():
-        diagnostics.add(f"cannot find imported file '{item.path}' (looked for "
+    if _is_dir(target):
+        diagnostics.add(f"cannot import '{written}': it is a directory", item.span,
+                        'an import names a .net file, such as "blocks/resnet.net"')
+        return
+    if target.suffix != ".net":
+        where = f" ('{written}' resolves to {display_name(target)})" \
+            if Path(written).suffix == ".net" else ""
+        diagnostics.add(f"cannot import '{written}': only .net files can be imported{where}",
+                        item.span, "an import names another netdsl source file, such as "
+                                   '"blocks.net"')
+        return
+    if not _exists(target):
+        diagnostics.add(f"cannot find imported file '{written}' (looked for "
                         f"{display_name(target)})",
                         item.span, "import paths are relative to the importing file")
         return
+    if len(stack) >= MAX_IMPORT_DEPTH:
+        diagnostics.add(f"imports nest more than {MAX_IMPORT_DEPTH} files deep", item.span)
+        return
+    if len(seen) >= MAX_FILES:
+        diagnostics.add(f"a program may import at most {MAX_FILES:,} files", item.span)
+        return
     try:
         _load(target, program, diagnostics, stack, seen, parse)
+    except SourceError as problem:          # raised before the file's text is registered
+        diagnostics.add(f"cannot import '{written}': {problem.message}", item.span)
     except Error as error:
         diagnostics.extend(error)
 
@@ -100,7 +162,7 @@ def _define(item: ast.Item, file: str, program: Program, diagnostics: Diagnostic
     program.spans[name] = span
     if isinstance(item, ast.Const):
         try:
-            table[name] = eval_const(item.value, program.consts)
+            table[name] = eval_const(item.value, program.consts, hints=not diagnostics.full)
         except Error as error:
             diagnostics.extend(error)
     elif isinstance(item, ast.Block):
@@ -125,17 +187,10 @@ def _duplicate(what: str, span: Span | None, first: Span | None,
                                notes=[(first, "first defined here")] if first else []))
 
 
-_CONST_OPERATORS = {
-    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-    "/": lambda a, b: a / b, "//": lambda a, b: a // b, "%": lambda a, b: a % b,
-    "**": lambda a, b: a ** b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-}
-
-
-def eval_const(expr: ast.Expr, consts: dict[str, Any]) -> Any:
-    """Evaluate a compile-time expression: literals, other constants and arithmetic on them."""
+def eval_const(expr: ast.Expr, consts: dict[str, Any], hints: bool = True) -> Any:
+    """Evaluate a compile-time expression: literals, other constants and arithmetic on them,
+    within the limits of limits.py (a result too large is an error, not a hang).  `hints`:
+    whether an unknown name gets a did-you-mean (a search over every const)."""
     if isinstance(expr, (ast.Number, ast.String, ast.Bool)):
         return expr.value
     if isinstance(expr, ast.NoneLit):
@@ -144,17 +199,17 @@ def eval_const(expr: ast.Expr, consts: dict[str, Any]) -> Any:
         if expr.id in consts:
             return consts[expr.id]
         from ..errors import did_you_mean
-        raise Error(f"unknown constant '{expr.id}'", expr.span, did_you_mean(expr.id, consts))
+        raise Error(f"unknown constant '{expr.id}'", expr.span,
+                    did_you_mean(expr.id, consts) if hints else None)
     if isinstance(expr, ast.UnaryOp):
-        value = eval_const(expr.operand, consts)
-        return -value if expr.op == "-" else value
+        value = eval_const(expr.operand, consts, hints)
+        if not isinstance(value, (int, float)):
+            raise Error(f"cannot apply unary `{expr.op}` to {value!r}", expr.span)
+        return negate(value, expr.span) if expr.op == "-" else value
     if isinstance(expr, (ast.List, ast.Tuple)):
-        items = [eval_const(i, consts) for i in expr.items]
+        items = [eval_const(i, consts, hints) for i in expr.items]
         return items if isinstance(expr, ast.List) else tuple(items)
-    if isinstance(expr, ast.BinOp) and expr.op in _CONST_OPERATORS:
-        left, right = eval_const(expr.left, consts), eval_const(expr.right, consts)
-        try:
-            return _CONST_OPERATORS[expr.op](left, right)
-        except (TypeError, ZeroDivisionError) as problem:
-            raise Error(f"cannot evaluate this constant: {problem}", expr.span) from None
+    if isinstance(expr, ast.BinOp) and expr.op in OPERATORS:
+        left, right = eval_const(expr.left, consts, hints), eval_const(expr.right, consts, hints)
+        return fold(expr.op, left, right, expr.span)
     raise Error("a const must be a literal or arithmetic on other consts", expr.span)
