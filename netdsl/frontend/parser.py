@@ -19,6 +19,7 @@ from lark.lark import PostLex
 from ..errors import Diagnostic, Error
 from ..source import Span, read_source, register_source
 from . import ast
+from .limits import MAX_NESTING
 from .transform import ToAst
 
 GRAMMAR_FILE = "netdsl.lark"
@@ -74,6 +75,10 @@ class NewlineFilter(PostLex):
     always_accept = ("_NL",)
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        return limit_nesting(self.statement_ends(stream))
+
+    def statement_ends(self, stream: Iterator[Token]) -> Iterator[Token]:
+        """The newline filtering described above."""
         open_brackets: list[str] = []  # types of the brackets open at this point
         last: Token | None = None      # the last token passed on
         pending: Token | None = None   # a newline waiting to see what the next line starts with
@@ -103,6 +108,58 @@ class NewlineFilter(PostLex):
         # A newline still pending at the end is replaced by the end-of-file one.
         if last is not None and last.type != "_NL":
             yield end_of_file_token(last)
+
+
+# ---- nesting -------------------------------------------------------------------------------
+
+# Tokens that end an operand: a `(` or `[` right after one is a call or an index (a postfix
+# operation on what came before), not a new bracketed expression.
+OPERAND_ENDS = frozenset({"NAME", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE", "RPAR",
+                          "RSQB"})
+NESTING_OPERATORS = BINARY_OPERATORS | {"DOT", "AS"}
+
+
+class NestingError(Error):
+    """An expression nested deeper than MAX_NESTING (raised by the postlexer)."""
+
+
+def limit_nesting(stream: Iterator[Token]) -> Iterator[Token]:
+    """Pass the tokens on, refusing an expression nested more than MAX_NESTING levels deep.
+
+    The parse tree, the AST transformer and the lowering all recurse on an expression's depth,
+    so the depth is bounded here, before any of them runs, with an error at the token that goes
+    too deep.  The depth at a token is an upper bound of its depth in the parse tree: one level
+    per open bracket, plus one per operator (binary or unary, `|>`, `.`, `as`, a call's or an
+    index's bracket) since the last comma or statement end inside each open bracket.
+    """
+    levels = [0]            # operators counted in each open bracket (the statement level first)
+    depth = 0               # len(levels) - 1 + sum(levels), kept up to date
+    previous: str | None = None
+    for token in stream:
+        kind = token.type
+        if kind in CLOSER_OF:
+            if kind != "LBRACE" and previous in OPERAND_ENDS:
+                levels[-1] += 1                 # f(...) or x[...]: a postfix operation
+                depth += 1
+            levels.append(0)
+            depth += 1
+        elif kind in CLOSERS:
+            if len(levels) > 1:
+                depth -= levels.pop() + 1
+        elif kind in ("COMMA", "_NL"):
+            depth -= levels[-1]
+            levels[-1] = 0
+        elif kind in NESTING_OPERATORS:
+            levels[-1] += 1
+            depth += 1
+        if depth > MAX_NESTING:
+            span = Span("", token.line, token.column, token.end_line, token.end_column)
+            raise NestingError(Diagnostic(
+                f"this expression is nested too deeply (more than {MAX_NESTING} levels of "
+                f"brackets and operators)", span,
+                "bind parts of it to names (`h = ...`) and build on those"))
+        previous = kind
+        yield token
 
 
 def end_of_file_token(last: Token) -> Token:
@@ -144,7 +201,9 @@ def lark_parser() -> Lark:
 
 
 def parse_file(path: str | Path) -> ast.Module:
-    """Parse a .net file; its text is registered so that errors can quote it."""
+    """Parse a .net file; its text is registered so that errors can quote it.  Raises
+    SourceError (nothing of the file quoted) when it is not a regular UTF-8 file within the
+    size limit."""
     name, text = read_source(path)
     return parse(text, name)
 
@@ -160,6 +219,9 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     for _ in range(MAX_ERRORS):
         try:
             tree = lark_parser().parse(current)
+            break
+        except NestingError as error:           # no way to go on: the depth is the problem
+            problems.extend(_in_file(d, file) for d in error.diagnostics)
             break
         except UnexpectedInput as error:
             position = error_position(error)
@@ -191,6 +253,13 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     return ast.Module(tuple(items), file, span=span)
 
 
+def _in_file(diagnostic: Diagnostic, file: str) -> Diagnostic:
+    span = diagnostic.span
+    if span is not None:
+        diagnostic.span = Span(file, span.line, span.column, span.end_line, span.end_column)
+    return diagnostic
+
+
 # ---- recovery --------------------------------------------------------------------------------
 
 
@@ -208,7 +277,7 @@ def lex(text: str) -> list[Token]:
     try:
         for token in lark_parser().lex(text):
             tokens.append(token)
-    except UnexpectedCharacters:
+    except (UnexpectedCharacters, NestingError):
         pass
     return tokens
 

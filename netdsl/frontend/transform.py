@@ -16,6 +16,7 @@ from lark import Token, Transformer, v_args
 from ..errors import Diagnostic, did_you_mean
 from ..source import Span
 from . import ast
+from .limits import MAX_INT
 
 
 def token_span(file: str, token: Token) -> Span:
@@ -137,7 +138,7 @@ class ToAst(Transformer):
         return ast.TensorTypeExpr(str(dtype), tuple(dims), span=self._span(meta))
 
     def dim_int(self, meta, children):
-        return ast.DimInt(int(children[0]), span=self._span(meta))
+        return ast.DimInt(self._int_value(children[0]), span=self._span(meta))
 
     def dim_name(self, meta, children):
         return ast.DimName(str(children[0]), span=self._span(meta))
@@ -202,11 +203,25 @@ class ToAst(Transformer):
     def name(self, meta, children):
         return ast.Name(str(children[0]), span=self._tspan(children[0]))
 
+    def _int_value(self, token: Token) -> int:
+        # Checked on the digits first: int() of 4,301 digits or more raises ValueError.
+        text = str(token).lstrip("0") or "0"
+        if len(text) > len(str(MAX_INT)) or int(text) > MAX_INT:
+            self._problem(f"this integer is too large (the limit is {MAX_INT:,}, 2**63 - 1)",
+                          self._tspan(token), "netdsl's integers are 64-bit")
+            return 0
+        return int(text)
+
     def int_(self, meta, children):
-        return ast.Number(int(children[0]), True, span=self._span(meta))
+        return ast.Number(self._int_value(children[0]), True, span=self._span(meta))
 
     def float_(self, meta, children):
-        return ast.Number(float(children[0]), False, span=self._span(meta))
+        value = float(children[0])
+        if value == float("inf"):
+            self._problem("this number is too large for a 64-bit float",
+                          self._tspan(children[0]))
+            value = 0.0
+        return ast.Number(value, False, span=self._span(meta))
 
     def _string_value(self, token: Token) -> str:
         # Escapes are those of a double-quoted Python string.
