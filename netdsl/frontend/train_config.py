@@ -2,9 +2,17 @@
 
 Every key may be overridden from the command line or from `Model.fit(**options)`; an override
 is checked exactly like the key written in the file, and its errors name the flag instead.
+
+Values are checked where they are read, so a wrong one is an error at its key (or naming its
+flag), not a quiet surprise in training: lr a finite number > 0, weight_decay finite and >= 0,
+clip_norm and clip_value finite and > 0, seed >= 0, batch and epochs >= 1, split in (0, 1],
+the optimiser's own numbers (momentum, betas, eps, ...) in their ranges, and early_stopping's
+monitor one of loss, val_loss and the metrics (with val_).  `allow_nonfinite = true` lets NaN
+and inf through the data checks (runtime/data.py), which refuse them by default.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,7 +22,7 @@ from . import ast
 
 KEYS = ("data", "validation", "split", "batch", "epochs", "optimizer", "lr", "schedule",
         "weight_decay", "clip_norm", "clip_value", "early_stopping", "metrics", "seed",
-        "shuffle")
+        "shuffle", "allow_nonfinite")
 
 
 @dataclass
@@ -38,6 +46,7 @@ class TrainConfig:
     metrics: list[str] = field(default_factory=list)
     seed: int = 0
     shuffle: bool = True
+    allow_nonfinite: bool = False    # let NaN and inf in the data through
     spans: dict[str, Span | None] = field(default_factory=dict)       # each key's value
     key_spans: dict[str, Span | None] = field(default_factory=dict)   # each key's name
 
@@ -48,14 +57,54 @@ class TrainConfig:
         if self.weight_decay and "weight_decay" not in options:
             options["weight_decay"] = self.weight_decay
         try:
-            return make_optimizer(self.optimizer, **options)
+            spec = make_optimizer(self.optimizer, **options)
+            _check_optimizer(spec)
+            return spec
         except Error as error:
             raise Error(error.message, self.spans.get("optimizer"),
                         error.diagnostics[0].hint) from None
 
 
+def _check_optimizer(spec) -> None:
+    """The optimiser's numbers in the ranges PyTorch accepts (lr > 0 and finite here)."""
+    def require(name: str, value, ok: bool, wanted: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or not ok:
+            raise Error(f"{spec.name} option {name} must be {wanted}, got {value!r}")
+
+    require("lr", spec.lr, _is_number(spec.lr) and spec.lr > 0, "a finite number > 0")
+    require("weight_decay", spec.weight_decay,
+            _is_number(spec.weight_decay) and spec.weight_decay >= 0, "a finite number >= 0")
+    require("momentum", spec.momentum, _is_number(spec.momentum) and spec.momentum >= 0,
+            "a finite number >= 0")
+    require("eps", spec.eps, _is_number(spec.eps) and spec.eps >= 0, "a finite number >= 0")
+    require("alpha", spec.alpha, _is_number(spec.alpha) and 0 <= spec.alpha <= 1,
+            "a number in [0, 1]")
+    for name in ("beta1", "beta2"):
+        value = getattr(spec, name)
+        require(name, value, _is_number(value) and 0 <= value < 1, "a number in [0, 1)")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
 _NUMBERS = {"split": float, "batch": int, "epochs": int, "weight_decay": float,
-            "clip_norm": float, "clip_value": float, "seed": int, "lr": float, "shuffle": bool}
+            "clip_norm": float, "clip_value": float, "seed": int, "lr": float, "shuffle": bool,
+            "allow_nonfinite": bool}
+
+# key -> (test, what the value must be) for the numbers with a range.
+_RANGES = {
+    "lr": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "clip_norm": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "clip_value": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "split": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+    "batch": (lambda v: v >= 1, "at least 1"),
+    "epochs": (lambda v: v >= 1, "at least 1"),
+    "seed": (lambda v: v >= 0, "a whole number >= 0"),
+}
 
 
 def read_train(train: ast.Train | None, consts: dict[str, Any]) -> TrainConfig:
@@ -74,6 +123,10 @@ def read_train(train: ast.Train | None, consts: dict[str, Any]) -> TrainConfig:
             set_key(config, key, value, entry.value.span or entry.span)
         except Error as error:
             diagnostics.extend(error)
+    try:
+        _check_monitor(config, config.spans.get("early_stopping"))
+    except Error as error:
+        diagnostics.extend(error)
     diagnostics.raise_if_any()
     return config
 
@@ -114,18 +167,20 @@ def _literal(expr: ast.Expr, consts: dict[str, Any]) -> Any:
     return eval_const(expr, consts)
 
 
-def set_key(config: TrainConfig, key: str, value: Any, span: Span | None) -> None:
-    """Check one key's value and store it (shared by the file, the CLI and fit())."""
+def set_key(config: TrainConfig, key: str, value: Any, span: Span | None,
+            label: str | None = None) -> None:
+    """Check one key's value and store it (shared by the file, the CLI and fit()).
+
+    `label` names the value in messages: the key (default), or the flag it came from."""
     config.spans[key] = span
+    label = label or key
     if key in _NUMBERS:
-        value = _number(key, value, _NUMBERS[key], span)
+        value = _number(label, value, _NUMBERS[key], span)
+        if key in _RANGES and not _RANGES[key][0](value):
+            raise Error(f"{label} must be {_RANGES[key][1]}, got {value}", span)
         if key == "lr":
             config.optimizer_options["lr"] = value
             return
-        if key == "split" and not 0.0 < value <= 1.0:
-            raise Error(f"split must be in (0, 1], got {value}", span)
-        if key in ("batch", "epochs") and value < 1:
-            raise Error(f"{key} must be at least 1, got {value}", span)
         setattr(config, key, value)
     elif key in ("data", "validation"):
         setattr(config, key, value)
@@ -163,16 +218,48 @@ def set_key(config: TrainConfig, key: str, value: Any, span: Span | None) -> Non
         config.metrics = list(names)
     elif key == "early_stopping":
         options = {"patience": 3, "monitor": "val_loss", "min_delta": 0.0}
+        if isinstance(value, CallValue) and value.args:
+            raise Error("write the options of early_stopping by name, e.g. "
+                        "early_stopping(patience=3, monitor=val_loss)", span)
         given = value.kwargs if isinstance(value, CallValue) else {}
         for name in given:
             if name not in options:
                 raise Error(f"early_stopping has no option '{name}'", span,
                             did_you_mean(name, options) or "options: patience, monitor, min_delta")
         options.update(given)
+        patience, min_delta = options["patience"], options["min_delta"]
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise Error(f"early_stopping patience must be a whole number >= 0, got "
+                        f"{patience!r}", span)
+        if not _is_number(min_delta) or min_delta < 0:
+            raise Error(f"early_stopping min_delta must be a finite number >= 0, got "
+                        f"{min_delta!r}", span)
+        if not isinstance(options["monitor"], str):
+            raise Error(f"early_stopping monitor must be a name such as val_loss, got "
+                        f"{options['monitor']!r}", span)
+        options["min_delta"] = float(min_delta)
         config.early_stopping = options
 
 
+def monitor_names(metrics: list[str]) -> list[str]:
+    """What early_stopping can monitor: the columns of the epoch table."""
+    return ["loss", "val_loss"] + list(metrics) + [f"val_{name}" for name in metrics]
+
+
+def _check_monitor(config: TrainConfig, span: Span | None) -> None:
+    """early_stopping's monitor names a column (checked once the metrics are known)."""
+    if config.early_stopping is None:
+        return
+    monitor = config.early_stopping["monitor"]
+    names = monitor_names(config.metrics)
+    if monitor not in names:
+        raise Error(f"early_stopping cannot monitor '{monitor}': it is not a column of the "
+                    f"training table", span,
+                    did_you_mean(monitor, names) or f"it can monitor: {', '.join(names)}")
+
+
 def _number(key: str, value: Any, kind: type, span: Span | None) -> Any:
+    """`value` as a `kind` (int, float or bool); `key` names it in messages."""
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -180,15 +267,22 @@ def _number(key: str, value: Any, kind: type, span: Span | None) -> Any:
             return value.lower() == "true"
         raise Error(f"{key} must be true or false, got {value!r}", span)
     if isinstance(value, str):
+        text = value
         try:
-            value = kind(float(value)) if kind is int and "." not in value else kind(value)
-        except ValueError:
-            raise Error(f"{key} must be a number, got '{value}'", span) from None
+            value = int(text) if kind is int and text.strip().lstrip("+-").isdigit() \
+                else float(text)
+        except (ValueError, OverflowError):
+            raise Error(f"{key} must be a number, got '{text}'", span) from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Error(f"{key} must be a number, got {value!r}", span)
-    if kind is int and float(value) != int(value):
-        raise Error(f"{key} must be a whole number, got {value}", span)
-    return kind(value)
+    if kind is int:
+        if isinstance(value, float) and not (math.isfinite(value) and value == int(value)):
+            raise Error(f"{key} must be a whole number, got {value}", span)
+        return int(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise Error(f"{key} must be a finite number, got {value}", span) from None
 
 
 def with_overrides(config: TrainConfig, overrides: dict[str, Any],
@@ -205,5 +299,8 @@ def with_overrides(config: TrainConfig, overrides: dict[str, Any],
                         hint=did_you_mean(key, KEYS) or f"options: {', '.join(KEYS)}")
         if key == "metrics" and isinstance(value, str):
             value = [m.strip() for m in value.split(",") if m.strip()]
-        set_key(config, key, value, None)
+        label = f"--{key.replace('_', '-')}" if origin == "command line" else \
+            f"{key} (in {origin})"
+        set_key(config, key, value, None, label)
+    _check_monitor(config, config.spans.get("early_stopping"))
     return config

@@ -15,10 +15,19 @@
   one per input, each named by its stem.
 
 Relative paths resolve against `base_dir`, the directory of the `.net` file.
+
+Before an `.npy` array (alone or inside an `.npz`) is read, its header's shape and dtype are
+checked against the bytes that can back it (the file, or the archive member's size) and against
+the machine's memory, so a 300-byte file that claims terabytes is an error, not a MemoryError.
+`bind_inputs` then refuses NaN and inf in float inputs (unless allowed), values of integer
+inputs that are not whole numbers, ids and labels outside their range (runtime/input_checks.py)
+and data with no examples.
 """
 from __future__ import annotations
 
 import csv
+import math
+import os
 import re
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -30,6 +39,7 @@ import numpy as np
 from ..errors import Diagnostic, Error, did_you_mean
 from ..source import Span
 from .datasets import BUILTIN_DATASETS, is_mnist_folder, load_builtin, load_mnist
+from .input_checks import IndexRange, check_finite, check_index_ranges
 
 DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, "bool": np.bool_}
 
@@ -68,6 +78,7 @@ def load_data(spec: Any, base_dir: str | Path = ".", span: Span | None = None) -
 def load_npz(path: Path, span: Span | None = None) -> dict[str, np.ndarray]:
     """Every array of an .npz archive by key."""
     try:
+        _check_npz_sizes(path, span)
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
@@ -81,10 +92,77 @@ def load_npz(path: Path, span: Span | None = None) -> dict[str, np.ndarray]:
 def load_npy(path: Path, span: Span | None = None) -> np.ndarray:
     """The one array of an .npy file."""
     try:
+        with open(path, "rb") as handle:
+            shape, dtype, header = _npy_header(handle)
+        _check_claim(f"{path}", shape, dtype, path.stat().st_size - header, span)
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise Error(f"cannot read {path}: {_reason(error)}", span,
                     hint="it should be written by numpy.save with a plain numeric array") from None
+
+
+# Deflate never expands data more than 1032 times; a member that claims more is forged.
+_DEFLATE_RATIO = 1032
+
+
+def _npy_header(handle) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, header length) from the header of an .npy stream, reading nothing else."""
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+    else:
+        raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    return tuple(int(d) for d in shape), np.dtype(dtype), handle.tell()
+
+
+def _check_npz_sizes(path: Path, span: Span | None) -> None:
+    """Every .npy member's header against its member's stored and declared sizes."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                shape, dtype, header = _npy_header(member)
+            stored = info.compress_size if info.compress_type == zipfile.ZIP_STORED \
+                else info.compress_size * _DEFLATE_RATIO
+            available = min(info.file_size, stored, path.stat().st_size * _DEFLATE_RATIO)
+            _check_claim(f"{path}: array '{info.filename[:-4]}'", shape, dtype,
+                         available - header, span)
+
+
+def _check_claim(what: str, shape: tuple[int, ...], dtype: np.dtype, available: int,
+                 span: Span | None) -> None:
+    """An Error when an array's header claims more bytes than can back it or than fit."""
+    claimed = math.prod(shape) * dtype.itemsize          # a Python int: no overflow
+    described = f"{list(shape)} {dtype}"
+    if claimed > max(available, 0):
+        raise Error(f"{what}: its header claims a {described} array ({_bytes(claimed)}) but "
+                    f"the file holds at most {_bytes(max(available, 0))} for it", span,
+                    hint="the file is truncated or not what it says; write it again with "
+                         "numpy.save / numpy.savez")
+    limit = memory_limit()
+    if limit is not None and claimed > limit:
+        raise Error(f"{what}: a {described} array needs {_bytes(claimed)}, more than this "
+                    f"machine's memory ({_bytes(limit)})", span,
+                    hint="use a smaller data set, or split it into several files")
+
+
+def memory_limit() -> int | None:
+    """The machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _bytes(count: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if count < 1024 or unit == "PiB":
+            return f"{count} bytes" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count} bytes"
 
 
 def _reason(error: Exception) -> str:
@@ -198,13 +276,17 @@ def num_examples(data: dict[str, np.ndarray]) -> int:
 
 
 def bind_inputs(data: dict[str, np.ndarray], input_specs: Sequence[tuple], *,
-                data_span: Span | None = None) -> dict[str, np.ndarray]:
+                data_span: Span | None = None, ranges: Sequence[IndexRange] = (),
+                allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
     """Check data against the model's inputs and return {input name: array of the declared dtype}.
 
     `input_specs` holds (name, dtype, shape[, span]) per `in` declaration; dtype is "f32", "i64", ...
     and shape a tuple of ints and symbol names whose first entry is the example (batch) axis.
     A trailing axis of size 1 is added or dropped when that is the only difference
     (a CSV `y` column feeds `in y: f32[B, 1]`).  `data_span` marks the `data =` line.
+    The data must hold at least one example, no NaN or inf in a float input unless
+    `allow_nonfinite`, and every input named in `ranges` (input_checks.index_ranges of the
+    model's graph) within its range: ids below the vocabulary, labels below the classes.
     """
     problems: list[Diagnostic] = []
     bound: dict[str, np.ndarray] = {}
@@ -226,6 +308,13 @@ def bind_inputs(data: dict[str, np.ndarray], input_specs: Sequence[tuple], *,
     if problems:
         raise Error(problems)
     _check_shared_dims(bound, input_specs, spans, data_span)
+    if bound and num_examples(bound) == 0:
+        raise Error("the data has no examples (every input's first axis has length 0)",
+                    data_span)
+    if not allow_nonfinite:
+        for name, array in bound.items():
+            check_finite(name, array, data_span or spans.get(name))
+    check_index_ranges(bound, list(ranges), spans)
     return bound
 
 
@@ -296,17 +385,23 @@ def _check_shared_dims(bound: dict[str, np.ndarray], input_specs: Sequence[tuple
             seen.setdefault(symbol, (name, axis, size))
 
 
-def split(data: dict[str, np.ndarray], fraction: float, seed: int | None = 0
-          ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def split(data: dict[str, np.ndarray], fraction: float, seed: int | None = 0,
+          span: Span | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Shuffle with `seed` and split into (train, validation); `fraction` is the training share.
 
-    With fraction < 1 and at least two examples each side gets at least one example;
+    With fraction < 1 each side gets at least one example, and fewer than two examples are an
+    error (`span`: the `split =` line): an empty validation set would report a val_loss of 0.
     fraction == 1 gives an empty validation set (zero-length arrays).
     """
     if not 0.0 < float(fraction) <= 1.0:
-        raise Error(f"split must be a fraction in (0, 1], got {fraction}",
+        raise Error(f"split must be a fraction in (0, 1], got {fraction}", span,
                     hint="split = 0.8 keeps 80% for training and 20% for validation")
     total = num_examples(data)
+    if fraction < 1.0 and total < 2:
+        examples = "1 example" if total == 1 else f"{total} examples"
+        raise Error(f"split = {fraction:g} of {examples} leaves no example for validation",
+                    span, hint="use more data, or split = 1.0 to train on all of it without "
+                               "a validation set")
     train_count = int(round(total * float(fraction)))
     if fraction < 1.0 and total >= 2:
         train_count = min(max(train_count, 1), total - 1)

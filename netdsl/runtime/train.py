@@ -16,6 +16,7 @@ from ..errors import Error
 from ..frontend.train_config import TrainConfig
 from ..ir.graph import Graph
 from . import data as data_module
+from .input_checks import index_ranges
 from .metrics import make_metric, metric_sources
 from .progress import ProgressBar, format_epoch_header, format_epoch_row
 from .schedules import make_schedule
@@ -53,15 +54,21 @@ def prepare_data(model, config: TrainConfig, data: Any) -> tuple[dict, dict | No
                     hint="set `data = ...` in the train section or pass --data")
     arrays = data_module.load_data(source, model.base_dir, span)
     specs = input_specs(model.training_forward)
-    train = data_module.bind_inputs(arrays, specs, data_span=span)
+    # Ids and labels are checked against their ranges here, once for the whole data set,
+    # rather than before every step (see runtime/input_checks.py).
+    checks = {"ranges": index_ranges(model.training_forward),
+              "allow_nonfinite": config.allow_nonfinite}
+    train = data_module.bind_inputs(arrays, specs, data_span=span, **checks)
     if config.validation is not None:
         validation = data_module.load_data(config.validation, model.base_dir,
                                            config.spans.get("validation"))
         return train, data_module.bind_inputs(validation, specs,
-                                              data_span=config.spans.get("validation"))
+                                              data_span=config.spans.get("validation"),
+                                              **checks)
     if config.split >= 1.0:
         return train, None
-    return data_module.split(train, config.split, seed=config.seed)
+    return data_module.split(train, config.split, seed=config.seed,
+                             span=config.spans.get("split"))
 
 
 class _Evaluator:
