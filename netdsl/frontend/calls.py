@@ -16,12 +16,16 @@ from ..source import Span
 from . import ast
 from .context import CallContext
 from .expressions import evaluate, expect_tensor, name_layer
+from .limits import MAX_REPEAT
 from .values import (INVALID, BlockDef, FunctionRef, Invalid, LayerConfig, LayerRef, Repeat)
 
 if TYPE_CHECKING:
     from .lower import Lowerer, Scope
 
 _ARG_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+# How many evaluation levels applying a block counts for (limits.MAX_LOWERING_DEPTH): the
+# application takes several Python frames (apply, the body, each statement) per level.
+BLOCK_DEPTH = 3
 
 
 def call(lowerer: "Lowerer", scope: "Scope", expr: ast.Call,
@@ -233,6 +237,16 @@ def _apply_block(lowerer, config: LayerConfig, instance, inputs, span, record_na
     from .lower import Scope
     from .statements import lower_body
     block = config.layer
+    active = [b for b, _ in lowerer.block_stack]
+    if any(b.node is block.node for b in active):
+        first = next(i for i, b in enumerate(active) if b.node is block.node)
+        chain = " -> ".join([b.name for b in active[first:]] + [block.name])
+        raise Error(Diagnostic(
+            f"block {block.name} applies itself ({chain})", span,
+            notes=[(block.node.name_span or block.node.span, f"{block.name} is defined here")],
+            hint="blocks are expanded when the model is compiled, so a block cannot apply "
+                 "itself, directly or through other blocks; use repeat(n, Block(...)) for a "
+                 "stack of copies"))
     declared = [s for s in block.node.body if isinstance(s, ast.Input)]
     if len(inputs) != len(declared):
         raise Error(Diagnostic(
@@ -246,11 +260,17 @@ def _apply_block(lowerer, config: LayerConfig, instance, inputs, span, record_na
     scope = Scope(compile_time=dict(config.block_args), path=instance.scope)
     scope.dims.free = False
     saved_parent, lowerer._record_parent = lowerer._record_parent, record_name
+    # A block's body is lowered inside the expression that applies it: its evaluations count
+    # as deeper levels (BLOCK_DEPTH for the frames of the application itself).
+    lowerer.block_stack.append((block, span))
+    lowerer.depth += BLOCK_DEPTH
     try:
         lower_body(lowerer, block.node.body, scope, is_model=False,
                    block_inputs=[a.value for a in inputs], input_spans=[a.span for a in inputs])
     finally:
         lowerer._record_parent = saved_parent
+        lowerer.block_stack.pop()
+        lowerer.depth -= BLOCK_DEPTH
     outputs = [value for _, value, _ in scope.outputs]
     if not outputs:
         raise Error(f"block {block.name} has no `out`", block.node.name_span or block.node.span,
@@ -270,6 +290,9 @@ def _repeat(lowerer: "Lowerer", scope: "Scope", expr: ast.Call) -> Repeat:
     count = evaluate(lowerer, scope, expr.args[0])
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise Error(f"repeat: the count must be a positive int, got {count!r}",
+                    expr.args[0].span)
+    if count > MAX_REPEAT:
+        raise Error(f"repeat: {count:,} copies is more than the limit of {MAX_REPEAT:,}",
                     expr.args[0].span)
     template = evaluate(lowerer, scope, expr.args[1])
     if isinstance(template, LayerRef):

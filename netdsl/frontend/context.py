@@ -15,6 +15,7 @@ from ..ir.graph import Value
 from ..ir.types import DType, Sym, TensorType
 from ..layers.init import InitSpec
 from ..source import Span
+from .limits import MAX_DIM, MAX_ELEMENTS
 from .values import Instance
 
 if TYPE_CHECKING:
@@ -35,14 +36,25 @@ class CallContext:
         return self.lowerer.training
 
     def op(self, name: str, *inputs: Value, **attrs: Any) -> Any:
+        """One primitive op (type-checked by the builder), counted against MAX_OPERATIONS; its
+        results must be tensors that can exist (no empty or oversized known dimension)."""
+        self.lowerer.count_operations(1, self.span)
         with self.lowerer.builder.at(self.span):
-            return self.lowerer.builder.op(name, *inputs, **attrs)
+            result = self.lowerer.builder.op(name, *inputs, **attrs)
+        for value in result if isinstance(result, tuple) else (result,):
+            if isinstance(value, Value):
+                check_type(value.type, self.span)
+        return result
 
     def const(self, value: Any, like: Value | None = None) -> Value:
         """A scalar constant with the element type of `like` (f32 by default)."""
         if isinstance(value, Value):
             return value
         dtype = like.dtype if like is not None else DType.f32
+        if not fits(value, dtype):
+            self.error(f"the constant {value!r} does not fit in {dtype.name}",
+                       hint=f"cast the tensor first, e.g. cast(x, \"f64\")"
+                       if dtype.is_float else None)
         with self.lowerer.builder.at(self.span):
             return self.lowerer.builder.constant(np.asarray(value, dtype=dtype.numpy), dtype)
 
@@ -107,7 +119,12 @@ class CallContext:
         if axis is None:
             return tuple(range(x.rank))
         if isinstance(axis, (list, tuple)):
-            return tuple(sorted({self.axis(a, x) for a in axis}))
+            axes = [self.axis(a, x) for a in axis]
+            repeated = sorted({a for a in axes if axes.count(a) > 1})
+            if repeated:
+                self.error(f"axis {repeated[0]} is given more than once in {list(axis)} "
+                           f"(for {x.type})", hint="list each axis once")
+            return tuple(sorted(axes))
         return (self.axis(axis, x),)
 
     def dims(self, shape: Any) -> list:
@@ -133,3 +150,39 @@ class CallContext:
 
     def error(self, message: str, hint: str | None = None, span: Span | None = None) -> NoReturn:
         raise Error(message, span or self.span, hint)
+
+
+def fits(value: Any, dtype: DType) -> bool:
+    """Whether a Python number is exactly an element of dtype (a float: within its range)."""
+    if isinstance(value, bool) or dtype == DType.bool:
+        return True
+    if not isinstance(value, (int, float)):
+        return True                             # not a scalar: the builder judges it
+    if dtype.is_float:
+        return abs(value) <= float(np.finfo(dtype.numpy).max)
+    if isinstance(value, float):
+        return value.is_integer() and _in_int_range(int(value), dtype)
+    return _in_int_range(value, dtype)
+
+
+def _in_int_range(value: int, dtype: DType) -> bool:
+    info = np.iinfo(dtype.numpy)
+    return int(info.min) <= value <= int(info.max)
+
+
+def check_type(type_: TensorType, span: Span | None) -> None:
+    """An Error unless every known dimension is in [1, MAX_DIM] and the known part of the
+    shape has at most MAX_ELEMENTS elements."""
+    size = 1
+    for dim in type_.shape:
+        if isinstance(dim, int):
+            if dim < 1:
+                raise Error(f"this makes an empty tensor {type_}", span,
+                            "every dimension must be at least 1")
+            if dim > MAX_DIM:
+                raise Error(f"this makes a tensor {type_} with a dimension larger than "
+                            f"{MAX_DIM:,} (2**31 - 1), the limit", span)
+            size *= dim
+    if size > MAX_ELEMENTS:
+        raise Error(f"this makes a tensor {type_} of {size:,} elements, more than the limit "
+                    f"of {MAX_ELEMENTS:,} (2**40)", span)

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Error, did_you_mean
 from ..ir.graph import Value
-from ..ir.types import Sym, dim_add, dim_floordiv, dim_mul, dim_sub
+from ..ir.types import DType, Sym, dim_add, dim_floordiv, dim_mul, dim_sub
 from ..layers.base import FUNCTIONS, LAYERS
 from ..layers.init import INITIALIZERS, InitSpec
 from ..source import Span
 from . import ast
 from .context import CallContext
+from .limits import MAX_LOWERING_DEPTH, fold, negate
 from .values import (INVALID, BlockDef, FunctionRef, Invalid, LayerConfig, LayerRef, Repeat,
                      is_layer)
 
@@ -25,17 +26,28 @@ if TYPE_CHECKING:
 _TENSOR_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul",
                "<": "less", "<=": "less_equal", ">": "greater", ">=": "greater_equal",
                "==": "equal", "!=": "not_equal"}
-_PYTHON_OPS = {
-    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-    "/": lambda a, b: a / b, "//": lambda a, b: a // b, "%": lambda a, b: a % b,
-    "**": lambda a, b: a ** b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b}
 _DIM_OPS = {"+": dim_add, "-": dim_sub, "*": dim_mul, "//": dim_floordiv}
 
 
 def evaluate(lowerer: "Lowerer", scope: "Scope", expr: ast.Expr) -> Any:
-    """The value of an expression in a scope."""
+    """The value of an expression in a scope.
+
+    Evaluation recurses on the expression, and on the bodies of the blocks it applies, so its
+    depth is counted (`lowerer.depth`) and bounded by MAX_LOWERING_DEPTH: a chain of blocks
+    applying blocks is refused with an error, not a RecursionError."""
+    lowerer.depth += 1
+    try:
+        if lowerer.depth > MAX_LOWERING_DEPTH:
+            raise Error(f"expressions and the blocks they apply nest more than "
+                        f"{MAX_LOWERING_DEPTH} levels deep here", expr.span,
+                        "bind intermediate results to names, or apply fewer blocks inside "
+                        "blocks")
+        return _evaluate(lowerer, scope, expr)
+    finally:
+        lowerer.depth -= 1
+
+
+def _evaluate(lowerer: "Lowerer", scope: "Scope", expr: ast.Expr) -> Any:
     if isinstance(expr, ast.Name):
         return resolve_name(lowerer, scope, expr)
     if isinstance(expr, (ast.Number, ast.String, ast.Bool)):
@@ -99,6 +111,10 @@ def resolve_name(lowerer: "Lowerer", scope: "Scope", expr: ast.Name) -> Any:
         return InitSpec(name)
     if name == "repeat":
         raise Error("repeat must be called: repeat(n, Layer(...))", expr.span)
+    if lowerer.diagnostics.full:
+        # Past the errors that are printed: no hint, whose search is linear in the names in
+        # scope (4,000 unknown names would otherwise take quadratic time).
+        raise Error(f"unknown name '{name}'", expr.span)
     candidates = (scope.visible() | set(lowerer.program.consts) | set(lowerer.program.blocks)
                   | set(library) | set(LAYERS) | set(FUNCTIONS) | set(INITIALIZERS))
     hint = did_you_mean(name, candidates)
@@ -143,18 +159,18 @@ def _binary(lowerer: "Lowerer", scope: "Scope", expr: ast.BinOp) -> Any:
             if expr.op in _DIM_OPS:
                 return _DIM_OPS[expr.op](left, right)
             raise Error(f"`{expr.op}` is not defined on dimensions", expr.span)
-        try:
-            return _PYTHON_OPS[expr.op](left, right)
-        except (TypeError, ZeroDivisionError) as problem:
-            raise Error(f"cannot compute this constant expression: {problem}", expr.span) \
-                from None
+        return fold(expr.op, left, right, expr.span)
     if expr.op not in _TENSOR_OPS:
         raise Error(f"`{expr.op}` is not defined on tensors", expr.span,
                     hint="`//` and `%` work on compile-time numbers and dimensions only")
     ctx = CallContext(lowerer, expr.span)
-    like = left if isinstance(left, Value) else right
     if expr.op == "@" and not (isinstance(left, Value) and isinstance(right, Value)):
         raise Error("`@` needs two tensors", expr.span)
+    if isinstance(left, Value) and not isinstance(right, Value):
+        left = _promote_for(ctx, left, right)
+    elif isinstance(right, Value) and not isinstance(left, Value):
+        right = _promote_for(ctx, right, left)
+    like = left if isinstance(left, Value) else right
     if expr.op == "**" and isinstance(right, (int, float)) and right == 2:
         result = ctx.op("mul", left, left)              # x ** 2: cheaper and exact
     else:
@@ -164,6 +180,19 @@ def _binary(lowerer: "Lowerer", scope: "Scope", expr: ast.BinOp) -> Any:
     lowerer.record(lowerer.unique_record_name(_TENSOR_OPS[expr.op]), expr.op, "function",
                    [left, right], [result], expr.span)
     return result
+
+
+def _promote_for(ctx: CallContext, tensor: Value, scalar: Any) -> Value:
+    """The tensor operand of `tensor op scalar`, converted as torch promotes: an integer or
+    bool tensor with a float scalar becomes f32, a bool tensor with an int scalar i64 (a
+    constant of the tensor's own type would silently truncate 0.5 to 0, or 2 to true)."""
+    if isinstance(scalar, bool) or not isinstance(scalar, (int, float)):
+        return tensor
+    if isinstance(scalar, float) and not tensor.dtype.is_float:
+        return ctx.op("cast", tensor, dtype=DType.f32)
+    if isinstance(scalar, int) and tensor.dtype == DType.bool:
+        return ctx.op("cast", tensor, dtype=DType.i64)
+    return tensor
 
 
 def _unary(lowerer: "Lowerer", scope: "Scope", expr: ast.UnaryOp) -> Any:
@@ -177,7 +206,9 @@ def _unary(lowerer: "Lowerer", scope: "Scope", expr: ast.UnaryOp) -> Any:
         return CallContext(lowerer, expr.span).op("neg", operand)
     if isinstance(operand, Sym):
         return dim_mul(operand, -1)
-    return -operand
+    if not isinstance(operand, (int, float)):
+        raise Error(f"cannot apply unary `{expr.op}` to {operand!r}", expr.span)
+    return negate(operand, expr.span)
 
 
 def _named(lowerer: "Lowerer", scope: "Scope", expr: ast.Named) -> Any:

@@ -16,8 +16,8 @@ MemoryError or a RecursionError.  The limits (README, "The language", Limits):
     dimensions             MAX_DIM            2**31 - 1 per known dimension, at least 1
     tensor size            MAX_ELEMENTS       2**40 elements (known dimensions)
     parameters             MAX_PARAMETERS     2**31 - 1 elements in one model
-    repeat counts          MAX_REPEAT         10,000 copies
-    graph size             MAX_OPERATIONS     100,000 primitive operations in one model
+    repeat counts          MAX_REPEAT         1,000 copies
+    graph size             MAX_OPERATIONS     20,000 primitive operations in one model
     errors reported        MAX_REPORTED       20 shown, then "... and N more errors"
 """
 from __future__ import annotations
@@ -37,8 +37,8 @@ MAX_SEQUENCE = 10_000
 MAX_DIM = 2 ** 31 - 1
 MAX_ELEMENTS = 2 ** 40
 MAX_PARAMETERS = 2 ** 31 - 1
-MAX_REPEAT = 10_000
-MAX_OPERATIONS = 100_000
+MAX_REPEAT = 1_000
+MAX_OPERATIONS = 20_000
 
 __all__ = ["MAX_SOURCE_BYTES", "MAX_REPORTED", "MAX_IMPORT_DEPTH", "MAX_FILES", "MAX_NESTING",
            "MAX_LOWERING_DEPTH", "MAX_INT", "MAX_SEQUENCE", "MAX_DIM", "MAX_ELEMENTS",

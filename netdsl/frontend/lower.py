@@ -21,6 +21,7 @@ from ..layers.init import InitSpec
 from ..source import Span
 from . import ast
 from .dims import DimBindings, eval_type
+from .limits import MAX_OPERATIONS, MAX_PARAMETERS, count
 from .loader import Program
 from .values import Instance
 
@@ -72,6 +73,18 @@ class Lowerer:
         self._seed_counter = 0
         self._rng: Value | None = None
         self._record_parent: str | None = None
+        # Kept alongside the graph and the architecture so that each lookup is O(1): a model
+        # of n layers lowers in O(n), not O(n^2).
+        self._param_spans: dict[str, Span | None] = {}
+        self._reported: set[tuple[Span | None, str]] = set()
+        self._record_names: set[str] = set()
+        self._next_record_index: dict[str, int] = {}
+        # Resource accounting (limits.py): nesting of evaluation, blocks being applied,
+        # primitive operations and parameter elements made so far.
+        self.depth = 0
+        self.block_stack: list[tuple[Any, Span | None]] = []
+        self.operations = 0
+        self.parameter_elements = 0
 
     # -- driver ---------------------------------------------------------------------------
     def lower(self) -> tuple[Graph, Architecture]:
@@ -89,20 +102,45 @@ class Lowerer:
 
     def report(self, error: Error) -> None:
         """Record an error once (a block applied three times reports its mistake once)."""
-        known = {(d.span, d.message) for d in self.diagnostics.items}
         for diagnostic in error.diagnostics:
-            if (diagnostic.span, diagnostic.message) not in known:
+            key = (diagnostic.span, diagnostic.message)
+            if key not in self._reported:
+                self._reported.add(key)
                 self.diagnostics.add(diagnostic)
 
     # -- parameters, state and randomness -------------------------------------------------
     def new_param(self, name: str, type_: TensorType, init: InitSpec, *, trainable: bool,
                   span: Span | None, fan: tuple[int, int] | None = None) -> Value:
-        for info in self.root.graph.params:
-            if info.name == name:
-                raise Error(Diagnostic(f"parameter name '{name}' is used twice", span,
-                                       notes=[(info.span, "first used here")],
-                                       hint="name the layers apart with `as name`"))
+        if name in self._param_spans:
+            raise Error(Diagnostic(f"parameter name '{name}' is used twice", span,
+                                   notes=[(self._param_spans[name], "first used here")],
+                                   hint="name the layers apart with `as name`"))
+        size = 1
+        for dim in type_.shape:
+            size *= dim if isinstance(dim, int) else 1
+        if size > MAX_PARAMETERS or self.parameter_elements + size > MAX_PARAMETERS:
+            raise Error(f"parameter '{name}' {type_} has {count(size)} elements, and a model "
+                        f"may have at most {count(MAX_PARAMETERS)} (2**31 - 1) in all", span)
+        if init.kind == "orthogonal" and len(type_.shape) < 2:
+            raise Error(f"the orthogonal initialiser needs a parameter of rank 2 or more, but "
+                        f"'{name}' is {type_}", span,
+                        "use normal(...) or another initialiser for vectors and scalars")
+        self.parameter_elements += size
+        self._param_spans[name] = span
         return self.root.param(name, type_, init, trainable=trainable, span=span, fan=fan)
+
+    def count_operations(self, made: int, span: Span | None) -> None:
+        """Account for `made` new primitive operations; an Error past MAX_OPERATIONS."""
+        self.check_operations(made, span)
+        self.operations += made
+
+    def check_operations(self, more: int, span: Span | None) -> None:
+        """An Error if `more` operations would take the model past MAX_OPERATIONS."""
+        if self.operations + more > MAX_OPERATIONS:
+            raise Error(f"this model needs more than {count(MAX_OPERATIONS)} primitive "
+                        f"operations, the limit for one model", span,
+                        "a repeat count or a chain of blocks applying blocks is larger than "
+                        "intended?")
 
     def state_update(self, param: Value, new_value: Value, span: Span | None) -> None:
         if self.training:
@@ -166,16 +204,17 @@ class Lowerer:
             record.flops = nodes_cost(self.builder.graph.nodes[first_node:])
         record.activation_bytes = sum(_bytes_per_example(v.type) for v in tensors)
         self.architecture.add(record)
+        self._record_names.add(name)
         for value in tensors:
             self.record_of[value.id] = name
         return record
 
     def unique_record_name(self, base: str) -> str:
         prefix = f"{self._record_parent}." if self._record_parent else ""
-        taken = {r.name for r in self.architecture.records}
-        index = 1
-        while f"{prefix}{base}_{index}" in taken:
+        index = self._next_record_index.get(prefix + base, 1)
+        while f"{prefix}{base}_{index}" in self._record_names:
             index += 1
+        self._next_record_index[prefix + base] = index + 1
         return f"{prefix}{base}_{index}"
 
 

@@ -38,10 +38,15 @@ def apply_repeat(lowerer: "Lowerer", scope: "Scope", repeat: Repeat, inputs: lis
         repeat.copies = copies
     values = inputs
     result: Any = None
-    for config in copies:
+    for index, config in enumerate(copies):
+        before = lowerer.operations
         result = apply(lowerer, scope, config, values, span)
         if isinstance(result, Invalid):
             return INVALID
+        if index == 0 and len(copies) > 1:
+            # Each copy makes about as many operations as the first: refuse now a repeat that
+            # would pass the limit, rather than after lowering copies for a long time.
+            lowerer.check_operations((lowerer.operations - before) * (len(copies) - 1), span)
         values = [Argument(item, span) for item in result] if isinstance(result, tuple) \
             else [Argument(result, span)]
     return result

@@ -60,6 +60,10 @@ def lower_body(lowerer: "Lowerer", body: Sequence[ast.Node], scope: "Scope", *,
             lowerer.report(error)
             for name in _bound_names(statement):
                 scope.names[name] = INVALID
+            if isinstance(statement, ast.Output) and not is_model:
+                # The block still returns something (INVALID), so its caller does not add
+                # "block has no `out`" to the error already reported.
+                scope.outputs.append((statement.name, INVALID, statement.span))
 
 
 def _register_dims(expr: ast.TensorTypeExpr, type_, scope: "Scope") -> None:

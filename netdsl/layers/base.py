@@ -159,8 +159,7 @@ def bind_call(target: Callable, display: str, args: Sequence[Argument],
     if target is object.__init__:                      # a layer without arguments
         parameters: list[inspect.Parameter] = []
     else:
-        parameters = [p for p in list(inspect.signature(target).parameters.values())[skip:]
-                      if p.kind != p.VAR_KEYWORD]
+        parameters = [p for p in _parameters(target)[skip:] if p.kind != p.VAR_KEYWORD]
     annotations = _annotations(target)
     positional = [p for p in parameters
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -222,14 +221,31 @@ def _annotations(target: Callable) -> dict[str, Any]:
     """The signature's annotations as objects: modules here use `from __future__ import
     annotations`, so `__annotations__` holds strings such as "Init" or "(int, list)", and an
     unevaluated string would silently accept any value."""
-    cached = _ANNOTATIONS.get(target)
+    # Keyed by the function: a bound method is new for each layer instance (the cache missed
+    # every time, and kept every instance alive).
+    function = getattr(target, "__func__", target)
+    cached = _ANNOTATIONS.get(function)
     if cached is None:
-        cached = inspect.get_annotations(target, eval_str=True)
-        _ANNOTATIONS[target] = cached
+        cached = inspect.get_annotations(function, eval_str=True)
+        _ANNOTATIONS[function] = cached
     return cached
 
 
 _ANNOTATIONS: dict[Callable, dict[str, Any]] = {}
+
+
+def _parameters(target: Callable) -> list[inspect.Parameter]:
+    """inspect.signature's parameters, computed once per function (it is slow, and every
+    call of a function or layer in a model binds against it)."""
+    # Keyed by the function, not the bound method: each layer instance makes a new one.
+    key = (getattr(target, "__func__", target), hasattr(target, "__self__"))
+    cached = _PARAMETERS.get(key)
+    if cached is None:
+        cached = _PARAMETERS[key] = list(inspect.signature(target).parameters.values())
+    return cached
+
+
+_PARAMETERS: dict[tuple[Callable, bool], list[inspect.Parameter]] = {}
 
 
 def tensor_type_text(value: Value | TensorType) -> str:
