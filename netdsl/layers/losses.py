@@ -17,6 +17,16 @@ def _same_shape(ctx, name: str, a: Value, b: Value,
                        "and the other [B, 1])")
 
 
+def _floating(ctx, name: str, what: str, x: Value) -> Value:
+    """x, which must be a floating-point tensor (probabilities or logits): an integer tensor
+    there is a mistake (swapped arguments, labels passed as predictions), not a conversion."""
+    if not x.dtype.is_float:
+        ctx.error(f"{name}: the {what} must be a floating-point tensor, got {x.type}",
+                  hint=f"{name}'s first argument is the model's {what}, its second the "
+                       f"targets; convert with cast(x, \"f32\") if this is meant")
+    return x
+
+
 def _mean_all(ctx, x: Value) -> Value:
     return ctx.op("mean", x, axes=tuple(range(x.rank)), keepdims=False)
 
@@ -37,7 +47,7 @@ def mse(ctx, prediction: Tensor, target: Tensor):
 @function("bce")
 def bce(ctx, probability: Tensor, target: Tensor):
     """Binary cross-entropy on probabilities; log is clamped at -100 like torch's BCELoss."""
-    probability = ctx.floating(probability)
+    probability = _floating(ctx, "bce", "probabilities", probability)
     _same_shape(ctx, "bce", probability, target)
     target = _as_float(ctx, target, probability)
     floor = ctx.const(-100.0, probability)
@@ -52,7 +62,7 @@ def bce(ctx, probability: Tensor, target: Tensor):
 @function("bce_logits")
 def bce_logits(ctx, logits: Tensor, target: Tensor):
     """Binary cross-entropy on logits: max(x, 0) - x*t + log(1 + exp(-|x|)), averaged."""
-    logits = ctx.floating(logits)
+    logits = _floating(ctx, "bce_logits", "logits", logits)
     _same_shape(ctx, "bce_logits", logits, target)
     target = _as_float(ctx, target, logits)
     return _mean_all(ctx, ctx.op("sigmoid_bce_logits", logits, target))
@@ -85,7 +95,9 @@ def cross_entropy(ctx, logits: Tensor, labels: Tensor, weights: (Tensor, list) =
     last, so [B, T, V] logits with [B, T] labels work for sequence models); `weights` [C] weighs
     each class and the mean is divided by the summed weights, as in torch.
     """
-    logits = ctx.floating(logits)
+    logits = _floating(ctx, "cross_entropy", "logits", logits)
+    if logits.rank < 1:
+        ctx.error(f"cross_entropy: the logits must have a class axis, got {logits.type}")
     weights = _class_weights(ctx, weights, logits)
     if labels.dtype.is_int:
         if tuple(labels.shape) != tuple(logits.shape[:-1]):
@@ -114,10 +126,20 @@ def cross_entropy(ctx, logits: Tensor, labels: Tensor, weights: (Tensor, list) =
 @function("focal")
 def focal(ctx, logits: Tensor, labels: Tensor, gamma: float = 2.0):
     """Focal loss (Lin et al.): -(1 - p_t)^gamma log p_t, averaged over examples."""
-    logits = ctx.floating(logits)
+    logits = _floating(ctx, "focal", "logits", logits)
+    if gamma < 0:
+        ctx.error(f"focal: gamma must be at least 0, got {gamma:g}",
+                  hint="gamma = 0 is cross-entropy; the paper uses 2")
+    if logits.rank < 1:
+        ctx.error(f"focal: the logits must have a class axis, got {logits.type}")
     if labels.dtype.is_int:
+        if tuple(labels.shape) != tuple(logits.shape[:-1]):
+            ctx.error(f"focal: labels {labels.type} do not match logits {logits.type}",
+                      hint=f"integer labels need shape [{', '.join(map(str, logits.shape[:-1]))}]"
+                           " (one class index per row of logits)")
         target = ctx.op("one_hot", labels, depth=logits.shape[-1])
     else:
+        _same_shape(ctx, "focal", logits, labels, ("logits", "labels"))
         target = _as_float(ctx, labels, logits)
     log_p = ctx.op("log_softmax", logits, axis=logits.rank - 1)
     log_pt = ctx.op("sum", ctx.op("mul", target, log_p), axes=(logits.rank - 1,), keepdims=False)
