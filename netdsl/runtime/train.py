@@ -16,6 +16,7 @@ from ..errors import Error
 from ..frontend.train_config import TrainConfig
 from ..ir.graph import Graph
 from . import data as data_module
+from .anomaly import NonFiniteWatch
 from .input_checks import index_ranges
 from .metrics import make_metric, metric_sources
 from .progress import ProgressBar, format_epoch_header, format_epoch_row
@@ -134,9 +135,10 @@ def _fit(model, weights, config, data, target, verbose, printer) -> FitResult:
     label, prediction = _label_and_prediction(model, config)
     train_data, validation = prepare_data(model, config, data)
     spec = config.optimizer_spec()
-    graph = build_training_graph(model.training_forward, spec, weight_decay=spec.weight_decay,
-                                 clip_norm=config.clip_norm, clip_value=config.clip_value)
-    graph = run_pipeline(graph)
+    training = build_training_graph(model.training_forward, spec,
+                                    weight_decay=spec.weight_decay,
+                                    clip_norm=config.clip_norm, clip_value=config.clip_value)
+    graph = run_pipeline(training)
     compiled = compile_graph(graph, target=target)
     evaluator = _Evaluator(model, target, config.metrics, label, prediction) \
         if validation is not None else None
@@ -158,6 +160,9 @@ def _fit(model, weights, config, data, target, verbose, printer) -> FitResult:
                              config.epochs, config.spans.get("schedule"),
                              positional=config.schedule_positional)
     rng = np.random.default_rng(config.seed)
+    # A non-finite loss is traced to the op that made it by replaying the step (anomaly.py).
+    watch = NonFiniteWatch(training, step, state, weights, train_data, batch_inputs, hyper,
+                           schedule, config)
     result = FitResult(weights={})
     metric_names = config.metrics
     columns = ["loss"] + (["val_loss"] if evaluator is not None else []) + list(metric_names) \
@@ -169,6 +174,7 @@ def _fit(model, weights, config, data, target, verbose, printer) -> FitResult:
     global_step = 0
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
+        watch.epoch_started(epoch, global_step + 1, rng)
         total, count = 0.0, 0
         train_metrics = {name: make_metric(name) for name in metric_names}
         bar = ProgressBar(steps_per_epoch, f"epoch {epoch}/{config.epochs}") if verbose else None
@@ -182,9 +188,7 @@ def _fit(model, weights, config, data, target, verbose, printer) -> FitResult:
             size = len(chunk[batch_inputs[0]]) if batch_inputs else 1
             loss = float(outputs[loss_index])
             if not np.isfinite(loss):
-                raise Error(f"the loss became {loss} at epoch {epoch}, step {global_step}",
-                            config.spans.get("optimizer"),
-                            hint="lower the learning rate, or clip gradients with clip_norm")
+                raise watch.explain(loss, epoch, global_step)
             total += loss * size
             count += size
             if label and prediction_index is not None:
