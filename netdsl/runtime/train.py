@@ -33,6 +33,8 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
     stopped_early: bool = False
+    # (epoch, steps done in it) when `should_stop` ended training early; else None.
+    interrupted: tuple[int, int] | None = None
 
 
 def input_specs(graph: Graph) -> list[tuple]:
@@ -120,14 +122,21 @@ def _label_and_prediction(model, config: TrainConfig) -> tuple[str | None, str |
 
 def fit(model, weights: dict[str, np.ndarray], config: TrainConfig, *, data: Any = None,
         target: str = "cpu", verbose: bool = True,
-        printer: Callable[[str], None] = print) -> FitResult:
-    """Train `model` from `weights` as `config` says; the weights passed in are not mutated."""
+        printer: Callable[[str], None] = print,
+        should_stop: Callable[[], bool] | None = None) -> FitResult:
+    """Train `model` from `weights` as `config` says; the weights passed in are not mutated.
+
+    `should_stop`, if given, is asked before every training step (its first call means training
+    has started); when it says True, training ends there with the weights so far and
+    `result.interrupted` = (epoch, steps done in that epoch).  Compiled steps cannot be
+    interrupted midway, so this is how `netdsl train` stops on Ctrl-C.
+    """
     from .threads import limited_blas_threads
     with limited_blas_threads():
-        return _fit(model, weights, config, data, target, verbose, printer)
+        return _fit(model, weights, config, data, target, verbose, printer, should_stop)
 
 
-def _fit(model, weights, config, data, target, verbose, printer) -> FitResult:
+def _fit(model, weights, config, data, target, verbose, printer, should_stop=None) -> FitResult:
     from ..backends import compile_graph
     from ..passes.pipeline import run_pipeline
     from ..passes.training import build_training_graph
@@ -178,8 +187,11 @@ def _fit(model, weights, config, data, target, verbose, printer) -> FitResult:
         total, count = 0.0, 0
         train_metrics = {name: make_metric(name) for name in metric_names}
         bar = ProgressBar(steps_per_epoch, f"epoch {epoch}/{config.epochs}") if verbose else None
-        for chunk in data_module.batches(train_data, config.batch, shuffle=config.shuffle,
-                                         rng=rng):
+        for done, chunk in enumerate(data_module.batches(train_data, config.batch,
+                                                         shuffle=config.shuffle, rng=rng)):
+            if should_stop is not None and should_stop():
+                result.interrupted = (epoch, done)
+                break
             global_step += 1
             extra = {"__lr__": schedule(global_step - 1), "__step__": float(global_step),
                      "__rng__": global_step}
@@ -198,6 +210,8 @@ def _fit(model, weights, config, data, target, verbose, printer) -> FitResult:
                 bar.update(loss=loss)
         if bar is not None:
             bar.close()
+        if result.interrupted is not None:      # the partial epoch has no row
+            break
         row: dict[str, Any] = {"epoch": epoch, "loss": total / max(count, 1)}
         row.update({name: metric.result() for name, metric in train_metrics.items()})
         if evaluator is not None:
