@@ -18,7 +18,7 @@ from pathlib import Path
 _SOURCES: dict[str, str] = {}
 _LINES: dict[str, list[str]] = {}          # the same texts split into lines, made on demand
 
-MAX_SOURCE_BYTES = 4 * 1024 * 1024
+MAX_SOURCE_BYTES = 256 * 1024
 
 
 class SourceError(Exception):
@@ -107,7 +107,7 @@ def _check_regular(info: os.stat_result) -> None:
 
 
 def _too_large() -> str:
-    return f"it is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MiB, the limit for a .net file"
+    return f"it is larger than {MAX_SOURCE_BYTES // 1024} KiB, the limit for a .net file"
 
 
 def _os_reason(problem: OSError) -> str:

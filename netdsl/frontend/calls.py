@@ -6,6 +6,7 @@ in a fresh scope per application, with its `in` types binding symbolic dims from
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import Diagnostic, Error
@@ -222,8 +223,8 @@ def apply(lowerer: "Lowerer", scope: "Scope", layer: Any, inputs: list[Argument]
     finally:
         lowerer.builder.scope = saved_scope
     new_params = lowerer.root.graph.params[params_before:]
-    count = sum(int(p.value.type.size) for p in new_params)
-    trainable = sum(int(p.value.type.size) for p in new_params if p.trainable)
+    count = sum(math.prod(p.value.type.shape) for p in new_params)     # parameter shapes
+    trainable = sum(math.prod(p.value.type.shape) for p in new_params if p.trainable)  # are ints
     outputs = list(result) if isinstance(result, tuple) else [result]
     lowerer.record(record_name, layer.kind, "layer", [a.value for a in inputs], outputs, span,
                    args=layer.describe(), first_node=first, params=count, trainable=trainable,

@@ -25,7 +25,7 @@ def per_example(dim) -> int:
 def _elements(type_) -> int:
     size = 1
     for dim in type_.shape:
-        size *= per_example(dim)
+        size *= dim if isinstance(dim, int) else per_example(dim)
     return size
 
 

@@ -4,7 +4,7 @@ A `.net` file is untrusted input: every size it can ask for is bounded here, so 
 mistake (or attack) is a `file:line:col: error: ...` within a second instead of a hang, a
 MemoryError or a RecursionError.  The limits (README, "The language", Limits):
 
-    source file            MAX_SOURCE_BYTES   4 MiB of UTF-8 text, a regular file ending in .net
+    source file            MAX_SOURCE_BYTES   256 KiB of UTF-8 text, a regular file ending in .net
     imports                MAX_IMPORT_DEPTH   64 files deep, MAX_FILES 1,000 files in all
     expression nesting     MAX_NESTING        100 levels (brackets and operators), checked by
                                               the parser at the token that goes deeper
@@ -17,7 +17,7 @@ MemoryError or a RecursionError.  The limits (README, "The language", Limits):
     tensor size            MAX_ELEMENTS       2**40 elements (known dimensions)
     parameters             MAX_PARAMETERS     2**31 - 1 elements in one model
     repeat counts          MAX_REPEAT         1,000 copies
-    graph size             MAX_OPERATIONS     20,000 primitive operations in one model
+    graph size             MAX_OPERATIONS     10,000 primitive operations in one model
     errors reported        MAX_REPORTED       20 shown, then "... and N more errors"
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ MAX_DIM = 2 ** 31 - 1
 MAX_ELEMENTS = 2 ** 40
 MAX_PARAMETERS = 2 ** 31 - 1
 MAX_REPEAT = 1_000
-MAX_OPERATIONS = 20_000
+MAX_OPERATIONS = 10_000
 
 __all__ = ["MAX_SOURCE_BYTES", "MAX_REPORTED", "MAX_IMPORT_DEPTH", "MAX_FILES", "MAX_NESTING",
            "MAX_LOWERING_DEPTH", "MAX_INT", "MAX_SEQUENCE", "MAX_DIM", "MAX_ELEMENTS",
@@ -123,6 +123,9 @@ OPERATORS = frozenset(_OPERATORS)
 def fold(op: str, left: Any, right: Any, span: Span | None) -> Any:
     """`left op right` on compile-time values, within the limits; an Error at `span` for a
     result too large, not finite, or not defined (types, division by zero)."""
+    if op not in _OPERATORS:                    # `@` on numbers
+        raise Error(f"`{op}` is not defined on compile-time values such as {left!r}", span,
+                    "`@` multiplies matrices: both operands must be tensors")
     _precheck(op, left, right, span)
     try:
         result = _OPERATORS[op](left, right)

@@ -224,7 +224,7 @@ def _bytes_per_example(type_: TensorType) -> int:
     dims = type_.shape[1:] if type_.rank and not isinstance(type_.shape[0], int) else type_.shape
     size = 1
     for dim in dims:
-        size *= per_example(dim)
+        size *= dim if isinstance(dim, int) else per_example(dim)
     return size * type_.dtype.numpy.itemsize
 
 

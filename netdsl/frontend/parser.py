@@ -24,6 +24,9 @@ from .transform import ToAst
 
 GRAMMAR_FILE = "netdsl.lark"
 MAX_ERRORS = 20
+# Each recovery re-parses the whole text: after this many characters re-parsed, recovery stops
+# (a 100 KB file with 20 syntax errors would otherwise be parsed 20 times over).
+RECOVERY_CHARACTERS = 200_000
 
 # ---- finding the grammar ---------------------------------------------------------------------
 
@@ -221,6 +224,7 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     problems: list[Diagnostic] = []
     blanked_lines: set[int] = set()
     current, tree, last_position = text, None, -1
+    reparsed = 0
     for _ in range(MAX_ERRORS):
         try:
             tree = lark_parser().parse(current)
@@ -236,7 +240,8 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
             diagnostic, recoverable = describe(error, current, file)
             problems.append(diagnostic)
             segment = statement_around(error, current) if recoverable else None
-            if segment is None:
+            reparsed += len(current)
+            if segment is None or reparsed > RECOVERY_CHARACTERS:
                 break
             first_line = current.count("\n", 0, segment[0]) + 1
             blanked_lines.update(range(first_line, first_line + current.count(
@@ -277,14 +282,22 @@ def error_position(error: UnexpectedInput) -> int:
 
 
 def lex(text: str) -> list[Token]:
-    """The tokens the parser sees (after the newline filter), up to a lexing error if any."""
+    """The tokens the parser sees (after the newline filter), up to a lexing error if any.
+    The last text's tokens are kept: describing one error lexes the same text twice."""
+    global _LEXED
+    if _LEXED is not None and _LEXED[0] == text:
+        return list(_LEXED[1])
     tokens: list[Token] = []
     try:
         for token in lark_parser().lex(text):
             tokens.append(token)
     except (UnexpectedCharacters, NestingError):
         pass
-    return tokens
+    _LEXED = (text, tokens)
+    return list(tokens)
+
+
+_LEXED: tuple[str, list[Token]] | None = None
 
 
 def statement_around(error: UnexpectedInput, text: str) -> tuple[int, int] | None:
