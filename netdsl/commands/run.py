@@ -21,15 +21,19 @@ def _setup(parser: argparse.ArgumentParser) -> None:
 @command("run", "run a trained model (inference) on inputs and write its outputs", _setup)
 def run(args: argparse.Namespace) -> int:
     from ..model import load
-    from ..runtime.checkpoint import atomic_write, load_checkpoint
+    from ..runtime.checkpoint import load_checkpoint, write_npz
     from ..runtime.data import load_data
+    from ..runtime.files import check_output, write_atomically
+    if args.output:     # a bad place fails before any work, not after the forward pass
+        check_output(args.output, "outputs", (".npz",))
     model = load(args.file, args.model)
     weights = dict(load_checkpoint(args.weights).weights)
     model.check_weights(weights, source=args.weights)
     inputs = load_data(args.input, ".")
     outputs = model.forward(weights, inputs, target=args.target)
     if args.output:
-        atomic_write(args.output, lambda handle: np.savez(handle, **outputs))
+        write_atomically(args.output, lambda handle: write_npz(handle, outputs), "outputs",
+                         (".npz",))
         print(f"wrote {', '.join(outputs)} to {args.output}")
     else:
         for name, array in outputs.items():

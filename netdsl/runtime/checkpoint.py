@@ -3,23 +3,24 @@
 A checkpoint maps names such as `fc1.weight` to arrays (LANGUAGE.md section 9) and may carry a
 small JSON-able `meta` dict (model name, epoch, ...).  In .npz the meta is stored as a JSON
 string under the reserved key `__netdsl_meta__`; in .safetensors it is the header's metadata.
-Files are written to a temporary file beside the target and renamed over it, so a failure never
-leaves a half-written checkpoint (or plot) behind.
+Files go through `files.write_atomically`, so a failure or a kill never leaves a half-written
+checkpoint (or a stray temporary file) behind, and the old checkpoint stays as it was.
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import zipfile
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, BinaryIO, Mapping, NamedTuple
 
 import numpy as np
 
 from ..errors import Diagnostic, Error, did_you_mean
 from ..source import Span
+from .files import check_output, write_atomically
 
 META_KEY = "__netdsl_meta__"
+EXTENSIONS = (".npz", ".safetensors")
 _SAFETENSORS_HINT = "pip install 'netdsl[safetensors]'"
 _DTYPE_NAMES = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i32": np.int32,
                 "i64": np.int64, "bool": np.bool_}
@@ -32,24 +33,30 @@ class Checkpoint(NamedTuple):
     meta: dict[str, Any]
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call `write(temporary_path)`, then rename the temporary file to `path`; clean up on failure."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise Error(f"cannot write {path}: folder {path.parent} does not exist")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def write_npz(handle: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
+    """An .npz archive of `arrays` (what numpy.savez writes) to an open binary file.
+
+    numpy.savez takes the names as keywords, so an array named `file` or `allow_pickle` (a
+    model's `out file = ...`) collides with its own arguments; this takes a mapping.
+    """
+    with zipfile.ZipFile(handle, mode="w", compression=zipfile.ZIP_STORED,
+                         allowZip64=True) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+
+def check_checkpoint_output(path: str | Path, span: Span | None = None) -> Path:
+    """Fail before training when a checkpoint could not be written to path."""
+    path = check_output(path, "checkpoint", EXTENSIONS, span)
+    if _format(path, span) == "safetensors":
+        _safetensors("save", "writing", span)
+    return path
 
 
 def _format(path: Path, span: Span | None) -> str:
     suffix = path.suffix.lower()
-    if suffix not in (".npz", ".safetensors"):
+    if suffix not in EXTENSIONS:
         raise Error(f"checkpoint {path} must end in .npz or .safetensors", span)
     return suffix[1:]
 
@@ -71,18 +78,14 @@ def save_checkpoint(path: str | Path, weights: dict[str, np.ndarray], meta: dict
     except (TypeError, ValueError) as error:
         raise Error(f"checkpoint meta must be JSON data: {error}", span) from None
     if kind == "npz":
-        def write(temporary: Path) -> None:
-            with open(temporary, "wb") as handle:
-                np.savez(handle, **arrays, **{META_KEY: np.array(meta_text)})
+        def content(handle: BinaryIO) -> None:
+            write_npz(handle, {**arrays, META_KEY: np.array(meta_text)})
     else:
-        save_file = _safetensors("save_file", "writing", span)
+        save = _safetensors("save", "writing", span)
 
-        def write(temporary: Path) -> None:
-            save_file(arrays, str(temporary), metadata={"netdsl": meta_text})
-    try:
-        atomic_write(path, write)
-    except OSError as error:
-        raise Error(f"cannot write checkpoint {path}: {error.strerror or error}", span) from None
+        def content(handle: BinaryIO) -> None:
+            handle.write(save(arrays, metadata={"netdsl": meta_text}))
+    write_atomically(path, content, "checkpoint", EXTENSIONS, span)
 
 
 def _safetensors(function: str, verb: str, span: Span | None):

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import Error
 from ..source import Span
-from .checkpoint import atomic_write
+from .files import check_output, write_atomically
 from .progress import metric_columns
 
 _FORMATS = ("png", "svg", "pdf")
@@ -21,13 +21,28 @@ def require_matplotlib(span: Span | None = None) -> None:
         raise Error("plotting needs matplotlib", span, hint="pip install 'netdsl[plot]'") from None
 
 
-def plot_history(history: list[dict[str, Any]], path: str | Path, span: Span | None = None) -> None:
-    """Write loss (train/validation) and metric curves per epoch to a .png, .svg or .pdf file."""
+def check_plot_output(path: str | Path, span: Span | None = None) -> Path:
+    """Fail before training when the plot could not be written to path (or drawn at all)."""
     path = Path(path)
+    _image_format(path, span)
+    check_output(path, "plot", span=span)
+    require_matplotlib(span)
+    return path
+
+
+def _image_format(path: Path, span: Span | None) -> str:
     image_format = path.suffix.lower().lstrip(".")
     if image_format not in _FORMATS:
         raise Error(f"cannot plot to {path}: unsupported format '{path.suffix}'", span,
                     hint=f"use one of: {', '.join('.' + name for name in _FORMATS)}")
+    return image_format
+
+
+def plot_history(history: list[dict[str, Any]], path: str | Path, span: Span | None = None) -> None:
+    """Write loss (train/validation) and metric curves per epoch to a .png, .svg or .pdf file."""
+    path = Path(path)
+    image_format = _image_format(path, span)
+    check_output(path, "plot", span=span)
     if not history:
         raise Error("there is no training history to plot", span)
     try:
@@ -55,10 +70,8 @@ def plot_history(history: list[dict[str, Any]], path: str | Path, span: Span | N
         axes.set_xlabel("epoch")
         axes.grid(True, alpha=0.3)
         axes.legend()
-    try:
-        atomic_write(path, lambda temporary: figure.savefig(temporary, format=image_format))
-    except OSError as error:
-        raise Error(f"cannot write plot {path}: {error.strerror or error}", span) from None
+    write_atomically(path, lambda handle: figure.savefig(handle, format=image_format), "plot",
+                     span=span)
 
 
 def _keys(history: list[dict[str, Any]]) -> list[str]:

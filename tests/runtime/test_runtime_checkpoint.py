@@ -43,10 +43,11 @@ def test_overwrite_is_atomic_on_failure(tmp_path, monkeypatch):
     save_checkpoint(path, WEIGHTS)
     before = path.read_bytes()
 
-    def broken_savez(*args, **kwargs):
+    def disk_full(handle, arrays):
+        handle.write(b"PK\x03\x04 half an archive")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.np, "savez", broken_savez)
+    monkeypatch.setattr(checkpoint, "write_npz", disk_full)
     with pytest.raises(Error, match="cannot write checkpoint .*No space left"):
         save_checkpoint(path, {"other": np.ones(2)})
     assert path.read_bytes() == before
