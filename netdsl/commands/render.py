@@ -32,12 +32,14 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import Error
     from ..model import load
     from ..render import write
+    from ..render.output import EXTENSIONS, output_path
+    if args.output:
+        output = output_path(args.output, args.format)    # a bad place fails before any work
+    else:
+        output = Path(args.file).with_suffix(EXTENSIONS[args.format or "svg"][0])
     model = load(args.file, args.model)
     if args.grad and not model.graph.losses:
         raise Error(f"--grad needs a loss, and model {model.name} has none")
-    fmt = args.format or (Path(args.output).suffix.lstrip(".") if args.output else "svg")
-    extension = {"mermaid": "mmd"}.get(fmt, fmt)
-    output = Path(args.output) if args.output else Path(args.file).with_suffix(f".{extension}")
     digraph = model.render(args.level, grad=args.grad, expand=args.expand, depth=args.depth,
                            rankdir=args.rankdir)
     written = write(digraph, output, args.format)

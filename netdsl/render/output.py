@@ -3,24 +3,28 @@
 The layers, ops and kernels builders produce a `Diagram` (boxes, nested groups, links) and know
 nothing about Graphviz syntax; this module turns a diagram into a `graphviz.Digraph` (which
 Jupyter shows inline), into Mermaid flowchart text, and into files: dot source (always, with no
-Graphviz program needed), or svg/png/pdf through the `dot` program.  Every file is written
-atomically (a temporary file renamed over the target), so a failed render never leaves half a
-file behind.
+Graphviz program needed), or svg/png/pdf through the `dot` program.  Every file goes through
+`runtime.files.write_atomically` (a complete new file renamed over the target, links and devices
+refused, folders never created), so a failed render never leaves half a file behind.
 """
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import graphviz
 
 from ..errors import Error
+from ..runtime.files import check_output, write_atomically
 from . import style
 
 FORMATS = ("svg", "png", "pdf", "dot", "mermaid")
+# The file endings each format is written under; the first is the usual one.
+EXTENSIONS = {"svg": (".svg",), "png": (".png",), "pdf": (".pdf",), "dot": (".dot", ".gv"),
+              "mermaid": (".mmd", ".md", ".mermaid")}
+_ALIASES = {"gv": "dot", "mmd": "mermaid", "md": "mermaid"}
 RANKDIRS = ("TB", "LR", "BT", "RL")
 INSTALL_HINT = ("install Graphviz: `apt-get install graphviz` (Debian/Ubuntu), "
                 "`brew install graphviz` (macOS) or `conda install graphviz`")
@@ -264,7 +268,8 @@ def to_mermaid(target, **options) -> str:
 
 def write_mermaid(target, path: str | os.PathLike, **options) -> Path:
     """Write `to_mermaid(target)` to path (a .mmd file, or embed it in Markdown)."""
-    return _atomic_write(Path(path), to_mermaid(target, **options).encode("utf-8"))
+    path = output_path(path, "mermaid")
+    return write_atomically(path, to_mermaid(target, **options), "diagram")
 
 
 def _as_diagram(target, **options) -> Diagram:
@@ -287,21 +292,46 @@ def dot_available() -> bool:
     return shutil.which("dot") is not None
 
 
+def output_format(path: str | os.PathLike, format: str | None = None) -> str:
+    """The format a diagram is written to path in: `format`, else the path's extension.
+
+    An unknown format, or an extension that does not match the format (`-o model.png --format
+    svg`, or no extension at all), is an error: netdsl writes only what the name says.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower().lstrip(".")
+    chosen = (format or suffix or "svg").lower()
+    chosen = _ALIASES.get(chosen, chosen)
+    if chosen not in FORMATS:
+        raise Error(f"unknown diagram format '{chosen}'", hint="use one of " + ", ".join(FORMATS))
+    extensions = EXTENSIONS[chosen]
+    if path.suffix.lower() not in extensions:
+        names = " or ".join(extensions)
+        raise Error(f"diagram {path} must end in {names} to be written as {chosen}",
+                    hint=f"write to {path.with_suffix(extensions[0]).name}, or choose the "
+                         f"format its name says")
+    return chosen
+
+
+def output_path(path: str | os.PathLike, format: str | None = None) -> Path:
+    """Check, before any drawing, that a diagram can be written to path in that format."""
+    output_format(path, format)
+    return check_output(path, "diagram")
+
+
 def write(digraph: graphviz.Digraph, path: str | os.PathLike, format: str | None = None) -> Path:
     """Write the diagram to path as svg | png | pdf (through dot), dot source, or mermaid.
 
-    With no format, the path's suffix decides.  dot source never needs Graphviz installed; for
-    the image formats a missing `dot` program writes the dot source beside the path and raises
-    netdsl.Error saying where it went and how to install Graphviz.
+    With no format, the path's suffix decides; the suffix must match the format.  dot source
+    never needs Graphviz installed; for the image formats a missing `dot` program writes the
+    dot source beside the path and raises netdsl.Error saying where it went and how to install
+    Graphviz.
     """
     path = Path(path)
-    format = (format or path.suffix.lstrip(".") or "svg").lower()
-    format = {"gv": "dot", "mmd": "mermaid", "md": "mermaid"}.get(format, format)
-    if format not in FORMATS:
-        raise Error(f"unknown diagram format '{format}'",
-                    hint="use one of " + ", ".join(FORMATS))
+    format = output_format(path, format)
+    check_output(path, "diagram")
     if format == "dot":
-        return _atomic_write(path, digraph.source.encode("utf-8"))
+        return write_atomically(path, digraph.source, "diagram")
     if format == "mermaid":
         return write_mermaid(digraph, path)
     missing = not dot_available()
@@ -311,12 +341,12 @@ def write(digraph: graphviz.Digraph, path: str | os.PathLike, format: str | None
         except graphviz.ExecutableNotFound:
             missing = True
     if missing:
-        fallback = path.with_suffix(".dot") if path.suffix != ".dot" else path
-        _atomic_write(fallback, digraph.source.encode("utf-8"))
+        fallback = path.with_suffix(".dot")
+        write_atomically(fallback, digraph.source, "diagram")
         raise Error(f"Graphviz's dot program is not installed, so {path} could not be drawn",
                     hint=f"the diagram's dot source was written to {fallback}; {INSTALL_HINT}, "
                          f"then run again (or `dot -T{format} {fallback} -o {path}`)")
-    return _atomic_write(path, data)
+    return write_atomically(path, data, "diagram")
 
 
 def _pipe(digraph: graphviz.Digraph, format: str) -> bytes:
@@ -333,26 +363,3 @@ def _pipe(digraph: graphviz.Digraph, format: str) -> bytes:
                 detail = (again.stderr or b"").decode("utf-8", "replace").strip()
         raise Error(f"Graphviz could not draw the diagram: {detail.splitlines()[0] if detail else error}",
                     hint="write --format dot and report the file as a bug") from None
-
-
-def _atomic_write(path: Path, data: bytes) -> Path:
-    """Write bytes to a temporary file in the same folder, then rename it over path."""
-    folder = path.parent if str(path.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.chmod(temporary, 0o666 & ~_umask())     # mkstemp makes 0600; give the usual mode
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

@@ -41,6 +41,7 @@ def test_dot_source_needs_no_graphviz(tmp_path, lenet, monkeypatch):
 def test_missing_dot_writes_source_and_says_how_to_install(tmp_path, lenet, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     target = tmp_path / "out" / "lenet.svg"
+    target.parent.mkdir()                                    # netdsl never creates folders
     with pytest.raises(Error) as raised:
         write(render_layers(lenet), target, "svg")
     message = str(raised.value)
