@@ -4,19 +4,26 @@ Every user mistake (in the .net file, the data, or the flags) prints `file:line:
 with the source line and a caret, and exits with status 1 — never a Python traceback.  A bug in
 netdsl itself prints one line, `internal error in <stage>: <type>: <message>; please report ...`,
 and exits with status 2; `--debug` (before or after the verb) adds the traceback.
+
+Ctrl-C (SIGINT) and SIGTERM never print a traceback either; see `Interrupts`.  Exit statuses:
+0 done, 1 a user error, 2 an internal error, 130 stopped by SIGINT, 143 stopped by SIGTERM.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .commands import COMMANDS
 from .errors import Error
+
+# Handled like Ctrl-C; the exit status is 128 + the signal's number (130, 143).
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,6 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .commands import COMMANDS
     parser = _Parser(prog="netdsl", description="A declarative language for neural networks "
                      "and its compiler.")
     parser.add_argument("--version", action="version", version=f"netdsl {__version__}")
@@ -46,11 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `netdsl` console script."""
+    # First of all, before the heavy imports: a Ctrl-C from here on ends the process cleanly.
+    interrupts = Interrupts()
+    interrupts.install()
+    try:
+        return _main(argv, interrupts)
+    finally:
+        interrupts.restore()
+
+
+def _main(argv: Sequence[str] | None, interrupts: "Interrupts") -> int:
+    from .commands import COMMANDS
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verb is None:
         parser.print_help()
         return 1
+    args.interrupts = interrupts
     _, _, run = COMMANDS[args.verb]
     try:
         return int(run(args) or 0)
@@ -58,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         print(error.format(), file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:                   # raised by a test, or with our handler not set
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
@@ -120,6 +140,104 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):               # stdout is not a real file (a test's capture)
         pass
+
+
+class Interrupts:
+    """SIGINT and SIGTERM for one run of the command: stop cleanly, lose nothing.
+
+    Python's own SIGINT handler raises KeyboardInterrupt wherever the main thread happens to
+    be.  Inside a Numba-compiled training step (which calls back into Python) the exception is
+    lost: SystemError or a segmentation fault; inside an import or library code it becomes a
+    traceback, or the interpreter later kills itself with SIGINT.  So netdsl installs its own:
+
+    * until training starts (imports, parsing, data loading, compiling), and in every other
+      command, a signal ends the process at once with status 128 + N and the line
+      `interrupted`; nothing has been written (a file being written is removed);
+    * once the epoch loop has asked `should_stop` (training has started), a signal only sets
+      a flag; the loop stops between two steps and `netdsl train` saves what it has, marked
+      interrupted, then exits with 128 + N;
+    * a second signal while training or saving ends the process at once, without saving.
+
+    A signal that was ignored when netdsl started (`nohup`, a background job) stays ignored.
+    """
+
+    def __init__(self) -> None:
+        self.signal: int | None = None          # the first signal received
+        self.training = False                   # True once the epoch loop has asked
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        """Take over SIGINT and SIGTERM (only from the main thread, as Python requires)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for number in SIGNALS:
+            previous = signal.getsignal(number)
+            if previous is signal.SIG_IGN:
+                continue
+            self._previous[number] = previous
+            signal.signal(number, self._handle)
+
+    def restore(self) -> None:
+        """Put back the handlers `install` replaced."""
+        for number, previous in self._previous.items():
+            signal.signal(number, previous if previous is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    def should_stop(self) -> bool:
+        """Asked by the epoch loop before each step: True once a signal has come."""
+        self.training = True
+        return self.signal is not None
+
+    @property
+    def status(self) -> int:
+        """The exit status for the signal received: 130 for SIGINT, 143 for SIGTERM."""
+        return 128 + (self.signal or signal.SIGINT)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signal or signal.SIGINT).name
+
+    def _handle(self, number: int, frame) -> None:
+        # Runs in the main thread between two bytecodes, possibly inside a callback from
+        # compiled code or in the middle of a print: no exceptions, no buffered I/O.
+        if self.training and self.signal is None:
+            self.signal = number
+            _say("\nnetdsl: stopping after the current step "
+                 f"({signal.Signals(number).name} again to quit at once, without saving)\n")
+            return
+        if self.signal is not None:
+            _exit_now(128 + number, "interrupted again: stopped without saving")
+        self.signal = number
+        _exit_now(128 + number, "interrupted")
+
+
+def _say(text: str) -> None:
+    try:
+        os.write(2, text.encode())
+    except OSError:
+        pass
+
+
+def _exit_now(status: int, message: str) -> None:
+    """End the process at once: remove half-written files, keep what was printed."""
+    files = sys.modules.get(f"{__package__}.runtime.files")
+    if files is not None:
+        files.discard_pending()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:                       # a flush already in progress, a closed pipe
+            pass
+    _say(("\n" if _mid_line() else "") + message + "\n")
+    os._exit(status)
+
+
+def _mid_line() -> bool:
+    """Whether a progress bar (drawn on a terminal) may hold the current line of stderr."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 if __name__ == "__main__":
