@@ -8,6 +8,15 @@
 __version__ = "0.1.0"
 
 from .errors import Error  # noqa: E402
-from .model import Model, load, load_all  # noqa: E402
 
 __all__ = ["Error", "Model", "load", "load_all", "__version__"]
+
+
+def __getattr__(name: str):
+    # Model, load and load_all are imported on first use (PEP 562), not with the package:
+    # `python -m netdsl` then takes over Ctrl-C before the half second of heavy imports
+    # (NumPy, Lark, the front end), where a KeyboardInterrupt would print a traceback.
+    if name in ("Model", "load", "load_all"):
+        from . import model
+        return getattr(model, name)
+    raise AttributeError(f"module 'netdsl' has no attribute '{name}'")
