@@ -7,15 +7,16 @@
 """
 __version__ = "0.1.0"
 
-from .errors import Error  # noqa: E402
-
 __all__ = ["Error", "Model", "load", "load_all", "__version__"]
 
 
 def __getattr__(name: str):
-    # Model, load and load_all are imported on first use (PEP 562), not with the package:
-    # `python -m netdsl` then takes over Ctrl-C before the half second of heavy imports
-    # (NumPy, Lark, the front end), where a KeyboardInterrupt would print a traceback.
+    # The public names are imported on first use (PEP 562), not with the package: `python -m
+    # netdsl` then takes over Ctrl-C before the half second of heavy imports (NumPy, Lark, the
+    # front end), where a KeyboardInterrupt would print a traceback.
+    if name == "Error":
+        from .errors import Error
+        return Error
     if name in ("Model", "load", "load_all"):
         from . import model
         return getattr(model, name)

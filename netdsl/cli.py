@@ -10,35 +10,45 @@ Ctrl-C (SIGINT) and SIGTERM never print a traceback either; see `Interrupts`.  E
 """
 from __future__ import annotations
 
-import argparse
+# Only what Python has loaded anyway: `main` takes over Ctrl-C before any other import (argparse,
+# traceback, the commands, NumPy...), so that a signal during them is no traceback either.
 import os
 import signal
 import sys
 import threading
-import traceback
-from pathlib import Path
-from typing import Sequence
 
 from . import __version__
-from .errors import Error
 
 # Handled like Ctrl-C; the exit status is 128 + the signal's number (130, 143).
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in netdsl's error format, with exit status 1."""
+def _parser_class():
+    import argparse
 
-    def error(self, message: str):  # noqa: D401 - argparse's name
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"error: {message}\nhint: run `{self.prog} --help` for the options\n")
-        sys.exit(1)
+    class _Parser(argparse.ArgumentParser):
+        """argparse that reports a bad flag in netdsl's error format, with exit status 1."""
+
+        def error(self, message: str):  # noqa: D401 - argparse's name
+            self.print_usage(sys.stderr)
+            sys.stderr.write(f"error: {message}\nhint: run `{self.prog} --help` for the "
+                             f"options\n")
+            sys.exit(1)
+
+    return _Parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser():
+    """The argparse parser of the `netdsl` command and its verbs."""
+    import argparse
+
     from .commands import COMMANDS
+    _Parser = _parser_class()
     parser = _Parser(prog="netdsl", description="A declarative language for neural networks "
-                     "and its compiler.")
+                     "and its compiler.",
+                     epilog="exit status: 0 done, 1 a mistake in the input or the flags, 2 an "
+                            "internal error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); "
+                            "an interrupted `train` first saves the weights so far to --out")
     parser.add_argument("--version", action="version", version=f"netdsl {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="on an internal error, print the Python traceback")
@@ -52,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point of the `netdsl` console script."""
     # First of all, before the heavy imports: a Ctrl-C from here on ends the process cleanly.
     interrupts = Interrupts()
@@ -63,8 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         interrupts.restore()
 
 
-def _main(argv: Sequence[str] | None, interrupts: "Interrupts") -> int:
+def _main(argv: list[str] | None, interrupts: "Interrupts") -> int:
+    import traceback
+
     from .commands import COMMANDS
+    from .errors import Error
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verb is None:
@@ -117,15 +130,17 @@ _STAGES = (
     ("runtime/checkpoint", "checkpoint"), ("runtime/gradcheck", "gradcheck"),
     ("runtime/metrics", "metrics"), ("runtime/plot", "plot"),
 )
-_PACKAGE = Path(__file__).resolve().parent
 
 
 def stage_of(error: BaseException, verb: str) -> str:
     """The compiler stage the error was raised in, from its traceback; else the verb."""
+    import traceback
+    from pathlib import Path
+    package = Path(__file__).resolve().parent
     frames = list(traceback.walk_tb(error.__traceback__))
     for frame, _ in reversed(frames):
         try:
-            relative = Path(frame.f_code.co_filename).resolve().relative_to(_PACKAGE).as_posix()
+            relative = Path(frame.f_code.co_filename).resolve().relative_to(package).as_posix()
         except ValueError:                      # outside netdsl (NumPy, Numba, a test)
             continue
         for prefix, stage in _STAGES:
