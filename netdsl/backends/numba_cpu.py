@@ -21,6 +21,9 @@ of the same module (codegen_scan.py).
 fastmath: {'nsz', 'arcp', 'contract', 'afn', 'reassoc'} -- reassociation and contraction let
 LLVM vectorise reductions and form FMAs; NOT 'nnan'/'ninf': user code can produce inf and nan
 (log of 0, overflow) and must see them, and `isnan` checks must keep working.
+error_model='numpy' on every generated function: Numba's default ('python') raises
+ZeroDivisionError for a float division by zero, where NumPy (and the reference) gives inf or
+nan; `mean(1.0 / (x - x))` must be inf, which the train loop then reports.
 """
 from __future__ import annotations
 
@@ -103,7 +106,7 @@ class ModuleWriter:
             name = f"body_{len(self.bodies)}"
             self.bodies[id(graph)] = name
             lines = writer.body(name)
-            self.lines += ["@njit(cache=True, fastmath=_FASTMATH)", *lines, ""]
+            self.lines += ["@njit(cache=True, fastmath=_FASTMATH, error_model='numpy')", *lines, ""]
             self.counts["bodies"] += 1
         return self.bodies[id(graph)]
 
@@ -341,7 +344,8 @@ class FunctionWriter:
         if shared is None and (parallel or repeats):
             shared = f"kernel_{len(module.functions)}"
             module.functions[source] = shared
-            decorator = f"@njit(cache=True, fastmath=_FASTMATH, parallel={parallel})"
+            decorator = (f"@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', "
+                         f"parallel={parallel})")
             module.lines += [decorator, source.replace("def kernel(", f"def {shared}(", 1), ""]
             module.counts["parallel" if parallel else "shared"] += 1
         if shared is not None:
@@ -417,8 +421,9 @@ def generate_module(fused: FusedGraph, plan: MemoryPlan, options: CodegenOptions
               "from numba import njit, prange",
               "from netdsl.backends.numba_support import view as _view",
               *module.ctx.import_lines(), "", f"_FASTMATH = {fastmath}", ""]
+    decorator = "@njit(cache=True, fastmath=_FASTMATH, error_model='numpy')"
     source = "\n".join(header + module.lines + module.ctx.helper_lines() +
-                       ["@njit(cache=True, fastmath=_FASTMATH)"] + driver) + "\n"
+                       [decorator] + driver) + "\n"
     return GeneratedModule(source, params, outputs, dict(module.counts),
                            sorted(module.ctx.imports.values()))
 
