@@ -12,6 +12,11 @@ inputs positionally (`inputs`, default: all graph inputs in order; rank-0 inputs
 tuple of arrays that the next call overwrites.  Per call it runs one small generated Python
 function: compare the fed shapes with the last call's (a new batch size re-lays the arena,
 keeping the larger allocation), store the scalars into 0-d arrays, call the njit driver.
+
+Indices are checked by the kernels themselves: `take` and `take_grad` raise an IndexError with
+a constant message (ops/indexing.py INDEX_ERROR) for an index out of range, before any access.
+Both calling conventions turn it into an Error that names the input, the value and its position
+(runtime/input_checks.py), found only then, so a step that succeeds pays nothing for it.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import numpy as np
 
 from ..errors import Error
 from ..ir.graph import Graph
+from ..ops.indexing import INDEX_ERROR
 from .reference import bind_dims
 
 
@@ -85,7 +91,10 @@ class CompiledGraph:
                 write_back.append((info.name, ready))
             user[info.name] = ready
         offsets, arenas = self._layout(bindings, self._arenas)
-        results = self.driver(*self._args(feeds, user, offsets, arenas))
+        try:
+            results = self.driver(*self._args(feeds, user, offsets, arenas))
+        except IndexError as error:
+            raise index_error(graph, feeds, error) from None
         for name, ready in write_back:
             arrays[name][...] = ready
         return {name: np.array(result) for name, result in zip(self.output_names, results)}
@@ -141,7 +150,7 @@ class BoundStep:
         scalars = {i: np.zeros((), v.dtype.numpy) for i, v in enumerate(fed) if v.rank == 0}
         arrays = [i for i in range(len(fed)) if i not in scalars]
         namespace = {"_driver": self.compiled.driver, "_rebind": self._rebind,
-                     "_convert": self._convert}
+                     "_convert": self._convert, "_index_error": self._index_error}
         namespace.update({f"_s{i}": a for i, a in scalars.items()})
         namespace.update({f"_shape{i}": None for i in arrays})
         position = {n: i for i, n in enumerate(self.input_names)}
@@ -166,7 +175,9 @@ class BoundStep:
         call = ", ".join(driver_args)
         lines += ["    try:", f"        return _driver({call})",
                   "    except TypeError:",
-                  f"        return _convert({', '.join(params)})"]
+                  f"        return _convert({', '.join(params)})",
+                  "    except IndexError as error:",
+                  f"        _index_error(error, {', '.join(params)})"]
         exec(compile("\n".join(lines), "<netdsl bound step>", "exec"), namespace)
         self._namespace, self._arrays = namespace, arrays
         self._call = namespace["step"]
@@ -188,6 +199,12 @@ class BoundStep:
         for i in self._arrays:
             self._namespace[f"_shape{i}"] = inputs[i].shape
 
+    def _index_error(self, error: IndexError, *inputs) -> None:
+        """A kernel refused an index: raise the Error that says which input and value."""
+        feeds = dict(self._fixed)
+        feeds.update(zip(self.input_names, inputs))
+        raise index_error(self.compiled.graph, feeds, error) from None
+
     def _convert(self, *inputs):
         """Slow path: inputs of another dtype or layout are converted, then the step runs."""
         by_name = {v.name: v for v in self.compiled.graph.inputs}
@@ -196,6 +213,19 @@ class BoundStep:
         if all(c is a for c, a in zip(converted, inputs)):
             raise TypeError("bound step: the arguments do not match the compiled signature")
         return self._call(*converted)
+
+
+def index_error(graph: Graph, feeds: Mapping[str, np.ndarray], error: IndexError) -> Exception:
+    """The Error for a kernel's INDEX_ERROR (any other IndexError is returned unchanged)."""
+    if not str(error).startswith(INDEX_ERROR):
+        return error
+    from ..runtime.input_checks import check_index_ranges, index_ranges
+    check_index_ranges(feeds, index_ranges(graph), graph.input_spans)   # raises if an input
+    span = next((node.span for node in graph.nodes
+                 if node.op.name in ("take", "take_grad") and node.span is not None), None)
+    return Error("an index computed by the model is out of range for take (an Embedding "
+                 "lookup): no row of the table has it", span,
+                 hint="ids must lie in [0, vocabulary); check how the ids are computed")
 
 
 def _contiguous(array, dtype) -> np.ndarray:

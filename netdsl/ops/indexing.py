@@ -1,6 +1,17 @@
 """Indexing: slice (static bounds, Python semantics), take (gather by an index tensor), one_hot,
 and the scatters that are their gradients, slice_grad and take_grad.
 
+Indices of `take` and `take_grad` lie in [0, n) for an axis of length n, as ids of an
+Embedding do (torch refuses negative ids too; np.take would wrap them).  Anything else is an
+IndexError on every target, never a read or write outside the array: the reference says which
+index, the compiled kernels check every index in a serial loop before they gather or scatter
+(two compares per index, beside the `inner` elements each index moves) and raise INDEX_ERROR, a
+constant message, since that is what Numba raises cheaply.  The runtime checks the data that
+feeds indices before a step and names the input, the value and its position
+(runtime/input_checks.py); the guard here is what keeps memory safe when an index is computed
+in the graph or an API caller skips those checks.  `one_hot` gives a row of zeros for an index
+outside [0, depth) and never writes outside.
+
 `slice(x, starts=, stops=, steps=, squeeze=())`: per axis, `x[start:stop:step]` with Python's
 rules (None for an open bound, negative bounds count from the end, negative steps reverse);
 the tuples may be shorter than the rank (the remaining axes are kept whole).  `squeeze` names
@@ -219,6 +230,29 @@ def _taken_type(a: TensorType, indices: TensorType, axis: int) -> TensorType:
     return a.with_shape(a.shape[:axis] + indices.shape + a.shape[axis + 1:])
 
 
+INDEX_ERROR = "netdsl: an index of take is out of range"
+
+
+def _check_indices(indices: np.ndarray, n: int, op_name: str) -> None:
+    """IndexError naming the first index outside [0, n) (the reference's bounds check)."""
+    if indices.size == 0:
+        return
+    bad = (indices < 0) | (indices >= n)
+    if bad.any():
+        where = [int(i) for i in np.argwhere(bad)[0]]
+        raise IndexError(f"{INDEX_ERROR}: {op_name} index {int(indices[tuple(where)])} at "
+                         f"position {where} of an axis of length {n}")
+
+
+def _guard_lines(ctx, idx: str, n: str) -> list[str]:
+    """A serial loop that raises INDEX_ERROR for an index outside [0, n) (before any access)."""
+    j, k = ctx.fresh("j"), ctx.fresh("k")
+    return [f"for {j} in range({idx}.shape[0]):",
+            f"    {k} = {idx}[{j}]",
+            f"    if {k} < 0 or {k} >= {n}:",
+            f"        raise IndexError({INDEX_ERROR!r})"]
+
+
 def _blocks(x: str, axis: int, rank: int) -> tuple[str, str, str]:
     """Source for the (outer, n, inner) extents of x around `axis`."""
     def product(axes):
@@ -228,13 +262,14 @@ def _blocks(x: str, axis: int, rank: int) -> tuple[str, str, str]:
 
 @op("take")
 class Take:
-    """Gather along `axis` by an integer index tensor (np.take; negative indices wrap)."""
+    """Gather along `axis` by an integer index tensor (np.take with indices in [0, n))."""
     traits = {"pure"}
 
     def infer(a, indices, axis: int = 0):
         return _taken_type(a, indices, axis)
 
     def reference(a, indices, axis: int = 0):
+        _check_indices(indices, a.shape[axis], "take")
         return np.take(a, indices, axis=axis)
 
     def vjp(b, grads, inputs, outputs, axis: int = 0):
@@ -245,14 +280,14 @@ class Take:
         axis = normalize_axis(node.attrs.get("axis", 0), node.inputs[0].rank)
         outer, n, inner = _blocks(ins[0], axis, node.inputs[0].rank)
         src, idx, dst, j, i, k, m = (ctx.fresh(p) for p in ("src", "idx", "dst", *"jikm"))
-        # Parallel over the index positions: each writes its own output rows.
+        # Parallel over the index positions: each writes its own output rows.  The bounds
+        # check is its own serial loop: a raise inside a prange would stop the parallelisation.
         return [f"{src} = {ins[0]}.reshape(({outer}, {n}, {inner}))",
                 f"{idx} = {ins[1]}.reshape(({ins[1]}.size,))",
                 f"{dst} = {outs[0]}.reshape(({outer}, {ins[1]}.size, {inner}))",
+                *_guard_lines(ctx, idx, f"{src}.shape[1]"),
                 f"for {j} in {ctx.range}({idx}.shape[0]):",
                 f"    {k} = {idx}[{j}]",
-                f"    if {k} < 0:",
-                f"        {k} += {src}.shape[1]",
                 f"    for {i} in range({src}.shape[0]):",
                 f"        for {m} in range({src}.shape[2]):",
                 f"            {dst}[{i}, {j}, {m}] = {src}[{i}, {k}, {m}]"]
@@ -278,6 +313,7 @@ class TakeGrad:
 
     def reference(g, indices, x, axis: int = 0):
         axis = axis % x.ndim
+        _check_indices(indices, x.shape[axis], "take_grad")
         out = np.zeros(x.shape, dtype=g.dtype)
         outer, inner = int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis + 1:]))
         rows = out.reshape(outer, x.shape[axis], inner)
@@ -297,11 +333,10 @@ class TakeGrad:
                 f"{dst} = {outs[0]}.reshape(({outer}, {n}, {inner}))",
                 f"{idx} = {ins[1]}.reshape(({ins[1]}.size,))",
                 f"{grad} = {ins[0]}.reshape(({outer}, {ins[1]}.size, {inner}))",
+                *_guard_lines(ctx, idx, f"{dst}.shape[1]"),
                 f"for {i} in {ctx.range}({dst}.shape[0]):",
                 f"    for {j} in range({idx}.shape[0]):",
                 f"        {k} = {idx}[{j}]",
-                f"        if {k} < 0:",
-                f"            {k} += {dst}.shape[1]",
                 f"        for {m} in range({dst}.shape[2]):",
                 f"            {dst}[{i}, {k}, {m}] += {grad}[{i}, {j}, {m}]"]
 
