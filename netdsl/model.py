@@ -31,6 +31,7 @@ class Model:
     # -- construction ---------------------------------------------------------------------
     @staticmethod
     def from_program(program: Program, name: str | None = None) -> "Model":
+        _check_train_sections(program)
         model = select_model(program, name)
         graph, architecture = Lowerer(program, model, training=False).lower()
         return Model(program, model.name, graph, architecture)
@@ -92,8 +93,14 @@ class Model:
 
     def _arrays(self, graph: Graph, weights: Mapping[str, np.ndarray],
                 inputs: Mapping[str, np.ndarray], step: int = 0) -> dict[str, np.ndarray]:
-        """Inputs cast to their declared types and checked by name, plus weights (copied)."""
+        """Inputs cast to their declared types and checked by name, plus weights (copied).
+
+        The inputs get the checks `train` makes of its data (runtime/data.py): no value of an
+        integer input that is not a whole number (a cast would truncate it), ids and labels
+        within their range, and no NaN or inf unless the train section allows them."""
         from .backends.reference import bind_dims
+        from .runtime.data import DTYPES, cast_array
+        from .runtime.input_checks import check_finite, check_index_ranges
         arrays: dict[str, Any] = {}
         for value in graph.inputs:
             if value.name == "__rng__":
@@ -106,14 +113,36 @@ class Model:
                     f"inputs given: {', '.join(inputs) or 'none'}"
                 raise Error(f"no data for input '{value.name}' ({value.type})",
                             graph.input_spans.get(value.name), hint)
+            span = graph.input_spans.get(value.name)
+            array = np.asarray(inputs[value.name])
+            if str(value.dtype) in DTYPES:
+                array = cast_array(array, str(value.dtype), value.name, span)
+                if not self._allow_nonfinite:
+                    check_finite(value.name, array, span)
             # np.require, not np.ascontiguousarray: that makes a rank-0 input shape [1].
-            arrays[value.name] = np.require(inputs[value.name], dtype=value.dtype.numpy,
-                                            requirements="C")
+            arrays[value.name] = np.require(array, dtype=value.dtype.numpy, requirements="C")
         bind_dims(graph, arrays)
+        check_index_ranges(arrays, self._index_ranges(graph), graph.input_spans)
         for info in graph.params:
             if info.name in weights:
                 arrays[info.name] = np.array(weights[info.name], dtype=info.value.dtype.numpy)
         return arrays
+
+    def _index_ranges(self, graph: Graph) -> list:
+        """The inputs of `graph` used as ids or labels, with their ranges (cached per graph)."""
+        from .runtime.input_checks import index_ranges
+        cache = self.__dict__.setdefault("_ranges", {})
+        if id(graph) not in cache:
+            cache[id(graph)] = (graph, index_ranges(graph))
+        return cache[id(graph)][1]
+
+    @property
+    def _allow_nonfinite(self) -> bool:
+        """The train section's allow_nonfinite (False when the section cannot be read)."""
+        try:
+            return bool(self.train_config.allow_nonfinite)
+        except Error:
+            return False
 
     def compiled_forward(self, target: str = "cpu"):
         """The inference graph compiled for `target` (cached per model and target)."""
@@ -173,6 +202,20 @@ class Model:
 
     def __repr__(self) -> str:
         return f"<netdsl.Model {self.name} from {self.source}>"
+
+
+def _check_train_sections(program: Program) -> None:
+    """Every train section names a model of the program."""
+    from .errors import Diagnostics
+    diagnostics = Diagnostics()
+    for name, train in program.trains.items():
+        if name not in program.models:
+            diagnostics.add(f"train section for '{name}', which is not a model of "
+                            f"{program.main}", getattr(train, "name_span", None) or train.span,
+                            did_you_mean(name, program.models) or
+                            (f"models: {', '.join(program.models)}" if program.models else
+                             "a train section trains the model of the same name"))
+    diagnostics.raise_if_any()
 
 
 def load(path: str | Path, model: str | None = None) -> Model:

@@ -352,7 +352,8 @@ def cast_array(array: np.ndarray, dtype: str, name: str = "array", span: Span | 
             where = tuple(int(i) for i in np.argwhere(bad)[0])
             raise Error(f"input '{name}' is {dtype} but its data has non-integer values "
                         f"(e.g. {array[where]} at index {list(where)})", span,
-                        hint="class labels must be whole numbers; declare the input f32 if it is continuous")
+                        hint="integer inputs (ids, class labels) hold whole numbers; declare the "
+                             "input f32 if it is continuous")
     if target.kind == "b" and array.size and not np.isin(array, (0, 1)).all():
         raise Error(f"input '{name}' is bool but its data holds values other than 0 and 1", span)
     if target.kind == "i" and array.size and array.dtype.kind in "iuf":
@@ -360,7 +361,18 @@ def cast_array(array: np.ndarray, dtype: str, name: str = "array", span: Span | 
         if array.min() < info.min or array.max() > info.max:
             raise Error(f"input '{name}' is {dtype} but its data has values outside "
                         f"[{info.min}, {info.max}]", span)
-    return array.astype(target)
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = array.astype(target)
+        overflowed = target.kind == "f" and array.size and \
+            not np.isfinite(np.add.reduce(result.reshape(-1), dtype=np.float64))
+    if overflowed:                      # only when the cast may have made an inf
+        bad = np.isinf(result) & np.isfinite(array)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise Error(f"input '{name}' is {dtype} but its data has values too large for it "
+                        f"(e.g. {array[where]} at index {list(where)})", span,
+                        hint="scale the data, or declare the input f64")
+    return result
 
 
 def _check_shared_dims(bound: dict[str, np.ndarray], input_specs: Sequence[tuple],

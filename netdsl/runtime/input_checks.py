@@ -10,8 +10,7 @@
 An input counts when it reaches the index operand directly or through ops that move values
 without changing them (reshape, slice, transpose, concat, a cast, ...).  An index computed
 from the inputs (`ids + 1`) is not checked here; the compiled kernels still refuse it with an
-IndexError rather than read or write out of bounds (ops/indexing.py).  Negative ids are refused
-too, although `take` itself wraps them as np.take does: no Embedding means row -1 by id -1.
+IndexError rather than read or write out of bounds (ops/indexing.py).
 
 `check_index_ranges(arrays, ranges)` costs one min and one max per checked input (argwhere only
 on failure), so the train loop checks the whole data set once, before the first step, and
