@@ -69,7 +69,7 @@ class NonFiniteWatch:
         headline = f"the loss became {loss} at epoch {epoch}, step {global_step}"
         try:
             with np.errstate(all="ignore"):
-                found = self._replay(global_step)
+                found = self._replay(epoch, global_step)
         except Error as error:
             return error
         except Exception as error:          # the diagnosis must never hide the real problem
@@ -80,11 +80,12 @@ class NonFiniteWatch:
         return _describe(headline, found, self.config)
 
     # -- replay --------------------------------------------------------------------------
-    def _replay(self, global_step: int):
-        """(step, batch, hyper values, state before it) of the step that went wrong."""
+    def _replay(self, epoch: int, global_step: int):
+        """(step, where the first non-finite value was made) for the step that went wrong,
+        or a string saying why it was not found."""
         if self.snapshot is None:
             return "no snapshot of the weights to replay from"
-        epoch, first, saved, rng_state = self.snapshot
+        _, first, saved, rng_state = self.snapshot
         if saved is None:                    # too large to copy: replay from the beginning
             first = 1
             saved = {name: np.array(self.weights[name], dtype=array.dtype)

@@ -1,0 +1,92 @@
+"""A non-finite loss names the op that made the first non-finite value (issue 8), on both
+targets, whether it was made in the forward pass, a gradient or the optimiser's update."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import netdsl
+from netdsl.errors import Error
+from netdsl.runtime import anomaly
+
+HEAD = """model M {
+    in x: f32[B, 4]
+    in y: f32[B, 1]
+    h = x |> Dense(1) as fc
+    out p = h
+"""
+TRAIN = """train M {{
+    batch = 4
+    epochs = {epochs}
+    split = 1.0
+    optimizer = {optimizer}
+}}
+"""
+
+
+def _fit(tmp_path, loss: str, target: str = "cpu", x: float = 1.0, epochs: int = 1,
+         optimizer: str = "SGD(lr=0.1)", examples: int = 8):
+    path = tmp_path / "m.net"
+    path.write_text(HEAD + f"    loss {loss}\n}}\n" + TRAIN.format(epochs=epochs,
+                                                                     optimizer=optimizer))
+    model = netdsl.load(path)
+    data = {"x": np.full((examples, 4), x, np.float32), "y": np.zeros((examples, 1), np.float32)}
+    with pytest.raises(Error) as caught:
+        model.fit(model.init(), data, target=target)
+    return caught.value
+
+
+@pytest.mark.parametrize("target", ["cpu", "reference"])
+def test_a_division_by_zero_in_the_forward_pass(tmp_path, target):
+    # Numba's default error model raised ZeroDivisionError here; now it is inf, as in NumPy.
+    error = _fit(tmp_path, "mse(h, y) + mean(1.0 / (x - x))", target)
+    assert error.message == ("the loss became inf at epoch 1, step 1: the first non-finite "
+                             "value was made by div here (in the forward pass)")
+    assert (error.span.line, error.span.column) == (6, 27)     # 1.0 / (x - x)
+    assert error.diagnostics[0].hint == ("div made inf from finite inputs: a division by zero, "
+                                         "or 0/0")
+
+
+@pytest.mark.parametrize("target", ["cpu", "reference"])
+def test_a_gradient_that_is_not_finite(tmp_path, target):
+    # sqrt(0) is finite, its derivative is not: the loss is finite until the update has
+    # written the non-finite gradient into the weights.
+    error = _fit(tmp_path, "mse(h, y) + mean(sqrt(h * 0.0))", target)
+    assert error.message.startswith(
+        "the loss became nan at epoch 1, step 2 (the weights became non-finite in the update "
+        "of step 1): the first non-finite value was made by the gradient of this expression")
+    assert "in the backward pass" in error.message
+    assert (error.span.line, error.span.column) == (6, 27)     # sqrt(h * 0.0)
+
+
+def test_an_update_that_overflows_blames_the_optimizer(tmp_path):
+    error = _fit(tmp_path, "mse(h, y)", x=100.0, optimizer="SGD(lr=1e37)")
+    assert "the optimiser's update of the parameters of fc made the first non-finite" \
+        in error.message
+    assert error.span.line == 12                               # optimizer = SGD(lr=1e37)
+    assert error.diagnostics[0].hint == "lower the learning rate, or clip gradients with clip_norm"
+
+
+def test_a_late_overflow_is_found_by_either_replay(tmp_path, monkeypatch):
+    # Minimising -h^2 multiplies the weights by ~11 a step: the loss overflows after several
+    # epochs.  A replay from the epoch's copy and one from the initial weights must agree.
+    results = []
+    for snapshot in (anomaly.SNAPSHOT_BYTES, 0):     # 0: too large to copy, replay from start
+        monkeypatch.setattr(anomaly, "SNAPSHOT_BYTES", snapshot)
+        error = _fit(tmp_path, "0.0 - mean(h * h)", epochs=50, optimizer="SGD(lr=1.0)",
+                     examples=12)
+        results.append(error.message)
+    assert results[0] == results[1]
+    assert "epoch 1," not in results[0] and "the first non-finite value was made by" \
+        in results[0]
+
+
+def test_the_diagnosis_never_hides_the_loss(tmp_path, monkeypatch):
+    def broken(self, epoch, global_step):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(anomaly.NonFiniteWatch, "_replay", broken)
+    error = _fit(tmp_path, "mse(h, y) + mean(1.0 / (x - x))")
+    assert error.message == ("the loss became inf at epoch 1, step 1 (the op that made it was "
+                             "not found: finding the first non-finite value failed: "
+                             "RuntimeError('boom'))")
+    assert error.span.line == 12
