@@ -58,9 +58,9 @@ def _quote(span: Span | None) -> list[str]:
     if line is None:
         return []
     line = line.rstrip().expandtabs(4)
-    stripped = line.lstrip()
+    stripped = line.lstrip(" ")         # not str.lstrip(): U+2028 and the like count as columns
     dedent = len(line) - len(stripped)
-    start = max(span.column - 1 - dedent, 0)
+    start = min(max(span.column - 1 - dedent, 0), len(stripped))
     if span.end_line == span.line and span.end_column > span.column:
         width = span.end_column - span.column
     else:

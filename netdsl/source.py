@@ -66,8 +66,12 @@ def read_source(path: str | Path) -> tuple[str, str]:
     """Read a .net file; returns (display name, text) and registers the text.  Raises
     SourceError for anything but a regular UTF-8 file of at most MAX_SOURCE_BYTES."""
     path = Path(path)
-    text = decode_source(read_source_bytes(path))
     name = display_name(path)
+    # Forget what was read under this name before: should this read fail, an error pointing
+    # into the file must not quote an older version of it.
+    _SOURCES.pop(name, None)
+    _LINES.pop(name, None)
+    text = decode_source(read_source_bytes(path))
     register_source(name, text)
     return name, text
 

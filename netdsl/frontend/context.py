@@ -51,6 +51,13 @@ class CallContext:
         if isinstance(value, Value):
             return value
         dtype = like.dtype if like is not None else DType.f32
+        if isinstance(value, Sym):
+            self.error(f"the dimension {value} has no value when the model is compiled, so it "
+                       f"cannot be used as a number here",
+                       hint="use a number, a const or a block argument")
+        if not isinstance(value, (int, float, bool, np.number)):
+            from ..layers.base import describe
+            self.error(f"expected a number or a tensor, got {describe(value)}")
         if not fits(value, dtype):
             self.error(f"the constant {value!r} does not fit in {dtype.name}",
                        hint=f"cast the tensor first, e.g. cast(x, \"f64\")"

@@ -11,6 +11,9 @@ from .init import InitSpec
 
 
 def _known_size(ctx, x, axis: int, what: str) -> int:
+    if not 0 <= axis < x.rank:          # axis is rank - 1 (the last) or a fixed one
+        ctx.error(f"{what} expects a tensor of rank at least {max(axis, 0) + 1}, "
+                  f"got {x.type}")
     size = x.shape[axis]
     if not isinstance(size, int):
         ctx.error(f"{what} needs a known size for axis {axis} of its input {x.type}, "
