@@ -242,8 +242,9 @@ def set_key(config: TrainConfig, key: str, value: Any, span: Span | None,
 
 
 def monitor_names(metrics: list[str]) -> list[str]:
-    """What early_stopping can monitor: the columns of the epoch table."""
-    return ["loss", "val_loss"] + list(metrics) + [f"val_{name}" for name in metrics]
+    """What early_stopping can monitor: the number columns of the epoch table."""
+    scalars = [name for name in metrics if name != "confusion"]     # a matrix, not a score
+    return ["loss", "val_loss"] + scalars + [f"val_{name}" for name in scalars]
 
 
 def _check_monitor(config: TrainConfig, span: Span | None) -> None:
@@ -256,6 +257,8 @@ def _check_monitor(config: TrainConfig, span: Span | None) -> None:
         raise Error(f"early_stopping cannot monitor '{monitor}': it is not a column of the "
                     f"training table", span,
                     did_you_mean(monitor, names) or f"it can monitor: {', '.join(names)}")
+    # A loss improves downwards; accuracy, precision, recall, f1 and iou upwards.
+    config.early_stopping["mode"] = "min" if monitor in ("loss", "val_loss") else "max"
 
 
 def _number(key: str, value: Any, kind: type, span: Span | None) -> Any:

@@ -227,7 +227,9 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                                      row["seconds"]))
         if config.early_stopping is not None:
             monitor = config.early_stopping["monitor"]
-            value = row.get(monitor, row["loss"])
+            # Scores improve downwards: a loss as it is, accuracy and the like negated.
+            sign = -1.0 if config.early_stopping.get("mode") == "max" else 1.0
+            value = sign * row.get(monitor, row["loss"])
             if value < best - config.early_stopping["min_delta"]:
                 best, waited = value, 0
                 best_state = {name: state[name].copy() for name in model.parameter_shapes}
@@ -238,7 +240,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                     if verbose:
                         printer(f"early stopping: {monitor} has not improved for "
                                 f"{waited} epochs; keeping the best weights "
-                                f"({monitor} {best:.4g})")
+                                f"({monitor} {sign * best:.4g})")
                     break
     final = best_state if result.stopped_early and best_state is not None else state
     result.weights = {name: np.array(final[name]) for name in model.parameter_shapes}
