@@ -67,10 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     # First of all, before the heavy imports: a Ctrl-C from here on ends the process cleanly.
     interrupts = Interrupts()
     interrupts.install()
+    if argv is None:                # the process itself (console script, python -m netdsl)
+        import atexit
+        atexit.register(interrupts.ignore)      # registered first, so it runs last
     try:
-        return _main(argv, interrupts)
+        status = _main(argv, interrupts)
+        # A signal the command did not act on (it came while saving): still report it.
+        return interrupts.status if status == 0 and interrupts.signal is not None else status
     finally:
-        interrupts.restore()
+        if argv is not None:        # called from Python (a test, a script): its handlers back
+            interrupts.restore()
+        else:
+            interrupts.training = False         # from now on a signal ends the process at once
 
 
 def _main(argv: list[str] | None, interrupts: "Interrupts") -> int:
@@ -171,7 +179,8 @@ class Interrupts:
     * once the epoch loop has asked `should_stop` (training has started), a signal only sets
       a flag; the loop stops between two steps and `netdsl train` saves what it has, marked
       interrupted, then exits with 128 + N;
-    * a second signal while training or saving ends the process at once, without saving.
+    * a second signal while training or saving ends the process at once, without saving;
+    * once the command is done and Python shuts down, signals are ignored (`ignore`).
 
     A signal that was ignored when netdsl started (`nohup`, a background job) stays ignored.
     """
@@ -198,6 +207,17 @@ class Interrupts:
             signal.signal(number, previous if previous is not None else signal.SIG_DFL)
         self._previous.clear()
 
+    def ignore(self) -> None:
+        """Ignore the signals for the rest of the process: its last atexit function.
+
+        After atexit Python gives SIGINT back to the system, and tearing down its modules
+        (Numba's above all) takes a second or more, in which Ctrl-C killed the process by
+        SIGINT; by then the command is done and its files are written, so the status it
+        returned stands.
+        """
+        for number in self._previous:
+            signal.signal(number, signal.SIG_IGN)
+
     def should_stop(self) -> bool:
         """Asked by the epoch loop before each step: True once a signal has come."""
         self.training = True
@@ -217,8 +237,8 @@ class Interrupts:
         # compiled code or in the middle of a print: no exceptions, no buffered I/O.
         if self.training and self.signal is None:
             self.signal = number
-            _say("\nnetdsl: stopping after the current step "
-                 f"({signal.Signals(number).name} again to quit at once, without saving)\n")
+            _say(f"\nnetdsl: stopping ({signal.Signals(number).name} again to quit at once, "
+                 "without saving)\n")
             return
         if self.signal is not None:
             _exit_now(128 + number, "interrupted again: stopped without saving")
