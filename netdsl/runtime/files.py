@@ -104,7 +104,7 @@ def write_atomically(path: str | os.PathLike, content: Content, what: str = "fil
     path = check_output(path, what, extensions, span)
     folder = path.parent
     try:
-        old_mode = stat.S_IMODE(os.stat(path).st_mode)
+        old_mode = os.stat(path).st_mode & 0o777      # its permissions, no set-id bits
     except FileNotFoundError:
         old_mode = None
     except OSError as error:
