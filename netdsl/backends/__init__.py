@@ -98,7 +98,7 @@ def compile_graph(graph: Graph, target: str = "cpu", cache_dir=None, *, options=
         numba.config.THREADING_LAYER = "workqueue"
     numba.get_num_threads()
     with cache.LLVMCounter() as counter:
-        module = cache.import_module(path, key)
+        module = cache.import_module(path, key, generated.source)   # checked, run from memory
         phase("load")
         driver = module.step
         hits_before = sum(driver.stats.cache_hits.values())

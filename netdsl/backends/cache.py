@@ -4,37 +4,81 @@
 Key: sha256 of the generated source (which spells out every kernel, inlined scalar constant and
 option), the target, the Python, NumPy and Numba versions, and a fingerprint of netdsl's own op
 and backend sources (emitted lines call library kernels defined beside the ops, whose changes
-the generated text would not show).  The module is written once, atomically (temporary file +
-rename), as `<dir>/nd_<key>.py` and never rewritten: Numba's cache index beside it, in
-`__pycache__`, is keyed on the file's modification time.  Directory: `cache_dir` argument, else
-$NETDSL_CACHE_DIR, else `platformdirs.user_cache_dir("netdsl")`.
+the generated text would not show).  The module is `<dir>/nd_<key>.py`; Numba's cache files for
+its functions (`__pycache__/nd_<key>.<function>-<line>.py311.nbi` and `.nbc`) sit beside it.
+
+Safety.  The directory (`cache_dir` argument, else $NETDSL_CACHE_DIR unless empty, else
+`platformdirs.user_cache_dir("netdsl")`) must be the user's own: userdirs.private_dir creates it
+with mode 0700 and refuses, with a netdsl.Error, one that another user owns or could write to,
+because Numba loads its .nbi/.nbc files with pickle: only that protection covers them (likewise
+$NUMBA_CACHE_DIR when set, where Numba then keeps them).  The module is never imported from
+the file: its bytes are compared with the source just generated (the text the key is a digest
+of, so this checks the digest and more, in ~0.02 ms), and the code that runs is compiled from
+that in-memory source; the file is there for Numba (which hashes it into its index) and for
+tracebacks.  Compiling the source costs ~8-12 ms where importlib would read a .pyc (of a warm
+compile of 0.5-1.3 s on the loaded development machine, most of it Numba's cache load), and
+leaves no .pyc to damage.
+
+Damage.  A damaged entry must not fail later runs: a module that differs from its source
+(empty, truncated, garbage, edited; discarded with its Numba files), something else where the
+module or `__pycache__` should be, and a function's Numba cache files when they fail to load or
+save (empty, truncated, garbage, a directory; discarded alone, the module's other functions keep
+theirs) are discarded with one line on stderr (`note: discarded a damaged compile cache entry
+<path> (<why>); recompiling`), and compiled again.  Writes are atomic (temporary file in the same
+directory, fsync, rename), so a run killed mid-write leaves no half module (Numba writes its own
+files the same way).
 
 `LLVMCounter` counts Numba "numba:compile" events (fired only when a dispatcher really
 compiles, never on a cache load): a cache hit is a load with zero of them.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
-import importlib.util
 import os
 import platform
+import shutil
+import stat
 import sys
-import tempfile
+import types
 from pathlib import Path
+
+from ..userdirs import cache_location, private_dir, unsafe_reason
 
 _fingerprint: str | None = None
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
-    """Where generated modules live (created if missing)."""
-    if override is None:
-        override = os.environ.get("NETDSL_CACHE_DIR")
-    if override is None:
-        import platformdirs
-        override = platformdirs.user_cache_dir("netdsl")
-    path = Path(override)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Where generated modules live: created (mode 0700) if missing; netdsl.Error if another
+    user could write into it.  An empty override or NETDSL_CACHE_DIR counts as unset."""
+    directory = private_dir(cache_location(override), "compile cache directory")
+    _check_numba_cache_dir()
+    pycache = directory / "__pycache__"
+    try:
+        info = os.lstat(pycache)
+    except FileNotFoundError:
+        return directory
+    if not stat.S_ISDIR(info.st_mode):
+        _discard(pycache, f"{_kind(info)} where Numba's cache directory should be")
+    elif not os.access(pycache, os.R_OK | os.W_OK | os.X_OK):
+        note(f"made the compile cache directory {pycache} writable again "
+             f"(mode {stat.S_IMODE(info.st_mode):03o})")
+        os.chmod(pycache, 0o700)
+    return directory
+
+
+def _check_numba_cache_dir() -> None:
+    """$NUMBA_CACHE_DIR, where Numba then keeps the .nbi/.nbc pickles, must be private too."""
+    from numba.core import config
+    location = getattr(config, "CACHE_DIR", "")
+    if not location or not os.path.isdir(location):
+        return
+    problem = unsafe_reason(Path(location).resolve())
+    if problem is not None:
+        from ..errors import Error
+        raise Error(f"Numba's cache directory (NUMBA_CACHE_DIR) {location} {problem}",
+                    hint="Numba loads its cache files with pickle, so that directory must be "
+                         f"yours alone: `chmod 700 {location}`, or unset NUMBA_CACHE_DIR")
 
 
 def netdsl_fingerprint() -> str:
@@ -64,35 +108,178 @@ def cache_key(source: str, target: str) -> str:
 
 
 def write_module(directory: Path, key: str, source: str) -> tuple[Path, bool]:
-    """Write the module for `key` unless it is there; returns (path, already there)."""
+    """Make `<directory>/nd_<key>.py` hold exactly `source`; returns (path, already there).
+
+    A file there that holds anything else is damage: it is discarded with its Numba cache files
+    (and a note on stderr) and written again."""
     path = directory / f"nd_{key}.py"
-    if path.exists():
+    content = source.encode("utf-8")
+    problem = module_problem(path, content)
+    if problem is None:
         return path, True
-    handle, temporary = tempfile.mkstemp(prefix=".nd_", suffix=".tmp", dir=directory)
-    with os.fdopen(handle, "w") as stream:
-        stream.write(source)
-    if path.exists():                        # another process won the race: keep its file
-        os.unlink(temporary)
-        return path, True
-    os.replace(temporary, path)
+    if problem != "missing":
+        _discard_entry(path, problem)
+    handle, temporary = _temporary(directory)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        if module_problem(path, content) is None:      # another process wrote it meanwhile:
+            os.unlink(temporary)                       # keep its file (and Numba's stamp)
+            return path, True
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
     return path, False
 
 
-def import_module(path: Path, key: str):
-    """Import a generated module from its file (once per process)."""
+def _temporary(directory: Path) -> tuple[int, str]:
+    import tempfile
+    return tempfile.mkstemp(prefix=".nd_", suffix=".tmp", dir=directory)
+
+
+def module_problem(path: Path, content: bytes) -> str | None:
+    """None if `path` is a regular file holding exactly `content`; "missing"; else what is
+    wrong with it (a phrase for the note)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as error:
+        return f"cannot be examined: {error.strerror or error}"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{_kind(info)} where the module should be"
+    if info.st_size == 0:
+        return "empty module"
+    if info.st_size < len(content):
+        return f"truncated module: {info.st_size} of {len(content)} bytes"
+    if info.st_size > len(content):
+        return f"module of {info.st_size} bytes, {len(content)} expected"
+    try:
+        with open(path, "rb") as stream:
+            on_disk = stream.read(len(content) + 1)
+    except OSError as error:
+        return f"unreadable module: {error.strerror or error}"
+    if on_disk != content:
+        return "module content does not match its key (digest mismatch)"
+    return None
+
+
+def import_module(path: Path, key: str, source: str):
+    """The generated module for `key` (once per process), run from `source` itself (which the
+    file at `path` was checked to hold), its Numba functions' cache loads and saves guarded
+    against damaged cache files."""
     name = f"netdsl_generated_{key}"
     module = sys.modules.get(name)
     if module is not None:
         return module
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    code = compile(source, str(path), "exec", dont_inherit=True)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        exec(code, module.__dict__)
     except BaseException:
         del sys.modules[name]
         raise
+    for value in list(vars(module).values()):
+        _guard_numba_cache(value, path)
     return module
+
+
+def _guard_numba_cache(dispatcher, module_path: Path) -> None:
+    """Make a Numba dispatcher's cache treat a failing load or save as a damaged entry: its
+    files are discarded, a note is printed, and Numba compiles (and saves) afresh."""
+    from numba.core.caching import Cache
+    numba_cache = getattr(dispatcher, "_cache", None)
+    if not isinstance(numba_cache, Cache):
+        return
+    load, save = numba_cache.load_overload, numba_cache.save_overload
+
+    def load_overload(sig, target_context):
+        try:
+            return load(sig, target_context)
+        except Exception as error:
+            _discard_numba_files(numba_cache, module_path, error)
+            return None                            # a miss: Numba compiles it
+
+    def save_overload(sig, data):
+        try:
+            return save(sig, data)
+        except Exception as error:
+            _discard_numba_files(numba_cache, module_path, error)
+        try:
+            save(sig, data)
+        except Exception:
+            pass                                   # not cached this time; it still runs
+
+    numba_cache.load_overload = load_overload
+    numba_cache.save_overload = save_overload
+
+
+def _discard_numba_files(numba_cache, module_path: Path, error: Exception) -> None:
+    """Discard one function's Numba cache files (its index and data files), with a note; all of
+    the module's when Numba's internals are not what this expects."""
+    index = getattr(getattr(numba_cache, "_cache_file", None), "_index_path", None)
+    directory = Path(numba_cache.cache_path)
+    if isinstance(index, str) and index.endswith(".nbi"):
+        shown, pattern = index, glob.escape(Path(index).name[:-len(".nbi")]) + ".*"
+    else:
+        pattern = glob.escape(module_path.stem) + ".*"
+        shown = str(directory / pattern)
+    reason = _shorten(f"{type(error).__name__}: {error}".strip().rstrip(":"))
+    note(f"discarded a damaged compile cache entry {shown} ({reason}); recompiling")
+    for leftover in directory.glob(pattern):
+        _remove(leftover)
+
+
+def _discard_entry(module_path: Path, why: str) -> None:
+    """Remove a damaged module and its Numba cache files, with a note."""
+    note(f"discarded a damaged compile cache entry {module_path} ({why}); recompiling")
+    _remove(module_path)
+    for leftover in (module_path.parent / "__pycache__").glob(glob.escape(module_path.stem) + ".*"):
+        _remove(leftover)
+
+
+def _discard(path: Path, why: str) -> None:
+    note(f"discarded a damaged compile cache entry {path} ({why}); recompiling")
+    _remove(path)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, link or directory tree (never following a link); gone already is fine."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _kind(info: os.stat_result) -> str:
+    if stat.S_ISDIR(info.st_mode):
+        return "a directory"
+    if stat.S_ISLNK(info.st_mode):
+        return "a symbolic link"
+    if stat.S_ISREG(info.st_mode):
+        return "a file"
+    return "a special file"
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def note(message: str) -> None:
+    """One line on stderr about what the cache did (not an error: compiling goes on)."""
+    print(f"note: {message}", file=sys.stderr, flush=True)
 
 
 class LLVMCounter:
@@ -122,5 +309,5 @@ class LLVMCounter:
         event.unregister("numba:compile", self._listener)
 
 
-__all__ = ["LLVMCounter", "cache_dir", "cache_key", "import_module", "netdsl_fingerprint",
-           "write_module"]
+__all__ = ["LLVMCounter", "cache_dir", "cache_key", "import_module", "module_problem",
+           "netdsl_fingerprint", "note", "write_module"]
