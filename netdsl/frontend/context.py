@@ -15,6 +15,7 @@ from ..ir.graph import Value
 from ..ir.types import DType, Sym, TensorType
 from ..layers.init import InitSpec
 from ..source import Span
+from .cost import per_example
 from .limits import MAX_DIM, MAX_ELEMENTS
 from .values import Instance
 
@@ -190,6 +191,9 @@ def check_type(type_: TensorType, span: Span | None) -> None:
                 raise Error(f"this makes a tensor {type_} with a dimension larger than "
                             f"{MAX_DIM:,} (2**31 - 1), the limit", span)
             size *= dim
+        elif per_example(dim) > MAX_DIM:
+            raise Error(f"this makes a tensor {type_} with a dimension larger than "
+                        f"{MAX_DIM:,} (2**31 - 1) even when its symbols are 1", span)
     if size > MAX_ELEMENTS:
         raise Error(f"this makes a tensor {type_} of {size:,} elements, more than the limit "
                     f"of {MAX_ELEMENTS:,} (2**40)", span)

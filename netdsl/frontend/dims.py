@@ -16,6 +16,8 @@ from ..ir.types import (DimLike, DType, Sym, TensorType, dim_add, dim_floordiv, 
                         dim_sub)
 from ..source import Span
 from . import ast
+from .cost import per_example
+from .limits import MAX_DIM, MAX_ELEMENTS
 
 
 @dataclass
@@ -59,9 +61,24 @@ def eval_type(expr: ast.TensorTypeExpr, bindings: DimBindings,
               compile_time: Callable[[str], Any]) -> TensorType:
     """The TensorType a type expression denotes under the current bindings."""
     dims = tuple(eval_dim(d, bindings, compile_time) for d in expr.dims)
+    size = 1
     for dim, node in zip(dims, expr.dims):
-        if isinstance(dim, int) and dim < 0:
-            raise Error(f"dimension {dim} is negative", node.span)
+        if isinstance(dim, int):
+            if dim < 0:
+                raise Error(f"dimension {dim} is negative", node.span)
+            if dim == 0:
+                raise Error("dimension 0 would make an empty tensor", node.span,
+                            "every dimension must be at least 1")
+            if dim > MAX_DIM:
+                raise Error(f"dimension {dim:,} is larger than {MAX_DIM:,} (2**31 - 1), the "
+                            f"limit", node.span)
+            size *= dim
+        elif per_example(dim) > MAX_DIM:
+            raise Error(f"dimension {dim} is larger than {MAX_DIM:,} (2**31 - 1) even when "
+                        f"its symbols are 1", node.span)
+    if size > MAX_ELEMENTS:
+        raise Error(f"this type has {size:,} elements, more than the limit of "
+                    f"{MAX_ELEMENTS:,} (2**40)", expr.span)
     return TensorType(DType(expr.dtype), dims)
 
 
