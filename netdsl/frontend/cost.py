@@ -18,8 +18,8 @@ class _Ones(dict):
 
 
 def per_example(dim) -> int:
-    """A dimension with every symbol set to 1."""
-    return evaluate_dim(dim, _Ones()) if isinstance(dim, Sym) else int(dim)
+    """A dimension with every symbol set to 1 (at least 1: `T - 2` is not -1 elements)."""
+    return max(evaluate_dim(dim, _Ones()), 1) if isinstance(dim, Sym) else int(dim)
 
 
 def _elements(type_) -> int:
