@@ -42,8 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # ---- the corpus ------------------------------------------------------------------------------
 
 SEEDS = [
-    '''import "lib.net"
-const HIDDEN = 2 * 8
+    '''const HIDDEN = 2 * 8
 const RATE = 1e-3
 block Unit(width: int, gain: float = 1.0, act: bool = true) {
     in x: f32[B, D]
@@ -99,12 +98,12 @@ model Seq {
     in mask: bool[B, 10]
     h = image |> Conv2D(4, kernel=3, padding="same") |> relu |> MaxPool(2)
         |> Conv2D(8, kernel=[3, 3], stride=1, padding=1) |> AvgPool(2, stride=2)
-        |> Flatten |> Dense(10)
+        |> Flatten |> Dense(10) as head
     n = normal([B, 10], std=0.1) + uniform([B, 10], low=-1, high=1)
     z = where(mask, h + n, 0.0)
     out probs = softmax(z)
     out s = sum(z, axis=1) / 10 - max(z, axis=-1) ** 2
-    loss d_loss = focal(z, label, gamma=2) wrt Dense
+    loss d_loss = focal(z, label, gamma=2) wrt head
     loss bce(sigmoid(z), one_hot(label, 10)) + kl_normal(h, z * 0.5)
 }
 ''',
@@ -298,7 +297,7 @@ def mutate_tokens(rng: random.Random, text: str, other: str) -> tuple[str, str]:
                     break
                 j += 1
     elif what == "errors":
-        count = rng.choice([30, 300, 1000])
+        count = rng.choice([30, 300, 600])
         body = "".join(f"    e{i} = unknown{i} + Nope{i}(1)\n" for i in range(count))
         return text.replace("{\n", "{\n" + body, 1), "errors"
     elif what == "huge_line":
