@@ -54,9 +54,6 @@ def private_dir(path: str | os.PathLike, what: str = "cache directory") -> Path:
     problem = unsafe_reason(resolved)
     if problem is not None:
         raise Error(f"the {what} {resolved} {problem}", hint=_HINT.format(path=resolved))
-    if not os.access(resolved, os.R_OK | os.W_OK | os.X_OK):
-        raise Error(f"the {what} {resolved} is not writable by you",
-                    hint=_HINT.format(path=resolved))
     return resolved
 
 

@@ -119,7 +119,14 @@ def write_module(directory: Path, key: str, source: str) -> tuple[Path, bool]:
         return path, True
     if problem != "missing":
         _discard_entry(path, problem)
-    handle, temporary = _temporary(directory)
+    try:
+        handle, temporary = _temporary(directory)
+    except OSError as error:
+        from ..errors import Error
+        raise Error(f"cannot write to the compile cache directory {directory}: "
+                    f"{error.strerror or error}",
+                    hint="make it writable (`chmod 700` it), or set NETDSL_CACHE_DIR to "
+                         "another directory of your own") from None
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(content)
@@ -196,6 +203,9 @@ def _guard_numba_cache(dispatcher, module_path: Path) -> None:
     """Make a Numba dispatcher's cache treat a failing load or save as a damaged entry: its
     files are discarded, a note is printed, and Numba compiles (and saves) afresh."""
     from numba.core.caching import Cache
+    from numba.core.dispatcher import Dispatcher
+    if not isinstance(dispatcher, Dispatcher):
+        return
     numba_cache = getattr(dispatcher, "_cache", None)
     if not isinstance(numba_cache, Cache):
         return
@@ -239,9 +249,15 @@ def _discard_numba_files(numba_cache, module_path: Path, error: Exception) -> No
 
 
 def _discard_entry(module_path: Path, why: str) -> None:
-    """Remove a damaged module and its Numba cache files, with a note."""
+    """Discard a damaged module and its Numba cache files, with a note.  A file (or link) in
+    the module's place stays until the rename of the new module replaces it, so that no other
+    process ever finds the module missing; a directory there is removed."""
     note(f"discarded a damaged compile cache entry {module_path} ({why}); recompiling")
-    _remove(module_path)
+    try:
+        if stat.S_ISDIR(os.lstat(module_path).st_mode):
+            _remove(module_path)
+    except FileNotFoundError:
+        pass
     for leftover in (module_path.parent / "__pycache__").glob(glob.escape(module_path.stem) + ".*"):
         _remove(leftover)
 
