@@ -82,7 +82,7 @@ def read_idx(path: str | Path, span: Span | None = None) -> np.ndarray:
     try:
         if path.name.endswith(".gz"):
             with gzip.open(path, "rb") as handle:
-                raw = handle.read()
+                raw = _read_idx_stream(handle, path, span)
         else:
             raw = path.read_bytes()
     except FileNotFoundError:
@@ -109,6 +109,26 @@ def read_idx(path: str | Path, span: Span | None = None) -> np.ndarray:
                     f"the file has {actual}", span, hint="download the file again")
     data = np.frombuffer(raw, dtype=dtype, offset=header_size).reshape(dims)
     return data.astype(dtype.newbyteorder("="))
+
+
+def _read_idx_stream(handle, path: Path, span: Span | None) -> bytes:
+    """A gzipped IDX file's bytes, decompressing no more than its header says it holds (plus
+    one byte, to tell a longer file), so a small file that inflates to terabytes is refused."""
+    head = handle.read(4)
+    if len(head) < 4 or head[2] not in _IDX_DTYPES:
+        return head                      # read_idx reports the bad magic number
+    dims_raw = handle.read(4 * head[3])
+    if len(dims_raw) < 4 * head[3]:
+        return head + dims_raw
+    dims = np.frombuffer(dims_raw, dtype=">u4")
+    expected = int(np.prod([int(d) for d in dims], dtype=object)) * _IDX_DTYPES[head[2]].itemsize
+    from .data import memory_limit
+    limit = memory_limit()
+    if limit is not None and expected > limit:
+        shape = "x".join(str(int(d)) for d in dims)
+        raise Error(f"{path}: its header claims a {shape} array of {expected} bytes, more than "
+                    f"this machine's memory", span, hint="download the file again")
+    return head + dims_raw + handle.read(expected + 1)
 
 
 def find_idx_file(folder: Path, stem: str) -> Path | None:

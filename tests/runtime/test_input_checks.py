@@ -275,3 +275,20 @@ def test_a_computed_index_out_of_range_points_at_the_lookup(emb_model):
     with pytest.raises(Error, match="an index computed by the model is out of range") as caught:
         model.forward(model.init(), {"ids": np.array([0, 2])}, target="cpu")
     assert caught.value.span.line == 9
+
+
+def test_gzipped_idx_that_claims_more_than_memory_is_refused_before_inflating(tmp_path):
+    import gzip
+
+    from netdsl.runtime.datasets import read_idx
+    header = bytes([0, 0, 0x08, 3]) + np.array([1 << 20, 1 << 20, 1 << 10], ">u4").tobytes()
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header + bytes(1000)))
+    with pytest.raises(Error, match=r"its header claims a 1048576x1048576x1024 array of "
+                                    r"1125899906842624 bytes, more than this machine's memory"):
+        read_idx(path)
+    small = tmp_path / "small.gz"
+    small.write_bytes(gzip.compress(bytes([0, 0, 0x08, 1]) + np.array([3], ">u4").tobytes()
+                                    + bytes([1, 2, 3, 4])))
+    with pytest.raises(Error, match="longer than its header says"):
+        read_idx(small)
