@@ -18,7 +18,8 @@ Relative paths resolve against `base_dir`, the directory of the `.net` file.
 
 Before an `.npy` array (alone or inside an `.npz`) is read, its header's shape and dtype are
 checked against the bytes that can back it (the file, or the archive member's size) and against
-the machine's memory, so a 300-byte file that claims terabytes is an error, not a MemoryError.
+the machine's memory (input_checks.py), so a 300-byte file that claims terabytes is an error,
+not a MemoryError.
 `bind_inputs` then refuses NaN and inf in float inputs (unless allowed), values of integer
 inputs that are not whole numbers, ids and labels outside their range (runtime/input_checks.py)
 and data with no examples.
@@ -26,8 +27,6 @@ and data with no examples.
 from __future__ import annotations
 
 import csv
-import math
-import os
 import re
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -39,7 +38,8 @@ import numpy as np
 from ..errors import Diagnostic, Error, did_you_mean
 from ..source import Span
 from .datasets import BUILTIN_DATASETS, is_mnist_folder, load_builtin, load_mnist
-from .input_checks import IndexRange, check_finite, check_index_ranges
+from .input_checks import (IndexRange, check_finite, check_index_ranges, check_npy_size,
+                           check_npz_sizes, npy_header)
 
 DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, "bool": np.bool_}
 
@@ -78,7 +78,7 @@ def load_data(spec: Any, base_dir: str | Path = ".", span: Span | None = None) -
 def load_npz(path: Path, span: Span | None = None) -> dict[str, np.ndarray]:
     """Every array of an .npz archive by key."""
     try:
-        _check_npz_sizes(path, span)
+        check_npz_sizes(path, span)
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
@@ -93,76 +93,12 @@ def load_npy(path: Path, span: Span | None = None) -> np.ndarray:
     """The one array of an .npy file."""
     try:
         with open(path, "rb") as handle:
-            shape, dtype, header = _npy_header(handle)
-        _check_claim(f"{path}", shape, dtype, path.stat().st_size - header, span)
+            shape, dtype, header = npy_header(handle)
+        check_npy_size(f"{path}", shape, dtype, path.stat().st_size - header, span)
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise Error(f"cannot read {path}: {_reason(error)}", span,
                     hint="it should be written by numpy.save with a plain numeric array") from None
-
-
-# Deflate never expands data more than 1032 times; a member that claims more is forged.
-_DEFLATE_RATIO = 1032
-
-
-def _npy_header(handle) -> tuple[tuple[int, ...], np.dtype, int]:
-    """(shape, dtype, header length) from the header of an .npy stream, reading nothing else."""
-    version = np.lib.format.read_magic(handle)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-    elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-    else:
-        raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
-    return tuple(int(d) for d in shape), np.dtype(dtype), handle.tell()
-
-
-def _check_npz_sizes(path: Path, span: Span | None) -> None:
-    """Every .npy member's header against its member's stored and declared sizes."""
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
-            with archive.open(info) as member:
-                shape, dtype, header = _npy_header(member)
-            stored = info.compress_size if info.compress_type == zipfile.ZIP_STORED \
-                else info.compress_size * _DEFLATE_RATIO
-            available = min(info.file_size, stored, path.stat().st_size * _DEFLATE_RATIO)
-            _check_claim(f"{path}: array '{info.filename[:-4]}'", shape, dtype,
-                         available - header, span)
-
-
-def _check_claim(what: str, shape: tuple[int, ...], dtype: np.dtype, available: int,
-                 span: Span | None) -> None:
-    """An Error when an array's header claims more bytes than can back it or than fit."""
-    claimed = math.prod(shape) * dtype.itemsize          # a Python int: no overflow
-    described = f"{list(shape)} {dtype}"
-    if claimed > max(available, 0):
-        raise Error(f"{what}: its header claims a {described} array ({_bytes(claimed)}) but "
-                    f"the file holds at most {_bytes(max(available, 0))} for it", span,
-                    hint="the file is truncated or not what it says; write it again with "
-                         "numpy.save / numpy.savez")
-    limit = memory_limit()
-    if limit is not None and claimed > limit:
-        raise Error(f"{what}: a {described} array needs {_bytes(claimed)}, more than this "
-                    f"machine's memory ({_bytes(limit)})", span,
-                    hint="use a smaller data set, or split it into several files")
-
-
-def memory_limit() -> int | None:
-    """The machine's physical memory in bytes (None where the OS does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _bytes(count: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if count < 1024 or unit == "PiB":
-            return f"{count} bytes" if unit == "bytes" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count} bytes"
 
 
 def _reason(error: Exception) -> str:

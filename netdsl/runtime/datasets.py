@@ -122,7 +122,7 @@ def _read_idx_stream(handle, path: Path, span: Span | None) -> bytes:
         return head + dims_raw
     dims = np.frombuffer(dims_raw, dtype=">u4")
     expected = int(np.prod([int(d) for d in dims], dtype=object)) * _IDX_DTYPES[head[2]].itemsize
-    from .data import memory_limit
+    from .input_checks import memory_limit
     limit = memory_limit()
     if limit is not None and expected > limit:
         shape = "x".join(str(int(d)) for d in dims)

@@ -1,4 +1,10 @@
-"""Checks of the data fed to a model before a step runs: indices in range, floats finite.
+"""Checks of data before it is used: .npy headers against the bytes behind them, indices in
+range, floats finite.
+
+`check_npz_sizes` / `check_npy_size` read only an .npy header (shape and dtype, alone or inside
+an .npz) and compare the bytes it claims with the bytes that can back it (the file, or the
+archive member's stored and declared sizes; deflate expands at most 1032 times) and with the
+machine's memory, so a 300-byte file that claims terabytes is an error, not a MemoryError.
 
 `index_ranges(graph)` finds the integer inputs whose values are used as indices, and the range
 [0, n) each must lie in:
@@ -19,7 +25,11 @@ float64 sum (a finite sum proves every element finite; argwhere only on failure)
 """
 from __future__ import annotations
 
+import math
+import os
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -155,5 +165,69 @@ def check_finite(name: str, array: np.ndarray, span: Span | None = None,
                 NONFINITE_HINT)
 
 
+# Deflate never expands data more than 1032 times; a member that claims more is forged.
+_DEFLATE_RATIO = 1032
+
+
+def npy_header(handle) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, header length) from the header of an .npy stream, reading nothing else."""
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+    else:
+        raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    return tuple(int(d) for d in shape), np.dtype(dtype), handle.tell()
+
+
+def check_npz_sizes(path: Path, span: Span | None) -> None:
+    """Every .npy member's header against its member's stored and declared sizes."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                shape, dtype, header = npy_header(member)
+            stored = info.compress_size if info.compress_type == zipfile.ZIP_STORED \
+                else info.compress_size * _DEFLATE_RATIO
+            available = min(info.file_size, stored, path.stat().st_size * _DEFLATE_RATIO)
+            check_npy_size(f"{path}: array '{info.filename[:-4]}'", shape, dtype,
+                           available - header, span)
+
+
+def check_npy_size(what: str, shape: tuple[int, ...], dtype: np.dtype, available: int,
+                   span: Span | None) -> None:
+    """An Error when an array's header claims more bytes than can back it or than fit."""
+    claimed = math.prod(shape) * dtype.itemsize          # a Python int: no overflow
+    described = f"{list(shape)} {dtype}"
+    if claimed > max(available, 0):
+        raise Error(f"{what}: its header claims a {described} array ({_bytes(claimed)}) but "
+                    f"the file holds at most {_bytes(max(available, 0))} for it", span,
+                    hint="the file is truncated or not what it says; write it again with "
+                         "numpy.save / numpy.savez")
+    limit = memory_limit()
+    if limit is not None and claimed > limit:
+        raise Error(f"{what}: a {described} array needs {_bytes(claimed)}, more than this "
+                    f"machine's memory ({_bytes(limit)})", span,
+                    hint="use a smaller data set, or split it into several files")
+
+
+def memory_limit() -> int | None:
+    """The machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _bytes(count: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if count < 1024 or unit == "PiB":
+            return f"{count} bytes" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count} bytes"
+
+
 __all__ = ["IndexRange", "NONFINITE_HINT", "check_finite", "check_index_ranges",
-           "index_ranges"]
+           "check_npy_size", "check_npz_sizes", "index_ranges", "memory_limit", "npy_header"]

@@ -11,7 +11,7 @@ import pytest
 
 import netdsl
 from netdsl.errors import Error
-from netdsl.runtime import data as data_module
+from netdsl.runtime import input_checks
 from netdsl.runtime.data import bind_inputs, load_data, split
 from netdsl.runtime.input_checks import check_finite, check_index_ranges, index_ranges
 from netdsl.source import Span
@@ -178,7 +178,7 @@ def test_npy_whose_header_claims_more_than_the_file_is_refused(tmp_path):
 
 def test_array_larger_than_memory_is_refused(tmp_path, monkeypatch):
     np.savez_compressed(tmp_path / "d.npz", x=np.zeros((1000, 100), np.float32))
-    monkeypatch.setattr(data_module, "memory_limit", lambda: 1000)
+    monkeypatch.setattr(input_checks, "memory_limit", lambda: 1000)
     with pytest.raises(Error, match=r"a \[1000, 100\] float32 array needs 390.6 KiB, more than "
                                     r"this machine's memory \(1000 bytes\)"):
         load_data("d.npz", tmp_path)
