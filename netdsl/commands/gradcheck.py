@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import Error
     from ..model import load
     from ..runtime.gradcheck import gradcheck, synthetic_inputs
-    for flag, value, low in (("batch", args.batch, 1), ("samples", args.samples, 1)):
+    for flag, value, low in (("batch", args.batch, 1), ("samples", args.samples, 1),
+                             ("seed", args.seed, 0)):
         if value < low:
             raise Error(f"--{flag} must be at least {low}, got {value}")
     for flag, value in (("epsilon", args.epsilon), ("tolerance", args.tolerance)):
