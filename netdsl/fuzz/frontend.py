@@ -36,6 +36,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -340,7 +341,15 @@ def _check(path: Path):
             traceback.print_exc()
             status = f"escaped {type(error).__name__}"
     seconds = time.perf_counter() - started
-    return status, out.getvalue()[-20000:], err.getvalue()[-20000:], seconds
+    return status, _clip(out.getvalue()), _clip(err.getvalue()), seconds
+
+
+def _clip(text: str, keep: int = 10000) -> str:
+    """The head (where the first error line is) and the tail (where a traceback ends) of a
+    long output."""
+    if len(text) <= 2 * keep:
+        return text
+    return f"{text[:keep]}\n[... {len(text) - 2 * keep:,} characters ...]\n{text[-keep:]}"
 
 
 def _worker(connection, folder: str, memory: int) -> None:
@@ -476,15 +485,17 @@ def classify(status, stdout: str, stderr: str) -> str | None:
 
 def run_campaign(programs: int = 10000, seed: int = 0, jobs: int = 1, timeout: float = 2.0,
                  memory: int = 1024, out: Path | None = None, generated: int = 200,
-                 keep: int = 3, progress: bool = False) -> Summary:
-    """Check `programs` mutants in `jobs` workers; save findings under `out`."""
+                 keep: int = 3, progress: bool = False,
+                 indices: Iterable[int] | None = None) -> Summary:
+    """Check `programs` mutants in `jobs` workers (or only the mutants `indices`, to rerun
+    findings); save findings under `out`."""
     texts = corpus(generated)
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     summary = Summary()
     started = time.monotonic()
     workers = [Worker(context, memory) for _ in range(max(1, jobs))]
     saved: Counter = Counter()
-    pending = iter(range(programs))
+    pending = iter(range(programs) if indices is None else list(indices))
     mutations: dict[int, tuple[bytes, list[str]]] = {}
 
     def record(index: int, kind: str, output: str) -> None:
