@@ -208,10 +208,11 @@ def test_timed_sweep_over_mlp_digits(tmp_path):
     cache = Path(os.environ.get("NETDSL_CACHE_DIR", tmp_path / "cache"))
     folder = tmp_path / "full"
     folder.mkdir()
-    started = time.monotonic()
-    rc, out, err = Run(folder, ["train", str(example), "--out", "w.npz"], cache).finish(600)
-    assert rc == 0, err
-    length = time.monotonic() - started
+    for _ in range(2):                  # the first may compile; the second gives the length
+        started = time.monotonic()
+        rc, out, err = Run(folder, ["train", str(example), "--out", "w.npz"], cache).finish(600)
+        assert rc == 0, err
+        length = time.monotonic() - started
     (folder / "w.npz").unlink()
     outcomes = []
     for index in range(count):
