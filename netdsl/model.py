@@ -82,13 +82,9 @@ class Model:
         graph = self.inference_graph
         self.check_weights(weights)
         arrays = self._arrays(graph, weights, inputs)
-        if target == "reference":
-            from .backends.reference import run
-            outputs = run(graph, arrays)
-        else:
-            from .runtime.threads import limited_blas_threads
-            with limited_blas_threads():
-                outputs = self.compiled_forward(target).run(arrays)
+        from .runtime.threads import limited_blas_threads
+        with limited_blas_threads():
+            outputs = self.compiled_forward(target).run(arrays)
         return {name: outputs[name] for name in graph.outputs}
 
     def _arrays(self, graph: Graph, weights: Mapping[str, np.ndarray],

@@ -198,8 +198,12 @@ class _ReferenceCompiled:
         self.source = ""
 
     def run(self, arrays):
+        from .compiled import index_error
         from .reference import run
-        return run(self.graph, arrays)
+        try:
+            return run(self.graph, arrays)
+        except IndexError as error:       # the same Error as the compiled kernels' bounds check
+            raise index_error(self.graph, arrays, error) from None
 
     __call__ = run
 

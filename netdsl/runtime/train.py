@@ -143,6 +143,13 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     model.check_weights(weights)
     label, prediction = _label_and_prediction(model, config)
     train_data, validation = prepare_data(model, config, data)
+    monitor = (config.early_stopping or {}).get("monitor", "")
+    if validation is None and monitor.startswith("val_"):
+        # Without validation data the column is never filled: stopping on it would be silent.
+        raise Error(f"early_stopping monitors {monitor}, but there is no validation data "
+                    f"(split = {config.split:g})", config.spans.get("early_stopping"),
+                    hint=f"monitor={monitor[4:]} (the training column), or give a "
+                         "validation set or a split below 1")
     spec = config.optimizer_spec()
     training = build_training_graph(model.training_forward, spec,
                                     weight_decay=spec.weight_decay,

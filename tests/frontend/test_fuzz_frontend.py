@@ -55,3 +55,29 @@ def test_a_small_campaign_finds_nothing(tmp_path):
         f"{f.kind} {f.mutations}:\n{f.output[-1500:]}" for f in summary.findings[:5])
     assert summary.statuses[1] > PROGRAMS // 2          # most mutants are errors...
     assert summary.statuses[0] > 0                      # ...and some are still programs
+
+
+def test_a_hang_is_confirmed_by_a_second_longer_check(tmp_path, monkeypatch):
+    """A check past the time limit is checked again with five times the time: a program that
+    was only slow once (a busy machine) is no finding, one that hangs again is."""
+    import time
+
+    from netdsl.fuzz import frontend
+    flag = tmp_path / "slow-once"
+
+    def check(path):
+        text = path.read_text()
+        if text == "program 1":
+            time.sleep(60)                          # hangs every time
+        if text == "program 2" and not flag.exists():
+            flag.write_text("")
+            time.sleep(1.5)                         # slow only the first time
+        return 0, "", "", 0.01
+
+    monkeypatch.setattr(frontend, "_check", check)
+    monkeypatch.setattr(frontend, "corpus", lambda generated: [])
+    monkeypatch.setattr(frontend, "mutant", lambda seed, index, texts: (f"program {index}", []))
+    summary = run_campaign(4, seed=0, jobs=2, timeout=0.5, out=None)
+    assert summary.tried == 4
+    assert [(f.index, f.kind) for f in summary.findings] == [(1, "hang")]
+    assert flag.exists()

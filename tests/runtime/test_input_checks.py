@@ -269,11 +269,12 @@ def test_bound_step_and_run_name_the_input(emb_model, bad):
         np.testing.assert_array_equal(array, before[name])
 
 
-def test_a_computed_index_out_of_range_points_at_the_lookup(emb_model):
+@pytest.mark.parametrize("target", ["cpu", "reference"])
+def test_a_computed_index_out_of_range_points_at_the_lookup(emb_model, target):
     model = netdsl.load(emb_model, "C")
-    model.forward(model.init(), {"ids": np.array([0, 1])}, target="cpu")
+    model.forward(model.init(), {"ids": np.array([0, 1])}, target=target)
     with pytest.raises(Error, match="an index computed by the model is out of range") as caught:
-        model.forward(model.init(), {"ids": np.array([0, 2])}, target="cpu")
+        model.forward(model.init(), {"ids": np.array([0, 2])}, target=target)
     assert caught.value.span.line == 9
 
 
