@@ -132,7 +132,7 @@ _STAGES = (
     ("frontend/loader", "parse"), ("frontend/train_config", "train section"),
     ("frontend/", "lower"), ("layers/", "lower"),
     ("passes/autodiff", "differentiate"), ("passes/training", "differentiate"),
-    ("passes/", "optimise"), ("backends/compiled", "run"), ("backends/reference", "run"),
+    ("passes/", "optimise"), ("backends/numba_cpu/compiled", "run"), ("backends/reference", "run"),
     ("backends/", "compile"), ("render/", "render"), ("summary", "summary"),
     ("runtime/train", "train"), ("runtime/data", "data"), ("runtime/datasets", "data"),
     ("runtime/checkpoint", "checkpoint"), ("runtime/gradcheck", "gradcheck"),

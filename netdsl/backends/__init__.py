@@ -61,7 +61,7 @@ def compile_graph(graph: Graph, target: str = "cpu", cache_dir=None, *, options=
         raise ValueError(f"unknown target {target!r} (expected 'cpu' or 'reference')")
     check_target_support(graph, target)
     from . import cache
-    from .compiled import CompiledGraph
+    from .numba_cpu.compiled import CompiledGraph
     from .numba_cpu import CodegenOptions, generate_module
     from ..passes.fusion import fuse
     from ..passes.memory import plan_memory
@@ -198,7 +198,7 @@ class _ReferenceCompiled:
         self.source = ""
 
     def run(self, arrays):
-        from .compiled import index_error
+        from .numba_cpu.compiled import index_error
         from .reference import run
         try:
             return run(self.graph, arrays)

@@ -88,8 +88,8 @@ def netdsl_fingerprint() -> str:
         root = Path(__file__).resolve().parent.parent
         digest = hashlib.sha256()
         for folder in ("ops", "backends"):
-            for path in sorted((root / folder).glob("*.py")):
-                digest.update(path.name.encode())
+            for path in sorted((root / folder).rglob("*.py")):
+                digest.update(str(path.relative_to(root)).encode())
                 digest.update(path.read_bytes())
         _fingerprint = digest.hexdigest()
     return _fingerprint

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netdsl.backends.emit import run_single_node
+from netdsl.backends.numba_cpu.emit import run_single_node
 from netdsl.backends.reference import evaluate
 from netdsl.ir.graph import GraphBuilder
 from netdsl.ir.types import DType, TensorType

@@ -135,7 +135,7 @@ def test_compiled_conv_kernels_match_the_references(x_shape, w_shape, attrs):
 
 def test_compiled_grad_input_overwrites_a_dirty_buffer():
     """Buffers are reused between kernels: the kernel must not rely on a zeroed output."""
-    from netdsl.backends.emit import compile_single_node
+    from netdsl.backends.numba_cpu.emit import compile_single_node
     x, w = normal(2, 3, 8, 8, dtype=np.float32), normal(4, 3, 3, 3, dtype=np.float32)
     g = normal(2, 4, 3, 3, dtype=np.float32)
     _, _, out = build("conv2d_grad_input", [g, w, x], stride=2)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from netdsl.backends.emit import compile_single_node
+from netdsl.backends.numba_cpu.emit import compile_single_node
 from netdsl.ir.types import DType, ShapeError, Sym
 from netdsl.ops import get_op
 

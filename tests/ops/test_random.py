@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from netdsl.backends.emit import run_single_node
+from netdsl.backends.numba_cpu.emit import run_single_node
 from netdsl.ir.graph import GraphBuilder
 from netdsl.ir.types import DType, ShapeError, Sym, TensorType
 from netdsl.ops import get_op

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from netdsl.backends.emit import compile_single_node
+from netdsl.backends.numba_cpu.emit import compile_single_node
 from netdsl.ir.graph import Graph, GraphBuilder
 from netdsl.ir.types import DType, TensorType
 from netdsl.ops.indexing import INDEX_ERROR

@@ -24,10 +24,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import Error
-from ..ir.graph import Graph
-from ..ops.indexing import INDEX_ERROR
-from .reference import bind_dims
+from ...errors import Error
+from ...ir.graph import Graph
+from ...ops.indexing import INDEX_ERROR
+from ..reference import bind_dims
 
 
 class CompiledGraph:
@@ -219,7 +219,7 @@ def index_error(graph: Graph, feeds: Mapping[str, np.ndarray], error: IndexError
     """The Error for a kernel's INDEX_ERROR (any other IndexError is returned unchanged)."""
     if not str(error).startswith(INDEX_ERROR):
         return error
-    from ..runtime.input_checks import check_index_ranges, index_ranges
+    from ...runtime.input_checks import check_index_ranges, index_ranges
     check_index_ranges(feeds, index_ranges(graph), graph.input_spans)   # raises if an input
     span = next((node.span for node in graph.nodes
                  if node.op.name in ("take", "take_grad") and node.span is not None), None)

@@ -31,13 +31,13 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from ..errors import Error
-from ..ir.graph import Graph, Value
-from ..ir.types import DimLike, Sym, evaluate_dim
-from ..passes.fusion import FusedGraph, KernelGroup
-from ..passes.memory import ALIGN, MemoryPlan
+from ...errors import Error
+from ...ir.graph import Graph, Value
+from ...ir.types import DimLike, Sym, evaluate_dim
+from ...passes.fusion import FusedGraph, KernelGroup
+from ...passes.memory import ALIGN, MemoryPlan
 from .emit import EmitContext
-from .loopir import (build_loop_nest, collapse, emit_python, extents, parallelizable,
+from ..loopir import (build_loop_nest, collapse, emit_python, extents, parallelizable,
                      source_of)
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
@@ -98,8 +98,8 @@ class ModuleWriter:
 
     def body_function(self, graph: Graph) -> str:
         """An njit function `f(*inputs, *outputs)` computing `graph` (a scan body)."""
-        from ..passes.fusion import fuse
-        from ..passes.memory import plan_memory
+        from ...passes.fusion import fuse
+        from ...passes.memory import plan_memory
         if id(graph) not in self.bodies:
             fused = fuse(graph)
             writer = FunctionWriter(fused, plan_memory(fused), self)
@@ -309,7 +309,7 @@ class FunctionWriter:
         outs = [self.names[v.id] for v in node.outputs]
         self.module.counts["ops"] += 1
         if node.op.name == "scan":
-            from .codegen_scan import emit_scan
+            from .scan import emit_scan
             return emit_scan(self, node, ins, outs)
         if node.op.emit_numba is None:
             raise Error(f"the Numba backend cannot compile op '{node.op.name}': it has no "
@@ -320,7 +320,7 @@ class FunctionWriter:
         """Slice assignments `x[...] = value`, `x[a:b, 2] = value` as `assign(x[...], value)`
         (numba_support.assign): Numba's slice assignment compiles string-formatting code for
         its error message, seconds per process.  Element stores (`x[i, j] = v`) stay."""
-        from .numba_support import assign      # imports Numba: only when generating code
+        from .support import assign      # imports Numba: only when generating code
 
         result = []
         for line in lines:
@@ -371,7 +371,7 @@ def memory_key(plan: MemoryPlan, value: Value):
 
 def _inlined_only(node, fused: FusedGraph) -> bool:
     """A scalar constant read only by loop nests (inlined as a literal, needs no array)."""
-    from ..passes.fusion import is_scalar_constant
+    from ...passes.fusion import is_scalar_constant
     value = node.outputs[0]
     return is_scalar_constant(node) and all(
         _has_nest(g) and (g.anchor is None or value not in g.anchor.inputs)
@@ -419,7 +419,7 @@ def generate_module(fused: FusedGraph, plan: MemoryPlan, options: CodegenOptions
     fastmath = "{" + ", ".join(repr(f) for f in sorted(module.options.fastmath)) + "}"
     header = [f'"""netdsl generated module: {title}"""', "import math", "import numpy as np",
               "from numba import njit, prange",
-              "from netdsl.backends.numba_support import view as _view",
+              "from netdsl.backends.numba_cpu.support import view as _view",
               *module.ctx.import_lines(), "", f"_FASTMATH = {fastmath}", ""]
     decorator = "@njit(cache=True, fastmath=_FASTMATH, error_model='numpy')"
     source = "\n".join(header + module.lines + module.ctx.helper_lines() +

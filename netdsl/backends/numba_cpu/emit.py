@@ -45,7 +45,7 @@ class EmitContext:
             return True
         if self.parallel_min <= 0:
             return False
-        from ..ir.types import Sym, evaluate_dim
+        from ...ir.types import Sym, evaluate_dim
         total = 1
         for d in type_.shape:
             names = d.symbols if isinstance(d, Sym) else ()

@@ -9,8 +9,8 @@ through `numba_support.take_step` / `put_step` on (P, T, Q) views of the sequenc
 """
 from __future__ import annotations
 
-from ..ir.graph import Value
-from ..ir.types import dim_prod
+from ...ir.graph import Value
+from ...ir.types import dim_prod
 
 
 def emit_scan(writer, node, ins: list[str], outs: list[str]) -> list[str]:
@@ -83,12 +83,12 @@ def _ptq(writer, stacked: Value, axis: int, name: str) -> str:
 
 
 def _take():
-    from .numba_support import take_step
+    from .support import take_step
     return take_step
 
 
 def _put():
-    from .numba_support import put_step
+    from .support import put_step
     return put_step
 
 
