@@ -13,10 +13,12 @@ no symbolic shapes in attributes.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..ir.types import DType, ShapeError, TensorType, dim_prod
-from .registry import op
+from .registry import ReductionRule, op
 from .unary import const
 
 
@@ -86,6 +88,14 @@ def reduction_lines(ctx, node, source: str, out: str, axes, row_body) -> list[st
     return lines + ["    " + line for line in row_body(row, i, f"{flat}[{i}]")]
 
 
+def _lowest(dtype: DType):
+    return -math.inf if dtype.is_float else int(np.iinfo(dtype.numpy).min)
+
+
+def _highest(dtype: DType):
+    return math.inf if dtype.is_float else int(np.iinfo(dtype.numpy).max)
+
+
 def _accumulator(dtype: DType) -> str:
     return "0.0" if dtype.is_float else "0"
 
@@ -102,6 +112,7 @@ def _examples(**options):
 class Sum:
     """Sum over `axes` (None: all); boolean inputs count as i64."""
     traits = {"reduction", "pure"}
+    reduction = ReductionRule(identity=lambda dtype: 0, combine="{0} + {1}")
     examples = staticmethod(_examples)
 
     def infer(a, axes=None, keepdims: bool = False):
@@ -133,6 +144,8 @@ class Sum:
 class Mean:
     """Arithmetic mean over `axes` (None: all) of a float tensor."""
     traits = {"reduction", "pure"}
+    reduction = ReductionRule(identity=lambda dtype: 0, combine="{0} + {1}",
+                              finish="{0} / {count}")
     examples = staticmethod(_examples)
 
     def infer(a, axes=None, keepdims: bool = False):
@@ -188,6 +201,7 @@ def _extremum_lines(comparison: str):
 class Max:
     """Maximum over `axes` (None: all); ties share the gradient equally."""
     traits = {"reduction", "pure"}
+    reduction = ReductionRule(identity=_lowest, combine="max({0}, {1})")
     examples = staticmethod(_examples)
     emit_numba = staticmethod(_extremum_lines(">"))
 
@@ -206,6 +220,7 @@ class Max:
 class Min:
     """Minimum over `axes` (None: all); ties share the gradient equally."""
     traits = {"reduction", "pure"}
+    reduction = ReductionRule(identity=_highest, combine="min({0}, {1})")
     examples = staticmethod(_examples)
     emit_numba = staticmethod(_extremum_lines("<"))
 

@@ -27,6 +27,9 @@ Rules (all plain functions written without `self`; the decorator reads them off 
   arrays named `outs` (already of the right concrete shape).  Heavy kernels live as
   `@njit(cache=True)` functions beside the op and the emitted line calls them
   (`ctx.use(function)` imports it into the generated module and returns its name).
+* Reductions the loop IR can fuse set `reduction = ReductionRule(...)`: the accumulator's start
+  value per dtype, a scalar template folding the next value into it, and an optional finishing
+  template (mean divides by the count), so no backend keeps a table of reductions by name.
 * traits: "elementwise", "reduction", "shape" (pure data movement), "matmul", "conv",
   "random", "control" (has a body subgraph), "no_grad", "view" (output may alias its input),
   "constant".
@@ -37,6 +40,20 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import did_you_mean
+
+
+@dataclass(frozen=True)
+class ReductionRule:
+    """How a loop reduction accumulates, written as scalar templates like `kernel`.
+
+    `identity(dtype)` is the accumulator's start value (a Python number) for a `DType`;
+    `combine` folds the next value `{1}` into the accumulator `{0}`; `finish`, when set, turns the
+    accumulated value `{0}` into the result, where `{count}` is the number of reduced elements.
+    """
+
+    identity: Callable[[Any], float | int]
+    combine: str
+    finish: str | None = None
 
 
 @dataclass(eq=False)
@@ -51,6 +68,7 @@ class OpDef:
     emit_numba: Callable[..., list[str]] | None = None
     emit_cuda: Callable[..., list[str]] | None = None
     examples: Callable[[], list] | None = None
+    reduction: ReductionRule | None = None
     traits: frozenset[str] = field(default_factory=frozenset)
     doc: str = ""
 
@@ -91,6 +109,7 @@ def op(name: str) -> Callable[[type], OpDef]:
             emit_numba=rule("emit_numba"),
             emit_cuda=rule("emit_cuda"),
             examples=rule("examples"),
+            reduction=members.get("reduction"),
             traits=frozenset(members.get("traits", ())),
             doc=(cls.__doc__ or "").strip(),
         )
