@@ -134,7 +134,7 @@ def build_training_step(net: Path, lr: float, target: str = "cpu"):
     from netdsl.backends import compile_graph
     from netdsl.passes.pipeline import run_pipeline
     from netdsl.passes.training import build_training_graph
-    from netdsl.runtime.optimizers import make_optimizer
+    from netdsl.passes.optimizers import make_optimizer
 
     model = netdsl.load(net)
     weights = model.init(seed=0)
@@ -373,7 +373,7 @@ def compile_child(workload_key: str, preinit: bool = False) -> dict:
     from netdsl.backends import compile_graph
     from netdsl.passes.pipeline import run_pipeline
     from netdsl.passes.training import build_training_graph
-    from netdsl.runtime.optimizers import make_optimizer
+    from netdsl.passes.optimizers import make_optimizer
     from netdsl.runtime.train import HYPER_INPUTS
     imported = clock()
     workload = WORKLOAD_DEFS[workload_key]

@@ -129,9 +129,10 @@ def internal_error_line(error: BaseException, verb: str) -> str:
 # the traceback that matches names the stage; ir/ and ops/ serve every stage, so they never do.
 _STAGES = (
     ("frontend/parser", "parse"), ("frontend/syntax_errors", "parse"),
-    ("frontend/loader", "parse"), ("frontend/train_config", "train section"),
-    ("frontend/", "lower"), ("layers/", "lower"),
+    ("frontend/loader", "parse"), ("frontend/train_section", "train section"),
+    ("runtime/train_config", "train section"), ("frontend/", "lower"), ("layers/", "lower"),
     ("passes/autodiff", "differentiate"), ("passes/training", "differentiate"),
+    ("passes/optimizers", "differentiate"),
     ("passes/", "optimise"), ("backends/numba_cpu/compiled", "run"), ("backends/reference", "run"),
     ("backends/", "compile"), ("render/", "render"), ("summary", "summary"),
     ("runtime/train", "train"), ("runtime/data", "data"), ("runtime/datasets", "data"),

@@ -152,7 +152,7 @@ class Model:
     @cached_property
     def train_config(self):
         """The model's train section (defaults where it has none)."""
-        from .frontend.train_config import read_train
+        from .frontend.train_section import read_train
         return read_train(self.program.trains.get(self.name), self.program.consts)
 
     def loss_and_grad(self, weights: Mapping[str, np.ndarray],
@@ -181,7 +181,7 @@ class Model:
         """Train from `weights` (not mutated); keyword options override the train section.
 
         Returns a FitResult with `.weights` and `.history` (one dict per epoch)."""
-        from .frontend.train_config import with_overrides
+        from .runtime.train_config import with_overrides
         from .runtime.train import fit
         config = with_overrides(self.train_config, options, origin="fit()")
         return fit(self, dict(weights), config, data=data, target=target, verbose=verbose)

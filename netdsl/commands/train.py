@@ -37,7 +37,7 @@ def _setup(parser: argparse.ArgumentParser) -> None:
 
 @command("train", "train a model on its data and optionally save a checkpoint", _setup)
 def run(args: argparse.Namespace) -> int:
-    from ..frontend.train_config import with_overrides
+    from ..runtime.train_config import with_overrides
     from ..model import load
     from ..runtime.checkpoint import check_checkpoint_output, load_checkpoint, save_checkpoint
     from ..runtime.train import fit

@@ -159,7 +159,7 @@ def _graph_for(mode: str, model, options: Options):
         return run_pipeline(graph)
     if mode == "eval":
         return run_pipeline(model.graph.restricted(keep_losses=True))
-    from ..runtime.optimizers import OptimizerSpec
+    from ..passes.optimizers import OptimizerSpec
     spec = OptimizerSpec(options.optimizer, lr=0.05, momentum=0.9 if options.optimizer == "sgd"
                          else 0.0, weight_decay=options.weight_decay)
     graph = build_training_graph(model.training_forward, spec, clip_norm=options.clip_norm)

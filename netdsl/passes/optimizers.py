@@ -22,7 +22,7 @@ from typing import Callable
 
 from ..errors import Error, did_you_mean
 from ..ir.graph import GraphBuilder, Value
-from ..passes.rewrite import constant
+from .rewrite import constant
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import Mapping
 from ..errors import Error
 from ..ir.graph import Graph, GraphBuilder, LossInfo, ParamInfo, Value
 from ..ir.types import DType, TensorType
-from ..runtime.optimizers import OptimizerSpec, apply_update, state_slots
+from .optimizers import OptimizerSpec, apply_update, state_slots
 from .autodiff import gradients, zeros_like
 from .rewrite import constant
 

@@ -13,7 +13,6 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import Error
-from ..frontend.train_config import TrainConfig
 from ..ir.graph import Graph
 from . import data as data_module
 from .anomaly import NonFiniteWatch
@@ -21,6 +20,7 @@ from .input_checks import index_ranges
 from .metrics import make_metric, metric_sources
 from .progress import ProgressBar, format_epoch_header, format_epoch_row
 from .schedules import make_schedule
+from .train_config import TrainConfig
 
 HYPER_INPUTS = ("__lr__", "__step__", "__rng__")
 

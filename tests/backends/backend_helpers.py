@@ -84,7 +84,7 @@ def training_graph(graph: Graph, optimizer: str = "adam") -> Graph:
     """The training step of `graph` after the pass pipeline."""
     from netdsl.passes.pipeline import run_pipeline
     from netdsl.passes.training import build_training_graph
-    from netdsl.runtime.optimizers import make_optimizer
+    from netdsl.passes.optimizers import make_optimizer
     return run_pipeline(build_training_graph(graph, make_optimizer(optimizer, lr=0.01)))
 
 

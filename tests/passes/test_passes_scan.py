@@ -167,7 +167,7 @@ def test_integer_carry_gets_no_gradient():
 def test_training_step_through_a_scan():
     from netdsl.ir.graph import LossInfo
     from netdsl.passes.training import build_training_graph
-    from netdsl.runtime.optimizers import make_optimizer
+    from netdsl.passes.optimizers import make_optimizer
     b = GraphBuilder(Graph(name="rnn"))
     x = b.input("x", t64(B, T, D))
     with b.scoped("rnn"):

@@ -13,7 +13,7 @@ from netdsl.ir.verify import verify
 from netdsl.passes.pipeline import run_pipeline
 from netdsl.passes.training import (build_training_graph, build_training_graphs,
                                     loss_and_grad_graph)
-from netdsl.runtime.optimizers import OptimizerSpec, make_optimizer
+from netdsl.passes.optimizers import OptimizerSpec, make_optimizer
 
 F64 = DType.f64
 N, DIN, DOUT = 6, 3, 2

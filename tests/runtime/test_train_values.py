@@ -7,7 +7,7 @@ import pytest
 
 import netdsl
 from netdsl.errors import Error
-from netdsl.frontend.train_config import with_overrides
+from netdsl.runtime.train_config import with_overrides
 
 MODEL = """model M {
     in x: f32[B, 2]

@@ -1,0 +1,65 @@
+"""The `train` section's syntax read into a checked `TrainConfig` (runtime/train_config.py).
+
+Each `key = value` line becomes a Python value (literals, consts, bare names, calls as
+`CallValue`) and is checked and stored by the runtime's `set_key`; every problem in the
+section is reported at once, each at its key or value.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import Diagnostics, Error, did_you_mean
+from ..runtime.train_config import KEYS, CallValue, TrainConfig, check_monitor, set_key
+from ..source import Span
+from . import ast
+
+
+def read_train(train: ast.Train | None, consts: dict[str, Any]) -> TrainConfig:
+    """Read a train section; every problem in it is reported at once."""
+    config = TrainConfig()
+    if train is None:
+        return config
+    diagnostics = Diagnostics()
+    seen: dict[str, Span | None] = {}
+    for entry in train.entries:
+        try:
+            key, value = _entry(entry, consts)
+            if key in seen:
+                raise Error(f"train key '{key}' is set twice", entry.key_span or entry.span)
+            seen[key] = config.key_spans[key] = entry.key_span or entry.span
+            set_key(config, key, value, entry.value.span or entry.span)
+        except Error as error:
+            diagnostics.extend(error)
+    try:
+        check_monitor(config, config.spans.get("early_stopping"))
+    except Error as error:
+        diagnostics.extend(error)
+    diagnostics.raise_if_any()
+    return config
+
+
+def _entry(entry: ast.TrainEntry, consts: dict[str, Any]) -> tuple[str, Any]:
+    if entry.key is None:
+        call = entry.value
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) \
+                and call.func.id == "early_stopping":
+            return "early_stopping", _literal(call, consts)
+        raise Error("a train section holds `key = value` lines (and early_stopping(...))",
+                    entry.span)
+    if entry.key not in KEYS:
+        raise Error(f"unknown train key '{entry.key}'", entry.key_span or entry.span,
+                    did_you_mean(entry.key, KEYS) or f"train keys: {', '.join(KEYS)}")
+    return entry.key, _literal(entry.value, consts)
+
+
+def _literal(expr: ast.Expr, consts: dict[str, Any]) -> Any:
+    """Train values: literals, consts, bare names (data set, metric names) and calls."""
+    from .loader import eval_const
+    if isinstance(expr, ast.Name):
+        return consts.get(expr.id, expr.id)
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
+        return CallValue(expr.func.id, tuple(_literal(a, consts) for a in expr.args),
+                         {k.name: _literal(k.value, consts) for k in expr.kwargs})
+    if isinstance(expr, (ast.List, ast.Tuple)):
+        return [_literal(item, consts) for item in expr.items]
+    return eval_const(expr, consts)
