@@ -17,7 +17,7 @@ from ..source import Span
 from . import ast
 from .context import CallContext
 from .limits import MAX_LOWERING_DEPTH, fold, negate
-from .values import (INVALID, BlockDef, FunctionRef, Invalid, LayerConfig, LayerRef, Repeat,
+from .values import (INVALID, FunctionRef, Invalid, LayerConfig, LayerRef, Repeat,
                      is_layer)
 
 if TYPE_CHECKING:
@@ -248,8 +248,3 @@ def _attribute(lowerer: "Lowerer", scope: "Scope", expr: ast.Attribute) -> Any:
                     expr.span, did_you_mean(expr.attr, value.instance.params) or
                     f"its parameters: {', '.join(value.instance.params) or 'none'}")
     raise Error(f"`.{expr.attr}` needs a layer instance, got {value!r}", expr.span)
-
-
-def block_ref(value: Any) -> BlockDef | None:
-    return value.target if isinstance(value, LayerRef) and isinstance(value.target, BlockDef) \
-        else None

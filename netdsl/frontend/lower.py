@@ -228,13 +228,6 @@ def _bytes_per_example(type_: TensorType) -> int:
     return size * type_.dtype.numpy.itemsize
 
 
-def lower_model(program: Program, name: str | None = None,
-                training: bool = False) -> tuple[Graph, Architecture]:
-    """Lower the named model (or the program's only/last model) of a loaded program."""
-    model = select_model(program, name)
-    return Lowerer(program, model, training).lower()
-
-
 def select_model(program: Program, name: str | None = None) -> ast.Model:
     from ..errors import did_you_mean
     if not program.models:

@@ -121,9 +121,5 @@ class Repeat:
     binding_name: str | None = None
 
 
-def is_tensor(value: Any) -> bool:
-    return isinstance(value, Value)
-
-
 def is_layer(value: Any) -> bool:
     return isinstance(value, (LayerConfig, LayerRef, Repeat))

@@ -216,10 +216,6 @@ class GraphBuilder:
         finally:
             self.scope = saved
 
-    @property
-    def scope_name(self) -> str:
-        return ".".join(self.scope)
-
     # -- graph inputs ---------------------------------------------------------------------
     def input(self, name: str, type: TensorType, span: Span | None = None) -> Value:
         value = Value(type, kind="input", name=name)

@@ -197,23 +197,6 @@ def evaluate_dim(d: DimLike, bindings: Mapping[str, int]) -> int:
     return total
 
 
-def substitute_dim(d: DimLike, bindings: Mapping[str, DimLike]) -> DimLike:
-    """Replace symbols by dimensions (binding a block's `in x: f32[B, T, D]`)."""
-    if isinstance(d, int):
-        return d
-    result: DimLike = 0
-    for monomial, coefficient in d.terms:
-        term: DimLike = coefficient
-        for name in monomial:
-            term = dim_mul(term, bindings.get(name, Sym.named(name)))
-        result = dim_add(result, term)
-    return result
-
-
-def format_dim(d: DimLike) -> str:
-    return str(d)
-
-
 # ---------------------------------------------------------------------------------------------
 # Tensor types
 
@@ -244,9 +227,6 @@ class TensorType:
 
     def with_dtype(self, dtype: DType) -> "TensorType":
         return TensorType(dtype, self.shape)
-
-    def concrete_shape(self, bindings: Mapping[str, int]) -> tuple[int, ...]:
-        return tuple(evaluate_dim(d, bindings) for d in self.shape)
 
     def __str__(self) -> str:
         return f"{self.dtype}[{', '.join(str(d) for d in self.shape)}]"

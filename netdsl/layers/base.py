@@ -15,7 +15,6 @@ from typing import Any, Callable, Sequence
 
 from ..errors import Error, did_you_mean
 from ..ir.graph import Value
-from ..ir.types import TensorType
 from ..source import Span
 from .init import INITIALIZERS, InitSpec, init_problem
 
@@ -246,7 +245,3 @@ def _parameters(target: Callable) -> list[inspect.Parameter]:
 
 
 _PARAMETERS: dict[tuple[Callable, bool], list[inspect.Parameter]] = {}
-
-
-def tensor_type_text(value: Value | TensorType) -> str:
-    return str(value.type if isinstance(value, Value) else value)
