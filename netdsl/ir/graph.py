@@ -263,7 +263,11 @@ class GraphBuilder:
         return diagnostic
 
     def constant(self, value: Any, dtype: DType | None = None) -> Value:
-        """A compile-time constant tensor (scalars become rank-0 tensors)."""
+        """A compile-time constant of exactly `value`'s shape (a Python scalar stays rank 0).
+
+        The one way to make a constant: ops' VJP rules pass `like.dtype` (a rank-0 constant
+        broadcasts against `like`), passes and optimisers the element type they need; without
+        `dtype`, a float value is f32, a bool bool and anything else i64."""
         array = np.asarray(value)
         if dtype is None:
             dtype = (DType.f32 if array.dtype.kind == "f" else

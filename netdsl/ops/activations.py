@@ -13,7 +13,7 @@ import numpy as np
 from ..ir.types import DType, TensorType
 from ._common import float_type
 from .registry import op
-from .unary import const, numeric_type, typed, unary_examples
+from .unary import numeric_type, typed, unary_examples
 
 
 @op("sigmoid")
@@ -32,7 +32,7 @@ class Sigmoid:
 
     def vjp(b, grads, inputs, outputs):
         y = outputs[0]
-        return (b.op("mul", grads[0], b.op("mul", y, b.op("sub", const(b, 1, y), y))),)
+        return (b.op("mul", grads[0], b.op("mul", y, b.op("sub", b.constant(1, y.dtype), y))),)
 
     def examples():
         f32 = DType.f32
@@ -73,8 +73,8 @@ class LeakyRelu:
     def vjp(b, grads, inputs, outputs, alpha: float = 0.01):
         g = grads[0]
         x = inputs[0]
-        positive = b.op("greater", x, const(b, 0, x))
-        return (b.op("where", positive, g, b.op("mul", g, const(b, alpha, g))),)
+        positive = b.op("greater", x, b.constant(0, x.dtype))
+        return (b.op("where", positive, g, b.op("mul", g, b.constant(alpha, g.dtype))),)
 
     def examples():
         return [(types, {"alpha": 0.2}, options)
@@ -121,10 +121,10 @@ class Gelu:
     def vjp(b, grads, inputs, outputs):
         # d/dx x Phi(x) = Phi(x) + x phi(x), phi the standard normal density.
         x = inputs[0]
-        erf = b.op("erf", b.op("mul", x, const(b, _INV_SQRT2, x)))
-        cdf = b.op("mul", const(b, 0.5, x), b.op("add", const(b, 1, x), erf))
-        pdf = b.op("mul", const(b, _INV_SQRT_2PI, x),
-                   b.op("exp", b.op("mul", b.op("square", x), const(b, -0.5, x))))
+        erf = b.op("erf", b.op("mul", x, b.constant(_INV_SQRT2, x.dtype)))
+        cdf = b.op("mul", b.constant(0.5, x.dtype), b.op("add", b.constant(1, x.dtype), erf))
+        pdf = b.op("mul", b.constant(_INV_SQRT_2PI, x.dtype),
+                   b.op("exp", b.op("mul", b.op("square", x), b.constant(-0.5, x.dtype))))
         return (b.op("mul", grads[0], b.op("add", cdf, b.op("mul", x, pdf))),)
 
 
@@ -147,13 +147,15 @@ class GeluTanh:
         # y = x/2 (1 + t), t = tanh(u):  y' = (1 + t)/2 + x/2 (1 - t^2) u'
         x = inputs[0]
         x2 = b.op("square", x)
-        u = b.op("mul", const(b, _SQRT_2_OVER_PI, x),
-                 b.op("add", x, b.op("mul", const(b, _GELU_CUBIC, x), b.op("mul", x2, x))))
-        du = b.op("mul", const(b, _SQRT_2_OVER_PI, x),
-                  b.op("add", const(b, 1, x), b.op("mul", const(b, 3 * _GELU_CUBIC, x), x2)))
+        u = b.op("mul", b.constant(_SQRT_2_OVER_PI, x.dtype),
+                 b.op("add", x, b.op("mul", b.constant(_GELU_CUBIC, x.dtype),
+                                     b.op("mul", x2, x))))
+        du = b.op("mul", b.constant(_SQRT_2_OVER_PI, x.dtype),
+                  b.op("add", b.constant(1, x.dtype),
+                       b.op("mul", b.constant(3 * _GELU_CUBIC, x.dtype), x2)))
         t = b.op("tanh", u)
-        half = const(b, 0.5, x)
-        one = const(b, 1, x)
+        half = b.constant(0.5, x.dtype)
+        one = b.constant(1, x.dtype)
         left = b.op("mul", half, b.op("add", one, t))
         sech2 = b.op("sub", one, b.op("square", t))
         right = b.op("mul", b.op("mul", half, x), b.op("mul", sech2, du))
@@ -194,9 +196,9 @@ class Clip:
 
     def vjp(b, grads, inputs, outputs, lo: float, hi: float):
         x = inputs[0]
-        inside = b.op("logical_and", b.op("greater_equal", x, const(b, lo, x)),
-                      b.op("less_equal", x, const(b, hi, x)))
-        return (b.op("where", inside, grads[0], const(b, 0, grads[0])),)
+        inside = b.op("logical_and", b.op("greater_equal", x, b.constant(lo, x.dtype)),
+                      b.op("less_equal", x, b.constant(hi, x.dtype)))
+        return (b.op("where", inside, grads[0], b.constant(0, grads[0].dtype)),)
 
     def examples():
         return [(types, {"lo": -1.0, "hi": 0.5}, options)

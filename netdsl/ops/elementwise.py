@@ -9,7 +9,6 @@ import numpy as np
 
 from ._common import elementwise_type, unbroadcast
 from .registry import op
-from .unary import const
 
 
 def _examples_binary():
@@ -134,7 +133,7 @@ class Pow:
     def vjp(b, grads, inputs, outputs):
         g = grads[0]
         x, y = inputs
-        one = const(b, 1, y)
+        one = b.constant(1, y.dtype)
         gx = b.op("mul", g, b.op("mul", y, b.op("pow", x, b.op("sub", y, one))))
         # d/dy x**y = x**y * log(x) is only defined for x > 0; a constant exponent (the usual
         # `x ** 2`) gets no gradient, so its graph never holds log of a negative base.
@@ -157,7 +156,7 @@ def _select_vjp(b, grads, inputs, comparison):
     g = grads[0]
     x, y = inputs
     chosen = b.op(comparison, x, y)
-    zero = const(b, 0, g)
+    zero = b.constant(0, g.dtype)
     return (unbroadcast(b, b.op("where", chosen, g, zero), x.type),
             unbroadcast(b, b.op("where", chosen, zero, g), y.type))
 

@@ -19,7 +19,6 @@ import numpy as np
 
 from ..ir.types import DType, ShapeError, TensorType, dim_prod
 from .registry import ReductionRule, op
-from .unary import const
 
 
 def reduced_axes(t: TensorType, axes) -> tuple[int, ...]:
@@ -160,7 +159,7 @@ class Mean:
         g = b.op("broadcast_to", _keep(b, grads[0], x, axes, keepdims), x)
         count = dim_prod(x.shape[axis] for axis in reduced_axes(x.type, axes))
         # A symbolic count (the batch B) is only known at run time: numel reads it off x.
-        divisor = const(b, count, x) if isinstance(count, int) else \
+        divisor = b.constant(count, x.dtype) if isinstance(count, int) else \
             b.op("numel", x, axes=axes, dtype=x.dtype)
         return (b.op("div", g, divisor),)
 

@@ -37,12 +37,6 @@ def numeric_type(t: TensorType, name: str) -> TensorType:
     return t
 
 
-def const(b, value, like):
-    """A rank-0 constant of `like`'s element type (broadcasts against it in VJP graphs)."""
-    # Not b.constant: it passes the value through np.ascontiguousarray, which makes 0-d arrays 1-d.
-    return b.op("constant", value=np.array(value, dtype=like.dtype.numpy))
-
-
 @op("exp")
 class Exp:
     """e ** x."""
@@ -93,7 +87,7 @@ class Sqrt:
 
     def vjp(b, grads, inputs, outputs):
         y = outputs[0]
-        return (b.op("mul", grads[0], b.op("div", const(b, 0.5, y), y)),)
+        return (b.op("mul", grads[0], b.op("div", b.constant(0.5, y.dtype), y)),)
 
     def examples():
         return unary_examples(low=0.5, high=3.0)
@@ -115,7 +109,7 @@ class Rsqrt:
         # d/dx x^(-1/2) = -1/2 x^(-3/2) = -1/2 y^3
         y = outputs[0]
         cube = b.op("mul", y, b.op("square", y))
-        return (b.op("mul", grads[0], b.op("mul", cube, const(b, -0.5, y))),)
+        return (b.op("mul", grads[0], b.op("mul", cube, b.constant(-0.5, y.dtype))),)
 
     def examples():
         return unary_examples(low=0.5, high=3.0)
@@ -204,7 +198,7 @@ class Tanh:
 
     def vjp(b, grads, inputs, outputs):
         y = outputs[0]
-        return (b.op("mul", grads[0], b.op("sub", const(b, 1, y), b.op("square", y))),)
+        return (b.op("mul", grads[0], b.op("sub", b.constant(1, y.dtype), b.op("square", y))),)
 
 
 @op("erf")
@@ -224,7 +218,8 @@ class Erf:
     def vjp(b, grads, inputs, outputs):
         x = inputs[0]
         bell = b.op("exp", b.op("neg", b.op("square", x)))
-        return (b.op("mul", grads[0], b.op("mul", bell, const(b, 2 / math.sqrt(math.pi), x))),)
+        scale = b.constant(2 / math.sqrt(math.pi), x.dtype)
+        return (b.op("mul", grads[0], b.op("mul", bell, scale)),)
 
 
 @op("square")
@@ -242,7 +237,7 @@ class Square:
 
     def vjp(b, grads, inputs, outputs):
         x = inputs[0]
-        return (b.op("mul", grads[0], b.op("mul", x, const(b, 2, x))),)
+        return (b.op("mul", grads[0], b.op("mul", x, b.constant(2, x.dtype))),)
 
 
 @op("reciprocal")

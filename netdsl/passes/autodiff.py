@@ -25,7 +25,6 @@ from typing import Sequence
 
 from ..ir.graph import GraphBuilder, Node, Value, toposort
 from ..ir.verify import InternalError
-from .rewrite import constant
 
 GRAD_SCOPE = "grad"
 
@@ -38,7 +37,7 @@ def gradients(b: GraphBuilder, loss: Value, wrt: Sequence[Value]) -> list[Value 
     if loss.rank != 0 or not loss.dtype.is_float:
         raise InternalError(f"internal error: gradients of a non-scalar loss {loss.type}")
     with b.at(loss.producer.span if loss.producer else None):
-        seed = constant(b, 1.0, loss.dtype)
+        seed = b.constant(1.0, loss.dtype)
     return vjp(b, [loss], [seed], wrt)
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from ..ir.graph import Graph, Node, Value
-from .rewrite import Rebuilder, constant, graph_pass, map_bodies
+from .rewrite import Rebuilder, graph_pass, map_bodies
 
 MAX_ELEMENTS = 4096
 
@@ -70,7 +70,7 @@ def fold_constants(graph: Graph, bodies: Callable[[Graph], Graph]) -> Graph:
             if results is not None:
                 with rebuilder.like(node) as b:
                     for old, array in zip(node.outputs, results):
-                        rebuilder.replace(old, constant(b, array, old.dtype))
+                        rebuilder.replace(old, b.constant(array, old.dtype))
                 continue
         rebuilder.copy(node, map_bodies(node, bodies))
     return rebuilder.finish()

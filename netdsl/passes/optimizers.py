@@ -22,7 +22,6 @@ from typing import Callable
 
 from ..errors import Error, did_you_mean
 from ..ir.graph import GraphBuilder, Value
-from .rewrite import constant
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ class _Math:
         self.b, self.dtype = b, like.dtype
 
     def c(self, number: float) -> Value:
-        return constant(self.b, number, self.dtype)
+        return self.b.constant(number, self.dtype)
 
     def scalar(self, value: Value) -> Value:
         return value if value.dtype == self.dtype else self.b.op("cast", value, dtype=self.dtype)

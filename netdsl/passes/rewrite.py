@@ -8,7 +8,7 @@ which re-infers its types.  `finish()` remaps the outputs, losses and state upda
 
 `inline_graph` copies a whole graph into another builder with its inputs bound to given values
 (used to call a `scan` body inside the body of its gradient).  `graph_pass` makes a pass apply
-itself to `scan` bodies, and `constant` makes a constant of exactly a value's shape.
+itself to `scan` bodies.  (Constants are made by `GraphBuilder.constant`.)
 """
 from __future__ import annotations
 
@@ -16,15 +16,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 
 from ..ir.graph import Graph, GraphBuilder, Node, Value
-from ..ir.types import DType
-
-
-def constant(b: GraphBuilder, value: Any, dtype: DType) -> Value:
-    """A constant node of exactly `value`'s shape (a Python scalar stays rank 0)."""
-    return b.op("constant", value=np.array(value, dtype=dtype.numpy, order="C"))
 
 
 def as_values(result: Any) -> tuple[Value, ...]:

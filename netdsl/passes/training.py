@@ -31,7 +31,6 @@ from ..ir.graph import Graph, GraphBuilder, LossInfo, ParamInfo, Value
 from ..ir.types import DType, TensorType
 from .optimizers import OptimizerSpec, apply_update, state_slots
 from .autodiff import gradients, zeros_like
-from .rewrite import constant
 
 LR_INPUT = "__lr__"
 STEP_INPUT = "__step__"
@@ -175,9 +174,9 @@ def _clip_by_global_norm(b: GraphBuilder, pairs, max_norm: float):
             square = b.op("cast", square, dtype=dtype)
         total = square if total is None else b.op("add", total, square)
     norm = b.op("sqrt", total)
-    coefficient = b.op("div", constant(b, max_norm, dtype),
-                       b.op("add", norm, constant(b, 1e-6, dtype)))
-    coefficient = b.op("minimum", coefficient, constant(b, 1.0, dtype))
+    coefficient = b.op("div", b.constant(max_norm, dtype),
+                       b.op("add", norm, b.constant(1e-6, dtype)))
+    coefficient = b.op("minimum", coefficient, b.constant(1.0, dtype))
     return [(p, b.op("mul", g, coefficient if g.dtype == dtype else
                      b.op("cast", coefficient, dtype=g.dtype))) for p, g in pairs]
 

@@ -7,7 +7,7 @@ from netdsl.backends.reference import run
 from netdsl.ir.graph import Graph, GraphBuilder
 from netdsl.ir.types import DType, TensorType
 from netdsl.ir.verify import verify
-from netdsl.passes.rewrite import constant, inline_graph, rebuild
+from netdsl.passes.rewrite import inline_graph, rebuild
 
 T = TensorType(DType.f64, (3,))
 
@@ -51,5 +51,5 @@ def test_inline_graph_binds_inputs():
 
 def test_constant_keeps_scalars_rank_zero():
     b = GraphBuilder(Graph())
-    assert constant(b, 1.0, DType.f32).type == TensorType(DType.f32, ())
-    assert constant(b, [1, 2], DType.i64).type == TensorType(DType.i64, (2,))
+    assert b.constant(1.0, DType.f32).type == TensorType(DType.f32, ())
+    assert b.constant([1, 2], DType.i64).type == TensorType(DType.i64, (2,))

@@ -11,7 +11,6 @@ from netdsl.ir.graph import Graph, GraphBuilder
 from netdsl.ir.types import DType, TensorType
 from netdsl.ops.control import scan
 from netdsl.passes.pipeline import run_pipeline
-from netdsl.passes.rewrite import constant
 
 from passes_helpers import check_gradients, t64
 
@@ -152,12 +151,12 @@ def test_integer_carry_gets_no_gradient():
     x_t = body.input("x_t", t64(3))
     scale = body.op("cast", count, dtype=DType.f64)
     new_h = body.op("add", body.op("mul", body.op("sin", h), scale), x_t)
-    one = constant(body, 1, DType.i64)
+    one = body.constant(1, DType.i64)
     body.graph.outputs = {"h": new_h, "count": body.op("add", count, one),
                           "y": new_h}
 
     def build(b, v):
-        c0 = constant(b, 1, DType.i64)
+        c0 = b.constant(1, DType.i64)
         h_final, count, ys = b.op("scan", v["h0"], c0, v["x"], body=body.graph, n_carry=2,
                                   n_seq=1, axis=0)
         return b.op("add", h_final, b.op("sum", ys, axes=(0,), keepdims=False))
