@@ -9,7 +9,7 @@ import numpy as np
 
 from ..ir.types import DType, ShapeError, TensorType, dim_add, normalize_axis
 from .registry import op
-from .shape import concrete, format_shape, literal, provably_different
+from .shape import concrete, format_shape, provably_different
 
 
 def _axis_sizes(name: str, types, axis: int):
@@ -48,16 +48,6 @@ class Concat:
         pieces = b.op("split", grads[0], *inputs, axis=axis)
         return tuple(pieces)
 
-    def emit_numba(ctx, node, ins, outs):
-        axis = normalize_axis(node.attrs.get("axis", 0), node.inputs[0].rank)
-        offset = ctx.fresh("offset")
-        lines = [f"{offset} = 0"]
-        for name in ins:
-            lead = ":, " * axis
-            lines += [f"{outs[0]}[{lead}{offset}:{offset} + {name}.shape[{axis}]] = {name}",
-                      f"{offset} += {name}.shape[{axis}]"]
-        return lines
-
     def examples():
         f32 = DType.f32
         return [((TensorType(f32, (2, 3)), TensorType(f32, (2, 5))), {"axis": 1}),
@@ -93,16 +83,6 @@ class Split:
                   zip(grads, outputs)]
         return (b.op("concat", *pieces, axis=axis),) + (None,) * (len(inputs) - 1)
 
-    def emit_numba(ctx, node, ins, outs):
-        axis = normalize_axis(node.attrs.get("axis", 0), node.inputs[0].rank)
-        offset = ctx.fresh("offset")
-        lines = [f"{offset} = 0"]
-        for name in outs:
-            lead = ":, " * axis
-            lines += [f"{name}[...] = {ins[0]}[{lead}{offset}:{offset} + {name}.shape[{axis}]]",
-                      f"{offset} += {name}.shape[{axis}]"]
-        return lines
-
     def examples():
         f32 = DType.f32
         return [((TensorType(f32, (2, 7)),), {"axis": 1, "sizes": (3, 4)}),
@@ -128,12 +108,6 @@ class Pad:
     def vjp(b, grads, inputs, outputs, pads, value=0.0):
         return (b.op("slice", grads[0], starts=tuple(before for before, _ in pads),
                      stops=tuple(-after if after else None for _, after in pads)),)
-
-    def emit_numba(ctx, node, ins, outs):
-        inside = ", ".join(f"{before}:{outs[0]}.shape[{axis}] - {after}"
-                           for axis, (before, after) in enumerate(node.attrs["pads"]))
-        return [f"{outs[0]}[...] = {literal(node.attrs.get('value', 0.0))}",
-                f"{outs[0]}[{inside or '...'}] = {ins[0]}"]
 
     def examples():
         f32 = DType.f32

@@ -16,13 +16,11 @@ outputs; its gradient is a reverse `scan` (backpropagation through time), built 
   that made them.  T is the extent of the sequences at `axis`, or the attribute `length` when
   there are no sequences.
 
-The gradient (`vjp`) of a scan is a scan running the other way whose body is the VJP of the
-forward body: it recomputes the step from the stored entering carry, then pulls the carry and y
-cotangents back through it.  Its carries are the carry cotangents and the accumulated gradients
-of the constants; its sequences are the stored carries, the forward sequences and the y
-cotangents; its ys are the gradients of the sequences.  The stored carries come from a twin of
-the forward node with `stack_carries=True`; CSE merges the twin into the forward node, so the
-forward pass runs once and keeps its carries.
+The op holds only what needs no backend and no pass.  Its `reference` loops over the steps and
+runs the body through the `run_body` it is given by the interpreter that calls it
+(backends/reference.py); its gradient, a reverse scan over the body's VJP, is built by autodiff
+and lives in passes/scan_grad.py, which installs it as this op's `vjp`.  `merge_key` is the rule
+DCE and CSE use to merge a scan with its `stack_carries` twin.
 """
 from __future__ import annotations
 
@@ -33,7 +31,7 @@ from ..ir.types import ShapeError, TensorType, normalize_axis
 from .registry import op
 
 
-def _split(items, n_carry: int, n_seq: int):
+def split_inputs(items, n_carry: int, n_seq: int):
     return items[:n_carry], items[n_carry:n_carry + n_seq], items[n_carry + n_seq:]
 
 
@@ -62,7 +60,7 @@ class Scan:
         if len(body_out) < n_carry or n_carry + n_seq > len(types):
             raise ShapeError(f"scan: {n_carry} carries and {n_seq} sequences do not fit "
                              f"{len(types)} inputs and {len(body_out)} body outputs")
-        carries, sequences, constants = _split(list(types), n_carry, n_seq)
+        carries, sequences, constants = split_inputs(list(types), n_carry, n_seq)
         if axis < 0:
             raise ShapeError(f"scan: the time axis must be given as a non-negative index, "
                              f"got {axis}")
@@ -94,32 +92,24 @@ class Scan:
         return tuple(carries + ys + extra)
 
     def reference(*arrays, body, n_carry, n_seq, axis, reverse=False, stack_carries=False,
-                  length=None):
-        from ..backends.reference import evaluate      # the backend imports the op registry
-        carries, sequences, constants = _split(list(arrays), n_carry, n_seq)
+                  length=None, run_body):
+        carries, sequences, constants = split_inputs(list(arrays), n_carry, n_seq)
         steps = sequences[0].shape[axis] if sequences else int(length)
         if steps == 0:
             raise ValueError("scan over an empty sequence (length 0)")
-        outputs = list(body.outputs.values())
-        ys: list[list] = [[None] * steps for _ in outputs[n_carry:]]
+        ys: list[list] = [[None] * steps for _ in list(body.outputs)[n_carry:]]
         stored: list[list] = [[None] * steps for _ in carries] if stack_carries else []
         order = range(steps - 1, -1, -1) if reverse else range(steps)
         for t in order:
             for column, carry in zip(stored, carries):
                 column[t] = carry
             feeds = carries + [np.take(s, t, axis=axis) for s in sequences] + constants
-            env = evaluate(body, {v.id: a for v, a in zip(body.inputs, feeds)})
-            results = [env[v.id] for v in outputs]
+            results = run_body(body, feeds)
             carries = results[:n_carry]
             for column, y in zip(ys, results[n_carry:]):
                 column[t] = y
         stacked = [np.stack(column, axis=axis) for column in ys + stored]
         return tuple(carries + stacked)
-
-    def vjp(b, grads, inputs, outputs, body, n_carry, n_seq, axis, reverse=False,
-            stack_carries=False, length=None):
-        return scan_vjp(b, grads, inputs, outputs, body=body, n_carry=n_carry, n_seq=n_seq,
-                        axis=axis, reverse=reverse, stack_carries=stack_carries, length=length)
 
     def examples():
         from ..ir.types import DType
@@ -150,91 +140,3 @@ def merge_key(attrs: dict) -> tuple:
     but `stack_carries`, which only adds outputs; defaults are filled in."""
     return (id(attrs["body"]), attrs["n_carry"], attrs["n_seq"], attrs["axis"],
             bool(attrs.get("reverse", False)), attrs.get("length"))
-
-
-def scan_vjp(b: GraphBuilder, grads, inputs, outputs, *, body: Graph, n_carry: int, n_seq: int,
-             axis: int, reverse: bool, stack_carries: bool, length):
-    """The gradient of a scan node: a scan running the other way over the body's VJP."""
-    from ..passes.autodiff import vjp, zeros_like
-    from ..passes.rewrite import as_values, inline_graph
-
-    carries, sequences, constants = _split(list(inputs), n_carry, n_seq)
-    body_outputs = list(body.outputs.values())
-    n_ys = len(body_outputs) - n_carry
-    carry_grads = list(grads[:n_carry])
-    y_grads = list(grads[n_carry:n_carry + n_ys])
-    stored_grads = list(grads[n_carry + n_ys:]) if stack_carries else [None] * n_carry
-    if all(g is None for g in grads):
-        return [None] * len(inputs)
-
-    # The carry entering every step, stored by the forward pass (see the module docstring).
-    if stack_carries:
-        stored = list(outputs[n_carry + n_ys:])
-    else:
-        twin = as_values(b.op("scan", *inputs, body=body, n_carry=n_carry, n_seq=n_seq, axis=axis,
-                              reverse=reverse, stack_carries=True,
-                              **({"length": length} if length is not None else {})))
-        stored = list(twin[n_carry + n_ys:])
-
-    # Only floating-point values have gradients; cotangents that are None are left out.
-    f_carry = [i for i, v in enumerate(carries) if v.dtype.is_float]
-    f_seq = [j for j, v in enumerate(sequences) if v.dtype.is_float]
-    f_const = [m for m, v in enumerate(constants) if v.dtype.is_float]
-    y_used = [j for j, g in enumerate(y_grads) if g is not None]
-    s_used = [i for i in f_carry if stored_grads[i] is not None]
-
-    gb = GraphBuilder(Graph(name=f"{body.name}.vjp"))
-    gb.span, gb.scope = b.span, b.scope
-    d_carry = [gb.input(f"d_carry{i}", carries[i].type) for i in f_carry]
-    d_const = [gb.input(f"d_const{m}", constants[m].type) for m in f_const]
-    carry_t = [gb.input(f"carry{i}", body.inputs[i].type) for i in range(n_carry)]
-    seq_t = [gb.input(f"seq{j}", body.inputs[n_carry + j].type) for j in range(n_seq)]
-    d_y_t = [gb.input(f"d_y{j}", body_outputs[n_carry + j].type) for j in y_used]
-    d_stored_t = [gb.input(f"d_stored{i}", carries[i].type) for i in s_used]
-    const_in = [gb.input(f"const{m}", v.type) for m, v in enumerate(constants)]
-
-    # Recompute the step, then pull the cotangents back through it.
-    step_outputs = inline_graph(gb, body, carry_t + seq_t + const_in)
-    cotangents = [None] * len(step_outputs)
-    for i, d in zip(f_carry, d_carry):
-        cotangents[i] = d
-    for j, d in zip(y_used, d_y_t):
-        cotangents[n_carry + j] = d
-    wrt = [carry_t[i] for i in f_carry] + [seq_t[j] for j in f_seq] + \
-        [const_in[m] for m in f_const]
-    pulled = vjp(gb, step_outputs, cotangents, wrt)
-    g_carry = pulled[:len(f_carry)]
-    g_seq = pulled[len(f_carry):len(f_carry) + len(f_seq)]
-    g_const = pulled[len(f_carry) + len(f_seq):]
-
-    new_outputs = {}
-    for i, g in zip(f_carry, g_carry):
-        if i in s_used:          # a stored carry's own cotangent adds to its step's carry
-            extra = d_stored_t[s_used.index(i)]
-            g = extra if g is None else gb.op("add", g, extra)
-        new_outputs[f"d_carry{i}"] = g if g is not None else zeros_like(gb, carry_t[i])
-    for m, acc, g in zip(f_const, d_const, g_const):
-        new_outputs[f"d_const{m}"] = acc if g is None else gb.op("add", acc, g)
-    for j, g in zip(f_seq, g_seq):
-        new_outputs[f"d_seq{j}"] = g if g is not None else zeros_like(gb, seq_t[j])
-    gb.graph.outputs = new_outputs
-
-    init = [carry_grads[i] if carry_grads[i] is not None else zeros_like(b, outputs[i])
-            for i in f_carry] + [zeros_like(b, constants[m]) for m in f_const]
-    seqs = stored + sequences + [y_grads[j] for j in y_used] + [stored_grads[i] for i in s_used]
-    results = as_values(b.op("scan", *init, *seqs, *constants, body=gb.graph,
-                             n_carry=len(init), n_seq=len(seqs), axis=axis,
-                             reverse=not reverse,
-                             **({"length": length} if not seqs else {})))
-    final_d_carry = results[:len(f_carry)]
-    final_d_const = results[len(f_carry):len(init)]
-    d_sequences = results[len(init):]
-
-    gradients: list = [None] * len(inputs)
-    for i, g in zip(f_carry, final_d_carry):
-        gradients[i] = g
-    for j, g in zip(f_seq, d_sequences):
-        gradients[n_carry + j] = g
-    for m, g in zip(f_const, final_d_const):
-        gradients[n_carry + n_seq + m] = g
-    return gradients

@@ -4,18 +4,13 @@
 `padding` (int, pair or "same"), `dilation`, `groups`.  Bias is a separate broadcast add (the
 fusion pass makes it an epilogue).  The gradients are ops too, so they compile to BLAS:
 `conv2d_grad_input(g, w, x)` (x read only for its shape: with stride > 1 several input sizes
-give one output size) and `conv2d_grad_weight(x, g)` (attr `kernel_size`).  Compiled kernels
-unfold a chunk of images into columns (im2col) and multiply with one `np.dot` (BLAS) per chunk:
-on LeNet shapes 20x faster than direct loops in Numba.  BLAS is never called inside a parallel
-region; the `_parallel` variants unfold a chunk's images in parallel, for large tensors only.
+give one output size) and `conv2d_grad_weight(x, g)` (attr `kernel_size`).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..ir.types import DType, ShapeError, TensorType, dim_add, dim_floordiv
-from ._conv_kernels import (conv2d_backward_weight, conv2d_backward_weight_parallel,
-                            conv2d_kernel, conv2d_kernel_parallel)
 from .registry import op
 
 
@@ -133,19 +128,6 @@ def _grad_weight_reference(x, g, kernel_size, stride=1, padding=0, dilation=1, g
     return dw.reshape(g.shape[1], x.shape[1] // groups, *kernel_size).astype(x.dtype)
 
 
-# ---------------------------------------------------------------------------------------------
-# Emitting calls to the compiled kernels (in _conv_kernels.py)
-
-def _kernel_args(attrs, kernel) -> str:
-    """The geometry as arguments of the compiled kernels, typed int64 rather than literal
-    (`np.int64(2)`, not `2`): one compiled kernel then serves every convolution of a dtype,
-    where literals compiled a specialisation per geometry (~5 s each for the weight gradient).
-    unfold still passes im2col literal 1s for unit stride and dilation."""
-    (sh, sw), (pt, _, pl, _), (dh, dw) = geometry(
-        tuple(kernel), attrs.get("stride", 1), attrs.get("padding", 0), attrs.get("dilation", 1))
-    return ", ".join(f"np.int64({v})" for v in (sh, sw, pt, pl, dh, dw, attrs.get("groups", 1)))
-
-
 def _check_grad_type(name: str, g: TensorType, expected: TensorType) -> None:
     if g.dtype != expected.dtype or tuple(g.shape) != tuple(expected.shape):
         raise ShapeError(f"{name}: the output gradient {g} does not match the conv2d output "
@@ -187,11 +169,6 @@ class Conv2D:
         return (b.op("conv2d_grad_input", g, w, x, **attrs),
                 b.op("conv2d_grad_weight", x, g, kernel_size=tuple(w.shape[2:]), **attrs))
 
-    def emit_numba(ctx, node, ins, outs):
-        args = _kernel_args(node.attrs, node.inputs[1].shape[2:])
-        kernel = conv2d_kernel_parallel if ctx.large(node.outputs[0].type) else conv2d_kernel
-        return [f"{ctx.use(kernel)}({ins[0]}, {ins[1]}, {outs[0]}, {args}, np.bool_(False))"]
-
     def examples():
         return _examples("forward")
 
@@ -218,11 +195,6 @@ class Conv2DGradInput:
         return (b.op("conv2d", gg, w, **attrs),
                 b.op("conv2d_grad_weight", gg, g, kernel_size=tuple(w.shape[2:]), **attrs),
                 None)
-
-    def emit_numba(ctx, node, ins, outs):
-        args = _kernel_args(node.attrs, node.inputs[1].shape[2:])
-        kernel = conv2d_kernel_parallel if ctx.large(node.outputs[0].type) else conv2d_kernel
-        return [f"{ctx.use(kernel)}({outs[0]}, {ins[1]}, {ins[0]}, {args}, np.bool_(True))"]
 
     def examples():
         return _examples("input")
@@ -254,12 +226,6 @@ class Conv2DGradWeight:
         x, g = inputs
         # Bilinear in (x, g): <G, gradw(x, g)> = <conv(x, G), g>.
         return (b.op("conv2d_grad_input", g, gw, x, **attrs), b.op("conv2d", x, gw, **attrs))
-
-    def emit_numba(ctx, node, ins, outs):
-        args = _kernel_args(node.attrs, node.attrs["kernel_size"])
-        kernel = conv2d_backward_weight_parallel if ctx.large(node.inputs[0].type) else \
-            conv2d_backward_weight
-        return [f"{ctx.use(kernel)}({ins[0]}, {ins[1]}, {outs[0]}, {args})"]
 
     def examples():
         return _examples("weight")

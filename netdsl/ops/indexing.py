@@ -86,13 +86,13 @@ def slice_length(dim, start, stop, step: int):
         return max(length, 0)
     if any(coefficient < 0 for monomial, coefficient in length.terms if monomial):
         # e.g. x[-1:0] on T: 1 - T, which is 0 or not depending on T.
-        raise ShapeError(f"slice {_bounds(start, stop, step)} of an axis of length {dim} has "
+        raise ShapeError(f"slice {bounds_text(start, stop, step)} of an axis of length {dim} has "
                          f"length {length}, which cannot be decided for every {dim}",
                          hint="count both bounds from the same end of a symbolic axis")
     return length
 
 
-def _bounds(start, stop, step) -> str:
+def bounds_text(start, stop, step) -> str:
     text = f"{'' if start is None else start}:{'' if stop is None else stop}"
     return text if step is None else f"{text}:{step}"
 
@@ -108,7 +108,7 @@ def _sliced_type(a: TensorType, starts, stops, steps, squeeze) -> TensorType:
     return TensorType(a.dtype, tuple(n for axis, n in enumerate(lengths) if axis not in dropped))
 
 
-def _key(rank: int, starts, stops, steps, squeeze, bound=None) -> tuple:
+def slice_key(rank: int, starts, stops, steps, squeeze, bound=None) -> tuple:
     """The NumPy subscript: slices, and an int for each squeezed axis (which drops it).
 
     `bound(value, axis)` renders a bound; by default bounds must be concrete ints (the
@@ -128,35 +128,6 @@ def _key(rank: int, starts, stops, steps, squeeze, bound=None) -> tuple:
     return tuple(key)
 
 
-def _source_key(node, x_type: TensorType, array: str) -> str:
-    """The subscript of a slice node as Numba source.
-
-    A symbolic bound is written relative to its axis' run-time extent (`T - 1` becomes
-    `x.shape[1] - 1`); the lowering of `x[:, -1]` makes exactly these.
-    """
-    def bound(value, axis):
-        if value is None or isinstance(value, int):
-            return value
-        offset = dim_sub(value, x_type.shape[axis])
-        if not isinstance(offset, int):
-            raise ValueError(f"slice bound {value} on an axis of length {x_type.shape[axis]} "
-                             f"is not relative to the axis' extent")
-        extent = f"{array}.shape[{axis}]"
-        return extent if offset == 0 else f"{extent} {'+' if offset > 0 else '-'} {abs(offset)}"
-
-    attrs = (node.attrs.get(k, ()) for k in ("starts", "stops", "steps", "squeeze"))
-    return _source(_key(x_type.rank, *attrs, bound=bound))
-
-
-def _source(key: tuple) -> str:
-    """The subscript as Numba source text."""
-    def part(item):
-        if isinstance(item, (int, str)):        # an index, or source text for a bound
-            return str(item)
-        return _bounds(item.start, item.stop, item.step if item.step != 1 else None)
-    return ", ".join(part(item) for item in key) or "..."
-
-
 @op("slice")
 class Slice:
     """x[start:stop:step] per axis with Python semantics; `squeeze` drops length-1 axes."""
@@ -166,14 +137,11 @@ class Slice:
         return _sliced_type(a, starts, stops, steps, squeeze)
 
     def reference(a, starts=(), stops=(), steps=(), squeeze=()):
-        return np.array(a[_key(a.ndim, starts, stops, steps, squeeze)])
+        return np.array(a[slice_key(a.ndim, starts, stops, steps, squeeze)])
 
     def vjp(b, grads, inputs, outputs, starts=(), stops=(), steps=(), squeeze=()):
         return (b.op("slice_grad", grads[0], inputs[0], starts=starts, stops=stops, steps=steps,
                      squeeze=squeeze),)
-
-    def emit_numba(ctx, node, ins, outs):
-        return [f"{outs[0]}[...] = {ins[0]}[{_source_key(node, node.inputs[0].type, ins[0])}]"]
 
     def examples():
         f32 = DType.f32
@@ -199,17 +167,12 @@ class SliceGrad:
 
     def reference(g, x, starts=(), stops=(), steps=(), squeeze=()):
         out = np.zeros(x.shape, dtype=g.dtype)
-        out[_key(x.ndim, starts, stops, steps, squeeze)] = g
+        out[slice_key(x.ndim, starts, stops, steps, squeeze)] = g
         return out
 
     def vjp(b, grads, inputs, outputs, starts=(), stops=(), steps=(), squeeze=()):
         return (b.op("slice", grads[0], starts=starts, stops=stops, steps=steps,
                      squeeze=squeeze), None)
-
-    def emit_numba(ctx, node, ins, outs):
-        key = _source_key(node, node.inputs[1].type, ins[1])
-        source = f"{ins[0]}[()]" if node.inputs[0].rank == 0 else ins[0]
-        return [f"{outs[0]}[...] = 0", f"{outs[0]}[{key}] = {source}"]
 
     def examples():
         f32 = DType.f32
@@ -244,22 +207,6 @@ def _check_indices(indices: np.ndarray, n: int, op_name: str) -> None:
                          f"position {where} of an axis of length {n}")
 
 
-def _guard_lines(ctx, idx: str, n: str) -> list[str]:
-    """A serial loop that raises INDEX_ERROR for an index outside [0, n) (before any access)."""
-    j, k = ctx.fresh("j"), ctx.fresh("k")
-    return [f"for {j} in range({idx}.shape[0]):",
-            f"    {k} = {idx}[{j}]",
-            f"    if {k} < 0 or {k} >= {n}:",
-            f"        raise IndexError({INDEX_ERROR!r})"]
-
-
-def _blocks(x: str, axis: int, rank: int) -> tuple[str, str, str]:
-    """Source for the (outer, n, inner) extents of x around `axis`."""
-    def product(axes):
-        return " * ".join(f"{x}.shape[{a}]" for a in axes) or "1"
-    return product(range(axis)), f"{x}.shape[{axis}]", product(range(axis + 1, rank))
-
-
 @op("take")
 class Take:
     """Gather along `axis` by an integer index tensor (np.take with indices in [0, n))."""
@@ -275,22 +222,6 @@ class Take:
     def vjp(b, grads, inputs, outputs, axis: int = 0):
         x, indices = inputs
         return (b.op("take_grad", grads[0], indices, x, axis=axis), None)
-
-    def emit_numba(ctx, node, ins, outs):
-        axis = normalize_axis(node.attrs.get("axis", 0), node.inputs[0].rank)
-        outer, n, inner = _blocks(ins[0], axis, node.inputs[0].rank)
-        src, idx, dst, j, i, k, m = (ctx.fresh(p) for p in ("src", "idx", "dst", *"jikm"))
-        # Parallel over the index positions: each writes its own output rows.  The bounds
-        # check is its own serial loop: a raise inside a prange would stop the parallelisation.
-        return [f"{src} = {ins[0]}.reshape(({outer}, {n}, {inner}))",
-                f"{idx} = {ins[1]}.reshape(({ins[1]}.size,))",
-                f"{dst} = {outs[0]}.reshape(({outer}, {ins[1]}.size, {inner}))",
-                *_guard_lines(ctx, idx, f"{src}.shape[1]"),
-                f"for {j} in {ctx.range}({idx}.shape[0]):",
-                f"    {k} = {idx}[{j}]",
-                f"    for {i} in range({src}.shape[0]):",
-                f"        for {m} in range({src}.shape[2]):",
-                f"            {dst}[{i}, {j}, {m}] = {src}[{i}, {k}, {m}]"]
 
     def examples():
         f32, i64 = DType.f32, DType.i64
@@ -323,23 +254,6 @@ class TakeGrad:
     def vjp(b, grads, inputs, outputs, axis: int = 0):
         return (b.op("take", grads[0], inputs[1], axis=axis), None, None)
 
-    def emit_numba(ctx, node, ins, outs):
-        axis = normalize_axis(node.attrs.get("axis", 0), node.inputs[2].rank)
-        outer, n, inner = _blocks(ins[2], axis, node.inputs[2].rank)
-        grad, idx, dst, j, i, k, m = (ctx.fresh(p) for p in ("grad", "idx", "dst", *"jikm"))
-        # Parallel over the outer rows only: repeated indices add into the same element, so
-        # index positions within a row must run in order.
-        return [f"{outs[0]}[...] = 0",
-                f"{dst} = {outs[0]}.reshape(({outer}, {n}, {inner}))",
-                f"{idx} = {ins[1]}.reshape(({ins[1]}.size,))",
-                f"{grad} = {ins[0]}.reshape(({outer}, {ins[1]}.size, {inner}))",
-                *_guard_lines(ctx, idx, f"{dst}.shape[1]"),
-                f"for {i} in {ctx.range}({dst}.shape[0]):",
-                f"    for {j} in range({idx}.shape[0]):",
-                f"        {k} = {idx}[{j}]",
-                f"        for {m} in range({dst}.shape[2]):",
-                f"            {dst}[{i}, {k}, {m}] += {grad}[{i}, {j}, {m}]"]
-
     def examples():
         f32, i64 = DType.f32, DType.i64
         return [((TensorType(f32, (2, 3, 4)), TensorType(i64, (2, 3)), TensorType(f32, (3, 4))),
@@ -361,17 +275,6 @@ class OneHot:
 
     def reference(indices, depth: int, dtype: DType = DType.f32):
         return (indices[..., None] == np.arange(depth)).astype(dtype.numpy)
-
-    def emit_numba(ctx, node, ins, outs):
-        idx, dst, j, k = (ctx.fresh(p) for p in ("idx", "dst", "j", "k"))
-        depth = node.attrs["depth"]
-        return [f"{outs[0]}[...] = 0",
-                f"{idx} = {ins[0]}.reshape(({ins[0]}.size,))",
-                f"{dst} = {outs[0]}.reshape(({ins[0]}.size, {depth}))",
-                f"for {j} in {ctx.range}({idx}.shape[0]):",
-                f"    {k} = {idx}[{j}]",
-                f"    if 0 <= {k} < {depth}:",
-                f"        {dst}[{j}, {k}] = 1"]
 
     def examples():
         i64 = DType.i64

@@ -6,14 +6,10 @@
 sends each output gradient to its window's first maximum (row-major order, PyTorch's choice on
 ties); `max_pool2d_gather(x, v)` picks v at those same positions (the transpose, used for
 second derivatives); `avg_pool2d_grad(x, g)` spreads g evenly (x read only for its shape).
-Compiled kernels loop over image planes (in parallel for large tensors only), with unsigned
-(`u64`) indices so that Numba emits no negative-index wraparound tests (2.7x faster).
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
-from numba import uint64 as u64
 
 from ..ir.types import ShapeError, TensorType
 from .conv import output_dim
@@ -102,151 +98,11 @@ def _divisor(x, size, stride, padding, count_include_pad):
 # ---------------------------------------------------------------------------------------------
 # Compiled kernels (x viewed as [planes, H, W]; a window's rows/columns clipped to the image)
 
-@njit(cache=True)
-def _span(position, stride, pad, size, length):
-    start = position * stride - pad
-    return max(start, 0), min(start + size, length)
-
 
 # Each kernel works plane by plane (a `_plane` function), in a serial loop or, in its
 # `_parallel` variant, in prange.  The code generator calls the parallel one only for large
 # tensors (EmitContext.large): a prange over a small batch pays a thread-pool barrier per call,
 # slow on busy cores, and a parallel kernel takes far longer to compile.
-
-@njit(cache=True)
-def _max_pool_plane(x3, out3, plane, kh, kw, sh, sw, ph, pw):
-    height, width = x3.shape[1], x3.shape[2]
-    for y in range(out3.shape[1]):
-        y0, y1 = _span(y, sh, ph, kh, height)
-        for xx in range(out3.shape[2]):
-            x0, x1 = _span(xx, sw, pw, kw, width)
-            best = -np.inf
-            for iy in range(y0, y1):
-                for ix in range(x0, x1):
-                    best = max(best, x3[plane, u64(iy), u64(ix)])
-            out3[plane, y, xx] = best
-
-
-@njit(cache=True)
-def max_pool2d_kernel(x, out, kh, kw, sh, sw, ph, pw):
-    """out = the maximum of each window of x."""
-    n, c, height, width = x.shape
-    x3 = x.reshape(n * c, height, width)
-    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
-    for plane in range(n * c):
-        _max_pool_plane(x3, out3, plane, kh, kw, sh, sw, ph, pw)
-
-
-@njit(cache=True, parallel=True)
-def max_pool2d_kernel_parallel(x, out, kh, kw, sh, sw, ph, pw):
-    """max_pool2d_kernel, planes in parallel."""
-    n, c, height, width = x.shape
-    x3 = x.reshape(n * c, height, width)
-    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
-    for plane in prange(n * c):
-        _max_pool_plane(x3, out3, np.int64(plane), kh, kw, sh, sw, ph, pw)
-
-
-@njit(cache=True)
-def _max_route_plane(x3, v3, out3, plane, kh, kw, sh, sw, ph, pw, gather):
-    height, width = x3.shape[1], x3.shape[2]
-    pooled = out3 if gather else v3
-    if not gather:
-        out3[plane] = 0
-    for y in range(pooled.shape[1]):
-        y0, y1 = _span(y, sh, ph, kh, height)
-        for xx in range(pooled.shape[2]):
-            x0, x1 = _span(xx, sw, pw, kw, width)
-            best, by, bx = -np.inf, y0, x0
-            for iy in range(y0, y1):
-                for ix in range(x0, x1):
-                    if x3[plane, u64(iy), u64(ix)] > best:
-                        best, by, bx = x3[plane, u64(iy), u64(ix)], iy, ix
-            if gather:
-                out3[plane, y, xx] = v3[plane, u64(by), u64(bx)]
-            else:
-                out3[plane, u64(by), u64(bx)] += v3[plane, y, xx]
-
-
-@njit(cache=True)
-def max_pool2d_route(x, v, out, kh, kw, sh, sw, ph, pw, gather):
-    """Through each window's first maximum of x (row-major; strict > keeps the first):
-    gather, out (pooled) = v (like x) at the argmax; else out (like x) = v (pooled) scattered
-    to the argmax, summed where windows overlap."""
-    n, c, height, width = x.shape
-    x3 = x.reshape(n * c, height, width)
-    v3 = v.reshape(n * c, v.shape[2], v.shape[3])
-    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
-    for plane in range(n * c):
-        _max_route_plane(x3, v3, out3, plane, kh, kw, sh, sw, ph, pw, gather)
-
-
-@njit(cache=True, parallel=True)
-def max_pool2d_route_parallel(x, v, out, kh, kw, sh, sw, ph, pw, gather):
-    """max_pool2d_route, planes in parallel."""
-    n, c, height, width = x.shape
-    x3 = x.reshape(n * c, height, width)
-    v3 = v.reshape(n * c, v.shape[2], v.shape[3])
-    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
-    for plane in prange(n * c):
-        _max_route_plane(x3, v3, out3, np.int64(plane), kh, kw, sh, sw, ph, pw, gather)
-
-
-@njit(cache=True, fastmath=True)
-def _avg_pool_plane(s3, out3, plane, kh, kw, sh, sw, ph, pw, include_pad, backward):
-    height, width = (out3.shape[1], out3.shape[2]) if backward else (s3.shape[1], s3.shape[2])
-    ho, wo = (s3.shape[1], s3.shape[2]) if backward else (out3.shape[1], out3.shape[2])
-    if backward:
-        out3[plane] = 0
-    for y in range(ho):
-        y0, y1 = _span(y, sh, ph, kh, height)
-        for xx in range(wo):
-            x0, x1 = _span(xx, sw, pw, kw, width)
-            divisor = kh * kw if include_pad else (y1 - y0) * (x1 - x0)
-            if backward:
-                share = s3[plane, y, xx] / divisor
-                for iy in range(y0, y1):
-                    for ix in range(x0, x1):
-                        out3[plane, u64(iy), u64(ix)] += share
-            else:
-                total = 0.0
-                for iy in range(y0, y1):
-                    for ix in range(x0, x1):
-                        total += s3[plane, u64(iy), u64(ix)]
-                out3[plane, y, xx] = total / divisor
-
-
-@njit(cache=True, fastmath=True)
-def avg_pool2d_kernel(source, out, kh, kw, sh, sw, ph, pw, include_pad, backward):
-    """Forward: out = window means of source.  Backward: out (shaped like x) = the pooled
-    gradient `source` spread evenly over each window."""
-    n, c = source.shape[0], source.shape[1]
-    s3 = source.reshape(n * c, source.shape[2], source.shape[3])
-    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
-    for plane in range(n * c):
-        _avg_pool_plane(s3, out3, plane, kh, kw, sh, sw, ph, pw, include_pad, backward)
-
-
-@njit(cache=True, parallel=True, fastmath=True)
-def avg_pool2d_kernel_parallel(source, out, kh, kw, sh, sw, ph, pw, include_pad, backward):
-    """avg_pool2d_kernel, planes in parallel."""
-    n, c = source.shape[0], source.shape[1]
-    s3 = source.reshape(n * c, source.shape[2], source.shape[3])
-    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
-    for plane in prange(n * c):
-        _avg_pool_plane(s3, out3, np.int64(plane), kh, kw, sh, sw, ph, pw, include_pad,
-                        backward)
-
-
-def _pick(ctx, serial, parallel, type_):
-    """The kernel variant for an op over `type_` (see above), imported into the module."""
-    return ctx.use(parallel if ctx.large(type_) else serial)
-
-
-def _geometry_args(attrs) -> str:
-    (kh, kw), (sh, sw), (ph, pw) = window("pool", attrs.get("size"), attrs.get("stride"),
-                                          attrs.get("padding", 0))
-    return f"{kh}, {kw}, {sh}, {sw}, {ph}, {pw}"
 
 
 def _examples(kind: str):
@@ -286,11 +142,6 @@ class MaxPool2D:
         g = grads[0]
         return (None if g is None else b.op("max_pool2d_grad", inputs[0], g, **attrs),)
 
-    def emit_numba(ctx, node, ins, outs):
-        args = _geometry_args(node.attrs)
-        kernel = _pick(ctx, max_pool2d_kernel, max_pool2d_kernel_parallel, node.inputs[0].type)
-        return [f"{kernel}({ins[0]}, {outs[0]}, {args})"]
-
     def examples():
         return _examples("pool")
 
@@ -316,11 +167,6 @@ class MaxPool2DGrad:
         # Linear in g; x only chooses positions (piecewise constant: no gradient).
         return None, (None if gg is None else b.op("max_pool2d_gather", x, gg, **attrs))
 
-    def emit_numba(ctx, node, ins, outs):
-        kernel = _pick(ctx, max_pool2d_route, max_pool2d_route_parallel, node.inputs[0].type)
-        return [f"{kernel}({ins[0]}, {ins[1]}, {outs[0]}, "
-                f"{_geometry_args(node.attrs)}, False)"]
-
     def examples():
         return _examples("grad")
 
@@ -345,11 +191,6 @@ class MaxPool2DGather:
         g = grads[0]
         return None, (None if g is None else b.op("max_pool2d_grad", inputs[0], g, **attrs))
 
-    def emit_numba(ctx, node, ins, outs):
-        kernel = _pick(ctx, max_pool2d_route, max_pool2d_route_parallel, node.inputs[0].type)
-        return [f"{kernel}({ins[0]}, {ins[1]}, {outs[0]}, "
-                f"{_geometry_args(node.attrs)}, True)"]
-
     def examples():
         return _examples("gather")
 
@@ -370,12 +211,6 @@ class AvgPool2D:
     def vjp(b, grads, inputs, outputs, **attrs):
         g = grads[0]
         return (None if g is None else b.op("avg_pool2d_grad", inputs[0], g, **attrs),)
-
-    def emit_numba(ctx, node, ins, outs):
-        include = bool(node.attrs.get("count_include_pad", True))
-        kernel = _pick(ctx, avg_pool2d_kernel, avg_pool2d_kernel_parallel, node.inputs[0].type)
-        return [f"{kernel}({ins[0]}, {outs[0]}, "
-                f"{_geometry_args(node.attrs)}, {include}, False)"]
 
     def examples():
         return _with_pad_mode(_examples("pool"))
@@ -405,12 +240,6 @@ class AvgPool2DGrad:
         gg = grads[0]
         # Linear in g with avg_pool2d as its transpose; x gives only the shape.
         return None, (None if gg is None else b.op("avg_pool2d", gg, **attrs))
-
-    def emit_numba(ctx, node, ins, outs):
-        include = bool(node.attrs.get("count_include_pad", True))
-        kernel = _pick(ctx, avg_pool2d_kernel, avg_pool2d_kernel_parallel, node.outputs[0].type)
-        return [f"{kernel}({ins[1]}, {outs[0]}, "
-                f"{_geometry_args(node.attrs)}, {include}, True)"]
 
     def examples():
         return _with_pad_mode(_examples("grad"))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
 
 from ..ir.types import DType, ShapeError, TensorType
 from .registry import op
@@ -31,14 +30,6 @@ _S30, _S27, _S31, _S32 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(
 _S40, _S11 = np.uint64(40), np.uint64(11)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _TWO_PI = 2.0 * math.pi
-
-
-@njit(cache=True)
-def _mix(z):
-    """splitmix64's finaliser: a bijection of uint64 with good avalanche."""
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
 
 
 def _key(seed: int, counter) -> np.uint64:
@@ -74,45 +65,6 @@ def _normal(bits) -> np.ndarray:
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(_TWO_PI * u2)
 
 
-@njit(cache=True)
-def _random_element(flat, i, key, kind, p, narrow, scale):
-    bits = _mix(key + (np.uint64(i) + np.uint64(1)) * _GOLDEN)
-    if kind == 0:
-        if narrow:
-            flat[i] = np.float64(bits >> _S40) * 2.0 ** -24
-        else:
-            flat[i] = np.float64(bits >> _S11) * 2.0 ** -53
-    elif kind == 1:
-        u1 = (np.float64(bits >> _S32) + 1.0) * 2.0 ** -32
-        u2 = np.float64(bits & _LOW32) * 2.0 ** -32
-        flat[i] = math.sqrt(-2.0 * math.log(u1)) * math.cos(_TWO_PI * u2)
-    else:
-        keep = np.float64(bits >> _S40) * 2.0 ** -24 >= p
-        flat[i] = scale if keep else 0.0
-
-
-@njit(cache=True)
-def random_kernel(out, seed, counter, kind, p, narrow):
-    """Fill `out` (any shape, C order): kind 0 uniform, 1 normal, 2 dropout mask with rate p;
-    `narrow` says out is f32 (24-bit uniforms).  Element i depends only on (seed, counter, i),
-    so random_kernel_parallel (used for large tensors) gives the same numbers."""
-    flat = out.reshape(out.size)
-    key = _mix(_mix(np.uint64(np.int64(seed))) ^ _mix(np.uint64(np.int64(counter)) + _GOLDEN))
-    scale = 1.0 / (1.0 - p)
-    for i in range(flat.size):
-        _random_element(flat, np.uint64(i), key, kind, p, narrow, scale)
-
-
-@njit(cache=True, parallel=True)
-def random_kernel_parallel(out, seed, counter, kind, p, narrow):
-    """random_kernel with the elements in parallel."""
-    flat = out.reshape(out.size)
-    key = _mix(_mix(np.uint64(np.int64(seed))) ^ _mix(np.uint64(np.int64(counter)) + _GOLDEN))
-    scale = 1.0 / (1.0 - p)
-    for i in prange(flat.size):
-        _random_element(flat, np.uint64(i), key, kind, p, narrow, scale)
-
-
 def _random_type(name: str, counter: TensorType, like, shape, dtype) -> TensorType:
     if counter.rank != 0 or not counter.dtype.is_int:
         raise ShapeError(f"{name} expects an integer scalar counter as its first input, "
@@ -135,14 +87,6 @@ def _draw(kind: str, counter, like, shape, dtype, seed):
     return values.astype(dtype.numpy).reshape(dims)
 
 
-def _emit(kind: int, ctx, node, ins, outs, p=0.0) -> list[str]:
-    seed = int(node.attrs.get("seed", 0))
-    narrow = node.outputs[0].dtype == DType.f32
-    kernel = ctx.use(random_kernel_parallel if ctx.large(node.outputs[0].type) else
-                     random_kernel)
-    return [f"{kernel}({outs[0]}, {seed}, {ins[0]}[()], {kind}, {float(p)!r}, {narrow})"]
-
-
 def _examples():
     i64, f32, f64 = DType.i64, DType.f32, DType.f64
     counter = TensorType(i64, ())
@@ -163,9 +107,6 @@ class RandomUniform:
     def reference(counter, like=None, shape=None, dtype=None, seed=0):
         return _draw("uniform", counter, like, shape, dtype, seed)
 
-    def emit_numba(ctx, node, ins, outs):
-        return _emit(0, ctx, node, ins, outs)
-
     examples = staticmethod(_examples)
 
 
@@ -180,9 +121,6 @@ class RandomNormal:
 
     def reference(counter, like=None, shape=None, dtype=None, seed=0):
         return _draw("normal", counter, like, shape, dtype, seed)
-
-    def emit_numba(ctx, node, ins, outs):
-        return _emit(1, ctx, node, ins, outs)
 
     examples = staticmethod(_examples)
 
@@ -204,9 +142,6 @@ class DropoutMask:
         uniform = (_bits(seed, counter, like.size) >> _S40).astype(np.float64) * 2.0 ** -24
         mask = np.where(uniform >= p, 1.0 / (1.0 - p), 0.0)
         return mask.astype(dtype).reshape(like.shape)
-
-    def emit_numba(ctx, node, ins, outs):
-        return _emit(2, ctx, node, ins, outs, node.attrs.get("p", 0.5))
 
     def examples():
         counter = TensorType(DType.i64, ())

@@ -5,9 +5,6 @@ the end) reduces those; the empty tuple reduces nothing, as in NumPy, so that ge
 un-broadcasting) that computes an empty axis list gets the identity rather than a total.
 `keepdims=True` keeps each reduced axis with length 1.
 
-Emitters view the input as a 2-D (kept, reduced) array: the reduced axes are moved last (a copy
-only when they are not already last), one output element per row, rows in parallel.  Float sums
-accumulate in f64, so f32 results are at least as accurate as NumPy's pairwise summation.
 VJPs restore the reduced axes with `expand_dims` and broadcast against the input, so they hold
 no symbolic shapes in attributes.
 """
@@ -65,38 +62,12 @@ def _keep(b, grad, x, axes, keepdims: bool):
     return b.op("expand_dims", grad, axes=chosen)
 
 
-def reduction_lines(ctx, node, source: str, out: str, axes, row_body) -> list[str]:
-    """Loop over the output's elements; `row_body(row, i, result)` reduces row `row[i, :]`.
-
-    Returns lines that bind a 2-D (outer, inner) view of `source` with the reduced axes last and
-    a flat view of `out`, then loop over the rows (prange when the context is parallel).
-    """
-    x = node.inputs[0]
-    chosen = reduced_axes(x.type, axes)
-    kept = [axis for axis in range(x.rank) if axis not in chosen]
-    rows, row, flat, i = ctx.fresh("rows"), ctx.fresh("row"), ctx.fresh("flat"), ctx.fresh("i")
-    outer = " * ".join(f"{source}.shape[{a}]" for a in kept) or "1"
-    inner = " * ".join(f"{source}.shape[{a}]" for a in chosen) or "1"
-    perm = tuple(kept + list(chosen))
-    moved = source if perm == tuple(range(x.rank)) else \
-        f"np.ascontiguousarray(np.transpose({source}, {perm!r}))"
-    lines = [f"{rows} = {outer}",
-             f"{row} = {moved}.reshape(({rows}, {inner}))",
-             f"{flat} = {out}.reshape(({rows},))",
-             f"for {i} in {ctx.range}({rows}):"]
-    return lines + ["    " + line for line in row_body(row, i, f"{flat}[{i}]")]
-
-
 def _lowest(dtype: DType):
     return -math.inf if dtype.is_float else int(np.iinfo(dtype.numpy).min)
 
 
 def _highest(dtype: DType):
     return math.inf if dtype.is_float else int(np.iinfo(dtype.numpy).max)
-
-
-def _accumulator(dtype: DType) -> str:
-    return "0.0" if dtype.is_float else "0"
 
 
 def _examples(**options):
@@ -127,17 +98,6 @@ class Sum:
         g = _keep(b, grads[0], x, axes, keepdims)
         return (b.op("broadcast_to", g, x),)
 
-    def emit_numba(ctx, node, ins, outs):
-        acc, j = ctx.fresh("acc"), ctx.fresh("j")
-        start = _accumulator(node.outputs[0].dtype)
-
-        def row_sum(row, i, result):
-            return [f"{acc} = {start}",
-                    f"for {j} in range({row}.shape[1]):",
-                    f"    {acc} += {row}[{i}, {j}]",
-                    f"{result} = {acc}"]
-        return reduction_lines(ctx, node, ins[0], outs[0], node.attrs.get("axes"), row_sum)
-
 
 @op("mean")
 class Mean:
@@ -163,16 +123,6 @@ class Mean:
             b.op("numel", x, axes=axes, dtype=x.dtype)
         return (b.op("div", g, divisor),)
 
-    def emit_numba(ctx, node, ins, outs):
-        acc, j = ctx.fresh("acc"), ctx.fresh("j")
-
-        def row_mean(row, i, result):
-            return [f"{acc} = 0.0",
-                    f"for {j} in range({row}.shape[1]):",
-                    f"    {acc} += {row}[{i}, {j}]",
-                    f"{result} = {acc} / {row}.shape[1]"]
-        return reduction_lines(ctx, node, ins[0], outs[0], node.attrs.get("axes"), row_mean)
-
 
 def _extremum_vjp(b, grads, inputs, outputs, axes, keepdims):
     """Gradient of max/min: shared equally by every position that attains the extremum."""
@@ -182,27 +132,12 @@ def _extremum_vjp(b, grads, inputs, outputs, axes, keepdims):
     return (b.op("mul", b.op("div", hit, ties), _keep(b, grads[0], x, axes, keepdims)),)
 
 
-def _extremum_lines(comparison: str):
-    def emit(ctx, node, ins, outs):
-        best, j = ctx.fresh("best"), ctx.fresh("j")
-
-        def row_extremum(row, i, result):
-            return [f"{best} = {row}[{i}, 0]",
-                    f"for {j} in range(1, {row}.shape[1]):",
-                    f"    if {row}[{i}, {j}] {comparison} {best}:",
-                    f"        {best} = {row}[{i}, {j}]",
-                    f"{result} = {best}"]
-        return reduction_lines(ctx, node, ins[0], outs[0], node.attrs.get("axes"), row_extremum)
-    return emit
-
-
 @op("max")
 class Max:
     """Maximum over `axes` (None: all); ties share the gradient equally."""
     traits = {"reduction", "pure"}
     reduction = ReductionRule(identity=_lowest, combine="max({0}, {1})")
     examples = staticmethod(_examples)
-    emit_numba = staticmethod(_extremum_lines(">"))
 
     def infer(a, axes=None, keepdims: bool = False):
         _nonempty(a, axes, "max")
@@ -221,7 +156,6 @@ class Min:
     traits = {"reduction", "pure"}
     reduction = ReductionRule(identity=_highest, combine="min({0}, {1})")
     examples = staticmethod(_examples)
-    emit_numba = staticmethod(_extremum_lines("<"))
 
     def infer(a, axes=None, keepdims: bool = False):
         _nonempty(a, axes, "min")
@@ -257,23 +191,6 @@ class LogSumExp:
         softmax = b.op("exp", b.op("sub", x, _keep(b, outputs[0], x, axes, keepdims)))
         return (b.op("mul", softmax, _keep(b, grads[0], x, axes, keepdims)),)
 
-    def emit_numba(ctx, node, ins, outs):
-        top, total, j = ctx.fresh("top"), ctx.fresh("total"), ctx.fresh("j")
-
-        def row_logsumexp(row, i, result):
-            return [f"{top} = {row}[{i}, 0]",
-                    f"for {j} in range(1, {row}.shape[1]):",
-                    f"    if {row}[{i}, {j}] > {top}:",
-                    f"        {top} = {row}[{i}, {j}]",
-                    f"if np.isinf({top}):",          # all -inf (or an inf): no shift to make
-                    f"    {result} = {top}",
-                    "else:",
-                    f"    {total} = 0.0",
-                    f"    for {j} in range({row}.shape[1]):",
-                    f"        {total} += np.exp({row}[{i}, {j}] - {top})",
-                    f"    {result} = {top} + np.log({total})"]
-        return reduction_lines(ctx, node, ins[0], outs[0], node.attrs.get("axes"), row_logsumexp)
-
     def examples():
         f32 = DType.f32
         wide = {"inputs": lambda rng, types: [rng.uniform(-50, 50, (3, 4)).astype(np.float32)]}
@@ -292,20 +209,6 @@ class ArgMax:
 
     def reference(a, axis: int = -1, keepdims: bool = False):
         return np.argmax(a, axis=axis, keepdims=keepdims).astype(np.int64)
-
-    def emit_numba(ctx, node, ins, outs):
-        best, where, j = ctx.fresh("best"), ctx.fresh("where"), ctx.fresh("j")
-
-        def row_argmax(row, i, result):
-            return [f"{best} = {row}[{i}, 0]",
-                    f"{where} = 0",
-                    f"for {j} in range(1, {row}.shape[1]):",
-                    f"    if {row}[{i}, {j}] > {best}:",
-                    f"        {best} = {row}[{i}, {j}]",
-                    f"        {where} = {j}",
-                    f"{result} = {where}"]
-        axes = (node.attrs.get("axis", -1),)
-        return reduction_lines(ctx, node, ins[0], outs[0], axes, row_argmax)
 
     def examples():
         f32 = DType.f32
@@ -330,11 +233,6 @@ class Numel:
     def reference(a, axes=None, dtype: DType = DType.f32):
         chosen = range(a.ndim) if axes is None else np.atleast_1d(axes)
         return np.asarray(int(np.prod([a.shape[axis] for axis in chosen])), dtype=dtype.numpy)
-
-    def emit_numba(ctx, node, ins, outs):
-        chosen = reduced_axes(node.inputs[0].type, node.attrs.get("axes"))
-        count = " * ".join(f"{ins[0]}.shape[{axis}]" for axis in chosen) or "1"
-        return [f"{outs[0]}[()] = {count}"]
 
     def examples():
         f32 = DType.f32

@@ -7,7 +7,6 @@
         def infer(a, b): ...                      # TensorTypes (+ attrs) -> TensorType | tuple
         def reference(a, b): ...                  # NumPy arrays (+ attrs) -> ndarray | tuple
         def vjp(b, grads, inputs, outputs): ...   # graph -> graph: one Value|None per input
-        def emit_numba(ctx, node, ins, outs): ... # lines of Numba source (non-elementwise ops)
         def examples(): ...                       # sample (input types, attrs) for the registry test
 
 Rules (all plain functions written without `self`; the decorator reads them off the class):
@@ -19,20 +18,25 @@ Rules (all plain functions written without `self`; the decorator reads them off 
   output (None: no gradient reaches it), `inputs`/`outputs` the node's Values.  Returns one Value
   (same type as the input) or None per input.  Never numbers: gradients are more graph.
   Ops with integer/boolean results or no gradient set `vjp = None` and traits {"no_grad"}.
+  A control op's gradient differentiates its body, so a pass supplies it (`gradient_rule`).
+* A control op's `reference` also receives `run_body(graph, arrays) -> list of output arrays`
+  from the interpreter that calls it, so that ops need no backend to run a body subgraph.
 * Elementwise ops set `kernel`, a scalar template over `{0}`, `{1}`, ... and attribute names
   (`"max({0}, 0.0)"`, `"({0} if {0} > 0 else {alpha} * {0})"`): the fusion pass concatenates
-  templates into one loop nest, so these ops need no emitter.
-* Other ops set `emit_numba(ctx, node, ins, outs) -> list[str]`: source lines for the body of the
-  njit step function, reading input arrays named `ins` and writing into preallocated output
-  arrays named `outs` (already of the right concrete shape).  Heavy kernels live as
-  `@njit(cache=True)` functions beside the op and the emitted line calls them
-  (`ctx.use(function)` imports it into the generated module and returns its name).
+  templates into one loop nest, so no target needs a lowering for them.
+* Ops hold no target code.  Each target lowers the other ops in its own package, registered per
+  op name (the CPU's in backends/numba_cpu/lowerings/, `@lowering("matmul")`); the registry
+  test checks that every op is lowered or explicitly exempted on every target.
 * Reductions the loop IR can fuse set `reduction = ReductionRule(...)`: the accumulator's start
   value per dtype, a scalar template folding the next value into it, and an optional finishing
   template (mean divides by the count), so no backend keeps a table of reductions by name.
+* Ops that are not elementwise but that loop nests may still fuse as a scalar expression set
+  `fusion_kernel = (template, data inputs)`: broadcast_to and cast `("{0}", (0,))` (a load of
+  input 0), full `("{value}", ())`; their other inputs are read for their shape only.
 * traits: "elementwise", "reduction", "shape" (pure data movement), "matmul", "conv",
-  "random", "control" (has a body subgraph), "no_grad", "view" (output may alias its input),
-  "constant".
+  "random", "control" (has a body subgraph), "no_grad", "view" (the output is the input's
+  memory under another shape: fusion aliases it, no copy), "constant" (a compile-time tensor in
+  its attribute `value`).  Fusion anchors loop-nest epilogues on "matmul" and "conv" ops.
 """
 from __future__ import annotations
 
@@ -65,10 +69,9 @@ class OpDef:
     reference: Callable[..., Any]
     vjp: Callable[..., Any] | None = None
     kernel: str | None = None
-    emit_numba: Callable[..., list[str]] | None = None
-    emit_cuda: Callable[..., list[str]] | None = None
     examples: Callable[[], list] | None = None
     reduction: ReductionRule | None = None
+    fusion_kernel: tuple[str, tuple[int, ...]] | None = None
     traits: frozenset[str] = field(default_factory=frozenset)
     doc: str = ""
 
@@ -106,15 +109,28 @@ def op(name: str) -> Callable[[type], OpDef]:
             reference=rule("reference"),
             vjp=rule("vjp"),
             kernel=members.get("kernel"),
-            emit_numba=rule("emit_numba"),
-            emit_cuda=rule("emit_cuda"),
             examples=rule("examples"),
             reduction=members.get("reduction"),
+            fusion_kernel=members.get("fusion_kernel"),
             traits=frozenset(members.get("traits", ())),
             doc=(cls.__doc__ or "").strip(),
         )
         _REGISTRY[name] = definition
         return definition
+
+    return register
+
+
+def gradient_rule(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: install the function as the `vjp` of op `name`, for an op whose gradient is
+    built by a pass (scan's differentiates its body: passes/scan_grad.py)."""
+
+    def register(rule: Callable) -> Callable:
+        definition = get_op(name)
+        if definition.vjp is not None:
+            raise ValueError(f"op {name!r} already has a vjp rule")
+        definition.vjp = rule
+        return rule
 
     return register
 

@@ -7,8 +7,6 @@ never its values, is read.  VJPs always use the `like` form, so gradient graphs 
 dims in attributes and need no binding of `B` to run.  (The reference evaluator binds symbolic
 dims in attributes before calling `reference`; a reference that still sees one raises.)
 
-Emitters copy into the preallocated output (reshape of a C-contiguous array, NumPy calls Numba
-supports); ops with the "view" trait may instead be aliased by the memory planner.
 """
 from __future__ import annotations
 
@@ -65,18 +63,6 @@ def format_shape(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def literal(value) -> str:
-    """A Python/Numba source literal for a scalar (inf and nan spelled through numpy)."""
-    value = value.item() if isinstance(value, np.generic) else value
-    if isinstance(value, float) and not np.isfinite(value):
-        return "np.nan" if np.isnan(value) else ("np.inf" if value > 0 else "-np.inf")
-    return repr(value)
-
-
-def _copy(outs, expression: str) -> list[str]:
-    return [f"{outs[0]}[...] = {expression}"]
-
-
 @op("constant")
 class Constant:
     """A compile-time tensor (attr value: ndarray); the emitter writes it as an array literal."""
@@ -88,16 +74,6 @@ class Constant:
 
     def reference(value: np.ndarray):
         return value
-
-    def emit_numba(ctx, node, ins, outs):
-        # A literal keeps the generated source self-contained (content-hashed, cached across
-        # processes); constant folding leaves large results to run time for this reason.
-        value = node.attrs["value"]
-        dtype = f"np.{value.dtype.name}"
-        if value.ndim == 0:
-            return [f"{outs[0]}[()] = {dtype}({literal(value.item())})"]
-        items = ", ".join(literal(v) for v in value.ravel().tolist())
-        return [f"{outs[0]}.reshape(({value.size},))[:] = np.array([{items}], dtype={dtype})"]
 
     def examples():
         return [((), {"value": np.arange(6, dtype=np.float32).reshape(2, 3) / 7}),
@@ -114,6 +90,7 @@ class Full:
     The `like` form reads only like's shape (and its dtype unless `dtype` is given).
     """
     traits = {"pure", "no_grad"}
+    fusion_kernel = ("{value}", ())
     vjp = None
 
     def infer(like=None, shape=None, value=0.0, dtype: DType | None = None):
@@ -125,9 +102,6 @@ class Full:
         numpy_dtype = dtype.numpy if dtype is not None else \
             (like.dtype if like is not None else np.float32)
         return np.full(dims, value, dtype=numpy_dtype)
-
-    def emit_numba(ctx, node, ins, outs):
-        return _copy(outs, literal(node.attrs.get("value", 0.0)))
 
     def examples():
         f32 = DType.f32
@@ -174,9 +148,6 @@ class Reshape:
     def vjp(b, grads, inputs, outputs, shape=None):
         return (b.op("reshape", grads[0], inputs[0]),) + (None,) * (len(inputs) - 1)
 
-    def emit_numba(ctx, node, ins, outs):
-        return _copy(outs, f"{ins[0]}.reshape({outs[0]}.shape)")
-
     def examples():
         f32 = DType.f32
         return [((TensorType(f32, (2, 3, 4)),), {"shape": (6, -1)}),
@@ -196,7 +167,7 @@ def _expanded_axes(rank: int, axes) -> tuple[int, ...]:
 @op("expand_dims")
 class ExpandDims:
     """Insert length-1 axes at `axes` (positions in the result)."""
-    traits = {"shape", "view", "pure"}
+    traits = {"shape", "pure"}     # could be a "view" like reshape; today a copy
 
     def infer(a, axes):
         rank = a.rank + (1 if isinstance(axes, int) else len(axes))
@@ -209,9 +180,6 @@ class ExpandDims:
 
     def vjp(b, grads, inputs, outputs, axes):
         return (b.op("squeeze", grads[0], axes=_expanded_axes(outputs[0].rank, axes)),)
-
-    def emit_numba(ctx, node, ins, outs):
-        return _copy(outs, f"{ins[0]}.reshape({outs[0]}.shape)")
 
     def examples():
         f32 = DType.f32
@@ -232,7 +200,7 @@ def _squeezed_axes(a: TensorType, axes) -> tuple[int, ...]:
 class Squeeze:
     """Remove the length-1 axes `axes` (named explicitly: a symbolic dim may be 1 at run time,
     and the result type must not depend on that)."""
-    traits = {"shape", "view", "pure"}
+    traits = {"shape", "pure"}     # could be a "view" like reshape; today a copy
 
     def infer(a, axes):
         chosen = _squeezed_axes(a, axes)
@@ -243,9 +211,6 @@ class Squeeze:
 
     def vjp(b, grads, inputs, outputs, axes):
         return (b.op("expand_dims", grads[0], axes=_squeezed_axes(inputs[0].type, axes)),)
-
-    def emit_numba(ctx, node, ins, outs):
-        return _copy(outs, f"{ins[0]}.reshape({outs[0]}.shape)")
 
     def examples():
         f32 = DType.f32
@@ -274,23 +239,6 @@ class Transpose:
         perm = tuple(reversed(range(rank))) if perm is None else tuple(p % rank for p in perm)
         return (b.op("transpose", grads[0], perm=tuple(int(i) for i in np.argsort(perm))),)
 
-    def emit_numba(ctx, node, ins, outs):
-        rank = node.inputs[0].rank
-        perm = node.attrs.get("perm")
-        perm = tuple(reversed(range(rank))) if perm is None else tuple(p % rank for p in perm)
-        if rank <= 1:
-            return _copy(outs, ins[0])
-        # Explicit loops, not np.transpose: Numba's transpose compiles hasattr/hash/string
-        # machinery for its axis checks, seconds on the first compile of every process.
-        index = [ctx.fresh("i") for _ in range(rank)]
-        inverse = [int(k) for k in np.argsort(perm)]
-        lines = []
-        for depth, name in enumerate(index):
-            lines.append("    " * depth + f"for {name} in range({outs[0]}.shape[{depth}]):")
-        source = ", ".join(index[inverse[axis]] for axis in range(rank))
-        lines.append("    " * rank + f"{outs[0]}[{', '.join(index)}] = {ins[0]}[{source}]")
-        return lines
-
     def examples():
         f32 = DType.f32
         return [((TensorType(f32, (2, 3, 4)),), {"perm": (2, 0, 1)}),
@@ -302,6 +250,7 @@ class Transpose:
 class BroadcastTo:
     """Broadcast x, NumPy-style, to `shape` (attr) or to the shape of a second input `like`."""
     traits = {"shape", "pure"}
+    fusion_kernel = ("{0}", (0,))
 
     def infer(a, like=None, shape=None):
         dims = target("broadcast_to", like, shape)
@@ -320,10 +269,6 @@ class BroadcastTo:
 
     def vjp(b, grads, inputs, outputs, shape=None):
         return (unbroadcast(b, grads[0], inputs[0].type),) + (None,) * (len(inputs) - 1)
-
-    def emit_numba(ctx, node, ins, outs):
-        source = f"{ins[0]}[()]" if node.inputs[0].rank == 0 else ins[0]
-        return _copy(outs, source)
 
     def examples():
         f32 = DType.f32

@@ -6,16 +6,20 @@ Algorithm (one greedy pass over the nodes in topological order):
   iterates over the same index space (the node's output shape): chains and DAGs of elementwise
   ops with broadcasting inputs become one loop nest.  Broadcast inputs are loads with a
   broadcast index, never materialised.
-* A reduction (`sum`, `mean`, `max`, `min`, `prod` over axes) joins the open elementwise group
-  that produced its input when that group's index space is the reduction's input shape: the
-  elementwise expression is evaluated inside the reduction loop and never stored.  The group is
-  then closed.
-* `matmul` and `conv` nodes open an *anchored* group; elementwise consumers of the anchor's
-  output shape join it as an epilogue (bias add, activation) run over the anchor's output
-  buffer, in place when the raw product is not needed elsewhere.
-* Everything else (shape ops, pooling, random, scan, ...) is a one-node group emitted by the
-  op's own `emit_numba`; `reshape` is a `view` group (an alias, no copy).  Scalar constants are
-  inlined into the expressions that read them; other constants become arguments.
+* A reduction with a loop rule (`OpDef.reduction`: sum, mean, max, min over axes) joins the
+  open elementwise group that produced its input when that group's index space is the
+  reduction's input shape: the elementwise expression is evaluated inside the reduction loop
+  and never stored.  The group is then closed.
+* "matmul" and "conv" ops (by trait) open an *anchored* group; elementwise consumers of the
+  anchor's output shape join it as an epilogue (bias add, activation) run over the anchor's
+  output buffer, in place when the raw product is not needed elsewhere.
+* Everything else (shape ops, pooling, random, scan, ...) is a one-node group, which the target
+  lowers on its own; an op with the "view" trait (reshape) is a `view` group (an alias, no
+  copy).  Scalar constants ("constant" trait) are inlined into the expressions that read them;
+  other constants become arguments.  broadcast_to, cast and full fuse as elementwise through
+  their `fusion_kernel` rule.
+
+What fusion knows of an op comes from its rules and traits, never its name.
 
 A node may only join a group if no path leaves the group and comes back to the node (that would
 make the group graph cyclic): every value carries the bit set of groups it depends on, and a
@@ -33,10 +37,6 @@ from typing import Mapping
 from ..ir.graph import Graph, Node, Value
 from ..ir.types import DimLike, dim_add, dim_mul, evaluate_dim
 from .fusion_partition import Partition, schedule
-
-REDUCTIONS = frozenset({"sum", "mean", "max", "min", "prod"})
-VIEW_OPS = frozenset({"reshape"})
-
 
 @dataclass(eq=False)
 class KernelGroup:
@@ -155,24 +155,20 @@ def value_names(graph: Graph) -> dict[int, str]:
 
 def is_scalar_constant(node: Node) -> bool:
     """A constant small enough to inline as a literal (one element)."""
-    return node.op.name == "constant" and getattr(node.attrs.get("value"), "size", 2) == 1
+    return node.op.has("constant") and getattr(node.attrs.get("value"), "size", 2) == 1
 
 
 def elementwise_template(node: Node) -> tuple[str, tuple[int, ...]] | None:
     """The scalar template of a node the loop IR can fuse, and which inputs it reads as data.
 
-    Besides ops with a `kernel`: broadcast_to (a broadcasting load), cast (the loop IR casts
-    every result to its node's dtype anyway) and full (a literal); their `like` input is read
-    for its shape only."""
+    Besides ops with a `kernel`, those with a `fusion_kernel` rule: broadcast_to (a
+    broadcasting load), cast (the loop IR casts every result to its node's dtype anyway) and
+    full (a literal); their `like` input is read for its shape only."""
     if len(node.outputs) != 1:
         return None
     if node.op.kernel is not None:
         return node.op.kernel, tuple(range(len(node.inputs)))
-    if node.op.name in ("broadcast_to", "cast"):
-        return "{0}", (0,)
-    if node.op.name == "full":
-        return "{value}", ()
-    return None
+    return node.op.fusion_kernel
 
 
 def is_elementwise(node: Node) -> bool:
@@ -181,15 +177,15 @@ def is_elementwise(node: Node) -> bool:
 
 def is_fusable_reduction(node: Node) -> bool:
     """A reduction the loop IR knows how to emit (else it is an op group)."""
-    return (node.op.name in REDUCTIONS and node.op.has("reduction") and len(node.inputs) == 1
+    return (node.op.reduction is not None and len(node.inputs) == 1
             and len(node.outputs) == 1 and set(node.attrs) <= {"axes", "keepdims"}
             and node.attrs.get("axes", None) != ())
 
 
 def anchor_kind(node: Node) -> str | None:
-    if node.op.has("matmul") or node.op.name == "matmul":
+    if node.op.has("matmul"):
         return "matmul"
-    if node.op.has("conv") or node.op.name == "conv2d":
+    if node.op.has("conv"):
         return "conv"
     return None
 
@@ -202,7 +198,7 @@ def fuse(graph: Graph) -> FusedGraph:
     part = Partition(graph)
     constants: list[Node] = []
     for node in graph.nodes:
-        if node.op.name == "constant":
+        if node.op.has("constant"):
             constants.append(node)
             continue
         template = elementwise_template(node)
@@ -220,7 +216,7 @@ def fuse(graph: Graph) -> FusedGraph:
                 part.new("reduction", node, tuple(source.shape), node, open_=False)
         elif anchor_kind(node) is not None and len(node.outputs) == 1:
             part.new(anchor_kind(node), node, tuple(node.outputs[0].shape), node)
-        elif node.op.name in VIEW_OPS and len(node.outputs) == 1:
+        elif node.op.has("view") and len(node.outputs) == 1:
             part.new("view", node, tuple(node.outputs[0].shape), open_=False)
         else:
             part.new("op", node, open_=False)

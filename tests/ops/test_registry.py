@@ -2,13 +2,15 @@
 
 For every op in `all_ops()`:
 * it has a docstring, `infer`, `reference`, consistent traits (a `vjp` exactly when it lacks
-  "no_grad"; a `kernel` only on "elementwise" ops), examples (or an exemption below), and a
-  Numba emitter, `kernel` or `emit_numba` (or an exemption below);
+  "no_grad"; a `kernel` only on "elementwise" ops) and examples (or an exemption below);
+* on every registered target it is lowered (the CPU: a `kernel` template or a lowering in
+  backends/numba_cpu/lowerings/; the reference: always, by its `reference` rule) or listed in
+  NOT_LOWERED with the reason; an exemption for an op that is lowered fails too;
 * for each example: `infer` agrees with the shape and dtype of `reference` on random inputs;
 * for each example of a differentiable op: the VJP graph, evaluated by the reference backend in
   float64 (a scan's body widened too), matches central finite differences of `reference` along
   a random direction, for every floating-point input, to a relative 1e-6;
-* for each example of an op with an emitter: the production compiler -- fuse -> plan_memory ->
+* for each example of an op the CPU lowers: the production compiler -- fuse -> plan_memory ->
   generate_module -> Numba, i.e. `compile_graph` -- agrees with `reference` on the example's
   inputs.  Every op with a `kernel` template is also compiled over symbolic shapes with size-1
   axes that broadcast ([B, 1, 3] against [2, 1], ...), run at B = 1 and then B = 3;
@@ -41,7 +43,7 @@ import numpy as np
 import pytest
 
 from netdsl.backends import compile_graph
-from netdsl.backends.reference import evaluate
+from netdsl.backends.reference import evaluate, run_body
 from netdsl.ir.graph import Graph, GraphBuilder
 from netdsl.ir.types import DType, Sym, TensorType
 from netdsl.ops import all_ops
@@ -51,9 +53,22 @@ from netdsl.passes.precision import to_float64
 NO_EXAMPLES = {
     "scan": "needs a body subgraph; tested in tests/passes/test_passes_scan.py",
 }
-# Ops that may have neither `kernel` nor `emit_numba`, and why.
-NO_EMITTER = {
-    "scan": "control flow: the code generator emits its loop around the body's kernels",
+# Ops a target does not lower, and why: reviewed exemptions, (op, target) -> reason.
+NOT_LOWERED = {
+    ("scan", "cpu"): "control flow: numba_cpu/scan.py writes its loop around the body's kernels",
+}
+
+
+def _cpu_lowers(name: str) -> bool:
+    from netdsl.backends.numba_cpu.lowerings import lowering_for
+    return OPS[name].kernel is not None or lowering_for(name) is not None
+
+
+# How each target says whether it lowers an op.  test_every_target_is_listed keeps this in step
+# with the target registry: a new target must say here which ops it lowers.
+LOWERS = {
+    "cpu": _cpu_lowers,
+    "reference": lambda name: True,       # evaluates every op through its `reference` rule
 }
 KNOWN_TRAITS = {"elementwise", "reduction", "shape", "matmul", "conv", "random", "control",
                 "no_grad", "view", "constant", "pure"}
@@ -104,6 +119,12 @@ def _as_tuple(result):
     return result if isinstance(result, tuple) else (result,)
 
 
+def _reference(opdef, arrays, attrs):
+    """The op's reference result as a tuple (a control op is given the interpreter's run_body)."""
+    extra = {"run_body": run_body} if opdef.has("control") else {}
+    return _as_tuple(opdef.reference(*arrays, **attrs, **extra))
+
+
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_rules(name):
     opdef = OPS[name]
@@ -121,8 +142,20 @@ def test_rules(name):
         assert examples, f"op {name}: examples() is empty"
         for example in examples:
             assert len(example) in (2, 3), f"op {name}: bad example {example!r}"
-    if opdef.kernel is None and opdef.emit_numba is None:
-        assert name in NO_EMITTER, f"op {name} has neither kernel nor emit_numba"
+
+
+@pytest.mark.parametrize("target", sorted(LOWERS))
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_lowered_or_exempt(name, target):
+    """Every op is lowered on every target, or exempted with a reason in NOT_LOWERED."""
+    lowered, exempt = LOWERS[target](name), (name, target) in NOT_LOWERED
+    assert lowered or exempt, f"op {name} has no {target} lowering and no exemption"
+    assert not (lowered and exempt), f"op {name} is lowered on {target}: drop its exemption"
+
+
+def test_exemptions_name_known_ops_and_targets():
+    for name, target in NOT_LOWERED:
+        assert name in OPS and target in LOWERS, (name, target)
 
 
 @pytest.mark.parametrize("name, example", CASES)
@@ -132,7 +165,7 @@ def test_infer_matches_reference(name, example, example_inputs):
     types, attrs, options = example
     _, _, outputs = _build(opdef, types, attrs)
     arrays = example_inputs(types, options, _rng(name, example))
-    results = _as_tuple(opdef.reference(*arrays, **attrs))
+    results = _reference(opdef, arrays, attrs)
     assert len(results) == len(outputs)
     for value, result in zip(outputs, results):
         result = np.asarray(result)
@@ -155,7 +188,7 @@ def _f64(value):
 
 
 def _objective(opdef, arrays, attrs, cotangents):
-    results = _as_tuple(opdef.reference(*arrays, **attrs))
+    results = _reference(opdef, arrays, attrs)
     return sum(float(np.sum(g * np.asarray(r, dtype=np.float64)))
                for g, r in zip(cotangents, results) if g is not None)
 
@@ -210,8 +243,8 @@ def test_vjp_finite_differences(name, example, example_inputs):
 
 
 def _has_emitter(name: str) -> bool:
-    """Does the graph compiler emit code for the op (scan: around its body's kernels)?"""
-    return OPS[name].kernel is not None or OPS[name].emit_numba is not None or name == "scan"
+    """Does the CPU compiler emit code for the op (scan: around its body's kernels)?"""
+    return _cpu_lowers(name) or name == "scan"
 
 
 B = Sym.named("B")
@@ -334,7 +367,7 @@ def _compiled_matches_reference(case, parallel: bool, example_inputs) -> None:
     for size in BINDINGS if symbolic else BINDINGS[:1]:
         feeds, results = batch.run(size)
         arrays = [feeds[input_name] for input_name, _ in batch.inputs[case.id]]
-        expected = _as_tuple(opdef.reference(*arrays, **attrs))
+        expected = _reference(opdef, arrays, attrs)
         for output, want in zip(batch.outputs[case.id], expected):
             have, want = results[output], np.asarray(want)
             assert have.shape == want.shape and have.dtype == want.dtype, \

@@ -185,6 +185,7 @@ class FunctionWriter:
 
     def body(self, name: str) -> list[str]:
         """A function `name(inputs..., outputs...)` that allocates its own arena per call."""
+        from .lowerings import lowering_for
         graph, plan = self.graph, self.plan
         self._name_user_values()
         if graph.params:
@@ -197,7 +198,7 @@ class FunctionWriter:
                 value = node.outputs[0]
                 body.append(f"c_{k} = np.empty({self.shape(value)}, "
                             f"dtype=np.{value.dtype.numpy.name})")
-                body.extend(node.op.emit_numba(self.ctx, node, [], [f"c_{k}"]))
+                body.extend(lowering_for(node.op)(self.ctx, node, [], [f"c_{k}"]))
         totals: dict = {}
         for slot in plan.slots:                       # lay the arena out from the dims
             sizes = {self.dim(v.type.size) for v in slot.values}
@@ -311,10 +312,12 @@ class FunctionWriter:
         if node.op.name == "scan":
             from .scan import emit_scan
             return emit_scan(self, node, ins, outs)
-        if node.op.emit_numba is None:
+        from .lowerings import lowering_for
+        lower = lowering_for(node.op)
+        if lower is None:
             raise Error(f"the Numba backend cannot compile op '{node.op.name}': it has no "
-                        f"emit_numba rule", node.span)
-        return self._assignments(node.op.emit_numba(self.ctx, node, ins, outs))
+                        f"CPU lowering", node.span)
+        return self._assignments(lower(self.ctx, node, ins, outs))
 
     def _assignments(self, lines) -> list[str]:
         """Slice assignments `x[...] = value`, `x[a:b, 2] = value` as `assign(x[...], value)`

@@ -1,9 +1,9 @@
-"""The context an op's `emit_numba` rule writes into, and a one-node compiler to test it.
+"""The context an op's CPU lowering writes into, and a one-node compiler to test it.
 
-An emitter returns source lines for the body of the generated njit step function.  It reads input
-arrays and writes preallocated output arrays, both given by name; it may call library kernels
-(`@njit` functions defined beside the op) through `ctx.use(function)`, which imports them into the
-generated module and returns the name to call.  `ctx.fresh("i")` gives a unique local name.
+A lowering (lowerings/) returns source lines for the body of the generated njit step function.
+It reads input arrays and writes preallocated output arrays, both given by name; it may call
+library kernels (`@njit` functions beside the lowering) through `ctx.use(function)`, which
+imports them into the generated module and returns the name to call.  `ctx.fresh("i")` gives a unique local name.
 `ctx.parallel` says whether the kernel may use `prange`; `ctx.large(type)` whether an op on
 `type` is big enough for a library kernel's parallel variant to pay for its threads (always, with
 `parallel`; else `parallel_min` elements with symbolic dims at `size_hint`, as the graph compiler
@@ -27,9 +27,6 @@ class EmitContext:
         self.imports: dict[str, tuple[str, str]] = {}     # local name -> (module, attribute)
         self.helpers: list[str] = []                      # module-level source (functions)
         self._counter = itertools.count()
-        # Set by the graph compiler: compiles a body subgraph (scan) into an njit function of
-        # the generated module and returns its name; see numba_cpu.ModuleWriter.body_function.
-        self.subgraph_compiler: Callable[[Any], str] | None = None
 
     def use(self, function: Callable) -> str:
         """Import a module-level function (usually an njit kernel) and return its local name."""
@@ -60,19 +57,8 @@ class EmitContext:
         """`prange` where the kernel may run in parallel, else `range`."""
         return "prange" if self.parallel else "range"
 
-    def add_helper(self, source: str) -> None:
-        """Add module-level source (e.g. an `@njit` function the emitted lines call)."""
-        self.helpers.append(source)
-
     def helper_lines(self) -> list[str]:
         return [line for source in self.helpers for line in (source.rstrip("\n"), "")]
-
-    def compile_subgraph(self, graph) -> str:
-        """Compile `graph` (no params) into an njit function `f(*inputs, *outputs)` of the
-        module being generated, writing the graph's outputs (in order) into the given arrays."""
-        if self.subgraph_compiler is None:
-            raise NotImplementedError("subgraphs need the graph compiler (numba_cpu)")
-        return self.subgraph_compiler(graph)
 
     def import_lines(self) -> list[str]:
         return [f"from {module} import {attribute} as {local}"
@@ -80,8 +66,10 @@ class EmitContext:
 
 
 def compile_single_node(node, parallel: bool = False) -> Callable[..., Any]:
-    """Compile one node's emitted code into an njit function `f(*ins, *outs)` (for tests)."""
+    """Compile one node's lowered code into an njit function `f(*ins, *outs)` (for tests)."""
     import numba
+
+    from .lowerings import lowering_for
 
     ctx = EmitContext(parallel=parallel)
     ins = [f"in_{i}" for i in range(len(node.inputs))]
@@ -89,7 +77,7 @@ def compile_single_node(node, parallel: bool = False) -> Callable[..., Any]:
     if node.op.kernel is not None:
         body = _elementwise_body(node, ins, outs[0], ctx)
     else:
-        body = node.op.emit_numba(ctx, node, ins, outs)
+        body = lowering_for(node.op)(ctx, node, ins, outs)
     source = "\n".join(
         ["import math", "import numpy as np", "from numba import njit, prange",
          *ctx.import_lines(), *ctx.helper_lines(), "",
@@ -123,7 +111,7 @@ def _elementwise_body(node, ins, out, ctx) -> list[str]:
 
 
 def run_single_node(node, arrays: list[np.ndarray], parallel: bool = False) -> list[np.ndarray]:
-    """Run one node through its compiled emitter; outputs allocated from the reference shapes."""
+    """Run one node through its compiled lowering; outputs allocated from the reference shapes."""
     reference = node.op.reference(*arrays, **node.attrs)
     reference = reference if isinstance(reference, tuple) else (reference,)
     outs = [np.zeros(np.shape(r), dtype=v.dtype.numpy) for r, v in zip(reference, node.outputs)]

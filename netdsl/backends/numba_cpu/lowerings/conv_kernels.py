@@ -1,7 +1,7 @@
 """Numba kernels of conv2d and its gradients: im2col unfolding plus one BLAS gemm per chunk.
 
-Kept apart from the op rules in conv.py so each file stays readable; the emitters there call
-these through `ctx.use`.  BLAS is never called inside a parallel region: the `_parallel`
+Kept apart from the lowerings in conv.py so each file stays readable; they call these through
+`ctx.use`.  BLAS is never called inside a parallel region: the `_parallel`
 variants unfold a chunk's images with `prange`, then multiply outside it.
 """
 from __future__ import annotations
@@ -184,7 +184,7 @@ def _workers(n_images, o_total, k, p):
 @njit(cache=True, fastmath=True)
 def _accumulate(partial, worker, o0, product):
     """partial[worker, o0:o0 + O] += product, in loops: slice assignment would compile Numba's
-    shape-error formatting (seconds; see backends/numba_support.assign)."""
+    shape-error formatting (seconds; see numba_cpu/support.assign)."""
     for o in range(product.shape[0]):
         for j in range(product.shape[1]):
             partial[worker, o0 + o, j] += product[o, j]

