@@ -144,8 +144,8 @@ class Model:
         """The inference graph compiled for `target` (cached per model and target)."""
         cache = self.__dict__.setdefault("_compiled", {})
         if target not in cache:
-            from .backends import compile_graph
-            cache[target] = compile_graph(self.inference_graph, target=target)
+            from .compiler import compile_step
+            cache[target] = compile_step(self.inference_graph, target=target)
         return cache[target]
 
     # -- training -------------------------------------------------------------------------
@@ -161,11 +161,9 @@ class Model:
         """The loss (sum of the model's losses) and its gradient for every trainable weight."""
         cache = self.__dict__.setdefault("_loss_and_grad", {})
         if target not in cache:
-            from .backends import compile_graph
-            from .passes.pipeline import run_pipeline
-            from .passes.training import loss_and_grad_graph
-            graph = run_pipeline(loss_and_grad_graph(self.training_forward))
-            cache[target] = compile_graph(graph, target=target)
+            from .compiler import GRADIENTS, compile_step
+            cache[target] = compile_step(self.training_forward, target=target,
+                                         training=GRADIENTS)
         compiled = cache[target]
         self.check_weights(weights)
         arrays = self._arrays(compiled.graph, weights, inputs, step)

@@ -1,7 +1,8 @@
 """The reference backend: a NumPy interpreter over the graph IR.
 
 Slow on purpose and always right: it calls each op's `reference` rule in topological order.
-Every compiled backend is tested against it.
+Every compiled backend is tested against it.  As the "reference" target (registered at the
+end of this module) it has no stages of its own: `ReferenceCompiled` runs the graph as it is.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 from ..errors import Error
 from ..ir.graph import Graph, Value
 from ..ir.types import Sym, evaluate_dim
+from .target import CompileReport, Target, register_target
 
 
 def evaluate(graph: Graph, feeds: Mapping[int, np.ndarray],
@@ -28,20 +30,11 @@ def evaluate(graph: Graph, feeds: Mapping[int, np.ndarray],
     for node in graph.nodes:
         arrays = [env[v.id] for v in node.inputs]
         attrs = _concrete_attrs(node.attrs, bindings) if _has_symbols(node) else node.attrs
-        if node.op.has("control"):              # scan: runs its body through this interpreter
-            attrs = {**attrs, "run_body": run_body}
         result = node.op.reference(*arrays, **attrs)
         results = result if isinstance(result, tuple) else (result,)
         for value, array in zip(node.outputs, results):
             env[value.id] = np.asarray(array, dtype=value.dtype.numpy)
     return env
-
-
-def run_body(body: Graph, arrays) -> list[np.ndarray]:
-    """Evaluate a control op's body subgraph on `arrays` (its inputs, in order): what a control
-    op's `reference` rule is given to run its body, since ops import no backend."""
-    env = evaluate(body, {v.id: a for v, a in zip(body.inputs, arrays)})
-    return [env[v.id] for v in body.outputs.values()]
 
 
 def _has_symbols(node) -> bool:
@@ -134,3 +127,51 @@ def run(graph: Graph, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for name, new in updates.items():
         arrays[name][...] = new
     return results
+
+
+# ---------------------------------------------------------------------------------------------
+# the "reference" target: this interpreter behind the compiled interface (run, bind, report)
+
+class ReferenceCompiled:
+    """The reference interpreter behind the CompiledGraph interface (run, bind, report)."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.report = CompileReport("reference")
+        self.output_names = list(graph.outputs) + [loss.name for loss in graph.losses]
+        self.source = ""
+
+    def run(self, arrays):
+        from .numba_cpu.compiled import index_error
+        try:
+            return run(self.graph, arrays)
+        except IndexError as error:       # the same Error as the compiled kernels' bounds check
+            raise index_error(self.graph, arrays, error) from None
+
+    __call__ = run
+
+    def bind(self, arrays, inputs=None):
+        names = list(inputs) if inputs is not None else [v.name for v in self.graph.inputs]
+
+        def step(*values):
+            feeds = dict(arrays)
+            feeds.update(zip(names, values))
+            results = self.run(feeds)
+            return tuple(results[name] for name in self.output_names)
+
+        step.input_names, step.output_names = names, self.output_names
+        return step
+
+
+class ReferenceTarget(Target):
+    """No stages of its own: the graph after the pass pipeline is interpreted as it is."""
+
+    name = "reference"
+    stages = ()
+    description = "the NumPy interpreter (slow, always right)"
+
+    def compile(self, graph, *, cache_dir=None, options=None, trace=None, stop_after=None):
+        return ReferenceCompiled(graph)
+
+
+register_target(ReferenceTarget())

@@ -15,3 +15,10 @@ def command(name: str, help: str, setup: Callable[[argparse.ArgumentParser], Non
         return run
 
     return register
+
+
+def add_target_argument(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """`--target NAME`, its choices the registered targets (backends/target.py), default cpu."""
+    from ..backends.target import target_names
+    parser.add_argument("--target", default="cpu", choices=target_names(),
+                        help=help or "the target to compile for (default cpu)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .base import command
+from .base import add_target_argument, command
 
 STAGES = ("ir", "graph", "kernels", "source")
 
@@ -17,7 +17,7 @@ STAGES = ("ir", "graph", "kernels", "source")
 def _setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="the .net file")
     parser.add_argument("--model", help="which model (default: the last one)")
-    parser.add_argument("--target", default="cpu", choices=["cpu", "reference"])
+    add_target_argument(parser)
     parser.add_argument("--emit", choices=STAGES, action="append", default=[],
                         help="print a stage: ir (after lowering), graph (after the optimisation "
                              "passes), kernels (fusion groups), source (generated Numba code); "
@@ -28,47 +28,59 @@ def _setup(parser: argparse.ArgumentParser) -> None:
                         help="with --emit graph, print the graph after every pass")
 
 
-def build_graph(model, forward: bool):
-    """The graph `netdsl compile` compiles: the training step, or the inference forward."""
+def step_spec(model, forward: bool):
+    """What `netdsl compile` compiles: (graph, training) for compile_step -- the training step
+    the train section describes, or the inference forward."""
     if forward or not model.graph.losses:
-        return model.inference_graph
-    from ..passes.training import build_training_graph
-    config = model.train_config
-    spec = config.optimizer_spec()
-    return build_training_graph(model.training_forward, spec, weight_decay=spec.weight_decay,
-                                clip_norm=config.clip_norm, clip_value=config.clip_value)
+        return model.inference_graph, None
+    from ..compiler import Training
+    return model.training_forward, Training.from_config(model.train_config)
 
 
 @command("compile", "compile a model (training step or forward) and show its stages", _setup)
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ..backends import compile_graph
+    from ..compiler import StageRecorder, compile_step
     from ..ir.printer import print_graph
     from ..model import load
-    from ..passes.pipeline import run_pipeline
+    from ..passes.pipeline import stage_names
     started = time.perf_counter()
     model = load(args.file, args.model)
-    graph = build_graph(model, args.forward)
-    front_end = time.perf_counter() - started
-    if "ir" in args.emit:
-        _section("ir: after lowering and differentiation", print_graph(graph))
-    trace = (lambda name, stage: _section(f"graph after {name}", print_graph(stage))) \
-        if args.stages and "graph" in args.emit else None
-    started = time.perf_counter()
-    optimized = run_pipeline(graph, trace=trace)
-    passes = time.perf_counter() - started
-    if "graph" in args.emit and not args.stages:
-        _section("graph: after the optimisation passes", print_graph(optimized))
-    compiled = compile_graph(optimized, target=args.target)
-    if "kernels" in args.emit and getattr(compiled, "fused", None) is not None:
-        _section("kernels: fusion groups", compiled.fused.format())
-    if "source" in args.emit and getattr(compiled, "generated", None) is not None:
-        _section("source: generated Numba module", compiled.generated.source)
-    kind = "inference forward" if graph is model.inference_graph else "training step"
-    print(f"compiled the {kind} of {model.name}: {len(graph.nodes)} ops after lowering, "
+    graph, training = step_spec(model, args.forward)
+    lowered = graph
+    timings = {"front end": time.perf_counter() - started}
+    passes = set(stage_names())
+
+    def show(stage: str, result) -> None:
+        """Print the stages asked for as they are made; time the graph passes."""
+        if stage == "training":
+            timings["passes started"] = time.perf_counter()
+        if stage == "training" and "ir" in args.emit:
+            _section("ir: after lowering and differentiation", print_graph(result))
+        elif stage in passes and args.stages and "graph" in args.emit:
+            _section(f"graph after {stage}", print_graph(result))
+        if stage == stage_names()[-1]:
+            timings["passes"] = time.perf_counter() - timings["passes started"]
+            if "graph" in args.emit and not args.stages:
+                _section("graph: after the optimisation passes", print_graph(result))
+        elif stage == "fuse" and "kernels" in args.emit:
+            _section("kernels: fusion groups", result.format())
+        elif stage == "codegen" and "source" in args.emit:
+            _section("source: generated Numba module", result.source)
+
+    if training is None and "ir" in args.emit:
+        _section("ir: after lowering and differentiation", print_graph(lowered))
+    timings["passes started"] = time.perf_counter()
+    recorder = StageRecorder("training", stage_names()[-1], then=show)
+    compiled = compile_step(graph, target=args.target, training=training, trace=recorder)
+    built = recorder.results.get("training", lowered)
+    optimized = recorder[stage_names()[-1]]
+    kind = "inference forward" if training is None else "training step"
+    print(f"compiled the {kind} of {model.name}: {len(built.nodes)} ops after lowering, "
           f"{len(optimized.nodes)} after the passes")
-    print(f"front end {front_end * 1000:.1f} ms, passes {passes * 1000:.1f} ms")
+    print(f"front end {timings['front end'] * 1000:.1f} ms, "
+          f"passes {timings['passes'] * 1000:.1f} ms")
     print(compiled.report.format())
     return 0
 

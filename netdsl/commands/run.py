@@ -5,7 +5,7 @@ import argparse
 
 import numpy as np
 
-from .base import command
+from .base import add_target_argument, command
 
 
 def _setup(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +15,7 @@ def _setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", "-i", required=True,
                         help="inputs by name: an .npz whose keys are the model's `in` names")
     parser.add_argument("--output", "-o", help="write every `out` by name to this .npz")
-    parser.add_argument("--target", default="cpu", choices=["cpu", "reference"])
+    add_target_argument(parser)
 
 
 @command("run", "run a trained model (inference) on inputs and write its outputs", _setup)

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .base import command
+from .base import add_target_argument, command
 
 # flag -> train-section key; each overrides the key of the same name.
 OVERRIDES = {"epochs": int, "batch": int, "lr": float, "optimizer": str, "data": str,
@@ -29,8 +29,8 @@ def _setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", "-o", help="write the trained weights to this checkpoint "
                         "(.npz or .safetensors)")
     parser.add_argument("--init", help="start from the weights of this checkpoint")
-    parser.add_argument("--target", default="cpu", choices=["cpu", "reference"],
-                        help="where the training step runs (default: cpu, compiled by Numba)")
+    add_target_argument(parser, help="where the training step runs (default: cpu, compiled "
+                                     "by Numba)")
     parser.add_argument("--plot", help="draw loss and metric curves per epoch to this image")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the final line")
 

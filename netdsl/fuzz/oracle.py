@@ -147,23 +147,23 @@ def _innermost_netdsl_frame(error: BaseException) -> str:
 # ---------------------------------------------------------------------------------------------
 # the three modes
 
-def _graph_for(mode: str, model, options: Options):
-    from ..passes.pipeline import run_pipeline
-    from ..passes.training import build_training_graph, loss_and_grad_graph
+def _step_for(mode: str, model, options: Options):
+    """(graph, training) that `compile_step` compiles for `mode`, as the product does."""
+    from ..compiler import Training
+    from ..passes.training import loss_and_grad_graph
     if mode == "forward":
-        return model.inference_graph
+        return model.inference_graph, None
     if mode == "grad":
         graph = loss_and_grad_graph(model.training_forward)
         graph.outputs.update({f"out.{name}": value
                               for name, value in model.training_forward.outputs.items()})
-        return run_pipeline(graph)
+        return graph, None
     if mode == "eval":
-        return run_pipeline(model.graph.restricted(keep_losses=True))
+        return model.graph.restricted(keep_losses=True), None
     from ..passes.optimizers import OptimizerSpec
     spec = OptimizerSpec(options.optimizer, lr=0.05, momentum=0.9 if options.optimizer == "sgd"
                          else 0.0, weight_decay=options.weight_decay)
-    graph = build_training_graph(model.training_forward, spec, clip_norm=options.clip_norm)
-    return run_pipeline(graph)
+    return model.training_forward, Training(spec, clip_norm=options.clip_norm)
 
 
 HYPER = ("__lr__", "__step__", "__rng__")
@@ -172,13 +172,15 @@ HYPER = ("__lr__", "__step__", "__rng__")
 def _check_mode(mode: str, model, weights, data: DataSpec, options: Options) -> Finding | None:
     """Compile `mode`'s graph once and compare two runs, the second with other dim values
     (a batch of another size: the arena is laid out again)."""
-    from ..backends import compile_graph
     from ..backends.numba_cpu import CodegenOptions
     from ..backends.reference import run as reference_run
-    graph = _graph_for(mode, model, options)
+    from ..compiler import compile_step
+    graph, training = _step_for(mode, model, options)
     codegen = CodegenOptions() if options.parallel_min is None else \
         CodegenOptions(parallel_min=options.parallel_min)
-    compiled = compile_graph(graph, target="cpu", cache_dir=options.cache_dir, options=codegen)
+    compiled = compile_step(graph, "cpu", training, cache_dir=options.cache_dir,
+                            options=codegen)
+    graph = compiled.graph                  # after the pass pipeline: the reference runs it too
     feeds = [_with_hyper(graph, data.arrays(graph.inputs), 1),
              _with_hyper(graph, data.rebound().arrays(graph.inputs), 2)][:options.steps]
     params = _params(graph, weights)

@@ -1,6 +1,8 @@
 """The graph-level pass pipeline: one ordered, named list, run in order, each stage printable.
 
-    lower -> check -> [training graph: passes/training.py] -> PIPELINE -> backend
+    lower -> check -> [training graph: passes/training.py] -> PIPELINE -> target's stages
+
+(`netdsl/compiler.py` `compile_step` runs that list; this module holds the middle of it.)
 
 `PIPELINE` holds the graph-to-graph passes every backend runs.  Each entry is `(name, pass)`
 with `pass: Graph -> Graph`; names are unique, so `netdsl compile --emit <name>` (and
@@ -13,9 +15,9 @@ with `pass: Graph -> Graph`; names are unique, so `netdsl compile --emit <name>`
     simplify  algebraic identities (x * 1, neg(neg x), transpose of transpose, ...)
     cleanup   CSE and DCE again (the rewrites expose new duplicates and dead nodes), then verify
 
-Backends continue from the result with their own stages, named in `BACKEND_STAGES`: kernel
-fusion (`passes/fusion.py`, "fuse") and buffer planning (`passes/memory.py`, "plan_memory").
-They are not in this list because their results are kernel groups and buffer plans, not graphs.
+Targets continue from the result with their own stages (`Target.stages`; the cpu target's
+are fuse, plan_memory, codegen, cache, load).  They are not in this list because their results
+are kernel groups, buffer plans and modules, not graphs.
 """
 from __future__ import annotations
 
@@ -50,10 +52,6 @@ PIPELINE: list[tuple[str, Pass]] = [
     ("cleanup", cleanup),
 ]
 
-# Stages that backends run after PIPELINE, in this order (see the module docstring).
-BACKEND_STAGES: tuple[str, ...] = ("fuse", "plan_memory")
-
-
 def stage_names() -> list[str]:
     """Every stage name `--emit` accepts at graph level, in order."""
     return [name for name, _ in PIPELINE]
@@ -66,7 +64,7 @@ def run_pipeline(graph: Graph, stop_after: str | None = None,
     names = stage_names()
     if stop_after is not None and stop_after not in names:
         from ..errors import Error, did_you_mean
-        hint = did_you_mean(stop_after, names + list(BACKEND_STAGES))
+        hint = did_you_mean(stop_after, names)
         raise Error(f"unknown compiler stage '{stop_after}' (stages: {', '.join(names)})",
                     hint=hint)
     for name, graph_pass in PIPELINE:

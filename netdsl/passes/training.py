@@ -13,11 +13,18 @@ training step.  Conventions (the train loop and checkpoints rely on them):
 * state_updates: the forward graph's (BatchNorm running statistics), plus the new value of every
   updated parameter (by its name) and of every optimiser state buffer.
 
+State.  Besides the parameters it trains, a step updates the model's *state*: the non-trainable
+params (`kind == "state"`) it has a new value for -- optimiser slots and BatchNorm running
+statistics.  `state_names(graph)` lists them; the train loop keeps parameters and state in one
+storage dict bound by name into every step (runtime/steps.py), and returns the state with the
+weights.  The step counter is the `__step__` input, counted by the loop.
+
 Objectives.  With no `loss_name`, the objective is the sum of the graph's losses, and every
 trainable parameter is trained.  A loss declared `wrt` some scopes (a GAN's `d_loss wrt
 Discriminator`) is an objective of its own: `build_training_graph(graph, opt, loss_name="d_loss")`
 trains only the parameters whose name (or scope) starts with one of its `wrt` names, and
-`build_training_graphs` makes one such graph per objective; the train loop alternates them.
+`build_training_graphs` makes one such graph per objective; `fit` runs one step per objective,
+in the order the losses are declared, on every batch (runtime/steps.py).
 
 Gradient nodes carry the scope `("grad", ...)`, optimiser nodes `("optimizer", ...)` + the
 parameter's scope, so diagrams can draw forward, backward and update apart.
@@ -112,6 +119,12 @@ def loss_and_grad_graph(graph: Graph, loss_name: str | None = None) -> Graph:
     return b.graph
 
 
+def state_names(graph: Graph) -> list[str]:
+    """The state a training graph updates: non-trainable params with a new value each step."""
+    return [info.name for info in graph.params
+            if not info.trainable and info.name in graph.state_updates]
+
+
 def trained_params(graph: Graph, wrt: tuple[str, ...] | None) -> list[ParamInfo]:
     """The trainable params an objective updates: all, or those under one of the `wrt` scopes."""
     if wrt is None:
@@ -157,8 +170,8 @@ def _objective_losses(graph: Graph, loss_name: str | None) -> list[LossInfo]:
     if scoped:
         raise Error(f"model '{graph.name}' has several objectives ({', '.join(scoped)}); "
                     f"train each with its own optimizer",
-                    hint="`netdsl train` does not alternate objectives yet; from Python, "
-                         "passes.training.build_training_graphs builds one step per loss")
+                    hint="`netdsl train` and Model.fit run one step per objective; from "
+                         "Python, compiler.Training(loss_name=...) picks one")
     return list(graph.losses)
 
 

@@ -50,8 +50,10 @@ def render_model(model: Any, level: str = "layers", *, grad: bool = False, expan
     if level == "ops":
         return render_ops(graph, grad_graph=grad_graph, arch=model.architecture, expand=expand,
                           rankdir=rankdir)
-    from ..passes.fusion import fuse
-    from ..passes.pipeline import run_pipeline
-    compiled = run_pipeline(grad_graph or graph)
-    return render_kernels(compiled, fuse(compiled), arch=model.architecture, expand=expand,
-                          rankdir=rankdir)
+    from ..compiler import GRADIENTS, StageRecorder, compile_step
+    from ..passes.pipeline import stage_names
+    recorder = StageRecorder(stage_names()[-1])
+    fused = compile_step(graph, "cpu", GRADIENTS if grad else None, trace=recorder,
+                         stop_after="fuse")
+    return render_kernels(recorder[stage_names()[-1]], fused, arch=model.architecture,
+                          expand=expand, rankdir=rankdir)

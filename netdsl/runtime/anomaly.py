@@ -25,7 +25,6 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import Diagnostic, Error
-from ..ir.graph import Graph
 from . import data as data_module
 
 # States up to this size are copied at the start of every epoch, so that a replay is at most
@@ -48,12 +47,14 @@ _LR_HINT = "lower the learning rate, or clip gradients with clip_norm"
 class NonFiniteWatch:
     """What the train loop keeps so that a non-finite loss can be traced to its first op."""
 
-    def __init__(self, training_graph: Graph, step: Callable, state: dict[str, np.ndarray],
+    def __init__(self, steps: list, state: dict[str, np.ndarray],
                  weights: dict[str, np.ndarray], train_data: dict[str, np.ndarray],
-                 batch_inputs: list[str], hyper: list[str], schedule: Callable, config):
-        self.graph, self.step, self.state = training_graph, step, state
+                 schedule: Callable, config):
+        # steps: the training plan's TrainingSteps (runtime/steps.py), run in order per batch.
+        self.steps, self.state = steps, state
         self.weights, self.train_data, self.config = weights, train_data, config
-        self.batch_inputs, self.hyper, self.schedule = batch_inputs, hyper, schedule
+        self.schedule = schedule
+        self.failed_index = 0               # which step of the plan went wrong
         self.snapshot: tuple[int, int, dict | None, dict] | None = None
         self._copy = sum(array.nbytes for array in state.values()) <= SNAPSHOT_BYTES
 
@@ -64,11 +65,16 @@ class NonFiniteWatch:
                 if self._copy else None
             self.snapshot = (epoch, first_step, state, rng.bit_generator.state)
 
-    def explain(self, loss: float, epoch: int, global_step: int) -> Error:
-        """The Error for a non-finite loss at `global_step` (see the module docstring)."""
+    def explain(self, loss: float, epoch: int, global_step: int, index: int = 0) -> Error:
+        """The Error for a non-finite loss at `global_step`, in the plan's step `index` (see
+        the module docstring)."""
         headline = f"the loss became {loss} at epoch {epoch}, step {global_step}"
+        objective = self.steps[index].objective
+        if objective is not None:
+            headline = f"the loss {objective} became {loss} at epoch {epoch}, step {global_step}"
         try:
             with np.errstate(all="ignore"):
+                self.failed_index = index
                 found = self._replay(epoch, global_step)
         except Error as error:
             return error
@@ -83,6 +89,7 @@ class NonFiniteWatch:
     def _replay(self, epoch: int, global_step: int):
         """(step, where the first non-finite value was made) for the step that went wrong,
         or a string saying why it was not found."""
+        index = self.failed_index
         if self.snapshot is None:
             return "no snapshot of the weights to replay from"
         _, first, saved, rng_state = self.snapshot
@@ -108,20 +115,20 @@ class NonFiniteWatch:
                 number += 1
                 hyper = {"__lr__": self.schedule(number - 1), "__step__": float(number),
                          "__rng__": number}
-                before = {name: array.copy() for name, array in self.state.items()}
-                if number == global_step:
-                    return self._locate(number, chunk, hyper, before)
-                outputs = self.step(*(chunk[name] for name in self.batch_inputs),
-                                    *(hyper[name] for name in self.hyper))
-                lost = not np.isfinite(float(outputs[self.step.output_names.index("loss")]))
-                if lost or not _all_finite(self.state):
-                    return self._locate(number, chunk, hyper, before)
+                for k, step in enumerate(self.steps):
+                    before = {name: array.copy() for name, array in self.state.items()}
+                    if (number, k) == (global_step, index):
+                        return self._locate(step, number, chunk, hyper, before)
+                    outputs = step(chunk, hyper)
+                    lost = not np.isfinite(float(outputs[step.loss_index]))
+                    if lost or not _all_finite(self.state):
+                        return self._locate(step, number, chunk, hyper, before)
         return "the replay did not reach the step"
 
-    def _locate(self, number: int, chunk: dict, hyper: dict, state: dict):
+    def _locate(self, step, number: int, chunk: dict, hyper: dict, state: dict):
         """Run one step on the reference over the unoptimised graph; find the first NaN."""
         from ..backends.reference import evaluate
-        graph = self.graph
+        graph = step.training_graph
         feeds: dict[int, np.ndarray] = {}
         for value in graph.inputs:
             source = hyper[value.name] if value.name in hyper else chunk[value.name]

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backends.reference import run
+from ..compiler import GRADIENTS, compile_step
 from ..errors import Error
 from ..passes.precision import to_float64
-from ..passes.training import loss_and_grad_graph
 
 # The rounding error of one float64 loss evaluation, in units of eps * |loss|: generous, since
 # a loss sums many terms.
@@ -74,7 +74,10 @@ def gradcheck(model, weights: dict[str, np.ndarray], inputs: dict[str, np.ndarra
               epsilon: float = 1e-6, samples: int = 12, seed: int = 0, rtol: float = 1e-5,
               atol: float = 1e-8) -> list[ParamCheck]:
     """Compare the symbolic gradient of the model's loss with finite differences."""
-    graph = to_float64(loss_and_grad_graph(model.training_forward))
+    # The gradient graph as built, promoted to float64: no pass pipeline, so the check is of
+    # the symbolic gradients themselves.
+    graph = to_float64(compile_step(model.training_forward, "reference", GRADIENTS,
+                                    stop_after="training"))
     arrays = {name: np.asarray(a, dtype=np.float64) if np.asarray(a).dtype.kind == "f" else a
               for name, a in model._arrays(graph, weights, inputs, step=1).items()}
     for info in graph.params:

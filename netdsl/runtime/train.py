@@ -1,8 +1,10 @@
 """The training loop behind `netdsl train` and `Model.fit`.
 
-One compiled training graph (forward, loss, gradients, optimiser update) runs per batch as a
-single call; parameters and optimiser state live in arrays the step updates in place.  Each epoch
-then runs the inference graph over the validation split for its loss and metrics.
+The training plan (runtime/steps.py) is a list of compiled steps, one per objective (one for
+most models), each a single call per batch that runs forward, loss, gradients and the
+optimiser's update; parameters and state (optimiser slots, running statistics) live in one
+storage dict the steps update in place.  Each epoch then runs the inference graph over the
+validation split for its loss and metrics.
 """
 from __future__ import annotations
 
@@ -21,8 +23,7 @@ from .metrics import make_metric, metric_sources
 from .progress import ProgressBar, format_epoch_header, format_epoch_row
 from .schedules import make_schedule
 from .train_config import TrainConfig
-
-HYPER_INPUTS = ("__lr__", "__step__", "__rng__")
+from .steps import HYPER_INPUTS, build_plan
 
 
 @dataclass
@@ -79,11 +80,9 @@ class _Evaluator:
 
     def __init__(self, model, target: str, metric_names: list[str], label: str | None,
                  prediction: str | None):
-        graph = model.graph.restricted(keep_losses=True)
-        from ..backends import compile_graph
-        from ..passes.pipeline import run_pipeline
-        self.graph = run_pipeline(graph)
-        self.compiled = compile_graph(self.graph, target=target)
+        from ..compiler import compile_step
+        self.compiled = compile_step(model.graph.restricted(keep_losses=True), target=target)
+        self.graph = self.compiled.graph
         self.metric_names, self.label, self.prediction = metric_names, label, prediction
         self.loss_names = [loss.name for loss in self.graph.losses]
 
@@ -137,9 +136,6 @@ def fit(model, weights: dict[str, np.ndarray], config: TrainConfig, *, data: Any
 
 
 def _fit(model, weights, config, data, target, verbose, printer, should_stop=None) -> FitResult:
-    from ..backends import compile_graph
-    from ..passes.pipeline import run_pipeline
-    from ..passes.training import build_training_graph
     model.check_weights(weights)
     label, prediction = _label_and_prediction(model, config)
     train_data, validation = prepare_data(model, config, data)
@@ -151,24 +147,13 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                     hint=f"monitor={monitor[4:]} (the training column), or give a "
                          "validation set or a split below 1")
     spec = config.optimizer_spec()
-    training = build_training_graph(model.training_forward, spec,
-                                    weight_decay=spec.weight_decay,
-                                    clip_norm=config.clip_norm, clip_value=config.clip_value)
-    graph = run_pipeline(training)
-    compiled = compile_graph(graph, target=target)
+    plan = build_plan(model, weights, config, target, prediction)
+    steps, state = plan.steps, plan.storage
     evaluator = _Evaluator(model, target, config.metrics, label, prediction) \
         if validation is not None else None
-
-    state = {info.name: np.array(weights[info.name], dtype=info.value.dtype.numpy, order="C")
-             if info.name in weights else
-             np.zeros(tuple(info.value.shape), info.value.dtype.numpy)
-             for info in graph.params}
-    batch_inputs = [v.name for v in graph.inputs if v.name not in HYPER_INPUTS]
-    hyper = [name for name in HYPER_INPUTS if name in {v.name for v in graph.inputs}]
-    step = compiled.bind(state, inputs=batch_inputs + hyper)
-    loss_index = step.output_names.index("loss")
-    prediction_index = step.output_names.index(prediction) \
-        if prediction in step.output_names else None
+    batch_inputs = plan.batch_inputs
+    # The prediction for the training metrics: from the last step that outputs it.
+    predicting = [step for step in steps if step.prediction_index is not None][-1:]
 
     examples = data_module.num_examples(train_data)
     steps_per_epoch = -(-examples // config.batch)
@@ -177,8 +162,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                              positional=config.schedule_positional)
     rng = np.random.default_rng(config.seed)
     # A non-finite loss is traced to the op that made it by replaying the step (anomaly.py).
-    watch = NonFiniteWatch(training, step, state, weights, train_data, batch_inputs, hyper,
-                           schedule, config)
+    watch = NonFiniteWatch(steps, state, weights, train_data, schedule, config)
     result = FitResult(weights={})
     metric_names = config.metrics
     columns = ["loss"] + (["val_loss"] if evaluator is not None else []) + list(metric_names) \
@@ -202,17 +186,19 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
             global_step += 1
             extra = {"__lr__": schedule(global_step - 1), "__step__": float(global_step),
                      "__rng__": global_step}
-            outputs = step(*(chunk[name] for name in batch_inputs),
-                           *(extra[name] for name in hyper))
+            loss = 0.0
+            for index, step in enumerate(steps):
+                outputs = step(chunk, extra)
+                step_loss = float(outputs[step.loss_index])
+                if not np.isfinite(step_loss):
+                    raise watch.explain(step_loss, epoch, global_step, index)
+                loss += step_loss
+                if label and predicting and step is predicting[0]:
+                    for metric in train_metrics.values():
+                        metric.update(outputs[step.prediction_index], chunk[label])
             size = len(chunk[batch_inputs[0]]) if batch_inputs else 1
-            loss = float(outputs[loss_index])
-            if not np.isfinite(loss):
-                raise watch.explain(loss, epoch, global_step)
             total += loss * size
             count += size
-            if label and prediction_index is not None:
-                for metric in train_metrics.values():
-                    metric.update(outputs[prediction_index], chunk[label])
             if bar is not None:
                 bar.update(loss=loss)
         if bar is not None:

@@ -1,0 +1,176 @@
+"""The benchmark workloads: data, the netdsl training step and the PyTorch one, per model.
+
+    xor      2-8-1 MLP, tanh, bce_logits, full batch of 4, Adam(lr=0.05)
+    mlp      784-256-256-10 MLP, relu, cross_entropy, batch 128, Adam(lr=1e-3)
+    lenet    LeNet-5 on f32[64, 1, 28, 28], cross_entropy, Adam(lr=1e-3)
+
+The netdsl step is compiled through `netdsl.compiler.compile_step` with the model's train section
+(`Training.from_config`), exactly as `fit` compiles it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+MODELS = Path(__file__).resolve().parent / "models"
+WORKLOADS = ("xor", "mlp", "lenet")
+
+
+@dataclass
+class Workload:
+    key: str
+    title: str
+    net: Path
+    lr: float
+    data: Callable[[np.random.Generator], dict[str, np.ndarray]]   # by netdsl input name
+    torch_model: Callable                                             # (torch) -> nn.Module
+    torch_loss: str                                                   # "bce_logits" | "ce"
+    notes: list[str] = field(default_factory=list)
+
+
+def _xor_data(rng):
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+    return {"x": x, "y": np.array([[0], [1], [1], [0]], np.float32)}
+
+
+def _mlp_data(rng):
+    return {"image": rng.standard_normal((128, 784), dtype=np.float32),
+            "label": rng.integers(0, 10, 128).astype(np.int64)}
+
+
+def _lenet_data(rng):
+    return {"image": rng.random((64, 1, 28, 28), dtype=np.float32),
+            "label": rng.integers(0, 10, 64).astype(np.int64)}
+
+
+def _xor_torch(torch):
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
+
+
+def _mlp_torch(torch):
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+                         nn.Linear(256, 10))
+
+
+def _lenet_torch(torch):
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                         nn.Linear(84, 10))
+
+
+WORKLOAD_DEFS = {
+    "xor": Workload("xor", "XOR 2-8-1, batch 4, Adam", MODELS / "xor.net", 0.05,
+                    _xor_data, _xor_torch, "bce_logits"),
+    "mlp": Workload("mlp", "MLP 784-256-256-10, batch 128, Adam", MODELS / "mlp.net", 1e-3,
+                    _mlp_data, _mlp_torch, "ce"),
+    "lenet": Workload("lenet", "LeNet-5 1x28x28, batch 64, Adam", MODELS / "lenet5.net", 1e-3,
+                      _lenet_data, _lenet_torch, "ce"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# netdsl side
+# ---------------------------------------------------------------------------------------------
+def compile_training_step(model, target: str = "cpu"):
+    """The training step `fit` compiles for `model` (its train section's optimiser, weight
+    decay and clipping), through the one compiler entry point."""
+    from netdsl.compiler import Training, compile_step
+    return compile_step(model.training_forward, target, Training.from_config(model.train_config))
+
+
+def bind_training_step(compiled, weights: dict[str, np.ndarray]):
+    """(step, batch input names, hyper input names): `compiled` bound to fresh storage holding
+    `weights` and zeros for the optimiser state, called as fit calls it."""
+    from netdsl.runtime.steps import HYPER_INPUTS
+    graph = compiled.graph
+    state = {info.name: np.array(weights[info.name], dtype=info.value.dtype.numpy, order="C")
+             if info.name in weights else
+             np.zeros(tuple(info.value.shape), info.value.dtype.numpy)
+             for info in graph.params}
+    names = {v.name for v in graph.inputs}
+    batch_inputs = [v.name for v in graph.inputs if v.name not in HYPER_INPUTS]
+    hyper = [name for name in HYPER_INPUTS if name in names]
+    return compiled.bind(state, inputs=batch_inputs + hyper), batch_inputs, hyper
+
+
+def netdsl_stepper(workload: Workload, arrays: dict[str, np.ndarray], target: str = "cpu"):
+    """A zero-argument function running one training step; plus the CompileReport."""
+    import netdsl
+
+    model = netdsl.load(workload.net)
+    compiled = compile_training_step(model, target)
+    step, batch_inputs, hyper = bind_training_step(compiled, model.init(seed=0))
+    fed = [np.ascontiguousarray(arrays[name]) for name in batch_inputs]
+    lr = float(workload.lr)
+    counter = [0]
+    has_rng = "__rng__" in hyper
+
+    if has_rng:
+        def run():
+            counter[0] += 1
+            return step(*fed, lr, float(counter[0]), counter[0])
+    else:
+        def run():
+            counter[0] += 1
+            return step(*fed, lr, float(counter[0]))
+    loss_index = step.output_names.index("loss") if "loss" in step.output_names else 0
+    run.loss = lambda: float(run()[loss_index])
+    return run, compiled.report
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch side
+# ---------------------------------------------------------------------------------------------
+def import_torch(threads: int):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+def torch_stepper(torch, workload: Workload, arrays: dict[str, np.ndarray]):
+    """One eager PyTorch training step; returns (run, description of the optimiser)."""
+    torch.manual_seed(0)
+    module = workload.torch_model(torch)
+    params = list(module.parameters())
+    try:
+        optimizer = torch.optim.Adam(params, lr=workload.lr, fused=True)
+        kind = "Adam(fused=True)"
+    except (RuntimeError, TypeError, ValueError):
+        optimizer = torch.optim.Adam(params, lr=workload.lr, foreach=True)
+        kind = "Adam(foreach=True)"
+    if workload.torch_loss == "ce":
+        loss_fn = torch.nn.CrossEntropyLoss()
+        x = torch.from_numpy(arrays["image"])
+        y = torch.from_numpy(arrays["label"])
+    else:
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        x = torch.from_numpy(arrays["x"])
+        y = torch.from_numpy(arrays["y"])
+
+    def run():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(module(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    run.loss = lambda: float(run().item())
+    try:                                    # a fused step that fails at run time: foreach
+        run()
+    except RuntimeError:
+        optimizer = torch.optim.Adam(params, lr=workload.lr, foreach=True)
+        kind = "Adam(foreach=True)"
+        run()
+    return run, kind
+
+

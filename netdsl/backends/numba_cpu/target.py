@@ -1,0 +1,120 @@
+"""The "cpu" target's stages: fuse -> plan_memory -> codegen -> cache -> load.
+
+fuse groups the graph's nodes into kernels (passes/fusion.py), plan_memory lays the
+intermediate buffers out in arenas (passes/memory.py), codegen writes one Python module with
+an `@njit` driver, cache stores it under its content hash (backends/cache.py, keyed by the
+target's name too), and load imports it and compiles the driver for the graph's argument types
+(Numba is imported only here).  The result is a `CompiledGraph` (compiled.py).
+"""
+from __future__ import annotations
+
+import os
+
+from ...ir.graph import Graph
+from ..target import CompileReport, StageClock, Target
+
+
+class NumbaCpuTarget(Target):
+    name = "cpu"
+    stages = ("fuse", "plan_memory", "codegen", "cache", "load")
+    description = "Numba, one njit driver per graph"
+    # Numba has no float16 on the CPU (its data model raises NotImplementedError for it).
+    unsupported_dtypes = ("f16",)
+    unsupported_reason = "Numba has no {dtype} on the CPU"
+
+    def compile(self, graph: Graph, *, cache_dir=None, options=None, trace=None,
+                stop_after=None):
+        """`options` (CodegenOptions) tunes code generation: which loop nests get a parallel
+        kernel, sharing of repeated nests; cache_dir overrides $NETDSL_CACHE_DIR."""
+        from ...passes.fusion import fuse
+        from ...passes.memory import plan_memory
+        from .. import cache
+        from .codegen import CodegenOptions, generate_module
+        from .compiled import CompiledGraph
+
+        report = CompileReport(self.name)
+        clock = StageClock(report, trace, stop_after)
+        fused = fuse(graph)
+        if clock.done("fuse", fused):
+            return fused
+        plan = plan_memory(fused)
+        if clock.done("plan_memory", plan, phase="plan"):
+            return plan
+        self.check_support(graph)            # before codegen: fuse and plan work on f16 too
+        generated = generate_module(fused, plan, options or CodegenOptions(), title=graph.name)
+        if clock.done("codegen", generated):
+            return generated
+        key = cache.cache_key(generated.source, self.name)
+        path, existed = cache.write_module(cache.cache_dir(cache_dir), key, generated.source)
+        if clock.done("cache", path):
+            return path
+        _start_thread_pool()
+        with cache.LLVMCounter() as counter:
+            module = cache.import_module(path, key, generated.source)   # checked, from memory
+            clock.lap("load")
+            driver = module.step
+            hits_before = sum(driver.stats.cache_hits.values())
+            if not driver.signatures:
+                driver.compile(_signature(generated, graph, fused))
+            driver.disable_compile()
+            clock.lap("compile")
+        report.llvm_compiles = counter.count
+        report.cache_hit = counter.count == 0 and (existed or sum(
+            driver.stats.cache_hits.values()) > hits_before)
+        report.key, report.module_path = key, str(path)
+        report.kernels = generated.kernels
+        report.fusion = fused.report()
+        report.memory = plan.report(report.fusion.bindings)
+        constants = {k: _writeable(node.attrs["value"]) for k, node in enumerate(fused.constants)}
+        compiled = CompiledGraph(graph, driver, generated, plan, fused, report, constants)
+        if trace is not None:
+            trace("load", compiled)
+        return compiled
+
+
+def _start_thread_pool() -> None:
+    """Start Numba's thread pool before loading a driver.
+
+    A driver loaded from the cache may call parallel kernels (ours, or an op's such as
+    conv2d's or log_softmax's) whose thread pool nothing has started in this process.  Their
+    cached machine code links against the pool's symbols (allocate_sched), so start the pool
+    before loading anything: get_num_threads() launches it once, and is public API.
+    The threading layer is chosen when the pool starts: netdsl prefers `workqueue`, because
+    OpenMP's spinning threads made a LeNet step 15x slower on a loaded 2-core machine (558 ms
+    against 38 ms, measured here).  NUMBA_THREADING_LAYER, when set, still decides."""
+    import numba
+    from numba.np.ufunc import parallel
+    if "NUMBA_THREADING_LAYER" not in os.environ and \
+            not getattr(parallel, "_is_initialized", False):
+        numba.config.THREADING_LAYER = "workqueue"
+    numba.get_num_threads()
+
+
+def _writeable(array):
+    import numpy as np
+    return np.array(array, order="C")
+
+
+def _signature(generated, graph: Graph, fused) -> tuple:
+    """The driver's Numba argument types (compiled eagerly, so compile time is measured here)."""
+    import numpy as np
+    from numba import from_dtype, types
+
+    def array(dtype, rank: int):
+        return types.Array(from_dtype(dtype), rank, "C")
+
+    by_name = {v.name: v for v in graph.inputs}
+    by_name.update({p.name: p.value for p in graph.params})
+    result = []
+    for kind, key in generated.params:
+        if kind in ("input", "param"):
+            value = by_name[key]
+            result.append(array(value.dtype.numpy, value.rank))
+        elif kind == "const":
+            constant = fused.constants[key].attrs["value"]
+            result.append(array(constant.dtype, constant.ndim))
+        elif kind == "arena":
+            result.append(array(key.numpy, 1))
+        else:
+            result.append(array(np.dtype("int64"), 1))
+    return tuple(result)

@@ -1,0 +1,107 @@
+"""The training plan: the list of compiled steps `fit` runs per batch, over shared storage.
+
+A model with one objective (its losses summed) has one step.  A model whose losses are declared
+`wrt` some layers (a GAN's `loss d_loss = ... wrt Discriminator`) has one step per loss, each
+training only the parameters under its `wrt` (passes/training.py `trained_params`), run in the
+order the losses are declared.  Every step is compiled through `compiler.compile_step` and bound
+by name to the same `storage` arrays, so a parameter updated by one step is what the next one
+reads: there is one array per name, whatever the number of steps.
+
+Storage holds the parameters and the model's *state*: every non-trainable array a step updates
+besides the parameters (optimiser slots `opt.<param>.<slot>`, BatchNorm running statistics),
+as `passes.training.state_names` lists them for each step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..ir.graph import Graph
+
+HYPER_INPUTS = ("__lr__", "__step__", "__rng__")
+
+
+@dataclass
+class TrainingStep:
+    """One compiled step of the plan: one objective's forward, loss, gradients and update."""
+
+    objective: str | None          # the loss it trains; None: the sum of the model's losses
+    training_graph: Graph          # before the pass pipeline (the anomaly watch replays it)
+    compiled: Any                  # what compile_step returned (run, bind, report)
+    call: Any                      # the bound step: call(*batch inputs, *hyper) -> outputs
+    batch_inputs: list[str]
+    hyper: list[str]
+    params: list[str]              # the trainable parameters it updates
+    state: list[str]               # the other arrays it updates (optimiser slots, statistics)
+    loss_index: int
+    prediction_index: int | None = None
+
+    def __call__(self, chunk: dict[str, np.ndarray], extra: dict[str, Any]):
+        return self.call(*(chunk[name] for name in self.batch_inputs),
+                         *(extra[name] for name in self.hyper))
+
+
+@dataclass
+class TrainingPlan:
+    """The steps of one training iteration, in order, and the storage they share by name."""
+
+    steps: list[TrainingStep]
+    storage: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def batch_inputs(self) -> list[str]:
+        names: list[str] = []
+        for step in self.steps:
+            names += [name for name in step.batch_inputs if name not in names]
+        return names
+
+
+def objectives(graph: Graph) -> list[str | None]:
+    """The objectives of a training-mode forward graph: one per loss when any loss is declared
+    `wrt` (each its own step), else [None] (the sum of the losses, one step)."""
+    if any(loss.wrt is not None for loss in graph.losses):
+        return [loss.name for loss in graph.losses]
+    return [None]
+
+
+def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
+               prediction: str | None = None) -> TrainingPlan:
+    """Compile one step per objective of `model` and bind them all to one storage dict.
+
+    Storage starts as a copy of `weights` (every parameter of the model), then the zeros of
+    each state array (optimiser slots) a step adds."""
+    from ..compiler import StageRecorder, Training, compile_step
+    from ..passes.training import state_names
+    forward = model.training_forward
+    storage = {info.name: np.array(weights[info.name], dtype=info.value.dtype.numpy, order="C")
+               for info in model.graph.params if info.name in weights}
+    steps = []
+    for objective in objectives(forward):
+        recorder = StageRecorder("training")
+        compiled = compile_step(forward, target, Training.from_config(config, objective),
+                                trace=recorder)
+        graph = compiled.graph
+        for info in graph.params:
+            if info.name not in storage:
+                storage[info.name] = np.array(weights[info.name], dtype=info.value.dtype.numpy,
+                                              order="C") if info.name in weights else \
+                    np.zeros(tuple(info.value.shape), info.value.dtype.numpy)
+        fed = {v.name for v in graph.inputs}
+        batch_inputs = [v.name for v in graph.inputs if v.name not in HYPER_INPUTS]
+        hyper = [name for name in HYPER_INPUTS if name in fed]
+        call = compiled.bind(storage, inputs=batch_inputs + hyper)
+        training_graph = recorder["training"]
+        updated = set(training_graph.state_updates)
+        steps.append(TrainingStep(
+            objective, training_graph, compiled, call, batch_inputs, hyper,
+            params=[p.name for p in training_graph.trainable if p.name in updated],
+            state=state_names(training_graph),
+            loss_index=call.output_names.index("loss"),
+            prediction_index=call.output_names.index(prediction)
+            if prediction in call.output_names else None))
+    return TrainingPlan(steps, storage)
+
+
+__all__ = ["HYPER_INPUTS", "TrainingPlan", "TrainingStep", "build_plan", "objectives"]
