@@ -30,11 +30,20 @@ def evaluate(graph: Graph, feeds: Mapping[int, np.ndarray],
     for node in graph.nodes:
         arrays = [env[v.id] for v in node.inputs]
         attrs = _concrete_attrs(node.attrs, bindings) if _has_symbols(node) else node.attrs
+        if node.op.has("control"):              # scan: runs its body through this interpreter
+            attrs = {**attrs, "run_body": run_body}
         result = node.op.reference(*arrays, **attrs)
         results = result if isinstance(result, tuple) else (result,)
         for value, array in zip(node.outputs, results):
             env[value.id] = np.asarray(array, dtype=value.dtype.numpy)
     return env
+
+
+def run_body(body: Graph, arrays) -> list[np.ndarray]:
+    """Evaluate a control op's body subgraph on `arrays` (its inputs, in order): what a control
+    op's `reference` rule is given to run its body, since ops import no backend."""
+    env = evaluate(body, {v.id: a for v, a in zip(body.inputs, arrays)})
+    return [env[v.id] for v in body.outputs.values()]
 
 
 def _has_symbols(node) -> bool:

@@ -144,6 +144,11 @@ def test_rules(name):
             assert len(example) in (2, 3), f"op {name}: bad example {example!r}"
 
 
+def test_every_target_is_listed():
+    from netdsl.backends.target import target_names
+    assert sorted(LOWERS) == sorted(target_names())
+
+
 @pytest.mark.parametrize("target", sorted(LOWERS))
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_lowered_or_exempt(name, target):
