@@ -17,7 +17,7 @@ from ..source import Span
 from . import ast
 from .context import CallContext
 from .expressions import evaluate, expect_tensor, name_layer
-from .limits import MAX_REPEAT
+from .limits import MAX_REPEAT, check_value, whole
 from .values import (INVALID, BlockDef, FunctionRef, Invalid, LayerConfig, LayerRef, Repeat)
 
 if TYPE_CHECKING:
@@ -103,6 +103,9 @@ def pipe(lowerer: "Lowerer", scope: "Scope", expr: ast.Pipe) -> Any:
 def call_function(lowerer: "Lowerer", target: FunctionRef, args: list[Argument],
                   kwargs: list[tuple[str, Argument]], span: Span | None) -> Any:
     """Call a built-in function and record it in the layer-level view."""
+    if target.name in NUMBER_FUNCTIONS and len(args) == 1 and not kwargs \
+            and isinstance(args[0].value, (int, float)) and not isinstance(args[0].value, bool):
+        return _number_function(target.name, args[0].value, span)
     bound = bind_call(target.target, target.name, args, kwargs, span)
     ctx = CallContext(lowerer, span)
     first = len(lowerer.builder.graph.nodes)
@@ -113,6 +116,28 @@ def call_function(lowerer: "Lowerer", target: FunctionRef, args: list[Argument],
     lowerer.record(lowerer.unique_record_name(target.name), target.name, "function",
                    flat_inputs, outputs, span, first_node=first)
     return result
+
+
+# Functions that, applied to a compile-time number, give a compile-time number
+# (`1.0 / sqrt(d)` in a block), as Python's math module computes them.
+NUMBER_FUNCTIONS = {
+    "sqrt": math.sqrt, "exp": math.exp, "log": math.log, "sin": math.sin, "cos": math.cos,
+    "tanh": math.tanh, "abs": abs, "square": lambda v: v * v,
+    "sigmoid": lambda v: 1.0 / (1.0 + math.exp(-v)),
+}
+
+
+def _number_function(name: str, value: Any, span: Span | None) -> Any:
+    """`sqrt(16)` on a compile-time number: a number (a float, or abs/square of an int)."""
+    try:
+        result = NUMBER_FUNCTIONS[name](value)
+    except ValueError:
+        raise Error(f"{name}({value!r}) is not a real number", span,
+                    f"{name} of a compile-time number needs a "
+                    f"{'positive' if name == 'log' else 'non-negative'} number") from None
+    except OverflowError:
+        raise Error(f"{name}({value!r}) is too large for a 64-bit float", span) from None
+    return check_value(result if name in ("abs", "square") else float(result), span)
 
 
 def _random_or_init(lowerer, name, args, kwargs, span):
@@ -187,6 +212,8 @@ def _bind_block_args(block: BlockDef, args, kwargs, span) -> dict[str, Any]:
         else:
             raise Error(f"block {block.name} is missing its argument '{param.name}'", span)
         expected = _ARG_TYPES[param.type_name]
+        if expected is int:
+            value = whole(value, where, f"argument '{param.name}' of {block.name}")
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):

@@ -16,7 +16,7 @@ from ..ir.types import DType, Sym, TensorType
 from ..layers.init import InitSpec
 from ..source import Span
 from .cost import per_example
-from .limits import MAX_DIM, MAX_ELEMENTS
+from .limits import MAX_DIM, MAX_ELEMENTS, whole
 from .values import Instance
 
 if TYPE_CHECKING:
@@ -141,6 +141,7 @@ class CallContext:
             self.error(f"a shape must be a list such as [B, -1], got {shape!r}")
         dims = []
         for dim in shape:
+            dim = whole(dim, self.span, "a shape entry")
             if isinstance(dim, Sym) or (isinstance(dim, int) and not isinstance(dim, bool)):
                 dims.append(dim)
             else:

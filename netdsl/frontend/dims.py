@@ -13,11 +13,11 @@ from typing import Any, Callable
 from ..errors import Diagnostic, Error
 from ..ir.graph import Value
 from ..ir.types import (DimLike, DType, Sym, TensorType, dim_add, dim_floordiv, dim_mul,
-                        dim_sub)
+                        dim_sub, opaque)
 from ..source import Span
 from . import ast
 from .cost import per_example
-from .limits import MAX_DIM, MAX_ELEMENTS
+from .limits import MAX_DIM, MAX_ELEMENTS, Quotient, whole
 
 
 @dataclass
@@ -38,7 +38,7 @@ def eval_dim(expr: ast.DimExpr, bindings: DimBindings,
     if isinstance(expr, ast.DimInt):
         return expr.value
     if isinstance(expr, ast.DimName):
-        known = compile_time(expr.id)
+        known = whole(compile_time(expr.id), expr.span, f"dimension '{expr.id}'")
         if known is not None:
             if not isinstance(known, int) or isinstance(known, bool):
                 raise Error(f"dimension '{expr.id}' must be an int, but it is {known!r}",
@@ -54,7 +54,22 @@ def eval_dim(expr: ast.DimExpr, bindings: DimBindings,
         return dim_sub(left, right)
     if expr.op == "*":
         return dim_mul(left, right)
+    if expr.op == "/":
+        return exact_div(left, right, expr.span)
     return dim_floordiv(left, right)
+
+
+def exact_div(left: DimLike, right: DimLike, span: Span | None) -> DimLike:
+    """`left / right` where a dimension is needed: a whole number, or an error naming both."""
+    if right == 0:
+        raise Error(f"cannot divide the dimension {left} by zero", span)
+    if isinstance(left, int) and isinstance(right, int):
+        return whole(Quotient(left, right), span)
+    result = dim_floordiv(left, right)
+    if result == opaque(f"{left} // {right}"):            # not an exact polynomial division
+        raise Error(f"the dimension {left} / {right} is not known to be a whole number", span,
+                    f"use `//` to round down, or make {left} a multiple of {right}")
+    return result
 
 
 def eval_type(expr: ast.TensorTypeExpr, bindings: DimBindings,

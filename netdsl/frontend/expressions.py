@@ -158,6 +158,9 @@ def _binary(lowerer: "Lowerer", scope: "Scope", expr: ast.BinOp) -> Any:
         if isinstance(left, Sym) or isinstance(right, Sym):
             if expr.op in _DIM_OPS:
                 return _DIM_OPS[expr.op](left, right)
+            if expr.op == "/":
+                from .dims import exact_div
+                return exact_div(left, right, expr.span)
             raise Error(f"`{expr.op}` is not defined on dimensions", expr.span)
         return fold(expr.op, left, right, expr.span)
     if expr.op not in _TENSOR_OPS:

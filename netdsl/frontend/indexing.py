@@ -15,6 +15,7 @@ from ..ops.indexing import slice_attrs
 from . import ast
 from .context import CallContext
 from .expressions import evaluate, expect_tensor
+from .limits import whole
 from .values import INVALID, Invalid
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def index(lowerer: "Lowerer", scope: "Scope", expr: ast.Index) -> Any:
 def _bound(lowerer, scope, expr) -> Any:
     if expr is None:
         return None
-    value = evaluate(lowerer, scope, expr)
+    value = whole(evaluate(lowerer, scope, expr), expr.span, "an index")
     if isinstance(value, Value):
         raise Error("indices must be compile-time ints; use gather for tensor indices",
                     expr.span)

@@ -43,7 +43,37 @@ MAX_OPERATIONS = 10_000
 __all__ = ["MAX_SOURCE_BYTES", "MAX_REPORTED", "MAX_IMPORT_DEPTH", "MAX_FILES", "MAX_NESTING",
            "MAX_LOWERING_DEPTH", "MAX_INT", "MAX_SEQUENCE", "MAX_DIM", "MAX_ELEMENTS",
            "MAX_PARAMETERS", "MAX_REPEAT", "MAX_OPERATIONS", "fold", "negate", "check_value",
-           "count"]
+           "count", "Quotient", "whole"]
+
+
+class Quotient(float):
+    """`a / b` of two compile-time ints: a float that remembers both operands, so that where a
+    whole number is needed (a shape, a dimension, an int argument) `d / heads` is accepted when
+    exact and an inexact one is an error that names both numbers.  Arithmetic on it gives a
+    plain float; it pickles as one (it may reach op attributes and the compile cache)."""
+
+    numerator: int
+    denominator: int
+
+    def __new__(cls, numerator: int, denominator: int):
+        value = super().__new__(cls, numerator / denominator)
+        value.numerator, value.denominator = numerator, denominator
+        return value
+
+    def __reduce__(self):
+        return (float, (float(self),))
+
+
+def whole(value: Any, span: Span | None, what: str = "a dimension") -> Any:
+    """`value`, with an exact Quotient turned into its int; an inexact one is an Error."""
+    if not isinstance(value, Quotient):
+        return value
+    if value.numerator % value.denominator:
+        raise Error(f"{what} must be a whole number, but {value.numerator} / "
+                    f"{value.denominator} is {float(value)!r}", span,
+                    f"{value.numerator} is not divisible by {value.denominator}; use `//` to "
+                    f"round down")
+    return value.numerator // value.denominator
 
 
 def count(n: int) -> str:
@@ -127,6 +157,9 @@ def fold(op: str, left: Any, right: Any, span: Span | None) -> Any:
         raise Error(f"`{op}` is not defined on compile-time values such as {left!r}", span,
                     "`@` multiplies matrices: both operands must be tensors")
     _precheck(op, left, right, span)
+    if op == "/" and all(isinstance(v, int) and not isinstance(v, bool) for v in (left, right)) \
+            and right != 0:
+        return Quotient(left, right)
     try:
         result = _OPERATORS[op](left, right)
     except (TypeError, ZeroDivisionError, OverflowError, ValueError) as problem:
