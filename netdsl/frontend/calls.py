@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import Diagnostic, Error
 from ..ir.graph import Value
+from ..ir.types import DType
 from ..layers.base import Argument, ArgumentError, bind_call
 from ..layers.init import InitSpec, make_init
 from ..source import Span
@@ -106,8 +107,10 @@ def call_function(lowerer: "Lowerer", target: FunctionRef, args: list[Argument],
     if target.name in NUMBER_FUNCTIONS and len(args) == 1 and not kwargs \
             and isinstance(args[0].value, (int, float)) and not isinstance(args[0].value, bool):
         return _number_function(target.name, args[0].value, span)
-    bound = bind_call(target.target, target.name, args, kwargs, span)
     ctx = CallContext(lowerer, span)
+    bound = bind_call(target.target, target.name, args, kwargs, span,
+                      lists=lambda value, where, ints: ctx.list_tensor(
+                          value, where, DType.i64 if ints else None))
     first = len(lowerer.builder.graph.nodes)
     result = target.target(ctx, **bound)
     inputs = [a.value for a in args] + [a.value for _, a in kwargs]

@@ -66,6 +66,17 @@ class CallContext:
         with self.lowerer.builder.at(self.span):
             return self.lowerer.builder.constant(np.asarray(value, dtype=dtype.numpy), dtype)
 
+    def list_tensor(self, value: list, span: Span | None = None,
+                    dtype: DType | None = None) -> Value:
+        """A list literal where a tensor is expected: a constant of the list's shape, f32 unless
+        `dtype` is given (an int tensor is expected and every item is an int)."""
+        array = list_array(value, span or self.span)
+        dtype = dtype or DType.f32
+        if array.dtype.kind == "f" and not dtype.is_float:
+            dtype = DType.f32
+        with self.lowerer.builder.at(span or self.span):
+            return self.lowerer.builder.constant(array.astype(dtype.numpy), dtype)
+
     def floating(self, x: Value) -> Value:
         """Integer and bool tensors become f32 where a float is needed (as torch promotes)."""
         if not isinstance(x, Value):
@@ -159,6 +170,31 @@ class CallContext:
 
     def error(self, message: str, hint: str | None = None, span: Span | None = None) -> NoReturn:
         raise Error(message, span or self.span, hint)
+
+
+def list_array(value: Any, span: Span | None) -> np.ndarray:
+    """The NumPy array of a (nested) list of numbers, or an Error for a ragged one, an empty
+    one, or one holding something other than numbers."""
+    def shape_of(item: Any, path: str) -> tuple[int, ...]:
+        if isinstance(item, (list, tuple)):
+            if not item:
+                raise Error(f"the list{path} is empty, so it makes no tensor", span)
+            shapes = [shape_of(x, f"{path}[{i}]") for i, x in enumerate(item)]
+            for i, shape in enumerate(shapes):
+                if shape != shapes[0]:
+                    raise Error(f"this list is ragged: item{path}[{i}] has shape "
+                                f"{list(shape)} but item{path}[0] has {list(shapes[0])}", span,
+                                "a list used as a tensor needs rows of one length")
+            return (len(item),) + shapes[0]
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            from ..layers.base import describe
+            raise Error(f"a list used as a tensor must hold numbers, but item{path} is "
+                        f"{describe(item)}", span,
+                        "to join tensors use concat([a, b], axis=...)"
+                        if isinstance(item, Value) else None)
+        return ()
+    shape_of(value, "")
+    return np.array(value)
 
 
 def fits(value: Any, dtype: DType) -> bool:

@@ -144,7 +144,7 @@ def expect_tensor(value: Any, span: Span | None, what: str) -> Value | Invalid:
 
 
 def _tensor_operand(lowerer, value: Any, expr: ast.Expr, operator: str) -> Any:
-    if isinstance(value, (Value, Invalid, int, float, bool, Sym)):
+    if isinstance(value, (Value, Invalid, int, float, bool, Sym, list)):
         return value
     return expect_tensor(value, expr.span, f"an operand of `{operator}`")
 
@@ -154,6 +154,8 @@ def _binary(lowerer: "Lowerer", scope: "Scope", expr: ast.BinOp) -> Any:
     right = _tensor_operand(lowerer, evaluate(lowerer, scope, expr.right), expr.right, expr.op)
     if isinstance(left, Invalid) or isinstance(right, Invalid):
         return INVALID
+    if isinstance(left, list) or isinstance(right, list):
+        left, right = _list_operands(lowerer, expr, left, right)
     if not isinstance(left, Value) and not isinstance(right, Value):
         if isinstance(left, Sym) or isinstance(right, Sym):
             if expr.op in _DIM_OPS:
@@ -183,6 +185,21 @@ def _binary(lowerer: "Lowerer", scope: "Scope", expr: ast.BinOp) -> Any:
     lowerer.record(lowerer.unique_record_name(_TENSOR_OPS[expr.op]), expr.op, "function",
                    [left, right], [result], expr.span)
     return result
+
+
+def _list_operands(lowerer, expr: ast.BinOp, left: Any, right: Any) -> tuple[Any, Any]:
+    """`x * [1.0, 2.0]`: a list operand of a tensor operation is a constant tensor (f32, or the
+    other tensor's integer type when every item is an int).  Two lists, or a list and a number,
+    stay compile-time values (`[1, 2] + [3]` joins lists)."""
+    other = right if isinstance(left, list) else left
+    if not isinstance(other, Value):
+        return left, right
+    ctx = CallContext(lowerer, expr.span)
+    dtype = other.dtype if other.dtype.is_int else None
+
+    def convert(value, node):
+        return ctx.list_tensor(value, node.span, dtype) if isinstance(value, list) else value
+    return convert(left, expr.left), convert(right, expr.right)
 
 
 def _promote_for(ctx: CallContext, tensor: Value, scalar: Any) -> Value:

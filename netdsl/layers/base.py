@@ -147,10 +147,19 @@ def _expected(annotation: Any) -> str:
     return _ANNOTATION_NAMES.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
+# Tensor parameters that take integers (class indices), so that a list of ints passed to them
+# is an i64 constant rather than f32: `one_hot([0, 2], 3)`.
+INT_TENSOR_PARAMETERS = frozenset({"labels", "indices", "ids"})
+
+
 def bind_call(target: Callable, display: str, args: Sequence[Argument],
               kwargs: Sequence[tuple[str, Argument]], call_span: Span | None,
-              skip: int = 1) -> dict[str, Any]:
+              skip: int = 1, lists: Callable | None = None) -> dict[str, Any]:
     """Bind a call's arguments to `target`'s signature (its first `skip` parameters excluded).
+
+    `lists(value, span, int_expected)`, if given, turns a list literal passed where only a
+    tensor is accepted into a constant tensor (`weights=[1.0, 2.0]`); an int tensor is expected
+    for the parameters named in INT_TENSOR_PARAMETERS.
 
     Raises Error for too many or too few arguments, an unknown or repeated keyword, or an
     argument of the wrong kind, pointing at the argument (or the call) at fault.
@@ -202,6 +211,8 @@ def bind_call(target: Callable, display: str, args: Sequence[Argument],
                 _accepts(annotation, default)[1]
             continue
         value, span = bound[parameter.name]
+        if lists is not None and annotation is Tensor and isinstance(value, list):
+            value = lists(value, span or call_span, parameter.name in INT_TENSOR_PARAMETERS)
         ok, converted = _accepts(annotation, value)
         if not ok and not (value is None and parameter.default is None):
             raise Error(f"{display}: argument '{parameter.name}' expects {_expected(annotation)}, "
