@@ -19,8 +19,16 @@ outputs; its gradient is a reverse `scan` (backpropagation through time), built 
 The op holds only what needs no backend and no pass.  Its `reference` loops over the steps and
 runs the body through the `run_body` it is given by the interpreter that calls it
 (backends/reference.py); its gradient, a reverse scan over the body's VJP, is built by autodiff
-and lives in passes/scan_grad.py, which installs it as this op's `vjp`.  `merge_key` is the rule
-DCE and CSE use to merge a scan with its `stack_carries` twin.
+and lives in passes/scan_grad.py, which installs it as this op's `vjp`.
+
+Rules for CSE and DCE.  `merge_key`: scans over the same inputs that differ only in
+`stack_carries` (the gradient's twin of the forward loop) are one loop; `widen` sets the flag on
+the one that serves both, so the forward pass runs once and keeps its carries.  `prune`: a scan
+keeps only the stacked ys somebody reads and the carries that are read (finally or stacked) or
+that feed a kept body output, found by a fixed point over the body; sequences and constants the
+kept outputs do not use are dropped (one sequence stays, to give the loop its length).  DCE
+prunes the scans CSE would merge with the union of their needs, and they share the pruned body,
+so they still merge.
 """
 from __future__ import annotations
 
@@ -28,7 +36,7 @@ import numpy as np
 
 from ..ir.graph import Graph, GraphBuilder
 from ..ir.types import ShapeError, TensorType, normalize_axis
-from .registry import op
+from .registry import Pruning, op
 
 
 def split_inputs(items, n_carry: int, n_seq: int):
@@ -111,6 +119,21 @@ class Scan:
         stacked = [np.stack(column, axis=axis) for column in ys + stored]
         return tuple(carries + stacked)
 
+    def merge_key(attrs):
+        """Everything but `stack_carries`, which only adds outputs; defaults filled in."""
+        return (id(attrs["body"]), attrs["n_carry"], attrs["n_seq"], attrs["axis"],
+                bool(attrs.get("reverse", False)), attrs.get("length"))
+
+    def widen(attrs):
+        return dict(attrs, stack_carries=True)
+
+    def prune(node, needed, memo):
+        n_carry = node.attrs["n_carry"]
+        n_ys = len(node.attrs["body"].outputs) - n_carry
+        carries = {i for i in range(n_carry) if i in needed or n_carry + n_ys + i in needed}
+        ys = {j for j in range(n_ys) if n_carry + j in needed}
+        return _pruned(node, carries, ys, memo)
+
     def examples():
         from ..ir.types import DType
         f32 = DType.f32
@@ -135,8 +158,50 @@ def scan(b: GraphBuilder, body: Graph, carries, sequences, constants, *, axis: i
     return list(results[:len(carries)]), list(results[len(carries):])
 
 
-def merge_key(attrs: dict) -> tuple:
-    """What makes two scans over the same inputs compute the same thing (for CSE): everything
-    but `stack_carries`, which only adds outputs; defaults are filled in."""
-    return (id(attrs["body"]), attrs["n_carry"], attrs["n_seq"], attrs["axis"],
-            bool(attrs.get("reverse", False)), attrs.get("length"))
+def _pruned(node, carries: set[int], ys: set[int], memo: dict) -> Pruning | None:
+    """The scan keeping `ys` and at least `carries` (see the module docstring), or None when
+    it keeps everything."""
+    body: Graph = node.attrs["body"]
+    n_carry, n_seq = node.attrs["n_carry"], node.attrs["n_seq"]
+    outputs = list(body.outputs.values())
+    needed = set(carries)
+    while True:                          # a kept output may read another carry: fixed point
+        roots = [outputs[i] for i in sorted(needed)] + [outputs[n_carry + j] for j in ys]
+        used = _used_values(body, roots)
+        more = {i for i in range(n_carry) if body.inputs[i].id in used} - needed
+        if not more:
+            break
+        needed |= more
+    n_const = len(body.inputs) - n_carry - n_seq
+    sequences = [j for j in range(n_seq) if body.inputs[n_carry + j].id in used]
+    if n_seq and not sequences:
+        sequences = [0]                  # the loop's length comes from a sequence
+    constants = [m for m in range(n_const) if body.inputs[n_carry + n_seq + m].id in used]
+    kept_carries, kept_ys = sorted(needed), sorted(ys)
+    inputs = kept_carries + [n_carry + j for j in sequences] + \
+        [n_carry + n_seq + m for m in constants]
+    if len(inputs) == len(node.inputs) and len(kept_ys) == len(outputs) - n_carry:
+        return None
+    key = (id(body), tuple(kept_carries), tuple(sequences), tuple(constants), tuple(kept_ys))
+    if key not in memo:                  # shared by the scans CSE would merge
+        names = list(body.outputs)
+        kept = [names[i] for i in kept_carries] + [names[n_carry + j] for j in kept_ys]
+        memo[key] = Graph(name=body.name, inputs=[body.inputs[i] for i in inputs],
+                          nodes=list(body.nodes),
+                          outputs={name: body.outputs[name] for name in kept})
+    attrs = dict(node.attrs, body=memo[key], n_carry=len(kept_carries), n_seq=len(sequences))
+    n_ys = len(outputs) - n_carry
+    output_map = {i: k for k, i in enumerate(kept_carries)}
+    output_map.update({n_carry + j: len(kept_carries) + k for k, j in enumerate(kept_ys)})
+    if node.attrs.get("stack_carries"):
+        base = len(kept_carries) + len(kept_ys)
+        output_map.update({n_carry + n_ys + i: base + k for k, i in enumerate(kept_carries)})
+    return Pruning(inputs, attrs, output_map)
+
+
+def _used_values(body: Graph, roots) -> set[int]:
+    used = {v.id for v in roots}
+    for node in reversed(body.nodes):
+        if any(v.id in used for v in node.outputs):
+            used.update(v.id for v in node.inputs)
+    return used

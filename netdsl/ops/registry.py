@@ -33,6 +33,12 @@ Rules (all plain functions written without `self`; the decorator reads them off 
 * Ops that are not elementwise but that loop nests may still fuse as a scalar expression set
   `fusion_kernel = (template, data inputs)`: broadcast_to and cast `("{0}", (0,))` (a load of
   input 0), full `("{value}", ())`; their other inputs are read for their shape only.
+* Ops whose nodes may merge although their attributes differ, or that can drop unused outputs
+  and inputs, give the rules CSE and DCE apply (scan does; other ops need neither):
+  `merge_key(attrs)` -- nodes of the op on the same inputs with equal keys compute one thing, the
+  one with most outputs serving the others; `widen(attrs)` -- the attributes that give a merged
+  node every output; `prune(node, needed, memo) -> Pruning | None` -- the node cut down to the
+  output indices `needed` (`memo` lets nodes that CSE would merge share their pruned parts).
 * traits: "elementwise", "reduction", "shape" (pure data movement), "matmul", "conv",
   "random", "control" (has a body subgraph), "no_grad", "view" (the output is the input's
   memory under another shape: fusion aliases it, no copy), "constant" (a compile-time tensor in
@@ -60,6 +66,16 @@ class ReductionRule:
     finish: str | None = None
 
 
+@dataclass
+class Pruning:
+    """What dead-code elimination keeps of a node: the indices of its kept inputs, its new
+    attributes, and old output index -> new output index for the kept outputs."""
+
+    inputs: list[int]
+    attrs: dict
+    outputs: dict[int, int]
+
+
 @dataclass(eq=False)
 class OpDef:
     """A primitive op and everything about it."""
@@ -72,6 +88,9 @@ class OpDef:
     examples: Callable[[], list] | None = None
     reduction: ReductionRule | None = None
     fusion_kernel: tuple[str, tuple[int, ...]] | None = None
+    merge_key: Callable[[dict], tuple] | None = None
+    widen: Callable[[dict], dict] | None = None
+    prune: Callable[..., Pruning | None] | None = None
     traits: frozenset[str] = field(default_factory=frozenset)
     doc: str = ""
 
@@ -112,6 +131,9 @@ def op(name: str) -> Callable[[type], OpDef]:
             examples=rule("examples"),
             reduction=members.get("reduction"),
             fusion_kernel=members.get("fusion_kernel"),
+            merge_key=rule("merge_key"),
+            widen=rule("widen"),
+            prune=rule("prune"),
             traits=frozenset(members.get("traits", ())),
             doc=(cls.__doc__ or "").strip(),
         )

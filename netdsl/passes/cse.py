@@ -11,52 +11,60 @@ input pair, so two draws with the same seed and counter are the same numbers by 
 merging them is correct.  Lowering gives each independent draw (each dropout layer, each
 `normal([...])`) its own counter, so distinct draws never share a key.
 
-`scan`: the gradient of a scan asks for a twin of the forward loop with `stack_carries=True`
-(which only adds outputs).  Scans that differ only in that flag are one loop: the first of the
-group is emitted with the flag set, and the others read a prefix of its outputs, so the forward
-pass runs once and keeps its carries for the backward pass.  Bodies are CSE'd recursively.
+Ops with a `merge_key` rule (scan) merge on that key instead of all their attributes: the
+gradient of a scan asks for a twin of the forward loop with `stack_carries=True` (which only
+adds outputs), and scans that differ only in that flag are one loop.  When a member of such a
+group is wider (its `widen` rule leaves its attributes as they are), the first member is
+emitted widened and the others read a prefix of its outputs, so the forward pass runs once and
+keeps its carries for the backward pass.  Bodies are CSE'd recursively.
 """
 from __future__ import annotations
 
 from typing import Callable
 
 from ..ir.graph import Graph, Node, Value
-from ..ops.control import merge_key
 from .rewrite import Rebuilder, graph_pass, map_bodies
 
 
-def _is_scan(node: Node) -> bool:
-    return node.op.name == "scan"
+def _merges_by_key(node: Node) -> bool:
+    return node.op.merge_key is not None
+
+
+def merge_group(node: Node, inputs, attrs) -> tuple:
+    """The key under which CSE merges `node` (given its inputs and attributes)."""
+    key = node.op.merge_key(attrs) if _merges_by_key(node) else Node(node.op, (), attrs).attr_key()
+    return (node.op.name, tuple(v.id for v in inputs), key)
+
+
+def _is_wide(node: Node) -> bool:
+    return node.op.widen(node.attrs) == node.attrs
 
 
 @graph_pass
 def eliminate_common_subexpressions(graph: Graph, bodies: Callable[[Graph], Graph]) -> Graph:
     """A new graph in which no two nodes have the same op, inputs and attributes."""
-    # Scan groups (by the original inputs) that contain a `stack_carries` member.
-    stacked_groups = {_scan_group(node, node.inputs, node.attrs)
-                      for node in graph.nodes if _is_scan(node) and node.attrs.get("stack_carries")}
+    # Groups merged by key (by the original inputs) that contain a wide member.
+    wide_groups = {merge_group(node, node.inputs, node.attrs)
+                   for node in graph.nodes if _merges_by_key(node) and _is_wide(node)}
     rebuilder = Rebuilder(graph)
     seen: dict[tuple, tuple[Value, ...]] = {}
     for node in graph.nodes:
-        original_group = _scan_group(node, node.inputs, node.attrs) if _is_scan(node) else None
+        original_group = merge_group(node, node.inputs, node.attrs) \
+            if _merges_by_key(node) else None
         attrs = map_bodies(node, bodies)
         effective = attrs if attrs is not None else node.attrs
         inputs = rebuilder.inputs_of(node)
-        if _is_scan(node):
-            key = _scan_group(node, inputs, effective)
-            if original_group in stacked_groups and not effective.get("stack_carries"):
-                attrs = dict(effective, stack_carries=True)
+        if _merges_by_key(node):
+            key = merge_group(node, inputs, effective)
+            if original_group in wide_groups and node.op.widen(effective) != effective:
+                attrs = node.op.widen(effective)
         else:
             attr_key = node.attr_key() if attrs is None else \
                 Node(node.op, (), effective).attr_key()       # the key of the rebuilt node
             key = (node.op.name, tuple(v.id for v in inputs), attr_key)
         if key in seen:
-            for old, new in zip(node.outputs, seen[key]):   # a scan twin reads a prefix
+            for old, new in zip(node.outputs, seen[key]):   # a narrower twin reads a prefix
                 rebuilder.replace(old, new)
             continue
         seen[key] = rebuilder.copy(node, attrs)
     return rebuilder.finish()
-
-
-def _scan_group(node: Node, inputs, attrs) -> tuple:
-    return ("scan", tuple(v.id for v in inputs), merge_key(attrs))

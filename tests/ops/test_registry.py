@@ -135,6 +135,8 @@ def test_rules(name):
         f"op {name}: set vjp = None exactly when traits include 'no_grad'"
     if opdef.kernel is not None:
         assert opdef.is_elementwise, f"op {name} has a kernel template but is not 'elementwise'"
+    assert (opdef.merge_key is None) == (opdef.widen is None), \
+        f"op {name}: CSE needs merge_key and widen together"
     if opdef.examples is None:
         assert name in NO_EXAMPLES, f"op {name} has no examples() and no exemption"
     else:
