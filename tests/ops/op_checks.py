@@ -1,5 +1,5 @@
 """Shared checks of the op-family tests: build one node, check its VJP element by element
-against central differences (reference backend, float64), run its compiled emitter."""
+against central differences (reference backend, float64), run its compiled CPU lowering."""
 from __future__ import annotations
 
 import numpy as np
@@ -57,7 +57,7 @@ def check_vjp(name, arrays, **attrs):
 
 
 def emitted(name, arrays, parallel=False, **attrs):
-    """The op's compiled emitter run on `arrays` (its first output)."""
+    """The op's compiled CPU lowering run on `arrays` (its first output)."""
     _, _, out = build(name, arrays, **attrs)
     return run_single_node(out.producer, arrays, parallel=parallel)[0]
 

@@ -249,8 +249,8 @@ def test_vjp_finite_differences(name, example, example_inputs):
             f"input {i}: vjp gives {projected}, finite differences {numeric}"
 
 
-def _has_emitter(name: str) -> bool:
-    """Does the CPU compiler emit code for the op (scan: around its body's kernels)?"""
+def _cpu_compiles(name: str) -> bool:
+    """Does the CPU compiler make code for the op (scan: around its body's kernels)?"""
     return _cpu_lowers(name) or name == "scan"
 
 
@@ -281,15 +281,15 @@ def _broadcast_cases():
     return cases
 
 
-EMITTED = [case for case in CASES if _has_emitter(case.values[0])] + _broadcast_cases()
+EMITTED = [case for case in CASES if _cpu_compiles(case.values[0])] + _broadcast_cases()
 
 # Ops whose production code has no parallel form, and why.  test_parallel_forms_are_listed
 # keeps this exact: an op that gains a parallel form must join test_compiled_parallel.
 SERIAL_ONLY = {
-    "argmax": "its emitter loops with ctx.range, which the graph compiler never makes prange",
-    "logsumexp": "its emitter loops with ctx.range, which the graph compiler never makes prange",
-    "one_hot": "its emitter loops with ctx.range, which the graph compiler never makes prange",
-    "take": "its emitter loops with ctx.range, which the graph compiler never makes prange",
+    "argmax": "its lowering loops with ctx.range, which the graph compiler never makes prange",
+    "logsumexp": "its lowering loops with ctx.range, which the graph compiler never makes prange",
+    "one_hot": "its lowering loops with ctx.range, which the graph compiler never makes prange",
+    "take": "its lowering loops with ctx.range, which the graph compiler never makes prange",
     "take_grad": "scatter-add: its ctx.range loop is never prange in the graph compiler",
     "matmul": "BLAS, never called inside a parallel region",
     "constant": "not a kernel: an argument of the step",
@@ -298,7 +298,7 @@ SERIAL_ONLY = {
     **{name: "a copy of memory, emitted serially" for name in
        ("concat", "expand_dims", "pad", "slice", "slice_grad", "split", "squeeze", "transpose")},
 }
-FIRST_PARALLEL = [case for case in CASES if _has_emitter(case.values[0])
+FIRST_PARALLEL = [case for case in CASES if _cpu_compiles(case.values[0])
                   and case.id.endswith("-0") and case.values[0] not in SERIAL_ONLY]
 
 
@@ -402,7 +402,7 @@ def test_compiled_parallel(name, example, example_inputs, request):
     _compiled_matches_reference(case, True, example_inputs)
 
 
-@pytest.mark.parametrize("name", sorted(n for n in OPS if _has_emitter(n) and OPS[n].examples))
+@pytest.mark.parametrize("name", sorted(n for n in OPS if _cpu_compiles(n) and OPS[n].examples))
 def test_parallel_forms_are_listed(name):
     """With parallel_min=1 the compiled step runs threads exactly for the ops not in
     SERIAL_ONLY (generated source only: nothing is compiled here)."""
