@@ -88,12 +88,15 @@ def _class_weights(ctx, weights, logits: Value) -> Value | None:
 
 
 @function("cross_entropy")
-def cross_entropy(ctx, logits: Tensor, labels: Tensor, weights: (Tensor, list) = None):
+def cross_entropy(ctx, logits: Tensor, labels: Tensor, weights: (Tensor, list) = None,
+                  ignore_index: int = None):
     """Softmax cross-entropy over the last axis; labels are class indices or one-hot/probabilities.
 
     With integer labels of shape logits.shape[:-1] it is torch's CrossEntropyLoss (class axis
     last, so [B, T, V] logits with [B, T] labels work for sequence models); `weights` [C] weighs
-    each class and the mean is divided by the summed weights, as in torch.
+    each class and the mean is divided by the summed weights, as in torch.  `ignore_index=0`
+    leaves out the positions with that label (padding): the mean is over the others, as torch's
+    reduction='mean' with ignore_index.
     """
     logits = _floating(ctx, "cross_entropy", "logits", logits)
     if logits.rank < 1:
@@ -104,16 +107,27 @@ def cross_entropy(ctx, logits: Tensor, labels: Tensor, weights: (Tensor, list) =
             ctx.error(f"cross_entropy: labels {labels.type} do not match logits {logits.type}",
                       hint=f"integer labels need shape [{', '.join(map(str, logits.shape[:-1]))}]"
                            " (one class index per row of logits)")
+        keep = None
+        if ignore_index is not None:
+            # Ignored positions get label 0 (any valid class) and weight 0.
+            keep = ctx.op("not_equal", labels, ctx.const(ignore_index, labels))
+            labels = ctx.op("mul", labels, ctx.op("cast", keep, dtype=labels.dtype))
+            keep = ctx.op("cast", keep, dtype=logits.dtype)
         per_example = ctx.op("softmax_cross_entropy", logits, labels)
-        if weights is None:
+        if weights is None and keep is None:
             return _mean_all(ctx, per_example)
-        picked = ctx.op("sum", ctx.op("mul", ctx.op("one_hot", labels, depth=logits.shape[-1]),
-                                      weights),
-                        axes=(labels.rank,), keepdims=False)
-        total = ctx.op("sum", ctx.op("mul", per_example, picked),
-                       axes=tuple(range(labels.rank)), keepdims=False)
-        norm = ctx.op("sum", picked, axes=tuple(range(labels.rank)), keepdims=False)
-        return ctx.op("div", total, norm)
+        picked = keep
+        if weights is not None:
+            picked = ctx.op("sum", ctx.op("mul", ctx.op("one_hot", labels,
+                                                         depth=logits.shape[-1]), weights),
+                            axes=(labels.rank,), keepdims=False)
+            picked = picked if keep is None else ctx.op("mul", picked, keep)
+        axes = tuple(range(labels.rank))
+        total = ctx.op("sum", ctx.op("mul", per_example, picked), axes=axes, keepdims=False)
+        return ctx.op("div", total, ctx.op("sum", picked, axes=axes, keepdims=False))
+    if ignore_index is not None:
+        ctx.error(f"cross_entropy: ignore_index needs integer class labels, got {labels.type}",
+                  hint="with one-hot or probability labels, give the padding rows all zeros")
     _same_shape(ctx, "cross_entropy", logits, labels)
     log_p = ctx.op("log_softmax", logits, axis=logits.rank - 1)
     terms = ctx.op("mul", _as_float(ctx, labels, logits), log_p)

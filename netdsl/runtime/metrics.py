@@ -7,7 +7,10 @@ is exactly what one call on the whole data set would give.
 Predictions may be logits or probabilities [N, C] (argmax over axis 1; [N, C, H, W] for
 segmentation works the same), one probability column [N, 1] or [N] (class 1 when >= threshold,
 0.5 by default), or integer class ids [N].  Labels may be integer ids [N], one-hot [N, C], or
-float [N, 1] / [N] holding class ids (0.0 / 1.0 for binary).
+float [N, 1] / [N] holding class ids (0.0 / 1.0 for binary).  Sequence predictions [B, T, C]
+with integer labels [B, T] take the class axis last (as cross_entropy does; when both readings
+fit, this one wins), and `ignore_index` leaves out the positions whose label is that value
+(padding), as cross_entropy's `ignore_index` does.
 
 Averaging follows scikit-learn: with two classes, precision, recall and f1 are those of class 1
 (sklearn's average="binary"); with more, they are the unweighted mean over the classes that occur
@@ -25,11 +28,15 @@ from ..errors import Error, did_you_mean
 from ..source import Span
 
 
-def to_class_ids(predictions, labels, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, int]:
+def to_class_ids(predictions, labels, threshold: float = 0.5, ignore_index: int | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Flatten predictions and labels to integer class ids; also return the class count seen."""
     predictions, labels = np.asarray(predictions), np.asarray(labels)
     if predictions.ndim == 0 or labels.ndim == 0:
         raise Error("metrics need arrays with one entry per example, got a scalar")
+    if predictions.ndim >= 3 and labels.dtype.kind in "iu" \
+            and labels.shape == predictions.shape[:-1]:
+        predictions = np.moveaxis(predictions, -1, 1)       # [B, T, C] scores: class axis last
     classes = 0
     # A class axis of size > 1 in position 1 of the predictions means scores per class.
     if predictions.ndim >= 2 and predictions.shape[1] > 1:
@@ -58,15 +65,19 @@ def to_class_ids(predictions, labels, threshold: float = 0.5) -> tuple[np.ndarra
                     f"shape {list(predicted.shape)}, labels {list(truth.shape)}",
                     hint="predictions are [N, C] scores, [N, 1] / [N] probabilities or [N] class ids; "
                          "labels [N] ids or [N, C] one-hot")
+    if ignore_index is not None:
+        keep = truth != ignore_index
+        truth, predicted = truth[keep], predicted[keep]
     if truth.size and (truth.min() < 0 or predicted.min() < 0):
         raise Error("metric labels and predicted classes must be non-negative class ids")
     seen = int(max(truth.max(initial=-1), predicted.max(initial=-1))) + 1
     return predicted.reshape(-1), truth.reshape(-1), max(classes, seen)
 
 
-def confusion(predictions, labels, num_classes: int | None = None, threshold: float = 0.5) -> np.ndarray:
+def confusion(predictions, labels, num_classes: int | None = None, threshold: float = 0.5,
+              ignore_index: int | None = None) -> np.ndarray:
     """The confusion matrix [C, C]: entry [t, p] counts examples of class t predicted as p."""
-    predicted, truth, classes = to_class_ids(predictions, labels, threshold)
+    predicted, truth, classes = to_class_ids(predictions, labels, threshold, ignore_index)
     if num_classes is not None:
         if classes > num_classes:
             raise Error(f"the metric expects {num_classes} classes but the predictions or "
@@ -144,8 +155,9 @@ class Metric:
     """A streaming metric: `update(predictions, labels)` per batch, then `result()`."""
 
     def __init__(self, name: str, num_classes: int | None = None, threshold: float = 0.5,
-                 span: Span | None = None):
+                 span: Span | None = None, ignore_index: int | None = None):
         self.name = name
+        self.ignore_index = ignore_index
         self.summary = _lookup(name, span)
         self.num_classes = num_classes
         self.threshold = threshold
@@ -153,7 +165,8 @@ class Metric:
 
     def update(self, predictions, labels) -> None:
         """Add one batch to the running confusion matrix."""
-        batch = confusion(predictions, labels, self.num_classes, self.threshold)
+        batch = confusion(predictions, labels, self.num_classes, self.threshold,
+                          self.ignore_index)
         # Batches may see different class counts (e.g. class 9 first appears late): grow to fit.
         size = max(len(batch), len(self.matrix))
         self.matrix = _pad(self.matrix, size) + _pad(batch, size)
@@ -208,9 +221,9 @@ def metric_sources(metrics: list[str], model: str, outputs: list[str], labels: l
 
 
 def make_metric(name: str, span: Span | None = None, num_classes: int | None = None,
-                threshold: float = 0.5) -> Metric:
+                threshold: float = 0.5, ignore_index: int | None = None) -> Metric:
     """A fresh streaming metric by name; unknown names raise Error with did-you-mean."""
-    return Metric(name, num_classes, threshold, span)
+    return Metric(name, num_classes, threshold, span, ignore_index)
 
 
 def compute(name: str, predictions, labels, span: Span | None = None, **options) -> float | np.ndarray:
@@ -220,26 +233,26 @@ def compute(name: str, predictions, labels, span: Span | None = None, **options)
     return metric.result()
 
 
-def accuracy(predictions, labels, threshold: float = 0.5) -> float:
+def accuracy(predictions, labels, threshold: float = 0.5, ignore_index: int | None = None) -> float:
     """Fraction of examples whose predicted class is the label."""
-    return compute("accuracy", predictions, labels, threshold=threshold)
+    return compute("accuracy", predictions, labels, threshold=threshold, ignore_index=ignore_index)
 
 
-def precision(predictions, labels, threshold: float = 0.5) -> float:
+def precision(predictions, labels, threshold: float = 0.5, ignore_index: int | None = None) -> float:
     """Precision: of class 1 for binary problems, macro-averaged otherwise."""
-    return compute("precision", predictions, labels, threshold=threshold)
+    return compute("precision", predictions, labels, threshold=threshold, ignore_index=ignore_index)
 
 
-def recall(predictions, labels, threshold: float = 0.5) -> float:
+def recall(predictions, labels, threshold: float = 0.5, ignore_index: int | None = None) -> float:
     """Recall: of class 1 for binary problems, macro-averaged otherwise."""
-    return compute("recall", predictions, labels, threshold=threshold)
+    return compute("recall", predictions, labels, threshold=threshold, ignore_index=ignore_index)
 
 
-def f1(predictions, labels, threshold: float = 0.5) -> float:
+def f1(predictions, labels, threshold: float = 0.5, ignore_index: int | None = None) -> float:
     """F1 score: of class 1 for binary problems, macro-averaged otherwise."""
-    return compute("f1", predictions, labels, threshold=threshold)
+    return compute("f1", predictions, labels, threshold=threshold, ignore_index=ignore_index)
 
 
-def iou(predictions, labels, threshold: float = 0.5) -> float:
+def iou(predictions, labels, threshold: float = 0.5, ignore_index: int | None = None) -> float:
     """Mean intersection over union across the classes that occur."""
-    return compute("iou", predictions, labels, threshold=threshold)
+    return compute("iou", predictions, labels, threshold=threshold, ignore_index=ignore_index)

@@ -127,3 +127,16 @@ def test_against_sklearn_with_absent_class():
             function(labels, predicted, average="macro", zero_division=0))
     assert iou(logits, labels) == pytest.approx(
         sklearn_metrics.jaccard_score(labels, predicted, average="macro", zero_division=0))
+
+
+def test_sequence_predictions_take_the_class_axis_last_and_ignore_padding():
+    from netdsl.runtime import metrics
+    scores = np.zeros((2, 3, 4))
+    predicted = np.array([[1, 2, 3], [0, 0, 1]])
+    np.put_along_axis(scores, predicted[..., None], 1.0, axis=-1)
+    labels = np.array([[1, 2, 0], [0, -100, -100]])
+    assert metrics.accuracy(scores, labels, ignore_index=-100) == pytest.approx(3 / 4)
+    assert metrics.accuracy(scores, np.array([[1, 2, 3], [0, 0, 1]])) == 1.0
+    streaming = metrics.make_metric("accuracy", ignore_index=0)
+    streaming.update(scores, np.array([[1, 2, 0], [0, 1, 1]]))      # 0 is padding here
+    assert streaming.result() == pytest.approx(3 / 4)
