@@ -288,7 +288,7 @@ def _apply_block(lowerer, config: LayerConfig, instance, inputs, span, record_na
                             span, args=config.describe(),
                             shared_with=instance.full_name if shared else None,
                             repeat=getattr(config, "repeat_info", None))
-    scope = Scope(compile_time=dict(config.block_args), path=instance.scope)
+    scope = Scope(compile_time=dict(config.block_args), path=instance.scope, owner=instance)
     scope.dims.free = False
     saved_parent, lowerer._record_parent = lowerer._record_parent, record_name
     # A block's body is lowered inside the expression that applies it: its evaluations count

@@ -40,6 +40,14 @@ class Scope:
     outputs: list[tuple[str | None, Any, Span | None]] = field(default_factory=list)
     inputs: list[ast.Input] = field(default_factory=list)
     parent: "Scope | None" = None           # for scan bodies: the enclosing scope
+    owner: Instance | None = None           # the block instance whose body this is
+
+    def block_owner(self) -> Instance | None:
+        """The block instance this body (or the scan inside it) belongs to, if any."""
+        scope: Scope | None = self
+        while scope is not None and scope.owner is None:
+            scope = scope.parent
+        return scope.owner if scope is not None else None
 
     def lookup(self, name: str) -> Any:
         scope: Scope | None = self
@@ -179,7 +187,14 @@ class Lowerer:
             raise Error(Diagnostic(f"a layer named '{name}' already exists here", span,
                                    notes=[(scope.instances[name], "first named here")]))
         scope.instances[name] = span
+        owner = scope.block_owner()
+        if owner is not None and name in owner.children:
+            # A shared block applied again: its layers are the ones its first application made.
+            config.instance = owner.children[name]
+            return config.instance
         config.instance = Instance(name, scope.path + (name,))
+        if owner is not None:
+            owner.children[name] = config.instance
         return config.instance
 
     # -- the layer-level view -------------------------------------------------------------

@@ -121,8 +121,21 @@ def _lower_param(lowerer: "Lowerer", scope: "Scope", statement: ast.Param) -> No
                         node.span, "parameter shapes must be known when the model is compiled")
     init = eval_init(lowerer, scope, statement.init) if statement.init else InitSpec("zeros")
     name = ".".join(scope.path + (statement.name,))
-    value = lowerer.capture(lowerer.new_param(name, type_, init, trainable=True,
-                                              span=statement.span))
+    owner = scope.block_owner()
+    shared = owner.params.get(statement.name) if owner is not None else None
+    if shared is not None:
+        # A bound block applied again shares its parameters (as a bound Dense does).
+        if shared.type != type_:
+            raise Error(f"the shared block '{owner.full_name}' was built with {statement.name} "
+                        f"{shared.type} but this application needs {type_}", statement.span,
+                        "a bound block shares its weights, so every input must have the same "
+                        "feature size")
+        scope.names[statement.name] = lowerer.capture(shared)
+        return
+    param = lowerer.new_param(name, type_, init, trainable=True, span=statement.span)
+    if owner is not None:
+        owner.params[statement.name] = param
+    value = lowerer.capture(param)
     scope.names[statement.name] = value
     lowerer.record(name, "param", "param", [], [value], statement.span,
                    args={"init": str(init)}, params=int(type_.size),

@@ -101,6 +101,7 @@ class Instance:
     name: str                       # the last path component: "fc1", "dense_2"
     scope: tuple[str, ...]          # the full path, ending with name
     params: dict[str, Value] = field(default_factory=dict)
+    children: dict[str, "Instance"] = field(default_factory=dict)   # a block's layer instances
     applications: int = 0
     record_name: str = ""           # the first application's architecture record
 
