@@ -1,21 +1,20 @@
 """Loop IR: a target-neutral loop nest for elementwise, reduction and epilogue kernel groups.
 
 A `LoopNest` is an index space (a shape, with symbolic dims), the loads of the group's inputs
-(each array dim either follows a loop axis or is broadcast), a straight-line scalar body built
-from the ops' kernel templates (one typed local per node), full-index stores of the values the
-group exports, and at most one reduction over some axes.  `collapse()` drops axes of extent 1
-and merges adjacent axes that every array indexes the same way (a contiguous elementwise chain
-becomes one flat loop; `x[B, N] + b[N]` stays two loops).  `emit_python` writes it as Python
-source for Numba (CPU now; the CUDA backend maps the same nest onto a grid-stride loop).
+(each array dim either follows a loop axis or is broadcast), a straight-line scalar body of
+expression trees (backends/expr.py: one typed local per node, parsed from the ops' kernel
+templates), full-index stores of the values the group exports, and at most one reduction over
+some axes, accumulated by the reduction op's own rule (identity, combine, finish).
+`collapse()` drops axes of extent 1 and merges adjacent axes that every array indexes the same
+way (a contiguous elementwise chain becomes one flat loop; `x[B, N] + b[N]` stays two loops),
+and marks each loop serial or reduce; `mark_parallel()` marks the outermost loop parallel where
+that is allowed.  Each target renders the nest in its own dialect (numba_cpu/render.py).
 
-Every node's scalar result is cast to the node's element type (`np.float32(...)`), and float
-literals in templates are typed the same way, so an f32 model computes in f32 as the reference
-interpreter does, instead of drifting to f64 through Python float literals.
+Every node's scalar result is cast to the node's element type, and float literals in templates
+take the node's float type, so an f32 model computes in f32 as the reference interpreter does.
 """
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -23,8 +22,7 @@ import numpy as np
 from ..ir.graph import Node, Value
 from ..ir.types import DimLike, DType, dim_prod
 from ..passes.fusion import KernelGroup, elementwise_template, is_scalar_constant
-
-_FLOAT_LITERAL = re.compile(r"(?<![\w.{])(\d+\.\d*(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\.\d+)(?![\w.}])")
+from .expr import Cast, Const, Expr, Ref, parse_template
 
 
 @dataclass
@@ -39,7 +37,7 @@ class Load:
 @dataclass
 class Stmt:
     local: str
-    expr: str
+    expr: Expr
     dtype: DType
 
 
@@ -52,8 +50,9 @@ class Store:
 @dataclass
 class Reduction:
     value: Value
-    local: str
-    op: str                      # sum | mean | max | min | prod
+    source: Expr                 # the reduced element: a kernel local or a literal
+    op: str                      # the reduction op's name (sum, mean, max, min)
+    rule: object                 # its ReductionRule: identity, combine, finish
     axes: frozenset[int]         # loop axes reduced away
 
 
@@ -67,42 +66,13 @@ class LoopNest:
     stores: list[Store]
     reduction: Reduction | None = None
     groups: list[list[int]] = field(default_factory=list)   # original axes per loop (collapse)
+    kinds: list[str] = field(default_factory=list)          # per loop: parallel|serial|reduce
 
     @property
     def arrays(self) -> list[Value]:
         """Kernel arguments in order: loads (non-literal), then stores, then the reduction."""
         return [l.value for l in self.loads] + [s.value for s in self.stores] + \
             ([self.reduction.value] if self.reduction else [])
-
-
-def literal(value, dtype: DType) -> str:
-    """A scalar of `dtype` as Numba source (inf and nan included)."""
-    x = np.asarray(value).reshape(()).item()
-    if dtype == DType.bool:
-        return repr(bool(x))
-    if dtype.is_float:
-        text = "np.inf" if x == math.inf else "-np.inf" if x == -math.inf else \
-            "np.nan" if x != x else repr(float(x))
-        return f"np.{dtype.numpy.name}({text})"
-    return f"np.{dtype.numpy.name}({int(x)})"
-
-
-def _typed_template(template: str, dtype: DType | None) -> str:
-    if dtype is None or dtype == DType.f64:
-        return template
-    return _FLOAT_LITERAL.sub(lambda m: f"np.{dtype.numpy.name}({m.group(1)})", template)
-
-
-def _attr_text(value, dtype: DType | None) -> str:
-    if isinstance(value, DType):
-        return f"np.{value.numpy.name}" if value != DType.bool else "np.bool_"
-    if isinstance(value, (float, np.floating)):
-        return literal(value, dtype if dtype is not None and dtype.is_float else DType.f64)
-    return repr(value)
-
-
-def _cast(dtype: DType) -> str:
-    return "np.bool_" if dtype == DType.bool else f"np.{dtype.numpy.name}"
 
 
 def _float_dtype(node: Node) -> DType | None:
@@ -137,7 +107,7 @@ def build_loop_nest(group: KernelGroup, constants: dict[int, Node]) -> LoopNest:
     anchored = group.kind in ("matmul", "conv")
     nodes = group.epilogue if anchored or group.kind == "reduction" else group.nodes
     shape = list(group.shape)
-    local_of: dict[int, str] = {}
+    local_of: dict[int, Expr] = {}
     loads: list[Load] = []
     body: list[Stmt] = []
 
@@ -146,32 +116,37 @@ def build_loop_nest(group: KernelGroup, constants: dict[int, Node]) -> LoopNest:
             return local_of[value.id]
         producer = constants.get(value.producer.id) if value.producer is not None else None
         if producer is not None and is_scalar_constant(producer):
-            local_of[value.id] = literal(producer.attrs["value"], value.dtype)
+            number = np.asarray(producer.attrs["value"]).reshape(()).item()
+            local_of[value.id] = Const(number, value.dtype)
         else:
             local = f"x{len(loads)}"
             loads.append(Load(value, _axes_of(value, shape), local))
-            local_of[value.id] = local
+            local_of[value.id] = Ref(local, value.dtype)
         return local_of[value.id]
 
     for node in nodes:
-        dtype = _float_dtype(node)
         template, data = elementwise_template(node)
         operands = [operand(node.inputs[i]) for i in data]
-        attrs = {k: _attr_text(v, dtype) for k, v in node.attrs.items()}
-        expr = _typed_template(template, dtype).format(*operands, **attrs)
+        expr = parse_template(template, operands, node.attrs, _float_dtype(node))
         local = f"t{len(body)}"
         out = node.outputs[0]
-        body.append(Stmt(local, f"{_cast(out.dtype)}({expr})", out.dtype))
-        local_of[out.id] = local
+        body.append(Stmt(local, Cast(out.dtype, expr), out.dtype))
+        local_of[out.id] = Ref(local, out.dtype)
     exported = {v.id for v in group.outputs}
-    stores = [Store(n.outputs[0], local_of[n.outputs[0].id]) for n in nodes
+    stores = [Store(n.outputs[0], local_of[n.outputs[0].id].name) for n in nodes
               if n.outputs[0].id in exported]
     reduction = None
     if group.kind == "reduction":
         anchor = group.anchor
         reduction = Reduction(anchor.outputs[0], operand(anchor.inputs[0]), anchor.op.name,
-                              reduction_axes(anchor))
-    return LoopNest(shape, loads, body, stores, reduction, [[a] for a in range(len(shape))])
+                              anchor.op.reduction, reduction_axes(anchor))
+    axes = list(range(len(shape)))
+    return LoopNest(shape, loads, body, stores, reduction, [[a] for a in axes],
+                    [_kind(reduction, a) for a in axes])
+
+
+def _kind(reduction: Reduction | None, axis: int) -> str:
+    return "reduce" if reduction is not None and axis in reduction.axes else "serial"
 
 
 def collapse(nest: LoopNest) -> LoopNest:
@@ -189,7 +164,12 @@ def collapse(nest: LoopNest) -> LoopNest:
             groups[-1].append(axis)
         else:
             groups.append([axis])
-    return replace(nest, groups=groups)
+    return replace(nest, groups=groups, kinds=[_kind(nest.reduction, g[0]) for g in groups])
+
+
+def mark_parallel(nest: LoopNest) -> LoopNest:
+    """The nest with its outermost loop marked parallel (the caller checked `parallelizable`)."""
+    return replace(nest, kinds=["parallel"] + nest.kinds[1:])
 
 
 def parallelizable(nest: LoopNest) -> bool:
@@ -204,143 +184,5 @@ def extents(nest: LoopNest) -> list[DimLike]:
     return [dim_prod(nest.shape[a] for a in group) for group in nest.groups]
 
 
-def emit_python(nest: LoopNest, names: dict[int, str], extent: list[str], prefix: str = "",
-                parallel: bool = False) -> list[str]:
-    """Python/Numba source lines for the nest: `names` maps value ids to array variables,
-    `extent` gives each loop's extent as source; locals are prefixed with `prefix`."""
-    p = prefix
-    loops = nest.groups
-    red = nest.reduction
-    reduced = [k for k, g in enumerate(loops) if red and g[0] in red.axes]
-    kept = [k for k in range(len(loops)) if k not in reduced]
-    index = [f"{p}i{k}" for k in range(len(loops))]
-    lines: list[str] = []
-
-    def view(value: Value, axes_marks, name: str, rank_loops: list[int]) -> tuple[str, list[str]]:
-        """A reshaped view of an array over the collapsed loops and its index expressions."""
-        dims, subs, merged = [], [], False
-        for k in rank_loops:
-            marks = [axes_marks[a] for a in loops[k] if axes_marks[a] is not None]
-            if not marks:
-                continue
-            merged = merged or len(loops[k]) > 1
-            dims.append(extent[k] if marks[0] == "i" else "1")
-            subs.append(index[k] if marks[0] == "i" else "0")
-        if not dims:
-            return name, ["0"] * value.rank
-        if value.rank == len(dims) and not merged:      # every array dim is one loop: as is
-            return name, subs
-        local = f"{p}{name}_v"
-        lines.append(f"{local} = _view({name}, 0, ({', '.join(dims)},))")
-        return local, subs
-
-    full = list(range(len(loops)))
-    loop_loads, hoisted = [], []
-    for load in nest.loads:
-        array, subs = view(load.value, load.axes, names[load.value.id], full)
-        target = loop_loads if any(s != "0" for s in subs) else hoisted
-        index_text = ", ".join(subs) if subs else "()"
-        target.append(f"{p}{load.local} = {array}[{index_text}]")
-    stores = []
-    for store in nest.stores:
-        array, subs = view(store.value, ("i",) * len(nest.shape), names[store.value.id], full)
-        stores.append(f"{array}[{', '.join(subs) if subs else '()'}] = {p}{store.local}")
-    lines.extend(hoisted)
-    body = loop_loads + [f"{p}{s.local} = {_prefixed(s.expr, p)}" for s in nest.body]
-
-    if red is None:
-        lines.extend(_nest(index, extent, full, body + stores, parallel))
-        return lines
-    out_name = names[red.value.id]
-    out_dims = [extent[k] for k in kept]
-    out_view = f"{p}{out_name}_r"
-    out_size = " * ".join(out_dims) or "1"
-    lines.append(f"{out_view} = _view({out_name}, 0, ({', '.join(out_dims) or '1'},))")
-    out_index = ", ".join(index[k] for k in kept) or "0"
-    dtype = red.value.dtype
-    acc_dtype = DType.f64 if dtype.is_float and red.op in ("sum", "mean", "prod") else dtype
-    init = literal(_INIT[red.op](dtype), acc_dtype)
-    source = f"{p}{red.local}" if not red.local.startswith("np.") else red.local
-    # Parenthesised: the count is spliced into `acc / (n0 * n1)`, where `acc / n0 * n1`
-    # would divide by one loop's extent and multiply by the other's.
-    count = "(" + (" * ".join(extent[k] for k in reduced) or "1") + ")"
-    # The trailing reduced loops accumulate into a scalar (a register, not a store per
-    # element); reduced loops outside the last kept one accumulate into the output itself.
-    last_kept = max(kept, default=-1)
-    trailing = [k for k in reduced if k > last_kept]
-    outer = [k for k in range(len(loops)) if k <= last_kept]
-    acc, cell = f"{p}acc", f"{out_view}[{out_index}]"
-    inner = body + stores + [f"{acc} = {_COMBINE[red.op].format(acc, source)}"]
-    block = [f"{acc} = {init}", *_nest(index, extent, trailing, inner, False)]
-    if not any(k in reduced for k in outer):                # each output cell in one go
-        finish = f"{acc} / {count}" if red.op == "mean" else acc
-        block.append(f"{cell} = {_cast(dtype)}({finish})")
-        lines.extend(_nest(index, extent, outer, block, parallel) if outer else block)
-        return lines
-    flat, k = f"{p}{out_name}_f", f"{p}k"
-    lines += [f"{flat} = _view({out_name}, 0, ({out_size},))",
-              f"for {k} in range({out_size}):",
-              f"    {flat}[{k}] = {literal(_INIT[red.op](dtype), dtype)}"]
-    block.append(f"{cell} = {_cast(dtype)}({_COMBINE[red.op].format(cell, acc)})")
-    lines.extend(_nest(index, extent, outer, block, parallel and kept[0] == 0))
-    if red.op == "mean":
-        lines += [f"for {k} in range({out_size}):",
-                  f"    {flat}[{k}] = {flat}[{k}] / {_cast(dtype)}({count})"]
-    return lines
-
-
-_INIT = {"sum": lambda d: 0, "mean": lambda d: 0, "prod": lambda d: 1,
-         "max": lambda d: -math.inf if d.is_float else np.iinfo(d.numpy).min,
-         "min": lambda d: math.inf if d.is_float else np.iinfo(d.numpy).max}
-_COMBINE = {"sum": "{0} + {1}", "mean": "{0} + {1}", "prod": "{0} * {1}",
-            "max": "max({0}, {1})", "min": "min({0}, {1})"}
-
-
-def _prefixed(expr: str, prefix: str) -> str:
-    """Prefix the body's local names (x3, t7) for inlining several nests in one function."""
-    if not prefix:
-        return expr
-    return re.sub(r"(?<![\w.])([xt]\d+)\b", prefix + r"\1", expr)
-
-
-def _nest(index: list[str], extent: list[str], loops: list[int], body: list[str],
-          parallel: bool) -> list[str]:
-    lines, depth = [], 0
-    for position, k in enumerate(loops):
-        rng = "prange" if parallel and position == 0 else "range"
-        lines.append("    " * depth + f"for {index[k]} in {rng}({extent[k]}):")
-        depth += 1
-    lines.extend("    " * depth + line for line in body)
-    return lines
-
-
-def source_of(nest: LoopNest, parallel: bool, memory=None,
-              name: str = "kernel") -> tuple[str, list[Value]]:
-    """A standalone function `name(n0.., a0..)` for the nest, and its array arguments.
-
-    `memory(value)` identifies the buffer a value lives in: values in one buffer with the same
-    shape (an update written in place over the array it reads) share one parameter, so LLVM
-    sees that a load and a store hit the same element and vectorises the loop instead of
-    giving up on a possible overlap.  Two views of one buffer with different shapes
-    (`reshape(p, [B, 1, T]) - reshape(p, [B, T, 1])`) stay two parameters: each is indexed
-    by its own shape."""
-    memory = memory or (lambda value: value.id)
-    names: dict[int, str] = {}
-    params = [f"n{k}" for k in range(len(nest.groups))]
-    by_memory: dict = {}
-    arrays: list[Value] = []
-    for value in nest.arrays:
-        key = (memory(value), tuple(value.shape))
-        if key not in by_memory:
-            by_memory[key] = f"a{len(arrays)}"
-            arrays.append(value)
-            params.append(by_memory[key])
-        names[value.id] = by_memory[key]
-    body = emit_python(nest, names, [f"n{k}" for k in range(len(nest.groups))], "", parallel)
-    return "\n".join([f"def {name}({', '.join(params)}):"] + ["    " + l for l in body] +
-                     ["    return 0"]), arrays
-
-
-__all__ = ["LoopNest", "build_loop_nest", "collapse", "emit_python", "extents", "literal",
-           "parallelizable",
-           "source_of"]
+__all__ = ["Load", "LoopNest", "Reduction", "Stmt", "Store", "build_loop_nest", "collapse",
+           "extents", "mark_parallel", "parallelizable"]

@@ -73,12 +73,14 @@ def test_generator_covers_the_menu():
 
 def test_oracle_reports_a_planted_bug(monkeypatch):
     """The tester can fail: a wrong reduction in the loop IR is a mismatch."""
-    from netdsl.backends import loopir
+    from dataclasses import replace
+    from netdsl.ops.registry import get_op
     text = ("model Planted {\n    in x: f32[B, 4]\n    param w: f32[4] = uniform(0.5, 1.5)\n"
             "    out s = sum(x * w, axis=1)\n    loss mean(square(s))\n}\n")
     data, options = read_header("# fuzz-data: " + _data_json(B=3) + "\n")
     assert check_source(text, data, Options(modes=("forward",))) is None
-    monkeypatch.setitem(loopir._COMBINE, "sum", "{0} + 2 * {1}")
+    rule = get_op("sum").reduction
+    monkeypatch.setattr(get_op("sum"), "reduction", replace(rule, combine="{0} + 2 * {1}"))
     finding = check_source(text, data, Options(modes=("forward",), cache_dir=_fresh_cache()))
     assert finding is not None and finding.kind == "mismatch:forward", finding
 
@@ -86,8 +88,10 @@ def test_oracle_reports_a_planted_bug(monkeypatch):
 def test_shrinker_keeps_the_failure_and_drops_the_rest(monkeypatch):
     """A planted bug in `min`'s starting value: the shrunk program still fails the same way
     and keeps only what the failure needs."""
-    from netdsl.backends import loopir
-    monkeypatch.setitem(loopir._INIT, "min", lambda dtype: 0)
+    from dataclasses import replace
+    from netdsl.ops.registry import get_op
+    rule = get_op("min").reduction
+    monkeypatch.setattr(get_op("min"), "reduction", replace(rule, identity=lambda dtype: 0))
     seed = next(s for s in range(2000) if _min_feeds_output(generate(s, Config(statements=8))))
     program = generate(seed, Config(statements=8))
     options = Options(modes=("forward",), cache_dir=_fresh_cache())

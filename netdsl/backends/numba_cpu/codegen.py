@@ -14,6 +14,7 @@ function costs a fixed ~0.2-0.4 s of compile on top of its body), except
   * loop nests large enough to pay for threads (`parallel_min` elements with every symbolic
     dim at `size_hint`, default 2^20): a `parallel=True` function whose outermost loop is a
     `prange` (about 0.3-1 s more compile each, and threads only pay on idle cores).
+Loop nests are rendered by render.py from the target-neutral loop IR (backends/loopir.py).
 Matmul, conv and the other non-elementwise ops emit their own lines (`op.emit_numba`), which
 call BLAS (`np.dot`) or library kernels inside the driver.  `scan` bodies become njit functions
 of the same module (codegen_scan.py).
@@ -37,8 +38,8 @@ from ...ir.types import DimLike, Sym, evaluate_dim
 from ...passes.fusion import FusedGraph, KernelGroup
 from ...passes.memory import ALIGN, MemoryPlan
 from .emit import EmitContext
-from ..loopir import (build_loop_nest, collapse, emit_python, extents, parallelizable,
-                     source_of)
+from ..loopir import build_loop_nest, collapse, extents, mark_parallel, parallelizable
+from .render import kernel_source, render_nest
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
@@ -116,7 +117,7 @@ class ModuleWriter:
         for group in fused.groups:
             if _has_nest(group):
                 nest = collapse(build_loop_nest(group, constants))
-                source, _ = source_of(nest, False, lambda v: memory_key(plan, v))
+                source, _ = kernel_source(nest, lambda v: memory_key(plan, v))
                 self.repeated[source] = self.repeated.get(source, 0) + 1
 
 
@@ -341,7 +342,9 @@ class FunctionWriter:
         sizes = extents(nest)
         parallel = (self.options.parallel_min > 0 and parallelizable(nest) and
                     self.size_at_hint(nest.shape) >= self.options.parallel_min)
-        source, arrays = source_of(nest, parallel, lambda v: memory_key(self.plan, v))
+        if parallel:
+            nest = mark_parallel(nest)
+        source, arrays = kernel_source(nest, lambda v: memory_key(self.plan, v))
         shared = module.functions.get(source)
         repeats = self.options.share_repeated and module.repeated.get(source, 0) > 1
         if shared is None and (parallel or repeats):
@@ -358,7 +361,7 @@ class FunctionWriter:
                 [self.names[v.id] for v in arrays]
             return [f"{shared}({', '.join(args)})"]
         module.counts["inlined"] += 1
-        return emit_python(nest, self.names, [self.dim(d) for d in sizes], f"g{t}_", False)
+        return render_nest(nest, self.names, [self.dim(d) for d in sizes], f"g{t}_")
 
 
 def memory_key(plan: MemoryPlan, value: Value):

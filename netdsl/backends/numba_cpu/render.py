@@ -1,0 +1,200 @@
+"""The Numba CPU rendering of the loop IR: scalar expressions as Numba-typed Python, loop nests
+as `for` loops over `_view`s of the arrays, `prange` for a loop marked parallel.
+
+Numerics: every statement's result is cast to its node's type (`np.float32(...)`), float
+literals are typed (`np.float32(0.5)`), and sum/mean accumulate in f64 registers
+(`_accumulator_dtype`) before the result is cast back once per output cell.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...ir.types import DType
+from ..expr import BinOp, Call, Cast, Compare, Const, Expr, Ref, Select, UnaryOp, parse_template
+from ..loopir import LoopNest
+
+# The Numba spelling of each neutral function of the scalar IR.
+FUNCTIONS = {"exp": "np.exp", "log": "np.log", "tanh": "np.tanh", "erf": "math.erf",
+             "sqrt": "np.sqrt", "log1p": "np.log1p", "abs": "abs", "sign": "np.sign",
+             "sin": "np.sin", "cos": "np.cos", "max": "max", "min": "min"}
+
+
+def literal(value, dtype: DType) -> str:
+    """A scalar of `dtype` as Numba source (inf and nan included)."""
+    x = np.asarray(value).reshape(()).item()
+    if dtype == DType.bool:
+        return repr(bool(x))
+    if dtype.is_float:
+        text = "np.inf" if x == math.inf else "-np.inf" if x == -math.inf else \
+            "np.nan" if x != x else repr(float(x))
+        return f"np.{dtype.numpy.name}({text})"
+    return f"np.{dtype.numpy.name}({int(x)})"
+
+
+def scalar_type(dtype: DType) -> str:
+    """The Numba scalar constructor of a dtype (`np.float32`, `np.bool_`)."""
+    return "np.bool_" if dtype == DType.bool else f"np.{dtype.numpy.name}"
+
+
+def render(expr: Expr, prefix: str = "") -> str:
+    """Numba source of a scalar expression; kernel locals (Ref) get `prefix`."""
+    if isinstance(expr, Ref):
+        return prefix + expr.name
+    if isinstance(expr, Const):
+        return repr(expr.value) if expr.weak else literal(expr.value, expr.dtype)
+    if isinstance(expr, Cast):
+        return f"{scalar_type(expr.dtype)}({render(expr.operand, prefix)})"
+    if isinstance(expr, Call):
+        return f"{FUNCTIONS[expr.function]}({', '.join(render(a, prefix) for a in expr.args)})"
+    if isinstance(expr, (BinOp, Compare)):
+        return f"({render(expr.left, prefix)} {expr.op} {render(expr.right, prefix)})"
+    if isinstance(expr, UnaryOp):
+        spacer = " " if expr.op == "not" else ""
+        return f"({expr.op}{spacer}{render(expr.operand, prefix)})"
+    if isinstance(expr, Select):
+        return (f"({render(expr.if_true, prefix)} if {render(expr.condition, prefix)} "
+                f"else {render(expr.if_false, prefix)})")
+    raise TypeError(f"not a scalar expression: {expr!r}")
+
+
+def _accumulator_dtype(op: str, dtype: DType) -> DType:
+    # Why f64: a long f32 sum drifts; the reference interpreter (NumPy's pairwise sum) does not.
+    return DType.f64 if dtype.is_float and op in ("sum", "mean", "prod") else dtype
+
+
+def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
+                prefix: str = "") -> list[str]:
+    """Python/Numba source lines for the nest: `names` maps value ids to array variables,
+    `extent` gives each loop's extent as source; locals are prefixed with `prefix`."""
+    p = prefix
+    loops = nest.groups
+    red = nest.reduction
+    reduced = [k for k, kind in enumerate(nest.kinds) if kind == "reduce"]
+    kept = [k for k in range(len(loops)) if k not in reduced]
+    index = [f"{p}i{k}" for k in range(len(loops))]
+    lines: list[str] = []
+
+    def view(value, axes_marks, name: str) -> tuple[str, list[str]]:
+        """A reshaped view of an array over the collapsed loops and its index expressions."""
+        dims, subs, merged = [], [], False
+        for k in range(len(loops)):
+            marks = [axes_marks[a] for a in loops[k] if axes_marks[a] is not None]
+            if not marks:
+                continue
+            merged = merged or len(loops[k]) > 1
+            dims.append(extent[k] if marks[0] == "i" else "1")
+            subs.append(index[k] if marks[0] == "i" else "0")
+        if not dims:
+            return name, ["0"] * value.rank
+        if value.rank == len(dims) and not merged:      # every array dim is one loop: as is
+            return name, subs
+        local = f"{p}{name}_v"
+        lines.append(f"{local} = _view({name}, 0, ({', '.join(dims)},))")
+        return local, subs
+
+    loop_loads, hoisted = [], []
+    for load in nest.loads:
+        array, subs = view(load.value, load.axes, names[load.value.id])
+        target = loop_loads if any(s != "0" for s in subs) else hoisted
+        index_text = ", ".join(subs) if subs else "()"
+        target.append(f"{p}{load.local} = {array}[{index_text}]")
+    stores = []
+    for store in nest.stores:
+        array, subs = view(store.value, ("i",) * len(nest.shape), names[store.value.id])
+        stores.append(f"{array}[{', '.join(subs) if subs else '()'}] = {p}{store.local}")
+    lines.extend(hoisted)
+    body = loop_loads + [f"{p}{s.local} = {render(s.expr, p)}" for s in nest.body]
+
+    if red is None:
+        lines.extend(_loops(nest, index, extent, list(range(len(loops))), body + stores))
+        return lines
+    rule, dtype = red.rule, red.value.dtype
+    out_name = names[red.value.id]
+    out_dims = [extent[k] for k in kept]
+    out_view = f"{p}{out_name}_r"
+    out_size = " * ".join(out_dims) or "1"
+    lines.append(f"{out_view} = _view({out_name}, 0, ({', '.join(out_dims) or '1'},))")
+    out_index = ", ".join(index[k] for k in kept) or "0"
+    acc_dtype = _accumulator_dtype(red.op, dtype)
+    # Parenthesised: the count is spliced into `acc / (n0 * n1)`, where `acc / n0 * n1`
+    # would divide by one loop's extent and multiply by the other's.
+    count = Ref("(" + (" * ".join(extent[k] for k in reduced) or "1") + ")", DType.i64)
+    # The trailing reduced loops accumulate into a scalar (a register, not a store per
+    # element); reduced loops outside the last kept one accumulate into the output itself.
+    last_kept = max(kept, default=-1)
+    trailing = [k for k in reduced if k > last_kept]
+    outer = [k for k in range(len(loops)) if k <= last_kept]
+    acc = Ref(f"{p}acc", acc_dtype)
+    cell = Ref(f"{out_view}[{out_index}]", dtype)
+    combine = render(_combine(rule, acc, red.source, p))
+    block = [f"{acc.name} = {literal(rule.identity(dtype), acc_dtype)}",
+             *_loops(nest, index, extent, trailing, body + stores + [f"{acc.name} = {combine}"])]
+    if not any(k in reduced for k in outer):                # each output cell in one go
+        finish = _finish(rule, acc, count) if rule.finish else acc
+        block.append(f"{cell.name} = {render(Cast(dtype, finish))}")
+        lines.extend(_loops(nest, index, extent, outer, block) if outer else block)
+        return lines
+    flat, k = f"{p}{out_name}_f", f"{p}k"
+    lines += [f"{flat} = _view({out_name}, 0, ({out_size},))",
+              f"for {k} in range({out_size}):",
+              f"    {flat}[{k}] = {literal(rule.identity(dtype), dtype)}"]
+    block.append(f"{cell.name} = {render(Cast(dtype, _combine(rule, cell, acc)))}")
+    lines.extend(_loops(nest, index, extent, outer, block))
+    if rule.finish:
+        element = Ref(f"{flat}[{k}]", dtype)
+        lines += [f"for {k} in range({out_size}):",
+                  f"    {element.name} = {render(_finish(rule, element, Cast(dtype, count)))}"]
+    return lines
+
+
+def _combine(rule, acc: Ref, value: Expr, prefix: str = "") -> Expr:
+    # The value is a kernel local (prefixed) or a literal; the accumulator is already named.
+    if isinstance(value, Ref):
+        value = Ref(prefix + value.name, value.dtype)
+    return parse_template(rule.combine, [acc, value], {}, None)
+
+
+def _finish(rule, value: Ref, count: Expr) -> Expr:
+    return parse_template(rule.finish.replace("{count}", "{1}"), [value, count], {}, None)
+
+
+def _loops(nest: LoopNest, index: list[str], extent: list[str], loops: list[int],
+           body: list[str]) -> list[str]:
+    lines, depth = [], 0
+    for k in loops:
+        rng = "prange" if nest.kinds[k] == "parallel" else "range"
+        lines.append("    " * depth + f"for {index[k]} in {rng}({extent[k]}):")
+        depth += 1
+    lines.extend("    " * depth + line for line in body)
+    return lines
+
+
+def kernel_source(nest: LoopNest, memory=None, name: str = "kernel") -> tuple[str, list]:
+    """A standalone function `name(n0.., a0..)` for the nest, and its array arguments.
+
+    `memory(value)` identifies the buffer a value lives in: values in one buffer with the same
+    shape (an update written in place over the array it reads) share one parameter, so LLVM
+    sees that a load and a store hit the same element and vectorises the loop instead of
+    giving up on a possible overlap.  Two views of one buffer with different shapes
+    (`reshape(p, [B, 1, T]) - reshape(p, [B, T, 1])`) stay two parameters: each is indexed
+    by its own shape."""
+    memory = memory or (lambda value: value.id)
+    names: dict[int, str] = {}
+    params = [f"n{k}" for k in range(len(nest.groups))]
+    by_memory: dict = {}
+    arrays: list = []
+    for value in nest.arrays:
+        key = (memory(value), tuple(value.shape))
+        if key not in by_memory:
+            by_memory[key] = f"a{len(arrays)}"
+            arrays.append(value)
+            params.append(by_memory[key])
+        names[value.id] = by_memory[key]
+    body = render_nest(nest, names, [f"n{k}" for k in range(len(nest.groups))])
+    return "\n".join([f"def {name}({', '.join(params)}):"] + ["    " + l for l in body] +
+                     ["    return 0"]), arrays
+
+
+__all__ = ["FUNCTIONS", "kernel_source", "literal", "render", "render_nest", "scalar_type"]
