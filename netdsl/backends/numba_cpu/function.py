@@ -1,0 +1,337 @@
+"""The writer of one generated function over a fused, planned graph: the step driver (buffers
+carved from the arenas at `offsets`) or a scan body (its own arena per call).
+
+Each kernel group becomes driver lines: a loop nest rendered inline (render.py) or a call of a
+shared kernel function, an op's CPU lowering, or a scan; back-to-back repeats of runs of groups
+then become calls of shared segment functions (segments.py).  See codegen.py for the module.
+"""
+from __future__ import annotations
+
+import re
+
+from ...errors import Error
+from ...ir.graph import Graph, Value
+from ...ir.types import DimLike, Sym, evaluate_dim
+from ...passes.fusion import FusedGraph, KernelGroup
+from ...passes.memory import ALIGN, MemoryPlan
+from ..loopir import build_loop_nest, collapse, extents, mark_parallel, parallelizable
+from .render import kernel_source, render_nest
+from .segments import share_repeats
+
+
+def has_nest(group: KernelGroup) -> bool:
+    return group.kind in ("elementwise", "reduction") or (
+        group.kind in ("matmul", "conv") and bool(group.epilogue))
+
+
+class FunctionWriter:
+    """Writes one function over a fused, planned graph: the step driver or a body function."""
+
+    def __init__(self, fused: FusedGraph, plan: MemoryPlan, module):
+        # module: the codegen.ModuleWriter whose functions, kernels and imports this shares
+        self.graph, self.fused, self.plan, self.module = fused.graph, fused, plan, module
+        self.options, self.ctx = module.options, module.ctx
+        self.symbols = _symbol_sources(fused.graph)
+        self.sym_var = {name: f"d_{k}" for k, name in enumerate(sorted(self.symbols))}
+        self.names: dict[int, str] = {}
+        self.const_nodes = {n.id: n for n in fused.constants}
+
+    # -- dims ----------------------------------------------------------------------------
+    def dim(self, d: DimLike) -> str:
+        """Source of a dimension in terms of the dims read at the top of the function."""
+        if isinstance(d, int):
+            return str(d)
+        missing = d.symbols - set(self.sym_var)
+        if missing:
+            raise Error(f"cannot compile: dimension {d} is not the dimension of any input, so "
+                        f"it is unknown at run time ({', '.join(sorted(missing))})")
+        terms = []
+        for monomial, coefficient in d.terms:
+            factors = ([str(coefficient)] if coefficient != 1 or not monomial else []) + \
+                [self.sym_var[n] for n in monomial]
+            terms.append(" * ".join(factors))
+        return "(" + " + ".join(terms) + ")"
+
+    def shape(self, value: Value) -> str:
+        dims = [self.dim(d) for d in value.shape]
+        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+    def size_at_hint(self, dims) -> int:
+        total = 1
+        for d in dims:
+            names = d.symbols if isinstance(d, Sym) else ()
+            total *= evaluate_dim(d, {n: self.options.size_hint for n in names})
+        return total
+
+    # -- functions -----------------------------------------------------------------------
+    def driver(self) -> tuple[list[str], list[tuple[str, object]], list[str]]:
+        """The step function: buffers from arenas at `offsets`, returns outputs and losses."""
+        graph, plan = self.graph, self.plan
+        params = self._name_user_values()
+        carves = {self.names[v.id]: self._carve(v, f"offsets[{plan.location[v.id].slot}]")
+                  for v in self._buffers()}
+        body = self._kernels(carves) + self._updates()
+        values = list(graph.outputs.values()) + [loss.value for loss in graph.losses]
+        values = [plan.returned.get(v.id, v) for v in values]   # snapshots of updated state
+        returned = ", ".join(self.names[v.id] for v in values)
+        body.append(f"return ({returned}{',' if len(values) == 1 else ''})")
+        body = self._prologue() + _used_carves(carves, body) + body
+        text = "\n".join(body)
+        used = [k for k in range(len(self.fused.constants)) if re.search(rf"\bc_{k}\b", text)]
+        params += [("const", k) for k in used]
+        params += [("arena", d) for d in plan.dtypes] + [("offsets", None)]
+        args = [self._param_name(kind, key) for kind, key in params]
+        outputs = list(graph.outputs) + [loss.name for loss in graph.losses]
+        return [f"def step({', '.join(args)}):"] + ["    " + l for l in body], params, outputs
+
+    def body(self, name: str) -> list[str]:
+        """A function `name(inputs..., outputs...)` that allocates its own arena per call."""
+        from .lowerings import lowering_for
+        graph, plan = self.graph, self.plan
+        self._name_user_values()
+        if graph.params:
+            raise Error(f"the Numba backend cannot compile the subgraph '{graph.name}': it "
+                        f"reads parameters (pass them as inputs)")
+        outs = [f"out_{i}" for i in range(len(graph.outputs))]
+        body = self._prologue()
+        for k, node in enumerate(self.fused.constants):    # array constants: made per call
+            if not _inlined_only(node, self.fused):
+                value = node.outputs[0]
+                body.append(f"c_{k} = np.empty({self.shape(value)}, "
+                            f"dtype=np.{value.dtype.numpy.name})")
+                body.extend(lowering_for(node.op)(self.ctx, node, [], [f"c_{k}"]))
+        totals: dict = {}
+        for slot in plan.slots:                       # lay the arena out from the dims
+            sizes = {self.dim(v.type.size) for v in slot.values}
+            size = sizes.pop() if len(sizes) == 1 else f"max({', '.join(sorted(sizes))})"
+            start = totals.get(slot.dtype, "0")
+            body.append(f"o_{slot.index} = {start}")
+            totals[slot.dtype] = f"o_{slot.index} + ({size} + {ALIGN - 1}) // {ALIGN} * {ALIGN}"
+        for dtype, total in totals.items():
+            body.append(f"arena_{dtype.value} = np.empty({total}, dtype=np.{dtype.numpy.name})")
+        carves = {self.names[v.id]: self._carve(v, f"o_{plan.location[v.id].slot}")
+                  for v in self._buffers()}
+        lines = self._kernels(carves)
+        for out, value in zip(outs, graph.outputs.values()):
+            lines += self._copy(out, self.names[value.id], value)
+        body += _used_carves(carves, lines) + lines
+        args = [f"in_{i}" for i in range(len(graph.inputs))] + outs
+        return [f"def {name}({', '.join(args)}):"] + ["    " + l for l in body + ["return 0"]]
+
+    # -- pieces --------------------------------------------------------------------------
+    def _name_user_values(self) -> list[tuple[str, object]]:
+        params: list[tuple[str, object]] = []
+        for i, value in enumerate(self.graph.inputs):
+            self.names[value.id] = f"in_{i}"
+            params.append(("input", value.name))
+        for i, info in enumerate(self.graph.params):
+            self.names[info.value.id] = f"p_{i}"
+            params.append(("param", info.name))
+        for k, node in enumerate(self.fused.constants):
+            self.names[node.outputs[0].id] = f"c_{k}"
+        return params
+
+    def _prologue(self) -> list[str]:
+        return [f"{var} = {self.symbols[name]}  # {name}"
+                for name, var in sorted(self.sym_var.items(), key=lambda t: t[1])]
+
+    def _buffers(self) -> list[Value]:
+        """Name every planned value; returns those that live in arena slots, in order."""
+        order = {v.id: k for k, v in enumerate(v for n in self.graph.nodes for v in n.outputs)}
+        result = []
+        for group in self.fused.groups:
+            for value in (v for node in group.nodes for v in node.outputs):
+                where = self.plan.location.get(value.id)
+                if where is None or value.id in self.names:
+                    continue
+                if where.kind == "user":
+                    self.names[value.id] = self._user_name(where.name)
+                elif where.kind == "slot":
+                    self.names[value.id] = f"v_{order[value.id]}"
+                    result.append(value)
+        for value, copy in self.plan.snapshots:
+            self.names[copy.id] = f"snap_{len(result)}"
+            result.append(copy)
+        return result
+
+    def _kernels(self, carves: dict[str, str]) -> list[str]:
+        """The kernel groups in order; views first (a view depends on its buffer, never on
+        its contents), so that runs of groups read only names defined before them.  `carves`
+        (buffer name -> the line making it) lets a shared run make its own buffers."""
+        views, groups = [], []
+        for t, group in enumerate(self.fused.groups):
+            lines = self.group(t, group)
+            if group.kind == "view":
+                views.extend(lines)
+            else:
+                comment = f"# k{t} {group.kind}: {' '.join(n.op.name for n in group.nodes)}"
+                groups.append([comment] + lines)
+        if not self.options.share_repeated:
+            return views + [line for lines in groups for line in lines]
+        return views + share_repeats(groups, self.module.global_names(),
+                                     self.module.segment_function, carves)
+
+    def _updates(self) -> list[str]:
+        lines = []
+        for value, copy in self.plan.snapshots:
+            lines.extend(self._copy(self.names[copy.id], self.names[value.id], value))
+        for name, value in self.plan.copies:
+            lines.extend(self._copy(self._user_name(name), self.names[value.id], value))
+        return lines
+
+    def _carve(self, value: Value, offset: str) -> str:
+        """The line making a value's buffer: a view into its dtype's arena at `offset`."""
+        arena = f"arena_{self.plan.slots[self.plan.location[value.id].slot].dtype.value}"
+        return f"{self.names[value.id]} = _view({arena}, {offset}, {self.shape(value)})"
+
+    def _copy(self, target: str, source: str, value: Value) -> list[str]:
+        size, k = self.dim(value.type.size), self.ctx.fresh("k")
+        return [f"{k}_t = _view({target}, 0, ({size},))", f"{k}_s = _view({source}, 0, ({size},))",
+                f"for {k} in range({size}):", f"    {k}_t[{k}] = {k}_s[{k}]"]
+
+    def _user_name(self, name: str) -> str:
+        for i, value in enumerate(self.graph.inputs):
+            if value.name == name:
+                return f"in_{i}"
+        for i, info in enumerate(self.graph.params):
+            if info.name == name:
+                return f"p_{i}"
+        raise KeyError(name)
+
+    def _param_name(self, kind: str, key) -> str:
+        if kind in ("input", "param"):
+            return self._user_name(key)
+        return {"const": f"c_{key}", "arena": f"arena_{getattr(key, 'value', '')}",
+                "offsets": "offsets"}[kind]
+
+    # -- kernel groups ---------------------------------------------------------------------
+    def group(self, t: int, group: KernelGroup) -> list[str]:
+        if group.kind in ("elementwise", "reduction"):
+            return self.nest(t, group)
+        if group.kind == "view":
+            node = group.nodes[0]
+            out = node.outputs[0]
+            self.names[out.id] = f"v_view_{t}"
+            return [f"v_view_{t} = _view({self.names[node.inputs[0].id]}, 0, {self.shape(out)})"]
+        lines = self.op(group.anchor or group.nodes[0])
+        if group.kind in ("matmul", "conv") and group.epilogue:
+            lines += self.nest(t, group)
+        return lines
+
+    def op(self, node) -> list[str]:
+        ins = [self.names[v.id] for v in node.inputs]
+        outs = [self.names[v.id] for v in node.outputs]
+        self.module.counts["ops"] += 1
+        if node.op.name == "scan":
+            from .scan import emit_scan
+            return emit_scan(self, node, ins, outs)
+        from .lowerings import lowering_for
+        lower = lowering_for(node.op)
+        if lower is None:
+            raise Error(f"the Numba backend cannot compile op '{node.op.name}': it has no "
+                        f"CPU lowering", node.span)
+        return self._assignments(lower(self.ctx, node, ins, outs))
+
+    def _assignments(self, lines) -> list[str]:
+        """Slice assignments `x[...] = value`, `x[a:b, 2] = value` as `assign(x[...], value)`
+        (numba_support.assign): Numba's slice assignment compiles string-formatting code for
+        its error message, seconds per process.  Element stores (`x[i, j] = v`) stay."""
+        from .support import assign      # imports Numba: only when generating code
+
+        result = []
+        for line in lines:
+            match = _SLICE_ASSIGN.match(line)
+            if match and (":" in match.group(3) or "..." in match.group(3)):
+                indent, target, key, value = match.groups()
+                view = target if key == "..." else f"{target}[{key}]"
+                line = f"{indent}{self.ctx.use(assign)}({view}, {value})"
+            result.append(line)
+        return result
+
+    def nest(self, t: int, group: KernelGroup) -> list[str]:
+        module = self.module
+        nest = collapse(build_loop_nest(group, self.const_nodes))
+        sizes = extents(nest)
+        parallel = (self.options.parallel_min > 0 and parallelizable(nest) and
+                    self.size_at_hint(nest.shape) >= self.options.parallel_min)
+        if parallel:
+            nest = mark_parallel(nest)
+        source, arrays = kernel_source(nest, lambda v: memory_key(self.plan, v))
+        shared = module.functions.get(source)
+        repeats = self.options.share_repeated and module.repeated.get(source, 0) > 1
+        if shared is None and (parallel or repeats):
+            shared = f"kernel_{len(module.functions)}"
+            module.functions[source] = shared
+            decorator = (f"@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', "
+                         f"parallel={parallel})")
+            module.lines += [decorator, source.replace("def kernel(", f"def {shared}(", 1), ""]
+            module.counts["parallel" if parallel else "shared"] += 1
+        if shared is not None:
+            module.counts["calls"] += 1
+            # np.int64(): a bare literal would make Numba specialise the kernel per value
+            args = [f"np.int64({self.dim(d)})" for d in sizes] + \
+                [self.names[v.id] for v in arrays]
+            return [f"{shared}({', '.join(args)})"]
+        module.counts["inlined"] += 1
+        return render_nest(nest, self.names, [self.dim(d) for d in sizes], f"g{t}_")
+
+
+def _used_carves(carves: dict[str, str], lines: list[str]) -> list[str]:
+    """The carve lines of the buffers that `lines` name (shared runs carve their own)."""
+    used = set(re.findall(r"[A-Za-z_]\w*", "\n".join(lines)))
+    return [line for name, line in carves.items() if name in used]
+
+
+def memory_key(plan: MemoryPlan, value: Value):
+    """Which memory a value occupies (views resolved to their source)."""
+    where = plan.location.get(value.id)
+    while where is not None and where.kind == "alias":
+        value_id = where.alias
+        where = plan.location.get(value_id)
+    if where is None:
+        return ("value", value.id)
+    return (where.kind, where.slot, where.name)
+
+
+def _inlined_only(node, fused: FusedGraph) -> bool:
+    """A scalar constant read only by loop nests (inlined as a literal, needs no array)."""
+    from ...passes.fusion import is_scalar_constant
+    value = node.outputs[0]
+    return is_scalar_constant(node) and all(
+        has_nest(g) and (g.anchor is None or value not in g.anchor.inputs)
+        for g in fused.groups if value in g.inputs)
+
+
+def _symbol_sources(graph: Graph) -> dict[str, str]:
+    """symbol -> source reading it from an argument's shape (`in_0.shape[0]`)."""
+    found: dict[str, str] = {}
+    sources = [(f"in_{i}", v) for i, v in enumerate(graph.inputs)] + \
+        [(f"p_{i}", p.value) for i, p in enumerate(graph.params)]
+    for arg, value in sources:
+        for axis, d in enumerate(value.shape):
+            if isinstance(d, Sym) and d.is_single_symbol and d.name not in found:
+                found[d.name] = f"{arg}.shape[{axis}]"
+    # A dim like 4*T or B*T, where T appears nowhere alone (a scan body that captures
+    # reshape(x, [B, 4*T])), still gives T: divide the extent by the known factors.
+    solved = True
+    while solved:
+        solved = False
+        for arg, value in sources:
+            for axis, d in enumerate(value.shape):
+                if not isinstance(d, Sym) or len(d.terms) != 1:
+                    continue
+                monomial, coefficient = d.terms[0]
+                unknown = [n for n in set(monomial) if n not in found]
+                if len(unknown) != 1 or monomial.count(unknown[0]) != 1:
+                    continue
+                factors = [str(coefficient)] + [f"({found[n]})" for n in monomial
+                                                if n != unknown[0]]
+                found[unknown[0]] = f"({arg}.shape[{axis}] // ({' * '.join(factors)}))"
+                solved = True
+    return found
+
+
+_SLICE_ASSIGN = re.compile(r"^(\s*)([A-Za-z_][A-Za-z_0-9]*)\[(.+?)\] = (.+)$")
+
+
+__all__ = ["FunctionWriter", "has_nest", "memory_key"]

@@ -1,0 +1,155 @@
+"""Repeated runs of kernel groups become one shared njit function ("segment"), compiled once.
+
+Numba's compile time grows with the size of a function, and the step driver of a deep model is
+long: twelve identical residual blocks are twelve copies of the same kernel calls, each inlined
+and optimised again by LLVM.  Here the driver's kernel groups are compared after renaming: the
+arrays and dims a run of groups reads become positional parameters (`a0, a1, ...` in order of
+first use), its own locals `l0, l1, ...`, and integer literals passed to library kernels (a
+dropout mask's seed) parameters too.  Where the same canonical run repeats back to back (a
+tandem repeat: block 1, block 2, ... of a `repeat`, their gradients, their optimiser updates),
+the run becomes one function and each occurrence a call to it.  A call costs a few hundred
+nanoseconds; a run that occurs once stays inlined.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+# Fewest lines in a shared run (a run of one call line gains nothing from a function around
+# it), and fewest driver lines it must save: a function costs ~0.2-0.4 s of compile itself.
+MIN_LINES = 4
+MIN_SAVED = 8
+
+
+@dataclass
+class Canonical:
+    """A run of groups with its names abstracted: the text, and what each parameter is bound
+    to at this occurrence (driver names and lifted literals, in parameter order)."""
+
+    text: str
+    arguments: list[str]
+
+
+def canonical(lines: list[str], module_names: set[str]) -> Canonical | None:
+    """The canonical form of a run of driver lines, or None when the run cannot stand alone
+    (a name it assigns is one it also reads first, i.e. it is not local to the run)."""
+    tree = ast.parse("\n".join(lines))
+    stored = {node.id for node in ast.walk(tree)
+              if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+    renamer = _Renamer(stored, module_names)
+    tree = renamer.visit(tree)
+    if renamer.conflict:
+        return None
+    return Canonical(ast.unparse(tree), renamer.arguments)
+
+
+class _Renamer(ast.NodeTransformer):
+    def __init__(self, stored: set[str], module_names: set[str]):
+        self.stored, self.module_names = stored, module_names
+        self.params: dict[str, str] = {}
+        self.locals: dict[str, str] = {}
+        self.arguments: list[str] = []
+        self.conflict = False
+
+    def visit_Name(self, node: ast.Name) -> ast.Name:
+        name = node.id
+        if name in self.module_names:
+            return node
+        if name in self.stored:
+            if isinstance(node.ctx, ast.Load) and name not in self.locals:
+                self.conflict = True                 # read before the run assigns it
+            local = self.locals.setdefault(name, f"l{len(self.locals)}")
+            return ast.copy_location(ast.Name(local, node.ctx), node)
+        if name not in self.params:
+            self.params[name] = f"a{len(self.params)}"
+            self.arguments.append(name)
+        return ast.copy_location(ast.Name(self.params[name], node.ctx), node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.Subscript:
+        slot = isinstance(node.value, ast.Name) and node.value.id == "offsets" and \
+            isinstance(node.slice, ast.Constant) and type(node.slice.value) is int
+        self.generic_visit(node)
+        if slot:
+            node.slice = self._lift(node.slice)          # a buffer's slot in the arena
+        return node
+
+    def _lift(self, constant: ast.Constant) -> ast.Name:
+        """An integer literal as a parameter of the run (bound per occurrence)."""
+        name = f"a{len(self.params)}"
+        self.params[f"#{len(self.params)}"] = name
+        # np.int64(): a bare literal would make Numba compile the shared function once per
+        # value (a literal type per call site)
+        self.arguments.append(f"np.int64({constant.value!r})")
+        return ast.copy_location(ast.Name(name, ast.Load()), constant)
+
+    def visit_Call(self, node: ast.Call) -> ast.Call:
+        self.generic_visit(node)
+        if isinstance(node.func, ast.Name) and node.func.id in self.module_names:
+            # Why only here: a literal passed to a library kernel is typed int64 either way,
+            # while one inside a loop nest may be a trip count LLVM unrolls.
+            for k, argument in enumerate(node.args):
+                if isinstance(argument, ast.Constant) and type(argument.value) is int:
+                    node.args[k] = self._lift(argument)
+        return node
+
+
+def share_repeats(groups: list[list[str]], module_names: set[str], define,
+                  carves: dict[str, str]) -> list[str]:
+    """The driver lines for `groups` (one list of lines per kernel group), where back-to-back
+    repeats of a run of groups call one function.  `define(text, n_params)`, called once per
+    call, adds the function for a canonical run to the module (once) and returns its name.  A run makes the buffers it names
+    itself from `carves` (buffer name -> `v_3 = _view(arena_f32, offsets[7], (d_0, 64))`):
+    the driver then passes a slot number, not an array (cheaper to compile and call)."""
+    def carved(lines: list[str]) -> list[str]:
+        names = dict.fromkeys(re.findall(r"[A-Za-z_]\w*", "\n".join(lines)))
+        return [carves[name] for name in names if name in carves] + lines
+
+    single = [canonical(carved(lines), module_names) for lines in groups]
+    keys = [c.text if c is not None else f"#{k}" for k, c in enumerate(single)]
+    n, result, i = len(groups), [], 0
+    while i < n:
+        found = _tandem(keys, i)
+        if found is not None:
+            length, count = found
+            runs = [carved(sum(groups[i + r * length:i + (r + 1) * length], []))
+                    for r in range(count)]
+            forms = [canonical(run, module_names) for run in runs]
+            same = 1
+            while same < count and forms[same] is not None and forms[0] is not None and \
+                    forms[same].text == forms[0].text:
+                same += 1
+            size = _code_lines(sum(groups[i:i + length], []))      # without its carves
+            if same > 1 and size >= MIN_LINES and (same - 1) * size >= MIN_SAVED:
+                for form in forms[:same]:
+                    name = define(forms[0].text, len(forms[0].arguments))
+                    result.append(f"{name}({', '.join(form.arguments)})")
+                i += same * length
+                continue
+        result.extend(groups[i])
+        i += 1
+    return result
+
+
+def _code_lines(lines: list[str]) -> int:
+    return sum(1 for line in lines if not line.lstrip().startswith("#"))
+
+
+def _tandem(keys: list[str], start: int) -> tuple[int, int] | None:
+    """The (length, count) of the back-to-back repeat starting at `start` that covers the most
+    groups (ties: the shorter period, whose function is smaller to compile), or None."""
+    n, best = len(keys), None
+    for length in range(1, (n - start) // 2 + 1):
+        if keys[start] != keys[start + length] or \
+                keys[start:start + length] != keys[start + length:start + 2 * length]:
+            continue
+        count = 2
+        while keys[start:start + length] == keys[start + count * length:
+                                                 start + (count + 1) * length]:
+            count += 1
+        if best is None or length * count > best[0] * best[1]:
+            best = (length, count)
+    return best
+
+
+__all__ = ["MIN_LINES", "canonical", "share_repeats"]

@@ -1,0 +1,80 @@
+"""Repeated runs of kernel groups (the blocks of a `repeat`) become one shared njit function."""
+import numpy as np
+
+from backend_helpers import copy_arrays, training_arrays, training_graph
+from netdsl.backends import compile_graph
+from netdsl.backends.numba_cpu import CodegenOptions
+from netdsl.backends.numba_cpu.segments import canonical, share_repeats
+
+MODULE = {"kernel_0", "_random_kernel", "_view", "np", "range"}
+CARVES = {f"v_{k}": f"v_{k} = _view(arena_f32, offsets[{k}], (d_0, 8))" for k in range(12)}
+
+
+def _block(a: int, b: int, c: int, seed: int) -> list[str]:
+    return [f"# k{a}", f"kernel_0(np.int64(d_0), np.int64(8), v_{a}, p_{a}, v_{b})",
+            f"_random_kernel(v_{c}, {seed}, in_2[()])",
+            f"kernel_0(np.int64(d_0), np.int64(8), v_{b}, v_{c}, v_{a + 3})",
+            f"for g{a}_i0 in range(d_0):", f"    v_{c}[g{a}_i0, 0] = v_{b}[g{a}_i0, 1]"]
+
+
+def test_a_repeated_run_becomes_one_function_called_per_repeat():
+    defined = {}
+
+    def define(text, n_params):
+        return defined.setdefault(text, f"block_{len(defined)}")
+
+    groups = [["# stem", "kernel_0(np.int64(d_0), np.int64(8), v_11, p_11, v_0)"]]
+    groups += [_block(0, 1, 2, 77), _block(3, 4, 5, 78), _block(6, 7, 8, 79)]
+    lines = share_repeats(groups, MODULE, define, CARVES)
+    assert lines[:2] == groups[0]                        # the stem occurs once: stays inline
+    assert len(defined) == 1 and lines[2:] == [
+        f"block_0(arena_f32, offsets, np.int64({k}), d_0, np.int64({k + 1}), "
+        f"np.int64({k + 2}), np.int64({k + 3}), p_{k}, in_2, np.int64({77 + k // 3}))"
+        for k in (0, 3, 6)]
+    text = next(iter(defined))
+    assert "_view(a0, a1[a2], (a3, 8))" in text and "77" not in text
+
+
+def test_a_run_that_reads_its_own_local_before_assigning_it_is_not_shared():
+    assert canonical(["x = y + 1", "y = 2"], {"np"}) is None
+    assert canonical(["y = 2", "x = y + 1"], {"np"}).arguments == []
+
+
+def test_repeated_blocks_compile_to_segments_with_identical_numbers(tmp_path):
+    import netdsl
+    source = tmp_path / "deep.net"
+    source.write_text(DEEP)
+    model = netdsl.load(source)
+    graph = training_graph(model.training_forward, "adam")
+    arrays = training_arrays(graph, batch=5, seed=1)
+    for name, value in model.init(seed=0).items():
+        arrays[name] = value
+    shared = compile_graph(graph, cache_dir=tmp_path / "a")
+    plain = compile_graph(graph, cache_dir=tmp_path / "b",
+                          options=CodegenOptions(share_repeated=False))
+    assert shared.report.kernels["segments"] >= 2          # forward, backward, update blocks
+    assert shared.report.kernels["segment_calls"] >= 2 * shared.report.kernels["segments"]
+    assert plain.report.kernels["segments"] == 0
+    ours, theirs = copy_arrays(arrays), copy_arrays(arrays)
+    for _ in range(2):
+        got, want = shared.run(ours), plain.run(theirs)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    for name in graph.state_updates:
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
+
+
+DEEP = """
+block Residual(width: int) {
+    in  x: f32[B, width]
+    h = x |> LayerNorm |> Dense(width * 2) |> gelu |> Dense(width)
+    out x + h
+}
+
+model Deep {
+    in  x: f32[B, 3]
+    in  y: f32[B, 2]
+    out p = x |> Dense(8) |> repeat(4, Residual(8)) |> Dense(2)
+    loss mse(p, y)
+}
+"""
