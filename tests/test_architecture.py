@@ -33,8 +33,6 @@ NUMBA_HOME = "netdsl.backends.numba_cpu"
 
 # (importer, forbidden prefix) pairs not yet fixed, each with its reason.
 PENDING: dict[tuple[str, str], str] = {
-    ("netdsl.backends.cache", "numba"):
-        "the cache guards Numba's own cache files (.nbi/.nbc); that part belongs to numba_cpu/",
 }
 
 

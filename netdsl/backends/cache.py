@@ -2,7 +2,7 @@
 `cache=True` so that compiling an unchanged model again does not invoke LLVM.
 
 Key: sha256 of the generated source (which spells out every kernel, inlined scalar constant and
-option), the target, the Python, NumPy and Numba versions, and a fingerprint of netdsl's own op
+option), the target and its toolchain (the Numba version), the Python and NumPy versions, and a fingerprint of netdsl's own op
 and backend sources (emitted lines call library kernels defined beside the ops, whose changes
 the generated text would not show).  The module is `<dir>/nd_<key>.py`; Numba's cache files for
 its functions (`__pycache__/nd_<key>.<function>-<line>.py311.nbi` and `.nbc`) sit beside it.
@@ -28,8 +28,8 @@ theirs) are discarded with one line on stderr (`note: discarded a damaged compil
 directory, fsync, rename), so a run killed mid-write leaves no half module (Numba writes its own
 files the same way).
 
-`LLVMCounter` counts Numba "numba:compile" events (fired only when a dispatcher really
-compiles, never on a cache load): a cache hit is a load with zero of them.
+The Numba side (its .nbi/.nbc files, $NUMBA_CACHE_DIR, counting compiles) is in
+numba_cpu/numba_cache.py: this module imports no compiler.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ import sys
 import types
 from pathlib import Path
 
-from ..userdirs import cache_location, private_dir, unsafe_reason
+from ..userdirs import cache_location, private_dir
 
 _fingerprint: str | None = None
 
@@ -52,7 +52,6 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
     """Where generated modules live: created (mode 0700) if missing; netdsl.Error if another
     user could write into it.  An empty override or NETDSL_CACHE_DIR counts as unset."""
     directory = private_dir(cache_location(override), "compile cache directory")
-    _check_numba_cache_dir()
     pycache = directory / "__pycache__"
     try:
         info = os.lstat(pycache)
@@ -65,20 +64,6 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
              f"(mode {stat.S_IMODE(info.st_mode):03o})")
         os.chmod(pycache, 0o700)
     return directory
-
-
-def _check_numba_cache_dir() -> None:
-    """$NUMBA_CACHE_DIR, where Numba then keeps the .nbi/.nbc pickles, must be private too."""
-    from numba.core import config
-    location = getattr(config, "CACHE_DIR", "")
-    if not location or not os.path.isdir(location):
-        return
-    problem = unsafe_reason(Path(location).resolve())
-    if problem is not None:
-        from ..errors import Error
-        raise Error(f"Numba's cache directory (NUMBA_CACHE_DIR) {location} {problem}",
-                    hint="Numba loads its cache files with pickle, so that directory must be "
-                         f"yours alone: `chmod 700 {location}`, or unset NUMBA_CACHE_DIR")
 
 
 def netdsl_fingerprint() -> str:
@@ -95,13 +80,13 @@ def netdsl_fingerprint() -> str:
     return _fingerprint
 
 
-def cache_key(source: str, target: str) -> str:
-    """Content address of a generated module."""
-    import numba
+def cache_key(source: str, target: str, toolchain: str = "") -> str:
+    """Content address of a generated module; `toolchain` names the target's compiler and its
+    version (the Numba CPU target: numba_cache.toolchain())."""
     import numpy
     digest = hashlib.sha256()
-    for part in (source, target, platform.python_version(), numpy.__version__,
-                 numba.__version__, netdsl_fingerprint(), platform.machine()):
+    for part in (source, target, toolchain, platform.python_version(), numpy.__version__,
+                 netdsl_fingerprint(), platform.machine()):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()[:32]
@@ -177,10 +162,10 @@ def module_problem(path: Path, content: bytes) -> str | None:
     return None
 
 
-def import_module(path: Path, key: str, source: str):
+def import_module(path: Path, key: str, source: str, prepare=None):
     """The generated module for `key` (once per process), run from `source` itself (which the
-    file at `path` was checked to hold), its Numba functions' cache loads and saves guarded
-    against damaged cache files."""
+    file at `path` was checked to hold); `prepare(module, path)` then readies it for its target
+    (the Numba CPU target guards its functions' cache loads and saves: numba_cache.guard)."""
     name = f"netdsl_generated_{key}"
     module = sys.modules.get(name)
     if module is not None:
@@ -194,58 +179,9 @@ def import_module(path: Path, key: str, source: str):
     except BaseException:
         del sys.modules[name]
         raise
-    for value in list(vars(module).values()):
-        _guard_numba_cache(value, path)
+    if prepare is not None:
+        prepare(module, path)
     return module
-
-
-def _guard_numba_cache(dispatcher, module_path: Path) -> None:
-    """Make a Numba dispatcher's cache treat a failing load or save as a damaged entry: its
-    files are discarded, a note is printed, and Numba compiles (and saves) afresh."""
-    from numba.core.caching import Cache
-    from numba.core.dispatcher import Dispatcher
-    if not isinstance(dispatcher, Dispatcher):
-        return
-    numba_cache = getattr(dispatcher, "_cache", None)
-    if not isinstance(numba_cache, Cache):
-        return
-    load, save = numba_cache.load_overload, numba_cache.save_overload
-
-    def load_overload(sig, target_context):
-        try:
-            return load(sig, target_context)
-        except Exception as error:
-            _discard_numba_files(numba_cache, module_path, error)
-            return None                            # a miss: Numba compiles it
-
-    def save_overload(sig, data):
-        try:
-            return save(sig, data)
-        except Exception as error:
-            _discard_numba_files(numba_cache, module_path, error)
-        try:
-            save(sig, data)
-        except Exception:
-            pass                                   # not cached this time; it still runs
-
-    numba_cache.load_overload = load_overload
-    numba_cache.save_overload = save_overload
-
-
-def _discard_numba_files(numba_cache, module_path: Path, error: Exception) -> None:
-    """Discard one function's Numba cache files (its index and data files), with a note; all of
-    the module's when Numba's internals are not what this expects."""
-    index = getattr(getattr(numba_cache, "_cache_file", None), "_index_path", None)
-    directory = Path(numba_cache.cache_path)
-    if isinstance(index, str) and index.endswith(".nbi"):
-        shown, pattern = index, glob.escape(Path(index).name[:-len(".nbi")]) + ".*"
-    else:
-        pattern = glob.escape(module_path.stem) + ".*"
-        shown = str(directory / pattern)
-    reason = _shorten(f"{type(error).__name__}: {error}".strip().rstrip(":"))
-    note(f"discarded a damaged compile cache entry {shown} ({reason}); recompiling")
-    for leftover in directory.glob(pattern):
-        _remove(leftover)
 
 
 def _discard_entry(module_path: Path, why: str) -> None:
@@ -298,32 +234,5 @@ def note(message: str) -> None:
     print(f"note: {message}", file=sys.stderr, flush=True)
 
 
-class LLVMCounter:
-    """Context manager counting Numba compilations (not cache loads) while it is active."""
-
-    def __init__(self):
-        self.count = 0
-
-    def __enter__(self) -> "LLVMCounter":
-        from numba.core import event
-
-        counter = self
-
-        class _Listener(event.Listener):
-            def on_start(self, ev):
-                counter.count += 1
-
-            def on_end(self, ev):
-                pass
-
-        self._listener = _Listener()
-        event.register("numba:compile", self._listener)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        from numba.core import event
-        event.unregister("numba:compile", self._listener)
-
-
-__all__ = ["LLVMCounter", "cache_dir", "cache_key", "import_module", "module_problem",
+__all__ = ["cache_dir", "cache_key", "import_module", "module_problem",
            "netdsl_fingerprint", "note", "write_module"]

@@ -29,6 +29,7 @@ class NumbaCpuTarget(Target):
         from ...passes.fusion import fuse
         from ...passes.memory import plan_memory
         from .. import cache
+        from . import numba_cache
         from .codegen import CodegenOptions, generate_module
         from .compiled import CompiledGraph
 
@@ -44,13 +45,16 @@ class NumbaCpuTarget(Target):
         generated = generate_module(fused, plan, options or CodegenOptions(), title=graph.name)
         if clock.done("codegen", generated):
             return generated
-        key = cache.cache_key(generated.source, self.name)
-        path, existed = cache.write_module(cache.cache_dir(cache_dir), key, generated.source)
+        directory = cache.cache_dir(cache_dir)
+        numba_cache.check_cache_dir()
+        key = cache.cache_key(generated.source, self.name, numba_cache.toolchain())
+        path, existed = cache.write_module(directory, key, generated.source)
         if clock.done("cache", path):
             return path
         _start_thread_pool()
-        with cache.LLVMCounter() as counter:
-            module = cache.import_module(path, key, generated.source)   # checked, from memory
+        with numba_cache.LLVMCounter() as counter:
+            module = cache.import_module(path, key, generated.source,   # checked, from memory
+                                         numba_cache.guard)
             clock.lap("load")
             driver = module.step
             hits_before = sum(driver.stats.cache_hits.values())

@@ -1,0 +1,124 @@
+"""The Numba side of the compile cache (backends/cache.py keeps the generated modules): Numba's
+own cache files for each generated function (`__pycache__/nd_<key>.<function>-<line>.py311.nbi`
+and `.nbc` beside the module, or under $NUMBA_CACHE_DIR), and how compiles are counted.
+
+Numba loads its .nbi/.nbc files with pickle, so $NUMBA_CACHE_DIR, when set, must be private
+like the cache directory itself (`check_cache_dir`).  A function's Numba cache files that fail
+to load or save (empty, truncated, garbage, a directory) are discarded alone, with one note on
+stderr, and the function compiles again (`guard`).  `LLVMCounter` counts Numba "numba:compile"
+events (fired only when a dispatcher really compiles, never on a cache load): a cache hit is a
+load with zero of them.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+from ..cache import _remove, _shorten, note
+
+
+def toolchain() -> str:
+    """What the compile cache key names for this target's compiler: Numba and its version."""
+    import numba
+    return f"numba {numba.__version__}"
+
+
+def guard(module, module_path: Path) -> None:
+    """Guard the cache loads and saves of every Numba dispatcher of a generated module."""
+    for value in list(vars(module).values()):
+        _guard(value, module_path)
+
+
+def check_cache_dir() -> None:
+    """$NUMBA_CACHE_DIR, where Numba then keeps the .nbi/.nbc pickles, must be private too."""
+    from numba.core import config
+    location = getattr(config, "CACHE_DIR", "")
+    if not location or not os.path.isdir(location):
+        return
+    from ...userdirs import unsafe_reason
+    problem = unsafe_reason(Path(location).resolve())
+    if problem is not None:
+        from ...errors import Error
+        raise Error(f"Numba's cache directory (NUMBA_CACHE_DIR) {location} {problem}",
+                    hint="Numba loads its cache files with pickle, so that directory must be "
+                         f"yours alone: `chmod 700 {location}`, or unset NUMBA_CACHE_DIR")
+
+
+def _guard(dispatcher, module_path: Path) -> None:
+    """Make a Numba dispatcher's cache treat a failing load or save as a damaged entry: its
+    files are discarded, a note is printed, and Numba compiles (and saves) afresh."""
+    from numba.core.caching import Cache
+    from numba.core.dispatcher import Dispatcher
+    if not isinstance(dispatcher, Dispatcher):
+        return
+    numba_cache = getattr(dispatcher, "_cache", None)
+    if not isinstance(numba_cache, Cache):
+        return
+    load, save = numba_cache.load_overload, numba_cache.save_overload
+
+    def load_overload(sig, target_context):
+        try:
+            return load(sig, target_context)
+        except Exception as error:
+            _discard_numba_files(numba_cache, module_path, error)
+            return None                            # a miss: Numba compiles it
+
+    def save_overload(sig, data):
+        try:
+            return save(sig, data)
+        except Exception as error:
+            _discard_numba_files(numba_cache, module_path, error)
+        try:
+            save(sig, data)
+        except Exception:
+            pass                                   # not cached this time; it still runs
+
+    numba_cache.load_overload = load_overload
+    numba_cache.save_overload = save_overload
+
+
+def _discard_numba_files(numba_cache, module_path: Path, error: Exception) -> None:
+    """Discard one function's Numba cache files (its index and data files), with a note; all of
+    the module's when Numba's internals are not what this expects."""
+    index = getattr(getattr(numba_cache, "_cache_file", None), "_index_path", None)
+    directory = Path(numba_cache.cache_path)
+    if isinstance(index, str) and index.endswith(".nbi"):
+        shown, pattern = index, glob.escape(Path(index).name[:-len(".nbi")]) + ".*"
+    else:
+        pattern = glob.escape(module_path.stem) + ".*"
+        shown = str(directory / pattern)
+    reason = _shorten(f"{type(error).__name__}: {error}".strip().rstrip(":"))
+    note(f"discarded a damaged compile cache entry {shown} ({reason}); recompiling")
+    for leftover in directory.glob(pattern):
+        _remove(leftover)
+
+
+class LLVMCounter:
+    """Context manager counting Numba compilations (not cache loads) while it is active."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __enter__(self) -> "LLVMCounter":
+        from numba.core import event
+
+        counter = self
+
+        class _Listener(event.Listener):
+            def on_start(self, ev):
+                counter.count += 1
+
+            def on_end(self, ev):
+                pass
+
+        self._listener = _Listener()
+        event.register("numba:compile", self._listener)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from numba.core import event
+        event.unregister("numba:compile", self._listener)
+
+
+__all__ = ["LLVMCounter", "check_cache_dir", "guard", "toolchain"]
