@@ -121,14 +121,37 @@ def share_repeats(groups: list[list[str]], module_names: set[str], define,
                 same += 1
             size = _code_lines(sum(groups[i:i + length], []))      # without its carves
             if same > 1 and size >= MIN_LINES and (same - 1) * size >= MIN_SAVED:
+                text, keep = _specialise(forms[:same])
                 for form in forms[:same]:
-                    name = define(forms[0].text, len(forms[0].arguments))
-                    result.append(f"{name}({', '.join(form.arguments)})")
+                    name = define(text, len(keep))
+                    result.append(f"{name}({', '.join(form.arguments[k] for k in keep)})")
                 i += same * length
                 continue
         result.extend(groups[i])
         i += 1
     return result
+
+
+def _specialise(forms: list[Canonical]) -> tuple[str, list[int]]:
+    """The shared text with the lifted literals that are the same at every occurrence put
+    back as literals (a constant argument of a library kernel, a slot every repeat shares),
+    and the positions of the parameters that remain."""
+    fixed = {k: argument for k, argument in enumerate(forms[0].arguments)
+             if argument.startswith("np.int64(") and
+             all(form.arguments[k] == argument for form in forms)}
+    keep = [k for k in range(len(forms[0].arguments)) if k not in fixed]
+    if not fixed:
+        return forms[0].text, keep
+    renamed = {f"a{k}": f"a{position}" for position, k in enumerate(keep)}
+    constants = {f"a{k}": int(argument[len("np.int64("):-1]) for k, argument in fixed.items()}
+
+    class Substitute(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name):
+            if node.id in constants:
+                return ast.copy_location(ast.Constant(constants[node.id]), node)
+            return ast.copy_location(ast.Name(renamed.get(node.id, node.id), node.ctx), node)
+
+    return ast.unparse(Substitute().visit(ast.parse(forms[0].text))), keep
 
 
 def _code_lines(lines: list[str]) -> int:
