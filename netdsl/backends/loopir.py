@@ -173,7 +173,7 @@ def mark_parallel(nest: LoopNest) -> LoopNest:
 
 
 def parallelizable(nest: LoopNest) -> bool:
-    """Can the outermost loop be a prange (it exists and is not reduced over)?"""
+    """Can the outermost loop run in parallel (it exists and is not reduced over)?"""
     if not nest.groups:
         return False
     return nest.reduction is None or nest.groups[0][0] not in nest.reduction.axes
