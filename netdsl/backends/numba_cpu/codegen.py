@@ -75,18 +75,6 @@ class GeneratedModule:
     kernels: dict[str, int] = field(default_factory=dict)   # inlined, shared, parallel, ...
     imports: list[tuple[str, str]] = field(default_factory=list)   # (module, function)
 
-    @property
-    def uses_threads(self) -> bool:
-        """Does the driver run parallel code (its own prange kernels or an op's)?"""
-        if self.kernels.get("parallel"):
-            return True
-        import importlib
-        for module, attribute in self.imports:
-            function = getattr(importlib.import_module(module), attribute, None)
-            if getattr(function, "targetoptions", {}).get("parallel"):
-                return True
-        return False
-
 
 class ModuleWriter:
     """What the functions of one generated module share: imports, kernels, body functions."""
