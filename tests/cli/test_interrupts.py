@@ -51,6 +51,14 @@ train Tiny {
 """
 
 
+
+def _default_signals() -> None:
+    """In the child: SIGINT and SIGTERM as a terminal gives them.  A test run started in the
+    background (`pytest &`) ignores SIGINT, and netdsl keeps an ignored signal ignored, so the
+    sweep's Ctrl-C would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
 class Run:
     """`python -m netdsl ARGS` in a folder, its stdout read line by line as it comes."""
 
@@ -60,7 +68,8 @@ class Run:
         self.started = time.monotonic()
         self.process = subprocess.Popen([sys.executable, "-m", "netdsl", *args], cwd=folder,
                                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        stdin=subprocess.DEVNULL, text=True)
+                                        stdin=subprocess.DEVNULL, text=True,
+                                        preexec_fn=_default_signals)
         self.lines: list[str] = []
         self.header = threading.Event()
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -316,6 +325,7 @@ def test_after_the_command_signals_are_ignored():
 
 def test_handlers_are_restored_and_ignored_signals_stay_ignored():
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # as if run from a terminal
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         interrupts = cli.Interrupts()
@@ -323,6 +333,7 @@ def test_handlers_are_restored_and_ignored_signals_stay_ignored():
         assert signal.getsignal(signal.SIGINT) == interrupts._handle
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
         interrupts.restore()
-        assert signal.getsignal(signal.SIGINT) == before[0]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
+        signal.signal(signal.SIGINT, before[0])
         signal.signal(signal.SIGTERM, before[1])

@@ -77,7 +77,8 @@ def test_a_hang_is_confirmed_by_a_second_longer_check(tmp_path, monkeypatch):
     monkeypatch.setattr(frontend, "_check", check)
     monkeypatch.setattr(frontend, "corpus", lambda generated: [])
     monkeypatch.setattr(frontend, "mutant", lambda seed, index, texts: (f"program {index}", []))
-    summary = run_campaign(4, seed=0, jobs=2, timeout=0.5, out=None)
+    # memory: a forked worker starts with the test process's memory, large late in a run.
+    summary = run_campaign(4, seed=0, jobs=2, timeout=0.5, memory=1 << 20, out=None)
     assert summary.tried == 4
     assert [(f.index, f.kind) for f in summary.findings] == [(1, "hang")]
     assert flag.exists()
