@@ -27,6 +27,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "netdsl.passes": ("netdsl.backends", "numba"),
     "netdsl.runtime": ("netdsl.frontend",),     # the runtime can train a graph from Python
     "netdsl.frontend": ("netdsl.backends",),    # `netdsl check` compiles nothing
+    # Targets compile and run graphs; training loops and data are the runtime's, above them.
+    "netdsl.backends": ("netdsl.runtime", "netdsl.frontend", "netdsl.commands"),
 }
 # Numba belongs to the cpu target; a CUDA target gets its own package under backends/.
 NUMBA_HOME = "netdsl.backends.numba_cpu"

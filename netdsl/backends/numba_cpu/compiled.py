@@ -16,7 +16,7 @@ keeping the larger allocation), store the scalars into 0-d arrays, call the njit
 Indices are checked by the kernels themselves: `take` and `take_grad` raise an IndexError with
 a constant message (ops/indexing.py INDEX_ERROR) for an index out of range, before any access.
 Both calling conventions turn it into an Error that names the input, the value and its position
-(runtime/input_checks.py), found only then, so a step that succeeds pays nothing for it.
+(ir/index_ranges.py), found only then, so a step that succeeds pays nothing for it.
 """
 from __future__ import annotations
 
@@ -219,7 +219,7 @@ def index_error(graph: Graph, feeds: Mapping[str, np.ndarray], error: IndexError
     """The Error for a kernel's INDEX_ERROR (any other IndexError is returned unchanged)."""
     if not str(error).startswith(INDEX_ERROR):
         return error
-    from ...runtime.input_checks import check_index_ranges, index_ranges
+    from ...ir.index_ranges import check_index_ranges, index_ranges
     check_index_ranges(feeds, index_ranges(graph), graph.input_spans)   # raises if an input
     span = next((node.span for node in graph.nodes
                  if node.op.name in ("take", "take_grad") and node.span is not None), None)
