@@ -2,8 +2,11 @@
 
 Python's rules: negative indices count from the end, missing bounds take the whole axis, an
 integer index removes its axis.  Bounds are compile-time ints, kept as written (negative ones
-relative to the end), so a slice of a symbolic axis needs no dimension arithmetic.  Lowered to
-one `slice` primitive whose `squeeze` drops the integer-indexed axes.
+relative to the end), so a slice of a symbolic axis needs no dimension arithmetic.  A slice
+bound may also be a symbolic dim (`x[:, 0:T]`, `pe[0:T]`, `x[0:B - 1]`): the slice then has that
+symbolic length, and each target reads the dim's value at run time.  Such a bound must not run
+past the axis (a symbolic bound is never clamped at compile time), and must not be negative.
+Lowered to one `slice` primitive whose `squeeze` drops the integer-indexed axes.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Error
 from ..ir.graph import Value
+from ..ir.types import Sym
 from ..ops.indexing import slice_attrs
 from . import ast
 from .context import CallContext
@@ -47,7 +51,8 @@ def index(lowerer: "Lowerer", scope: "Scope", expr: ast.Index) -> Any:
     key: list[Any] = []
     for axis, item in enumerate(items):
         if isinstance(item, ast.Slice):
-            bounds = [_bound(lowerer, scope, part) for part in (item.start, item.stop, item.step)]
+            bounds = [_bound(lowerer, scope, part, symbolic=part is not item.step)
+                      for part in (item.start, item.stop, item.step)]
             if bounds[2] == 0:
                 raise Error("a slice step cannot be zero", item.span)
             key.append(slice(*bounds))
@@ -68,13 +73,20 @@ def index(lowerer: "Lowerer", scope: "Scope", expr: ast.Index) -> Any:
     return result
 
 
-def _bound(lowerer, scope, expr) -> Any:
+def _bound(lowerer, scope, expr, symbolic: bool = False) -> Any:
+    """A compile-time int; with `symbolic`, a slice's start or stop, also a symbolic dim."""
     if expr is None:
         return None
     value = whole(evaluate(lowerer, scope, expr), expr.span, "an index")
     if isinstance(value, Value):
         raise Error("indices must be compile-time ints; use gather for tensor indices",
                     expr.span)
+    if isinstance(value, Sym):
+        if symbolic:
+            return value
+        raise Error(f"an index must be an int, got the symbolic dimension {value}", expr.span,
+                    hint=f"slice by it instead, e.g. `x[{value} - 1:{value}]`, or index from "
+                         f"the end with a negative int (`x[-1]`)")
     if not isinstance(value, int) or isinstance(value, bool):
         raise Error(f"an index must be an int, got {value!r}", expr.span)
     return value

@@ -161,10 +161,17 @@ class Graph:
     def _dim_carriers(self, nodes: list[Node], used: set[int]) -> set[int]:
         """Inputs kept only because they carry a symbolic dim the kept nodes need: in
         `out noise = normal([B, 2])` nothing reads the input that binds B, yet B must be
-        bound at run time."""
+        bound at run time; nor, in `out h = pe[T - 2:T]`, the one that binds a dim only an
+        attribute names."""
         def symbols(value: "Value") -> set[str]:
             return {n for d in value.shape if not isinstance(d, int) for n in d.symbols}
+
+        def attr_symbols(value: Any) -> set[str]:
+            if isinstance(value, (list, tuple)):
+                return set().union(*(attr_symbols(v) for v in value))
+            return set(getattr(value, "symbols", ())) if hasattr(value, "terms") else set()
         needed = {n for node in nodes for v in node.outputs for n in symbols(v)}
+        needed |= {n for node in nodes for v in node.attrs.values() for n in attr_symbols(v)}
         bound = {n for v in self.inputs if v.id in used for n in symbols(v)}
         carriers: set[int] = set()
         for value in self.inputs:
