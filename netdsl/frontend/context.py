@@ -116,6 +116,13 @@ class CallContext:
         """In training mode, `param` (a state such as a running mean) becomes new_value."""
         self.lowerer.state_update(param, new_value, self.span)
 
+    def state_value(self, param: Value) -> Value:
+        """The state `param` as this step has updated it so far: a bound layer applied twice
+        (a BatchNorm shared by two branches) updates its running statistics twice, in order."""
+        if not self.training:
+            return param
+        return self.lowerer.root.graph.state_updates.get(param.name, param)
+
     def rng_counter(self) -> Value:
         """The per-step counter input that makes random ops draw new numbers each step."""
         return self.lowerer.rng_counter()

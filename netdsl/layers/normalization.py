@@ -73,7 +73,8 @@ class BatchNorm:
                                                                     ctx.op("sub", n, one), one)))
         keep, take = ctx.const(1.0 - self.momentum, x), ctx.const(self.momentum, x)
         for state, batch in ((running_mean, mean), (running_var, unbiased)):
-            ctx.state_update(state, ctx.op("add", ctx.op("mul", state, keep),
+            current = ctx.state_value(state)
+            ctx.state_update(state, ctx.op("add", ctx.op("mul", current, keep),
                                            ctx.op("mul", batch, take)))
 
     def describe(self) -> dict[str, str]:

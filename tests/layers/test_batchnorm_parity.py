@@ -149,3 +149,33 @@ def test_fit_updates_state_and_validates_with_it(tmp_path):
     for name in ("running_mean", "running_var"):
         np.testing.assert_allclose(result.weights[f"bn.{name}"],
                                    getattr(module, name).numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_shared_batchnorm_updates_its_statistics_once_per_use(tmp_path, target):
+    """`bn = BatchNorm()` applied to two inputs: torch's running statistics after bn(a), bn(b)."""
+    path = tmp_path / "shared.net"
+    path.write_text(textwrap.dedent("""
+        model M {
+            in a: f32[B, 3]
+            in b: f32[B, 3]
+            in t: f32[B, 3]
+            bn = BatchNorm()
+            out h = (a |> bn) + (b |> bn)
+            loss mse(h, t)
+        }
+    """))
+    model = netdsl.load(path)
+    rng = np.random.default_rng(3)
+    a, b, t = (rng.normal(i + 1, 1.0 + i, size=(6, 3)).astype(np.float32) for i in range(3))
+    weights = model.init()
+    step = compile_step(model.training_forward, target, Training(OptimizerSpec("sgd", lr=LR)))
+    arrays = {**{k: np.array(v) for k, v in weights.items()}, "a": a, "b": b, "t": t,
+              "__lr__": np.float32(LR), "__step__": np.float32(1)}
+    step.run(arrays)
+    module = torch.nn.BatchNorm1d(3)
+    module.train()
+    module(torch.tensor(a)), module(torch.tensor(b))
+    for name in ("running_mean", "running_var"):
+        np.testing.assert_allclose(arrays[f"bn.{name}"], getattr(module, name).numpy(),
+                                   rtol=1e-4, atol=1e-5)
