@@ -150,8 +150,11 @@ def _tensor_operand(lowerer, value: Any, expr: ast.Expr, operator: str) -> Any:
 
 
 def _binary(lowerer: "Lowerer", scope: "Scope", expr: ast.BinOp) -> Any:
-    left = _tensor_operand(lowerer, evaluate(lowerer, scope, expr.left), expr.left, expr.op)
-    right = _tensor_operand(lowerer, evaluate(lowerer, scope, expr.right), expr.right, expr.op)
+    left, right = evaluate(lowerer, scope, expr.left), evaluate(lowerer, scope, expr.right)
+    if isinstance(left, str) and isinstance(right, str) and expr.op in ("==", "!="):
+        return (left == right) == (expr.op == "==")     # `activation == "gelu"`: a bool
+    left = _tensor_operand(lowerer, left, expr.left, expr.op)
+    right = _tensor_operand(lowerer, right, expr.right, expr.op)
     if isinstance(left, Invalid) or isinstance(right, Invalid):
         return INVALID
     if isinstance(left, list) or isinstance(right, list):

@@ -194,3 +194,29 @@ def flatten(ctx, x: Tensor):
     if x.rank < 2:
         ctx.error(f"flatten expects a tensor of rank at least 2, got {x.type}")
     return ctx.op("reshape", x, shape=(x.shape[0], -1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Positions and masks
+
+
+@function("arange")
+def arange(ctx, n: AnyValue, dtype: str = "i64"):
+    """0, 1, ..., n-1 along one axis; n may be a symbolic dim: `arange(T)`, `arange(D / 2)`."""
+    size = ctx.dims([n])[0]
+    if isinstance(size, int) and size < 1:
+        ctx.error(f"arange: the length must be at least 1, got {size}")
+    return ctx.op("iota", shape=(size,), axis=0, dtype=element_type(ctx, "arange", dtype))
+
+
+@function("tril")
+def tril(ctx, x: Tensor, k: int = 0):
+    """x with the elements above the k-th diagonal of its last two axes set to 0 (as
+    torch.tril): a [R, 1] and a [1, C] iota compared, so no index tensor of x's size is made."""
+    if x.rank < 2:
+        ctx.error(f"tril expects a tensor of rank at least 2, got {x.type}")
+    rows, cols = x.shape[-2], x.shape[-1]
+    row = ctx.op("iota", shape=(rows, 1), axis=0)
+    col = ctx.op("iota", shape=(1, cols), axis=1)
+    keep = ctx.op("greater_equal", ctx.op("add", row, ctx.const(k, row)), col)
+    return ctx.op("where", keep, x, ctx.const(0, x))

@@ -275,3 +275,35 @@ class BroadcastTo:
         return [((TensorType(f32, (3, 1)),), {"shape": (2, 3, 4)}),
                 ((TensorType(f32, ()),), {"shape": (2, 2)}),
                 ((TensorType(f32, (1, 4)), TensorType(f32, (5, 4))), {})]
+
+
+@op("iota")
+class Iota:
+    """Each element's index along `axis`: `iota(shape=S, axis=k)` or `iota(like, axis=k)`.
+
+    The positions and masks of sequence models are made from it: `arange(T)` is
+    iota(shape=[T], axis=0), and a causal mask compares a [T, 1] iota with a [1, S] one, so
+    no [B, H, T, S] tensor of positions is ever built.  dtype defaults to i64.
+    """
+    traits = {"pure", "no_grad"}
+    vjp = None
+
+    def infer(like=None, shape=None, axis=0, dtype: DType | None = None):
+        dims = target("iota", like, shape)
+        if not 0 <= axis < max(len(dims), 1) or not dims:
+            raise ShapeError(f"iota: axis {axis} is out of range for the shape "
+                             f"{format_shape(dims)}", hint="iota needs a shape of rank >= 1")
+        return TensorType(dtype or DType.i64, dims)
+
+    def reference(like=None, shape=None, axis=0, dtype: DType | None = None):
+        dims = like.shape if like is not None else concrete(shape, "iota")
+        along = [1] * len(dims)
+        along[axis] = dims[axis]
+        positions = np.arange(dims[axis]).reshape(along)
+        return np.array(np.broadcast_to(positions, dims), dtype=(dtype or DType.i64).numpy)
+
+    def examples():
+        f32, i64 = DType.f32, DType.i64
+        return [((), {"shape": (5,), "axis": 0}),
+                ((), {"shape": (3, 4), "axis": 1, "dtype": f32}),
+                ((TensorType(f32, (2, 3, 4)),), {"axis": 1, "dtype": i64})]

@@ -295,6 +295,7 @@ SERIAL_ONLY = {
     "constant": "not a kernel: an argument of the step",
     "reshape": "a view: no code",
     "numel": "writes one number",
+    "iota": "a small serial fill (positions and masks are [T] or [T, S], never batched)",
     **{name: "a copy of memory, emitted serially" for name in
        ("concat", "expand_dims", "pad", "slice", "slice_grad", "split", "squeeze", "transpose")},
 }

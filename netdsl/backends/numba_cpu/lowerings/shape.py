@@ -7,6 +7,7 @@ writes a scalar as Numba source (inf and nan through numpy).
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from . import lowering
 
@@ -78,3 +79,21 @@ def lower_transpose(ctx, node, ins, outs):
 def lower_broadcast_to(ctx, node, ins, outs):
     source = f"{ins[0]}[()]" if node.inputs[0].rank == 0 else ins[0]
     return _copy(outs, source)
+
+
+@njit(cache=True)
+def iota_kernel(out3):
+    """out3[i, j, k] = j: an iota along the middle axis of a (before, along, after) view."""
+    for i in range(out3.shape[0]):
+        for j in range(out3.shape[1]):
+            for k in range(out3.shape[2]):
+                out3[i, j, k] = j
+
+
+@lowering('iota')
+def lower_iota(ctx, node, ins, outs):
+    axis, rank = int(node.attrs.get("axis", 0)), node.outputs[0].rank
+    out = outs[0]
+    before = " * ".join([f"{out}.shape[{d}]" for d in range(axis)]) or "1"
+    after = " * ".join([f"{out}.shape[{d}]" for d in range(axis + 1, rank)]) or "1"
+    return [f"{ctx.use(iota_kernel)}({out}.reshape({before}, {out}.shape[{axis}], {after}))"]
