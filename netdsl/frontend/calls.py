@@ -38,7 +38,12 @@ def call(lowerer: "Lowerer", scope: "Scope", expr: ast.Call,
         repeat = _repeat(lowerer, scope, expr)
         return apply(lowerer, scope, repeat, list(piped), expr.span) if piped else repeat
     target = evaluate(lowerer, scope, expr.func)
-    args = list(piped) + [Argument(evaluate(lowerer, scope, a), a.span) for a in expr.args]
+    chosen, first = _static_choice(lowerer, scope, expr, target, piped)
+    if chosen:
+        return first
+    args = list(piped) + [first if i == 0 and first is not None else
+                          Argument(evaluate(lowerer, scope, a), a.span)
+                          for i, a in enumerate(expr.args)]
     kwargs = [(k.name, Argument(evaluate(lowerer, scope, k.value), k.span)) for k in expr.kwargs]
     if any(_invalid(a.value) for a in args) or any(_invalid(a.value) for _, a in kwargs) \
             or isinstance(target, Invalid):
@@ -313,6 +318,20 @@ def _apply_block(lowerer, config: LayerConfig, instance, inputs, span, record_na
     for value in tensors:
         lowerer.record_of[value.id] = record_name
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+def _static_choice(lowerer, scope, expr: ast.Call, target, piped) -> Any:
+    """`where(flag, a, b)` with a compile-time bool: the chosen branch's value, the other never
+    evaluated (so a block configured one way applies none of the other way's layers).
+    Returns (True, that value), else (False, the condition evaluated once as an Argument, or
+    None for any other call)."""
+    if not (isinstance(target, FunctionRef) and target.name == "where" and not piped
+            and len(expr.args) == 3 and not expr.kwargs):
+        return False, None
+    condition = evaluate(lowerer, scope, expr.args[0])
+    if isinstance(condition, bool):
+        return True, evaluate(lowerer, scope, expr.args[1 if condition else 2])
+    return False, Argument(condition, expr.args[0].span)
 
 
 def _repeat(lowerer: "Lowerer", scope: "Scope", expr: ast.Call) -> Repeat:

@@ -156,3 +156,31 @@ def test_arange_and_tril(tmp_path, target):
     np.testing.assert_allclose(out["y"], np.tril(x) + np.tril(x, -1), rtol=1e-6)
     np.testing.assert_allclose(out["p"], np.arange(4, dtype=np.float32) + 0 * x.sum(),
                                rtol=1e-5)
+
+
+def test_dropout_is_identity_in_evaluation_and_the_same_draw_on_every_target(tmp_path):
+    """With dropout 0.1 (attention weights, residual branches, feed-forward): evaluation matches
+    torch's eval(); a training step's loss and gradients agree across targets (the random
+    streams are the same function of seed and counter everywhere) and differ from dropout 0."""
+    x, _, _ = inputs()
+    model = load(tmp_path, f"out y = x |> TransformerEncoderLayer({D}, {HEADS}, {FF}, "
+                           f"dropout=0.1, causal=true) as enc")
+    weights = model.init(seed=7)
+    module = torch.nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.1, batch_first=True)
+    copy_into(module, weights, "enc.")
+    module.eval()
+    with torch.no_grad():
+        mask = torch.nn.Transformer.generate_square_subsequent_mask(T)
+        expected = module(torch.tensor(x), src_mask=mask, is_causal=True).numpy()
+    t = np.random.default_rng(2).normal(size=x.shape).astype(np.float32)
+    results = {}
+    for target in ("reference", "cpu"):
+        out = model.forward(weights, {"x": x}, target=target)["y"]
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+        results[target] = model.loss_and_grad(weights, {"x": x, "t": t}, target=target)
+    (loss_r, grads_r), (loss_c, grads_c) = results["reference"], results["cpu"]
+    np.testing.assert_allclose(loss_c, loss_r, rtol=1e-4)
+    for name in grads_r:
+        np.testing.assert_allclose(grads_c[name], grads_r[name], rtol=1e-3, atol=1e-5,
+                                   err_msg=name)
+    assert not np.isclose(loss_r, np.mean((expected - t) ** 2), rtol=1e-4)
