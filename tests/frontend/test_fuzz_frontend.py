@@ -6,19 +6,20 @@ from __future__ import annotations
 import os
 import random
 
-from netdsl.fuzz import frontend
-from netdsl.fuzz.frontend import classify, mutant, mutate_tokens, run_campaign, tokenize
+from netdsl.fuzz import mutants
+from netdsl.fuzz.frontend import classify, run_campaign
+from netdsl.fuzz.mutants import mutant, mutate_tokens, tokenize
 
 PROGRAMS = int(os.environ.get("NETDSL_FRONTEND_FUZZ_PROGRAMS", "300"))
 
 
 def test_tokenize_round_trips():
-    for text in frontend.SEEDS:
+    for text in mutants.SEEDS:
         assert "".join(value for _, value in tokenize(text)) == text
 
 
 def test_mutations_are_deterministic_and_varied():
-    texts = frontend.SEEDS
+    texts = mutants.SEEDS
     first = [mutant(0, index, texts) for index in range(200)]
     assert first == [mutant(0, index, texts) for index in range(200)]
     kinds = {what for _, done in first for what in done}
@@ -28,9 +29,9 @@ def test_mutations_are_deterministic_and_varied():
 
 def test_bytes_then_more_mutations():
     rng = random.Random(5)
-    text = frontend.SEEDS[0]
+    text = mutants.SEEDS[0]
     for _ in range(200):
-        text, _ = mutate_tokens(rng, text, frontend.SEEDS[1])
+        text, _ = mutate_tokens(rng, text, mutants.SEEDS[1])
     text.encode("utf-8", "surrogateescape")
 
 
