@@ -78,3 +78,47 @@ model Deep {
     loss mse(p, y)
 }
 """
+
+
+def test_a_segment_is_its_own_cache_module_that_another_model_loads_without_compiling(tmp_path):
+    """A 3-block and a 4-block net repeat the same block: the second loads the segments the
+    first compiled from Numba's cache (a fresh module object, as in a new process)."""
+    import sys
+
+    from numba.core import event
+
+    import netdsl
+    compiles: list[str] = []
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            function = ev.data["dispatcher"].py_func
+            if function.__name__ == "segment":
+                compiles.append(function.__module__)
+
+        def on_end(self, ev):
+            pass
+
+    graphs = []
+    for blocks in (4, 3):
+        source = tmp_path / f"deep{blocks}.net"
+        source.write_text(DEEP.replace("repeat(4,", f"repeat({blocks},"))
+        graphs.append(training_graph(netdsl.load(source).training_forward, "adam"))
+    for name in [name for name in sys.modules if name.startswith("netdsl_generated_")]:
+        del sys.modules[name]                 # loaded by an earlier test, from its own cache
+    listener = Listener()
+    event.register("numba:compile", listener)
+    try:
+        first = compile_graph(graphs[0], cache_dir=tmp_path / "cache")
+        segments = set(first.generated.segments)
+        assert segments and sorted(compiles) == sorted(f"netdsl_generated_{key}"
+                                                       for key in segments)   # once each
+        for key in segments:                  # as a new process would: no module in memory
+            del sys.modules[f"netdsl_generated_{key}"]
+        compiles.clear()
+        second = compile_graph(graphs[1], cache_dir=tmp_path / "cache")
+    finally:
+        event.unregister("numba:compile", listener)
+    assert set(second.generated.segments) == segments and compiles == []
+    assert second.report.llvm_compiles > 0                  # its own driver did compile
+    assert (tmp_path / "cache" / f"nd_{next(iter(segments))}.py").is_file()

@@ -16,7 +16,12 @@ function costs a fixed ~0.2-0.4 s of compile on top of its body), except
     `prange` (about 0.3-1 s more compile each, and threads only pay on idle cores), and
   * runs of groups repeated back to back (the blocks of a `repeat`, their gradients and
     updates): one shared `@njit` function per run, called once per repeat (segments.py), so
-    a deep model's driver does not grow, and compile, with its depth.
+    a deep model's driver does not grow, and compile, with its depth.  Each such segment is a
+    module of its own (`GeneratedModule.segments`: the segment as `segment`, with the kernel
+    and body functions it calls, renamed in order of use, and the imports it reads), named by
+    its content hash: the driver imports it (`from netdsl_generated_<key> import segment as
+    block_0`) and the target loads it first, so another model (a 6-block net after a 12-block
+    one) that repeats the same block loads it from Numba's cache instead of compiling it.
 Loop nests are rendered by render.py from the target-neutral loop IR (backends/loopir.py).
 Matmul, conv and the other non-elementwise ops emit their own lines (their CPU lowering,
 lowerings/), which call BLAS (`np.dot`) or library kernels inside the driver.  `scan` bodies
@@ -32,8 +37,10 @@ nan; `mean(1.0 / (x - x))` must be inf, which the train loop then reports.
 """
 from __future__ import annotations
 
+import ast
 import builtins
 import os
+import re
 from dataclasses import dataclass, field
 
 from ...ir.graph import Graph
@@ -74,6 +81,8 @@ class GeneratedModule:
     outputs: list[str]                   # names of the returned values (outputs, then losses)
     kernels: dict[str, int] = field(default_factory=dict)   # inlined, shared, parallel, ...
     imports: list[tuple[str, str]] = field(default_factory=list)   # (module, function)
+    # the shared segments' modules, cache key -> source; the target loads them before `source`
+    segments: dict[str, str] = field(default_factory=dict)
 
 
 class ModuleWriter:
@@ -91,6 +100,14 @@ class ModuleWriter:
         self.ctx.subgraph_compiler = self.body_function
         self.bodies: dict[int, str] = {}
         self.segments: dict[str, str] = {}           # canonical run of groups -> function
+        self.definitions: dict[str, list[str]] = {}  # module function name -> its lines
+        self.segment_modules: dict[str, str] = {}    # cache key -> source of a segment module
+        self.segment_imports: list[str] = []
+
+    def add_function(self, name: str, lines: list[str]) -> None:
+        """A module-level function (decorator and definition lines)."""
+        self.definitions[name] = lines
+        self.lines += [*lines, ""]
 
     def global_names(self) -> set[str]:
         """Names a driver line may read from the module (not from the driver's locals)."""
@@ -103,9 +120,18 @@ class ModuleWriter:
         if name is None:
             name = self.segments[text] = f"block_{len(self.segments)}"
             params = ", ".join(f"a{k}" for k in range(n_params))
-            self.lines += ["@njit(cache=True, fastmath=_FASTMATH, error_model='numpy')",
-                           f"def {name}({params}):",
-                           *("    " + line for line in text.splitlines()), "    return 0", ""]
+            lines = [_DECORATOR, f"def {name}({params}):",
+                     *("    " + line for line in text.splitlines()), "    return 0"]
+            source = self._segment_module(lines)
+            if source is None:                      # reads something only this module has
+                self.add_function(name, lines)
+            else:
+                from .. import cache
+                from .numba_cache import toolchain
+                key = cache.cache_key(source, "cpu", toolchain())
+                self.segment_modules[key] = source
+                self.segment_imports.append(
+                    f"from netdsl_generated_{key} import segment as {name}")
             self.counts["segments"] += 1
         self.counts["segment_calls"] += 1
         return name
@@ -120,9 +146,57 @@ class ModuleWriter:
             name = f"body_{len(self.bodies)}"
             self.bodies[id(graph)] = name
             lines = writer.body(name)
-            self.lines += ["@njit(cache=True, fastmath=_FASTMATH, error_model='numpy')", *lines, ""]
+            self.add_function(name, [_DECORATOR, *lines])
             self.counts["bodies"] += 1
         return self.bodies[id(graph)]
+
+    def _segment_module(self, lines: list[str]) -> str | None:
+        """The source of a module holding a segment's function (`lines`, renamed `segment`)
+        and the functions it calls, each renamed `f_<k>` in order of first use, so that the
+        text (and its cache key) does not depend on the rest of the model; None when the
+        segment reads a module-level name other than those functions and the imports."""
+        known = _MODULE_NAMES | set(self.ctx.imports)
+        order: list[str] = []
+        imports: set[str] = set()
+        pending = [lines]
+        while pending:
+            tree = ast.parse("\n".join(pending.pop(0)))
+            stored = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and
+                      not isinstance(node.ctx, ast.Load)} | \
+                {arg.arg for node in ast.walk(tree) if isinstance(node, ast.arguments)
+                 for arg in node.args}
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Name) or node.id in stored:
+                    continue
+                if node.id in self.definitions:
+                    if node.id not in order:
+                        order.append(node.id)
+                        pending.append(self.definitions[node.id])
+                elif node.id in self.ctx.imports:
+                    imports.add(node.id)
+                elif node.id not in known:
+                    return None
+        if self.ctx.helpers:
+            return None
+        renamed = {name: f"f_{k}" for k, name in enumerate(order)}
+        pattern = re.compile(r"\b(" + "|".join(map(re.escape, renamed)) + r")\b") \
+            if renamed else None
+
+        def rename(text: str) -> str:
+            return pattern.sub(lambda m: renamed[m.group(1)], text) if pattern else text
+
+        body = [rename(line) for name in order for line in [*self.definitions[name], ""]]
+        segment = [lines[0], re.sub(r"^def \w+\(", "def segment(", rename(lines[1])),
+                   *(rename(line) for line in lines[2:])]
+        import_lines = [f"from {module} import {attribute} as {local}"
+                        for local, (module, attribute) in sorted(self.ctx.imports.items())
+                        if local in imports]
+        return "\n".join(['"""netdsl generated segment (a repeated run of kernel groups)"""',
+                          *_HEADER, *import_lines, "", self.fastmath_line(), "",
+                          *body, *segment]) + "\n"
+
+    def fastmath_line(self) -> str:
+        return "_FASTMATH = {" + ", ".join(repr(f) for f in sorted(self.options.fastmath)) + "}"
 
     def count_sources(self, fused: FusedGraph, plan: MemoryPlan) -> None:
         """How often each loop-nest source occurs (nests seen twice become shared functions)."""
@@ -140,16 +214,17 @@ def generate_module(fused: FusedGraph, plan: MemoryPlan, options: CodegenOptions
     module = ModuleWriter(options or CodegenOptions())
     module.count_sources(fused, plan)
     driver, params, outputs = FunctionWriter(fused, plan, module).driver()
-    fastmath = "{" + ", ".join(repr(f) for f in sorted(module.options.fastmath)) + "}"
-    header = [f'"""netdsl generated module: {title}"""', "import math", "import numpy as np",
-              "from numba import njit, prange",
-              "from netdsl.backends.numba_cpu.support import view as _view",
-              *module.ctx.import_lines(), "", f"_FASTMATH = {fastmath}", ""]
-    decorator = "@njit(cache=True, fastmath=_FASTMATH, error_model='numpy')"
+    header = [f'"""netdsl generated module: {title}"""', *_HEADER,
+              *module.ctx.import_lines(), *module.segment_imports, "", module.fastmath_line(), ""]
     source = "\n".join(header + module.lines + module.ctx.helper_lines() +
-                       [decorator] + driver) + "\n"
+                       [_DECORATOR] + driver) + "\n"
     return GeneratedModule(source, params, outputs, dict(module.counts),
-                           sorted(module.ctx.imports.values()))
+                           sorted(module.ctx.imports.values()), dict(module.segment_modules))
+
+
+_HEADER = ["import math", "import numpy as np", "from numba import njit, prange",
+           "from netdsl.backends.numba_cpu.support import view as _view"]
+_DECORATOR = "@njit(cache=True, fastmath=_FASTMATH, error_model='numpy')"
 
 
 __all__ = ["CodegenOptions", "FASTMATH", "GeneratedModule", "generate_module"]

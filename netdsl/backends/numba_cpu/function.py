@@ -264,7 +264,8 @@ class FunctionWriter:
             module.functions[source] = shared
             decorator = (f"@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', "
                          f"parallel={parallel})")
-            module.lines += [decorator, source.replace("def kernel(", f"def {shared}(", 1), ""]
+            module.add_function(shared, [decorator,
+                                         source.replace("def kernel(", f"def {shared}(", 1)])
             module.counts["parallel" if parallel else "shared"] += 1
         if shared is not None:
             module.counts["calls"] += 1

@@ -5,7 +5,8 @@ long: twelve identical residual blocks are twelve copies of the same kernel call
 and optimised again by LLVM.  Here the driver's kernel groups are compared after renaming: the
 arrays and dims a run of groups reads become positional parameters (`a0, a1, ...` in order of
 first use), its own locals `l0, l1, ...`, and integer literals passed to library kernels (a
-dropout mask's seed) parameters too.  Where the same canonical run repeats back to back (a
+dropout mask's seed) parameters too; those equal at every repeat (a mode argument) go back in
+as literals.  Where the same canonical run repeats back to back (a
 tandem repeat: block 1, block 2, ... of a `repeat`, their gradients, their optimiser updates),
 the run becomes one function and each occurrence a call to it.  A call costs a few hundred
 nanoseconds; a run that occurs once stays inlined.
@@ -29,6 +30,7 @@ class Canonical:
 
     text: str
     arguments: list[str]
+    constants: frozenset[int] = frozenset()   # positions of lifted library-kernel literals
 
 
 def canonical(lines: list[str], module_names: set[str]) -> Canonical | None:
@@ -41,7 +43,7 @@ def canonical(lines: list[str], module_names: set[str]) -> Canonical | None:
     tree = renamer.visit(tree)
     if renamer.conflict:
         return None
-    return Canonical(ast.unparse(tree), renamer.arguments)
+    return Canonical(ast.unparse(tree), renamer.arguments, frozenset(renamer.constants))
 
 
 class _Renamer(ast.NodeTransformer):
@@ -50,6 +52,7 @@ class _Renamer(ast.NodeTransformer):
         self.params: dict[str, str] = {}
         self.locals: dict[str, str] = {}
         self.arguments: list[str] = []
+        self.constants: set[int] = set()
         self.conflict = False
 
     def visit_Name(self, node: ast.Name) -> ast.Name:
@@ -90,6 +93,7 @@ class _Renamer(ast.NodeTransformer):
             # while one inside a loop nest may be a trip count LLVM unrolls.
             for k, argument in enumerate(node.args):
                 if isinstance(argument, ast.Constant) and type(argument.value) is int:
+                    self.constants.add(len(self.arguments))
                     node.args[k] = self._lift(argument)
         return node
 
@@ -133,11 +137,14 @@ def share_repeats(groups: list[list[str]], module_names: set[str], define,
 
 
 def _specialise(forms: list[Canonical]) -> tuple[str, list[int]]:
-    """The shared text with the lifted literals that are the same at every occurrence put
-    back as literals (a constant argument of a library kernel, a slot every repeat shares),
-    and the positions of the parameters that remain."""
+    """The shared text with the lifted library-kernel literals that are the same at every
+    occurrence put back as literals (a mode argument, which LLVM then folds), and the positions
+    of the parameters that remain.  Slot numbers stay parameters even where every repeat
+    shares one: which slot that is depends on the rest of the model (a 3-block net against a
+    4-block one), and the text must not, for a segment to be shared across models (its
+    module's name is its content hash); a slot read costs nothing to speak of."""
     fixed = {k: argument for k, argument in enumerate(forms[0].arguments)
-             if argument.startswith("np.int64(") and
+             if k in forms[0].constants and
              all(form.arguments[k] == argument for form in forms)}
     keep = [k for k in range(len(forms[0].arguments)) if k not in fixed]
     if not fixed:

@@ -3,7 +3,9 @@
 fuse groups the graph's nodes into kernels (passes/fusion.py), plan_memory lays the
 intermediate buffers out in arenas (passes/memory.py), codegen writes one Python module with
 an `@njit` driver, cache stores it under its content hash (backends/cache.py, keyed by the
-target's name too), and load imports it and compiles the driver for the graph's argument types
+target's name too) beside the modules of its shared segments (each under its own content hash,
+shared by every model that repeats the same block), and load imports those, then the driver's
+module, and compiles the driver for the graph's argument types
 (Numba is imported only here).  The result is a `CompiledGraph` (compiled.py).
 """
 from __future__ import annotations
@@ -48,11 +50,16 @@ class NumbaCpuTarget(Target):
         directory = cache.cache_dir(cache_dir)
         numba_cache.check_cache_dir()
         key = cache.cache_key(generated.source, self.name, numba_cache.toolchain())
+        segments = {segment: cache.write_module(directory, segment, text)[0]
+                    for segment, text in generated.segments.items()}
         path, existed = cache.write_module(directory, key, generated.source)
         if clock.done("cache", path):
             return path
         _start_thread_pool()
         with numba_cache.LLVMCounter() as counter:
+            for segment, segment_path in segments.items():   # before the driver imports them
+                cache.import_module(segment_path, segment, generated.segments[segment],
+                                    numba_cache.guard)
             module = cache.import_module(path, key, generated.source,   # checked, from memory
                                          numba_cache.guard)
             clock.lap("load")
