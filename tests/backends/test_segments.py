@@ -122,3 +122,33 @@ def test_a_segment_is_its_own_cache_module_that_another_model_loads_without_comp
     assert set(second.generated.segments) == segments and compiles == []
     assert second.report.llvm_compiles > 0                  # its own driver did compile
     assert (tmp_path / "cache" / f"nd_{next(iter(segments))}.py").is_file()
+
+
+def test_a_damaged_segment_module_is_discarded_with_one_note(tmp_path, capsys):
+    """A segment's module follows the compile cache's rules: compared with the source, run
+    from memory; garbage in its place is discarded with one note and written again."""
+    import sys
+
+    import netdsl
+    source = tmp_path / "deep.net"
+    source.write_text(DEEP.replace("repeat(4,", "repeat(2,"))
+    graph = training_graph(netdsl.load(source).training_forward, "adam")
+    arrays = training_arrays(graph, batch=3, seed=2)
+    for name, value in netdsl.load(source).init(seed=0).items():
+        arrays[name] = value
+    cache = tmp_path / "cache"
+    first = compile_graph(graph, cache_dir=cache)
+    want = {name: np.array(value) for name, value in first.run(copy_arrays(arrays)).items()}
+    key = next(iter(first.generated.segments))
+    path = cache / f"nd_{key}.py"
+    path.write_text("open('PLANTED', 'w')\n")
+    for name in [name for name in sys.modules if name.startswith("netdsl_generated_")]:
+        del sys.modules[name]
+    capsys.readouterr()
+    again = compile_graph(graph, cache_dir=cache)
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and str(path) in notes[0] and notes[0].endswith("; recompiling")
+    assert path.read_text() == first.generated.segments[key]
+    got = again.run(copy_arrays(arrays))
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
