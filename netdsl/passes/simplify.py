@@ -15,6 +15,12 @@ Rules (a "one"/"zero" is a known constant whose elements are all 1/0, see `fold.
     broadcast_to(x) to x's own shape        ->  x
     cast(x) to x's own element type         ->  x;    identity(x) -> x
     sum/mean/max/min over no axes           ->  x
+    matmul(a, transpose(b)), matmul(transpose(a), b), where the transpose swaps the last two
+    axes and nothing else                   ->  matmul with that operand's transpose flag
+                                                toggled (no transposed copy; a scan body's
+                                                `x_t @ transpose(w)` no longer copies w each step)
+    transpose(matmul(a, b)) over the last two axes, the product used only there
+                                            ->  matmul(b, a) with both flags toggled
     x * 0, 0 * x                            ->  zeros, ONLY for integer and boolean x.
 For floating-point x, `x * 0` is kept: it is NaN when x is NaN or infinite, and the gradient
 graph must not hide such values.  `cast(cast(x))` is kept (the inner cast may round), and so is
@@ -111,6 +117,29 @@ def _transpose(b, node, inputs):
     return None
 
 
+def _swaps_last_two(node: Node | None) -> bool:
+    if node is None or node.inputs[0].rank < 2:
+        return False
+    perm, rank = _permutation(node), node.inputs[0].rank
+    return perm == tuple(range(rank - 2)) + (rank - 1, rank - 2)
+
+
+def _matmul(b, node, inputs):
+    x, y = inputs
+    ta = bool(node.attrs.get("transpose_a", False))
+    tb = bool(node.attrs.get("transpose_b", False))
+    inner_x, inner_y = _producer(x, "transpose"), _producer(y, "transpose")
+    fold_x, fold_y = _swaps_last_two(inner_x), _swaps_last_two(inner_y)
+    if not (fold_x or fold_y):
+        return None
+    if fold_x:
+        x, ta = inner_x.inputs[0], not ta
+    if fold_y:
+        y, tb = inner_y.inputs[0], not tb
+    attrs = {**node.attrs, "transpose_a": ta, "transpose_b": tb}
+    return b.op("matmul", x, y, **attrs)
+
+
 def _same_type(b, node, inputs):
     """broadcast_to / cast / identity: `_apply` keeps the node unless nothing changes."""
     return inputs[0]
@@ -126,6 +155,7 @@ RULES: dict[str, Callable] = {
     "neg": _neg, "reshape": _reshape, "transpose": _transpose,
     "broadcast_to": _same_type, "cast": _same_type, "identity": _same_type,
     "sum": _reduction, "mean": _reduction, "max": _reduction, "min": _reduction,
+    "matmul": _matmul,
 }
 
 
@@ -133,7 +163,25 @@ RULES: dict[str, Callable] = {
 def simplify_algebra(graph: Graph, bodies: Callable[[Graph], Graph]) -> Graph:
     """A new graph with the algebraic identities above applied."""
     rebuilder = Rebuilder(graph)
+    uses: dict[int, int] = {}
     for node in graph.nodes:
+        for value in node.inputs:
+            uses[value.id] = uses.get(value.id, 0) + 1
+    for value in graph.outputs.values():
+        uses[value.id] = uses.get(value.id, 0) + 2
+    for node in graph.nodes:
+        product = _producer(node.inputs[0], "matmul") if node.op.name == "transpose" else None
+        if product is not None and uses.get(node.inputs[0].id) == 1 and _swaps_last_two(node) \
+                and all(v.rank >= 2 for v in product.inputs):
+            a, b2 = rebuilder.inputs_of(product)     # (A B)ᵀ = Bᵀ Aᵀ: one gemm, no copy
+            ta = bool(product.attrs.get("transpose_a", False))
+            tb = bool(product.attrs.get("transpose_b", False))
+            with rebuilder.like(node) as b:
+                replacement = _apply(lambda b, n, i: b.op("matmul", b2, a, transpose_a=not tb,
+                                                          transpose_b=not ta), b, node, [])
+            if replacement is not None:
+                rebuilder.replace(node.outputs[0], replacement)
+                continue
         rule = RULES.get(node.op.name)
         if rule is not None and len(node.outputs) == 1:
             inputs = rebuilder.inputs_of(node)

@@ -82,7 +82,7 @@ def test_conv_net_training_step():
     assert any(g.kind == "conv" and g.epilogue for g in compiled.fused.groups)
 
 
-def _rnn() -> Graph:
+def _rnn(axis: int = 1) -> Graph:
     from netdsl.ops.control import scan
     cell = GraphBuilder(Graph(name="cell"))
     h = cell.input("h", t32(B, 3))
@@ -94,17 +94,18 @@ def _rnn() -> Graph:
     y = cell.op("add", cell.op("mul", new, scalar_constant(cell, 2.0)), offsets)
     cell.graph.outputs = {"h": new, "y": y}
     b = GraphBuilder(Graph(name="rnn"))
-    xs = b.input("xs", t32(B, 4, 2))
+    xs = b.input("xs", t32(B, 4, 2) if axis == 1 else t32(4, B, 2))
     h0 = b.input("h0", t32(B, 3))
     w, u = b.param("w", t32(2, 3), init=None), b.param("u", t32(3, 3), init=None)
-    (final,), (ys,) = scan(b, cell.graph, [h0], [xs], [w, u], axis=1)
+    (final,), (ys,) = scan(b, cell.graph, [h0], [xs], [w, u], axis=axis)
     b.graph.outputs = {"final": final, "ys": ys}
     b.graph.losses = [LossInfo("l", b.op("mean", b.op("mul", ys, ys)))]
     return b.graph
 
 
-def test_scan_forward_and_its_gradient():
-    graph = _rnn()
+@pytest.mark.parametrize("axis", [1, 0])     # 0: time-major, each step a view (no copies)
+def test_scan_forward_and_its_gradient(axis):
+    graph = _rnn(axis)
     assert_matches_reference(graph, random_arrays(graph, batch=2))
     train = training_graph(graph, "sgd")
     assert_matches_reference(train, training_arrays(train, batch=2), steps=2, rtol=1e-4)

@@ -143,3 +143,57 @@ def test_passes_are_deterministic_text():
         b.graph.outputs["y"] = b.op("add", b.op("exp", x), b.op("exp", x))
         return run_pipeline(b.graph)
     assert print_graph(make()) == print_graph(make())
+
+
+def test_matmul_of_transpose_becomes_a_transpose_flag():
+    b = GraphBuilder(Graph(name="g"))
+    x = b.input("x", TensorType(F32, (2, 3)))
+    w = b.input("w", TensorType(F32, (4, 3)))
+    s = b.input("s", TensorType(F32, (5, 2, 3)))
+    b.graph.outputs["y"] = b.op("matmul", x, b.op("transpose", w, perm=(1, 0)))
+    b.graph.outputs["z"] = b.op("matmul", b.op("transpose", x, perm=(1, 0)), x)
+    b.graph.outputs["u"] = b.op("matmul", s, b.op("transpose", s, perm=(0, 2, 1)))
+    m = b.input("m", TensorType(F32, (3, 4)))
+    b.graph.outputs["v"] = b.op("matmul", x, b.op("transpose", m), transpose_b=True)
+    after = eliminate_dead_code(simplify_algebra(b.graph))
+    assert "transpose" not in ops(after)
+    flags = [(n.attrs.get("transpose_a", False), n.attrs.get("transpose_b", False))
+             for n in after.nodes]
+    assert flags == [(False, True), (True, False), (False, True), (False, False)]   # mᵀᵀ = m
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((2, 3)).astype(np.float32),
+             "w": rng.standard_normal((4, 3)).astype(np.float32),
+             "s": rng.standard_normal((5, 2, 3)).astype(np.float32),
+             "m": rng.standard_normal((3, 4)).astype(np.float32)}
+    want, got = run(b.graph, feeds), run(after, feeds)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-6)
+
+
+def test_matmul_keeps_a_transpose_of_other_axes():
+    b = GraphBuilder(Graph(name="g"))
+    s = b.input("s", TensorType(F32, (2, 2, 3)))
+    t = b.op("transpose", s, perm=(1, 0, 2))            # batch axes swapped: not a flag
+    b.graph.outputs["y"] = b.op("matmul", t, b.op("transpose", s, perm=(0, 2, 1)))
+    after = eliminate_dead_code(simplify_algebra(b.graph))
+    assert ops(after).count("transpose") == 1
+
+
+def test_transpose_of_a_matmul_swaps_its_operands():
+    b = GraphBuilder(Graph(name="g"))
+    x = b.input("x", TensorType(F32, (2, 3)))
+    g = b.input("g", TensorType(F32, (2, 4)))
+    b.graph.outputs["y"] = b.op("transpose", b.op("matmul", x, g, transpose_a=True))   # (xᵀg)ᵀ
+    shared = b.op("matmul", x, x, transpose_b=True)        # used twice: the transpose stays
+    b.graph.outputs["s"] = shared
+    b.graph.outputs["t"] = b.op("transpose", shared)
+    after = eliminate_dead_code(simplify_algebra(b.graph))
+    assert ops(after).count("transpose") == 1
+    first = after.nodes[0]
+    assert first.attrs["transpose_a"] and not first.attrs["transpose_b"]     # gᵀ x
+    rng = np.random.default_rng(1)
+    feeds = {"x": rng.standard_normal((2, 3)).astype(np.float32),
+             "g": rng.standard_normal((2, 4)).astype(np.float32)}
+    want, got = run(b.graph, feeds), run(after, feeds)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-6)

@@ -1,5 +1,6 @@
 """The writer of one generated function over a fused, planned graph: the step driver (buffers
-carved from the arenas at `offsets`) or a scan body (its own arena per call).
+carved from the arenas at `offsets`) or a scan body (arenas passed in, grown when too small and
+returned, so that a scan allocates them once).
 
 Each kernel group becomes driver lines: a loop nest rendered inline (render.py) or a call of a
 shared kernel function, an op's CPU lowering, or a scan; back-to-back repeats of runs of groups
@@ -85,7 +86,10 @@ class FunctionWriter:
         return [f"def step({', '.join(args)}):"] + ["    " + l for l in body], params, outputs
 
     def body(self, name: str) -> list[str]:
-        """A function `name(inputs..., outputs...)` that allocates its own arena per call."""
+        """A function `name(inputs..., outputs..., arenas...)` (a scan body) returning its
+        arenas, one per dtype of its memory plan (`arena_f32`, ...): an arena too small for
+        this call's dims is replaced by a new one, so the caller allocates them once per scan
+        (empty arrays before the first step) and passes back what the last call returned."""
         from .lowerings import lowering_for
         graph, plan = self.graph, self.plan
         self._name_user_values()
@@ -107,16 +111,20 @@ class FunctionWriter:
             start = totals.get(slot.dtype, "0")
             body.append(f"o_{slot.index} = {start}")
             totals[slot.dtype] = f"o_{slot.index} + ({size} + {ALIGN - 1}) // {ALIGN} * {ALIGN}"
-        for dtype, total in totals.items():
-            body.append(f"arena_{dtype.value} = np.empty({total}, dtype=np.{dtype.numpy.name})")
+        arenas = [f"arena_{dtype.value}" for dtype in totals]
+        for dtype, total in totals.items():             # grown only when too small
+            arena = f"arena_{dtype.value}"
+            body += [f"if {arena}.shape[0] < {total}:",
+                     f"    {arena} = np.empty({total}, dtype=np.{dtype.numpy.name})"]
         carves = {self.names[v.id]: self._carve(v, f"o_{plan.location[v.id].slot}")
                   for v in self._buffers()}
         lines = self._kernels(carves)
         for out, value in zip(outs, graph.outputs.values()):
             lines += self._copy(out, self.names[value.id], value)
         body += _used_carves(carves, lines) + lines
-        args = [f"in_{i}" for i in range(len(graph.inputs))] + outs
-        return [f"def {name}({', '.join(args)}):"] + ["    " + l for l in body + ["return 0"]]
+        args = [f"in_{i}" for i in range(len(graph.inputs))] + outs + arenas
+        returned = "return (" + "".join(f"{a}, " for a in arenas) + ")"
+        return [f"def {name}({', '.join(args)}):"] + ["    " + l for l in body + [returned]]
 
     # -- pieces --------------------------------------------------------------------------
     def _name_user_values(self) -> list[tuple[str, object]]:

@@ -1,11 +1,13 @@
 """Numba code for `scan`: the body subgraph becomes an njit function of the generated module
-(compiled like any graph: fused, planned, its own arena per call), called once per time step
-from a loop in the driver.
+(compiled like any graph: fused, planned), called once per time step from a loop in the driver.
 
-Carries ping-pong between two buffers (the body reads one and writes the other, then they
-swap); each step's slice of a sequence is copied into a contiguous scratch buffer and each y
-out of one, so the body always sees C-contiguous arrays whatever the time axis.  The copies go
-through `numba_support.take_step` / `put_step` on (P, T, Q) views of the sequences.
+The body's arenas (one per dtype of its memory plan) are allocated once per scan: the driver
+starts with empty arrays, the first call replaces them by arenas of the right size and returns
+them, and every later step reuses them.  Carries ping-pong between two buffers (the body reads
+one and writes the other, then they swap).  A step's slice of a sequence, or of a stacked output,
+that is contiguous already (nothing before the time axis: a time-major sequence) is passed to the
+body as a view; otherwise it is copied into a contiguous scratch buffer (a y out of one), through
+`numba_support.take_step` / `put_step` on (P, T, Q) views of the sequences.
 """
 from __future__ import annotations
 
@@ -35,33 +37,67 @@ def emit_scan(writer, node, ins: list[str], outs: list[str]) -> list[str]:
         following.append(f"{p}_n{i}")
         lines += [f"{p}_c{i} = np.empty_like({ins[i]})", f"{p}_n{i} = np.empty_like({ins[i]})"]
         lines += writer._copy(f"{p}_c{i}", ins[i], carry)
+    arenas = _arenas(writer, function)
+    for k, (arena, dtype) in enumerate(arenas):
+        lines.append(f"{p}_a{k} = np.empty(0, dtype=np.{dtype})")
     slices, ys = [], []
     for j, sequence in enumerate(sequences):
-        slices.append(f"{p}_x{j}")
-        lines.append(f"{p}_x{j} = np.empty({_without(writer, sequence, axis)}, "
-                     f"dtype=np.{sequence.dtype.numpy.name})")
+        if _time_major(sequence, axis):
+            slices.append(_step_view(writer, sequence, axis, ins[n_carry + j], p))
+        else:
+            slices.append(f"{p}_x{j}")
+            lines.append(f"{p}_x{j} = np.empty({_without(writer, sequence, axis)}, "
+                         f"dtype=np.{sequence.dtype.numpy.name})")
     for j, y in enumerate(y_values):
-        ys.append(f"{p}_y{j}")
-        lines.append(f"{p}_y{j} = np.empty({_without(writer, y, axis)}, "
-                     f"dtype=np.{y.dtype.numpy.name})")
+        if _time_major(y, axis):
+            ys.append(_step_view(writer, y, axis, outs[n_carry + j], p))
+        else:
+            ys.append(f"{p}_y{j}")
+            lines.append(f"{p}_y{j} = np.empty({_without(writer, y, axis)}, "
+                         f"dtype=np.{y.dtype.numpy.name})")
     loop = [f"{p}_t = {p}_T - 1 - {p}_s" if reverse else f"{p}_t = {p}_s"]
     for i, value in enumerate(stored):
         loop.append(f"{put}({_pq(writer, value, axis, current[i])}, "
                     f"{_ptq(writer, value, axis, outs[n_carry + n_ys + i])}, {p}_t)")
     for j, sequence in enumerate(sequences):
-        loop.append(f"{take}({_ptq(writer, sequence, axis, ins[n_carry + j])}, {p}_t, "
-                    f"{_pq(writer, sequence, axis, slices[j])})")
+        if not _time_major(sequence, axis):
+            loop.append(f"{take}({_ptq(writer, sequence, axis, ins[n_carry + j])}, {p}_t, "
+                        f"{_pq(writer, sequence, axis, slices[j])})")
     constants = ins[n_carry + n_seq:]
-    loop.append(f"{function}({', '.join(current + slices + constants + following + ys)})")
+    owned = [f"{p}_a{k}" for k in range(len(arenas))]
+    call = f"{function}({', '.join(current + slices + constants + following + ys + owned)})"
+    loop.append(f"{''.join(a + ', ' for a in owned)}= {call}" if owned else call)
     for j, y in enumerate(y_values):
-        loop.append(f"{put}({_pq(writer, y, axis, ys[j])}, "
-                    f"{_ptq(writer, y, axis, outs[n_carry + j])}, {p}_t)")
+        if not _time_major(y, axis):
+            loop.append(f"{put}({_pq(writer, y, axis, ys[j])}, "
+                        f"{_ptq(writer, y, axis, outs[n_carry + j])}, {p}_t)")
     for i in range(n_carry):                  # the new carries become the current ones
         loop += [f"{p}_o{i} = {p}_c{i}", f"{p}_c{i} = {p}_n{i}", f"{p}_n{i} = {p}_o{i}"]
     lines += [f"for {p}_s in range({p}_T):"] + ["    " + line for line in loop]
     for i, carry in enumerate(carries):
         lines += writer._copy(outs[i], current[i], carry)
     return lines
+
+
+def _arenas(writer, function: str) -> list[tuple[str, str]]:
+    """(parameter, NumPy dtype name) of each arena the body function takes, from its `def`."""
+    from ...ir.types import DType
+    header = next(line for line in writer.module.definitions[function]
+                  if line.startswith(f"def {function}("))
+    params = header[header.index("(") + 1:header.rindex(")")].split(", ")
+    return [(name, DType(name[len("arena_"):]).numpy.name)
+            for name in params if name.startswith("arena_")]
+
+
+def _time_major(stacked: Value, axis: int) -> bool:
+    """A step of `stacked` is one contiguous block: nothing before the time axis."""
+    return dim_prod(stacked.shape[:axis]) == 1
+
+
+def _step_view(writer, stacked: Value, axis: int, name: str, p: str) -> str:
+    """Step `{p}_t` of a time-major `stacked` as a C-contiguous view (no copy)."""
+    after = writer.dim(dim_prod(stacked.shape[axis + 1:]))
+    return f"_view({name}, {p}_t * {after}, {_without(writer, stacked, axis)})"
 
 
 def _without(writer, value: Value, axis: int) -> str:
