@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """netdsl against PyTorch (and netdsl's NumPy reference backend) on the same training workloads.
 
-    python benchmarks/run.py [--quick] [--only xor,mlp,lenet,compile] [--write]
+    python benchmarks/run.py [--quick] [--only xor,mlp,lenet,lstm,gru,transformer,compile]
+                             [--write]
                              [--threads 2[,1]] [--fresh-cache] [--no-torch] [--no-reference]
 
 Workloads (random data, fixed seed; same shapes and optimiser on both sides, not the same
@@ -10,6 +11,10 @@ initial weights):
     xor      2-8-1 MLP, tanh, bce_logits, full batch of 4, Adam(lr=0.05)
     mlp      784-256-256-10 MLP, relu, cross_entropy, batch 128, Adam(lr=1e-3)
     lenet    LeNet-5 on f32[64, 1, 28, 28], cross_entropy, Adam(lr=1e-3)
+    lstm     Embedding(1000, 64) -> LSTM(128) -> Dense(10) on ids [32, 32], cross_entropy, Adam
+    gru      the same with GRU(128)
+    transformer  Embedding(1000, 128) + PositionalEncoding -> 2 x TransformerEncoderLayer(128,
+             4 heads, ff 512, dropout 0.1) -> mean over T -> Dense(10) on ids [16, 64], Adam
     compile  cold and warm compile of the MLP training step, each in a fresh subprocess
 
 One step is one Python call of netdsl's bound training step (forward, loss, gradients and the
@@ -62,8 +67,8 @@ from workloads import WORKLOAD_DEFS, WORKLOADS, import_torch  # noqa: E402
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter blocks (~40 s)")
-    parser.add_argument("--only", default="xor,mlp,lenet,compile",
-                        help="comma-separated subset of xor,mlp,lenet,compile")
+    parser.add_argument("--only", default=",".join(WORKLOADS + ("compile",)),
+                        help="comma-separated subset of " + ",".join(WORKLOADS + ("compile",)))
     parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS.md")
     parser.add_argument("--threads", default="2",
                         help="threads per side: torch.set_num_threads, NUMBA_NUM_THREADS, "
@@ -104,7 +109,8 @@ def main(argv=None) -> int:
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
     unknown = [w for w in wanted if w not in WORKLOADS + ("compile",)]
     if unknown:
-        parser.error(f"unknown workload {unknown[0]!r} (known: xor, mlp, lenet, compile)")
+        parser.error(f"unknown workload {unknown[0]!r} (known: "
+                     f"{', '.join(WORKLOADS + ('compile',))})")
     if not args.no_torch and import_torch(args.threads) is None:
         print("PyTorch is not installed: timing netdsl (and the reference) only", flush=True)
         args.no_torch = True

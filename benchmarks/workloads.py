@@ -3,6 +3,10 @@
     xor      2-8-1 MLP, tanh, bce_logits, full batch of 4, Adam(lr=0.05)
     mlp      784-256-256-10 MLP, relu, cross_entropy, batch 128, Adam(lr=1e-3)
     lenet    LeNet-5 on f32[64, 1, 28, 28], cross_entropy, Adam(lr=1e-3)
+    lstm     Embedding(1000, 64) -> LSTM(128) -> Dense(10), ids [32, 32], cross_entropy, Adam
+    gru      the same with GRU(128)
+    transformer  Embedding(1000, 128) + PositionalEncoding -> 2 x TransformerEncoderLayer(128,
+             4 heads, ff 512, dropout 0.1) -> mean over T -> Dense(10), ids [16, 64], Adam
 
 The netdsl step is compiled through `netdsl.compiler.compile_step` with the model's train section
 (`Training.from_config`), exactly as `fit` compiles it.
@@ -16,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 MODELS = Path(__file__).resolve().parent / "models"
-WORKLOADS = ("xor", "mlp", "lenet")
+WORKLOADS = ("xor", "mlp", "lenet", "lstm", "gru", "transformer")
 
 
 @dataclass
@@ -28,6 +32,7 @@ class Workload:
     data: Callable[[np.random.Generator], dict[str, np.ndarray]]   # by netdsl input name
     torch_model: Callable                                             # (torch) -> nn.Module
     torch_loss: str                                                   # "bce_logits" | "ce"
+    torch_io: tuple[str, str] | None = None     # (input, target) names; None: by torch_loss
     notes: list[str] = field(default_factory=list)
 
 
@@ -44,6 +49,13 @@ def _mlp_data(rng):
 def _lenet_data(rng):
     return {"image": rng.random((64, 1, 28, 28), dtype=np.float32),
             "label": rng.integers(0, 10, 64).astype(np.int64)}
+
+
+def _tokens_data(batch: int, steps: int):
+    def data(rng):
+        return {"tokens": rng.integers(0, 1000, (batch, steps)).astype(np.int64),
+                "label": rng.integers(0, 10, batch).astype(np.int64)}
+    return data
 
 
 def _xor_torch(torch):
@@ -65,6 +77,48 @@ def _lenet_torch(torch):
                          nn.Linear(84, 10))
 
 
+def _recurrent_torch(kind: str):
+    def build(torch):
+        nn = torch.nn
+
+        class Classifier(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.embed = nn.Embedding(1000, 64)
+                self.rnn = getattr(nn, kind)(64, 128, batch_first=True)
+                self.fc = nn.Linear(128, 10)
+
+            def forward(self, tokens):
+                _, state = self.rnn(self.embed(tokens))
+                h = state[0] if kind == "LSTM" else state
+                return self.fc(h[-1])
+        return Classifier()
+    return build
+
+
+def _transformer_torch(torch):
+    nn = torch.nn
+    d, steps = 128, 64
+    position = torch.arange(steps, dtype=torch.float32)[:, None]
+    rate = torch.pow(10000.0, -torch.arange(0, d, 2, dtype=torch.float32) / d)
+    table = torch.zeros(steps, d)
+    table[:, 0::2], table[:, 1::2] = torch.sin(position * rate), torch.cos(position * rate)
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(1000, d)
+            self.register_buffer("pe", table)
+            layer = nn.TransformerEncoderLayer(d, 4, 512, dropout=0.1, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.fc = nn.Linear(d, 10)
+
+        def forward(self, tokens):
+            h = self.embed(tokens) + self.pe[:tokens.shape[1]]
+            return self.fc(self.encoder(h).mean(dim=1))
+    return Classifier()
+
+
 WORKLOAD_DEFS = {
     "xor": Workload("xor", "XOR 2-8-1, batch 4, Adam", MODELS / "xor.net", 0.05,
                     _xor_data, _xor_torch, "bce_logits"),
@@ -72,6 +126,16 @@ WORKLOAD_DEFS = {
                     _mlp_data, _mlp_torch, "ce"),
     "lenet": Workload("lenet", "LeNet-5 1x28x28, batch 64, Adam", MODELS / "lenet5.net", 1e-3,
                       _lenet_data, _lenet_torch, "ce"),
+    "lstm": Workload("lstm", "LSTM emb 64, hidden 128, T 32, batch 32, Adam",
+                     MODELS / "lstm.net", 1e-3, _tokens_data(32, 32), _recurrent_torch("LSTM"),
+                     "ce", ("tokens", "label")),
+    "gru": Workload("gru", "GRU emb 64, hidden 128, T 32, batch 32, Adam",
+                    MODELS / "gru.net", 1e-3, _tokens_data(32, 32), _recurrent_torch("GRU"),
+                    "ce", ("tokens", "label")),
+    "transformer": Workload("transformer", "Transformer d 128, 4 heads, 2 layers, T 64, "
+                            "batch 16, Adam", MODELS / "transformer.net", 1e-3,
+                            _tokens_data(16, 64), _transformer_torch, "ce",
+                            ("tokens", "label")),
 }
 
 
@@ -150,12 +214,11 @@ def torch_stepper(torch, workload: Workload, arrays: dict[str, np.ndarray]):
         kind = "Adam(foreach=True)"
     if workload.torch_loss == "ce":
         loss_fn = torch.nn.CrossEntropyLoss()
-        x = torch.from_numpy(arrays["image"])
-        y = torch.from_numpy(arrays["label"])
+        x_name, y_name = workload.torch_io or ("image", "label")
     else:
         loss_fn = torch.nn.BCEWithLogitsLoss()
-        x = torch.from_numpy(arrays["x"])
-        y = torch.from_numpy(arrays["y"])
+        x_name, y_name = workload.torch_io or ("x", "y")
+    x, y = torch.from_numpy(arrays[x_name]), torch.from_numpy(arrays[y_name])
 
     def run():
         optimizer.zero_grad(set_to_none=True)
