@@ -221,9 +221,23 @@ def sequences(n: int = 2000, length: int = 12, seed: int = 0) -> dict[str, np.nd
     return {"x": x, "label": label}
 
 
+def tokens(n: int = 2000, length: int = 12, vocab: int = 10, classes: int = 4,
+           seed: int = 0) -> dict[str, np.ndarray]:
+    """A synthetic token task that needs memory: `x` i64[N, T] ids in [1, vocab) (0 is left
+    for padding); `label` i64[N] is the first token less one, in [0, classes).  Every later
+    token is uniform over the whole vocabulary, so counting tokens tells little: a model must
+    hold the first token through the eleven that follow."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, vocab, size=(n, length))
+    label = rng.integers(0, classes, size=n)
+    x[:, 0] = label + 1
+    return {"x": x.astype(np.int64), "label": label.astype(np.int64)}
+
+
 BUILTIN_DATASETS: dict[str, Callable[..., dict[str, np.ndarray]]] = {
     "xor": xor,
     "sequences": sequences,
+    "tokens": tokens,
     "spirals": spirals,
     "digits": digits,
     "mnist": mnist,

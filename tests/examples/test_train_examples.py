@@ -51,6 +51,20 @@ def test_rnn_learns_the_sequence_task(root):
     assert result.history[-1]["loss"] < result.history[0]["loss"]
 
 
+def test_resnet_digits_reaches_97_percent(root):
+    # Measured: 0.989 after the 10 epochs as written (0.972 after 5).
+    _, result = train(root, "resnet_digits.net")
+    assert result.history[-1]["val_accuracy"] >= 0.97, result.history[-1]
+
+
+@pytest.mark.parametrize("name", ["lstm_sequence.net", "gru_sequence.net"])
+def test_stacked_recurrent_examples_recall_the_first_token(root, name):
+    # CI runs 5 of the examples' 10 epochs: measured validation accuracy 1.0 from epoch 3 (GRU)
+    # and 4 (LSTM); chance is 0.25.
+    _, result = train(root, name, epochs=5)
+    assert result.history[-1]["val_accuracy"] >= 0.95, result.history[-1]
+
+
 def test_residual_mlp_trains_on_synthetic_data(root):
     model = netdsl.load(root / "examples" / "residual_mlp.net")
     rng = np.random.default_rng(0)

@@ -68,7 +68,16 @@ def test_unknown_builtin_did_you_mean_and_span():
     assert error.message == "unknown data set 'digts'"
     assert error.span == span
     assert "did you mean 'digits'?" in error.diagnostics[0].hint
-    assert set(BUILTIN_DATASETS) == {"xor", "spirals", "digits", "mnist", "sequences"}
+    assert set(BUILTIN_DATASETS) == {"xor", "spirals", "digits", "mnist", "sequences", "tokens"}
+
+
+def test_tokens_label_is_the_first_token():
+    data = load_builtin("tokens")
+    x, label = data["x"], data["label"]
+    assert x.dtype == label.dtype == np.int64 and x.shape == (2000, 12)
+    assert x.min() >= 1 and x.max() <= 9 and set(np.unique(label)) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(label, x[:, 0] - 1)
+    assert set(np.unique(x[:, 1:])) == set(range(1, 10))     # later tokens: the whole vocabulary
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])
