@@ -5,19 +5,12 @@ argument) an exact quotient is its int.  The errors for inexact ones are golden 
 from __future__ import annotations
 
 import math
-import textwrap
 
 import numpy as np
 import pytest
 
-import netdsl
 from netdsl.errors import Error
-
-
-def load_text(tmp_path, text: str) -> netdsl.Model:
-    path = tmp_path / "model.net"
-    path.write_text(textwrap.dedent(text))
-    return netdsl.load(path)
+from frontend_helpers import load_text  # noqa: E402
 
 
 def test_quotients_of_block_arguments_are_dims_and_numbers(tmp_path):

@@ -3,17 +3,9 @@ i64 where an integer tensor is expected (labels, or an operand beside an int ten
 for ragged, empty and non-numeric lists are golden (golden_check/list_as_tensor_errors.net)."""
 from __future__ import annotations
 
-import textwrap
-
 import numpy as np
 
-import netdsl
-
-
-def load_text(tmp_path, text: str) -> netdsl.Model:
-    path = tmp_path / "model.net"
-    path.write_text(textwrap.dedent(text))
-    return netdsl.load(path)
+from frontend_helpers import load_text  # noqa: E402
 
 
 def test_lists_as_operands_and_arguments(tmp_path):

@@ -1,19 +1,12 @@
 """Lowering: parameter names (section 9), sharing, repeat, blocks, symbolic dims, and numerics."""
 from __future__ import annotations
 
-import textwrap
-
 import numpy as np
 import pytest
 
 import netdsl
 from netdsl.ir.types import Sym
-
-
-def load_text(tmp_path, text: str, name: str = "model.net") -> netdsl.Model:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return netdsl.load(path)
+from frontend_helpers import load_text  # noqa: E402
 
 
 def test_dense_names_and_layout_follow_pytorch(tmp_path):
