@@ -40,21 +40,10 @@ def emit_scan(writer, node, ins: list[str], outs: list[str]) -> list[str]:
     arenas = _arenas(writer, function)
     for k, (arena, dtype) in enumerate(arenas):
         lines.append(f"{p}_a{k} = np.empty(0, dtype=np.{dtype})")
-    slices, ys = [], []
-    for j, sequence in enumerate(sequences):
-        if _time_major(sequence, axis):
-            slices.append(_step_view(writer, sequence, axis, ins[n_carry + j], p))
-        else:
-            slices.append(f"{p}_x{j}")
-            lines.append(f"{p}_x{j} = np.empty({_without(writer, sequence, axis)}, "
-                         f"dtype=np.{sequence.dtype.numpy.name})")
-    for j, y in enumerate(y_values):
-        if _time_major(y, axis):
-            ys.append(_step_view(writer, y, axis, outs[n_carry + j], p))
-        else:
-            ys.append(f"{p}_y{j}")
-            lines.append(f"{p}_y{j} = np.empty({_without(writer, y, axis)}, "
-                         f"dtype=np.{y.dtype.numpy.name})")
+    slices = [_step_buffer(writer, sequence, axis, ins[n_carry + j], f"{p}_x{j}", p, lines)
+              for j, sequence in enumerate(sequences)]
+    ys = [_step_buffer(writer, y, axis, outs[n_carry + j], f"{p}_y{j}", p, lines)
+          for j, y in enumerate(y_values)]
     loop = [f"{p}_t = {p}_T - 1 - {p}_s" if reverse else f"{p}_t = {p}_s"]
     for i, value in enumerate(stored):
         loop.append(f"{put}({_pq(writer, value, axis, current[i])}, "
@@ -87,6 +76,18 @@ def _arenas(writer, function: str) -> list[tuple[str, str]]:
     params = header[header.index("(") + 1:header.rindex(")")].split(", ")
     return [(name, DType(name[len("arena_"):]).numpy.name)
             for name in params if name.startswith("arena_")]
+
+
+def _step_buffer(writer, value, axis: int, whole: str, scratch: str, p: str,
+                 lines: list[str]) -> str:
+    """What the body reads or writes for one step of `value`: a view of the whole array when
+    the time axis comes first, else a contiguous scratch buffer (its allocation appended to
+    `lines`) that the loop copies through."""
+    if _time_major(value, axis):
+        return _step_view(writer, value, axis, whole, p)
+    lines.append(f"{scratch} = np.empty({_without(writer, value, axis)}, "
+                 f"dtype=np.{value.dtype.numpy.name})")
+    return scratch
 
 
 def _time_major(stacked: Value, axis: int) -> bool:
