@@ -66,6 +66,13 @@ class CallContext:
         with self.lowerer.builder.at(self.span):
             return self.lowerer.builder.constant(np.asarray(value, dtype=dtype.numpy), dtype)
 
+    def ignore_label(self, labels: Value, class_id: int) -> None:
+        """Record that a loss ignores `class_id` in `labels`; when they are a model input, the
+        training metrics leave those positions out as well (Graph.ignored_labels)."""
+        graph = self.lowerer.root.graph
+        if any(v.id == labels.id for v in graph.inputs):
+            graph.ignored_labels[labels.name] = int(class_id)
+
     def list_tensor(self, value: list, span: Span | None = None,
                     dtype: DType | None = None) -> Value:
         """A list literal where a tensor is expected: a constant of the list's shape, f32 unless

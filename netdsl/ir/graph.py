@@ -124,6 +124,9 @@ class Graph:
     # New values of state parameters (BatchNorm running statistics) computed in training mode.
     state_updates: dict[str, Value] = field(default_factory=dict)
     input_spans: dict[str, Span] = field(default_factory=dict)
+    # Label input -> the class id its loss ignores (cross_entropy's ignore_index, e.g. padding),
+    # so that metrics leave those positions out too.
+    ignored_labels: dict[str, int] = field(default_factory=dict)
 
     def param(self, name: str) -> ParamInfo:
         for info in self.params:
@@ -156,7 +159,8 @@ class Graph:
                      params=[p for p in self.params if p.value.id in used],
                      nodes=nodes, outputs=outputs,
                      losses=list(self.losses) if keep_losses else [],
-                     input_spans=dict(self.input_spans))
+                     input_spans=dict(self.input_spans),
+                     ignored_labels=dict(self.ignored_labels))
 
     def _dim_carriers(self, nodes: list[Node], used: set[int]) -> set[int]:
         """Inputs kept only because they carry a symbolic dim the kept nodes need: in

@@ -109,6 +109,7 @@ def cross_entropy(ctx, logits: Tensor, labels: Tensor, weights: (Tensor, list) =
                            " (one class index per row of logits)")
         keep = None
         if ignore_index is not None:
+            ctx.ignore_label(labels, ignore_index)
             # Ignored positions get label 0 (any valid class) and weight 0.
             keep = ctx.op("not_equal", labels, ctx.const(ignore_index, labels))
             labels = ctx.op("mul", labels, ctx.op("cast", keep, dtype=labels.dtype))

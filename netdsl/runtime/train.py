@@ -85,11 +85,13 @@ class _Evaluator:
         self.graph = self.compiled.graph
         self.metric_names, self.label, self.prediction = metric_names, label, prediction
         self.loss_names = [loss.name for loss in self.graph.losses]
+        self.ignore_index = model.graph.ignored_labels.get(label)
 
     def __call__(self, weights: dict[str, np.ndarray], dataset: dict[str, np.ndarray],
                  batch: int) -> dict[str, float]:
         totals = {name: 0.0 for name in self.loss_names}
-        metrics = {name: make_metric(name) for name in self.metric_names}
+        metrics = {name: make_metric(name, ignore_index=self.ignore_index)
+                   for name in self.metric_names}
         count = 0
         names = [v.name for v in self.graph.inputs]
         for chunk in data_module.batches(dataset, max(batch, 256), shuffle=False):
@@ -165,6 +167,8 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     watch = NonFiniteWatch(steps, state, weights, train_data, schedule, config)
     result = FitResult(weights={})
     metric_names = config.metrics
+    # Positions the loss ignores (cross_entropy's ignore_index: padding) do not count either.
+    ignore_index = model.graph.ignored_labels.get(label)
     columns = ["loss"] + (["val_loss"] if evaluator is not None else []) + list(metric_names) \
         + ([f"val_{name}" for name in metric_names] if evaluator is not None else []) \
         + (["lr"] if config.schedule != "constant" else [])
@@ -176,7 +180,8 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
         started = time.perf_counter()
         watch.epoch_started(epoch, global_step + 1, rng)
         total, count = 0.0, 0
-        train_metrics = {name: make_metric(name) for name in metric_names}
+        train_metrics = {name: make_metric(name, ignore_index=ignore_index)
+                         for name in metric_names}
         bar = ProgressBar(steps_per_epoch, f"epoch {epoch}/{config.epochs}") if verbose else None
         for done, chunk in enumerate(data_module.batches(train_data, config.batch,
                                                          shuffle=config.shuffle, rng=rng)):

@@ -134,3 +134,41 @@ def test_early_stopping_on_accuracy_waits_for_it_to_stop_rising(tmp_path):
     assert len(accuracy) > 3
     if result.stopped_early:                  # then the last two epochs did not beat the best
         assert max(accuracy[-2:]) <= max(accuracy[:-2])
+
+
+SEQUENCE_MODEL = """
+model Tagger {
+    in  x: i64[B, T]
+    in  tag: i64[B, T]
+    logits = x |> Embedding(6, 8) as embed |> Dense(3) as head
+    out probs = softmax(logits)
+    loss cross_entropy(logits, tag, ignore_index=0)
+}
+
+train Tagger {
+    epochs = 2
+    batch = 16
+    split = 0.75
+    optimizer = SGD(lr=0.1)
+    metrics = [accuracy]
+    seed = 0
+}
+"""
+
+
+def test_metrics_leave_out_the_positions_the_loss_ignores(tmp_path):
+    # Half the tags are padding (0), which the model is never trained on: counted, they would
+    # pull accuracy towards what it guesses for padding.
+    path = tmp_path / "tagger.net"
+    path.write_text(SEQUENCE_MODEL)
+    model = netdsl.load(path)
+    assert model.graph.ignored_labels == {"tag": 0}
+    rng = np.random.default_rng(1)
+    x = rng.integers(1, 6, size=(64, 5))
+    tag = np.where(rng.random((64, 5)) < 0.5, 0, x % 2 + 1).astype(np.int64)
+    result = model.fit(model.init(), {"x": x, "tag": tag}, target="reference")
+    validation = np.random.default_rng(0).permutation(64)[48:]      # data.split's, seed 0
+    probs = model.forward(result.weights, {"x": x[validation]}, target="reference")["probs"]
+    keep = tag[validation] != 0
+    expected = (probs.argmax(-1) == tag[validation])[keep].mean()
+    assert result.history[-1]["val_accuracy"] == pytest.approx(expected)
