@@ -68,7 +68,14 @@ class Model:
     def check_weights(self, weights: Mapping[str, np.ndarray], source: str | None = None) -> None:
         """Raise one Error naming every missing, extra or mis-shaped weight."""
         from .runtime.checkpoint import check_weights
-        check_weights(dict(weights), self.parameter_shapes, source=source)
+        check_weights(dict(weights), self.parameter_shapes, source=source, model=self.name)
+
+    def load_weights(self, path: str | Path, partial: bool = False):
+        """This model's weights from a checkpoint: a LoadedWeights (`.weights`, `.skipped`,
+        `.meta`).  With `partial`, names the model does not have are skipped (listed in
+        `.skipped`) instead of being an error; a missing or mis-shaped name is always one."""
+        from .runtime.checkpoint import load_weights
+        return load_weights(path, self.parameter_shapes, partial=partial, model=self.name)
 
     # -- evaluation -----------------------------------------------------------------------
     @cached_property

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping, NamedTuple
+from typing import Any, BinaryIO, Collection, Iterable, Mapping, NamedTuple
 
 import numpy as np
 
@@ -22,6 +22,8 @@ from .files import check_output, write_atomically
 META_KEY = "__netdsl_meta__"
 EXTENSIONS = (".npz", ".safetensors")
 _SAFETENSORS_HINT = "pip install 'netdsl[safetensors]'"
+PARTIAL_HINT = ("to load only the parameters the model has and skip the others, pass --partial "
+                "(Python: model.load_weights(path, partial=True))")
 _DTYPE_NAMES = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i32": np.int32,
                 "i64": np.int64, "bool": np.bool_}
 
@@ -30,6 +32,15 @@ class Checkpoint(NamedTuple):
     """What `load_checkpoint` returns: the weights by name, and the meta dict (may be empty)."""
 
     weights: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+
+class LoadedWeights(NamedTuple):
+    """What `load_weights` returns: a model's weights (checked and cast), the checkpoint's
+    names it left out (only with partial=True; in the checkpoint's order), and the checkpoint's meta dict."""
+
+    weights: dict[str, np.ndarray]
+    skipped: list[str]
     meta: dict[str, Any]
 
 
@@ -99,7 +110,13 @@ def _safetensors(function: str, verb: str, span: Span | None):
 
 def load_checkpoint(path: str | Path, span: Span | None = None) -> Checkpoint:
     """Read a checkpoint written by `save_checkpoint` (or any .npz / .safetensors of arrays)."""
-    path = Path(path)
+    weights, meta, _ = _read_checkpoint(Path(path), span)
+    return Checkpoint(weights, meta)
+
+
+def _read_checkpoint(path: Path, span: Span | None,
+                     wanted: Collection[str] | None = None) -> tuple[dict, dict, list[str]]:
+    """(weights, meta, names left out): only the names in `wanted` are read, when given."""
     kind = _format(path, span)
     if not path.is_file():
         raise Error(f"checkpoint not found: {path}", span)
@@ -107,11 +124,17 @@ def load_checkpoint(path: str | Path, span: Span | None = None) -> Checkpoint:
     try:
         if kind == "npz":
             with np.load(path, allow_pickle=False) as archive:
-                weights = {key: archive[key] for key in archive.files if key != META_KEY}
+                # An .npz member is read on access: the arrays left out are never read.
+                names = [key for key in archive.files if key != META_KEY]
+                weights = {key: archive[key] for key in names
+                           if wanted is None or key in wanted}
                 if META_KEY in archive.files:
                     meta_text = str(archive[META_KEY])
         else:
             weights = _safetensors("load_file", "reading", span)(str(path))
+            names = list(weights)
+            if wanted is not None:
+                weights = {key: value for key, value in weights.items() if key in wanted}
             meta_text = _safetensors_metadata(path).get("netdsl", "{}")
     except Error:
         raise
@@ -122,7 +145,48 @@ def load_checkpoint(path: str | Path, span: Span | None = None) -> Checkpoint:
         meta = json.loads(meta_text)
     except ValueError:
         meta = {}
-    return Checkpoint(weights, meta if isinstance(meta, dict) else {})
+    skipped = [name for name in names if name not in weights]
+    return weights, meta if isinstance(meta, dict) else {}, skipped
+
+
+def load_weights(path: str | Path, expected: dict[str, tuple[tuple, Any]], partial: bool = False,
+                 model: str | None = None, span: Span | None = None) -> LoadedWeights:
+    """A model's weights from a checkpoint, checked against `expected` (see check_weights).
+
+    With `partial`, the checkpoint may hold more than the model needs (a VAE's checkpoint for
+    its decoder): only the model's names are read, the others are returned as `skipped`.
+    A missing or mis-shaped name is an error either way.
+    """
+    path = Path(path)
+    weights, meta, skipped = _read_checkpoint(path, span, expected if partial else None)
+    checked = check_weights(weights, expected, span, source=str(path), model=model)
+    return LoadedWeights(checked, skipped, meta)
+
+
+def scope_counts(names: Iterable[str]) -> list[tuple[str, int]]:
+    """Names grouped by their first dotted part: [("enc1.*", 2), ("step", 1)], first seen first."""
+    counts: dict[str, int] = {}
+    for name in names:
+        scope = name.split(".", 1)[0] + ".*" if "." in name else name
+        counts[scope] = counts.get(scope, 0) + 1
+    return list(counts.items())
+
+
+def describe_scopes(names: Iterable[str], limit: int = 12) -> str:
+    """`enc1.* (2), mu.* (2), ...`: the scope groups of names, the first `limit` of them."""
+    groups = scope_counts(names)
+    text = ", ".join(f"{scope} ({count})" for scope, count in groups[:limit])
+    return text + (f", and {len(groups) - limit} more" if len(groups) > limit else "")
+
+
+def describe_partial_load(loaded: LoadedWeights, model: str) -> str:
+    """The line `--partial` prints: how many arrays were loaded, and what was skipped."""
+    count = len(loaded.weights)
+    text = f"loaded {count} array{'s' if count != 1 else ''} for {model}"
+    if not loaded.skipped:
+        return text + "; skipped none (the checkpoint holds exactly the model's arrays)"
+    return (f"{text}; skipped {len(loaded.skipped)} not in it: "
+            f"{describe_scopes(loaded.skipped)}")
 
 
 def _safetensors_metadata(path: Path) -> dict[str, str]:
@@ -140,18 +204,27 @@ def _shape_text(dtype: Any, shape: tuple) -> str:
 
 
 def check_weights(loaded: dict[str, np.ndarray], expected: dict[str, tuple[tuple, Any]],
-                  span: Span | None = None, source: str | None = None) -> dict[str, np.ndarray]:
+                  span: Span | None = None, source: str | None = None,
+                  model: str | None = None) -> dict[str, np.ndarray]:
     """Check names and shapes against the model; return the weights cast to the model's dtypes.
 
     `expected` maps each parameter name to (shape, dtype); dtype is a NumPy dtype or "f32" etc.
     Every missing, extra or mis-shaped name is one diagnostic of a single Error.  Floats are
-    cast between float widths; a float/int mismatch is an error.
+    cast between float widths; a float/int mismatch is an error.  When nothing is missing, the
+    extra names are one diagnostic, grouped by scope, whose hint is partial loading: that is a
+    checkpoint of a larger model (`model` names the smaller one in the message).
     """
     where = f" in {source}" if source else ""
     problems: list[Diagnostic] = []
     missing = [name for name in expected if name not in loaded]
     extra = [name for name in loaded if name not in expected]
     result: dict[str, np.ndarray] = {}
+    if extra and not missing:
+        problems.append(Diagnostic(
+            f"{source or 'the weights'} {'has' if source else 'have'} {len(extra)} "
+            f"parameter{'s' if len(extra) != 1 else ''} that {model or 'the model'} does not "
+            f"have: {describe_scopes(extra)}", span, PARTIAL_HINT))
+        extra = []
     for name in missing:
         shape, dtype = expected[name]
         suggestion = did_you_mean(name, extra)
