@@ -1,4 +1,4 @@
-"""The `netdsl` command: check, compile, train, run, render, gradcheck.
+"""The `netdsl` command: check, compile, train, run, sample, render, gradcheck.
 
 Every user mistake (in the .net file, the data, or the flags) prints `file:line:col: error: ...`
 with the source line and a caret, and exits with status 1 — never a Python traceback.  A bug in
@@ -137,7 +137,7 @@ _STAGES = (
     ("backends/", "compile"), ("render/", "render"), ("summary", "summary"),
     ("runtime/train", "train"), ("runtime/data", "data"), ("runtime/datasets", "data"),
     ("runtime/checkpoint", "checkpoint"), ("runtime/gradcheck", "gradcheck"),
-    ("runtime/metrics", "metrics"), ("runtime/plot", "plot"),
+    ("runtime/metrics", "metrics"), ("runtime/plot", "plot"), ("runtime/sampling", "sample"),
 )
 
 

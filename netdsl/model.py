@@ -155,6 +155,22 @@ class Model:
             cache[target] = compile_step(self.inference_graph, target=target)
         return cache[target]
 
+    # -- sampling -----------------------------------------------------------------------
+    def latents(self, n: int = 64, seed: int = 0,
+                inputs: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """The inputs `sample` draws: every float input not in `inputs`, from N(0, 1), with
+        the batch dim (the first) = n; the same seed gives the same arrays."""
+        from .runtime.sampling import draw_latents
+        return draw_latents(self.inference_graph, n, seed, inputs or {})
+
+    def sample(self, weights: Mapping[str, np.ndarray], n: int = 64, seed: int = 0,
+               target: str = "cpu", inputs: Mapping[str, np.ndarray] | None = None
+               ) -> dict[str, np.ndarray]:
+        """Every `out` of the model for n samples: the inputs not given are latents drawn as
+        `latents(n, seed, inputs)` does (a decoder's `z`); an integer input must be given."""
+        given = dict(inputs or {})
+        return self.forward(weights, {**given, **self.latents(n, seed, given)}, target=target)
+
     # -- training -------------------------------------------------------------------------
     @cached_property
     def train_config(self):
