@@ -180,14 +180,18 @@ class Model:
 
     def loss_and_grad(self, weights: Mapping[str, np.ndarray],
                       inputs: Mapping[str, np.ndarray], target: str = "reference",
-                      step: int = 0) -> tuple[float, dict[str, np.ndarray]]:
-        """The loss (sum of the model's losses) and its gradient for every trainable weight."""
+                      step: int = 0, loss: str | None = None) -> tuple[float, dict[str, np.ndarray]]:
+        """The loss (sum of the model's losses) and its gradient for every trainable weight.
+
+        A model with several objectives (losses declared `wrt`) names one with `loss=`: its
+        value and the gradients of the parameters it trains."""
         cache = self.__dict__.setdefault("_loss_and_grad", {})
-        if target not in cache:
-            from .compiler import GRADIENTS, compile_step
-            cache[target] = compile_step(self.training_forward, target=target,
-                                         training=GRADIENTS)
-        compiled = cache[target]
+        if (target, loss) not in cache:
+            from .compiler import GRADIENTS, Training, compile_step
+            cache[target, loss] = compile_step(self.training_forward, target=target,
+                                               training=GRADIENTS if loss is None
+                                               else Training(loss_name=loss))
+        compiled = cache[target, loss]
         self.check_weights(weights)
         arrays = self._arrays(compiled.graph, weights, inputs, step)
         from .runtime.threads import limited_blas_threads

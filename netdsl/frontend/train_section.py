@@ -24,6 +24,9 @@ def read_train(train: ast.Train | None, consts: dict[str, Any]) -> TrainConfig:
     for entry in train.entries:
         try:
             key, value = _entry(entry, consts)
+            if key == "objective":           # one line per objective: checked by set_key
+                set_key(config, key, value, entry.span)
+                continue
             if key in seen:
                 raise Error(f"train key '{key}' is set twice", entry.key_span or entry.span)
             seen[key] = config.key_spans[key] = entry.key_span or entry.span
@@ -42,10 +45,10 @@ def _entry(entry: ast.TrainEntry, consts: dict[str, Any]) -> tuple[str, Any]:
     if entry.key is None:
         call = entry.value
         if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) \
-                and call.func.id == "early_stopping":
-            return "early_stopping", _literal(call, consts)
-        raise Error("a train section holds `key = value` lines (and early_stopping(...))",
-                    entry.span)
+                and call.func.id in ("early_stopping", "objective"):
+            return call.func.id, _literal(call, consts)
+        raise Error("a train section holds `key = value` lines (and early_stopping(...), "
+                    "objective(...))", entry.span)
     if entry.key not in KEYS:
         raise Error(f"unknown train key '{entry.key}'", entry.key_span or entry.span,
                     did_you_mean(entry.key, KEYS) or f"train keys: {', '.join(KEYS)}")

@@ -169,9 +169,10 @@ def _objective_losses(graph: Graph, loss_name: str | None) -> list[LossInfo]:
     scoped = [l.name for l in graph.losses if l.wrt is not None]
     if scoped:
         raise Error(f"model '{graph.name}' has several objectives ({', '.join(scoped)}); "
-                    f"train each with its own optimizer",
-                    hint="`netdsl train` and Model.fit run one step per objective; from "
-                         "Python, compiler.Training(loss_name=...) picks one")
+                    f"name one",
+                    hint="`netdsl train` and Model.fit run one step per objective; "
+                         "Model.loss_and_grad(..., loss='name') and "
+                         "compiler.Training(loss_name=...) pick one")
     return list(graph.losses)
 
 

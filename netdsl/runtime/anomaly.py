@@ -20,7 +20,7 @@ learning-rate hint.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -47,16 +47,14 @@ _LR_HINT = "lower the learning rate, or clip gradients with clip_norm"
 class NonFiniteWatch:
     """What the train loop keeps so that a non-finite loss can be traced to its first op."""
 
-    def __init__(self, steps: list, state: dict[str, np.ndarray],
-                 weights: dict[str, np.ndarray], train_data: dict[str, np.ndarray],
-                 schedule: Callable, config):
-        # steps: the training plan's TrainingSteps (runtime/steps.py), run in order per batch.
-        self.steps, self.state = steps, state
+    def __init__(self, plan, weights: dict[str, np.ndarray],
+                 train_data: dict[str, np.ndarray], config):
+        # plan: the TrainingPlan (runtime/steps.py); plan.due(batch) says which steps run.
+        self.plan, self.steps, self.state = plan, plan.steps, plan.storage
         self.weights, self.train_data, self.config = weights, train_data, config
-        self.schedule = schedule
         self.failed_index = 0               # which step of the plan went wrong
         self.snapshot: tuple[int, int, dict | None, dict] | None = None
-        self._copy = sum(array.nbytes for array in state.values()) <= SNAPSHOT_BYTES
+        self._copy = sum(array.nbytes for array in self.state.values()) <= SNAPSHOT_BYTES
 
     def epoch_started(self, epoch: int, first_step: int, rng: np.random.Generator) -> None:
         """Remember the state and the shuffling generator as the epoch begins."""
@@ -113,9 +111,7 @@ class NonFiniteWatch:
             for chunk in data_module.batches(self.train_data, self.config.batch,
                                              shuffle=self.config.shuffle, rng=rng):
                 number += 1
-                hyper = {"__lr__": self.schedule(number - 1), "__step__": float(number),
-                         "__rng__": number}
-                for k, step in enumerate(self.steps):
+                for k, step, hyper in self.plan.due(number):
                     before = {name: array.copy() for name, array in self.state.items()}
                     if (number, k) == (global_step, index):
                         return self._locate(step, number, chunk, hyper, before)

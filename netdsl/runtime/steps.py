@@ -3,7 +3,9 @@
 A model with one objective (its losses summed) has one step.  A model whose losses are declared
 `wrt` some layers (a GAN's `loss d_loss = ... wrt Discriminator`) has one step per loss, each
 training only the parameters under its `wrt` (passes/training.py `trained_params`), run in the
-order the losses are declared.  Every step is compiled through `compiler.compile_step` and bound
+order the losses are declared; the train section's `objective(name, ...)` lines give each its
+own optimiser, learning rate and schedule, and `every = k` runs it on every k-th batch only
+(`due` says which steps run on a batch, with their hyper inputs).  Every step is compiled through `compiler.compile_step` and bound
 by name to the same `storage` arrays, so a parameter updated by one step is what the next one
 reads: there is one array per name, whatever the number of steps.
 
@@ -14,7 +16,7 @@ as `passes.training.state_names` lists them for each step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -37,6 +39,8 @@ class TrainingStep:
     state: list[str]               # the other arrays it updates (optimiser slots, statistics)
     loss_index: int
     prediction_index: int | None = None
+    every: int = 1                 # it runs on every k-th batch
+    schedule: Callable[[int], float] | None = None   # update number (from 0) -> learning rate
 
     def __call__(self, chunk: dict[str, np.ndarray], extra: dict[str, Any]):
         return self.call(*(chunk[name] for name in self.batch_inputs),
@@ -49,6 +53,18 @@ class TrainingPlan:
 
     steps: list[TrainingStep]
     storage: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def due(self, number: int) -> Iterator[tuple[int, TrainingStep, dict[str, Any]]]:
+        """(index, step, hyper inputs) of every step that runs on batch `number` (counted from 1
+        over the whole run), in order.  A step's own update count sets its learning rate and
+        Adam's bias correction, as each PyTorch optimiser counts its own steps; the random
+        stream follows the batch."""
+        for index, step in enumerate(self.steps):
+            if (number - 1) % step.every:
+                continue
+            update = (number - 1) // step.every + 1
+            lr = step.schedule(update - 1) if step.schedule is not None else 0.0
+            yield index, step, {"__lr__": lr, "__step__": float(update), "__rng__": number}
 
     @property
     def batch_inputs(self) -> list[str]:
@@ -67,20 +83,31 @@ def objectives(graph: Graph) -> list[str | None]:
 
 
 def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
-               prediction: str | None = None) -> TrainingPlan:
+               prediction: str | None = None, steps_per_epoch: int = 1) -> TrainingPlan:
     """Compile one step per objective of `model` and bind them all to one storage dict.
+
+    Each step trains with `config.for_objective(its loss)`; its schedule counts its own updates
+    (`steps_per_epoch` batches make ceil(steps_per_epoch / every) of them per epoch).
 
     Storage starts as a copy of `weights` (every parameter of the model), then the zeros of
     each state array (optimiser slots) a step adds."""
     from ..compiler import StageRecorder, Training, compile_step
     from ..passes.training import state_names
+    from .schedules import make_schedule
     forward = model.training_forward
     storage = {info.name: np.array(weights[info.name], dtype=info.value.dtype.numpy, order="C")
                for info in model.graph.params if info.name in weights}
     steps = []
-    for objective in objectives(forward):
+    names = objectives(forward)
+    _check_objective_lines(config, names, model.name)
+    for objective in names:
+        own = config.for_objective(objective)
+        every = config.every(objective)
+        schedule = make_schedule(own.schedule, own.schedule_args, own.optimizer_spec().lr,
+                                 -(-steps_per_epoch // every), own.epochs,
+                                 own.spans.get("schedule"), positional=own.schedule_positional)
         recorder = StageRecorder("training")
-        compiled = compile_step(forward, target, Training.from_config(config, objective),
+        compiled = compile_step(forward, target, Training.from_config(own, objective),
                                 trace=recorder)
         graph = compiled.graph
         for info in graph.params:
@@ -100,8 +127,26 @@ def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
             state=state_names(training_graph),
             loss_index=call.output_names.index("loss"),
             prediction_index=call.output_names.index(prediction)
-            if prediction in call.output_names else None))
+            if prediction in call.output_names else None,
+            every=every, schedule=schedule))
     return TrainingPlan(steps, storage)
+
+
+def _check_objective_lines(config, names: list[str | None], model: str) -> None:
+    """Every `objective(name, ...)` line names one of the model's objectives."""
+    from ..errors import Error, did_you_mean
+    known = [name for name in names if name is not None]
+    for name in config.objectives:
+        if name in known:
+            continue
+        span = config.spans.get(f"objective {name}")
+        if not known:
+            raise Error(f"objective({name}): model {model} has one objective (the sum of its "
+                        f"losses), so objective lines have nothing to set", span,
+                        hint="declare losses `wrt` the layers each trains, e.g. "
+                             "`loss d_loss = ... wrt discriminator`; or set the keys directly")
+        raise Error(f"objective({name}): model {model} has no objective '{name}'", span,
+                    hint=did_you_mean(name, known) or f"its objectives: {', '.join(known)}")
 
 
 __all__ = ["HYPER_INPUTS", "TrainingPlan", "TrainingStep", "build_plan", "objectives"]

@@ -21,7 +21,6 @@ from .anomaly import NonFiniteWatch
 from .input_checks import index_ranges
 from .metrics import make_metric, metric_sources
 from .progress import ProgressBar, format_epoch_header, format_epoch_row
-from .schedules import make_schedule
 from .train_config import TrainConfig
 from .steps import HYPER_INPUTS, build_plan
 
@@ -148,30 +147,31 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                     f"(split = {config.split:g})", config.spans.get("early_stopping"),
                     hint=f"monitor={monitor[4:]} (the training column), or give a "
                          "validation set or a split below 1")
-    spec = config.optimizer_spec()
-    plan = build_plan(model, weights, config, target, prediction)
+    examples = data_module.num_examples(train_data)
+    steps_per_epoch = -(-examples // config.batch)
+    plan = build_plan(model, weights, config, target, prediction, steps_per_epoch)
     steps, state = plan.steps, plan.storage
     evaluator = _Evaluator(model, target, config.metrics, label, prediction) \
         if validation is not None else None
     batch_inputs = plan.batch_inputs
     # The prediction for the training metrics: from the last step that outputs it.
     predicting = [step for step in steps if step.prediction_index is not None][-1:]
-
-    examples = data_module.num_examples(train_data)
-    steps_per_epoch = -(-examples // config.batch)
-    schedule = make_schedule(config.schedule, config.schedule_args, spec.lr, steps_per_epoch,
-                             config.epochs, config.spans.get("schedule"),
-                             positional=config.schedule_positional)
     rng = np.random.default_rng(config.seed)
     # A non-finite loss is traced to the op that made it by replaying the step (anomaly.py).
-    watch = NonFiniteWatch(steps, state, weights, train_data, schedule, config)
+    watch = NonFiniteWatch(plan, weights, train_data, config)
     result = FitResult(weights={})
     metric_names = config.metrics
     # Positions the loss ignores (cross_entropy's ignore_index: padding) do not count either.
     ignore_index = model.graph.ignored_labels.get(label)
-    columns = ["loss"] + (["val_loss"] if evaluator is not None else []) + list(metric_names) \
+    # Several objectives (a GAN's d_loss and g_loss): a column each, averaged over the batches
+    # its step ran on; `loss` (their sum) stays in the history for early stopping.
+    loss_columns = [step.objective for step in steps] if len(steps) > 1 else ["loss"]
+    lr_columns = [] if all(step.schedule.name == "constant" for step in steps) else \
+        ["lr"] if len(steps) == 1 else [f"lr.{step.objective}" for step in steps]
+    columns = loss_columns + (["val_loss"] if evaluator is not None else []) \
+        + list(metric_names) \
         + ([f"val_{name}" for name in metric_names] if evaluator is not None else []) \
-        + (["lr"] if config.schedule != "constant" else [])
+        + lr_columns
     if verbose:
         printer(format_epoch_header(config.epochs, columns))
     best, best_state, waited = np.inf, None, 0
@@ -179,7 +179,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         watch.epoch_started(epoch, global_step + 1, rng)
-        total, count = 0.0, 0
+        totals, counts = [0.0] * len(steps), [0] * len(steps)
         train_metrics = {name: make_metric(name, ignore_index=ignore_index)
                          for name in metric_names}
         bar = ProgressBar(steps_per_epoch, f"epoch {epoch}/{config.epochs}") if verbose else None
@@ -189,35 +189,38 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                 result.interrupted = (epoch, done)
                 break
             global_step += 1
-            extra = {"__lr__": schedule(global_step - 1), "__step__": float(global_step),
-                     "__rng__": global_step}
+            size = len(chunk[batch_inputs[0]]) if batch_inputs else 1
             loss = 0.0
-            for index, step in enumerate(steps):
+            for index, step, extra in plan.due(global_step):
                 outputs = step(chunk, extra)
                 step_loss = float(outputs[step.loss_index])
                 if not np.isfinite(step_loss):
                     raise watch.explain(step_loss, epoch, global_step, index)
                 loss += step_loss
+                totals[index] += step_loss * size
+                counts[index] += size
                 if label and predicting and step is predicting[0]:
                     for metric in train_metrics.values():
                         metric.update(outputs[step.prediction_index], chunk[label])
-            size = len(chunk[batch_inputs[0]]) if batch_inputs else 1
-            total += loss * size
-            count += size
             if bar is not None:
                 bar.update(loss=loss)
         if bar is not None:
             bar.close()
         if result.interrupted is not None:      # the partial epoch has no row
             break
-        row: dict[str, Any] = {"epoch": epoch, "loss": total / max(count, 1)}
+        means = [total / max(count, 1) for total, count in zip(totals, counts)]
+        row: dict[str, Any] = {"epoch": epoch, "loss": sum(means)}
+        if len(steps) > 1:
+            row.update({step.objective: mean for step, mean in zip(steps, means)})
         row.update({name: metric.result() for name, metric in train_metrics.items()})
         if evaluator is not None:
             current = {name: state[name] for name in model.parameter_shapes}
             scores = evaluator(current, validation, config.batch)
             row["val_loss"] = sum(scores[name] for name in evaluator.loss_names)
             row.update({f"val_{name}": scores[name] for name in metric_names})
-        row["lr"] = schedule(max(global_step - 1, 0))
+        for step in steps:
+            update = max((global_step - 1) // step.every, 0)
+            row["lr" if len(steps) == 1 else f"lr.{step.objective}"] = step.schedule(update)
         row["seconds"] = time.perf_counter() - started
         result.history.append(row)
         if verbose:

@@ -24,6 +24,13 @@ KEYS = ("data", "validation", "split", "batch", "epochs", "optimizer", "lr", "sc
         "weight_decay", "clip_norm", "clip_value", "early_stopping", "metrics", "seed",
         "shuffle", "allow_nonfinite")
 
+# What `objective(name, ...)` may set for one objective of a model with several (a GAN's
+# `loss d_loss = ... wrt D`): its own optimiser, learning rate, schedule, decay and clipping,
+# and `every = k`: it steps on every k-th batch only (WGAN's five critic steps per generator
+# step is `objective(g_loss, every=5)`).
+OBJECTIVE_KEYS = ("optimizer", "lr", "schedule", "weight_decay", "clip_norm", "clip_value",
+                  "every")
+
 
 @dataclass
 class TrainConfig:
@@ -47,8 +54,29 @@ class TrainConfig:
     seed: int = 0
     shuffle: bool = True
     allow_nonfinite: bool = False    # let NaN and inf in the data through
+    # Loss name -> the keys its `objective(...)` line sets, as written (checked on reading).
+    objectives: dict[str, dict[str, Any]] = field(default_factory=dict)
     spans: dict[str, Span | None] = field(default_factory=dict)       # each key's value
     key_spans: dict[str, Span | None] = field(default_factory=dict)   # each key's name
+
+    def for_objective(self, name: str | None) -> "TrainConfig":
+        """The config objective `name` trains with: the section's keys, then its own."""
+        own = self.objectives.get(name or "", {})
+        if not own:
+            return self
+        config = replace(self, optimizer_options=dict(self.optimizer_options),
+                         spans=dict(self.spans), objectives={})
+        span = self.spans.get(f"objective {name}")
+        if "optimizer" in own and "lr" not in own:
+            config.optimizer_options.pop("lr", None)   # its optimiser's own (default) lr
+        for key in ("optimizer", "lr", "schedule", "weight_decay", "clip_norm", "clip_value"):
+            if key in own:
+                set_key(config, key, own[key], span, f"objective({name}) {key}")
+        return config
+
+    def every(self, name: str | None) -> int:
+        """Objective `name` steps on every k-th batch (1: every batch)."""
+        return self.objectives.get(name or "", {}).get("every", 1)
 
     def optimizer_spec(self):
         """The OptimizerSpec (passes/optimizers.py) with weight decay and lr folded in."""
@@ -165,6 +193,8 @@ def set_key(config: TrainConfig, key: str, value: Any, span: Span | None,
                 raise Error(f"unknown metric '{name}'", span,
                             did_you_mean(str(name), METRICS) or f"metrics: {', '.join(METRICS)}")
         config.metrics = list(names)
+    elif key == "objective":
+        _set_objective(config, value, span)
     elif key == "early_stopping":
         options = {"patience": 3, "monitor": "val_loss", "min_delta": 0.0}
         if isinstance(value, CallValue) and value.args:
@@ -188,6 +218,31 @@ def set_key(config: TrainConfig, key: str, value: Any, span: Span | None,
                         f"{options['monitor']!r}", span)
         options["min_delta"] = float(min_delta)
         config.early_stopping = options
+
+
+def _set_objective(config: TrainConfig, value: Any, span: Span | None) -> None:
+    """`objective(d_loss, optimizer=Adam(lr=2e-4), every=1)`: one objective's own keys."""
+    if not isinstance(value, CallValue) or len(value.args) != 1 \
+            or not isinstance(value.args[0], str):
+        raise Error("objective takes the loss's name, then its own keys by name, e.g. "
+                    "objective(d_loss, optimizer=Adam(lr=2e-4), every=1)", span)
+    name = value.args[0]
+    if name in config.objectives:
+        raise Error(f"objective '{name}' is set twice", span)
+    own: dict[str, Any] = {}
+    for key, item in value.kwargs.items():
+        if key not in OBJECTIVE_KEYS:
+            raise Error(f"objective({name}) has no key '{key}'", span,
+                        did_you_mean(key, OBJECTIVE_KEYS) or
+                        f"an objective sets: {', '.join(OBJECTIVE_KEYS)}")
+        if key == "every":
+            item = _number(f"objective({name}) every", item, int, span)
+            if item < 1:
+                raise Error(f"objective({name}) every must be at least 1, got {item}", span)
+        own[key] = item
+    config.objectives[name] = own
+    config.spans[f"objective {name}"] = span
+    config.for_objective(name)           # check its keys now, at this line
 
 
 def monitor_names(metrics: list[str]) -> list[str]:

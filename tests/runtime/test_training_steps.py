@@ -106,3 +106,79 @@ def test_an_objective_trains_only_its_layer(tmp_path):
         np.testing.assert_allclose(plan.storage[name], both.weights[name], rtol=1e-6)
     for name in _under(weights, "second"):
         np.testing.assert_array_equal(plan.storage[name], weights[name])
+
+
+def _with_objectives(tmp_path, *lines: str):
+    text = TWO_OBJECTIVES.replace("    shuffle = false\n",
+                                  "    shuffle = false\n" + "".join(f"    {l}\n" for l in lines))
+    path = tmp_path / "objectives.net"
+    path.write_text(text)
+    return netdsl.load(path)
+
+
+def test_each_objective_has_its_own_optimizer_and_alternation(tmp_path):
+    model = _with_objectives(tmp_path, "objective(la, optimizer=SGD(lr=0.1))",
+                             "objective(lb, every=2, lr=0.01, schedule=step(every=1, gamma=0.5))")
+    weights = model.init(seed=1)
+    config = model.train_config
+    plan = build_plan(model, weights, config, "reference", steps_per_epoch=2)
+    first, second = plan.steps
+    assert first.state == [] and first.every == 1            # plain SGD keeps no slots
+    assert {name.rsplit(".", 1)[1] for name in second.state} == {"m", "v"}   # Adam's
+    assert first.schedule(0) == pytest.approx(0.1) and first.schedule(5) == pytest.approx(0.1)
+    # lb steps once every two batches: one update per epoch of two batches, halving each epoch.
+    assert second.every == 2
+    assert [second.schedule(u) for u in range(3)] == pytest.approx([0.01, 0.005, 0.0025])
+    due = [(number, index, hyper["__step__"]) for number in range(1, 6)
+           for index, _, hyper in plan.due(number)]
+    assert due == [(1, 0, 1.0), (1, 1, 1.0), (2, 0, 2.0), (3, 0, 3.0), (3, 1, 2.0),
+                   (4, 0, 4.0), (5, 0, 5.0), (5, 1, 3.0)]
+
+    # fit runs exactly that: the same steps by hand give the same weights.
+    result = model.fit(weights, data=_data(), target="reference")
+    data = _data()
+    for number in range(1, 7):                   # 3 epochs of 2 batches, unshuffled
+        start = 4 * ((number - 1) % 2)
+        chunk = {k: v[start:start + 4] for k, v in data.items()}
+        for _, step, hyper in plan.due(number):
+            step(chunk, hyper)
+    for name in weights:
+        np.testing.assert_allclose(result.weights[name], plan.storage[name], rtol=1e-6)
+    # The table has a column per objective, each averaged over the batches its step ran on.
+    assert {"la", "lb", "loss", "lr.la", "lr.lb"} <= set(result.history[0])
+    assert result.history[0]["loss"] == pytest.approx(result.history[0]["la"] +
+                                                      result.history[0]["lb"])
+    assert result.history[2]["lr.lb"] == pytest.approx(0.0025)
+
+
+@pytest.mark.parametrize("line, message, hint", [
+    ("objective(lc, lr=0.1)", "model Two has no objective 'lc'", "its objectives: la, lb"),
+    ("objective(la, momentum=0.9)", "objective(la) has no key 'momentum'", None),
+    ("objective(la, every=0)", "objective(la) every must be at least 1, got 0", None),
+    ("objective(la, lr=-1)", "objective(la) lr must be a finite number > 0, got -1.0", None),
+    ("objective(lr=0.1)", "objective takes the loss's name", None),
+])
+def test_a_wrong_objective_line_is_an_error_at_it(tmp_path, line, message, hint):
+    from netdsl.errors import Error
+    with pytest.raises(Error) as caught:
+        model = _with_objectives(tmp_path, line)
+        model.fit(model.init(), data=_data(), target="reference")
+    assert message in caught.value.message
+    assert caught.value.span is not None and caught.value.span.line == 16
+    if hint:
+        assert caught.value.diagnostics[0].hint == hint
+
+
+def test_loss_and_grad_names_one_objective(tmp_path):
+    from netdsl.errors import Error
+    model = _model(tmp_path)
+    weights = model.init(seed=1)
+    data = _data(4)
+    with pytest.raises(Error, match="several objectives"):
+        model.loss_and_grad(weights, data)
+    loss, grads = model.loss_and_grad(weights, data, loss="lb")
+    assert set(grads) == _under(weights, "second")
+    b = data["x"] @ weights["second.weight"].T + weights["second.bias"]
+    assert loss == pytest.approx(float(np.mean((b - data["y"]) ** 2)), rel=1e-5)
+    expected = 2 * (b - data["y"]).T @ data["x"] / len(b)
+    np.testing.assert_allclose(grads["second.weight"], expected, rtol=1e-4)
