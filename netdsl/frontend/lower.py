@@ -155,9 +155,15 @@ class Lowerer:
             self.root.graph.state_updates[param.name] = new_value
 
     def rng_counter(self) -> Value:
+        """The counter random ops draw with: the step's `__rng__` input, or inside a scan body
+        a counter of its own per loop step (frontend/scan.py), so each step draws new numbers."""
+        per_step = getattr(self.builder, "rng_counter", None)
+        return per_step(self._root_rng) if per_step is not None else self._root_rng()
+
+    def _root_rng(self) -> Value:
         if self._rng is None:
             self._rng = self.root.input("__rng__", TensorType(DType.i64, ()))
-        return self.capture(self._rng)
+        return self._rng
 
     def fresh_seed(self) -> int:
         """Seeds for random ops: stable per model and per position in it."""

@@ -7,11 +7,11 @@ once as a loop, and the gradient of the scan (a reverse scan) sees every weight 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import Error
 from ..ir.graph import Graph, GraphBuilder, Value
-from ..ir.types import normalize_axis, ShapeError
+from ..ir.types import DType, normalize_axis, ShapeError
 from . import ast
 from .expressions import evaluate, expect_tensor
 from .values import INVALID, Invalid
@@ -23,13 +23,18 @@ if TYPE_CHECKING:
 class BodyBuilder(GraphBuilder):
     """A builder for a loop body that turns uses of outer values into body inputs."""
 
-    def __init__(self, parent: GraphBuilder, name: str):
+    def __init__(self, parent: GraphBuilder, name: str, length_of: Value | None = None,
+                 axis: int = 0):
         super().__init__(Graph(name=name))
         self.parent = parent
         self.owned: set[int] = set()
         self.captured: dict[int, Value] = {}        # outer value id -> body input
         self.captured_outer: list[Value] = []       # in body-input order
         self.span, self.scope = parent.span, parent.scope
+        self.length_of, self.axis = length_of, axis  # a scanned input and its time axis
+        self.step_input: Value | None = None        # the step index's body input, if used
+        self.step_sequence: Value | None = None     # the outer iota it is sliced from
+        self._counter: Value | None = None
 
     def body_input(self, name: str, type_) -> Value:
         value = Value(type_, kind="input", name=name)
@@ -47,6 +52,29 @@ class BodyBuilder(GraphBuilder):
         self.captured[value.id] = inner
         self.captured_outer.append(outer)
         return inner
+
+    def rng_counter(self, root_counter: Callable[[], Value]) -> Value:
+        """The random counter of this loop step: outer counter * T + step index.
+
+        A body that read the outer counter directly would draw the same numbers at every step
+        (a diffusion sampler would add the same noise T times).  The step index comes from an
+        iota scanned along with the inputs, so it is an ordinary sequence to every target and
+        to the gradient's reverse scan; counter * T + t never repeats across steps or across
+        training steps, and a nested scan repeats the construction with its own T."""
+        if self._counter is None:
+            outer = self.parent.rng_counter(root_counter) \
+                if isinstance(self.parent, BodyBuilder) else root_counter()
+            dims = self.length_of.shape
+            positions = self.parent.op("iota", shape=(1,) * self.axis + (dims[self.axis],),
+                                       axis=self.axis)
+            length = self.parent.op("numel", positions, dtype=DType.i64)
+            self.step_sequence = positions
+            self.step_input = self.body_input("__scan_step__", positions.type.with_shape(
+                (1,) * self.axis))
+            step = self.step_input if self.axis == 0 else \
+                self.op("reshape", self.step_input, shape=())
+            self._counter = self.op("add", self.op("mul", outer, length), step)
+        return self._counter
 
     def op(self, op: Any, *inputs: Value, **attrs: Any) -> Any:
         result = super().op(op, *(self.capture(v) for v in inputs), **attrs)
@@ -77,7 +105,8 @@ def lower_scan(lowerer: "Lowerer", scope: "Scope", expr: ast.Scan) -> Any:
         raise Error(f"scan: {problem.message}", expr.axis.span) from None
 
     outer_builder = lowerer.builder
-    body = BodyBuilder(outer_builder, name=f"scan@{expr.span}")
+    body = BodyBuilder(outer_builder, name=f"scan@{expr.span}", length_of=sequences[0],
+                       axis=axis)
     carry_scope = Scope(parent=scope, path=scope.path, compile_time={}, dims=scope.dims)
     body_scope = Scope(parent=carry_scope, path=scope.path, dims=scope.dims)
     body_scope.counters, body_scope.instances = scope.counters, scope.instances
@@ -110,11 +139,17 @@ def lower_scan(lowerer: "Lowerer", scope: "Scope", expr: ast.Scan) -> Any:
         body.graph.outputs[f"carry_{index}"] = body.capture(value)
     for index, value in enumerate(yields):
         body.graph.outputs[f"y_{index}"] = body.capture(value)
+    if body.step_sequence is not None:
+        # The step index (made when the body first drew random numbers) is one more sequence:
+        # its body input moves from among the captures to after the other step slices.
+        body.graph.inputs.remove(body.step_input)
+        body.graph.inputs.insert(len(inits) + len(sequences), body.step_input)
+    scanned = sequences + ([body.step_sequence] if body.step_sequence is not None else [])
     # Captures made while building outputs are already in captured_outer.
     first = len(outer_builder.graph.nodes)
     with outer_builder.at(expr.span):
-        results = outer_builder.op("scan", *inits, *sequences, *body.captured_outer,
-                                   body=body.graph, n_carry=len(inits), n_seq=len(sequences),
+        results = outer_builder.op("scan", *inits, *scanned, *body.captured_outer,
+                                   body=body.graph, n_carry=len(inits), n_seq=len(scanned),
                                    axis=axis)
     results = results if isinstance(results, tuple) else (results,)
     finals, stacked = results[:len(inits)], results[len(inits):len(inits) + len(yields)]
