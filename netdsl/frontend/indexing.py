@@ -6,7 +6,8 @@ relative to the end), so a slice of a symbolic axis needs no dimension arithmeti
 bound may also be a symbolic dim (`x[:, 0:T]`, `pe[0:T]`, `x[0:B - 1]`): the slice then has that
 symbolic length, and each target reads the dim's value at run time.  Such a bound must not run
 past the axis (a symbolic bound is never clamped at compile time), and must not be negative.
-Lowered to one `slice` primitive whose `squeeze` drops the integer-indexed axes.
+Lowered to one `slice` primitive whose `squeeze` drops the integer-indexed axes.  One integer
+*tensor* index with `:` everywhere else (`table[t]`, `x[:, ids]`) gathers instead (`take`).
 """
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ def index(lowerer: "Lowerer", scope: "Scope", expr: ast.Index) -> Any:
         at = ellipses[0]
         items = items[:at] + [ast.Slice(span=expr.span)] * (x.rank - explicit) + items[at + 1:]
     items += [ast.Slice(span=expr.span)] * (x.rank - len(items))
+    gathered = _gather(lowerer, scope, expr, x, items)
+    if gathered is not None:
+        return gathered
     key: list[Any] = []
     for axis, item in enumerate(items):
         if isinstance(item, ast.Slice):
@@ -73,14 +77,39 @@ def index(lowerer: "Lowerer", scope: "Scope", expr: ast.Index) -> Any:
     return result
 
 
+def _gather(lowerer, scope, expr: ast.Index, x: Value, items: list) -> Any:
+    """`table[t]`, `x[:, ids]`: one integer tensor index, every other item `:`, gathers along
+    that axis (the `take` op, with its bounds check); its shape replaces the axis.  None when
+    no item is a tensor, so the static path handles the index."""
+    positions = [i for i, item in enumerate(items) if not isinstance(item, ast.Slice)]
+    if len(positions) != 1:
+        return None
+    item = items[positions[0]]
+    value = evaluate(lowerer, scope, item)
+    if isinstance(value, Invalid):
+        return INVALID
+    if not isinstance(value, Value):
+        return None
+    others = [it for i, it in enumerate(items) if i != positions[0]]
+    if not value.dtype.is_int or any(it.start or it.stop or it.step for it in others):
+        raise Error(f"a tensor index must be an integer tensor and the only index besides "
+                    f"`:`, got {value.type}", item.span,
+                    hint="e.g. `table[t]` with t: i64[B], or `x[:, ids]`; slice first, then "
+                         "gather")
+    result = CallContext(lowerer, expr.span).op("take", x, value, axis=positions[0])
+    lowerer.record(lowerer.unique_record_name("gather"), "[]", "function", [x, value],
+                   [result], expr.span)
+    return result
+
+
 def _bound(lowerer, scope, expr, symbolic: bool = False) -> Any:
     """A compile-time int; with `symbolic`, a slice's start or stop, also a symbolic dim."""
     if expr is None:
         return None
     value = whole(evaluate(lowerer, scope, expr), expr.span, "an index")
     if isinstance(value, Value):
-        raise Error("indices must be compile-time ints; use gather for tensor indices",
-                    expr.span)
+        raise Error("indices must be compile-time ints, or one integer tensor with `:` for "
+                    "every other axis", expr.span, hint="gather with `table[t]` or `x[:, ids]`")
     if isinstance(value, Sym):
         if symbolic:
             return value

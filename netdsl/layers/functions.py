@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..ir.graph import Value
 from ..ir.types import DType
 from .base import AnyValue, Tensor, function
@@ -220,3 +222,42 @@ def tril(ctx, x: Tensor, k: int = 0):
     col = ctx.op("iota", shape=(1, cols), axis=1)
     keep = ctx.op("greater_equal", ctx.op("add", row, ctx.const(k, row)), col)
     return ctx.op("where", keep, x, ctx.const(0, x))
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedules and running sums (a diffusion model's beta, alpha_bar tables)
+
+MAX_LINSPACE = 10_000       # a constant table embedded in the compiled step
+
+
+@function("linspace")
+def linspace(ctx, start: float, stop: float, n: int, dtype: str = "f32"):
+    """n evenly spaced numbers from start to stop inclusive, as np.linspace: a constant
+    computed in f64 when compiling (`linspace(1e-4, 0.02, T)` is a DDPM beta schedule)."""
+    for name, value in (("start", start), ("stop", stop)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            ctx.error(f"linspace: {name} must be a compile-time number, got {value!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_LINSPACE:
+        ctx.error(f"linspace: n must be an int in [1, {MAX_LINSPACE:,}], got {n!r}",
+                  hint="the table is a constant of the compiled step; for a symbolic length "
+                       "use arange(n) arithmetic")
+    target = element_type(ctx, "linspace", dtype)
+    if not target.is_float:
+        ctx.error(f'linspace makes floats, not {dtype}', hint='dtype="f32" or "f64"')
+    table = np.linspace(float(start), float(stop), n).astype(target.numpy)
+    with ctx.lowerer.builder.at(ctx.span):
+        return ctx.lowerer.builder.constant(table, target)
+
+
+def _running(name: str):
+    def apply(ctx, x: Tensor, axis: int = 0, reverse: bool = False):
+        return ctx.op(name, x, axis=ctx.axis(axis, x), reverse=reverse)
+    apply.__name__ = name
+    apply.__doc__ = (f"{name}(x, axis=0, reverse=false): running "
+                     f"{'sum' if name == 'cumsum' else 'product'} along an axis; on constants "
+                     f"it is folded when compiling.")
+    function(name)(apply)
+
+
+for _name in ("cumsum", "cumprod"):
+    _running(_name)

@@ -1,11 +1,13 @@
-"""Random tensors in the graph: `normal([B, D])`, `uniform([B, D], low=0, high=1)`.
+"""Random tensors in the graph: `normal([B, D])`, `uniform([B, D], low=0, high=1)`,
+`randint([B], 0, T)`.
 
 They draw from a counter-based generator keyed by a per-call seed and the per-step counter
 input `__rng__`, so every step draws new numbers and every backend draws the same ones.
 """
 from __future__ import annotations
 
-from .base import bind_call
+from ..ir.types import DType
+from .base import bind_call, function
 from .functions import element_type
 
 
@@ -35,3 +37,22 @@ def random_tensor(ctx, name: str, args, kwargs):
         sample = ctx.op("add", sample, ctx.const(shift, sample))
     return sample
 
+
+
+@function("randint")
+def randint(ctx, shape: list, low: int, high: int):
+    """Integers uniform in [low, high) (i64), as torch.randint: floor(u * (high - low)) + low
+    with an f64 uniform u in [0, 1), whose 53 bits keep the product below high - low (for
+    DDPM's per-example time steps, `randint([B], 0, T)`)."""
+    for name, value in (("low", low), ("high", high)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            ctx.error(f"randint: {name} must be a compile-time int, got {value!r}")
+    if high <= low:
+        ctx.error(f"randint: high must be greater than low, got low={low}, high={high}",
+                  hint="the numbers drawn lie in [low, high), e.g. randint([B], 0, T)")
+    dims = tuple(ctx.dims(shape))
+    u = ctx.op("random_uniform", ctx.rng_counter(), shape=dims, dtype=DType.f64,
+               seed=ctx.fresh_seed())
+    scaled = ctx.op("mul", u, ctx.const(float(high - low), u))
+    drawn = ctx.op("cast", scaled, dtype=DType.i64)          # truncation: floor for u >= 0
+    return drawn if low == 0 else ctx.op("add", drawn, ctx.const(low, drawn))

@@ -287,6 +287,8 @@ EMITTED = [case for case in CASES if _cpu_compiles(case.values[0])] + _broadcast
 # keeps this exact: an op that gains a parallel form must join test_compiled_parallel.
 SERIAL_ONLY = {
     "argmax": "its lowering loops with ctx.range, which the graph compiler never makes prange",
+    "cumsum": "its lowering loops with ctx.range, which the graph compiler never makes prange",
+    "cumprod": "its lowering loops with ctx.range, which the graph compiler never makes prange",
     "logsumexp": "its lowering loops with ctx.range, which the graph compiler never makes prange",
     "one_hot": "its lowering loops with ctx.range, which the graph compiler never makes prange",
     "take": "its lowering loops with ctx.range, which the graph compiler never makes prange",

@@ -22,8 +22,8 @@ from typing import Callable
 Lowering = Callable[..., list[str]]
 
 _LOWERINGS: dict[str, Lowering] = {}
-_FAMILIES = ("concat", "conv", "indexing", "linalg", "nn", "pool", "random", "reduce", "shape",
-             "unary")
+_FAMILIES = ("concat", "conv", "cumulative", "indexing", "linalg", "nn", "pool", "random",
+             "reduce", "shape", "unary")
 _loaded = False
 
 
