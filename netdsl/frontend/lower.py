@@ -255,7 +255,10 @@ def select_model(program: Program, name: str | None = None) -> ast.Model:
         raise Error(f"{program.main} defines no model",
                     hint="add `model Name { in x: f32[B, 4] ... }`")
     if name is None:
-        return list(program.models.values())[-1]
+        # The last model with a train section: a file's trained model, not the decoder or
+        # sampler written after it to share its weights; else the last model.
+        trained = [model for key, model in program.models.items() if key in program.trains]
+        return (trained or list(program.models.values()))[-1]
     if name not in program.models:
         raise Error(f"no model named '{name}' in {program.main}",
                     hint=did_you_mean(name, program.models) or

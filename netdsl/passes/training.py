@@ -8,8 +8,9 @@ training step.  Conventions (the train loop and checkpoints rely on them):
 * params: the forward graph's params, plus the optimiser state as non-trainable params named
   `opt.<param name>.<slot>` with init zeros (slots: SGD `momentum`; RMSprop `square_avg`,
   `momentum`; Adam/AdamW `m`, `v`), made only for parameters that receive a gradient;
-* outputs: `loss` (the objective), then the forward graph's outputs (logits, for metrics); the
-  forward graph's individual losses stay in `graph.losses`, so a run reports each of them;
+* outputs: `loss` (the objective), then the forward graph's outputs (logits, for metrics), then,
+  when the objective sums several losses, each of them as `loss.<name>` (the epoch table shows
+  every loss); they also stay in `graph.losses`;
 * state_updates: the forward graph's (BatchNorm running statistics), plus the new value of every
   updated parameter (by its name) and of every optimiser state buffer.
 
@@ -42,6 +43,7 @@ from .autodiff import gradients, zeros_like
 LR_INPUT = "__lr__"
 STEP_INPUT = "__step__"
 LOSS_OUTPUT = "loss"
+LOSS_PART_PREFIX = "loss."         # `loss.<name>`: one loss of an objective that sums several
 GRAD_PREFIX = "grad."
 OPT_PREFIX = "opt."
 
@@ -92,6 +94,8 @@ def build_training_graph(graph: Graph, optimizer: OptimizerSpec, loss_name: str 
 
     new.outputs = {LOSS_OUTPUT: objective}
     new.outputs.update((k, v) for k, v in graph.outputs.items() if k != LOSS_OUTPUT)
+    if len(losses) > 1:            # each term of a summed objective (a VAE's nll and kl)
+        new.outputs.update((LOSS_PART_PREFIX + loss.name, loss.value) for loss in losses)
     new.losses = list(losses)
     new.state_updates = {**graph.state_updates, **updates}
     return new

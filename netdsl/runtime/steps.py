@@ -39,6 +39,8 @@ class TrainingStep:
     state: list[str]               # the other arrays it updates (optimiser slots, statistics)
     loss_index: int
     prediction_index: int | None = None
+    # The losses its objective sums, when several (name -> output index): a column each.
+    loss_parts: dict[str, int] = field(default_factory=dict)
     every: int = 1                 # it runs on every k-th batch
     schedule: Callable[[int], float] | None = None   # update number (from 0) -> learning rate
 
@@ -92,7 +94,7 @@ def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
     Storage starts as a copy of `weights` (every parameter of the model), then the zeros of
     each state array (optimiser slots) a step adds."""
     from ..compiler import StageRecorder, Training, compile_step
-    from ..passes.training import state_names
+    from ..passes.training import LOSS_PART_PREFIX, state_names
     from .schedules import make_schedule
     forward = model.training_forward
     storage = {info.name: np.array(weights[info.name], dtype=info.value.dtype.numpy, order="C")
@@ -128,6 +130,9 @@ def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
             loss_index=call.output_names.index("loss"),
             prediction_index=call.output_names.index(prediction)
             if prediction in call.output_names else None,
+            loss_parts={name[len(LOSS_PART_PREFIX):]: index
+                        for index, name in enumerate(call.output_names)
+                        if name.startswith(LOSS_PART_PREFIX)},
             every=every, schedule=schedule))
     return TrainingPlan(steps, storage)
 

@@ -120,6 +120,19 @@ def _label_and_prediction(model, config: TrainConfig) -> tuple[str | None, str |
     return metric_sources(config.metrics, model.name, list(model.graph.outputs), labels, span)
 
 
+def _loss_terms(steps, metrics: set[str]) -> list[tuple[str, int, int, str]]:
+    """(column, step index, output index, loss name) of every loss the epoch table shows
+    besides their sum: each objective when there are several, else each term of the one."""
+    if len(steps) > 1:
+        found = [(step.objective, index, step.loss_index) for index, step in enumerate(steps)]
+    else:
+        found = [(name, 0, output) for name, output in steps[0].loss_parts.items()]
+    reserved = {"epoch", "loss", "val_loss", "lr", "seconds"} | metrics
+    # A loss named like another column keeps its place under `loss.<name>`.
+    return [(f"loss.{name}" if name in reserved or name.startswith("val_") else name,
+             index, output, name) for name, index, output in found]
+
+
 def fit(model, weights: dict[str, np.ndarray], config: TrainConfig, *, data: Any = None,
         target: str = "cpu", verbose: bool = True,
         printer: Callable[[str], None] = print,
@@ -163,12 +176,15 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     metric_names = config.metrics
     # Positions the loss ignores (cross_entropy's ignore_index: padding) do not count either.
     ignore_index = model.graph.ignored_labels.get(label)
-    # Several objectives (a GAN's d_loss and g_loss): a column each, averaged over the batches
-    # its step ran on; `loss` (their sum) stays in the history for early stopping.
-    loss_columns = [step.objective for step in steps] if len(steps) > 1 else ["loss"]
+    # Every loss gets a column: each objective of a GAN (d_loss, g_loss), averaged over the
+    # batches its step ran on, or each term of a summed objective (a VAE's nll and kl);
+    # `loss` is their sum (early stopping's default).
+    terms = _loss_terms(steps, set(metric_names))
+    loss_columns = ([] if len(steps) > 1 else ["loss"]) + [column for column, *_ in terms]
     lr_columns = [] if all(step.schedule.name == "constant" for step in steps) else \
         ["lr"] if len(steps) == 1 else [f"lr.{step.objective}" for step in steps]
-    columns = loss_columns + (["val_loss"] if evaluator is not None else []) \
+    columns = loss_columns + (["val_loss"] if evaluator is not None and len(steps) == 1 else [])\
+        + ([f"val_{column}" for column, *_ in terms] if evaluator is not None else []) \
         + list(metric_names) \
         + ([f"val_{name}" for name in metric_names] if evaluator is not None else []) \
         + lr_columns
@@ -180,6 +196,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
         started = time.perf_counter()
         watch.epoch_started(epoch, global_step + 1, rng)
         totals, counts = [0.0] * len(steps), [0] * len(steps)
+        term_totals = [0.0] * len(terms)
         train_metrics = {name: make_metric(name, ignore_index=ignore_index)
                          for name in metric_names}
         bar = ProgressBar(steps_per_epoch, f"epoch {epoch}/{config.epochs}") if verbose else None
@@ -199,6 +216,9 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                 loss += step_loss
                 totals[index] += step_loss * size
                 counts[index] += size
+                for number, (_, step_index, output, _) in enumerate(terms):
+                    if step_index == index:
+                        term_totals[number] += float(outputs[output]) * size
                 if label and predicting and step is predicting[0]:
                     for metric in train_metrics.values():
                         metric.update(outputs[step.prediction_index], chunk[label])
@@ -210,13 +230,14 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
             break
         means = [total / max(count, 1) for total, count in zip(totals, counts)]
         row: dict[str, Any] = {"epoch": epoch, "loss": sum(means)}
-        if len(steps) > 1:
-            row.update({step.objective: mean for step, mean in zip(steps, means)})
+        for (column, step_index, _, _), total in zip(terms, term_totals):
+            row[column] = total / max(counts[step_index], 1)
         row.update({name: metric.result() for name, metric in train_metrics.items()})
         if evaluator is not None:
             current = {name: state[name] for name in model.parameter_shapes}
             scores = evaluator(current, validation, config.batch)
             row["val_loss"] = sum(scores[name] for name in evaluator.loss_names)
+            row.update({f"val_{column}": scores[name] for column, _, _, name in terms})
             row.update({f"val_{name}": scores[name] for name in metric_names})
         for step in steps:
             update = max((global_step - 1) // step.every, 0)

@@ -172,3 +172,47 @@ def test_metrics_leave_out_the_positions_the_loss_ignores(tmp_path):
     keep = tag[validation] != 0
     expected = (probs.argmax(-1) == tag[validation])[keep].mean()
     assert result.history[-1]["val_accuracy"] == pytest.approx(expected)
+
+
+def test_every_loss_of_a_summed_objective_has_a_column(tmp_path):
+    path = tmp_path / "two_losses.net"
+    path.write_text("""
+model Two {
+    in  x: f32[B, 2]
+    in  y: f32[B, 1]
+    p = x |> Dense(1) as fc
+    out pred = p
+    loss fit = mse(p, y)
+    loss small = 0.1 * mean(p * p)
+}
+train Two {
+    epochs = 2
+    batch = 8
+    split = 0.75
+    optimizer = SGD(lr=0.05)
+}
+""")
+    model = netdsl.load(path)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 2)).astype(np.float32)
+    lines = []
+    from netdsl.runtime.train import fit
+    result = fit(model, model.init(), model.train_config, data={"x": x, "y": x[:, :1] * 2},
+                 target="reference", verbose=True, printer=lines.append)
+    row = result.history[-1]
+    assert row["loss"] == pytest.approx(row["fit"] + row["small"], rel=1e-5)
+    assert row["small"] > 0 and row["fit"] > 0
+    assert row["val_loss"] == pytest.approx(row["val_fit"] + row["val_small"], rel=1e-5)
+    assert lines[0].split()[:7] == ["epoch", "loss", "val_loss", "fit", "small", "val_fit",
+                                    "val_small"]
+
+
+def test_without_a_name_the_trained_model_is_chosen(tmp_path):
+    # A decoder written after the VAE it shares weights with is not what `train` should pick.
+    path = tmp_path / "two_models.net"
+    path.write_text(MODEL + "train M {\n    epochs = 1\n}\n" +
+                    "model Other {\n    in z: f32[B, 2]\n    out y = z |> Dense(1) as fc\n}\n")
+    assert netdsl.load(path).name == "M"
+    assert netdsl.load(path, model="Other").name == "Other"
+    path.write_text(MODEL + "model Other {\n    in z: f32[B, 2]\n    out y = z\n}\n")
+    assert netdsl.load(path).name == "Other"          # no train section: the last model
