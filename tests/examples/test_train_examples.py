@@ -135,3 +135,20 @@ def test_vae_digits_elbo_and_samples(root):
     images = validation.reshape(len(validation), -1)
     nearest = ((samples[:, None, :] - images[None]) ** 2).mean(axis=-1).min(axis=1)
     assert nearest.mean() < 0.035, nearest.mean()
+
+
+def test_diffusion_moons_samples_lie_on_the_moons(root):
+    # DDPM trained in the graph (random t and noise per example), sampled by the Sampler model's
+    # compiled reverse scan.  Measured: samples' mean nearest-neighbour distance to the data 0.062
+    # against 0.020 for held-out moons (3.1x) and 0.267 for N(0, 1) noise (13x).
+    from netdsl.runtime.point_data import moons, nearest_distances
+    data = moons(2048, seed=0)
+    _, result = train(root, "diffusion_moons.net", data=data)
+    sampler = netdsl.load(root / "examples" / "diffusion_moons.net", model="Sampler")
+    weights = {name: result.weights[name] for name in sampler.parameter_shapes}
+    samples = sampler.sample(weights, n=1000, seed=0)["samples"]
+    own = nearest_distances(moons(1000, seed=1)["x"], data["x"]).mean()
+    noise = nearest_distances(np.random.default_rng(0).standard_normal((1000, 2)),
+                              data["x"]).mean()
+    found = nearest_distances(samples, data["x"]).mean()
+    assert found < 4.5 * own and found < 0.4 * noise, (found, own, noise)
