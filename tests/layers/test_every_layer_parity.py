@@ -169,6 +169,9 @@ NOT_COMPARED: dict[str, str] = {
                "netdsl's own counter-based draw, not torch's generator; the same draw on every "
                "target is tested in test_attention_parity.py (dropout test) and "
                "test_random_tensors.py",
+    "TimeEmbedding": "torch has no such layer (DDPM's is hand-written); it has no parameters and "
+                     "is checked against the sin/cos formula on both targets in "
+                     "test_diffusion_functions.py",
 }
 
 
