@@ -135,12 +135,24 @@ def test_dce_prunes_unneeded_gradients_inside_the_loop():
     graph = vjp_graph(build_elman(False, "hs"), elman_arrays(), ["wh"])   # not x, wx or b
     simplified = run_pipeline(graph)
     reverse = [n for n in simplified.nodes if n.op.name == "scan"][-1]
-    assert list(reverse.attrs["body"].outputs) == ["d_carry0", "d_const1"]
-    assert len(reverse.outputs) == 2
+    # wh's gradient, Σ_t h_tᵀ @ d_pre_t, is one product after the loop: the loop keeps the
+    # carry's cotangent and yields d_pre (h_t is the stored carry, a sequence already)
+    assert len(reverse.attrs["body"].outputs) == 2 and reverse.attrs["n_carry"] == 1
+    assert reverse.outputs[1].type == t64(B, T, H)
     a = elman_arrays()
     cot = rng.standard_normal((B, T, H))
     np.testing.assert_allclose(run(simplified, {**a, "cot": cot})["grad.wh"],
                                run(graph, {**a, "cot": cot})["grad.wh"], rtol=1e-12)
+
+
+def test_weight_gradients_are_one_product_after_the_loop():
+    """Gradients of weights used as `v @ W` (Σ_t v_tᵀ @ g_t) and of a bias (Σ_t Σ_b g_t) are
+    summed over time after the reverse loop, not accumulated in carries of it."""
+    from passes_helpers import vjp_graph
+    graph = vjp_graph(build_elman(True, "both"), elman_arrays(), ["wx", "wh", "b", "h0", "x"])
+    reverse = [n for n in graph.nodes if n.op.name == "scan"][-1]
+    assert reverse.attrs["n_carry"] == 1                 # the cotangent of h only
+    check_gradients(build_elman(True, "both"), elman_arrays(), rtol=1e-5, atol=1e-8)
 
 
 def test_integer_carry_gets_no_gradient():
