@@ -3,15 +3,17 @@
 The kernels call Numba's own BLAS entry point (`numba_xxgemm`, what np.dot calls) through an
 intrinsic, passing transpose flags rather than transposed views, so that one compiled signature
 per dtype serves every combination.  A [..., M, K] @ [K, N] product is one gemm over all batch
-rows; other batched products loop over their matrices serially (BLAS runs its own threads).
+rows; other batched products are one gemm per matrix in a serial loop (matmul_batched), or, for
+outputs large enough for parallel loops, small matrices in a compiled kernel over the batch in
+parallel (matmul_batched_parallel, batched_matmul.py).
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
 from . import lowering
+from .batched_matmul import SMALL_WORK, batch_index, small_batched
 
 
 @intrinsic
@@ -86,30 +88,8 @@ def matmul_2d(a, b, out, transpose_a, transpose_b):
 
 
 @njit(cache=True)
-def _batch_index(i, a_shape, b_shape, out_shape):
-    """The a and b matrices of output matrix i (batch axes of extent 1 broadcast)."""
-    rest = np.int64(i)      # prange indices may be unsigned; keep the arithmetic integral
-    index_a = 0
-    index_b = 0
-    stride_a = 1
-    stride_b = 1
-    for d in range(len(out_shape) - 3, -1, -1):
-        position = rest % out_shape[d]
-        rest //= out_shape[d]
-        if a_shape[d] != 1:
-            index_a += position * stride_a
-        if b_shape[d] != 1:
-            index_b += position * stride_b
-        stride_a *= a_shape[d]
-        stride_b *= b_shape[d]
-    return index_a, index_b
-
-
-@njit(cache=True)
-def matmul_batched(a, b, out, transpose_a, transpose_b):
-    """Batched gemm; a, b, out have equal rank >= 3, batch axes of a/b are 1 or out's extent.
-    One gemm per matrix, in a serial loop: BLAS is never called inside a parallel region (it
-    runs its own threads; nested, OpenBLAS warns that it may hang)."""
+def _batch_views(a, b, out, transpose_a, transpose_b):
+    """a, b, out as [count, rows, cols] views, checked to multiply; and M * N * K."""
     rank = out.ndim
     count_a = 1
     count_b = 1
@@ -121,9 +101,42 @@ def matmul_batched(a, b, out, transpose_a, transpose_b):
     a3 = a.reshape(count_a, a.shape[rank - 2], a.shape[rank - 1])
     b3 = b.reshape(count_b, b.shape[rank - 2], b.shape[rank - 1])
     out3 = out.reshape(count, out.shape[rank - 2], out.shape[rank - 1])
-    for i in range(count):
-        index_a, index_b = _batch_index(i, a.shape, b.shape, out.shape)
+    m = a3.shape[2] if transpose_a else a3.shape[1]
+    k = a3.shape[1] if transpose_a else a3.shape[2]
+    n = b3.shape[1] if transpose_b else b3.shape[2]
+    k2 = b3.shape[2] if transpose_b else b3.shape[1]
+    if k != k2 or out3.shape[1] != m or out3.shape[2] != n:
+        raise ValueError("matmul_batched: shapes do not match")
+    return a3, b3, out3, m * n * k
+
+
+@njit(cache=True)
+def _gemm_per_matrix(a, b, out, a3, b3, out3, transpose_a, transpose_b):
+    """One gemm per output matrix, in a serial loop: BLAS is never called inside a parallel
+    region (it runs its own threads; nested, OpenBLAS warns that it may hang)."""
+    for i in range(out3.shape[0]):
+        index_a, index_b = batch_index(i, a.shape, b.shape, out.shape)
         matmul_2d(a3[index_a], b3[index_b], out3[i], transpose_a, transpose_b)
+
+
+@njit(cache=True)
+def matmul_batched(a, b, out, transpose_a, transpose_b):
+    """Batched gemm; a, b, out have equal rank >= 3, batch axes of a/b are 1 or out's extent.
+    One BLAS gemm per matrix: on one core OpenBLAS beat the compiled kernel at every size
+    measured, down to 8 x 8 x 8 (its small-matrix path makes a call ~60 ns)."""
+    a3, b3, out3, _ = _batch_views(a, b, out, transpose_a, transpose_b)
+    _gemm_per_matrix(a, b, out, a3, b3, out3, transpose_a, transpose_b)
+
+
+@njit(cache=True)
+def matmul_batched_parallel(a, b, out, transpose_a, transpose_b):
+    """matmul_batched with matrices of at most SMALL_WORK multiply-adds in parallel over the
+    batch (batched_matmul.small_batched: no BLAS call); larger ones one gemm each."""
+    a3, b3, out3, work = _batch_views(a, b, out, transpose_a, transpose_b)
+    if work <= SMALL_WORK:
+        small_batched(a3, b3, out3, a.shape, b.shape, out.shape, transpose_a, transpose_b)
+    else:
+        _gemm_per_matrix(a, b, out, a3, b3, out3, transpose_a, transpose_b)
 
 
 def _flag(value: bool) -> str:
@@ -169,6 +182,10 @@ def lower_matmul(ctx, node, ins, outs):
     b_dims = pad([f"{ins[1]}.shape[{d}]" for d in range(rb)] if rb > 1
                  else [f"{ins[1]}.shape[0]", "1"])
     out_dims = ["1"] * (nbatch - len(out_batch)) + out_batch + [rows, cols]
-    return [f"{ctx.use(matmul_batched)}({_reshape_expr(ins[0], a_dims)}, "
+    # The batch in parallel only where the code generator runs parallel loops (ctx.large): on two
+    # busy cores a parallel region here waited ~15 ms for its threads (benchmarks/
+    # batched_matmul.py), more than the whole product takes serially.
+    kernel = matmul_batched_parallel if ctx.large(node.outputs[0].type) else matmul_batched
+    return [f"{ctx.use(kernel)}({_reshape_expr(ins[0], a_dims)}, "
             f"{_reshape_expr(ins[1], b_dims)}, {_reshape_expr(out, out_dims)}, "
             f"{_flag(ta)}, {_flag(tb)})"]
