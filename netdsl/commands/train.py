@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                         if k not in ("epoch", "seconds", "lr") and isinstance(v, float))
     print(f"trained {model.name} for {len(result.history)} epochs: {summary}")
     if args.out:
-        save_checkpoint(args.out, result.weights, meta)
+        save_checkpoint(args.out, result.weights, meta, optimizer=result.optimizer_state)
         print(f"wrote {args.out}")
     if args.plot:
         from ..runtime.plot import plot_history
@@ -85,7 +85,7 @@ def _save_interrupted(args: argparse.Namespace, result, meta: dict, interrupts) 
     saved = []
     if args.out:
         meta["interrupted"] = {"epoch": epoch, "step": step, "signal": interrupts.name}
-        save_checkpoint(args.out, result.weights, meta)
+        save_checkpoint(args.out, result.weights, meta, optimizer=result.optimizer_state)
         saved.append(args.out)
     if args.plot and result.history:
         from ..runtime.plot import plot_history

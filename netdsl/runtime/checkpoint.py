@@ -20,6 +20,9 @@ from ..source import Span
 from .files import check_output, write_atomically
 
 META_KEY = "__netdsl_meta__"
+# The optimisers' state (Adam's m and v, momentum buffers) is stored beside the weights under
+# this prefix, so that a checkpoint holds a whole training run yet loads as just the weights.
+OPTIMIZER_PREFIX = "optimizer/"
 EXTENSIONS = (".npz", ".safetensors")
 _SAFETENSORS_HINT = "pip install 'netdsl[safetensors]'"
 PARTIAL_HINT = ("to load only the parameters the model has and skip the others, pass --partial "
@@ -29,7 +32,8 @@ _DTYPE_NAMES = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i32": 
 
 
 class Checkpoint(NamedTuple):
-    """What `load_checkpoint` returns: the weights by name, and the meta dict (may be empty)."""
+    """What `load_checkpoint` returns: the weights by name, and the meta dict (may be empty).
+    The optimisers' state saved beside them is `load_optimizer_state`'s."""
 
     weights: dict[str, np.ndarray]
     meta: dict[str, Any]
@@ -73,13 +77,19 @@ def _format(path: Path, span: Span | None) -> str:
 
 
 def save_checkpoint(path: str | Path, weights: dict[str, np.ndarray], meta: dict[str, Any] | None = None,
-                    span: Span | None = None) -> None:
-    """Write weights (and meta) to .npz or .safetensors, chosen by the extension."""
+                    span: Span | None = None,
+                    optimizer: dict[str, np.ndarray] | None = None) -> None:
+    """Write weights (and meta, and the optimisers' state) to .npz or .safetensors, chosen by
+    the extension."""
     path = Path(path)
     kind = _format(path, span)
     arrays = {}
-    for name, value in weights.items():
-        if not isinstance(name, str) or name == META_KEY:
+    stored = [(name, value) for name, value in weights.items()]
+    for name, value in (optimizer or {}).items():
+        stored.append((OPTIMIZER_PREFIX + name if isinstance(name, str) else name, value))
+    for name, value in stored:
+        if not isinstance(name, str) or name == META_KEY or \
+                (name.startswith(OPTIMIZER_PREFIX) and name in weights):
             raise Error(f"cannot save parameter named {name!r} in a checkpoint", span)
         arrays[name] = np.asarray(value, order="C")  # ascontiguousarray would make 0-d arrays 1-d
         if arrays[name].dtype.kind not in "biuf":
@@ -110,8 +120,17 @@ def _safetensors(function: str, verb: str, span: Span | None):
 
 def load_checkpoint(path: str | Path, span: Span | None = None) -> Checkpoint:
     """Read a checkpoint written by `save_checkpoint` (or any .npz / .safetensors of arrays)."""
-    weights, meta, _ = _read_checkpoint(Path(path), span)
-    return Checkpoint(weights, meta)
+    arrays, meta, _ = _read_checkpoint(Path(path), span)
+    return Checkpoint({name: value for name, value in arrays.items()
+                       if not name.startswith(OPTIMIZER_PREFIX)}, meta)
+
+
+def load_optimizer_state(path: str | Path, span: Span | None = None) -> dict[str, np.ndarray]:
+    """The optimisers' state a checkpoint holds (`opt.<param>.<slot>` -> array; empty if none):
+    what `netdsl train --out` saved from every objective's optimiser."""
+    arrays, _, _ = _read_checkpoint(Path(path), span)
+    return {name[len(OPTIMIZER_PREFIX):]: value for name, value in arrays.items()
+            if name.startswith(OPTIMIZER_PREFIX)}
 
 
 def _read_checkpoint(path: Path, span: Span | None,
@@ -145,7 +164,8 @@ def _read_checkpoint(path: Path, span: Span | None,
         meta = json.loads(meta_text)
     except ValueError:
         meta = {}
-    skipped = [name for name in names if name not in weights]
+    skipped = [name for name in names
+               if name not in weights and not name.startswith(OPTIMIZER_PREFIX)]
     return weights, meta if isinstance(meta, dict) else {}, skipped
 
 
@@ -159,6 +179,8 @@ def load_weights(path: str | Path, expected: dict[str, tuple[tuple, Any]], parti
     """
     path = Path(path)
     weights, meta, skipped = _read_checkpoint(path, span, expected if partial else None)
+    weights = {name: value for name, value in weights.items()
+               if not name.startswith(OPTIMIZER_PREFIX)}
     checked = check_weights(weights, expected, span, source=str(path), model=model)
     return LoadedWeights(checked, skipped, meta)
 

@@ -118,3 +118,22 @@ def test_check_weights_casts_float_width_and_accepts_dtype_names():
     loaded = {"w": np.ones((2, 2), np.float64)}
     result = check_weights(loaded, {"w": ((2, 2), "f32")})
     assert result["w"].dtype == np.float32
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_optimizer_state_is_kept_beside_the_weights(tmp_path, suffix):
+    if suffix == ".safetensors" and importlib.util.find_spec("safetensors") is None:
+        pytest.skip("safetensors is not installed")
+    path = tmp_path / f"w{suffix}"
+    state = {"opt.fc1.weight.m": np.full((3, 2), 0.5, np.float32),
+             "opt.fc1.weight.v": np.ones((3, 2), np.float32)}
+    save_checkpoint(path, WEIGHTS, {"epochs": 2}, optimizer=state)
+    loaded = load_checkpoint(path)
+    assert sorted(loaded.weights) == sorted(WEIGHTS)         # the weights alone, as before
+    restored = checkpoint.load_optimizer_state(path)
+    assert sorted(restored) == sorted(state)
+    for name, array in state.items():
+        np.testing.assert_array_equal(restored[name], array)
+    # A model loads them without --partial: the optimiser's arrays are not extra parameters.
+    assert checkpoint.load_weights(path, EXPECTED).weights.keys() == WEIGHTS.keys()
+    assert checkpoint.load_weights(path, EXPECTED, partial=True).skipped == []
