@@ -20,4 +20,7 @@ python -m pip install -q --disable-pip-version-check "torch==2.13.0" \
 # One compile cache for the whole run, so each model is compiled by LLVM once.
 export NETDSL_CACHE_DIR="${NETDSL_CACHE_DIR:-$PWD/.netdsl-cache}"
 export NUMBA_ENABLE_CUDASIM="${NUMBA_ENABLE_CUDASIM:-1}"
-python -m pytest -q "$@"
+# One worker per core (pytest-xdist; NETDSL_TEST_WORKERS=0 runs in this process): most of the
+# suite's time is single-threaded LLVM compiling, so the workers overlap it.  worksteal keeps
+# both busy when one file (the trained examples) is much longer than the rest.
+python -m pytest -q -n "${NETDSL_TEST_WORKERS:-auto}" --dist worksteal "$@"
