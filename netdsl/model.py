@@ -171,6 +171,14 @@ class Model:
         given = dict(inputs or {})
         return self.forward(weights, {**given, **self.latents(n, seed, given)}, target=target)
 
+    def generate(self, weights: Mapping[str, np.ndarray], prompt, length: int = 200,
+                 **options: Any) -> np.ndarray:
+        """A causal language model's continuation of `prompt` ([n, P] token ids), one token
+        at a time: [n, P + length] ids.  Options: temperature, top_k, seed, context, target
+        (runtime/generate.py)."""
+        from .runtime.generate import generate
+        return generate(self, weights, prompt, length, **options)
+
     # -- training -------------------------------------------------------------------------
     @cached_property
     def train_config(self):
