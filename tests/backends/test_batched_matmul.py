@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pytest
 
-from netdsl.backends.numba_cpu.emit import run_single_node
+from netdsl.backends.numba_cpu.emit import compile_single_node, run_single_node
 from netdsl.backends.numba_cpu.lowerings.batched_matmul import SMALL_WORK, small_batched
 from netdsl.backends.numba_cpu.lowerings.linalg import matmul_batched, matmul_batched_parallel
 from netdsl.ir.graph import GraphBuilder
@@ -95,13 +95,15 @@ def test_matmul_batched_rejects_mismatched_shapes(kernel):
 @pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
 @pytest.mark.parametrize("ta,tb", FLAGS, ids=["NN", "NT", "TN", "TT"])
 def test_lowered_matmul_broadcasts_ranks(ta, tb, parallel):
-    """Through the matmul lowering (parallel: a context whose ops are all `large`, so the
-    lowering calls matmul_batched_parallel): a rank-4 operand against a rank-3 one."""
+    """Through the matmul lowering (parallel: a context parallel throughout, where the lowering
+    calls matmul_batched_parallel): a rank-4 operand against a rank-3 one."""
     rng = np.random.default_rng(2)
     a, b = _operands(rng, (2, 3), (3,), 6, 5, 7, ta, tb, np.float32)
     builder = GraphBuilder()
     x = builder.input("a", TensorType(DType.f32, a.shape))
     y = builder.input("b", TensorType(DType.f32, b.shape))
     node = builder.op("matmul", x, y, transpose_a=ta, transpose_b=tb).producer
+    _, source = compile_single_node(node, parallel)      # njit compiles on the first call only
+    assert ("matmul_batched_parallel(" in source) == parallel
     (out,) = run_single_node(node, [a, b], parallel=parallel)
     _check(out, _expected(a, b, ta, tb), 5)

@@ -3,8 +3,8 @@
 The kernels call Numba's own BLAS entry point (`numba_xxgemm`, what np.dot calls) through an
 intrinsic, passing transpose flags rather than transposed views, so that one compiled signature
 per dtype serves every combination.  A [..., M, K] @ [K, N] product is one gemm over all batch
-rows; other batched products are one gemm per matrix in a serial loop (matmul_batched), or, for
-outputs large enough for parallel loops, small matrices in a compiled kernel over the batch in
+rows; other batched products are one gemm per matrix in a serial loop (matmul_batched), or, in a
+context that is parallel throughout, small matrices in a compiled kernel over the batch in
 parallel (matmul_batched_parallel, batched_matmul.py).
 """
 from __future__ import annotations
@@ -182,10 +182,11 @@ def lower_matmul(ctx, node, ins, outs):
     b_dims = pad([f"{ins[1]}.shape[{d}]" for d in range(rb)] if rb > 1
                  else [f"{ins[1]}.shape[0]", "1"])
     out_dims = ["1"] * (nbatch - len(out_batch)) + out_batch + [rows, cols]
-    # The batch in parallel only where the code generator runs parallel loops (ctx.large): on two
-    # busy cores a parallel region here waited ~15 ms for its threads (benchmarks/
-    # batched_matmul.py), more than the whole product takes serially.
-    kernel = matmul_batched_parallel if ctx.large(node.outputs[0].type) else matmul_batched
+    # The compiled kernel over the batch only in a context that is parallel throughout
+    # (ctx.parallel), not for every large output (ctx.large): on the shared 2-core machine it
+    # lost to one gemm per matrix on attention's shapes, 0.4-1.0x on one thread and, with two,
+    # often waiting ~15 ms for a busy core (benchmarks/batched_matmul.py).
+    kernel = matmul_batched_parallel if ctx.parallel else matmul_batched
     return [f"{ctx.use(kernel)}({_reshape_expr(ins[0], a_dims)}, "
             f"{_reshape_expr(ins[1], b_dims)}, {_reshape_expr(out, out_dims)}, "
             f"{_flag(ta)}, {_flag(tb)})"]
