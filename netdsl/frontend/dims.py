@@ -13,7 +13,7 @@ from typing import Any, Callable
 from ..errors import Diagnostic, Error
 from ..ir.graph import Value
 from ..ir.types import (DimLike, DType, Sym, TensorType, dim_add, dim_floordiv, dim_mul,
-                        dim_sub, opaque)
+                        dim_sub)
 from ..source import Span
 from . import ast
 from .cost import per_example
@@ -66,7 +66,7 @@ def exact_div(left: DimLike, right: DimLike, span: Span | None) -> DimLike:
     if isinstance(left, int) and isinstance(right, int):
         return whole(Quotient(left, right), span)
     result = dim_floordiv(left, right)
-    if result == opaque(f"{left} // {right}"):            # not an exact polynomial division
+    if dim_mul(result, right) != left:                   # not an exact polynomial division
         raise Error(f"the dimension {left} / {right} is not known to be a whole number", span,
                     f"use `//` to round down, or make {left} a multiple of {right}")
     return result

@@ -9,6 +9,8 @@ symbol named after the expression, which is still unified and bound at run time.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from enum import Enum
 from typing import Mapping, Union
@@ -154,14 +156,19 @@ def dim_floordiv(a: DimLike, b: DimLike) -> DimLike:
     """Exact division stays a polynomial; anything else becomes an opaque symbol."""
     if isinstance(a, int) and isinstance(b, int):
         return a // b
-    if isinstance(b, int) and b != 0 and all(c % b == 0 for c in _poly(a).values()):
-        return _make({m: c // b for m, c in _poly(a).items()})
+    if isinstance(b, int) and b > 0:
+        # Cancel a common factor first, so (2*B) // 8 is the same dimension as B // 4.
+        poly = _poly(a)
+        common = math.gcd(b, *poly.values())
+        a, b = _make({m: c // common for m, c in poly.items()}), b // common
+        if b == 1:
+            return a
     if isinstance(b, Sym) and b.is_single_symbol:
         name = b.terms[0][0][0]
         poly = _poly(a)
         if all(name in m for m in poly):
             return _make({_remove_one(m, name): c for m, c in poly.items()})
-    return opaque(f"{a} // {b}")
+    return opaque(f"{_atom(str(a))} // {_atom(str(b))}")
 
 
 def _remove_one(monomial: Monomial, name: str) -> Monomial:
@@ -190,11 +197,72 @@ def evaluate_dim(d: DimLike, bindings: Mapping[str, int]) -> int:
     for monomial, coefficient in d.terms:
         value = coefficient
         for name in monomial:
-            if name not in bindings:
-                raise KeyError(name)
-            value *= bindings[name]
+            value *= bindings[name] if name in bindings else _evaluate_opaque(name, bindings)
         total += value
     return total
+
+
+# An opaque dimension (`(B + 2) // 3`, what dim_floordiv cannot simplify) is named by its
+# expression: integers, symbols, + - * // and brackets.  These read the name back.
+_OPERATORS = {"Add": ("+", lambda a, b: a + b), "Sub": ("-", lambda a, b: a - b),
+              "Mult": ("*", lambda a, b: a * b), "FloorDiv": ("//", lambda a, b: a // b)}
+
+
+def _opaque_tree(name: str):
+    """The expression of an opaque dimension's name, or None for a plain symbol."""
+    import ast
+    if not any(c in name for c in " +-*/"):
+        return None
+    try:
+        return ast.parse(name, mode="eval").body
+    except SyntaxError:
+        return None
+
+
+def _fold_opaque(name: str, leaf, combine):
+    """Walk an opaque name's expression: `leaf(symbol or int)`, `combine(operator, l, r)`."""
+    import ast
+
+    def walk(node):
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            return leaf(node.value)
+        if isinstance(node, ast.Name):
+            return leaf(node.id)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return combine("Sub", leaf(0), walk(node.operand))
+        if isinstance(node, ast.BinOp) and type(node.op).__name__ in _OPERATORS:
+            return combine(type(node.op).__name__, walk(node.left), walk(node.right))
+        raise KeyError(name)
+    tree = _opaque_tree(name)
+    if tree is None:
+        raise KeyError(name)
+    return walk(tree)
+
+
+def opaque_symbols(name: str) -> set[str]:
+    """The plain symbols an opaque dimension's name reads ({name} for a plain symbol)."""
+    if _opaque_tree(name) is None:
+        return {name}
+    found: set[str] = set()
+    _fold_opaque(name, lambda x: found.add(x) if isinstance(x, str) else None,
+                 lambda op, a, b: None)
+    return found
+
+
+def opaque_source(name: str, variables: Mapping[str, str]) -> str:
+    """Python source of an opaque dimension, each symbol replaced by its variable."""
+    return _fold_opaque(name, lambda x: variables[x] if isinstance(x, str) else str(x),
+                        lambda op, a, b: f"({a} {_OPERATORS[op][0]} {b})")
+
+
+def _evaluate_opaque(name: str, bindings: Mapping[str, int]) -> int:
+    """An opaque dimension's value from its expression and the bound symbols (KeyError for an
+    unbound symbol or a division by zero)."""
+    def combine(op, a, b):
+        if op == "FloorDiv" and b == 0:
+            raise KeyError(name)
+        return _OPERATORS[op][1](a, b)
+    return _fold_opaque(name, lambda x: bindings[x] if isinstance(x, str) else x, combine)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import re
 
 from ...errors import Error
 from ...ir.graph import Graph, Value
-from ...ir.types import DimLike, Sym, evaluate_dim
+from ...ir.types import DimLike, Sym, evaluate_dim, opaque_source, opaque_symbols
 from ...passes.fusion import FusedGraph, KernelGroup
 from ...passes.memory import ALIGN, MemoryPlan
 from ..loopir import build_loop_nest, collapse, extents, mark_parallel, parallelizable
@@ -42,14 +42,14 @@ class FunctionWriter:
         """Source of a dimension in terms of the dims read at the top of the function."""
         if isinstance(d, int):
             return str(d)
-        missing = d.symbols - set(self.sym_var)
+        missing = {n for s in d.symbols for n in opaque_symbols(s)} - set(self.sym_var)
         if missing:
             raise Error(f"cannot compile: dimension {d} is not the dimension of any input, so "
                         f"it is unknown at run time ({', '.join(sorted(missing))})")
         terms = []
         for monomial, coefficient in d.terms:
             factors = ([str(coefficient)] if coefficient != 1 or not monomial else []) + \
-                [self.sym_var[n] for n in monomial]
+                [self.sym_var.get(n) or opaque_source(n, self.sym_var) for n in monomial]
             terms.append(" * ".join(factors))
         return "(" + " + ".join(terms) + ")"
 
