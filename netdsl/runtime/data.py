@@ -2,7 +2,8 @@
 
 `load_data(spec, base_dir)` accepts:
 
-* a built-in data set name (`xor`, `spirals`, `digits`, `mnist`; see `datasets.py`);
+* a built-in data set name (`xor`, `spirals`, `digits`, `mnist`; see `datasets.py`), or one
+  called with options by name, `chars(path="text.txt", length=64)` (a train section's CallValue);
 * `file.npz`: every key becomes an input name;
 * `file.npy`: one array, named by the file's stem (`x.npy` feeds `in x`);
 * `file.csv`: a header row names the columns, every other row is one example.  Columns whose
@@ -40,6 +41,7 @@ from ..source import Span
 from .datasets import BUILTIN_DATASETS, is_mnist_folder, load_builtin, load_mnist
 from .input_checks import (IndexRange, check_finite, check_index_ranges, check_npy_size,
                            check_npz_sizes, npy_header)
+from .train_config import CallValue
 
 DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, "bool": np.bool_}
 
@@ -51,6 +53,11 @@ def load_data(spec: Any, base_dir: str | Path = ".", span: Span | None = None) -
     """Load data from a built-in name, a .npz/.npy/.csv file or a folder (see module doc)."""
     if isinstance(spec, dict):
         return {str(key): np.asarray(value) for key, value in spec.items()}
+    if isinstance(spec, CallValue):
+        if spec.args:
+            raise Error(f"write the options of data set '{spec.name}' by name: "
+                        f"{spec.name}(option=value, ...)", span)
+        return load_builtin(spec.name, span, base_dir=base_dir, options=spec.kwargs)
     text = str(spec)
     path = Path(text)
     looks_like_name = path.suffix == "" and len(path.parts) == 1

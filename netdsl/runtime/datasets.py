@@ -1,4 +1,5 @@
-"""Built-in data sets (xor, spirals, digits, mnist) and a reader for MNIST's IDX files.
+"""Built-in data sets (xor, spirals, digits, mnist, sequences, tokens, lookup, chars) and a
+reader for MNIST's IDX files.
 
 Every loader returns `dict[str, np.ndarray]` keyed by the input names the examples use:
 
@@ -6,6 +7,11 @@ Every loader returns `dict[str, np.ndarray]` keyed by the input names the exampl
     spirals   x f32[N, 2], y i64[N]             three interleaved spiral arms (CS231n)
     digits    image f32[1797, 1, 8, 8] in [0, 1], label i64[1797]   (needs scikit-learn)
     mnist     image f32[N, 1, 28, 28] in [0, 1], label i64[N]       (from a folder of IDX files)
+    sequences x f32[N, T, 1], label i64[N]          is the running sum positive at the end
+    tokens    x i64[N, T], label i64[N]             the first token (memory over T steps)
+    lookup    x i64[N, T], label i64[N]             does the first token occur again (attention)
+    chars     x i64[N, T], y i64[N, T]              windows of a text file, next-char labels
+                                                    (runtime/text_data.py)
 
 The built-in `mnist` looks for its folder in `<base_dir>/mnist`, `<base_dir>/data/mnist`,
 `$NETDSL_DATA/mnist` and `~/.cache/netdsl/mnist`; nothing is downloaded.
@@ -23,6 +29,7 @@ import numpy as np
 
 from ..errors import Error, did_you_mean
 from ..source import Span
+from .text_data import chars, check_count
 
 # IDX type codes (third byte of the magic number) and the big-endian dtype each one means.
 _IDX_DTYPES = {
@@ -234,10 +241,40 @@ def tokens(n: int = 2000, length: int = 12, vocab: int = 10, classes: int = 4,
     return {"x": x.astype(np.int64), "label": label.astype(np.int64)}
 
 
+def lookup(n: int = 10000, length: int = 16, vocab: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
+    """A synthetic task that needs content-based attention: `x` i64[N, T] ids in [1, vocab)
+    (0 is left for padding); `label` i64[N] is 1 when the first id occurs again among the
+    other T - 1, which it does in half the examples, exactly once at a uniform position.
+
+    Every position's id is uniform over the vocabulary in both classes (the first is uniform
+    and the others are drawn the same way), so per-position or bag-of-ids features summed over
+    T and read by a linear layer score chance: the label depends on comparing the first id with
+    every other, which one attention head does."""
+    n = check_count("lookup", "n", n, 2)
+    length = check_count("lookup", "length", length, 3, 100_000)
+    vocab = check_count("lookup", "vocab", vocab, 3, 1_000_000)
+    if n * length > 2 ** 28:
+        raise Error(f"lookup: n * length = {n * length} ids is more than 2**28")
+    rng = np.random.default_rng(check_count("lookup", "seed", seed, 0, 2 ** 63 - 1))
+    query = rng.integers(1, vocab, size=n)
+    # The others are drawn without the query: q - 1 plus 1..vocab-2, cyclically over [1, vocab),
+    # is uniform over the other ids.
+    others = (query[:, None] - 1 + rng.integers(1, vocab - 1, size=(n, length - 1))) \
+        % (vocab - 1) + 1
+    label = rng.integers(0, 2, size=n)
+    where = rng.integers(0, length - 1, size=n)
+    hit = np.flatnonzero(label)
+    others[hit, where[hit]] = query[hit]
+    x = np.concatenate([query[:, None], others], axis=1)
+    return {"x": x.astype(np.int64), "label": label.astype(np.int64)}
+
+
 BUILTIN_DATASETS: dict[str, Callable[..., dict[str, np.ndarray]]] = {
     "xor": xor,
     "sequences": sequences,
     "tokens": tokens,
+    "lookup": lookup,
+    "chars": chars,
     "spirals": spirals,
     "digits": digits,
     "mnist": mnist,
@@ -262,8 +299,8 @@ def load_builtin(name: str, span: Span | None = None, base_dir: str | Path | Non
             listed = ", ".join(accepted) if accepted else "none"
             raise Error(f"data set '{name}' has no option '{key}'", span,
                         hint=(suggestion + " " if suggestion else "") + f"options: {listed}")
-    if name == "mnist":
-        options["base_dir"] = base_dir
+    if "base_dir" in inspect.signature(loader).parameters:
+        options["base_dir"] = base_dir      # mnist and chars resolve paths against the .net file
     try:
         return loader(**options)
     except Error as error:

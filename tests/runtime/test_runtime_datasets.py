@@ -68,7 +68,8 @@ def test_unknown_builtin_did_you_mean_and_span():
     assert error.message == "unknown data set 'digts'"
     assert error.span == span
     assert "did you mean 'digits'?" in error.diagnostics[0].hint
-    assert set(BUILTIN_DATASETS) == {"xor", "spirals", "digits", "mnist", "sequences", "tokens"}
+    assert set(BUILTIN_DATASETS) == {"xor", "spirals", "digits", "mnist", "sequences", "tokens",
+                                     "lookup", "chars"}
 
 
 def test_tokens_label_is_the_first_token():
