@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         return _save_interrupted(args, result, meta, interrupts)
     last = result.history[-1] if result.history else {}
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items()
-                        if k not in ("epoch", "seconds", "lr") and isinstance(v, float))
+                        if k not in ("epoch", "seconds") and not k.startswith("lr")
+                        and isinstance(v, float))
     print(f"trained {model.name} for {len(result.history)} epochs: {summary}")
     if args.out:
         save_checkpoint(args.out, result.weights, meta, optimizer=result.optimizer_state)
