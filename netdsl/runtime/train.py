@@ -120,6 +120,30 @@ def _label_and_prediction(model, config: TrainConfig) -> tuple[str | None, str |
     return metric_sources(config.metrics, model.name, list(model.graph.outputs), labels, span)
 
 
+def objectives_of(model) -> list:
+    from .steps import objectives
+    return objectives(model.training_forward)
+
+
+def compile_lines(plan, seconds: float) -> list[str]:
+    """What compiling the steps did, a line each: ops, kernels, and whether the cache had it
+    (a cold compile is slow once; the next run loads it)."""
+    from ..backends.cache import cache_dir
+    lines = []
+    for step in plan.steps:
+        report = step.compiled.report
+        kernels = sum(report.kernels.values()) if report.kernels else 0
+        what = f"{len(step.compiled.graph.nodes)} ops"
+        if kernels:
+            what += f" in {kernels} kernels"
+        if report.module_path:
+            what += ", loaded from the cache" if report.cache_hit else \
+                f", compiled ({report.total:.1f} s; first run only, cached in {cache_dir()})"
+        lines.append(f"  {step.objective or 'step'}: {what}")
+    lines.append(f"  ready in {seconds:.1f} s")
+    return lines
+
+
 def _loss_terms(steps, metrics: set[str]) -> list[tuple[str, int, int, str]]:
     """(column, step index, output index, loss name) of every loss the epoch table shows
     besides their sum: each objective when there are several, else each term of the one."""
@@ -162,7 +186,15 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                          "validation set or a split below 1")
     examples = data_module.num_examples(train_data)
     steps_per_epoch = -(-examples // config.batch)
+    if verbose:
+        count = len(objectives_of(model))
+        printer(f"compiling {model.name} for {target}: {count} training "
+                f"step{'s' if count > 1 else ''}...")
+    started = time.perf_counter()
     plan = build_plan(model, weights, config, target, prediction, steps_per_epoch)
+    if verbose:
+        for line in compile_lines(plan, time.perf_counter() - started):
+            printer(line)
     steps, state = plan.steps, plan.storage
     evaluator = _Evaluator(model, target, config.metrics, label, prediction) \
         if validation is not None else None
