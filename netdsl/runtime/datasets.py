@@ -12,6 +12,9 @@ Every loader returns `dict[str, np.ndarray]` keyed by the input names the exampl
     lookup    x i64[N, T], label i64[N]             does the first token occur again (attention)
     chars     x i64[N, T], y i64[N, T]              windows of a text file, next-char labels
                                                     (runtime/text_data.py)
+    ring      x f32[N, 2]                           eight Gaussians on a circle (a GAN's test)
+    moons     x f32[N, 2]                           two interleaving half circles (diffusion)
+                                                    (both runtime/point_data.py)
 
 The built-in `mnist` looks for its folder in `<base_dir>/mnist`, `<base_dir>/data/mnist`,
 `$NETDSL_DATA/mnist` and `~/.cache/netdsl/mnist`; nothing is downloaded.
@@ -29,6 +32,7 @@ import numpy as np
 
 from ..errors import Error, did_you_mean
 from ..source import Span
+from .point_data import moons, ring
 from .text_data import chars, check_count
 
 # IDX type codes (third byte of the magic number) and the big-endian dtype each one means.
@@ -275,6 +279,8 @@ BUILTIN_DATASETS: dict[str, Callable[..., dict[str, np.ndarray]]] = {
     "tokens": tokens,
     "lookup": lookup,
     "chars": chars,
+    "ring": ring,
+    "moons": moons,
     "spirals": spirals,
     "digits": digits,
     "mnist": mnist,
