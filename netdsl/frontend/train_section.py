@@ -16,10 +16,18 @@ from . import ast
 
 def read_train(train: ast.Train | None, consts: dict[str, Any]) -> TrainConfig:
     """Read a train section; every problem in it is reported at once."""
-    config = TrainConfig()
+    config, diagnostics = read_train_partly(train, consts)
+    diagnostics.raise_if_any()
+    return config
+
+
+def read_train_partly(train: ast.Train | None,
+                      consts: dict[str, Any]) -> tuple[TrainConfig, Diagnostics]:
+    """The section's config with the keys that could be read, and the problems of the others
+    (`netdsl check` goes on to check what the readable keys name: data files, metrics)."""
+    config, diagnostics = TrainConfig(), Diagnostics()
     if train is None:
-        return config
-    diagnostics = Diagnostics()
+        return config, diagnostics
     seen: dict[str, Span | None] = {}
     for entry in train.entries:
         try:
@@ -37,8 +45,7 @@ def read_train(train: ast.Train | None, consts: dict[str, Any]) -> TrainConfig:
         check_monitor(config, config.spans.get("early_stopping"))
     except Error as error:
         diagnostics.extend(error)
-    diagnostics.raise_if_any()
-    return config
+    return config, diagnostics
 
 
 def _entry(entry: ast.TrainEntry, consts: dict[str, Any]) -> tuple[str, Any]:
