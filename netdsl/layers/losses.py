@@ -98,6 +98,13 @@ def cross_entropy(ctx, logits: Tensor, labels: Tensor, weights: (Tensor, list) =
     leaves out the positions with that label (padding): the mean is over the others, as torch's
     reduction='mean' with ignore_index.
     """
+    if not logits.dtype.is_float and labels.dtype.is_float:
+        # The classic slip: cross_entropy(labels, logits).  Say so, with both real types,
+        # rather than only that the "logits" are not floating point.
+        ctx.error(f"cross_entropy(logits, labels): got an integer tensor {logits.type} as logits "
+                  f"and {labels.type} as labels; the arguments look swapped",
+                  hint="swap them: the model's floating-point logits first, then the integer "
+                       "class labels")
     logits = _floating(ctx, "cross_entropy", "logits", logits)
     if logits.rank < 1:
         ctx.error(f"cross_entropy: the logits must have a class axis, got {logits.type}")
