@@ -23,6 +23,7 @@ from .metrics import make_metric, metric_sources
 from .progress import ProgressBar, format_epoch_header, format_epoch_row
 from .train_config import TrainConfig
 from .steps import HYPER_INPUTS, build_plan
+from .resume import BEST_PREFIX, ResumeState, fingerprint
 
 
 @dataclass
@@ -35,6 +36,8 @@ class FitResult:
     stopped_early: bool = False
     # (epoch, steps done in it) when `should_stop` ended training early; else None.
     interrupted: tuple[int, int] | None = None
+    # Where the run ended, to continue it with fit(..., resume=...): see runtime/resume.py.
+    resume: ResumeState | None = None
 
 
 def input_specs(graph: Graph) -> list[tuple]:
@@ -160,20 +163,34 @@ def _loss_terms(steps, metrics: set[str]) -> list[tuple[str, int, int, str]]:
 def fit(model, weights: dict[str, np.ndarray], config: TrainConfig, *, data: Any = None,
         target: str = "cpu", verbose: bool = True,
         printer: Callable[[str], None] = print,
-        should_stop: Callable[[], bool] | None = None) -> FitResult:
+        should_stop: Callable[[], bool] | None = None,
+        resume: ResumeState | str | None = None,
+        epoch_end: Callable[[dict, Callable[[], ResumeState]], None] | None = None) -> FitResult:
     """Train `model` from `weights` as `config` says; the weights passed in are not mutated.
 
     `should_stop`, if given, is asked before every training step (its first call means training
     has started); when it says True, training ends there with the weights so far and
     `result.interrupted` = (epoch, steps done in that epoch).  Compiled steps cannot be
     interrupted midway, so this is how `netdsl train` stops on Ctrl-C.
+
+    `resume` (a checkpoint path or a ResumeState) continues the run that saved it exactly:
+    its weights replace `weights`, and its optimiser state, epoch, step, schedules and
+    shuffling generator carry on (runtime/resume.py).  `result.resume` is where this run
+    ended, for the next.  `epoch_end(row, state)` is called after every epoch's row;
+    `state()` makes the ResumeState of that moment (copies of the arrays).
     """
     from .threads import limited_blas_threads
+    if isinstance(resume, str) or hasattr(resume, "__fspath__"):
+        resume = ResumeState.from_checkpoint(str(resume), model)
+    if resume is not None:
+        weights = resume.weights
     with limited_blas_threads():
-        return _fit(model, weights, config, data, target, verbose, printer, should_stop)
+        return _fit(model, weights, config, data, target, verbose, printer, should_stop,
+                    resume, resume.source if resume is not None else "", epoch_end)
 
 
-def _fit(model, weights, config, data, target, verbose, printer, should_stop=None) -> FitResult:
+def _fit(model, weights, config, data, target, verbose, printer, should_stop=None,
+         resume=None, source="", epoch_end=None) -> FitResult:
     model.check_weights(weights)
     label, prediction = _label_and_prediction(model, config)
     train_data, validation = prepare_data(model, config, data)
@@ -186,6 +203,16 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                          "validation set or a split below 1")
     examples = data_module.num_examples(train_data)
     steps_per_epoch = -(-examples // config.batch)
+    expected = fingerprint(model, config, train_data, objectives_of(model))
+    if resume is not None:
+        resume.check_against(expected, source)
+        if resume.finished or resume.epoch > config.epochs:
+            done = len(resume.history)
+            raise Error(f"cannot resume from {source}: its run is over ("
+                        + ("early stopping ended it" if resume.finished else
+                           f"{done} of {config.epochs} epochs done") + ")",
+                        hint=None if resume.finished else
+                        f"--epochs N with N above {done} trains it further")
     if verbose:
         count = len(objectives_of(model))
         printer(f"compiling {model.name} for {target}: {count} training "
@@ -223,19 +250,52 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     if verbose:
         printer(format_epoch_header(config.epochs, columns))
     best, best_state, waited = np.inf, None, 0
-    global_step = 0
-    for epoch in range(1, config.epochs + 1):
+    global_step, first_epoch, skip = 0, 1, 0
+    if resume is not None:
+        best_state = resume.restore(state, model.parameter_shapes, rng, source)
+        best, waited = resume.early["best"], resume.early["waited"]
+        first_epoch, skip, global_step = resume.epoch, resume.step, resume.global_step
+        result.history = [dict(row) for row in resume.history]
+        if verbose:
+            printer(f"resuming from {source} at epoch {first_epoch}"
+                    + (f", step {skip}" if skip else "") + f" (global step {global_step})")
+
+    def snapshot(epoch_next: int, step: int, rng_state: dict, partial: dict,
+                 finished: bool = False) -> ResumeState:
+        """The run as it is now: next at `step` of `epoch_next`, the generator as it began."""
+        optimizer = {name: np.array(array) for name, array in state.items()
+                     if name not in model.parameter_shapes}
+        if best_state is not None:
+            optimizer.update({BEST_PREFIX + name: array for name, array in best_state.items()})
+        return ResumeState(
+            epoch_next, step, global_step, rng_state, expected,
+            [dict(row) for row in result.history], partial,
+            {"best": float(best), "waited": waited}, finished=finished,
+            weights={name: np.array(state[name]) for name in model.parameter_shapes},
+            optimizer=optimizer)
+
+    for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
-        watch.epoch_started(epoch, global_step + 1, rng)
+        epoch_rng = rng.bit_generator.state
+        # The watch replays an epoch from its start (or the run's): not a resumed one's.
+        if resume is None or (skip == 0 and watch._copy):
+            watch.epoch_started(epoch, global_step + 1, rng)
         totals, counts = [0.0] * len(steps), [0] * len(steps)
         term_totals = [0.0] * len(terms)
+        if skip:
+            totals, counts, term_totals = _partial(resume.partial, len(steps), len(terms), source)
+
         train_metrics = {name: make_metric(name, ignore_index=ignore_index)
                          for name in metric_names}
         bar = ProgressBar(steps_per_epoch, f"epoch {epoch}/{config.epochs}") if verbose else None
         for done, chunk in enumerate(data_module.batches(train_data, config.batch,
                                                          shuffle=config.shuffle, rng=rng)):
+            if done < skip:                     # done before the checkpoint was saved
+                continue
             if should_stop is not None and should_stop():
                 result.interrupted = (epoch, done)
+                result.resume = snapshot(epoch, done, epoch_rng, {
+                    "totals": totals, "counts": counts, "terms": term_totals})
                 break
             global_step += 1
             size = len(chunk[batch_inputs[0]]) if batch_inputs else 1
@@ -258,6 +318,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                 bar.update(loss=loss)
         if bar is not None:
             bar.close()
+        skip = 0
         if result.interrupted is not None:      # the partial epoch has no row
             break
         means = [total / max(count, 1) for total, count in zip(totals, counts)]
@@ -276,6 +337,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
             row["lr" if len(steps) == 1 else f"lr.{step.objective}"] = step.schedule(update)
         row["seconds"] = time.perf_counter() - started
         result.history.append(row)
+        stopping = False
         if verbose:
             printer(format_epoch_row(epoch, config.epochs, {k: row[k] for k in columns},
                                      row["seconds"]))
@@ -290,14 +352,34 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
             else:
                 waited += 1
                 if waited >= config.early_stopping["patience"]:
-                    result.stopped_early = True
-                    if verbose:
-                        printer(f"early stopping: {monitor} has not improved for "
-                                f"{waited} epochs; keeping the best weights "
-                                f"({monitor} {sign * best:.4g})")
-                    break
+                    stopping = True
+        if epoch_end is not None:
+            epoch_end(row, lambda: snapshot(epoch + 1, 0, rng.bit_generator.state, {},
+                                            finished=stopping))
+        if stopping:
+            result.stopped_early = True
+            if verbose:
+                printer(f"early stopping: {monitor} has not improved for {waited} epochs; "
+                        f"keeping the best weights ({monitor} {sign * best:.4g})")
+            break
+    if result.interrupted is None:
+        result.resume = snapshot(len(result.history) + 1, 0, rng.bit_generator.state, {},
+                                 finished=result.stopped_early)
     final = best_state if result.stopped_early and best_state is not None else state
     result.weights = {name: np.array(final[name]) for name in model.parameter_shapes}
     result.optimizer_state = {name: array for name, array in state.items()
                               if name not in model.parameter_shapes}
     return result
+
+
+def _partial(partial: dict, steps: int, terms: int, source: str) -> tuple[list, list, list]:
+    """A resumed partial epoch's loss sums (see runtime/resume.py), checked: they are meta."""
+    out = []
+    for key, length in (("totals", steps), ("counts", steps), ("terms", terms)):
+        values = partial.get(key)
+        if not isinstance(values, list) or len(values) != length or \
+                not all(type(v) in (int, float) for v in values):
+            raise Error(f"cannot resume from {source}: its partial-epoch {key} are not "
+                        f"{length} numbers", hint="the checkpoint's meta was edited or damaged")
+        out.append(list(values))
+    return out[0], out[1], out[2]

@@ -1,0 +1,186 @@
+"""Resuming a run (runtime/resume.py): interrupted, saved and resumed, it ends bit for bit where
+an uninterrupted run ends; a checkpoint for another model or run is a clean error."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import netdsl
+from netdsl.errors import Error
+from netdsl.runtime.checkpoint import load_checkpoint, save_checkpoint
+from netdsl.runtime.resume import ResumeState
+from netdsl.runtime.train import fit
+
+# Shuffling, Dropout (in-graph random ops), BatchNorm's running statistics, Adam and a cosine
+# schedule: everything a resumed run must carry on, in a model that compiles in seconds.
+MODEL = """model Small {
+    in x: f32[B, 4]
+    in y: i64[B]
+    logits = x |> Dense(8) as hidden |> BatchNorm as norm |> relu |> Dropout(0.2)
+        |> Dense(3) as head
+    out p = softmax(logits)
+    loss cross_entropy(logits, y)
+}
+train Small {
+    batch = 8
+    epochs = 4
+    optimizer = Adam(lr=0.01)
+    schedule = cosine()
+    split = 0.75
+    seed = 3
+}
+"""
+
+
+@pytest.fixture
+def small(tmp_path):
+    path = tmp_path / "small.net"
+    path.write_text(MODEL)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 4)).astype(np.float32)
+    return netdsl.load(path), {"x": x, "y": (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0)}
+
+
+def _stop_after(count: int):
+    """A should_stop that says True at its (count + 1)-th question: after `count` steps."""
+    asked = []
+
+    def should_stop() -> bool:
+        asked.append(1)
+        return len(asked) > count
+    return should_stop
+
+
+def _save(path, result, model):
+    state = result.resume
+    save_checkpoint(path, state.weights, {"model": model.name, "resume": state.meta()},
+                    optimizer=state.optimizer)
+
+
+@pytest.mark.parametrize("stop_after", [8, 13])   # 6 steps an epoch: at a boundary, midway
+def test_an_interrupted_run_resumed_ends_where_an_uninterrupted_one_does(small, tmp_path,
+                                                                        stop_after):
+    model, data = small
+    weights = model.init(seed=3)
+    config = model.train_config
+    whole = fit(model, weights, config, data=data, target="reference", verbose=False)
+    part = fit(model, weights, config, data=data, target="reference", verbose=False,
+               should_stop=_stop_after(stop_after))
+    assert part.interrupted == (stop_after // 6 + 1, stop_after % 6)
+    _save(tmp_path / "part.npz", part, model)
+    resumed = fit(model, model.init(seed=99), config, data=data, target="reference",
+                  verbose=False, resume=tmp_path / "part.npz")
+    for name in whole.weights:                  # BatchNorm's running statistics included
+        np.testing.assert_array_equal(resumed.weights[name], whole.weights[name], err_msg=name)
+    for name in whole.optimizer_state:
+        np.testing.assert_array_equal(resumed.optimizer_state[name],
+                                      whole.optimizer_state[name], err_msg=name)
+    assert len(resumed.history) == len(whole.history) == 4
+    assert [row["lr"] for row in resumed.history] == [row["lr"] for row in whole.history]
+    # The resumed epoch's loss sums carry over the steps before the interrupt.
+    assert [row["loss"] for row in resumed.history] == [row["loss"] for row in whole.history]
+    assert [row["val_loss"] for row in resumed.history] == \
+        [row["val_loss"] for row in whole.history]
+
+
+def test_an_objective_every_k_steps_resumes_its_own_count(tmp_path):
+    path = tmp_path / "two.net"
+    path.write_text("""model Two {
+    in x: f32[B, 2]
+    in y: f32[B, 1]
+    a = x |> Dense(1) as first
+    b = x |> Dense(1) as second
+    out p = a
+    loss la = mse(a, y) wrt first
+    loss lb = mse(b, y) wrt second
+}
+train Two {
+    batch = 4
+    epochs = 3
+    optimizer = Adam(lr=0.05)
+    objective(lb, every=2)
+    split = 1
+}
+""")
+    model = netdsl.load(path)
+    x = np.random.default_rng(1).standard_normal((20, 2)).astype(np.float32)
+    data = {"x": x, "y": x[:, :1] - x[:, 1:]}
+    weights = model.init(seed=0)
+    whole = fit(model, weights, model.train_config, data=data, target="reference",
+                verbose=False)
+    part = fit(model, weights, model.train_config, data=data, target="reference",
+               verbose=False, should_stop=_stop_after(7))
+    resumed = fit(model, weights, model.train_config, data=data, target="reference",
+                  verbose=False, resume=part.resume)
+    for name in whole.weights:
+        np.testing.assert_array_equal(resumed.weights[name], whole.weights[name])
+
+
+def _checkpoint(small, tmp_path, edit=None, model_name=None, **save):
+    model, data = small
+    part = fit(model, model.init(seed=3), model.train_config, data=data, target="reference",
+               verbose=False, should_stop=_stop_after(8))
+    meta = {"model": model_name or model.name, "resume": part.resume.meta()}
+    if edit is not None:
+        edit(meta["resume"])
+    path = tmp_path / "c.npz"
+    save_checkpoint(path, part.resume.weights, meta, optimizer=save.get("optimizer",
+                                                                        part.resume.optimizer))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r.update(epoch="2"), "its epoch is '2', not a whole number"),
+    (lambda r: r.update(global_step=10 ** 30), "its global_step is"),
+    (lambda r: r.update(step=5, global_step=3), "do not agree with 6 steps per epoch"),
+    (lambda r: r.update(rng={"bit_generator": "MT19937", "state": 1}), "random state"),
+    (lambda r: r["rng"]["state"].update(state=-1), "random state"),
+    (lambda r: r.update(history=[{"loss": "x"}]), "history"),
+    (lambda r: r.update(partial={"totals": [1.0]}), "partial-epoch"),
+    (lambda r: r.update(version=7), "unknown version"),
+    (lambda r: r.update(fingerprint=[]), "its fingerprint is [], not a dict"),
+    (lambda r: r["fingerprint"].update(batch=16), "the batch size changed"),
+    (lambda r: r["fingerprint"].update(data_crc=1), "the training data changed"),
+    (lambda r: r.update(early={"best": "low"}), "its best is"),
+])
+def test_a_damaged_or_foreign_resume_state_is_a_clean_error(small, tmp_path, edit, message):
+    model, data = small
+    path = _checkpoint(small, tmp_path, edit)
+    with pytest.raises(Error, match="cannot resume from") as caught:
+        fit(model, model.init(seed=3), model.train_config, data=data, target="reference",
+            verbose=False, resume=path)
+    assert message in str(caught.value)
+
+
+def test_other_model_changed_batch_no_state_and_finished_runs(small, tmp_path):
+    model, data = small
+    config = model.train_config
+    path = _checkpoint(small, tmp_path, model_name="Other")
+    with pytest.raises(Error, match="checkpoint of model Other, not Small"):
+        ResumeState.from_checkpoint(str(path), model)
+    path = _checkpoint(small, tmp_path)
+    from netdsl.runtime.train_config import with_overrides
+    with pytest.raises(Error, match=r"the batch size changed .*\(8 then, 4 now\)"):
+        fit(model, {}, with_overrides(config, {"batch": 4}), data=data, target="reference",
+            verbose=False, resume=path)
+    with pytest.raises(Error, match="the number of training examples changed"):
+        fit(model, {}, config, data={k: v[:40] for k, v in data.items()}, target="reference",
+            verbose=False, resume=path)
+    state = ResumeState.from_checkpoint(str(path), model)
+    state.optimizer = {k: v for k, v in state.optimizer.items() if not k.endswith(".v")}
+    with pytest.raises(Error, match="optimiser state lacks"):
+        fit(model, {}, config, data=data, target="reference", verbose=False, resume=state)
+    weights_only = tmp_path / "w.npz"
+    save_checkpoint(weights_only, load_checkpoint(path).weights, {"model": "Small"})
+    with pytest.raises(Error, match="has no resume state") as caught:
+        ResumeState.from_checkpoint(str(weights_only), model)
+    assert "--init" in caught.value.diagnostics[0].hint
+    done = fit(model, model.init(seed=3), config, data=data, target="reference", verbose=False)
+    with pytest.raises(Error, match=r"its run is over \(4 of 4 epochs done\)"):
+        fit(model, {}, config, data=data, target="reference", verbose=False, resume=done.resume)
+    more = fit(model, {}, with_overrides(config, {"epochs": 5}), data=data,
+               target="reference", verbose=False, resume=done.resume)
+    assert len(more.history) == 5
+    json.dumps(more.resume.meta())
