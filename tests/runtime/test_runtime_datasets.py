@@ -69,7 +69,7 @@ def test_unknown_builtin_did_you_mean_and_span():
     assert error.span == span
     assert "did you mean 'digits'?" in error.diagnostics[0].hint
     assert set(BUILTIN_DATASETS) == {"xor", "spirals", "digits", "mnist", "sequences", "tokens",
-                                     "lookup", "chars"}
+                                     "lookup", "chars", "ring", "moons"}
 
 
 def test_tokens_label_is_the_first_token():
