@@ -65,10 +65,13 @@ class Model:
                                             info.fan, dtype=info.value.dtype.numpy)
         return weights
 
-    def check_weights(self, weights: Mapping[str, np.ndarray], source: str | None = None) -> None:
-        """Raise one Error naming every missing, extra or mis-shaped weight."""
+    def check_weights(self, weights: Mapping[str, np.ndarray], source: str | None = None,
+                      meta: Mapping[str, Any] | None = None) -> None:
+        """Raise one Error naming every missing, extra or mis-shaped weight; or, when the
+        checkpoint's `meta` names another model, one error saying so."""
         from .runtime.checkpoint import check_weights
-        check_weights(dict(weights), self.parameter_shapes, source=source, model=self.name)
+        check_weights(dict(weights), self.parameter_shapes, source=source, model=self.name,
+                      meta=meta)
 
     def load_weights(self, path: str | Path, partial: bool = False):
         """This model's weights from a checkpoint: a LoadedWeights (`.weights`, `.skipped`,

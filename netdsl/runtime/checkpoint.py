@@ -150,11 +150,7 @@ def _read_checkpoint(path: Path, span: Span | None,
                 if META_KEY in archive.files:
                     meta_text = str(archive[META_KEY])
         else:
-            weights = _safetensors("load_file", "reading", span)(str(path))
-            names = list(weights)
-            if wanted is not None:
-                weights = {key: value for key, value in weights.items() if key in wanted}
-            meta_text = _safetensors_metadata(path).get("netdsl", "{}")
+            weights, names, meta_text = _read_safetensors(path, span, wanted)
     except Error:
         raise
     except Exception as error:  # each format library raises its own types for corrupt files
@@ -181,7 +177,7 @@ def load_weights(path: str | Path, expected: dict[str, tuple[tuple, Any]], parti
     weights, meta, skipped = _read_checkpoint(path, span, expected if partial else None)
     weights = {name: value for name, value in weights.items()
                if not name.startswith(OPTIMIZER_PREFIX)}
-    checked = check_weights(weights, expected, span, source=str(path), model=model)
+    checked = check_weights(weights, expected, span, source=str(path), model=model, meta=meta)
     return LoadedWeights(checked, skipped, meta)
 
 
@@ -211,12 +207,18 @@ def describe_partial_load(loaded: LoadedWeights, model: str) -> str:
             f"{describe_scopes(loaded.skipped)}")
 
 
-def _safetensors_metadata(path: Path) -> dict[str, str]:
-    """The string metadata of a .safetensors header (8-byte little-endian length, then JSON)."""
-    with open(path, "rb") as handle:
-        length = int.from_bytes(handle.read(8), "little")
-        header = json.loads(handle.read(length))
-    return header.get("__metadata__") or {}
+def _read_safetensors(path: Path, span: Span | None,
+                      wanted: Collection[str] | None) -> tuple[dict, list[str], str]:
+    """(the arrays in `wanted`, or all; every name; the netdsl meta text) through the
+    safetensors package's own reader, which reads a tensor only when asked for it."""
+    _safetensors("load_file", "reading", span)          # the package, or its install hint
+    from safetensors import safe_open
+    with safe_open(str(path), framework="numpy") as handle:
+        names = list(handle.keys())
+        weights = {name: handle.get_tensor(name) for name in names
+                   if wanted is None or name in wanted}
+        meta_text = (handle.metadata() or {}).get("netdsl", "{}")
+    return weights, names, meta_text
 
 
 def _shape_text(dtype: Any, shape: tuple) -> str:
@@ -227,21 +229,24 @@ def _shape_text(dtype: Any, shape: tuple) -> str:
 
 def check_weights(loaded: dict[str, np.ndarray], expected: dict[str, tuple[tuple, Any]],
                   span: Span | None = None, source: str | None = None,
-                  model: str | None = None) -> dict[str, np.ndarray]:
+                  model: str | None = None,
+                  meta: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Check names and shapes against the model; return the weights cast to the model's dtypes.
 
     `expected` maps each parameter name to (shape, dtype); dtype is a NumPy dtype or "f32" etc.
     Every missing, extra or mis-shaped name is one diagnostic of a single Error.  Floats are
     cast between float widths; a float/int mismatch is an error.  When nothing is missing, the
     extra names are one diagnostic, grouped by scope, whose hint is partial loading: that is a
-    checkpoint of a larger model (`model` names the smaller one in the message).
+    checkpoint of a larger model (`model` names the smaller one in the message).  When the
+    checkpoint's `meta` names another model and the names do not fit, that is the one error.
     """
     where = f" in {source}" if source else ""
     problems: list[Diagnostic] = []
     missing = [name for name in expected if name not in loaded]
     extra = [name for name in loaded if name not in expected]
     result: dict[str, np.ndarray] = {}
-    if extra and not missing:
+    only_extra = bool(extra and not missing)     # a larger model's checkpoint: partial loads it
+    if only_extra:
         problems.append(Diagnostic(
             f"{source or 'the weights'} {'has' if source else 'have'} {len(extra)} "
             f"parameter{'s' if len(extra) != 1 else ''} that {model or 'the model'} does not "
@@ -272,8 +277,25 @@ def check_weights(loaded: dict[str, np.ndarray], expected: dict[str, tuple[tuple
         else:
             result[name] = array.astype(want, copy=False)
     if problems:
+        saved_for = (meta or {}).get("model")
+        if model and isinstance(saved_for, str) and saved_for != model \
+                and not (only_extra and len(problems) == 1):
+            raise _other_model(saved_for, model, source, span, len(missing),
+                               len([name for name in loaded if name not in expected]))
         raise Error(problems)
     return result
+
+
+def _other_model(saved_for: str, model: str, source: str | None, span: Span | None,
+                 missing: int, extra: int) -> Error:
+    """One error for a checkpoint of another model, instead of one per parameter."""
+    parts = [f"{missing} of {model}'s parameters missing" if missing else "",
+             f"{extra} that {model} does not have" if extra else ""]
+    counts = ", ".join(part for part in parts if part) or "parameters of other shapes"
+    return Error(f"{'checkpoint ' + source if source else 'this checkpoint'} is for model "
+                 f"{saved_for}, not {model} ({counts})", span,
+                 hint=f"load it with model {saved_for} (--model {saved_for}; Python: "
+                      f"netdsl.load(path, \"{saved_for}\")), or train {model} to get its own")
 
 
 def _dtype(dtype: Any) -> np.dtype:
