@@ -213,14 +213,17 @@ class Model:
         return float(results["loss"]), grads
 
     def fit(self, weights: Mapping[str, np.ndarray], data: Any = None, *,
-            target: str = "cpu", verbose: bool = False, **options: Any):
+            target: str = "cpu", verbose: bool = False, resume: Any = None, **options: Any):
         """Train from `weights` (not mutated); keyword options override the train section.
 
+        `resume` (a checkpoint path, or a FitResult's `.resume`) continues that run exactly
+        instead: its weights, optimisers, epoch and step (runtime/resume.py).
         Returns a FitResult with `.weights` and `.history` (one dict per epoch)."""
         from .runtime.train_config import with_overrides
         from .runtime.train import fit
         config = with_overrides(self.train_config, options, origin="fit()")
-        return fit(self, dict(weights), config, data=data, target=target, verbose=verbose)
+        return fit(self, dict(weights), config, data=data, target=target, verbose=verbose,
+                   resume=resume)
 
     # -- views ----------------------------------------------------------------------------
     def summary(self) -> str:
