@@ -5,6 +5,12 @@ the training run.  Ctrl-C (or SIGTERM) while training stops between two steps, s
 so far to `--out` with `"interrupted": {"epoch", "step", "signal"}` in the checkpoint's meta,
 draws the plot of the finished epochs, and exits with status 130 (143 for SIGTERM); see
 cli.Interrupts.
+
+Every checkpoint `--out` gets carries the run's resume state (runtime/resume.py):
+`--resume CKPT` continues that run exactly (epoch, step, schedules, optimisers, shuffling),
+while `--init CKPT` only starts from its weights, with fresh optimisers, at epoch 1.
+`--checkpoint-every N` writes `--out` every N epochs; `--save-best PATH` writes the weights of
+the best epoch by the monitored column.
 """
 from __future__ import annotations
 
@@ -28,7 +34,17 @@ def _setup(parser: argparse.ArgumentParser) -> None:
                             help=f"override the train section's `{key}`")
     parser.add_argument("--out", "-o", help="write the trained weights to this checkpoint "
                         "(.npz or .safetensors)")
-    parser.add_argument("--init", help="start from the weights of this checkpoint")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--init", metavar="CKPT", help="start from the weights of this "
+                       "checkpoint, with fresh optimisers, at epoch 1")
+    start.add_argument("--resume", metavar="CKPT", help="continue the run that saved this "
+                       "checkpoint exactly: its epoch and step, optimisers, schedules and "
+                       "shuffling (same model, batch and data)")
+    parser.add_argument("--checkpoint-every", type=int, metavar="N", help="also write --out "
+                        "(with the resume state) after every N epochs")
+    parser.add_argument("--save-best", metavar="PATH", help="write the weights of the best "
+                        "epoch to PATH: by early_stopping's monitor if set, else val_loss if "
+                        "there is validation data, else loss")
     add_target_argument(parser, help="where the training step runs (default: cpu, compiled "
                                      "by Numba)")
     parser.add_argument("--plot", help="draw loss and metric curves per epoch to this image")
@@ -39,34 +55,57 @@ def _setup(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..runtime.train_config import with_overrides
     from ..model import load
-    from ..runtime.checkpoint import check_checkpoint_output, load_checkpoint, save_checkpoint
+    from ..runtime.checkpoint import check_checkpoint_output, load_checkpoint
     from ..runtime.train import fit
+    from ..errors import Error
+    from ..runtime.resume import ResumeState
+    if args.checkpoint_every is not None and (args.checkpoint_every < 1 or not args.out):
+        raise Error("--checkpoint-every needs a number of epochs from 1 and --out",
+                    hint="e.g. --out run.npz --checkpoint-every 5")
     if args.out:
         check_checkpoint_output(args.out)
+    if args.save_best:
+        check_checkpoint_output(args.save_best)
     if args.plot:
         from ..runtime.plot import check_plot_output
         check_plot_output(args.plot)
     model = load(args.file, args.model)
     overrides = {key: getattr(args, key) for key in OVERRIDES}
     config = with_overrides(model.train_config, overrides)
-    if args.init:
+    resume = None
+    if args.resume:
+        resume = ResumeState.from_checkpoint(args.resume, model)
+        weights = resume.weights
+    elif args.init:
         weights = dict(load_checkpoint(args.init).weights)
         model.check_weights(weights, source=args.init)
     else:
         weights = model.init(seed=config.seed)
     interrupts = getattr(args, "interrupts", None)
+    source = str(Path(args.file))
+    best = _BestKeeper(args.save_best, model.name, source, config, resume)
+
+    def epoch_end(row: dict, state) -> None:
+        best.update(row, state)
+        every = args.checkpoint_every
+        if every and row["epoch"] % every == 0:
+            _save(args.out, state(), {"model": model.name, "source": source,
+                                      "epochs": row["epoch"]}, best)
+
     result = fit(model, weights, config, target=args.target, verbose=not args.quiet,
-                 should_stop=interrupts.should_stop if interrupts is not None else None)
-    meta = {"model": model.name, "source": str(Path(args.file)), "epochs": len(result.history)}
+                 should_stop=interrupts.should_stop if interrupts is not None else None,
+                 resume=resume, epoch_end=epoch_end if args.save_best or args.checkpoint_every
+                 else None)
+    meta = {"model": model.name, "source": source, "epochs": len(result.history)}
     if result.interrupted is not None:
-        return _save_interrupted(args, result, meta, interrupts)
+        return _save_interrupted(args, result, meta, interrupts, best)
     last = result.history[-1] if result.history else {}
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items()
                         if k not in ("epoch", "seconds") and not k.startswith("lr")
                         and isinstance(v, float))
     print(f"trained {model.name} for {len(result.history)} epochs: {summary}")
     if args.out:
-        save_checkpoint(args.out, result.weights, meta, optimizer=result.optimizer_state)
+        _save(args.out, result.resume, meta, best, weights=result.weights)
         print(f"wrote {args.out}")
     if args.plot:
         from ..runtime.plot import plot_history
@@ -79,14 +118,47 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _save_interrupted(args: argparse.Namespace, result, meta: dict, interrupts) -> int:
-    """Save what an interrupted run has: the weights so far, the plot of the finished epochs."""
+def _save(path: str, state, meta: dict, best: "_BestKeeper", weights=None) -> None:
+    """Write a checkpoint that `--resume` continues: the weights (`weights` if given: early
+    stopping's best), every optimiser's state and the resume state in the meta."""
     from ..runtime.checkpoint import save_checkpoint
+    state.save_best = best.record
+    save_checkpoint(path, state.weights if weights is None else weights,
+                    {**meta, "resume": state.meta()}, optimizer=state.optimizer)
+
+
+class _BestKeeper:
+    """`--save-best`: after each epoch, the weights of the best one so far to its path."""
+
+    def __init__(self, path: str | None, model: str, source: str, config, resume):
+        self.path, self.model, self.source, self.config = path, model, source, config
+        # A resumed run keeps the best of the epochs before it.
+        self.record = resume.save_best if resume is not None and path else None
+
+    def update(self, row: dict, state) -> None:
+        from ..runtime.checkpoint import save_checkpoint
+        from ..runtime.resume import monitored
+        if not self.path:
+            return
+        column, score = monitored(self.config, row)
+        if self.record is not None:
+            _, previous = monitored(self.config, {column: self.record["value"], "loss": 0.0})
+            if not score < previous:
+                return
+        self.record = {"value": float(row.get(column, row["loss"])), "epoch": row["epoch"]}
+        save_checkpoint(self.path, state().weights,
+                        {"model": self.model, "source": self.source, "best": True,
+                         "monitor": column, **self.record})
+
+
+def _save_interrupted(args: argparse.Namespace, result, meta: dict, interrupts,
+                      best: _BestKeeper) -> int:
+    """Save what an interrupted run has: the weights so far, the plot of the finished epochs."""
     epoch, step = result.interrupted
     saved = []
     if args.out:
         meta["interrupted"] = {"epoch": epoch, "step": step, "signal": interrupts.name}
-        save_checkpoint(args.out, result.weights, meta, optimizer=result.optimizer_state)
+        _save(args.out, result.resume, meta, best)
         saved.append(args.out)
     if args.plot and result.history:
         from ..runtime.plot import plot_history

@@ -184,3 +184,14 @@ def test_other_model_changed_batch_no_state_and_finished_runs(small, tmp_path):
                target="reference", verbose=False, resume=done.resume)
     assert len(more.history) == 5
     json.dumps(more.resume.meta())
+
+
+def test_model_fit_takes_resume(small, tmp_path):
+    model, data = small
+    part = fit(model, model.init(seed=3), model.train_config, data=data, target="reference",
+               verbose=False, should_stop=_stop_after(10))
+    _save(tmp_path / "p.npz", part, model)
+    whole = model.fit(model.init(seed=3), data=data, target="reference")
+    resumed = model.fit({}, data=data, target="reference", resume=tmp_path / "p.npz")
+    for name in whole.weights:
+        np.testing.assert_array_equal(resumed.weights[name], whole.weights[name])
