@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from ..frontend.train_section import read_train_partly
     from ..model import Model
     from ..backends.target import get_target
-    from ..runtime.train_checks import train_problems
+    from ..runtime.train_checks import in_file_order, train_problems
     target = get_target(args.target)
     program = load_program(args.file)
     names = [args.model] if args.model else (list(program.models) or [None])
@@ -47,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
             target.check_support(model.training_forward)
         except Error as error:
             problems.extend(error.diagnostics)
-        problems.extend(train_problems(model))
+        train = program.trains.get(model.name)
+        if train is not None:
+            config, read = read_train_partly(train, program.consts)
+            problems.extend(in_file_order(read.items + train_problems(model, config)))
     if problems:
         raise Error(_unique(problems))
     if not args.quiet:

@@ -1,11 +1,12 @@
 """Every problem of a model's train section, found without training (`netdsl check`).
 
-Reading the section (frontend/train_section.py) checks each key and value; this goes on to what
-the values name: that the data and validation files exist (relative to the .net file; nothing
-is loaded) or are built-in data sets, that the metrics have an `out` and a label to compare
-(runtime/metrics.py `metric_sources`, as training does), and that each `objective(...)` line
-names a loss declared `wrt` (runtime/steps.py, as training does).  Problems are returned, not
-raised, so that check reports all of them at once with the model's own.
+Reading the section (frontend/train_section.py `read_train_partly`) checks each key and value;
+this goes on to what the values of the config it read name: that the data and validation files
+exist (relative to the .net file; nothing is loaded) or are built-in data sets, that the
+metrics have an `out` and a label to compare (runtime/metrics.py `metric_sources`, as training
+does), and that each `objective(...)` line names a loss declared `wrt` (runtime/steps.py, as
+training does).  Problems are returned, not raised, so that check reports all of them at once
+with the model's own.
 """
 from __future__ import annotations
 
@@ -22,21 +23,21 @@ from .train_config import CallValue, TrainConfig
 _DATA_SUFFIXES = (".npz", ".npy", ".csv")
 
 
-def train_problems(model) -> list[Diagnostic]:
-    """The diagnostics of `model`'s train section (empty when it has none or it is right)."""
-    from ..frontend.train_section import read_train_partly
-    train = model.program.trains.get(model.name)
-    if train is None:
-        return []
-    config, diagnostics = read_train_partly(train, model.program.consts)
-    problems = list(diagnostics.items)
+def train_problems(model, config: TrainConfig) -> list[Diagnostic]:
+    """The problems of what `config` (`model`'s train section, as far as it could be read)
+    names: data files, metrics and objective lines; empty when they are right."""
+    problems: list[Diagnostic] = []
     for key in ("data", "validation"):
         _collect(problems, check_data_source, getattr(config, key), model.base_dir,
                  config.spans.get(key))
     _collect(problems, _check_metrics, model, config)
     for name in config.objectives:           # one diagnostic per wrong objective line
         _collect(problems, _check_objective, model, config, name)
-    # In the order of the file's lines, as the reader goes through the section.
+    return problems
+
+
+def in_file_order(problems: list[Diagnostic]) -> list[Diagnostic]:
+    """Diagnostics by line and column (those without a place last), as a reader goes."""
     return sorted(problems, key=lambda d: (d.span is None, d.span.line if d.span else 0,
                                            d.span.column if d.span else 0))
 
@@ -99,4 +100,4 @@ def _check_objective(model, config: TrainConfig, name: str) -> None:
     _check_objective_lines(only, objectives(model.training_forward), model.name)
 
 
-__all__ = ["check_data_source", "train_problems"]
+__all__ = ["check_data_source", "in_file_order", "train_problems"]
