@@ -180,3 +180,16 @@ def test_diffusion_moons_samples_lie_on_the_moons(root):
                               data["x"]).mean()
     found = nearest_distances(samples, data["x"]).mean()
     assert found < 4.5 * own and found < 0.4 * noise, (found, own, noise)
+
+
+def test_gan_ring_covers_the_modes(root):
+    # Two objectives alternating per batch.  Measured: 8 of 8 modes and 48-70% of samples
+    # within 3 std of a mode over training seeds 0-3 (67% at seed 0); a collapsed generator
+    # covers one or two.
+    from netdsl.runtime.point_data import ring_scores
+    model, result = train(root, "gan_ring.net")
+    assert {"d_loss", "g_loss"} <= set(result.history[-1])
+    sampler = netdsl.load(root / "examples" / "gan_ring.net", model="Sampler")
+    weights = {name: result.weights[name] for name in sampler.parameter_shapes}
+    scores = ring_scores(sampler.sample(weights, n=1000, seed=1)["sample"])
+    assert scores["modes"] >= 6 and scores["share"] >= 0.3, scores
