@@ -77,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
         resume = ResumeState.from_checkpoint(args.resume, model)
         weights = resume.weights
     elif args.init:
-        weights = dict(load_checkpoint(args.init).weights)
-        model.check_weights(weights, source=args.init)
+        checkpoint = load_checkpoint(args.init)
+        weights = dict(checkpoint.weights)
+        model.check_weights(weights, source=args.init, meta=checkpoint.meta)
     else:
         weights = model.init(seed=config.seed)
     interrupts = getattr(args, "interrupts", None)

@@ -98,7 +98,7 @@ class ResumeState:
         if state.save_best is not None:
             state.save_best = {"value": check.number(state.save_best, "value", None),
                                "epoch": check.integer(state.save_best, "epoch", 1)}
-        model.check_weights(checkpoint.weights, source=path)
+        model.check_weights(checkpoint.weights, source=path, meta=checkpoint.meta)
         state.weights = dict(checkpoint.weights)
         state.optimizer = load_optimizer_state(path)
         state.source = str(path)

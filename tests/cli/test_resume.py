@@ -136,3 +136,14 @@ def test_flags_that_do_not_go_together(folder, capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", file, "--init", "a.npz", "--resume", "b.npz"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_init_from_another_models_checkpoint_is_one_error(folder, capsys):
+    # Other names its layers differently: the checkpoint's meta says whose it is.
+    (folder / "other.net").write_text(MODEL.replace("Tiny", "Other").replace("hidden", "first"))
+    assert cli.main(["train", "model.net", "--epochs", "1", "--out", "w.npz", "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "other.net", "--init", "w.npz", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "is for model Tiny, not Other" in err and "Traceback" not in err
+    assert err.count("error:") == 1
