@@ -79,7 +79,12 @@ def _worker(connection, folder: str, memory: int) -> None:
     """Check the programs sent over `connection`, one at a time, until it closes."""
     try:
         import resource
-        limit = memory * 1024 * 1024 * 4          # a backstop; the parent polls the RSS
+        # A backstop above what the process already holds (a forked worker starts with its
+        # parent's memory: a test process may hold gigabytes of compiled code); the parent
+        # polls the RSS's growth.
+        with open("/proc/self/statm") as handle:
+            held = int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        limit = held + memory * 1024 * 1024 * 4
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     except (ImportError, ValueError, OSError):
         pass
@@ -111,6 +116,9 @@ class Worker:
         if not self.connection.poll(120):
             raise RuntimeError("the fuzz worker did not start")
         self.connection.recv()
+        # What the worker holds before any program: forked, it shares its parent's pages,
+        # so the memory limit applies to the growth over this.
+        self.baseline = self.rss_mib()
 
     def submit(self, index: int, data: bytes) -> None:
         self.task = (index, data)
@@ -298,7 +306,7 @@ def run_campaign(programs: int = 10000, seed: int = 0, jobs: int = 1, timeout: f
                     problem = "crash"
                 elif elapsed > limit(index):
                     problem = "hang"
-                elif worker.rss_mib() > memory:
+                elif worker.rss_mib() - worker.baseline > memory:
                     problem = "memory"
                 if problem is None:
                     continue
@@ -308,8 +316,9 @@ def run_campaign(programs: int = 10000, seed: int = 0, jobs: int = 1, timeout: f
                 else:
                     summary.tried += 1
                     summary.statuses[problem] += 1
-                    record(index, problem, f"{problem} after {elapsed:.1f} s "
-                                           f"(rss {worker.rss_mib():.0f} MiB)")
+                    record(index, problem, f"{problem} after {elapsed:.1f} s (rss "
+                                           f"{worker.rss_mib():.0f} MiB, "
+                                           f"{worker.baseline:.0f} MiB at the start)")
                     mutations.pop(index, None)
                 worker.kill()
                 replacement = Worker(context, memory)

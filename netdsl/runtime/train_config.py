@@ -179,6 +179,9 @@ def set_key(config: TrainConfig, key: str, value: Any, span: Span | None,
         from .schedules import SCHEDULES
         name, args, positional = (value.name, value.kwargs, value.args) \
             if isinstance(value, CallValue) else (value, {}, ())
+        if not isinstance(name, str):
+            raise Error(f"schedule must be a name such as cosine() or step(every=5), got "
+                        f"{value!r}", span)
         if name not in SCHEDULES:
             raise Error(f"unknown schedule '{name}'", span,
                         did_you_mean(str(name), SCHEDULES) or
@@ -189,6 +192,9 @@ def set_key(config: TrainConfig, key: str, value: Any, span: Span | None,
         from .metrics import METRICS
         names = value if isinstance(value, list) else [value]
         for name in names:
+            if not isinstance(name, str):
+                raise Error(f"metrics must be names such as [accuracy, f1], got {value!r}",
+                            span)
             if name not in METRICS:
                 raise Error(f"unknown metric '{name}'", span,
                             did_you_mean(str(name), METRICS) or f"metrics: {', '.join(METRICS)}")

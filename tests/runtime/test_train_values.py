@@ -44,6 +44,9 @@ def _config(tmp_path, *lines: str):
     ("early_stopping(patience=-2)", "early_stopping patience must be a whole number >= 0, got -2"),
     ("early_stopping(min_delta=-1)",
      "early_stopping min_delta must be a finite number >= 0, got -1"),
+    # Found by the front-end fuzzer once `check` read train sections: a TypeError traceback.
+    ("schedule = [1, 2]", "schedule must be a name such as cosine() or step(every=5), got [1, 2]"),
+    ("metrics = [[accuracy]]", "metrics must be names such as [accuracy, f1], got [['accuracy']]"),
 ])
 def test_a_wrong_value_is_an_error_at_its_key(tmp_path, line, message):
     with pytest.raises(Error) as caught:
