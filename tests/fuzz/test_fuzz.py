@@ -1,8 +1,8 @@
 """The differential tester itself: generation, the oracle, the shrinker, and a CI campaign.
 
 The campaign (test_generated_programs_agree) checks a fixed set of programs, one mode each,
-in two worker processes; NETDSL_FUZZ_PROGRAMS sets how many (default 150, about
-2.5 minutes on two cores).  Longer runs are
+in two worker processes; NETDSL_FUZZ_PROGRAMS sets how many (default 100, about
+2 minutes on two busy cores).  Longer runs are
 `python -m netdsl.fuzz --minutes 30`.
 """
 from __future__ import annotations
@@ -125,7 +125,7 @@ def _fresh_cache() -> str:
 @pytest.mark.skipif(os.environ.get("NETDSL_FUZZ_PROGRAMS") == "0", reason="disabled")
 def test_generated_programs_agree():
     """The CI campaign: a fixed seed, one mode per program, two worker processes."""
-    count = int(os.environ.get("NETDSL_FUZZ_PROGRAMS", "150"))
+    count = int(os.environ.get("NETDSL_FUZZ_PROGRAMS", "100"))
     lines: list[str] = []
     summary = run_campaign(seed=20261201, programs=count, jobs=2, statements=6, rotate=True,
                            shrink=False, report=lines.append)
