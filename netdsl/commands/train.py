@@ -47,6 +47,8 @@ def _setup(parser: argparse.ArgumentParser) -> None:
                         "there is validation data, else loss")
     add_target_argument(parser, help="where the training step runs (default: cpu, compiled "
                                      "by Numba)")
+    parser.add_argument("--log", metavar="PATH", help="write the history after every epoch to "
+                        "this .csv or .jsonl (every column, seconds, examples per second)")
     parser.add_argument("--plot", help="draw loss and metric curves per epoch to this image")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the final line")
 
@@ -69,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from ..runtime.plot import check_plot_output
         check_plot_output(args.plot)
+    log = None
+    if args.log:
+        from ..runtime.run_log import RunLog
+        log = RunLog(args.log)
     model = load(args.file, args.model)
     overrides = {key: getattr(args, key) for key in OVERRIDES}
     config = with_overrides(model.train_config, overrides)
@@ -86,7 +92,12 @@ def run(args: argparse.Namespace) -> int:
     source = str(Path(args.file))
     best = _BestKeeper(args.save_best, model.name, source, config, resume)
 
+    history: list[dict] = list(resume.history) if resume is not None else []
+
     def epoch_end(row: dict, state) -> None:
+        if log is not None:
+            history.append(row)
+            log.write(history)
         best.update(row, state)
         every = args.checkpoint_every
         if every and row["epoch"] % every == 0:
@@ -95,14 +106,15 @@ def run(args: argparse.Namespace) -> int:
 
     result = fit(model, weights, config, target=args.target, verbose=not args.quiet,
                  should_stop=interrupts.should_stop if interrupts is not None else None,
-                 resume=resume, epoch_end=epoch_end if args.save_best or args.checkpoint_every
-                 else None)
+                 resume=resume, epoch_end=epoch_end
+                 if args.save_best or args.checkpoint_every or log is not None else None)
     meta = {"model": model.name, "source": source, "epochs": len(result.history)}
     if result.interrupted is not None:
         return _save_interrupted(args, result, meta, interrupts, best)
     last = result.history[-1] if result.history else {}
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items()
-                        if k not in ("epoch", "seconds") and not k.startswith("lr")
+                        if k not in ("epoch", "seconds", "examples_per_second")
+                        and not k.startswith("lr")
                         and isinstance(v, float))
     print(f"trained {model.name} for {len(result.history)} epochs: {summary}")
     if args.out:

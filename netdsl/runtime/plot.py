@@ -53,7 +53,8 @@ def plot_history(history: list[dict[str, Any]], path: str | Path, span: Span | N
         raise Error("plotting needs matplotlib", span, hint="pip install 'netdsl[plot]'") from None
     names = metric_columns(key for key in _keys(history) if _numeric(history, key))
     losses = [name for name in names if name in _LOSSES or name.endswith("loss")]
-    metrics = [name for name in names if name not in losses and name != "lr"]
+    metrics = [name for name in names if name not in losses and name != "lr"
+               and not name.startswith("lr.")]
     panels = [(panel, title) for panel, title in ((losses, "loss"), (metrics, "metrics")) if panel]
     if not panels:
         raise Error("the training history has no loss or metric values to plot", span)

@@ -14,7 +14,7 @@ from typing import Any, Iterable, TextIO
 # Columns shown first and in this order; other metrics follow in the order training reports them.
 _LEADING = ("loss", "val_loss")
 # Keys of a history row that are not metric columns.
-_NOT_METRICS = ("epoch", "seconds", "time")
+_NOT_METRICS = ("epoch", "seconds", "time", "examples_per_second")
 _MIN_WIDTH = 10
 
 

@@ -154,7 +154,7 @@ def _loss_terms(steps, metrics: set[str]) -> list[tuple[str, int, int, str]]:
         found = [(step.objective, index, step.loss_index) for index, step in enumerate(steps)]
     else:
         found = [(name, 0, output) for name, output in steps[0].loss_parts.items()]
-    reserved = {"epoch", "loss", "val_loss", "lr", "seconds"} | metrics
+    reserved = {"epoch", "loss", "val_loss", "lr", "seconds", "examples_per_second"} | metrics
     # A loss named like another column keeps its place under `loss.<name>`.
     return [(f"loss.{name}" if name in reserved or name.startswith("val_") else name,
              index, output, name) for name, index, output in found]
@@ -336,6 +336,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
             update = max((global_step - 1) // step.every, 0)
             row["lr" if len(steps) == 1 else f"lr.{step.objective}"] = step.schedule(update)
         row["seconds"] = time.perf_counter() - started
+        row["examples_per_second"] = max(counts, default=0) / max(row["seconds"], 1e-9)
         result.history.append(row)
         stopping = False
         if verbose:
