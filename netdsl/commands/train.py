@@ -22,8 +22,12 @@ from .base import add_target_argument, command
 
 # flag -> train-section key; each overrides the key of the same name.
 OVERRIDES = {"epochs": int, "batch": int, "lr": float, "optimizer": str, "data": str,
-             "seed": int, "split": float, "metrics": str, "schedule": str,
-             "weight_decay": float, "clip_norm": float, "clip_value": float}
+             "validation": str, "seed": int, "split": float, "metrics": str, "schedule": str,
+             "weight_decay": float, "clip_norm": float, "clip_value": float, "shuffle": str,
+             "early_stopping": str}
+# Flags whose value is written as in the train section: `--optimizer "Adam(lr=1e-2)"`,
+# `--schedule "step(every=5)"`, `--early-stopping "patience=3, monitor=val_loss"`.
+CALL_FLAGS = ("optimizer", "schedule", "early_stopping")
 
 
 def _setup(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         log = RunLog(args.log)
     model = load(args.file, args.model)
     overrides = {key: getattr(args, key) for key in OVERRIDES}
+    for key in CALL_FLAGS:
+        if overrides[key] is not None and ("(" in overrides[key] or key == "early_stopping"):
+            from ..frontend.train_section import read_flag_value
+            overrides[key] = read_flag_value(key, overrides[key], model.program.consts)
     config = with_overrides(model.train_config, overrides)
     resume = None
     if args.resume:

@@ -48,6 +48,35 @@ def read_train_partly(train: ast.Train | None,
     return config, diagnostics
 
 
+def read_flag_value(key: str, text: str, consts: dict[str, Any] | None = None) -> Any:
+    """A flag's value written as in a train section: `--optimizer "Adam(lr=1e-2)"`,
+    `--schedule "step(every=5)"`, `--early-stopping "patience=3, monitor=val_loss"` (the
+    call's name may be left out).  Errors name the flag, not a file position."""
+    from .parser import parse
+    name = "--" + key.replace("_", "-")
+    source = text.strip()
+    if key == "early_stopping" and not source.startswith("early_stopping"):
+        source = f"early_stopping({source})"
+    if key == "early_stopping":
+        program = f"train Flag {{\n    {source}\n}}\n"
+    else:
+        program = f"train Flag {{\n    {key} = {source}\n}}\n"
+    try:
+        module = parse(program, file=name)
+        train = next(item for item in module.items if isinstance(item, ast.Train))
+        entries = [_entry(entry, consts or {}) for entry in train.entries]
+    except (Error, StopIteration) as error:
+        why = f": {error.diagnostics[0].message}" if isinstance(error, Error) else ""
+        raise Error(f"{name}: cannot read {text!r} as a train-section value{why}", None,
+                    hint={"optimizer": 'e.g. --optimizer "Adam(lr=1e-2)"',
+                          "schedule": 'e.g. --schedule "cosine()"',
+                          "early_stopping": 'e.g. --early-stopping "patience=3, '
+                                            'monitor=val_loss"'}.get(key)) from None
+    if len(entries) != 1 or entries[0][0] != key:
+        raise Error(f"{name}: {text!r} is not one value for {key}")
+    return entries[0][1]
+
+
 def _entry(entry: ast.TrainEntry, consts: dict[str, Any]) -> tuple[str, Any]:
     if entry.key is None:
         call = entry.value

@@ -1,0 +1,67 @@
+"""Every train key the README lists is a flag, and call-valued keys are written as in the file:
+`--optimizer "SGD(lr=0.5, momentum=0.9)"` trains exactly as `optimizer = SGD(...)` does."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from netdsl import cli
+from netdsl.runtime.checkpoint import load_checkpoint
+
+MODEL = """
+model Tiny {
+    in  x: f32[B, 4]
+    in  y: i64[B]
+    logits = x |> Dense(8) as hidden |> relu |> Dense(3) as classifier
+    loss cross_entropy(logits, y)
+}
+
+train Tiny {
+    data      = "data.npz"
+    split     = 0.75
+    batch     = 16
+    epochs    = 4
+    seed      = 0
+EXTRA}
+"""
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 4)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, y=(x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 1))
+    return tmp_path
+
+
+@pytest.mark.parametrize("line, flag", [
+    ("optimizer = SGD(lr=0.5, momentum=0.9)", ["--optimizer", "SGD(lr=0.5, momentum=0.9)"]),
+    ("schedule = step(every=1, gamma=0.5)", ["--schedule", "step(every=1, gamma=0.5)"]),
+    ("early_stopping(patience=0, monitor=val_loss, min_delta=10)",
+     ["--early-stopping", "patience=0, monitor=val_loss, min_delta=10"]),
+    ("shuffle = false", ["--shuffle", "false"]),
+])
+def test_a_flag_trains_as_the_key_written_in_the_file(folder, line, flag):
+    (folder / "file.net").write_text(MODEL.replace("EXTRA", f"    {line}\n"))
+    (folder / "flag.net").write_text(MODEL.replace("EXTRA", ""))
+    assert cli.main(["train", "file.net", "--out", "file.npz", "--quiet"]) == 0
+    assert cli.main(["train", "flag.net", "--out", "flag.npz", "--quiet"] + flag) == 0
+    assert cli.main(["train", "flag.net", "--out", "plain.npz", "--quiet"]) == 0
+    written, flagged, plain = (load_checkpoint(folder / name).weights
+                               for name in ("file.npz", "flag.npz", "plain.npz"))
+    for name in written:
+        np.testing.assert_array_equal(written[name], flagged[name], err_msg=name)
+    assert any(not np.array_equal(written[n], plain[n]) for n in written)   # it changed something
+
+
+@pytest.mark.parametrize("flag, message", [
+    (["--optimizer", "Adam(lr="], "--optimizer: cannot read 'Adam(lr=' as a train-section value"),
+    (["--early-stopping", "patience=-1"], "early_stopping patience must be a whole number >= 0"),
+    (["--schedule", "nosuch()"], "unknown schedule 'nosuch'"),
+])
+def test_a_wrong_flag_value_is_one_error(folder, capsys, flag, message):
+    (folder / "flag.net").write_text(MODEL.replace("EXTRA", ""))
+    assert cli.main(["train", "flag.net"] + flag) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
