@@ -44,6 +44,12 @@ class TrainingStep:
     every: int = 1                 # it runs on every k-th batch
     schedule: Callable[[int], float] | None = None   # update number (from 0) -> learning rate
 
+    def learning_rate(self, number: int) -> float:
+        """The learning rate of this step's update on batch `number` (counted from 1), or of
+        its last update before it when it does not run there."""
+        update = max(number - 1, 0) // self.every          # its updates before, from 0
+        return self.schedule(update) if self.schedule is not None else 0.0
+
     def __call__(self, chunk: dict[str, np.ndarray], extra: dict[str, Any]):
         return self.call(*(chunk[name] for name in self.batch_inputs),
                          *(extra[name] for name in self.hyper))
@@ -65,8 +71,8 @@ class TrainingPlan:
             if (number - 1) % step.every:
                 continue
             update = (number - 1) // step.every + 1
-            lr = step.schedule(update - 1) if step.schedule is not None else 0.0
-            yield index, step, {"__lr__": lr, "__step__": float(update), "__rng__": number}
+            yield index, step, {"__lr__": step.learning_rate(number), "__step__": float(update),
+                                "__rng__": number}
 
     @property
     def batch_inputs(self) -> list[str]:

@@ -203,7 +203,8 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                          "validation set or a split below 1")
     examples = data_module.num_examples(train_data)
     steps_per_epoch = -(-examples // config.batch)
-    expected = fingerprint(model, config, train_data, objectives_of(model))
+    objectives = objectives_of(model)
+    expected = fingerprint(model, config, train_data, objectives)
     if resume is not None:
         resume.check_against(expected, source)
         if resume.finished or resume.epoch > config.epochs:
@@ -214,7 +215,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                         hint=None if resume.finished else
                         f"--epochs N with N above {done} trains it further")
     if verbose:
-        count = len(objectives_of(model))
+        count = len(objectives)
         printer(f"compiling {model.name} for {target}: {count} training "
                 f"step{'s' if count > 1 else ''}...")
     started = time.perf_counter()
@@ -240,8 +241,9 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     # `loss` is their sum (early stopping's default).
     terms = _loss_terms(steps, set(metric_names))
     loss_columns = ([] if len(steps) > 1 else ["loss"]) + [column for column, *_ in terms]
-    lr_columns = [] if all(step.schedule.name == "constant" for step in steps) else \
-        ["lr"] if len(steps) == 1 else [f"lr.{step.objective}" for step in steps]
+    # Each step's learning rate is in the history; the table shows it when it changes.
+    lr_names = ["lr"] if len(steps) == 1 else [f"lr.{step.objective}" for step in steps]
+    lr_columns = [] if all(step.schedule.name == "constant" for step in steps) else lr_names
     columns = loss_columns + (["val_loss"] if evaluator is not None and len(steps) == 1 else [])\
         + ([f"val_{column}" for column, *_ in terms] if evaluator is not None else []) \
         + list(metric_names) \
@@ -332,9 +334,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
             row["val_loss"] = sum(scores[name] for name in evaluator.loss_names)
             row.update({f"val_{column}": scores[name] for column, _, _, name in terms})
             row.update({f"val_{name}": scores[name] for name in metric_names})
-        for step in steps:
-            update = max((global_step - 1) // step.every, 0)
-            row["lr" if len(steps) == 1 else f"lr.{step.objective}"] = step.schedule(update)
+        row.update((name, step.learning_rate(global_step)) for name, step in zip(lr_names, steps))
         row["seconds"] = time.perf_counter() - started
         row["examples_per_second"] = max(counts, default=0) / max(row["seconds"], 1e-9)
         result.history.append(row)
