@@ -186,6 +186,14 @@ class ToAst(Transformer):
         name, value = children
         return ast.Keyword(str(name), value, span=self._span(meta), name_span=self._tspan(name))
 
+    def keyword_loss(self, meta, children):
+        """`monitor=loss`: the keyword `loss` as the value is the name `loss` (the column)."""
+        name = children[0]
+        value = Span(self.file, meta.end_line, meta.end_column - len("loss"), meta.end_line,
+                     meta.end_column)
+        return ast.Keyword(str(name), ast.Name("loss", span=value), span=self._span(meta),
+                           name_span=self._tspan(name))
+
     def index(self, meta, children):
         value, *items = children
         return ast.Index(value, tuple(items), span=self._span(meta))
