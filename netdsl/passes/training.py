@@ -10,7 +10,10 @@ training step.  Conventions (the train loop and checkpoints rely on them):
   `momentum`; Adam/AdamW `m`, `v`), made only for parameters that receive a gradient;
 * outputs: `loss` (the objective), then the forward graph's outputs (logits, for metrics), then,
   when the objective sums several losses, each of them as `loss.<name>` (the epoch table shows
-  every loss); they also stay in `graph.losses`;
+  every loss); they also stay in `graph.losses`; then `grad_norm`, the global L2 norm of the
+  gradients before clipping (what `clip_norm` compares, as torch's clip_grad_norm_ returns it),
+  and `grad_norm.<layer>`, each layer's (its parameters grouped by scope: `fc1.weight` and
+  `fc1.bias` make `fc1`): scalars summed inside the step, so no gradient leaves it;
 * state_updates: the forward graph's (BatchNorm running statistics), plus the new value of every
   updated parameter (by its name) and of every optimiser state buffer.
 
@@ -45,6 +48,8 @@ STEP_INPUT = "__step__"
 LOSS_OUTPUT = "loss"
 LOSS_PART_PREFIX = "loss."         # `loss.<name>`: one loss of an objective that sums several
 GRAD_PREFIX = "grad."
+GRAD_NORM_OUTPUT = "grad_norm"     # the global L2 norm of the step's gradients
+GRAD_NORM_PREFIX = "grad_norm."    # `grad_norm.<layer>`: one layer's
 OPT_PREFIX = "opt."
 
 
@@ -68,9 +73,15 @@ def build_training_graph(graph: Graph, optimizer: OptimizerSpec, loss_name: str 
 
     grads = gradients(b, objective, [p.value for p in trained])
     pairs = [(p, g) for p, g in zip(trained, grads) if g is not None]
+    norms: dict[str, Value] = {}
     with b.scoped("optimizer"):
-        if clip_norm is not None:
-            pairs = _clip_by_global_norm(b, pairs, clip_norm)
+        if pairs:
+            total, layers = _squared_norms(b, pairs)
+            norms[GRAD_NORM_OUTPUT] = b.op("sqrt", total)
+            norms.update((GRAD_NORM_PREFIX + layer, b.op("sqrt", square))
+                         for layer, square in layers.items())
+        if clip_norm is not None and pairs:
+            pairs = _clip_by_global_norm(b, pairs, total, clip_norm)
         if clip_value is not None:
             pairs = [(p, b.op("clip", g, lo=-float(clip_value), hi=float(clip_value)))
                      for p, g in pairs]
@@ -96,6 +107,7 @@ def build_training_graph(graph: Graph, optimizer: OptimizerSpec, loss_name: str 
     new.outputs.update((k, v) for k, v in graph.outputs.items() if k != LOSS_OUTPUT)
     if len(losses) > 1:            # each term of a summed objective (a VAE's nll and kl)
         new.outputs.update((LOSS_PART_PREFIX + loss.name, loss.value) for loss in losses)
+    new.outputs.update(norms)
     new.losses = list(losses)
     new.state_updates = {**graph.state_updates, **updates}
     return new
@@ -180,17 +192,35 @@ def _objective_losses(graph: Graph, loss_name: str | None) -> list[LossInfo]:
     return list(graph.losses)
 
 
-def _clip_by_global_norm(b: GraphBuilder, pairs, max_norm: float):
-    """Scale every gradient by min(1, max_norm / (norm + 1e-6)), norm over all of them."""
-    if not pairs:
-        return pairs
+def layer_of(info: ParamInfo) -> str:
+    """The layer a parameter belongs to, for its gradient norm: its scope (`fc1` for
+    `fc1.weight`, `encoder.norm1` for `encoder.norm1.bias`), else its name without the last part."""
+    if info.scope:
+        return ".".join(info.scope)
+    return info.name.rsplit(".", 1)[0]
+
+
+def _squared_norms(b: GraphBuilder, pairs) -> tuple[Value, dict[str, Value]]:
+    """The sum of the squares of every gradient, and of each layer's (by `layer_of`), as
+    scalars of the first gradient's dtype."""
     dtype = pairs[0][1].dtype
-    total = None
-    for _, g in pairs:
+    layers: dict[str, Value] = {}
+    for info, g in pairs:
         square = b.op("sum", b.op("mul", g, g), axes=tuple(range(g.rank)), keepdims=False)
         if square.dtype != dtype:
             square = b.op("cast", square, dtype=dtype)
+        layer = layer_of(info)
+        layers[layer] = b.op("add", layers[layer], square) if layer in layers else square
+    total = None
+    for square in layers.values():
         total = square if total is None else b.op("add", total, square)
+    return total, layers
+
+
+def _clip_by_global_norm(b: GraphBuilder, pairs, total: Value, max_norm: float):
+    """Scale every gradient by min(1, max_norm / (norm + 1e-6)), norm = sqrt(`total`), the sum
+    of the squares of all of them."""
+    dtype = total.dtype
     norm = b.op("sqrt", total)
     coefficient = b.op("div", b.constant(max_norm, dtype),
                        b.op("add", norm, b.constant(1e-6, dtype)))

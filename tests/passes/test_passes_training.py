@@ -63,7 +63,7 @@ def test_naming_conventions():
                      "opt.dense.bias.m", "opt.dense.bias.v"]
     assert all(not p.trainable for p in graph.params[2:])
     assert str(graph.params[2].init) == "zeros"
-    assert list(graph.outputs) == ["loss", "pred"]
+    assert list(graph.outputs) == ["loss", "pred", "grad_norm", "grad_norm.dense"]
     assert set(graph.state_updates) == set(names)
     scopes = {n.scope[0] for n in graph.nodes if n.scope}
     assert {"grad", "optimizer"} <= scopes
@@ -205,3 +205,39 @@ def test_make_optimizer_validates():
         make_optimizer("Adma")
     with pytest.raises(Error, match="SGD has no option 'momentom'"):
         make_optimizer("SGD", momentom=0.9)
+
+
+@pytest.mark.parametrize("clip", [{}, dict(clip_norm=0.05)])
+def test_grad_norm_outputs_are_the_norms_before_clipping(clip):
+    """`grad_norm` is the global L2 norm of the gradients, `grad_norm.<layer>` each layer's
+    (its parameters grouped by scope), both before clip_norm rescales them."""
+    b = GraphBuilder(Graph(name="two"))
+    x = b.input("x", TensorType(F64, (N, DIN)))
+    y = b.input("y", TensorType(F64, (N, DOUT)))
+    with b.scoped("fc1"):
+        w1 = b.param("fc1.weight", TensorType(F64, (DIN, 4)), ("normal",))
+        b1 = b.param("fc1.bias", TensorType(F64, (4,)), ("zeros",))
+        hidden = b.op("tanh", b.op("add", b.op("matmul", x, w1), b1))
+    with b.scoped("fc2"):
+        w2 = b.param("fc2.weight", TensorType(F64, (4, DOUT)), ("normal",))
+        pred = b.op("matmul", hidden, w2)
+    diff = b.op("sub", pred, y)
+    b.graph.losses.append(LossInfo("mse", b.op("mean", b.op("mul", diff, diff), axes=None,
+                                                 keepdims=False)))
+    rng = np.random.default_rng(3)
+    params = {"fc1.weight": rng.standard_normal((DIN, 4)), "fc1.bias": rng.standard_normal(4),
+              "fc2.weight": rng.standard_normal((4, DOUT))}
+    grads = run(loss_and_grad_graph(b.graph), {**data(), **params})
+    graph = run_pipeline(build_training_graph(b.graph, OptimizerSpec("sgd"), **clip))
+    result = run(graph, {**state_arrays(graph, params), **data(), "__lr__": np.float32(0.1),
+                         "__step__": np.float32(1)})
+    layer = {"fc1": np.sqrt(np.sum(grads["grad.fc1.weight"] ** 2)
+                            + np.sum(grads["grad.fc1.bias"] ** 2)),
+             "fc2": np.linalg.norm(grads["grad.fc2.weight"])}
+    assert {name for name in result if name.startswith("grad_norm")} == \
+        {"grad_norm", "grad_norm.fc1", "grad_norm.fc2"}
+    np.testing.assert_allclose(result["grad_norm.fc1"], layer["fc1"], rtol=1e-12)
+    np.testing.assert_allclose(result["grad_norm.fc2"], layer["fc2"], rtol=1e-12)
+    np.testing.assert_allclose(result["grad_norm"], np.hypot(layer["fc1"], layer["fc2"]),
+                               rtol=1e-12)
+    assert result["grad_norm"] > 0.05               # so clipping did rescale the step
