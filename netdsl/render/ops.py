@@ -24,7 +24,8 @@ import numpy as np
 
 from ..ir.graph import Graph, Node, Value
 from . import style
-from .layers import GRAD_SCOPE, OpCopies, plain_scope, repeated_copies
+from .copies import GRAD_SCOPE, OpCopies, plain_scope
+from .layers import repeated_copies
 from .output import (Box, Diagram, Group, Link, check_rankdir, clip_at_clusters, location,
                      to_digraph)
 
