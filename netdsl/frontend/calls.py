@@ -303,14 +303,21 @@ def _apply_block(lowerer, config: LayerConfig, instance, inputs, span, record_na
     try:
         lower_body(lowerer, block.node.body, scope, is_model=False,
                    block_inputs=[a.value for a in inputs], input_spans=[a.span for a in inputs])
+    except Error as error:
+        for diagnostic in error.diagnostics:      # the body's own mistake, not the caller's
+            lowerer.add_use_sites(diagnostic)
+        raise
     finally:
         lowerer._record_parent = saved_parent
         lowerer.block_stack.pop()
         lowerer.depth -= BLOCK_DEPTH
     outputs = [value for _, value, _ in scope.outputs]
     if not outputs:
-        raise Error(f"block {block.name} has no `out`", block.node.name_span or block.node.span,
-                    hint="add `out expression` to say what the block returns")
+        from .lower import use_note
+        raise Error(Diagnostic(f"block {block.name} has no `out`",
+                               block.node.name_span or block.node.span,
+                               hint="add `out expression` to say what the block returns",
+                               notes=[(span, use_note(block.name))]))
     if any(isinstance(v, Invalid) for v in outputs):
         return INVALID
     tensors = [v for v in outputs if isinstance(v, Value)]

@@ -26,6 +26,11 @@ from .loader import Program
 from .values import Instance
 
 
+def use_note(block: str) -> str:
+    """The note under an error inside block `block`, at the place it was used."""
+    return f"block {block} is used here"
+
+
 @dataclass
 class Scope:
     """The names visible in one model or block body, and its symbolic-dimension bindings."""
@@ -85,6 +90,7 @@ class Lowerer:
         # of n layers lowers in O(n), not O(n^2).
         self._param_spans: dict[str, Span | None] = {}
         self._reported: set[tuple[Span | None, str]] = set()
+        self._located: dict[int, Diagnostic] = {}      # diagnostics given their use sites
         self._record_names: set[str] = set()
         self._next_record_index: dict[str, int] = {}
         # Resource accounting (limits.py): nesting of evaluation, blocks being applied,
@@ -109,12 +115,24 @@ class Lowerer:
         return graph, self.architecture
 
     def report(self, error: Error) -> None:
-        """Record an error once (a block applied three times reports its mistake once)."""
+        """Record an error once (a block applied three times reports its mistake once), with
+        where the blocks it is inside were applied."""
         for diagnostic in error.diagnostics:
+            self.add_use_sites(diagnostic)
             key = (diagnostic.span, diagnostic.message)
             if key not in self._reported:
                 self._reported.add(key)
                 self.diagnostics.add(diagnostic)
+
+    def add_use_sites(self, diagnostic: Diagnostic) -> None:
+        """Notes saying where each block being applied was used, innermost first (a mistake in
+        a block's body is one of every model that uses it: the note says which use).  Added
+        once, by the innermost block, whose stack is the longest."""
+        if not self.block_stack or id(diagnostic) in self._located:
+            return
+        self._located[id(diagnostic)] = diagnostic     # held, so its id is not reused
+        for block, span in reversed(self.block_stack):
+            diagnostic.notes.append((span, use_note(block.name)))
 
     # -- parameters, state and randomness -------------------------------------------------
     def new_param(self, name: str, type_: TensorType, init: InitSpec, *, trainable: bool,
