@@ -120,9 +120,9 @@ def run(args: argparse.Namespace) -> int:
     if result.interrupted is not None:
         return _save_interrupted(args, result, meta, interrupts, best)
     last = result.history[-1] if result.history else {}
+    from ..runtime.progress import is_diagnostic
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items()
-                        if k not in ("epoch", "seconds", "examples_per_second")
-                        and not k.startswith("lr")
+                        if not is_diagnostic(k) and not k.startswith("lr")
                         and isinstance(v, float))
     print(f"trained {model.name} for {len(result.history)} epochs: {summary}")
     if args.out:

@@ -13,7 +13,7 @@ from typing import Any, Iterable, TextIO
 
 # Columns shown first and in this order; other metrics follow in the order training reports them.
 _LEADING = ("loss", "val_loss")
-# Keys of a history row that are not metric columns.
+# Keys of a history row that are not metric columns (nor are gradient norms: is_diagnostic).
 _NOT_METRICS = ("epoch", "seconds", "time", "examples_per_second")
 _MIN_WIDTH = 10
 
@@ -91,9 +91,16 @@ def format_value(value: Any) -> str:
     return f"{number:.4f}"
 
 
+def is_diagnostic(name: str) -> bool:
+    """A history column that the epoch table, the plot and the summary line leave out (the
+    log files and TensorBoard keep it): timing, throughput and gradient norms."""
+    from ..passes.training import GRAD_NORM_OUTPUT, GRAD_NORM_PREFIX
+    return name in _NOT_METRICS or name == GRAD_NORM_OUTPUT or name.startswith(GRAD_NORM_PREFIX)
+
+
 def metric_columns(names: Iterable[str]) -> list[str]:
     """The metric columns of a table: loss, val_loss, then the others in the given order."""
-    names = [name for name in names if name not in _NOT_METRICS]
+    names = [name for name in names if not is_diagnostic(name)]
     return [name for name in _LEADING if name in names] + [name for name in names if name not in _LEADING]
 
 

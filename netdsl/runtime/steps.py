@@ -43,6 +43,8 @@ class TrainingStep:
     loss_parts: dict[str, int] = field(default_factory=dict)
     every: int = 1                 # it runs on every k-th batch
     schedule: Callable[[int], float] | None = None   # update number (from 0) -> learning rate
+    # Its gradient-norm outputs (`grad_norm`, `grad_norm.<layer>`) -> output index.
+    grad_norms: dict[str, int] = field(default_factory=dict)
 
     def learning_rate(self, number: int) -> float:
         """The learning rate of this step's update on batch `number` (counted from 1), or of
@@ -102,6 +104,7 @@ def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
     from ..compiler import StageRecorder, Training, compile_step
     from ..passes.training import LOSS_PART_PREFIX, state_names
     from .schedules import make_schedule
+    from .grad_norms import norm_outputs
     forward = model.training_forward
     storage = {info.name: np.array(weights[info.name], dtype=info.value.dtype.numpy, order="C")
                for info in model.graph.params if info.name in weights}
@@ -139,7 +142,7 @@ def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
             loss_parts={name[len(LOSS_PART_PREFIX):]: index
                         for index, name in enumerate(call.output_names)
                         if name.startswith(LOSS_PART_PREFIX)},
-            every=every, schedule=schedule))
+            every=every, schedule=schedule, grad_norms=norm_outputs(call.output_names)))
     return TrainingPlan(steps, storage)
 
 

@@ -18,6 +18,7 @@ from ..errors import Error
 from ..ir.graph import Graph
 from . import data as data_module
 from .anomaly import NonFiniteWatch
+from .grad_norms import GradNorms
 from .input_checks import index_ranges
 from .metrics import make_metric, metric_sources
 from .progress import ProgressBar, format_epoch_header, format_epoch_row
@@ -240,6 +241,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     # batches its step ran on, or each term of a summed objective (a VAE's nll and kl);
     # `loss` is their sum (early stopping's default).
     terms = _loss_terms(steps, set(metric_names))
+    norms = GradNorms(steps)
     loss_columns = ([] if len(steps) > 1 else ["loss"]) + [column for column, *_ in terms]
     # Each step's learning rate is in the history; the table shows it when it changes.
     lr_names = ["lr"] if len(steps) == 1 else [f"lr.{step.objective}" for step in steps]
@@ -284,6 +286,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
             watch.epoch_started(epoch, global_step + 1, rng)
         totals, counts = [0.0] * len(steps), [0] * len(steps)
         term_totals = [0.0] * len(terms)
+        norms.start(resume.partial.get("norms") if skip else None)
         if skip:
             totals, counts, term_totals = _partial(resume.partial, len(steps), len(terms), source)
 
@@ -297,7 +300,8 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
             if should_stop is not None and should_stop():
                 result.interrupted = (epoch, done)
                 result.resume = snapshot(epoch, done, epoch_rng, {
-                    "totals": totals, "counts": counts, "terms": term_totals})
+                    "totals": totals, "counts": counts, "terms": term_totals,
+                    "norms": norms.partial()})
                 break
             global_step += 1
             size = len(chunk[batch_inputs[0]]) if batch_inputs else 1
@@ -310,6 +314,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                 loss += step_loss
                 totals[index] += step_loss * size
                 counts[index] += size
+                norms.add(index, outputs)
                 for number, (_, step_index, output, _) in enumerate(terms):
                     if step_index == index:
                         term_totals[number] += float(outputs[output]) * size
@@ -335,6 +340,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
             row.update({f"val_{column}": scores[name] for column, _, _, name in terms})
             row.update({f"val_{name}": scores[name] for name in metric_names})
         row.update((name, step.learning_rate(global_step)) for name, step in zip(lr_names, steps))
+        row.update(norms.row())
         row["seconds"] = time.perf_counter() - started
         row["examples_per_second"] = max(counts, default=0) / max(row["seconds"], 1e-9)
         result.history.append(row)
