@@ -44,11 +44,13 @@ def build_parser():
 
     from .commands import COMMANDS
     _Parser = _parser_class()
+    # Raw: the epilog's lines are kept as written, so the reference's path is never broken.
     parser = _Parser(prog="netdsl", description="A declarative language for neural networks "
-                     "and its compiler.",
+                     "and its compiler.", formatter_class=argparse.RawDescriptionHelpFormatter,
                      epilog="exit status: 0 done, 1 a mistake in the input or the flags, 2 an "
-                            "internal error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); "
-                            "an interrupted `train` first saves the weights so far to --out")
+                            "internal error,\n130 interrupted (Ctrl-C), 143 terminated (SIGTERM); "
+                            "an interrupted `train`\nfirst saves the weights so far to --out\n\n"
+                            f"language reference: {language_reference()}")
     parser.add_argument("--version", action="version", version=f"netdsl {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="on an internal error, print the Python traceback")
@@ -60,6 +62,17 @@ def build_parser():
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                          help="on an internal error, print the Python traceback")
     return parser
+
+
+def language_reference() -> str:
+    """The path of docs/language.md: inside the package in a wheel (pyproject.toml force-includes
+    it as netdsl/docs/language.md), else in the source checkout the package runs from."""
+    from pathlib import Path
+    package = Path(__file__).resolve().parent
+    for path in (package / "docs" / "language.md", package.parent / "docs" / "language.md"):
+        if path.is_file():
+            return str(path)
+    return "docs/language.md in the netdsl source"
 
 
 def main(argv: list[str] | None = None) -> int:
