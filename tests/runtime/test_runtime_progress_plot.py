@@ -9,7 +9,8 @@ import pytest
 
 from netdsl.errors import Error
 from netdsl.runtime.plot import plot_history
-from netdsl.runtime.progress import ProgressBar, format_epoch_header, format_epoch_row, format_value
+from netdsl.runtime.progress import (ProgressBar, format_epoch_header, format_epoch_row,
+                                     format_rate, format_value)
 
 HISTORY = [
     {"epoch": 1, "loss": 0.9, "val_loss": 1.0, "accuracy": 0.5, "seconds": 0.4, "confusion": np.eye(2)},
@@ -49,6 +50,42 @@ def test_progress_bar_only_when_forced_or_tty():
     text = shown.getvalue()
     assert "epoch 1/3 [###############...............] 5/10 loss 0.2500" in text
     assert "10/10" in text and text.endswith("\r")
+
+
+def test_progress_bar_shows_running_means_throughput_and_eta():
+    now = [100.0]
+    shown = io.StringIO()
+    bar = ProgressBar(4, "epoch 2/5", stream=shown, force=True, interval=0.5, width=4,
+                      clock=lambda: now[0])
+    bar.update(examples=10, loss=1.0)           # no time has passed: not drawn yet
+    assert shown.getvalue() == ""
+    now[0] += 2.0
+    bar.update(examples=30, loss=0.5)
+    # (10 * 1.0 + 30 * 0.5) / 40 examples; 40 examples in 2 s; 2 more steps at 1 s each.
+    assert shown.getvalue() == "\repoch 2/5 [##..] 2/4 loss 0.6250 | 20 ex/s | ETA 2.00s"
+    now[0] += 0.1
+    bar.update(examples=10, loss=0.0)           # within the interval: not redrawn
+    now[0] += 30.0
+    bar.update(examples=12000, loss=0.0)
+    # 12,050 examples in 32.1 s; nothing left; padded over the longer line before it.
+    last = shown.getvalue().split("\r")[-1].rstrip()
+    assert last == "epoch 2/5 [####] 4/4 loss 0.0021 | 375 ex/s"
+    bar.close()
+    assert shown.getvalue().endswith("\r" + " " * len(last) + "\r")
+
+
+def test_progress_bar_off_a_terminal_writes_nothing_and_keeps_no_sums():
+    quiet = io.StringIO()
+    bar = ProgressBar(3, "epoch 1/1", stream=quiet, interval=0)
+    for _ in range(3):
+        bar.update(examples=5, loss=1.0)
+    bar.close()
+    assert quiet.getvalue() == "" and bar.count == 0 and bar.examples == 0
+
+
+def test_format_rate():
+    assert [format_rate(rate) for rate in (0.5, 20, 850, 12345, 4.567e6)] == \
+        ["0.5", "20", "850", "12.3k", "4.57M"]
 
 
 def test_plot_history_writes_png(tmp_path):
