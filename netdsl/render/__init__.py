@@ -31,7 +31,7 @@ def render_model(model: Any, level: str = "layers", *, grad: bool = False, expan
                  depth: int | None = None, rankdir: str = "TB"):
     """A netdsl.Model drawn at one level, as a graphviz.Digraph (what Model.render returns).
 
-    layers: the Architecture records (expand/depth apply).  ops: the lowered graph, repeated
+    layers: the Architecture records (expand/depth apply); loops drawn with the graph's help.  ops: the lowered graph, repeated
     blocks drawn once unless expand; with grad=True the training-mode forward graph and its
     gradient (`loss_and_grad_graph`).
     kernels: that graph after the pass pipeline, one cluster per fused kernel (repeated
@@ -41,7 +41,8 @@ def render_model(model: Any, level: str = "layers", *, grad: bool = False, expan
         raise Error(f"unknown render level '{level}'",
                     hint=did_you_mean(level, LEVELS) or "use layers, ops or kernels")
     if level == "layers":
-        return render_layers(model.architecture, expand=expand, depth=depth, rankdir=rankdir)
+        return render_layers(model.architecture, expand=expand, depth=depth, rankdir=rankdir,
+                             graph=model.graph)
     graph, grad_graph = model.graph, None
     if grad:
         from ..passes.training import loss_and_grad_graph

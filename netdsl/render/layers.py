@@ -8,7 +8,8 @@ readable:
   counting up) is drawn once, as the first copy inside a cluster labelled "encoder ×12 (Kind)";
 * consecutive identical block instances (same kind, same arguments, each feeding the next) are
   collapsed the same way;
-* with `depth=N`, a block nested deeper than N levels is drawn as one box.
+* with `depth=N`, a block nested deeper than N levels is drawn as one box;
+* a `scan` is a loop cluster holding its body (loops.py), given the model's graph.
 
 Records inside a copy that is not drawn are mapped to the matching record of the first copy (by
 position in source order), so edges into and out of a collapsed run still land on real boxes,
@@ -24,20 +25,25 @@ from collections import defaultdict
 import graphviz
 
 from ..ir.architecture import Architecture, LayerRecord
+from ..ir.graph import Graph
 from . import style
+from .loops import RecordLoops, input_boxes, loop_group, loop_links, output_details
 from .output import (Box, Diagram, Group, Link, check_rankdir, clip_at_clusters, location,
                      to_digraph)
 
 def render_layers(arch: Architecture, *, expand: bool = False, depth: int | None = None,
-                  rankdir: str = "TB") -> graphviz.Digraph:
-    """The layer-level diagram of a model as a graphviz.Digraph."""
-    return to_digraph(build_layers(arch, expand=expand, depth=depth, rankdir=rankdir))
+                  rankdir: str = "TB", graph: Graph | None = None) -> graphviz.Digraph:
+    """The layer-level diagram of a model as a graphviz.Digraph.
+
+    Given the model's graph, loops show their carried states and step slices (loops.py)."""
+    return to_digraph(build_layers(arch, expand=expand, depth=depth, rankdir=rankdir,
+                                   graph=graph))
 
 
 def build_layers(arch: Architecture, *, expand: bool = False, depth: int | None = None,
-                 rankdir: str = "TB") -> Diagram:
+                 rankdir: str = "TB", graph: Graph | None = None) -> Diagram:
     """The layer-level diagram as a neutral Diagram (for Graphviz or Mermaid)."""
-    return _LayerLayout(arch, expand, depth).diagram(check_rankdir(rankdir))
+    return _LayerLayout(arch, expand, depth, graph).diagram(check_rankdir(rankdir))
 
 
 def repeated_copies(arch: Architecture) -> tuple[dict[str, str], dict[str, str]]:
@@ -78,8 +84,10 @@ def _run_name(run: list[LayerRecord]) -> str:
 class _LayerLayout:
     """Places records into boxes and clusters, then connects them."""
 
-    def __init__(self, arch: Architecture, expand: bool, depth: int | None):
+    def __init__(self, arch: Architecture, expand: bool, depth: int | None,
+                 graph: Graph | None = None):
         self.arch, self.expand, self.depth = arch, expand, depth
+        self.loops = RecordLoops(arch.records, graph)
         self.by_name = {r.name: r for r in arch.records}
         self.kids: dict[str | None, list[LayerRecord]] = defaultdict(list)
         for record in arch.records:
@@ -172,7 +180,10 @@ class _LayerLayout:
                 for r in self.subtree(record.name)]
 
     # -- placing ------------------------------------------------------------------------
-    def place(self, group: Group, siblings: list[LayerRecord], level: int) -> None:
+    def place(self, group: Group, siblings: list[LayerRecord], level: int,
+              loop: str | None = None) -> None:
+        # A loop's body records are placed inside its cluster, when their scan is placed.
+        siblings = [r for r in siblings if self.loops.member_of.get(r.name) == loop]
         for run in self.runs(siblings):
             first = run[0]
             if len(run) > 1:
@@ -210,8 +221,18 @@ class _LayerLayout:
             return
         for inner in self.subtree(record.name):
             self.collapsed_into[inner.name] = record.name
+        box = self.box(record, count, tooltip, url)
+        if record.name in self.loops.members:
+            parts = self.loops.parts.get(record.name)
+            cluster = loop_group(f"cluster_loop_{record.name}", parts, tooltip, url)
+            if parts is not None:
+                cluster.boxes += input_boxes(parts, self.loops.box_id(record.name))
+            self.place(cluster, self.loops.members[record.name], level + 1, loop=record.name)
+            box.details = output_details(parts)
+            group.groups.append(cluster)
+            group = cluster                 # the scan's own box: the loop's outputs, inside it
         self.boxes.add(record.name)
-        group.boxes.append(self.box(record, count, tooltip, url))
+        group.boxes.append(box)
 
     def box(self, record: LayerRecord, count: int, tooltip: str, url: str | None) -> Box:
         category = style.layer_category(record.kind, record.category)
@@ -245,7 +266,8 @@ class _LayerLayout:
 
     def ends(self, block: str, outgoing: bool) -> list[str]:
         """The boxes where values leave (outgoing) or enter a drawn block."""
-        kids = [k.name for k in self.kids.get(block, []) if k.name in self.placed]
+        kids = [k.name for k in self.kids.get(block, [])
+                if k.name in self.placed and k.name not in self.loops.member_of]
         if not kids:
             return []
         linked: set[str] = set()           # kids fed by a sibling / kids feeding a sibling
@@ -291,6 +313,8 @@ class _LayerLayout:
                 if self.fed_from_inside(record):
                     continue
                 heads = self.ends(target, outgoing=False)
+            elif record.name in self.loops.parts:
+                continue                    # its inputs feed the loop's input boxes
             elif target in self.boxes:
                 heads = [target]
             else:
@@ -306,7 +330,45 @@ class _LayerLayout:
             if record.shared_with and self.canon(record.shared_with) in self.boxes:
                 add(self.canon(record.shared_with), target, kind="shared",
                     tooltip=f"{record.name} shares weights with {record.shared_with}")
-        return list(links.values())
+        return list(links.values()) + [link for scan in self.loops.parts
+                                       for link in self.loop_links(scan)]
+
+    def loop_links(self, scan: str) -> list[Link]:
+        """A drawn loop's edges: into its input boxes, from its inputs to the body, and out."""
+        parts, record = self.loops.parts[scan], self.by_name[scan]
+        if scan not in self.boxes:
+            return []                       # inside a block drawn as one box
+        box_id = self.loops.box_id(scan)
+
+        # The scan's record names the records of its sequences, then of its initial values
+        # (deduplicated, those without a record left out): match them in order, by type.
+        names, made_by, used = [n for n in record.inputs if n in self.by_name], {}, []
+        for value in [o for _, o in parts.slices] + [o for _, o in parts.carries]:
+            if names and value.type in self.by_name[names[0]].output_types:
+                used.append(names.pop(0))
+                made_by[value.id] = used[-1:]
+            else:
+                made_by[value.id] = [n for n in used
+                                     if value.type in self.by_name[n].output_types][-1:]
+
+        def outer_sources(value) -> list[str]:
+            return [box for name in made_by.get(value.id, [])
+                    for box, _, _ in self.sources(name, scan)]
+
+        def heads(name: str) -> list[str]:
+            drawn = self.canon(name)
+            return self.ends(drawn, outgoing=False) if drawn in self.clusters else [drawn]
+
+        def body_sources(value) -> list[str]:
+            return [box for name in self.loops.makers(scan, value)
+                    for box in ([name] if name.startswith(scan + "/") else self.exits(name))]
+
+        links = loop_links(parts, box_id, scan, outer_sources, body_sources)
+        for body_input, _ in parts.carries + parts.slices:
+            for reader in self.loops.readers(scan, body_input):
+                links += [Link(box_id(body_input), head, tooltip=f"{body_input.name} → {reader}")
+                          for head in heads(reader)]
+        return links
 
     def fed_from_inside(self, block: LayerRecord) -> bool:
         """Whether the block's children name its inputs themselves (then the block adds none)."""

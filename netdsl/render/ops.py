@@ -26,6 +26,7 @@ from ..ir.graph import Graph, Node, Value
 from . import style
 from .copies import GRAD_SCOPE, OpCopies, plain_scope
 from .layers import repeated_copies
+from .loops import OpLoops, body_nodes
 from .output import (Box, Diagram, Group, Link, check_rankdir, clip_at_clusters, location,
                      to_digraph)
 
@@ -89,17 +90,22 @@ def _scalar_constants(nodes: list[Node]) -> dict[int, str]:
 
 def _links(graph: Graph, nodes: list[Node], boxes: dict[str, Box], root: Group,
            inlined: dict[int, str], copies: OpCopies, redirect: dict[int, str],
-           kind_of, short: bool = True) -> list[Link]:
+           kind_of, short: bool = True, loops: OpLoops | None = None) -> list[Link]:
     """One link per drawn (source, target) pair; `kind_of(value, node)` -> (kind, label).
 
     Inputs that are inlined constants become a detail line of their reader; edges of hidden
-    copies land on the first copy's boxes, and those between copies become back edges.
+    copies land on the first copy's boxes, and those between copies become back edges.  A loop
+    body's captured inputs are drawn from the values outside; a loop's own inputs go to its
+    input boxes (OpLoops.links), not to its box.
     """
     links: list[Link] = []
     seen: set[tuple[str, str]] = set()
     for node in nodes:
         target = f"op{copies.target(node.id)}"
+        if loops is not None and node.id in loops.drawn:
+            continue
         for value in node.inputs:
+            value = loops.outside(value) if loops is not None else value
             if value.id in inlined:
                 if node.id not in copies.node_map:
                     boxes[target].details.append(f"const {inlined[value.id]}")
@@ -233,7 +239,7 @@ def build_ops(graph: Graph, *, grad_graph: Graph | None = None, arch=None, expan
         nodes += [n for n in grad_graph.nodes if n.id not in forward_ids]
     grad_ids = {n.id for n in nodes
                 if is_gradient_node(n, forward_ids if grad_graph is not None else None)}
-    inlined = _scalar_constants(nodes)
+    inlined = _scalar_constants(nodes + body_nodes(nodes))
     nodes = [n for n in nodes if not (n.outputs and n.outputs[0].id in inlined)]
     hidden, labels = repeated_copies(arch) if arch is not None and not expand else ({}, {})
     copies = OpCopies(hidden, nodes, grad_ids, graph.params)
@@ -253,15 +259,25 @@ def build_ops(graph: Graph, *, grad_graph: Graph | None = None, arch=None, expan
         boxes[box.id] = box
         scope = _param_scope(graph, value) if value.kind != "input" else ()
         forward.get(scope).boxes.append(box)
-    for node in nodes:
-        if node.id in copies.node_map:
-            continue
+    loops = OpLoops(boxes)
+    drawn = [n for n in nodes if n.id not in copies.node_map]
+    for node in drawn:
         grad = node.id in grad_ids
-        box = op_box(node, grad=grad)
-        boxes[box.id] = box
-        (backward if grad else forward).get(plain_scope(node)).boxes.append(box)
-    links = _links(grad_graph or graph, nodes, boxes, root, inlined, copies, redirect,
-                   lambda value, node: ("grad" if node.id in grad_ids else "data", None))
+        loops.place(node, op_box(node, grad=grad),
+                    (backward if grad else forward).get(plain_scope(node)),
+                    lambda inner, grad=grad: op_box(inner, grad=grad), inlined, grad)
+    backward_boxes = loops.backward_boxes()
+    grad_ids |= {n.id for n in loops.body_nodes() if f"op{n.id}" in backward_boxes}
+    links = _links(grad_graph or graph, nodes + loops.body_nodes(), boxes, root, inlined,
+                   copies, redirect,
+                   lambda value, node: ("grad" if node.id in grad_ids else "data", None),
+                   loops=loops)
+    links += loops.links(lambda value: _endpoints(graph, boxes, root, loops.outside(value),
+                                                  redirect=redirect))
+    backward_boxes |= {f"op{n}" for n in grad_ids}
+    for link in links:             # the backward pass reads forward values: they must not
+        if link.kind == "grad" and link.source not in backward_boxes:     # pull it upside down
+            link.constraint = False
     _ends(graph, boxes, root, links, graph.outputs, redirect=redirect, hidden=hidden)
     _ends(graph, boxes, root, links, {loss.name: loss.value for loss in graph.losses},
           category="loss", redirect=redirect)

@@ -74,6 +74,8 @@ class Link:
     tooltip: str | None = None
     ltail: str | None = None            # cluster the edge leaves (drawn from its border)
     lhead: str | None = None            # cluster the edge enters
+    clip: bool = True                   # may end at a cluster's border (clip_at_clusters)
+    constraint: bool = True             # False: the edge does not pull ranks (dot's constraint)
 
 
 @dataclass
@@ -134,6 +136,8 @@ def to_digraph(diagram: Diagram, *, xlabels: bool | None = None) -> graphviz.Dig
             attrs["ltail"] = _gv_id(link.ltail)
         if link.lhead:
             attrs["lhead"] = _gv_id(link.lhead)
+        if not link.constraint:
+            attrs["constraint"] = "false"
         digraph.edge(_gv_id(link.source), _gv_id(link.target), **attrs)
     digraph.netdsl_diagram = diagram        # lets write(..., "mermaid") reuse the same diagram
     return digraph
@@ -175,10 +179,11 @@ def clip_at_clusters(diagram: Diagram, kinds: tuple[str, ...] = ("data",)) -> No
         for box in group.boxes:
             chains[box.id] = chain
         for child in group.groups:
-            walk(child, chain + [child.id])
+            # A loop's body reads weights from outside: those edges go all the way to the op.
+            walk(child, chain + [child.id] if child.kind != "loop" else chain)
 
     walk(diagram.root, [])
-    clipped = [link for link in diagram.links if link.kind in kinds]
+    clipped = [link for link in diagram.links if link.kind in kinds and link.clip]
     feeds: dict[str, list[str]] = {}
     reads: dict[str, list[str]] = {}
     for link in clipped:
@@ -186,7 +191,7 @@ def clip_at_clusters(diagram: Diagram, kinds: tuple[str, ...] = ("data",)) -> No
         reads.setdefault(link.source, []).append(link.target)
     kept, seen = [], set()
     for link in diagram.links:
-        if link.kind in kinds:
+        if link.kind in kinds and link.clip:
             tail, head = chains.get(link.source, []), chains.get(link.target, [])
             lhead = next((c for c in head if c not in tail), None)
             ltail = next((c for c in tail if c not in head), None)

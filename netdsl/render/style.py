@@ -42,6 +42,8 @@ PALETTE: dict[str, tuple[str, str, str]] = {
     "loss":           ("#dc2626", "#991b1b", "#ffffff"),
     "grad":           ("#fff1f2", "#e11d48", INK),
     "grad_output":    ("#be123c", "#881337", "#ffffff"),
+    "step":           ("#ccfbf1", "#0f766e", INK),      # a loop's step slice (x_t)
+    "carry":          ("#fce7f3", "#be185d", INK),      # a loop's carried state (h)
 }
 
 # Kinds of the built-in library by category; user kinds fall back to name fragments below.
@@ -160,6 +162,8 @@ def node_attrs(category: str, emphasis: bool = False) -> dict[str, str]:
         attrs.update(style="rounded,filled,dotted", fontsize="8")
     elif category.startswith("grad"):
         attrs.update(style="rounded,filled,dashed")
+    elif category in ("step", "carry"):
+        attrs.update(penwidth="1.8")
     elif category == "block":
         attrs.update(peripheries="2")
     if emphasis:
@@ -178,6 +182,8 @@ CLUSTERS = {
     "grad": {"color": "#e11d48", "style": "rounded,filled,dashed", "fillcolor": "#fff5f7",
              "penwidth": "1.4"},
     "grad_scope": {"color": "#fda4af", "style": "rounded,filled", "fillcolor": "#ffe4e6"},
+    "loop": {"color": "#db2777", "style": "rounded,filled,bold", "fillcolor": "#fdf2f8",
+             "penwidth": "1.6"},
 }
 
 
@@ -197,6 +203,8 @@ EDGES = {
     "grad": {"style": "dashed", "color": "#e11d48", "fontcolor": "#be123c"},
     "fused": {"style": "dotted", "color": "#16a34a"},
     "memory": {"penwidth": "1.6", "color": "#334155"},
+    "loop": {"style": "dashed", "color": "#be185d", "fontcolor": "#be185d", "constraint": "false",
+             "arrowhead": "vee", "penwidth": "1.4"},
 }
 
 
