@@ -322,7 +322,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                     for metric in train_metrics.values():
                         metric.update(outputs[step.prediction_index], chunk[label])
             if bar is not None:
-                bar.update(loss=loss)
+                bar.update(examples=size, loss=loss)
         if bar is not None:
             bar.close()
         skip = 0
