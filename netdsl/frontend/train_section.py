@@ -42,7 +42,7 @@ def read_train_partly(train: ast.Train | None,
         except Error as error:
             diagnostics.extend(error)
     try:
-        check_monitor(config, config.spans.get("early_stopping"))
+        check_monitor(config)
     except Error as error:
         diagnostics.extend(error)
     return config, diagnostics

@@ -14,8 +14,8 @@
   the training data's size and checksum, the objectives and how often each runs); resuming
   with other ones is an error, not a silently different run;
 * the history so far, the loss sums of a partial epoch, early stopping's best value and
-  patience (its best weights are stored as `optimizer/__best__.<param>`), and `--save-best`'s
-  best value.
+  patience (its best weights are stored as `optimizer/__best__.<param>`), `--save-best`'s
+  best value, and each reduce_on_plateau schedule's rate, best value and counters.
 
 The meta of a checkpoint is untrusted input: `ResumeState.from_checkpoint` checks every field's
 type and range and raises a netdsl Error naming the file, never a traceback.
@@ -53,6 +53,8 @@ class ResumeState:
     finished: bool = False                           # early stopping ended the run
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     optimizer: dict[str, np.ndarray] = field(default_factory=dict)
+    # Per training step, its reduce_on_plateau state (schedules.Plateau.state) or None.
+    schedules: list = field(default_factory=list)
     source: str = "the resume state"                 # the checkpoint it came from, for errors
 
     def meta(self) -> dict:
@@ -60,7 +62,8 @@ class ResumeState:
         out = {"version": VERSION, "epoch": self.epoch, "step": self.step,
                "global_step": self.global_step, "rng": self.rng,
                "fingerprint": self.fingerprint, "history": self.history,
-               "partial": self.partial, "early": self.early, "finished": self.finished}
+               "partial": self.partial, "early": self.early, "finished": self.finished,
+               "schedules": self.schedules}
         if self.save_best is not None:
             out["save_best"] = self.save_best
         return out
@@ -92,7 +95,8 @@ class ResumeState:
                     partial=check.mapping(data, "partial", optional=True),
                     early=check.mapping(data, "early", optional=True),
                     save_best=check.mapping(data, "save_best", optional=True) or None,
-                    finished=data.get("finished") is True)
+                    finished=data.get("finished") is True,
+                    schedules=check.listing(data, "schedules"))
         state.early = {"best": check.number(state.early, "best", np.inf),
                        "waited": check.integer(state.early, "waited", 0, default=0)}
         if state.save_best is not None:
@@ -207,6 +211,13 @@ class _Checker:
         if type(value) not in (int, float) or np.isnan(value):
             raise self.error(f"its {key} is {_short(value)}, not a number")
         return float(value)
+
+    def listing(self, data: dict, key: str) -> list:
+        """An optional list (each item is checked by what reads it)."""
+        value = data.get(key, [])
+        if not isinstance(value, list):
+            raise self.error(f"its {key} is {_short(value)}, not a list")
+        return value
 
     def mapping(self, data: dict, key: str, optional: bool = False) -> dict:
         value = data.get(key, {} if optional else None)

@@ -20,9 +20,19 @@ is named after, used the way PyTorch's documentation uses it:
     warmup(steps, then=constant())     linear warm-up over `steps` batches, base_lr * (s+1)/steps,
                                        then the inner schedule, started afresh at step 0 and
                                        given the remaining steps as its total
+    reduce_on_plateau(factor=0.1, patience=10, monitor=val_loss, min_lr=0, threshold=1e-4,
+                      cooldown=0)
+                                       ReduceLROnPlateau(mode, factor, patience, threshold,
+                                       threshold_mode="rel", cooldown, min_lr) stepped once per
+                                       EPOCH with the epoch's `monitor` column; mode min for
+                                       loss and val_loss, max for the metrics
 
 Here epoch = step // steps_per_epoch.  `make_schedule` builds one from a `.net` call such as
 `schedule = warmup(500, then=cosine())`, checking argument names and values.
+
+Every schedule but reduce_on_plateau is a pure function of the step.  reduce_on_plateau's rate
+follows the epoch table: `fit` gives its `Plateau` each epoch's row (`observe`), and its state
+(`state()`, `load()`) travels in a checkpoint's resume state (runtime/resume.py).
 """
 from __future__ import annotations
 
@@ -33,6 +43,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import Error, did_you_mean
 from ..source import Span
+from .train_config import CallValue, monitor_mode
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,8 @@ class Schedule:
     name: str
     base_lr: float
     rate: Callable[[int], float]
+    # reduce_on_plateau's state, which the epoch rows move; None for the others.
+    plateau: "Plateau | None" = None
 
     def __call__(self, step_number: int) -> float:
         return float(self.rate(int(step_number)))
@@ -122,7 +135,8 @@ def warm_restarts(base_lr: float, period: float, mult: int = 1, min_lr: float = 
 
 def warmup(base_lr: float, steps: int, then: Any = None, *, steps_per_epoch: int = 1,
            total_steps: int | None = None) -> Schedule:
-    """Linear warm-up over `steps` batches, then `then` (a Schedule, a name, or (name, args))."""
+    """Linear warm-up over `steps` batches, then `then`: a Schedule, a name, (name, args), or
+    a call as written in a train section, `then=cosine(min_lr=0.01)`."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise Error(f"warmup(steps=...) must be an integer >= 0, got {steps!r}")
     remaining = None if total_steps is None else max(total_steps - steps, 1)
@@ -131,8 +145,20 @@ def warmup(base_lr: float, steps: int, then: Any = None, *, steps_per_epoch: int
     elif isinstance(then, Schedule):
         inner = then
     else:
-        name, args = (then, {}) if isinstance(then, str) else then
-        inner = _build(name, dict(args), base_lr, steps_per_epoch, remaining)
+        if isinstance(then, CallValue):
+            name, args, positional = then.name, then.kwargs, then.args
+        elif isinstance(then, str):
+            name, args, positional = then, {}, ()
+        elif isinstance(then, tuple) and len(then) == 2 and isinstance(then[1], dict):
+            (name, args), positional = then, ()
+        else:
+            raise Error(f"warmup(then=...) must be a schedule such as cosine(), got {then!r}")
+        if name == "reduce_on_plateau":
+            raise Error("warmup(then=reduce_on_plateau()) is not supported: reduce_on_plateau "
+                        "follows the epoch table, not the step", hint="use reduce_on_plateau "
+                        "on its own, or warm up into cosine(), step(...) or exponential(...)")
+        inner = _build(name, _named(name, args, positional), base_lr, steps_per_epoch,
+                       remaining)
 
     def rate(step_number: int) -> float:
         if step_number < steps:
@@ -142,6 +168,100 @@ def warmup(base_lr: float, steps: int, then: Any = None, *, steps_per_epoch: int
     return Schedule(f"warmup+{inner.name}", base_lr, rate)
 
 
+# PyTorch's ReduceLROnPlateau ignores a reduction smaller than this (its `eps`).
+PLATEAU_EPS = 1e-8
+
+
+class Plateau:
+    """ReduceLROnPlateau's state and its `step(metrics)`, line for line (threshold_mode rel)."""
+
+    def __init__(self, base_lr: float, factor: float, patience: int, monitor: str,
+                 min_lr: float, threshold: float, cooldown: int):
+        self.factor, self.patience, self.monitor = factor, patience, monitor
+        self.min_lr, self.threshold, self.cooldown = min_lr, threshold, cooldown
+        self.mode = monitor_mode(monitor)
+        self.lr = base_lr
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.bad_epochs = 0
+        self.cooldown_left = 0
+
+    def observe(self, row: dict[str, Any]) -> None:
+        """The end of an epoch whose table row is `row`: the rate of the next one."""
+        self.step(float(row[self.monitor]))
+
+    def step(self, current: float) -> None:
+        if self._better(current):
+            self.best, self.bad_epochs = current, 0
+        else:
+            self.bad_epochs += 1
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.bad_epochs = 0
+        if self.bad_epochs > self.patience:
+            lowered = max(self.lr * self.factor, self.min_lr)
+            if self.lr - lowered > PLATEAU_EPS:
+                self.lr = lowered
+            self.cooldown_left, self.bad_epochs = self.cooldown, 0
+
+    def _better(self, current: float) -> bool:
+        if self.mode == "min":
+            return current < self.best * (1.0 - self.threshold)
+        return current > self.best * (self.threshold + 1.0)
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps (JSON: an infinite best is written as null)."""
+        return {"lr": self.lr, "best": self.best if math.isfinite(self.best) else None,
+                "bad_epochs": self.bad_epochs, "cooldown_left": self.cooldown_left}
+
+    def load(self, state: Any, source: str) -> None:
+        """Carry on from `state()` as read from checkpoint `source` (untrusted meta)."""
+        def bad(what: str) -> Error:
+            return Error(f"cannot resume from {source}: its reduce_on_plateau state {what}",
+                         hint="the checkpoint's meta was edited or damaged")
+        if not isinstance(state, dict):
+            raise bad(f"is {state!r:.40}, not a dict")
+        lr, best = state.get("lr"), state.get("best")
+        if type(lr) not in (int, float) or not (math.isfinite(lr) and lr > 0):
+            raise bad(f"has lr {lr!r:.40}, not a finite number > 0")
+        if best is not None and (type(best) not in (int, float) or math.isnan(best)):
+            raise bad(f"has best {best!r:.40}, not a number")
+        counts = {}
+        for key in ("bad_epochs", "cooldown_left"):
+            value = state.get(key)
+            if type(value) is not int or value < 0:
+                raise bad(f"has {key} {value!r:.40}, not a whole number >= 0")
+            counts[key] = value
+        self.lr = float(lr)
+        self.best = float(best) if best is not None else \
+            (math.inf if self.mode == "min" else -math.inf)
+        self.bad_epochs, self.cooldown_left = counts["bad_epochs"], counts["cooldown_left"]
+
+
+def reduce_on_plateau(base_lr: float, factor: float = 0.1, patience: int = 10,
+                      monitor: str = "val_loss", min_lr: float = 0.0, threshold: float = 1e-4,
+                      cooldown: int = 0, *, steps_per_epoch: int = 1,
+                      total_steps: int | None = None) -> Schedule:
+    """Multiply the rate by `factor` when `monitor` has not improved for `patience` epochs
+    (PyTorch ReduceLROnPlateau); which columns it may monitor is checked with the train
+    section (train_config.check_monitor)."""
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) \
+            or not 0 < factor < 1:
+        raise Error(f"reduce_on_plateau(factor=...) must be a number in (0, 1), got {factor!r}")
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        raise Error(f"reduce_on_plateau(patience=...) must be a whole number >= 0, got "
+                    f"{patience!r}")
+    if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
+        raise Error(f"reduce_on_plateau(cooldown=...) must be a whole number >= 0, got "
+                    f"{cooldown!r}")
+    min_lr = _non_negative_number(min_lr, "reduce_on_plateau(min_lr=...)")
+    threshold = _non_negative_number(threshold, "reduce_on_plateau(threshold=...)")
+    if not isinstance(monitor, str):
+        raise Error(f"reduce_on_plateau(monitor=...) must be a column such as val_loss, got "
+                    f"{monitor!r}")
+    plateau = Plateau(base_lr, float(factor), patience, monitor, min_lr, threshold, cooldown)
+    return Schedule("reduce_on_plateau", base_lr, lambda step_number: plateau.lr, plateau)
+
+
 SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "constant": constant,
     "step": step,
@@ -149,6 +269,7 @@ SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "cosine": cosine,
     "warm_restarts": warm_restarts,
     "warmup": warmup,
+    "reduce_on_plateau": reduce_on_plateau,
 }
 
 
@@ -169,19 +290,25 @@ def make_schedule(name: str, args: dict[str, Any] | None, base_lr: float, steps_
         steps_per_epoch = _positive_int(steps_per_epoch, "steps per epoch")
         _positive_number(base_lr, "the learning rate")
         total_steps = None if epochs is None else steps_per_epoch * _positive_int(epochs, "epochs")
-        _builder(name)
-        named = dict(args or {})
-        accepted = schedule_parameters(name)
-        if len(positional) > len(accepted):
-            raise Error(f"schedule '{name}' takes at most {len(accepted)} arguments, "
-                        f"got {len(positional)}", span)
-        for parameter, value in zip(accepted, positional):
-            if parameter in named:
-                raise Error(f"schedule '{name}' got argument '{parameter}' twice", span)
-            named[parameter] = value
-        return _build(name, named, base_lr, steps_per_epoch, total_steps)
+        return _build(name, _named(name, args, positional), base_lr, steps_per_epoch,
+                      total_steps)
     except Error as error:
         raise _at(error, span) from None
+
+
+def _named(name: str, args: dict[str, Any] | None, positional: Sequence[Any]) -> dict[str, Any]:
+    """The arguments of a call to schedule `name`, every one by its parameter's name."""
+    _builder(name)
+    named = dict(args or {})
+    accepted = schedule_parameters(name)
+    if len(positional) > len(accepted):
+        raise Error(f"schedule '{name}' takes at most {len(accepted)} arguments, "
+                    f"got {len(positional)}")
+    for parameter, value in zip(accepted, positional):
+        if parameter in named:
+            raise Error(f"schedule '{name}' got argument '{parameter}' twice")
+        named[parameter] = value
+    return named
 
 
 def _build(name: str, named: dict[str, Any], base_lr: float, steps_per_epoch: int,

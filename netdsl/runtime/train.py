@@ -22,7 +22,7 @@ from .grad_norms import GradNorms
 from .input_checks import index_ranges
 from .metrics import make_metric, metric_sources
 from .progress import ProgressBar, format_epoch_header, format_epoch_row
-from .train_config import TrainConfig
+from .train_config import TrainConfig, check_validation_monitors
 from .steps import HYPER_INPUTS, build_plan
 from .resume import BEST_PREFIX, ResumeState, fingerprint
 
@@ -195,13 +195,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     model.check_weights(weights)
     label, prediction = _label_and_prediction(model, config)
     train_data, validation = prepare_data(model, config, data)
-    monitor = (config.early_stopping or {}).get("monitor", "")
-    if validation is None and monitor.startswith("val_"):
-        # Without validation data the column is never filled: stopping on it would be silent.
-        raise Error(f"early_stopping monitors {monitor}, but there is no validation data "
-                    f"(split = {config.split:g})", config.spans.get("early_stopping"),
-                    hint=f"monitor={monitor[4:]} (the training column), or give a "
-                         "validation set or a split below 1")
+    check_validation_monitors(config, validation is not None)
     examples = data_module.num_examples(train_data)
     steps_per_epoch = -(-examples // config.batch)
     objectives = objectives_of(model)
@@ -260,6 +254,9 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
         best, waited = resume.early["best"], resume.early["waited"]
         first_epoch, skip, global_step = resume.epoch, resume.step, resume.global_step
         result.history = [dict(row) for row in resume.history]
+        for step, saved in zip(steps, resume.schedules):     # reduce_on_plateau's state
+            if step.schedule.plateau is not None and saved is not None:
+                step.schedule.plateau.load(saved, source)
         if verbose:
             printer(f"resuming from {source} at epoch {first_epoch}"
                     + (f", step {skip}" if skip else "") + f" (global step {global_step})")
@@ -276,7 +273,9 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
             [dict(row) for row in result.history], partial,
             {"best": float(best), "waited": waited}, finished=finished,
             weights={name: np.array(state[name]) for name in model.parameter_shapes},
-            optimizer=optimizer)
+            optimizer=optimizer, schedules=[step.schedule.plateau.state()
+                                            if step.schedule.plateau is not None else None
+                                            for step in steps])
 
     for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
@@ -344,6 +343,9 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
         row["seconds"] = time.perf_counter() - started
         row["examples_per_second"] = max(counts, default=0) / max(row["seconds"], 1e-9)
         result.history.append(row)
+        for step in steps:           # reduce_on_plateau sets the next epoch's rate from the row
+            if step.schedule.plateau is not None:
+                step.schedule.plateau.observe(row)
         stopping = False
         if verbose:
             printer(format_epoch_row(epoch, config.epochs, {k: row[k] for k in columns},

@@ -7,8 +7,8 @@ every key may also be overridden from the command line or from `Model.fit(**opti
 Values are checked where they are read, so a wrong one is an error at its key (or naming its
 flag), not a quiet surprise in training: lr a finite number > 0, weight_decay finite and >= 0,
 clip_norm and clip_value finite and > 0, seed >= 0, batch and epochs >= 1, split in (0, 1],
-the optimiser's own numbers (momentum, betas, eps, ...) in their ranges, and early_stopping's
-monitor one of loss, val_loss and the metrics (with val_).  `allow_nonfinite = true` lets NaN
+the optimiser's own numbers (momentum, betas, eps, ...) in their ranges, and the monitor of
+early_stopping and of reduce_on_plateau one of loss, val_loss and the metrics (with val_).  `allow_nonfinite = true` lets NaN
 and inf through the data checks (runtime/data.py), which refuse them by default.
 """
 from __future__ import annotations
@@ -252,23 +252,61 @@ def _set_objective(config: TrainConfig, value: Any, span: Span | None) -> None:
 
 
 def monitor_names(metrics: list[str]) -> list[str]:
-    """What early_stopping can monitor: the number columns of the epoch table."""
+    """What early_stopping and reduce_on_plateau can monitor: the number columns of the epoch
+    table."""
     scalars = [name for name in metrics if name != "confusion"]     # a matrix, not a score
     return ["loss", "val_loss"] + scalars + [f"val_{name}" for name in scalars]
 
 
-def check_monitor(config: TrainConfig, span: Span | None) -> None:
-    """early_stopping's monitor names a column (checked once all the keys are read)."""
-    if config.early_stopping is None:
-        return
-    monitor = config.early_stopping["monitor"]
+def monitor_mode(monitor: str) -> str:
+    """"min" when a smaller `monitor` is better (a loss), "max" for accuracy, precision,
+    recall, f1 and iou."""
+    return "min" if monitor in ("loss", "val_loss") else "max"
+
+
+def monitors(config: TrainConfig) -> list[tuple[str, str, Span | None]]:
+    """(what, column, span) of every column the config watches: early_stopping's monitor and
+    each reduce_on_plateau schedule's (the section's, then each objective's)."""
+    found = []
+    if config.early_stopping is not None:
+        found.append(("early_stopping", config.early_stopping["monitor"],
+                      config.spans.get("early_stopping")))
+    configs = [config] + [config.for_objective(name) for name in config.objectives
+                          if "schedule" in config.objectives[name]]
+    for each in configs:
+        if each.schedule == "reduce_on_plateau":
+            monitor = each.schedule_args.get("monitor", "val_loss")
+            if "monitor" not in each.schedule_args and len(each.schedule_positional) > 2:
+                monitor = each.schedule_positional[2]
+            found.append(("reduce_on_plateau", monitor, each.spans.get("schedule")))
+    return found
+
+
+def check_monitor(config: TrainConfig) -> None:
+    """Each monitor names a column (checked once all the keys are read)."""
     names = monitor_names(config.metrics)
-    if monitor not in names:
-        raise Error(f"early_stopping cannot monitor '{monitor}': it is not a column of the "
-                    f"training table", span,
-                    did_you_mean(monitor, names) or f"it can monitor: {', '.join(names)}")
-    # A loss improves downwards; accuracy, precision, recall, f1 and iou upwards.
-    config.early_stopping["mode"] = "min" if monitor in ("loss", "val_loss") else "max"
+    for what, monitor, where in monitors(config):
+        if not isinstance(monitor, str):
+            continue                      # the schedule's own check says what it must be
+        if monitor not in names:
+            raise Error(f"{what} cannot monitor '{monitor}': it is not a column of the "
+                        f"training table", where,
+                        did_you_mean(monitor, names) or f"it can monitor: {', '.join(names)}")
+    if config.early_stopping is not None:
+        config.early_stopping["mode"] = monitor_mode(config.early_stopping["monitor"])
+
+
+def check_validation_monitors(config: TrainConfig, has_validation: bool) -> None:
+    """Without validation data the val_ columns are never filled: watching one would be
+    silent, so it is an error before training."""
+    if has_validation:
+        return
+    for what, monitor, span in monitors(config):
+        if isinstance(monitor, str) and monitor.startswith("val_"):
+            raise Error(f"{what} monitors {monitor}, but there is no validation data "
+                        f"(split = {config.split:g})", span,
+                        hint=f"monitor={monitor[4:]} (the training column), or give a "
+                             "validation set or a split below 1")
 
 
 def _number(key: str, value: Any, kind: type, span: Span | None) -> Any:
@@ -315,5 +353,5 @@ def with_overrides(config: TrainConfig, overrides: dict[str, Any],
         label = f"--{key.replace('_', '-')}" if origin == "command line" else \
             f"{key} (in {origin})"
         set_key(config, key, value, None, label)
-    check_monitor(config, config.spans.get("early_stopping"))
+    check_monitor(config)
     return config

@@ -76,7 +76,8 @@ def test_unknown_schedule_did_you_mean():
         make_schedule("cosin", {}, 0.1, 4, 2, SPAN)
     assert caught.value.message == "unknown schedule 'cosin'" and caught.value.span == SPAN
     assert caught.value.diagnostics[0].hint.startswith("did you mean 'cosine'?")
-    assert set(SCHEDULES) == {"constant", "step", "exponential", "cosine", "warm_restarts", "warmup"}
+    assert set(SCHEDULES) == {"constant", "step", "exponential", "cosine", "warm_restarts", "warmup",
+                              "reduce_on_plateau"}
 
 
 def test_unknown_argument_named_with_accepted_ones():
