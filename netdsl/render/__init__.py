@@ -14,8 +14,9 @@ from typing import Any
 from ..errors import Error, did_you_mean
 from .layers import build_layers, render_layers
 from .ops import build_kernels, build_ops, is_gradient_node, kernel_groups, render_kernels, render_ops
-from .output import (FORMATS, INSTALL_HINT, Box, Diagram, Group, Link, diagram_to_mermaid,
-                     dot_available, to_digraph, to_mermaid, write, write_mermaid)
+from .mermaid import diagram_to_mermaid, to_mermaid, write_mermaid
+from .output import (FORMATS, INSTALL_HINT, Box, Diagram, Group, Link, dot_available, to_digraph,
+                     write)
 
 __all__ = [
     "render_layers", "render_ops", "render_kernels", "build_layers", "build_ops",

@@ -378,8 +378,7 @@ def build_kernels(graph: Graph, fused: Any, *, arch=None, expand: bool = False,
           category="loss", kind="memory", redirect=redirect)
     fused_count = sum(1 for g in groups if len(g.nodes) > 1)
     title = f"{graph.name} · {len(groups)} kernels ({fused_count} fused) for {len(nodes)} ops"
-    legend = "dotted edges stay inside a kernel; solid edges go through memory" + \
-        ("; repeated blocks are drawn once" if copies.node_map else "")
+    legend = "repeated blocks are drawn once" if copies.node_map else None
     diagram = Diagram(graph.name, root, links, title=title, legend=legend,
                       rankdir=check_rankdir(rankdir))
     clip_at_clusters(diagram, kinds=("memory",))     # a kernel reads its buffers at its border

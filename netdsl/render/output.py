@@ -2,8 +2,8 @@
 
 The layers, ops and kernels builders produce a `Diagram` (boxes, nested groups, links) and know
 nothing about Graphviz syntax; this module turns a diagram into a `graphviz.Digraph` (which
-Jupyter shows inline), into Mermaid flowchart text, and into files: dot source (always, with no
-Graphviz program needed), or svg/png/pdf through the `dot` program.  Every file goes through
+Jupyter shows inline) and into files: dot source (always, with no Graphviz program needed),
+svg/png/pdf through the `dot` program, or Mermaid flowchart text (mermaid.py).  Every file goes through
 `runtime.files.write_atomically` (a complete new file renamed over the target, links and devices
 refused, folders never created), so a failed render never leaves half a file behind.
 """
@@ -122,8 +122,9 @@ def to_digraph(diagram: Diagram, *, xlabels: bool | None = None) -> graphviz.Dig
     if xlabels is None:
         xlabels = sum(1 for _ in diagram.root.walk_boxes()) > LABELLED_EDGES_LIMIT
     digraph = graphviz.Digraph(
-        name=diagram.name, graph_attr=style.graph_attrs(check_rankdir(diagram.rankdir), diagram.title,
-                                    diagram.legend),
+        name=diagram.name, graph_attr=style.graph_attrs(
+            check_rankdir(diagram.rankdir), diagram.title, diagram.legend,
+            tuple(link.kind for link in diagram.links)),
         node_attr=style.NODE_DEFAULTS, edge_attr=style.EDGE_DEFAULTS)
     _emit_group(digraph, diagram.root, depth=-1)
     for link in diagram.links:
@@ -211,85 +212,6 @@ def clip_at_clusters(diagram: Diagram, kinds: tuple[str, ...] = ("data",)) -> No
 
 
 # ---------------------------------------------------------------------------------------------
-# Mermaid
-
-_MERMAID_ARROWS = {"data": "-->", "memory": "==>", "grad": "-.->", "repeat": "-.->",
-                   "fused": "-.->", "shared": "-.-"}
-
-
-def _mermaid_text(text: str) -> str:
-    # Mermaid reads #...; entity codes inside quoted labels; quotes and brackets must be coded.
-    return (text.replace("#", "#35;").replace('"', "#quot;").replace("<", "#lt;")
-            .replace(">", "#gt;"))
-
-
-def diagram_to_mermaid(diagram: Diagram) -> str:
-    """A Mermaid flowchart of the diagram, for Markdown documentation."""
-    direction = check_rankdir(diagram.rankdir)
-    ids: dict[str, str] = {}
-    lines = [f"flowchart {direction}"]
-    for comment in (diagram.title, diagram.legend):
-        if comment:
-            lines.append(f"    %% {comment}")
-    classes: dict[str, list[str]] = {}
-    clicks: list[str] = []
-
-    def emit(group: Group, indent: str) -> None:
-        for box in group.boxes:
-            ids[box.id] = mid = f"n{len(ids) + 1}"
-            parts = [f"<b>{_mermaid_text(box.title)}</b>" +
-                     (f" {_mermaid_text(box.badge)}" if box.badge else "")]
-            parts += [_mermaid_text(p) for p in [box.subtitle, *box.details, box.shape] if p]
-            lines.append(f'{indent}{mid}["{"<br/>".join(parts)}"]')
-            classes.setdefault(box.category, []).append(mid)
-            if box.url:
-                clicks.append(f'    click {mid} href "{box.url.replace(chr(34), "%22")}" '
-                              f'"{_mermaid_text(box.tooltip or box.url)}"')
-        for child in group.groups:
-            label = _mermaid_text(child.label) + (f"<br/>{_mermaid_text(child.note)}" if child.note else "")
-            lines.append(f'{indent}subgraph c{len(lines)} ["{label}"]')
-            lines.append(f"{indent}    direction {direction}")
-            emit(child, indent + "    ")
-            lines.append(f"{indent}end")
-
-    emit(diagram.root, "    ")
-    for link in diagram.links:
-        if link.source not in ids or link.target not in ids:
-            continue
-        arrow = _MERMAID_ARROWS.get(link.kind, "-->")
-        label = f'|"{_mermaid_text(link.label)}"|' if link.label else ""
-        lines.append(f"    {ids[link.source]} {arrow}{label} {ids[link.target]}")
-    for category, members in classes.items():
-        fill, border, ink = style.PALETTE.get(category, style.PALETTE["layer"])
-        lines.append(f"    classDef {category} fill:{fill},stroke:{border},color:{ink}")
-        lines.append(f"    class {','.join(members)} {category}")
-    return "\n".join(lines + clicks) + "\n"
-
-
-def to_mermaid(target, **options) -> str:
-    """Mermaid flowchart text for an Architecture (layers level), a Diagram, or a rendered Digraph."""
-    return diagram_to_mermaid(_as_diagram(target, **options))
-
-
-def write_mermaid(target, path: str | os.PathLike, **options) -> Path:
-    """Write `to_mermaid(target)` to path (a .mmd file, or embed it in Markdown)."""
-    path = output_path(path, "mermaid")
-    return write_atomically(path, to_mermaid(target, **options), "diagram")
-
-
-def _as_diagram(target, **options) -> Diagram:
-    if isinstance(target, Diagram):
-        return target
-    if isinstance(target, graphviz.Digraph):
-        diagram = getattr(target, "netdsl_diagram", None)
-        if diagram is None:
-            raise Error("this graph was not made by netdsl.render, so it has no Mermaid form")
-        return diagram
-    from .layers import build_layers
-    return build_layers(target, **options)
-
-
-# ---------------------------------------------------------------------------------------------
 # Files
 
 def dot_available() -> bool:
@@ -324,46 +246,77 @@ def output_path(path: str | os.PathLike, format: str | None = None) -> Path:
     return check_output(path, "diagram")
 
 
-def write(digraph: graphviz.Digraph, path: str | os.PathLike, format: str | None = None) -> Path:
+def write(digraph: graphviz.Digraph, path: str | os.PathLike, format: str | None = None,
+          *, dpi: float | None = None) -> Path:
     """Write the diagram to path as svg | png | pdf (through dot), dot source, or mermaid.
 
     With no format, the path's suffix decides; the suffix must match the format.  dot source
     never needs Graphviz installed; for the image formats a missing `dot` program writes the
     dot source beside the path and raises netdsl.Error saying where it went and how to install
-    Graphviz.
+    Graphviz.  `dpi` sets a png's resolution (default PNG_DPI).
     """
     path = Path(path)
     format = output_format(path, format)
     check_output(path, "diagram")
-    if format == "dot":
-        return write_atomically(path, digraph.source, "diagram")
     if format == "mermaid":
+        from .mermaid import write_mermaid
         return write_mermaid(digraph, path)
-    missing = not dot_available()
-    if not missing:
-        try:
-            data = _pipe(digraph, format)
-        except graphviz.ExecutableNotFound:
-            missing = True
-    if missing:
+    try:
+        data = render_bytes(digraph, format, dpi=dpi)
+    except _DotMissing:
         fallback = path.with_suffix(".dot")
         write_atomically(fallback, digraph.source, "diagram")
         raise Error(f"Graphviz's dot program is not installed, so {path} could not be drawn",
                     hint=f"the diagram's dot source was written to {fallback}; {INSTALL_HINT}, "
-                         f"then run again (or `dot -T{format} {fallback} -o {path}`)")
+                         f"then run again (or `dot -T{format} {fallback} -o {path}`)") from None
     return write_atomically(path, data, "diagram")
 
 
-def _pipe(digraph: graphviz.Digraph, format: str) -> bytes:
-    """Run dot; if it fails on labelled edges, lay out again with labels placed afterwards."""
+PNG_DPI = 200           # Graphviz's own 72 makes a png too coarse to read on a modern screen
+
+
+class _DotMissing(Error):
+    """Graphviz's dot program is not installed (write falls back to dot source)."""
+
+    def __init__(self, format: str):
+        super().__init__(f"Graphviz's dot program is not installed, so no {format} can be drawn",
+                         hint=f"{INSTALL_HINT}; dot source and Mermaid need no Graphviz")
+
+
+def render_bytes(digraph: graphviz.Digraph, format: str, *, dpi: float | None = None) -> bytes:
+    """The diagram in one format, as bytes (what `netdsl render -o -` prints)."""
+    format = _ALIASES.get(format, format)
+    if format not in FORMATS:
+        raise Error(f"unknown diagram format '{format}'", hint="use one of " + ", ".join(FORMATS))
+    if format == "dot":
+        return digraph.source.encode()
+    if format == "mermaid":
+        from .mermaid import to_mermaid
+        return to_mermaid(digraph).encode()
+    if not dot_available():
+        raise _DotMissing(format)
     try:
-        return digraph.pipe(format=format, quiet=True)
+        return _pipe(digraph, format, dpi=(dpi or PNG_DPI) if format == "png" else dpi)
+    except graphviz.ExecutableNotFound:
+        raise _DotMissing(format) from None
+
+
+def _pipe(digraph: graphviz.Digraph, format: str, dpi: float | None = None) -> bytes:
+    """Run dot; if it fails on labelled edges, lay out again with labels placed afterwards."""
+    def pipe(graph: graphviz.Digraph) -> bytes:
+        if dpi is not None:
+            graph = graph.copy()
+            graph.graph_attr["dpi"] = f"{dpi:g}"
+        return graph.pipe(format=format, quiet=True)
+
+    try:
+        return pipe(digraph)
     except graphviz.CalledProcessError as error:
         detail = (error.stderr or b"").decode("utf-8", "replace").strip()
         diagram = getattr(digraph, "netdsl_diagram", None)
         if diagram is not None and "init_rank" in detail:
             try:
-                return to_digraph(diagram, xlabels=True).pipe(format=format, quiet=True)
+                return pipe(to_digraph(diagram, xlabels=True))
             except graphviz.CalledProcessError as again:
                 detail = (again.stderr or b"").decode("utf-8", "replace").strip()
         raise Error(f"Graphviz could not draw the diagram: {detail.splitlines()[0] if detail else error}",

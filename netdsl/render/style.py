@@ -134,7 +134,9 @@ def wrap(text: str, width: int = 34, limit: int = 3) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Graphviz attributes
 
-def graph_attrs(rankdir: str, title: str | None, legend: str | None = None) -> dict[str, str]:
+def graph_attrs(rankdir: str, title: str | None, legend: str | None = None,
+                edge_kinds: tuple[str, ...] = ()) -> dict[str, str]:
+    """The graph's attributes; its label is the title, a note, and the key to the edges drawn."""
     attrs = {"rankdir": rankdir, "compound": "true", "fontname": FONT, "fontsize": "11",
              "fontcolor": INK, "bgcolor": "white", "nodesep": "0.3", "ranksep": "0.4",
              "pad": "0.3"}
@@ -142,8 +144,39 @@ def graph_attrs(rankdir: str, title: str | None, legend: str | None = None) -> d
         label = f'<font point-size="16">{escape(title, quote=False)}</font>'
         if legend:
             label += f'<br/><font point-size="10" color="{MUTED}">{escape(legend, quote=False)}</font>'
+        key = edge_legend(edge_kinds)
+        if key:         # a table must be the whole label: the title goes in its first row
+            label = (f'<table border="0" cellborder="0" cellspacing="0" cellpadding="2">'
+                     f'<tr><td>{label}</td></tr><tr><td>{key}</td></tr></table>')
         attrs.update(label=f"<{label}>", labelloc="t", labeljust="c")
     return attrs
+
+
+# link kind -> (a sample of the line in its colour, what it means), for the legend under the title
+EDGE_LEGEND = {
+    "data": ("──▶", FAINT, "data (its type on the edge)"),
+    "loop": ("╌╌▶", "#be185d", "to the next step of a loop"),
+    "repeat": ("╌╌▶", "#ea580c", "to the next copy of a repeated block"),
+    "shared": ("┈┈┈", "#6366f1", "shared weights"),
+    "grad": ("╌╌▶", "#e11d48", "gradient (backward pass)"),
+    "fused": ("┈┈▶", "#16a34a", "inside a kernel (stays in registers)"),
+    "memory": ("━━▶", "#334155", "between kernels (through memory)"),
+}
+
+
+def edge_legend(kinds) -> str:
+    """One row of HTML-like cells: a sample line per kind of edge drawn, and what it means."""
+    cells = []
+    for kind in dict.fromkeys(kinds):
+        if kind in EDGE_LEGEND:
+            sample, colour, meaning = EDGE_LEGEND[kind]
+            cells.append(f'<td><font color="{colour}" point-size="10">{sample}</font></td>'
+                         f'<td align="left"><font point-size="9" color="{MUTED}">'
+                         f'{escape(meaning, quote=False)}   </font></td>')
+    if not cells:
+        return ""
+    return ('<table border="0" cellborder="0" cellspacing="0" cellpadding="1">'
+            f'<tr>{"".join(cells)}</tr></table>')
 
 
 NODE_DEFAULTS = {"shape": "box", "style": "rounded,filled", "fontname": FONT, "fontsize": "10",

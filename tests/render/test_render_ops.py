@@ -70,7 +70,10 @@ def test_kernels_level_draws_each_fused_kernel_as_a_cluster(mlp, fused_mlp):
     matmul1, add, relu, matmul2, _ = mlp.forward.nodes
     assert kinds[(f"op{matmul1.id}", f"op{add.id}")] == "fused"
     assert kinds[(f"op{relu.id}", f"op{matmul2.id}")] == "memory"
-    assert "dotted edges stay inside a kernel" in " ".join(drawn.texts)
+    texts = " ".join(drawn.texts)                     # the legend names both kinds of edge
+    assert "inside a kernel (stays in registers)" in texts
+    assert "between kernels (through memory)" in texts
+    assert "gradient (backward pass)" not in texts     # only the kinds drawn
 
 
 @pytest.mark.parametrize("shape", ["namespaces", "lists", "dict", "object", "ids"])

@@ -87,7 +87,8 @@ def test_mermaid_flowchart_structure(lenet):
     assert any("<b>Conv2D</b><br/>conv1" in line and "f32[B, 6, 28, 28]" in line for line in nodes)
     assert lines.count("    end") == 1
     assert any(line.strip().startswith("subgraph") and "res1 (Residual)" in line for line in lines)
-    edges = [line for line in lines if "-->" in line]
+    assert "%% edges: --> data (its type on the edge)" in lines[2]     # the key to the arrows
+    edges = [line for line in lines if "-->" in line and not line.strip().startswith("%%")]
     assert len(edges) == 13
     assert any('-->|"i64[B]"|' in line for line in edges)
     assert any(line.strip().startswith("classDef conv fill:") for line in lines)
