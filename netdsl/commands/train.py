@@ -53,6 +53,9 @@ def _setup(parser: argparse.ArgumentParser) -> None:
                                      "by Numba)")
     parser.add_argument("--log", metavar="PATH", help="write the history after every epoch to "
                         "this .csv or .jsonl (every column, seconds, examples per second)")
+    parser.add_argument("--tensorboard", metavar="DIR", help="write every history column as "
+                        "TensorBoard scalars per epoch to event files in DIR (needs the "
+                        "tensorboard extra)")
     parser.add_argument("--plot", help="draw loss and metric curves per epoch to this image")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the final line")
 
@@ -79,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     if args.log:
         from ..runtime.run_log import RunLog
         log = RunLog(args.log)
+    board = None
+    if args.tensorboard:
+        from ..runtime.tensorboard_log import TensorBoardLog
+        board = TensorBoardLog(args.tensorboard)
     model = load(args.file, args.model)
     overrides = {key: getattr(args, key) for key in OVERRIDES}
     for key in CALL_FLAGS:
@@ -106,16 +113,22 @@ def run(args: argparse.Namespace) -> int:
         if log is not None:
             history.append(row)
             log.write(history)
+        if board is not None:
+            board.write(row)
         best.update(row, state)
         every = args.checkpoint_every
         if every and row["epoch"] % every == 0:
             _save(args.out, state(), {"model": model.name, "source": source,
                                       "epochs": row["epoch"]}, best)
 
-    result = fit(model, weights, config, target=args.target, verbose=not args.quiet,
-                 should_stop=interrupts.should_stop if interrupts is not None else None,
-                 resume=resume, epoch_end=epoch_end
-                 if args.save_best or args.checkpoint_every or log is not None else None)
+    try:
+        result = fit(model, weights, config, target=args.target, verbose=not args.quiet,
+                     should_stop=interrupts.should_stop if interrupts is not None else None,
+                     resume=resume, epoch_end=epoch_end if args.save_best or
+                     args.checkpoint_every or log is not None or board is not None else None)
+    finally:
+        if board is not None:
+            board.close()
     meta = {"model": model.name, "source": source, "epochs": len(result.history)}
     if result.interrupted is not None:
         return _save_interrupted(args, result, meta, interrupts, best)

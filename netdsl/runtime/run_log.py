@@ -37,7 +37,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
@@ -58,7 +58,7 @@ class RunLog:
                            for row in history)
         columns: list[str] = []
         for row in history:
-            columns += [k for k, v in row.items() if _is_number(v) and k not in columns]
+            columns += [k for k, v in row.items() if is_number(v) and k not in columns]
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(columns)
