@@ -24,7 +24,8 @@ from ..errors import Error
 from ..ir.graph import Graph
 
 # Packages imported to find the built-in targets (each registers one or more).
-BUILTIN_TARGETS = ("netdsl.backends.numba_cpu", "netdsl.backends.reference")
+BUILTIN_TARGETS = ("netdsl.backends.numba_cpu", "netdsl.backends.numba_cuda",
+                   "netdsl.backends.reference")
 
 Trace = Callable[[str, Any], None]
 

@@ -14,6 +14,8 @@ For every op in `all_ops()`:
   generate_module -> Numba, i.e. `compile_graph` -- agrees with `reference` on the example's
   inputs.  Every op with a `kernel` template is also compiled over symbolic shapes with size-1
   axes that broadcast ([B, 1, 3] against [2, 1], ...), run at B = 1 and then B = 3;
+* the same on the cuda target for every op it lowers (on a GPU, or in Numba's CUDA simulator
+  with NUMBA_ENABLE_CUDASIM=1 as in CI; skipped when there is neither);
 * for the first example of every op whose production code has a parallel form (a prange loop
   nest or a library kernel's `_parallel` variant): the same, compiled with parallel_min=1 so
   that the parallel form is what runs.  SERIAL_ONLY lists the ops without one, and a test
@@ -56,6 +58,7 @@ NO_EXAMPLES = {
 # Ops a target does not lower, and why: reviewed exemptions, (op, target) -> reason.
 NOT_LOWERED = {
     ("scan", "cpu"): "control flow: numba_cpu/scan.py writes its loop around the body's kernels",
+    ("scan", "cuda"): "control flow: not compiled for cuda yet (recurrent models: --target cpu)",
 }
 
 
@@ -66,8 +69,14 @@ def _cpu_lowers(name: str) -> bool:
 
 # How each target says whether it lowers an op.  test_every_target_is_listed keeps this in step
 # with the target registry: a new target must say here which ops it lowers.
+def _cuda_lowers(name: str) -> bool:
+    from netdsl.backends.numba_cuda.lowerings import lowering_for
+    return OPS[name].kernel is not None or lowering_for(name) is not None
+
+
 LOWERS = {
     "cpu": _cpu_lowers,
+    "cuda": _cuda_lowers,
     "reference": lambda name: True,       # evaluates every op through its `reference` rule
 }
 KNOWN_TRAITS = {"elementwise", "reduction", "shape", "matmul", "conv", "random", "control",
@@ -312,9 +321,9 @@ def _family(name: str) -> str:
 class _Batch:
     """Examples compiled as one graph by compile_graph; results per binding of B."""
 
-    def __init__(self, cases, parallel: bool, example_inputs):
+    def __init__(self, cases, parallel: bool, example_inputs, target: str = "cpu"):
         from netdsl.backends.numba_cpu import CodegenOptions
-        b = GraphBuilder(Graph(name="registry_parallel" if parallel else "registry"))
+        b = GraphBuilder(Graph(name="registry_parallel" if parallel else f"registry_{target}"))
         self.inputs: dict[str, list] = {}        # case id -> [(input name, type, options)]
         self.outputs: dict[str, list[str]] = {}  # case id -> output names
         for case in cases:
@@ -326,8 +335,8 @@ class _Batch:
             b.graph.outputs.update(zip(self.outputs[case.id], results))
             self.inputs[case.id] = [(v.name, t) for v, t in zip(ins, types)]
         self.graph, self.cases = b.graph, {case.id: case for case in cases}
-        self.compiled = compile_graph(b.graph, options=CodegenOptions(
-            parallel_min=1 if parallel else 0))
+        self.compiled = compile_graph(b.graph, target, options=CodegenOptions(
+            parallel_min=1 if parallel else 0) if target == "cpu" else None)
         self.example_inputs = example_inputs
         self._runs: dict[int, tuple[dict, dict]] = {}
 
@@ -351,28 +360,28 @@ class _Batch:
 _BATCHES: dict = {}
 
 
-def _batch_for(case, parallel: bool, example_inputs) -> _Batch:
+def _batch_for(case, parallel: bool, example_inputs, target: str = "cpu") -> _Batch:
     """The compiled graph holding `case`: its family's, or its own if the family's fails."""
     family = _family(case.values[0])
-    key = (family, parallel)
+    key = (family, parallel, target)
+    pool = FIRST_PARALLEL if parallel else EMITTED_CUDA if target == "cuda" else EMITTED
     if key not in _BATCHES:
-        members = [c for c in (FIRST_PARALLEL if parallel else EMITTED)
-                   if _family(c.values[0]) == family]
+        members = [c for c in pool if _family(c.values[0]) == family]
         try:
-            _BATCHES[key] = _Batch(members, parallel, example_inputs)
+            _BATCHES[key] = _Batch(members, parallel, example_inputs, target)
         except Exception as error:              # noqa: BLE001 -- attributed below, per op
             _BATCHES[key] = error
     if isinstance(_BATCHES[key], Exception):
-        alone = [c for c in (FIRST_PARALLEL if parallel else EMITTED)
-                 if c.values[0] == case.values[0]]
-        return _Batch(alone, parallel, example_inputs)
+        alone = [c for c in pool if c.values[0] == case.values[0]]
+        return _Batch(alone, parallel, example_inputs, target)
     return _BATCHES[key]
 
 
-def _compiled_matches_reference(case, parallel: bool, example_inputs) -> None:
+def _compiled_matches_reference(case, parallel: bool, example_inputs,
+                                target: str = "cpu") -> None:
     name, (types, attrs, options) = case.values
     opdef = OPS[name]
-    batch = _batch_for(case, parallel, example_inputs)
+    batch = _batch_for(case, parallel, example_inputs, target)
     symbolic = any(not isinstance(d, int) for t in types for d in t.shape)
     for size in BINDINGS if symbolic else BINDINGS[:1]:
         feeds, results = batch.run(size)
@@ -396,6 +405,28 @@ def _compiled_matches_reference(case, parallel: bool, example_inputs) -> None:
 def test_compiled_matches_reference(name, example, example_inputs, request):
     case = next(c for c in EMITTED if c.id == request.node.callspec.id)
     _compiled_matches_reference(case, False, example_inputs)
+
+
+def _cuda_ready() -> bool:
+    import os
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        return True
+    try:
+        from numba import cuda
+        return bool(cuda.is_available())
+    except Exception:                           # noqa: BLE001 -- no driver, no device
+        return False
+
+
+EMITTED_CUDA = [case for case in EMITTED if _cuda_lowers(case.values[0])]
+
+
+@pytest.mark.skipif(not _cuda_ready(), reason="no CUDA device and NUMBA_ENABLE_CUDASIM is off")
+@pytest.mark.parametrize("name, example", EMITTED_CUDA)
+def test_cuda_matches_reference(name, example, example_inputs, request):
+    """The cuda target's code (a GPU, or the simulator in CI) agrees with the reference."""
+    case = next(c for c in EMITTED_CUDA if c.id == request.node.callspec.id)
+    _compiled_matches_reference(case, False, example_inputs, "cuda")
 
 
 @pytest.mark.parametrize("name, example", FIRST_PARALLEL)

@@ -7,57 +7,10 @@ literals are typed (`np.float32(0.5)`), and sum/mean accumulate in f64 registers
 """
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
 from ...ir.types import DType
-from ..expr import BinOp, Call, Cast, Compare, Const, Expr, Ref, Select, UnaryOp, parse_template
+from ..expr import Cast, Expr, Ref, parse_template
 from ..loopir import LoopNest
-
-# The Numba spelling of each neutral function of the scalar IR.
-FUNCTIONS = {"exp": "np.exp", "log": "np.log", "tanh": "np.tanh", "erf": "math.erf",
-             "sqrt": "np.sqrt", "log1p": "np.log1p", "abs": "abs", "sign": "np.sign",
-             "sin": "np.sin", "cos": "np.cos", "max": "max", "min": "min"}
-
-
-def literal(value, dtype: DType) -> str:
-    """A scalar of `dtype` as Numba source (inf and nan included)."""
-    x = np.asarray(value).reshape(()).item()
-    if dtype == DType.bool:
-        return repr(bool(x))
-    if dtype.is_float:
-        text = "np.inf" if x == math.inf else "-np.inf" if x == -math.inf else \
-            "np.nan" if x != x else repr(float(x))
-        return f"np.{dtype.numpy.name}({text})"
-    return f"np.{dtype.numpy.name}({int(x)})"
-
-
-def scalar_type(dtype: DType) -> str:
-    """The Numba scalar constructor of a dtype (`np.float32`, `np.bool_`)."""
-    return "np.bool_" if dtype == DType.bool else f"np.{dtype.numpy.name}"
-
-
-def render(expr: Expr, prefix: str = "") -> str:
-    """Numba source of a scalar expression; kernel locals (Ref) get `prefix`."""
-    if isinstance(expr, Ref):
-        return prefix + expr.name
-    if isinstance(expr, Const):
-        return repr(expr.value) if expr.weak else literal(expr.value, expr.dtype)
-    if isinstance(expr, Cast):
-        return f"{scalar_type(expr.dtype)}({render(expr.operand, prefix)})"
-    if isinstance(expr, Call):
-        return f"{FUNCTIONS[expr.function]}({', '.join(render(a, prefix) for a in expr.args)})"
-    if isinstance(expr, (BinOp, Compare)):
-        return f"({render(expr.left, prefix)} {expr.op} {render(expr.right, prefix)})"
-    if isinstance(expr, UnaryOp):
-        spacer = " " if expr.op == "not" else ""
-        return f"({expr.op}{spacer}{render(expr.operand, prefix)})"
-    if isinstance(expr, Select):
-        return (f"({render(expr.if_true, prefix)} if {render(expr.condition, prefix)} "
-                f"else {render(expr.if_false, prefix)})")
-    raise TypeError(f"not a scalar expression: {expr!r}")
-
+from ..python_source import FUNCTIONS, literal, render, scalar_type
 
 def _accumulator_dtype(op: str, dtype: DType) -> DType:
     # Why f64: a long f32 sum drifts; the reference interpreter (NumPy's pairwise sum) does not.
