@@ -226,9 +226,11 @@ class Model:
                    resume=resume)
 
     # -- views ----------------------------------------------------------------------------
-    def summary(self) -> str:
+    def summary(self, **options: Any) -> str:
+        """The `netdsl check` table: options batch, dims ({"T": 12}), expand, ascii_only,
+        memory (False: the table and totals without planning a step); summary.py."""
         from .summary import summarize
-        return summarize(self.architecture, self.graph, self.source)
+        return summarize(self, **options)
 
     def render(self, level: str = "layers", **options: Any):
         """A graphviz.Digraph of the model (shows inline in Jupyter)."""

@@ -1,47 +1,54 @@
-"""The `netdsl check` summary: one row per layer instance, then totals.
+"""The `netdsl check` summary: one row per layer instance, then totals, FLOPs and memory.
 
 Better than Keras' `model.summary()` where it matters to a practitioner: scoped names that are the
 checkpoint names, symbolic shapes as written (`f32[B, 10]`), the layer's key arguments, blocks
-shown with their contents indented, shared layers marked, and per-example FLOPs and activation
-memory.
+shown with their contents indented, `repeat` copies folded into one row (as `render` draws
+them), shared layers marked, per-example FLOPs, and what a step needs at a batch size: FLOPs of
+the inference and training steps and their memory as the memory planner lays it out
+(summary_memory.py).  Dims other than the batch stay symbolic (`608·T FLOPs`) unless bound.
+
+`summary_data` is the summary as data (`check --json`); `format_summary` prints it.
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from .ir.architecture import Architecture, LayerRecord
-from .ir.graph import Graph
+from .ir.types import DimLike, Sym, dim_add, substitute_dim
+from .summary_text import format_bytes, format_count, format_flops, format_summary
 
 _SHOWN = ("input", "param", "layer", "block", "output", "loss")
+_SHOWN_FUNCTIONS = ("@",)        # a raw `x @ w` is a layer written out: it gets a row
 
 
-def format_count(n: int) -> str:
-    return f"{n:,}"
+def _shown(record: LayerRecord) -> bool:
+    """Layers, blocks and declarations; a raw `@` the user wrote (not one inside a built-in
+    layer written in netdsl, such as RNN's, which layers/stdlib/ holds)."""
+    if record.category in _SHOWN:
+        return True
+    return record.category == "function" and record.kind in _SHOWN_FUNCTIONS and \
+        not _in_stdlib(record)
 
 
-def format_flops(n: int) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.2f} {unit}FLOPs"
-    return f"{n} FLOPs"
+def _in_stdlib(record: LayerRecord) -> bool:
+    from pathlib import Path
+
+    from .layers import stdlib
+    if record.span is None or not record.span.file:
+        return False
+    return Path(record.span.file).resolve().parent == Path(stdlib.__file__).resolve().parent
 
 
-def format_bytes(n: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
-
-
-def _subtree_totals(arch: Architecture) -> dict[str, tuple[int, int]]:
+def _subtree_totals(arch: Architecture) -> dict[str, tuple[int, DimLike]]:
     """Params and FLOPs of each record including everything nested inside it."""
-    totals: dict[str, tuple[int, int]] = {}
+    totals: dict[str, tuple[int, DimLike]] = {}
     for record in reversed(arch.records):
         params, flops = totals.get(record.name, (0, 0))
-        params += record.params
-        flops += record.flops
+        params, flops = params + record.params, dim_add(flops, record.flops)
         totals[record.name] = (params, flops)
         if record.parent is not None:
             parent_params, parent_flops = totals.get(record.parent, (0, 0))
-            totals[record.parent] = (parent_params + params, parent_flops + flops)
+            totals[record.parent] = (parent_params + params, dim_add(parent_flops, flops))
     return totals
 
 
@@ -53,53 +60,132 @@ def _depth(record: LayerRecord, by_name: dict[str, LayerRecord]) -> int:
     return depth
 
 
-def summarize(arch: Architecture, graph: Graph, source: str = "") -> str:
-    """The summary table of one model as text."""
+def _folded(arch: Architecture, expand: bool) -> tuple[dict[str, str], set[str]]:
+    """({copy: its run's first copy}, names not shown): the runs `render` draws as one cluster
+    (render/layers.py `repeated_copies`), every copy but the first and all inside it hidden."""
+    if expand:
+        return {}, set()
+    from .render.layers import repeated_copies
+    copy_of, _ = repeated_copies(arch)
+    hidden = set(copy_of)
+    for record in arch.records:                     # parents come before their children
+        if record.parent in hidden:
+            hidden.add(record.name)
+    return copy_of, hidden
+
+
+def layer_rows(arch: Architecture, bindings: Mapping[str, int], expand: bool = False) -> list[dict]:
+    """One row per shown record: params, and FLOPs per call with `bindings` applied (the batch
+    dim bound to 1 gives FLOPs per example).  A folded run's row holds the totals of all its
+    copies; the rows nested under it are its first copy's."""
     by_name = {r.name: r for r in arch.records}
     totals = _subtree_totals(arch)
-    rows = [("Layer", "Kind", "Arguments", "Output shape", "Params", "FLOPs/example")]
+    copy_of, hidden = _folded(arch, expand)
+    run_totals, copies = dict(totals), {}
+    for copy, first in copy_of.items():
+        params, flops = run_totals[first]
+        run_totals[first] = (params + totals[copy][0], dim_add(flops, totals[copy][1]))
+        copies[first] = copies.get(first, 1) + 1
+    rows = []
     for record in arch.records:
-        if record.category not in _SHOWN:
+        if not _shown(record) or record.name in hidden:
             continue
-        indent = "  " * _depth(record, by_name)
-        params, flops = totals[record.name]
-        kind = record.kind if record.category in ("layer", "block") else record.category
+        params, flops = run_totals[record.name]
+        kind = record.kind if record.category in ("layer", "block", "function") \
+            else record.category
         if record.shared_with:
             kind += f" (shares {record.shared_with})"
             params = 0
-        args = ", ".join(f"{k}={v}" for k, v in record.args.items())
-        shape = ", ".join(str(t) for t in record.output_types)
-        rows.append((indent + record.name, kind, args, shape,
-                     format_count(params) if params else "",
-                     format_flops(flops) if flops else ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    right = {4, 5}
+        rows.append({
+            "name": record.name, "depth": _depth(record, by_name), "kind": kind,
+            "arguments": dict(record.args), "copies": copies.get(record.name, 1),
+            "output_shapes": [str(t) for t in record.output_types],
+            "params": params, "flops": substitute_dim(flops, bindings)})
+    return rows
 
-    def line(row) -> str:
-        cells = [cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-                 for i, cell in enumerate(row)]
-        return "  ".join(cells).rstrip()
 
-    width = max(len(line(r)) for r in rows)
-    rule = "─" * width
-    title = f"model {arch.model}" + (f"  ({source})" if source else "")
-    out = [title, rule, line(rows[0]), rule, *(line(r) for r in rows[1:]), rule]
-    total = sum(p.value.type.size for p in graph.params)
-    trainable = sum(p.value.type.size for p in graph.params if p.trainable)
-    param_bytes = sum(p.value.type.size * p.value.dtype.numpy.itemsize for p in graph.params)
-    flops = sum(r.flops for r in arch.records)
-    activations = sum(r.activation_bytes for r in arch.records
-                      if r.category not in ("input", "output", "loss", "param"))
-    out.append(f"Parameters:  {format_count(total)} ({format_bytes(param_bytes)})   "
-               f"trainable {format_count(trainable)}   "
-               f"non-trainable {format_count(total - trainable)}")
-    out.append(f"Per example: forward {format_flops(flops)}, "
-               f"activations {format_bytes(activations)}")
-    inputs = ", ".join(f"{v.name} {v.type}" for v in graph.inputs if not v.name.startswith("__"))
-    outputs = ", ".join(f"{name} {value.type}" for name, value in graph.outputs.items())
-    losses = ", ".join(loss.name + (f" (wrt {', '.join(loss.wrt)})" if loss.wrt else "")
-                       for loss in graph.losses)
-    out.append(f"Inputs:      {inputs or '-'}")
-    out.append(f"Outputs:     {outputs or '-'}")
-    out.append(f"Losses:      {losses or '-'}")
-    return "\n".join(out)
+def summary_data(model, batch: int | None = None, dims: Mapping[str, int] | None = None,
+                 expand: bool = False, memory: bool = True) -> dict[str, Any]:
+    """The summary of one model as data: rows, totals, and each step's FLOPs and memory at
+    `batch` (default: its train section's batch) with `dims` bound."""
+    from .summary_memory import batch_symbol, inference_cost, training_cost
+    graph, arch = model.graph, model.architecture
+    dims = dict(dims or {})
+    symbol = batch_symbol(graph)
+    batch_origin = "--batch"
+    if batch is None:
+        batch = model.train_config.batch
+        batch_origin = "train section" if model.name in model.program.trains else "default"
+    per_example = {**dims, **({symbol: 1} if symbol else {})}
+    at_batch = {**dims, **({symbol: batch} if symbol else {})}
+    params = graph.params
+    data: dict[str, Any] = {
+        "model": model.name, "source": model.source,
+        "batch": {"dim": symbol, "size": batch if symbol else None, "from": batch_origin},
+        "dims": dims,
+        "rows": layer_rows(arch, per_example, expand),
+        "parameters": {
+            "total": sum(p.value.type.size for p in params),
+            "trainable": sum(p.value.type.size for p in params if p.trainable),
+            "bytes": sum(p.value.type.size * p.value.dtype.numpy.itemsize for p in params)},
+        "per_example": {},
+        "inputs": [[v.name, str(v.type)] for v in graph.inputs if not v.name.startswith("__")],
+        "outputs": [[name, str(value.type)] for name, value in graph.outputs.items()],
+        "losses": [[loss.name, list(loss.wrt or ())] for loss in graph.losses],
+    }
+    data["parameters"]["non_trainable"] = \
+        data["parameters"]["total"] - data["parameters"]["trainable"]
+    if memory:
+        steps = [inference_cost(model, at_batch), training_cost(model, at_batch)]
+        data["per_example"]["forward_flops"] = substitute_dim(steps[0].graph_flops, per_example)
+        data["steps"] = {step.kind: _step_data(step) for step in steps if step is not None}
+    data["free_dims"] = sorted(_free(data))
+    return data
+
+
+def _step_data(step) -> dict[str, Any]:
+    return {"flops": step.flops, "parameters": step.parameters, "optimizer": step.optimizer,
+            "optimizers": step.optimizers, "gradients": step.gradients, "inputs": step.inputs,
+            "constants": step.constants, "arena": step.arena,
+            "arena_without_reuse": step.without_reuse, "buffers": step.buffers,
+            "slots": step.slots, "exact": step.exact, "total": step.total,
+            "objectives": step.steps}
+
+
+def _free(data) -> set[str]:
+    """The symbols left in any number of the summary."""
+    found: set[str] = set()
+
+    def walk(item):
+        if isinstance(item, Sym):
+            found.update(item.symbols)
+        elif isinstance(item, dict):
+            for value in item.values():
+                walk(value)
+        elif isinstance(item, list):
+            for value in item:
+                walk(value)
+    walk({k: v for k, v in data.items() if k != "rows"})
+    walk([row["flops"] for row in data["rows"]])
+    return found
+
+
+def as_json(data: Any) -> Any:
+    """The summary with every symbolic number written as its expression (`"608*T"`)."""
+    if isinstance(data, Sym):
+        return str(data)
+    if isinstance(data, dict):
+        return {key: as_json(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [as_json(value) for value in data]
+    return data
+
+
+def summarize(model, *, batch: int | None = None, dims: Mapping[str, int] | None = None,
+              expand: bool = False, ascii_only: bool = False, memory: bool = True) -> str:
+    """The summary of one model as text (`Model.summary`, `netdsl check`)."""
+    return format_summary(summary_data(model, batch, dims, expand, memory), ascii_only=ascii_only)
+
+
+__all__ = ["as_json", "format_bytes", "format_count", "format_flops", "layer_rows",
+           "summarize", "summary_data"]

@@ -179,6 +179,7 @@ def _binary(lowerer: "Lowerer", scope: "Scope", expr: ast.BinOp) -> Any:
     elif isinstance(right, Value) and not isinstance(left, Value):
         right = _promote_for(ctx, right, left)
     like = left if isinstance(left, Value) else right
+    first = len(lowerer.builder.graph.nodes)         # its nodes' FLOPs go in its record
     if expr.op == "**" and isinstance(right, (int, float)) and right == 2:
         result = ctx.op("mul", left, left)              # x ** 2: cheaper and exact
     else:
@@ -186,7 +187,7 @@ def _binary(lowerer: "Lowerer", scope: "Scope", expr: ast.BinOp) -> Any:
         b = right if isinstance(right, Value) else ctx.const(right, like)
         result = ctx.op(_TENSOR_OPS[expr.op], a, b)
     lowerer.record(lowerer.unique_record_name(_TENSOR_OPS[expr.op]), expr.op, "function",
-                   [left, right], [result], expr.span)
+                   [left, right], [result], expr.span, first_node=first)
     return result
 
 

@@ -238,7 +238,9 @@ class Lowerer:
             name=name, kind=kind, category=category, args=args or {}, inputs=sources,
             output_types=output_types, params=params, trainable_params=trainable,
             span=span, parent=self._record_parent, **extra)
-        if first_node is not None:
+        from .scan import BodyBuilder
+        # Inside a scan body the scan's own record counts the body, once per step.
+        if first_node is not None and not isinstance(self.builder, BodyBuilder):
             from .cost import nodes_cost
             record.flops = nodes_cost(self.builder.graph.nodes[first_node:])
         record.activation_bytes = sum(_bytes_per_example(v.type) for v in tensors)

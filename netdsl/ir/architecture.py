@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..source import Span
-from .types import TensorType
+from .types import DimLike, TensorType
 
 
 @dataclass
@@ -24,7 +24,7 @@ class LayerRecord:
     output_types: list[TensorType] = field(default_factory=list)
     params: int = 0                        # parameters owned directly (not by children)
     trainable_params: int = 0
-    flops: int = 0                         # forward FLOPs per example (batch dims set to 1)
+    flops: DimLike = 0                     # forward FLOPs, symbolic (frontend/cost.py)
     activation_bytes: int = 0              # bytes of its outputs per example
     span: Span | None = None
     parent: str | None = None              # enclosing block instance's name, None at model level

@@ -202,6 +202,25 @@ def evaluate_dim(d: DimLike, bindings: Mapping[str, int]) -> int:
     return total
 
 
+def substitute_dim(d: DimLike, bindings: Mapping[str, int]) -> DimLike:
+    """A dimension with the bound symbols replaced by their values and the others kept
+    (`128*B*T` with B=32 is `4096*T`).  An opaque symbol is evaluated once all it reads is
+    bound, else kept."""
+    if isinstance(d, int):
+        return d
+    result: DimLike = 0
+    for monomial, coefficient in d.terms:
+        term: DimLike = coefficient
+        for name in monomial:
+            try:
+                value = bindings[name] if name in bindings else _evaluate_opaque(name, bindings)
+            except KeyError:
+                value = Sym.named(name)
+            term = dim_mul(term, value)
+        result = dim_add(result, term)
+    return result
+
+
 # An opaque dimension (`(B + 2) // 3`, what dim_floordiv cannot simplify) is named by its
 # expression: integers, symbols, + - * // and brackets.  These read the name back.
 _OPERATORS = {"Add": ("+", lambda a, b: a + b), "Sub": ("-", lambda a, b: a - b),
