@@ -76,6 +76,22 @@ class TrainingPlan:
             yield index, step, {"__lr__": step.learning_rate(number), "__step__": float(update),
                                 "__rng__": number}
 
+    def to_host(self) -> None:
+        """Bring the storage up to date where steps keep it elsewhere (the cuda target keeps
+        parameters and optimiser state on the device): before anything reads `storage`."""
+        for step in self.steps:
+            synchronize = getattr(getattr(step.call, "bound", None), "synchronize", None)
+            if synchronize is not None:
+                synchronize()
+
+    def to_device(self) -> None:
+        """Send `storage` to where the steps keep it, after the caller changed it (a resumed
+        run's restored state)."""
+        for step in self.steps:
+            upload = getattr(getattr(step.call, "bound", None), "upload", None)
+            if upload is not None:
+                upload()
+
     @property
     def batch_inputs(self) -> list[str]:
         names: list[str] = []
