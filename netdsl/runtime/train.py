@@ -251,6 +251,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     global_step, first_epoch, skip = 0, 1, 0
     if resume is not None:
         best_state = resume.restore(state, model.parameter_shapes, rng, source)
+        plan.to_device()
         best, waited = resume.early["best"], resume.early["waited"]
         first_epoch, skip, global_step = resume.epoch, resume.step, resume.global_step
         result.history = [dict(row) for row in resume.history]
@@ -324,6 +325,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                 bar.update(examples=size, loss=loss)
         if bar is not None:
             bar.close()
+        plan.to_host()                          # the device's state, before anything reads it
         skip = 0
         if result.interrupted is not None:      # the partial epoch has no row
             break
