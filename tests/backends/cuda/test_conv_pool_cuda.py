@@ -108,3 +108,20 @@ def test_conv_with_bias_and_relu_epilogue(cache_dir):
     compiled = compile_graph(b.graph, target="cuda", cache_dir=cache_dir)
     assert launched(compiled, "conv", "conv2d")
     assert_matches_reference(b.graph, arrays, compiled=compiled, atol=1e-5)
+
+
+def test_weight_gradient_chunking():
+    """The weight gradient's split of each sum covers every term, stores at most MAX_PARTIALS
+    partials, and the examples above run both forms: one chunk (no second pass) and several."""
+    from netdsl.backends.numba_cuda.lowerings.conv import MAX_PARTIALS, _chunking
+    for terms, cells in [(0, 5), (1, 1), (32, 108), (50, 108), (64 * 24 * 24, 150),
+                         (64 * 14 * 14, 512 * 512 * 9), (10 ** 6, 4)]:
+        chunks, chunk = _chunking(terms, cells)
+        assert chunks * chunk >= terms and (chunks - 1) * chunk < max(terms, 1)
+        assert chunks == 1 or chunks * cells <= MAX_PARTIALS
+    assert _chunking(64 * 24 * 24, 150)[0] > 100          # LeNet's first filter bank: parallel
+    used = set()
+    for _, _, types, attrs, _ in examples("conv2d_grad_weight"):
+        x, g = types
+        used.add(_chunking(x.shape[0] * g.shape[2] * g.shape[3], 1)[0] > 1)
+    assert used == {False, True}
