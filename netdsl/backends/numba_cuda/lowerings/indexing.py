@@ -77,7 +77,7 @@ def _take_grad_kernel(g, ids, out):
         total = 0.0
         for j in range(ids.size):
             if ids[j] == r:
-                total += g[o, j, m]
+                total += float(g[o, j, m])      # float64 (also in the simulator)
         out[o, r, m] = total
         e += stride
 

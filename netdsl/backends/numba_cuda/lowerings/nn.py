@@ -22,13 +22,16 @@ from . import lowering
 
 @cuda.jit(device=True)
 def _line_max_and_sum(x3, o, k):
-    """(max, sum of exp(x - max) in float64) of the line x3[o, :, k]."""
+    """(max, sum of exp(x - max)) of the line x3[o, :, k], both float64.
+
+    Every element is read through float(): Numba widens f32 to float64 anyway, but the
+    simulator's NumPy scalars would keep f32 arithmetic (a Python float is 'weak' to them)."""
     top = -math.inf
     for j in range(x3.shape[1]):
-        top = max(top, x3[o, j, k])
+        top = max(top, float(x3[o, j, k]))
     total = 0.0
     for j in range(x3.shape[1]):
-        total += math.exp(x3[o, j, k] - top)
+        total += math.exp(float(x3[o, j, k]) - top)
     return top, total
 
 
@@ -42,9 +45,9 @@ def _log_softmax_kernel(x3, out3):
         o = task // inner
         k = task % inner
         top, total = _line_max_and_sum(x3, o, k)
-        log_total = top + math.log(total)
-        for j in range(x3.shape[1]):
-            out3[o, j, k] = x3[o, j, k] - log_total
+        log_total = math.log(total)
+        for j in range(x3.shape[1]):                 # (x - max) - log(sum), the reference's order
+            out3[o, j, k] = (float(x3[o, j, k]) - top) - log_total
         task += stride
 
 
@@ -63,11 +66,11 @@ def _cross_entropy_kernel(logits3, labels, out, gradient):
             for j in range(classes):
                 if valid:
                     hot = 1.0 if j == label else 0.0
-                    out[r, j] = math.exp(logits3[r, j, 0] - top) / total - hot
+                    out[r, j] = math.exp(float(logits3[r, j, 0]) - top) / total - hot
                 else:
                     out[r, j] = math.nan
         elif valid:
-            out[r, 0] = top + math.log(total) - logits3[r, label, 0]
+            out[r, 0] = math.log(total) - (float(logits3[r, label, 0]) - top)
         else:
             out[r, 0] = math.nan
         r += stride

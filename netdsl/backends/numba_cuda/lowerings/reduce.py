@@ -165,7 +165,7 @@ def _logsumexp_kernel(x, out, kept_sizes, kept_strides, sizes, strides, count):
         total = 0.0
         j = t
         while j < count:
-            total += math.exp(x[base + _offset(j, sizes, strides)] - shift)
+            total += math.exp(float64(x[base + _offset(j, sizes, strides)]) - shift)
             j += REDUCE_THREADS
         partial[t] = total
         _tree_sum(partial, t)
