@@ -2,15 +2,16 @@
 pool.py) against the ops' reference rules: every example of every op, compiled alone through
 compile_graph(target="cuda"); each op again over a symbolic batch run at B = 1 and B = 3;
 max pooling's first-maximum rule on ties, -inf windows and NaN, bit for bit; a conv2d with its
-bias and relu epilogue."""
+bias and relu epilogue; two training steps of a small CNN."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from backend_helpers import assert_matches_reference, t32
+from backend_helpers import B, assert_matches_reference, t32, training_arrays, training_graph
 from cuda_helpers import needs_cuda
-from netdsl.ir.graph import Graph, GraphBuilder
+from netdsl.backends import compile_graph
+from netdsl.ir.graph import Graph, GraphBuilder, LossInfo
 from op_examples import (batched, compile_one, draw, examples, launched, reference, rng_for,
                          run_one)
 
@@ -94,7 +95,6 @@ def test_max_pool_first_maximum(name, attrs, cache_dir):
 
 def test_conv_with_bias_and_relu_epilogue(cache_dir):
     """conv2d anchors a fused group: the bias add and relu run over its output on the device."""
-    from netdsl.backends import compile_graph
     b = GraphBuilder(Graph(name="cuda_conv_epilogue"))
     x = b.input("x", t32(2, 3, 6, 6))
     w = b.input("w", t32(4, 3, 3, 3))
@@ -125,3 +125,30 @@ def test_weight_gradient_chunking():
         x, g = types
         used.add(_chunking(x.shape[0] * g.shape[2] * g.shape[3], 1)[0] > 1)
     assert used == {False, True}
+
+
+def test_cnn_training_step(cache_dir):
+    """Two SGD steps of a small CNN (conv, grouped conv, max and average pooling, dense) on
+    the device agree with the reference: every lowering of this file inside a training graph,
+    its arenas and in-place updates, at a batch of 3."""
+    b = GraphBuilder(Graph(name="cuda_cnn"))
+    x = b.input("x", t32(B, 2, 8, 8))
+    y = b.input("y", t32(B, 3))
+    w1 = b.param("w1", t32(4, 2, 3, 3), init=None)
+    b1 = b.param("b1", t32(4, 1, 1), init=None)
+    w2 = b.param("w2", t32(4, 2, 3, 3), init=None)
+    w3 = b.param("w3", t32(16, 3), init=None)
+    h = b.op("relu", b.op("add", b.op("conv2d", x, w1, padding=1), b1))
+    h = b.op("conv2d", h, w2, padding=1, groups=2)
+    h = b.op("max_pool2d", h, size=2)
+    h = b.op("avg_pool2d", h, size=3, stride=2, padding=1, count_include_pad=False)
+    out = b.op("matmul", b.op("reshape", h, shape=(B, 16)), w3)
+    d = b.op("sub", out, y)
+    b.graph.outputs = {"out": out}
+    b.graph.losses = [LossInfo("mse", b.op("mean", b.op("mul", d, d)))]
+    graph = training_graph(b.graph, "sgd")
+    compiled = compile_graph(graph, target="cuda", cache_dir=cache_dir)
+    for name in ("conv2d", "conv2d_grad_input", "conv2d_grad_weight", "max_pool2d",
+                 "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad"):
+        assert launched(compiled, _family(name), name), name
+    assert_matches_reference(graph, training_arrays(graph, batch=3), compiled=compiled, steps=2)

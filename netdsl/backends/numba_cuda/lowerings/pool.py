@@ -165,42 +165,38 @@ def _avg_pool_grad_kernel(g, out, kh, kw, sh, sw, ph, pw, include_pad):
         i += step
 
 
-def _grid(out):
-    return launch(out.size)
-
-
 def max_pool2d(x, out, kh, kw, sh, sw, ph, pw):
     """out = the maximum of each window of x (NaN when the window holds one)."""
     if out.size:
-        blocks, threads = _grid(out)
+        blocks, threads = launch(out.size)
         _max_pool_kernel[blocks, threads](x, x, out, kh, kw, sh, sw, ph, pw, False)
 
 
 def max_pool2d_gather(x, v, out, kh, kw, sh, sw, ph, pw):
     """out (pooled) = v (shaped like x) at each window's first maximum of x."""
     if out.size:
-        blocks, threads = _grid(out)
+        blocks, threads = launch(out.size)
         _max_pool_kernel[blocks, threads](x, v, out, kh, kw, sh, sw, ph, pw, True)
 
 
 def max_pool2d_grad(x, g, out, kh, kw, sh, sw, ph, pw):
     """out (like x) = each pooled g sent to its window's first maximum, summed on overlaps."""
     if out.size:
-        blocks, threads = _grid(out)
+        blocks, threads = launch(out.size)
         _max_pool_grad_kernel[blocks, threads](x, g, out, kh, kw, sh, sw, ph, pw)
 
 
 def avg_pool2d(x, out, kh, kw, sh, sw, ph, pw, include_pad):
     """out = the mean of each window of x (padding counted as zeros when include_pad)."""
     if out.size:
-        blocks, threads = _grid(out)
+        blocks, threads = launch(out.size)
         _avg_pool_kernel[blocks, threads](x, out, kh, kw, sh, sw, ph, pw, include_pad)
 
 
 def avg_pool2d_grad(g, out, kh, kw, sh, sw, ph, pw, include_pad):
     """out (like x) = each pooled g spread evenly over its window."""
     if out.size:
-        blocks, threads = _grid(out)
+        blocks, threads = launch(out.size)
         _avg_pool_grad_kernel[blocks, threads](g, out, kh, kw, sh, sw, ph, pw, include_pad)
 
 
