@@ -341,15 +341,18 @@ class _LayerLayout:
         box_id = self.loops.box_id(scan)
 
         # The scan's record names the records of its sequences, then of its initial values
-        # (deduplicated, those without a record left out): match them in order, by type.
+        # (deduplicated, those without a record left out): match them in order, by type; a
+        # value met again, or another output of a record met, has no name of its own.
         names, made_by, used = [n for n in record.inputs if n in self.by_name], {}, []
         for value in [o for _, o in parts.slices] + [o for _, o in parts.carries]:
+            if value.id in made_by:
+                continue
             if names and value.type in self.by_name[names[0]].output_types:
                 used.append(names.pop(0))
                 made_by[value.id] = used[-1:]
             else:
-                made_by[value.id] = [n for n in used
-                                     if value.type in self.by_name[n].output_types][-1:]
+                made_by[value.id] = [n for n in used if value.type in
+                                     self.by_name[n].output_types[1:]][-1:]
 
         def outer_sources(value) -> list[str]:
             return [box for name in made_by.get(value.id, [])

@@ -26,6 +26,9 @@ from ..source import Span
 from .output import Box, Group, Link
 
 
+STEP_INDEX = "__scan_step__"     # the body input frontend/scan.py adds for random ops
+
+
 def is_loop(node: Node) -> bool:
     """Whether a node is a loop with a body graph (the `scan` op)."""
     return isinstance(node.attrs.get("body"), Graph) and "n_carry" in node.attrs
@@ -94,7 +97,7 @@ def input_boxes(parts: LoopParts, box_id: Callable[[Value], str]) -> list[Box]:
         name = body_input.name or f"%{body_input.id}"
         what = f"{outer.name or 'a sequence'} along axis {parts.axis}" if category == "step" \
             else "its value from the previous step (first: the initial value)"
-        boxes.append(Box(box_id(body_input), "step index" if name == "__scan_step__" else name,
+        boxes.append(Box(box_id(body_input), "step index" if name == STEP_INDEX else name,
                          category, subtitle=role, shape=str(body_input.type),
                          tooltip=f"{role} {name}: {what}"))
     return boxes
@@ -179,7 +182,7 @@ class RecordLoops:
         self.member_of: dict[str, str] = {}                  # body record -> innermost scan
         self.parts: dict[str, LoopParts] = {}
         nodes = _scan_nodes(graph)
-        by_name = {r.name: r for r in records}
+        self.by_name = by_name = {r.name: r for r in records}
         for index, scan in enumerate(records):
             if scan.kind != "scan" or scan.span is None:
                 continue
@@ -198,7 +201,10 @@ class RecordLoops:
                 matching = [n for (span, _), n in nodes.items() if span == scan.span]
                 node = matching[0] if len(matching) == 1 else None
             if node is not None:
-                self.parts[scan.name] = loop_parts(node)
+                parts = self.parts[scan.name] = loop_parts(node)
+                # The step index random ops draw with (frontend/scan.py) is nothing the source
+                # names: the layers level leaves it out.
+                parts.slices = [s for s in parts.slices if s[0].name != STEP_INDEX]
         for scan, members in self.members.items():      # outer scans first: inner ones win
             for record in members:
                 self.member_of[record.name] = scan
@@ -206,12 +212,29 @@ class RecordLoops:
             self.members[scan] = [r for r in self.members[scan]
                                   if self.member_of[r.name] == scan]
 
+    def in_body(self, record: LayerRecord | None, scan: str) -> bool:
+        """Whether a record is in the scan's body, directly or inside a block of it."""
+        while record is not None:
+            if self.member_of.get(record.name) == scan:
+                return True
+            record = self.by_name.get(record.parent) if record.parent else None
+        return False
+
     @staticmethod
     def box_id(scan: str) -> Callable[[Value], str]:
         return lambda body_input: f"{scan}/{body_input.name or body_input.id}"
 
     def record_of(self, scan: str, node: Node) -> LayerRecord | None:
-        """The body record a body node belongs to: the same span, else the tightest around it."""
+        """The body record a body node belongs to.
+
+        A node made inside a layer or block called in the body is named by its scope (its span
+        is in the block's source); any other by span: the same, else the tightest around it."""
+        scope = list(node.scope)
+        while scope:
+            record = self.by_name.get(".".join(scope))
+            if record is not None and self.in_body(record, scan):
+                return record
+            scope.pop()
         around = [r for r in self.members[scan] if _inside(node.span, r.span)]
         exact = [r for r in around if r.span == node.span]
         if exact or around:

@@ -206,3 +206,23 @@ def test_dash_writes_mermaid_to_standard_output(tmp_path):
                for line in lines)
     assert "-.->" in done.stdout and "wrote" not in done.stdout
     assert list(tmp_path.iterdir()) == [tmp_path / "cache"] or not list(tmp_path.glob("*.mmd"))
+
+
+def test_a_loop_body_calling_a_block():
+    """The diffusion sampler's loop calls a Denoiser block and draws noise at every step."""
+    model = netdsl.load(ROOT / "examples" / "diffusion_moons.net", "Sampler")
+    diagram = build_layers(model.architecture, graph=model.graph)
+    (loop,) = loop_groups(diagram.root)
+    assert loop.label == "scan over axis 0 (×100)"
+    assert [g.id for g in loop.groups] == ["cluster_denoiser"]          # the block, in the loop
+    inside = boxes_of(loop)
+    assert {"scan_1/x", "scan_1/steps_t"} <= set(inside)
+    assert not any("__scan_step__" in box for box in inside)      # the random ops' step index
+    links = {(link.source, link.target): link.kind for link in diagram.links}
+    assert links[("scan_1/x", "denoiser.input_proj")] == "data"    # found by scope, not span
+    assert links[("x_T", "scan_1/x")] == "data" and links[("sub_5", "scan_1/steps_t")] == "data"
+    assert [source for source, target in links if target == "scan_1/x"] == ["x_T", "add_2"]
+    assert [source for source, target in links if target == "samples"] == ["scan_1"]
+    ops = build_ops(model.graph, arch=model.architecture)
+    (op_loop,) = loop_groups(ops.root)
+    assert "step index" in {box.title for box in op_loop.boxes}    # the ops level shows it
