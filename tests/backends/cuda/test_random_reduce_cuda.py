@@ -3,8 +3,10 @@
 
 Random: every example compiled alone for "cuda" gives the cpu target's numbers bit for bit over
 several counters, seeds at the ends of int64 and a symbolic shape; the launcher against the cpu
-target's njit kernel directly; and the kernels type-checked by numba-cuda's real (non-simulator)
-compiler, which is where uint64 arithmetic mixed with int64 would turn into float64.
+target's njit kernel directly.  And every kernel of the indexing, nn, random and reduce
+lowerings compiled (typed and lowered to LLVM) by numba-cuda's real compiler, not the simulator:
+the simulator runs kernels on NumPy scalars, so it cannot see a typing error, nor uint64
+arithmetic mixed with int64 that Numba would turn into float64.
 
 Reductions: logsumexp, argmax and numel compile to their lowerings; sum, mean, max and min fuse
 into the code generator's kernels when compiled, so their launchers are called directly on every
@@ -113,36 +115,58 @@ _TYPING = textwrap.dedent("""
     import numba.cuda.dispatcher as dispatcher
     # No GPU: device functions ask the current device for its compute capability; say 8.0.
     dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(8, 0))
-    from numba import types
+    from numba import types as T
     from numba.cuda.compiler import compile_cuda
-    from netdsl.backends.numba_cuda.lowerings import random as r
-    for f, args in ((r._mix, (types.uint64,)), (r._stream_key, (types.int64, types.int64)),
-                    (r._element_bits, (types.uint64, types.int64))):
-        result = compile_cuda(f.py_func, None, args, cc=(8, 0))
+    from netdsl.backends.numba_cuda.lowerings import indexing, nn, random as r, reduce as red
+
+    def compiled(kernel, args, returns=T.void):
+        return compile_cuda(kernel.py_func, returns, args, cc=(8, 0))
+
+    for f, args in ((r._mix, (T.uint64,)), (r._stream_key, (T.int64, T.int64)),
+                    (r._element_bits, (T.uint64, T.int64))):
+        result = compiled(f, args, None)
         floats = [str(t) for t in result.type_annotation.typemap.values() if "float" in str(t)]
         print(f.py_func.__name__, result.signature.return_type, floats)
-    for dtype in (types.float32, types.float64):
-        args = (dtype[::1], types.int64[::1], types.int64, types.int64, types.float64,
-                types.boolean, types.float64)
-        result = compile_cuda(r._random_kernel.py_func, types.void, args, cc=(8, 0))
+    for dtype in (T.float32, T.float64):
+        result = compiled(r._random_kernel, (dtype[::1], T.int64[::1], T.int64, T.int64,
+                                             T.float64, T.boolean, T.float64))
         print("kernel", result.type_annotation.typemap["key"],
               result.type_annotation.typemap["bits"])
+    # Every other kernel of the four modules, on the dtypes the ops take.
+    f32, i64 = (lambda n: T.Array(T.float32, n, "C")), (lambda n: T.Array(T.int64, n, "C"))
+    box = (T.UniTuple(T.int64, 2),) * 2 + (T.UniTuple(T.int64, 3),) * 2 + (T.int64,)
+    for kernel, args in [
+            (red._SUM_FLOAT, (f32(1), f32(1)) + box + (T.boolean,)),
+            (red._SUM_INTEGER, (T.Array(T.boolean, 1, "C"), i64(1)) + box + (T.boolean,)),
+            (red._extremum_kernel, (f32(1), i64(1)) + box + (T.boolean, T.boolean)),
+            (red._extremum_kernel, (i64(1), i64(1)) + box + (T.boolean, T.boolean)),
+            (red._logsumexp_kernel, (f32(1), f32(1)) + box),
+            (indexing._check_ids_kernel, (i64(1), T.int64, T.Array(T.int32, 1, "C"))),
+            (indexing._take_kernel, (f32(3), i64(1), f32(3))),
+            (indexing._take_grad_kernel, (f32(3), i64(1), f32(3))),
+            (indexing._one_hot_kernel, (i64(1), T.Array(T.float64, 2, "C"))),
+            (nn._log_softmax_kernel, (f32(3), f32(3))),
+            (nn._cross_entropy_kernel, (f32(3), i64(1), f32(2), T.boolean))]:
+        compiled(kernel, args)
+        print("compiled", kernel.py_func.__name__)
 """)
 
 
-def test_random_bits_are_uint64_for_the_gpu_compiler():
-    """numba-cuda's own typing and lowering (not the simulator, which runs NumPy scalars): the
-    key and bits stay uint64 and no float enters the generator's integer arithmetic."""
+def test_kernels_compile_for_the_gpu_and_random_bits_stay_uint64():
+    """numba-cuda's own typing and lowering (not the simulator, which runs NumPy scalars): every
+    kernel of the indexing, nn, random and reduce lowerings compiles, and the generator's key
+    and bits stay uint64 with no float in its integer arithmetic."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     run = subprocess.run([sys.executable, "-c", _TYPING], env=env, capture_output=True,
-                         text=True, timeout=120)
+                         text=True, timeout=180)
     if run.returncode and ("compile_cuda" in run.stderr or "dispatcher" in run.stderr) \
             and "ImportError" in run.stderr:
         pytest.skip(f"numba-cuda's compiler API moved: {run.stderr.splitlines()[-1]}")
     assert run.returncode == 0, run.stderr
-    lines = run.stdout.split("\n")
+    lines = run.stdout.strip().split("\n")
     assert lines[:3] == ["_mix uint64 []", "_stream_key uint64 []", "_element_bits uint64 []"]
     assert lines[3:5] == ["kernel uint64 uint64"] * 2
+    assert len(lines) == 5 + 11 and all(line.startswith("compiled ") for line in lines[5:])
 
 
 # --- reductions --------------------------------------------------------------------------------
