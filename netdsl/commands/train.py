@@ -22,12 +22,13 @@ from .base import add_target_argument, command
 
 # flag -> train-section key; each overrides the key of the same name.
 OVERRIDES = {"epochs": int, "batch": int, "lr": float, "optimizer": str, "data": str,
-             "validation": str, "seed": int, "split": float, "metrics": str, "schedule": str,
-             "weight_decay": float, "clip_norm": float, "clip_value": float, "shuffle": str,
-             "early_stopping": str}
+             "validation": str, "test": str, "seed": int, "split": float, "metrics": str,
+             "schedule": str, "weight_decay": float, "clip_norm": float, "clip_value": float,
+             "shuffle": str, "early_stopping": str}
 # Flags whose value is written as in the train section: `--optimizer "Adam(lr=1e-2)"`,
-# `--schedule "step(every=5)"`, `--early-stopping "patience=3, monitor=val_loss"`.
-CALL_FLAGS = ("optimizer", "schedule", "early_stopping")
+# `--schedule "step(every=5)"`, `--early-stopping "patience=3, monitor=val_loss"`,
+# `--test 'mnist(part="test")'` (or `--test 0.1`, `--test test.npz`).
+CALL_FLAGS = ("optimizer", "schedule", "early_stopping", "test")
 
 
 def _setup(parser: argparse.ArgumentParser) -> None:
@@ -137,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items()
                         if not is_diagnostic(k) and not k.startswith("lr")
                         and isinstance(v, float))
+    if result.test is not None:             # the test set's scores (`test` key), after them
+        summary += "".join(f", test_{k} {v:.4g}" for k, v in result.test.items()
+                           if isinstance(v, float))
     print(f"trained {model.name} for {len(result.history)} epochs: {summary}")
     if args.out:
         _save(args.out, result.resume, meta, best, weights=result.weights)

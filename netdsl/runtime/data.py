@@ -23,7 +23,8 @@ the machine's memory (input_checks.py), so a 300-byte file that claims terabytes
 not a MemoryError.
 `bind_inputs` then refuses NaN and inf in float inputs (unless allowed), values of integer
 inputs that are not whole numbers, ids and labels outside their range (runtime/input_checks.py)
-and data with no examples.
+and data with no examples.  `hold_out` sets the test share aside first (`test = 0.1`), then
+`split` divides the rest into training and validation, both drawn with the train seed.
 """
 from __future__ import annotations
 
@@ -364,6 +365,18 @@ def split(data: dict[str, np.ndarray], fraction: float, seed: int | None = 0,
     train_index, validation_index = order[:train_count], order[train_count:]
     return ({name: array[train_index] for name, array in data.items()},
             {name: array[validation_index] for name, array in data.items()})
+
+
+def hold_out(data: dict[str, np.ndarray], fraction: float, seed: int | None = 0,
+             span: Span | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(the rest, the test set): `fraction` of the examples, drawn with `seed`, held out of
+    training and validation (`test = 0.1`, `span` its line); each side gets at least one."""
+    total = num_examples(data)
+    if total < 2:
+        examples = "1 example" if total == 1 else f"{total} examples"
+        raise Error(f"test = {fraction:g} of {examples} leaves no example for training", span,
+                    hint="use more data, or give separate test data (test = \"test.npz\")")
+    return split(data, 1.0 - float(fraction), seed, span)
 
 
 def batches(data: dict[str, np.ndarray], batch_size: int, shuffle: bool = True,

@@ -21,7 +21,7 @@ from .anomaly import NonFiniteWatch
 from .grad_norms import GradNorms
 from .input_checks import index_ranges
 from .metrics import make_metric, metric_sources
-from .progress import ProgressBar, format_epoch_header, format_epoch_row
+from .progress import ProgressBar, format_epoch_header, format_epoch_row, format_value
 from .train_config import TrainConfig, check_validation_monitors
 from .steps import HYPER_INPUTS, build_plan
 from .resume import BEST_PREFIX, ResumeState, fingerprint
@@ -39,6 +39,9 @@ class FitResult:
     interrupted: tuple[int, int] | None = None
     # Where the run ended, to continue it with fit(..., resume=...): see runtime/resume.py.
     resume: ResumeState | None = None
+    # The test set's scores with the final weights (`test` train key): loss, each loss column
+    # and each metric, by the training column's name; None without a test set.
+    test: dict[str, Any] | None = None
 
 
 def input_specs(graph: Graph) -> list[tuple]:
@@ -53,29 +56,44 @@ def input_specs(graph: Graph) -> list[tuple]:
 
 
 def prepare_data(model, config: TrainConfig, data: Any) -> tuple[dict, dict | None]:
-    """Load the data (built-in name, path or arrays), bind it to the inputs, split it."""
+    """(training, validation or None): the data loaded, bound to the inputs and split."""
+    train, validation, _ = prepare_splits(model, config, data)
+    return train, validation
+
+
+def prepare_splits(model, config: TrainConfig,
+                   data: Any) -> tuple[dict, dict | None, dict | None]:
+    """Load the data (built-in name, path or arrays), bind it to the inputs, and split it into
+    (training, validation or None, test or None); a test fraction is held out first."""
     source = data if data is not None else config.data
     span = config.spans.get("data")
     if source is None:
         raise Error(f"no training data for model {model.name}",
                     hint="set `data = ...` in the train section or pass --data")
-    arrays = data_module.load_data(source, model.base_dir, span)
     specs = input_specs(model.training_forward)
     # Ids and labels are checked against their ranges here, once for the whole data set,
     # rather than before every step (see runtime/input_checks.py).
     checks = {"ranges": index_ranges(model.training_forward),
               "allow_nonfinite": config.allow_nonfinite}
-    train = data_module.bind_inputs(arrays, specs, data_span=span, **checks)
+
+    def bound(spec: Any, key: str) -> dict:
+        where = span if key == "data" else config.spans.get(key)
+        return data_module.bind_inputs(data_module.load_data(spec, model.base_dir, where),
+                                       specs, data_span=where, **checks)
+
+    train, test = bound(source, "data"), None
+    if isinstance(config.test, float):
+        train, test = data_module.hold_out(train, config.test, seed=config.seed,
+                                           span=config.spans.get("test"))
+    elif config.test is not None:
+        test = bound(config.test, "test")
     if config.validation is not None:
-        validation = data_module.load_data(config.validation, model.base_dir,
-                                           config.spans.get("validation"))
-        return train, data_module.bind_inputs(validation, specs,
-                                              data_span=config.spans.get("validation"),
-                                              **checks)
+        return train, bound(config.validation, "validation"), test
     if config.split >= 1.0:
-        return train, None
-    return data_module.split(train, config.split, seed=config.seed,
-                             span=config.spans.get("split"))
+        return train, None, test
+    train, validation = data_module.split(train, config.split, seed=config.seed,
+                                          span=config.spans.get("split"))
+    return train, validation, test
 
 
 class _Evaluator:
@@ -194,7 +212,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
          resume=None, source="", epoch_end=None) -> FitResult:
     model.check_weights(weights)
     label, prediction = _label_and_prediction(model, config)
-    train_data, validation = prepare_data(model, config, data)
+    train_data, validation, test_data = prepare_splits(model, config, data)
     check_validation_monitors(config, validation is not None)
     examples = data_module.num_examples(train_data)
     steps_per_epoch = -(-examples // config.batch)
@@ -380,7 +398,26 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     result.weights = {name: np.array(final[name]) for name in model.parameter_shapes}
     result.optimizer_state = {name: array for name, array in state.items()
                               if name not in model.parameter_shapes}
+    if test_data is not None and result.interrupted is None:
+        tester = evaluator or _Evaluator(model, target, metric_names, label, prediction)
+        result.test = _test_scores(tester, result.weights, test_data, config.batch, terms)
+        if verbose:
+            shown = ", ".join(f"{name} {format_value(value)}" for name, value in
+                              result.test.items() if not isinstance(value, np.ndarray))
+            count = data_module.num_examples(test_data)
+            printer(f"test: {shown} ({count} example{'s' if count != 1 else ''})")
     return result
+
+
+def _test_scores(evaluator: _Evaluator, weights: dict, test_data: dict, batch: int,
+                 terms: list) -> dict[str, Any]:
+    """The test set's loss, each loss column and each metric, named as the epoch table names
+    the training ones (`loss`, `kl`, `accuracy`)."""
+    scores = evaluator(weights, test_data, batch)
+    out: dict[str, Any] = {"loss": sum(scores[name] for name in evaluator.loss_names)}
+    out.update({column: scores[name] for column, _, _, name in terms})
+    out.update({name: scores[name] for name in evaluator.metric_names})
+    return out
 
 
 def _partial(partial: dict, steps: int, terms: int, source: str) -> tuple[list, list, list]:

@@ -1,8 +1,8 @@
 """Every problem of a model's train section, found without training (`netdsl check`).
 
 Reading the section (frontend/train_section.py `read_train_partly`) checks each key and value;
-this goes on to what the values of the config it read name: that the data and validation files
-exist (relative to the .net file; nothing is loaded) or are built-in data sets, that the
+this goes on to what the values of the config it read name: that the data, validation and test
+files exist (relative to the .net file; nothing is loaded) or are built-in data sets, that the
 metrics have an `out` and a label to compare (runtime/metrics.py `metric_sources`, as training
 does), and that each `objective(...)` line names a loss declared `wrt` (runtime/steps.py, as
 training does).  Problems are returned, not raised, so that check reports all of them at once
@@ -27,9 +27,10 @@ def train_problems(model, config: TrainConfig) -> list[Diagnostic]:
     """The problems of what `config` (`model`'s train section, as far as it could be read)
     names: data files, metrics and objective lines; empty when they are right."""
     problems: list[Diagnostic] = []
-    for key in ("data", "validation"):
-        _collect(problems, check_data_source, getattr(config, key), model.base_dir,
-                 config.spans.get(key))
+    for key in ("data", "validation", "test"):
+        if not isinstance(getattr(config, key), float):     # test = 0.1: a share of data
+            _collect(problems, check_data_source, getattr(config, key), model.base_dir,
+                     config.spans.get(key))
     _collect(problems, _check_metrics, model, config)
     for name in config.objectives:           # one diagnostic per wrong objective line
         _collect(problems, _check_objective, model, config, name)

@@ -7,9 +7,10 @@ every key may also be overridden from the command line or from `Model.fit(**opti
 Values are checked where they are read, so a wrong one is an error at its key (or naming its
 flag), not a quiet surprise in training: lr a finite number > 0, weight_decay finite and >= 0,
 clip_norm and clip_value finite and > 0, seed >= 0, batch and epochs >= 1, split in (0, 1],
-the optimiser's own numbers (momentum, betas, eps, ...) in their ranges, and the monitor of
-early_stopping and of reduce_on_plateau one of loss, val_loss and the metrics (with val_).  `allow_nonfinite = true` lets NaN
-and inf through the data checks (runtime/data.py), which refuse them by default.
+the optimiser's own numbers (momentum, betas, eps, ...) in their ranges, test a fraction in
+(0, 1) or data, and the monitor of early_stopping and of reduce_on_plateau one of loss, val_loss
+and the metrics (with val_).  `allow_nonfinite = true` lets NaN and inf through the data checks
+(runtime/data.py), which refuse them by default.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any
 from ..errors import Error, did_you_mean
 from ..source import Span
 
-KEYS = ("data", "validation", "split", "batch", "epochs", "optimizer", "lr", "schedule",
+KEYS = ("data", "validation", "split", "test", "batch", "epochs", "optimizer", "lr", "schedule",
         "weight_decay", "clip_norm", "clip_value", "early_stopping", "metrics", "seed",
         "shuffle", "allow_nonfinite")
 
@@ -39,6 +40,9 @@ class TrainConfig:
     data: Any = None                 # a built-in data set name, a path, or a dict of arrays
     validation: Any = None           # optional separate validation data
     split: float = 0.8
+    # The test set, evaluated once after training: a fraction of `data` held out of training
+    # and validation (`test = 0.1`), or separate data, as `data` (`test = "test.npz"`).
+    test: Any = None
     batch: int = 32
     epochs: int = 10
     optimizer: str = "adam"
@@ -161,6 +165,8 @@ def set_key(config: TrainConfig, key: str, value: Any, span: Span | None,
         setattr(config, key, value)
     elif key in ("data", "validation"):
         setattr(config, key, value)
+    elif key == "test":
+        config.test = _test_value(label, value, span)
     elif key == "optimizer":
         if isinstance(value, CallValue):
             if value.args:
@@ -224,6 +230,25 @@ def set_key(config: TrainConfig, key: str, value: Any, span: Span | None,
                         f"{options['monitor']!r}", span)
         options["min_delta"] = float(min_delta)
         config.early_stopping = options
+
+
+def _test_value(label: str, value: Any, span: Span | None) -> Any:
+    """`test`: a fraction in (0, 1) of `data` (a number, or a flag's text of one), or test
+    data as `data` takes it."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value                            # a path or a built-in data set's name
+    if isinstance(value, bool) or value is None:
+        raise Error(f"{label} must be a fraction of the data such as 0.1, or test data, got "
+                    f"{value!r}", span)
+    if isinstance(value, (int, float)):
+        if not (math.isfinite(value) and 0 < value < 1):
+            raise Error(f"{label} must be a fraction in (0, 1) of the data, got {value}", span,
+                        hint="test = 0.1 holds 10% of the data out of training and validation")
+        return float(value)
+    return value                                    # a data set call or arrays
 
 
 def _set_objective(config: TrainConfig, value: Any, span: Span | None) -> None:

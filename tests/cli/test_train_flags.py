@@ -41,6 +41,9 @@ def folder(tmp_path, monkeypatch):
     ("early_stopping(patience=0, monitor=val_loss, min_delta=10)",
      ["--early-stopping", "patience=0, monitor=val_loss, min_delta=10"]),
     ("shuffle = false", ["--shuffle", "false"]),
+    ("test = 0.25", ["--test", "0.25"]),
+    ("schedule = reduce_on_plateau(factor=0.5, patience=0, monitor=loss, threshold=0.5)",
+     ["--schedule", "reduce_on_plateau(factor=0.5, patience=0, monitor=loss, threshold=0.5)"]),
 ])
 def test_a_flag_trains_as_the_key_written_in_the_file(folder, line, flag):
     (folder / "file.net").write_text(MODEL.replace("EXTRA", f"    {line}\n"))
@@ -65,3 +68,14 @@ def test_a_wrong_flag_value_is_one_error(folder, capsys, flag, message):
     assert cli.main(["train", "flag.net"] + flag) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_the_test_flag_scores_the_held_out_share_after_training(folder, capsys):
+    (folder / "flag.net").write_text(MODEL.replace("EXTRA", ""))
+    assert cli.main(["train", "flag.net", "--test", "0.25", "--target", "reference"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-3].startswith("4/4")
+    assert lines[-2].startswith("test: loss ") and lines[-2].endswith("(24 examples)")
+    test_loss = lines[-2].split()[2].rstrip(",")
+    assert lines[-1].startswith("trained Tiny for 4 epochs: ")
+    assert f"test_loss {float(test_loss):.4g}" in lines[-1]
