@@ -145,7 +145,7 @@ def _sum_chunks_kernel(partials, out):
 # sqrt(terms) (at least MIN_CHUNK), so that a small filter bank still gives the GPU
 # thousands of threads, while at most MAX_PARTIALS float64 partial sums are stored.
 MIN_CHUNK = 32
-MAX_PARTIALS = 1 << 22
+MAX_PARTIALS = 1 << 20      # 8 MB of float64: a million threads in the first pass
 
 
 def _chunking(terms: int, cells: int) -> tuple[int, int]:
