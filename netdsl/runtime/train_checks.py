@@ -4,7 +4,8 @@ Reading the section (frontend/train_section.py `read_train_partly`) checks each 
 this goes on to what the values of the config it read name: that the data, validation and test
 files exist (relative to the .net file; nothing is loaded) or are built-in data sets, that the
 metrics have an `out` and a label to compare (runtime/metrics.py `metric_sources`, as training
-does), and that each `objective(...)` line names a loss declared `wrt` (runtime/steps.py, as
+does), that each schedule's arguments are right (runtime/schedules.py, as training builds it), and
+that each `objective(...)` line names a loss declared `wrt` (runtime/steps.py, as
 training does).  Problems are returned, not raised, so that check reports all of them at once
 with the model's own.
 """
@@ -32,6 +33,9 @@ def train_problems(model, config: TrainConfig) -> list[Diagnostic]:
             _collect(problems, check_data_source, getattr(config, key), model.base_dir,
                      config.spans.get(key))
     _collect(problems, _check_metrics, model, config)
+    for name in [None] + [name for name in config.objectives
+                          if "schedule" in config.objectives[name]]:
+        _collect(problems, _check_schedule, config, name)
     for name in config.objectives:           # one diagnostic per wrong objective line
         _collect(problems, _check_objective, model, config, name)
     return problems
@@ -92,6 +96,15 @@ def _check_metrics(model, config: TrainConfig) -> None:
     if config.metrics:
         from .train import _label_and_prediction
         _label_and_prediction(model, config)
+
+
+def _check_schedule(config: TrainConfig, objective: str | None) -> None:
+    """The schedule's arguments, as training builds it (runtime/steps.py build_plan); the
+    steps per epoch are not known without the data, and no argument's check needs them."""
+    from .schedules import make_schedule
+    own = config.for_objective(objective)
+    make_schedule(own.schedule, own.schedule_args, own.optimizer_spec().lr, 1, own.epochs,
+                  own.spans.get("schedule"), positional=own.schedule_positional)
 
 
 def _check_objective(model, config: TrainConfig, name: str) -> None:

@@ -138,3 +138,25 @@ def test_model_and_section_errors_together(tmp_path, capsys):
                           "train M {\n    bacth = 3\n}\n")
     assert status == 1
     assert "Dens" in text and "unknown train key 'bacth'" in text
+
+
+def test_schedule_arguments_are_checked_as_training_builds_them(tmp_path, capsys):
+    status, text = _check(tmp_path, capsys, MODEL, """\
+train M {
+    schedule = reduce_on_plateau(factor=2, monitor=loss)
+}
+""")
+    assert status == 1
+    assert "m.net:10:16: error: reduce_on_plateau(factor=...) must be a number in (0, 1), " \
+           "got 2" in text
+    status, text = _check(tmp_path, capsys, GAN, """\
+train G {
+    schedule = step(evry=2)
+    objective(d_loss, schedule=warmup(2, then=cosine(min=0.1)))
+    objective(g_loss, schedule=reduce_on_plateau(patience=2, monitor=loss))
+}
+""")
+    assert status == 1
+    assert "error: schedule 'step' has no argument 'evry'" in text
+    assert "error: schedule 'cosine' has no argument 'min'" in text
+    assert "2 errors" in text
