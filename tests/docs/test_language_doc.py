@@ -197,3 +197,13 @@ def test_the_readme_and_help_point_at_the_reference(capsys):
     assert "language reference:" in help_text
     path = help_text.split("language reference:")[1].split()[0]
     assert Path(path).name == "language.md" and Path(path).is_file()
+
+
+def test_every_link_inside_the_document_has_its_heading():
+    text = DOC.read_text(encoding="utf-8")
+    # GitHub's anchors: the heading in lower case, spaces to dashes, punctuation dropped.
+    anchors = {re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+               for title in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    assert links
+    assert [link for link in links if link not in anchors] == []
