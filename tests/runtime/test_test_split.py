@@ -118,3 +118,29 @@ def test_check_reads_the_key(tmp_path, capsys):
     assert "m.net:14:12: error: test must be a fraction in (0, 1) of the data, got 2" in text
     path.write_text(MODEL.replace("    test = 0.2\n", "    test = 0.2\n    data = xor\n"))
     assert main(["check", "-q", str(path)]) == 0
+
+
+def test_a_built_in_data_sets_own_test_part(mnist_folder, tmp_path):
+    _, arrays = mnist_folder                 # tmp_path/mnist: 5 training and 3 test examples
+    path = tmp_path / "m.net"
+    path.write_text("""model Digits {
+    in image: f32[B, 1, 28, 28]
+    in label: i64[B]
+    logits = image |> flatten |> Dense(10)
+    out p = softmax(logits)
+    loss cross_entropy(logits, label)
+}
+train Digits {
+    data = mnist
+    test = mnist(part="test")
+    split = 1.0
+    metrics = [accuracy]
+}
+""")
+    model = netdsl.load(path)
+    train, validation, test = prepare_splits(model, model.train_config, None)
+    assert validation is None
+    np.testing.assert_array_equal(test["label"], arrays["t10k_labels"])
+    np.testing.assert_array_equal(train["label"], arrays["train_labels"])
+    result = model.fit(model.init(), target="reference", epochs=1)
+    assert set(result.test) == {"loss", "accuracy"}
