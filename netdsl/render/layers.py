@@ -27,7 +27,8 @@ import graphviz
 from ..ir.architecture import Architecture, LayerRecord
 from ..ir.graph import Graph
 from . import style
-from .loops import RecordLoops, input_boxes, loop_group, loop_links, output_details
+from .loop_records import RecordLoops, layer_loop_links
+from .loops import input_boxes, loop_group, output_details
 from .output import (Box, Diagram, Group, Link, check_rankdir, clip_at_clusters, location,
                      to_digraph)
 
@@ -330,48 +331,9 @@ class _LayerLayout:
             if record.shared_with and self.canon(record.shared_with) in self.boxes:
                 add(self.canon(record.shared_with), target, kind="shared",
                     tooltip=f"{record.name} shares weights with {record.shared_with}")
-        return list(links.values()) + [link for scan in self.loops.parts
-                                       for link in self.loop_links(scan)]
-
-    def loop_links(self, scan: str) -> list[Link]:
-        """A drawn loop's edges: into its input boxes, from its inputs to the body, and out."""
-        parts, record = self.loops.parts[scan], self.by_name[scan]
-        if scan not in self.boxes:
-            return []                       # inside a block drawn as one box
-        box_id = self.loops.box_id(scan)
-
-        # The scan's record names the records of its sequences, then of its initial values
-        # (deduplicated, those without a record left out): match them in order, by type; a
-        # value met again, or another output of a record met, has no name of its own.
-        names, made_by, used = [n for n in record.inputs if n in self.by_name], {}, []
-        for value in [o for _, o in parts.slices] + [o for _, o in parts.carries]:
-            if value.id in made_by:
-                continue
-            if names and value.type in self.by_name[names[0]].output_types:
-                used.append(names.pop(0))
-                made_by[value.id] = used[-1:]
-            else:
-                made_by[value.id] = [n for n in used if value.type in
-                                     self.by_name[n].output_types[1:]][-1:]
-
-        def outer_sources(value) -> list[str]:
-            return [box for name in made_by.get(value.id, [])
-                    for box, _, _ in self.sources(name, scan)]
-
-        def heads(name: str) -> list[str]:
-            drawn = self.canon(name)
-            return self.ends(drawn, outgoing=False) if drawn in self.clusters else [drawn]
-
-        def body_sources(value) -> list[str]:
-            return [box for name in self.loops.makers(scan, value)
-                    for box in ([name] if name.startswith(scan + "/") else self.exits(name))]
-
-        links = loop_links(parts, box_id, scan, outer_sources, body_sources)
-        for body_input, _ in parts.carries + parts.slices:
-            for reader in self.loops.readers(scan, body_input):
-                links += [Link(box_id(body_input), head, tooltip=f"{body_input.name} → {reader}")
-                          for head in heads(reader)]
-        return links
+        for link in (link for scan in self.loops.parts for link in layer_loop_links(self, scan)):
+            links.setdefault((link.source, link.target), link)   # copies share their edges
+        return list(links.values())
 
     def fed_from_inside(self, block: LayerRecord) -> bool:
         """Whether the block's children name its inputs themselves (then the block adds none)."""

@@ -10,19 +10,15 @@ the initial value feeds the carried-state box, and a dashed loop-back edge ("nex
 from what makes a carry's next value back to the carry's box; it does not constrain the layout.
 Captured constants are not drawn twice: edges come straight from the weights outside.
 
-The layers level knows its records, not the body graph: a body's records are found by source
-span (the scan's record and node share the scan expression's span, and the body's records lie
-inside it), and the graph, when given, says which records read a carry or a slice and which make
-the loop's outputs (records list only the records that feed them, and a body input is none).
+This module holds what both levels share and the ops level's `OpLoops`; the layers level, which
+finds a body's records by source span, is in loop_records.py.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from ..ir.architecture import LayerRecord
 from ..ir.graph import Graph, Node, Value
-from ..source import Span
 from .output import Box, Group, Link
 
 
@@ -156,134 +152,6 @@ def body_nodes(nodes: Iterable[Node]) -> list[Node]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The layers level: records found by span
-
-def _inside(inner: Span | None, outer: Span | None) -> bool:
-    return inner is not None and outer is not None and inner.file == outer.file and \
-        (outer.line, outer.column) <= (inner.line, inner.column) and \
-        (inner.end_line, inner.end_column) <= (outer.end_line, outer.end_column)
-
-
-def _scan_nodes(graph: Graph | None) -> dict[tuple, Node]:
-    """(span, scope) -> scan node, through nested bodies; a block used twice has one span."""
-    found: dict[tuple, Node] = {}
-    nodes = list(graph.nodes) if graph is not None else []
-    for node in nodes + body_nodes(nodes):
-        if is_loop(node):
-            found.setdefault((node.span, tuple(node.scope)), node)
-    return found
-
-
-class RecordLoops:
-    """The scans among an Architecture's records: each one's body records and its parts."""
-
-    def __init__(self, records: list[LayerRecord], graph: Graph | None):
-        self.members: dict[str, list[LayerRecord]] = {}      # scan record -> its body records
-        self.member_of: dict[str, str] = {}                  # body record -> innermost scan
-        self.parts: dict[str, LoopParts] = {}
-        nodes = _scan_nodes(graph)
-        self.by_name = by_name = {r.name: r for r in records}
-        for index, scan in enumerate(records):
-            if scan.kind != "scan" or scan.span is None:
-                continue
-            candidates = [r for r in records[:index]
-                          if r.parent == scan.parent and _inside(r.span, scan.span)]
-            feeding, stack = set(), list(scan.inputs)       # the initial values' records
-            while stack:
-                name = stack.pop()
-                if name not in feeding and name in by_name:
-                    feeding.add(name)
-                    stack.extend(by_name[name].inputs)
-            self.members[scan.name] = [r for r in candidates if r.name not in feeding]
-            scope = tuple(scan.parent.split(".")) if scan.parent else ()
-            node = nodes.get((scan.span, scope))
-            if node is None:
-                matching = [n for (span, _), n in nodes.items() if span == scan.span]
-                node = matching[0] if len(matching) == 1 else None
-            if node is not None:
-                parts = self.parts[scan.name] = loop_parts(node)
-                # The step index random ops draw with (frontend/scan.py) is nothing the source
-                # names: the layers level leaves it out.
-                parts.slices = [s for s in parts.slices if s[0].name != STEP_INDEX]
-        for scan, members in self.members.items():      # outer scans first: inner ones win
-            for record in members:
-                self.member_of[record.name] = scan
-        for scan in self.members:
-            self.members[scan] = [r for r in self.members[scan]
-                                  if self.member_of[r.name] == scan]
-
-    def in_body(self, record: LayerRecord | None, scan: str) -> bool:
-        """Whether a record is in the scan's body, directly or inside a block of it."""
-        while record is not None:
-            if self.member_of.get(record.name) == scan:
-                return True
-            record = self.by_name.get(record.parent) if record.parent else None
-        return False
-
-    @staticmethod
-    def box_id(scan: str) -> Callable[[Value], str]:
-        return lambda body_input: f"{scan}/{body_input.name or body_input.id}"
-
-    def record_of(self, scan: str, node: Node) -> LayerRecord | None:
-        """The body record a body node belongs to.
-
-        A node made inside a layer or block called in the body is named by its scope (its span
-        is in the block's source); any other by span: the same, else the tightest around it."""
-        scope = list(node.scope)
-        while scope:
-            record = self.by_name.get(".".join(scope))
-            if record is not None and self.in_body(record, scan):
-                return record
-            scope.pop()
-        around = [r for r in self.members[scan] if _inside(node.span, r.span)]
-        exact = [r for r in around if r.span == node.span]
-        if exact or around:
-            return (exact or sorted(around, key=lambda r: (r.span.end_line - r.span.line,
-                                                           r.span.end_column - r.span.column)))[0]
-        return None
-
-    def readers(self, scan: str, value: Value) -> list[str]:
-        """The body records that read a body input, looking through ops no record made."""
-        body = self.parts[scan].body
-        found: list[str] = []
-        seen: set[int] = set()
-        stack = [value]
-        while stack:
-            current = stack.pop()
-            for node in body.nodes:
-                if node.id in seen or all(v.id != current.id for v in node.inputs):
-                    continue
-                seen.add(node.id)
-                record = self.record_of(scan, node)
-                if record is not None:
-                    found.append(record.name)
-                else:
-                    stack.extend(node.outputs)
-        return list(dict.fromkeys(found))
-
-    def makers(self, scan: str, value: Value) -> list[str]:
-        """The body records (or input boxes) a body output comes from."""
-        parts = self.parts[scan]
-        inputs = {b.id for b, _ in parts.carries + parts.slices}
-        found: list[str] = []
-        stack, seen = [value], set()
-        while stack:
-            current = stack.pop()
-            if current.id in seen:
-                continue
-            seen.add(current.id)
-            if current.id in inputs:
-                found.append(self.box_id(scan)(current))
-            elif current.producer is not None:
-                record = self.record_of(scan, current.producer)
-                if record is not None:
-                    found.append(record.name)
-                else:
-                    stack.extend(current.producer.inputs)
-        return list(dict.fromkeys(found))
-
-
-# ---------------------------------------------------------------------------------------------
 # The ops level: the body graph itself
 
 def _value_box_id(value: Value) -> str:
@@ -345,6 +213,17 @@ class OpLoops:
                 [f"op{n.id}" for n in self.drawn[node_id].body.nodes] +
                 [_value_box_id(b) for b, _ in self.drawn[node_id].carries +
                  self.drawn[node_id].slices]}
+
+    def copy_links(self, node: Node, first: int, endpoint: Callable[[Value], str],
+                   crosses: Callable[[Node | None, Node], bool]) -> list[Link]:
+        """A loop in a copy not drawn: "next copy" edges into the first copy's input boxes."""
+        if first not in self.drawn:
+            return []
+        mine, theirs = loop_parts(node), self.drawn[first]
+        return [Link(endpoint(outer), _value_box_id(twin), kind="repeat", tooltip="next copy")
+                for (_, outer), (twin, _) in zip(mine.carries + mine.slices,
+                                                 theirs.carries + theirs.slices)
+                if crosses(outer.producer, node)]
 
     def links(self, endpoint: Callable[[Value], str]) -> list[Link]:
         links = []

@@ -26,7 +26,7 @@ from ..ir.graph import Graph, Node, Value
 from . import style
 from .copies import GRAD_SCOPE, OpCopies, plain_scope
 from .layers import repeated_copies
-from .loops import OpLoops, body_nodes
+from .loops import OpLoops, body_nodes, is_loop
 from .output import (Box, Diagram, Group, Link, check_rankdir, clip_at_clusters, location,
                      to_digraph)
 
@@ -102,8 +102,9 @@ def _links(graph: Graph, nodes: list[Node], boxes: dict[str, Box], root: Group,
     seen: set[tuple[str, str]] = set()
     for node in nodes:
         target = f"op{copies.target(node.id)}"
-        if loops is not None and node.id in loops.drawn:
-            continue
+        if loops is not None and (node.id in loops.drawn or
+                                  (node.id in copies.node_map and is_loop(node))):
+            continue                        # a loop's inputs go to its input boxes
         for value in node.inputs:
             value = loops.outside(value) if loops is not None else value
             if value.id in inlined:
@@ -272,8 +273,15 @@ def build_ops(graph: Graph, *, grad_graph: Graph | None = None, arch=None, expan
                    copies, redirect,
                    lambda value, node: ("grad" if node.id in grad_ids else "data", None),
                    loops=loops)
-    links += loops.links(lambda value: _endpoints(graph, boxes, root, loops.outside(value),
-                                                  redirect=redirect))
+    def endpoint(value: Value) -> str:
+        return _endpoints(graph, boxes, root, loops.outside(value), redirect=redirect)
+
+    links += loops.links(endpoint)
+    copy_links = {(link.source, link.target): link for node in nodes
+                  if node.id in copies.node_map and is_loop(node)
+                  for link in loops.copy_links(node, copies.target(node.id), endpoint,
+                                               copies.crosses)}
+    links += copy_links.values()
     backward_boxes |= {f"op{n}" for n in grad_ids}
     for link in links:             # the backward pass reads forward values: they must not
         if link.kind == "grad" and link.source not in backward_boxes:     # pull it upside down

@@ -226,3 +226,31 @@ def test_a_loop_body_calling_a_block():
     ops = build_ops(model.graph, arch=model.architecture)
     (op_loop,) = loop_groups(ops.root)
     assert "step index" in {box.title for box in op_loop.boxes}    # the ops level shows it
+
+
+STACKED = """
+model Stacked {
+    in  x: f32[B, T, 4]
+    in  label: i64[B]
+    h = x |> repeat(3, RNN(8)) as layers
+    logits = h |> RNN(8, return_sequences=false) |> Dense(2)
+    loss cross_entropy(logits, label)
+}
+"""
+
+
+def test_loops_in_repeated_blocks_are_drawn_once(tmp_path):
+    (tmp_path / "stacked.net").write_text(STACKED)
+    model = netdsl.load(tmp_path / "stacked.net")
+    layers = build_layers(model.architecture, graph=model.graph)
+    assert len(loop_groups(layers.root)) == 2                 # the first copy and the last RNN
+    repeats = [(link.source, link.target) for link in layers.links if link.kind == "repeat"]
+    assert repeats == [("layers_1.scan_1", "layers_1.scan_1/x_t")]     # copy k's output, k+1's x_t
+    ops = build_ops(model.graph, arch=model.architecture)
+    (first, last) = loop_groups(ops.root)
+    scans = [n for n in model.graph.nodes if n.op.name == "scan"]
+    x_t = scans[0].attrs["body"].inputs[1]
+    repeats = [(link.source, link.target) for link in ops.links if link.kind == "repeat"]
+    assert repeats == [(f"op{scans[0].id}", f"v{x_t.id}")]
+    into_scan_boxes = [link for link in ops.links if link.target == f"op{scans[0].id}"]
+    assert all(link.source.startswith("op") for link in into_scan_boxes)    # no inputs: body
