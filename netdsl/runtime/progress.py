@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from typing import Any, Callable, Iterable, TextIO
 
@@ -91,6 +92,69 @@ class ProgressBar:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+class Spinner:
+    """`| compiling Tiny: step: Numba compiles (first run only)  3.2s` redrawn in place on
+    stderr by a thread, while the main thread is busy in a call that reports nothing (a cold
+    compile: seconds in LLVM).  `phase(text)` says what is happening now; leaving the `with`
+    block erases the line.  Drawn only when the stream is a terminal or `force` is set: a log
+    gets the plain lines its caller prints instead.  The first frame is drawn at once."""
+
+    FRAMES = "|/-\\"
+
+    def __init__(self, title: str, stream: TextIO | None = None, force: bool = False,
+                 interval: float = 0.1, enabled: bool = True):
+        self.title = title
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled and (force or _is_terminal(self.stream))
+        self.interval = interval
+        self.text = ""
+        self._frame = 0
+        self._last_length = 0
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def phase(self, text: str) -> None:
+        """What is happening now (shown from the next frame on)."""
+        self.text = text
+
+    def _draw(self) -> None:
+        with self._lock:
+            elapsed = format_seconds(time.monotonic() - self._started)
+            frame = self.FRAMES[self._frame % len(self.FRAMES)]
+            self._frame += 1
+            line = f"{frame} {self.title}: {self.text}  {elapsed}" if self.text else \
+                f"{frame} {self.title}  {elapsed}"
+            self.stream.write("\r" + line.ljust(self._last_length))
+            self.stream.flush()
+            self._last_length = len(line)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._draw()
+
+    def __enter__(self) -> "Spinner":
+        if self.enabled:
+            self._draw()
+            self._thread = threading.Thread(target=self._run, name="netdsl-spinner",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        with self._lock:
+            if self._last_length:
+                self.stream.write("\r" + " " * self._last_length + "\r")
+                self.stream.flush()
+            self._last_length = 0
 
 
 def _is_terminal(stream: TextIO) -> bool:

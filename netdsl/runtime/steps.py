@@ -109,11 +109,13 @@ def objectives(graph: Graph) -> list[str | None]:
 
 
 def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
-               prediction: str | None = None, steps_per_epoch: int = 1) -> TrainingPlan:
+               prediction: str | None = None, steps_per_epoch: int = 1,
+               trace: Callable[[str, Any], None] | None = None) -> TrainingPlan:
     """Compile one step per objective of `model` and bind them all to one storage dict.
 
     Each step trains with `config.for_objective(its loss)`; its schedule counts its own updates
     (`steps_per_epoch` batches make ceil(steps_per_epoch / every) of them per epoch).
+    `trace(stage, result)` sees every compiler stage of every step, in order (a spinner).
 
     Storage starts as a copy of `weights` (every parameter of the model), then the zeros of
     each state array (optimiser slots) a step adds."""
@@ -133,7 +135,7 @@ def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
         schedule = make_schedule(own.schedule, own.schedule_args, own.optimizer_spec().lr,
                                  -(-steps_per_epoch // every), own.epochs,
                                  own.spans.get("schedule"), positional=own.schedule_positional)
-        recorder = StageRecorder("training")
+        recorder = StageRecorder("training", then=trace)
         compiled = compile_step(forward, target, Training.from_config(own, objective),
                                 trace=recorder)
         graph = compiled.graph

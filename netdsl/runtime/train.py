@@ -147,25 +147,6 @@ def objectives_of(model) -> list:
     return objectives(model.training_forward)
 
 
-def compile_lines(plan, seconds: float) -> list[str]:
-    """What compiling the steps did, a line each: ops, kernels, and whether the cache had it
-    (a cold compile is slow once; the next run loads it)."""
-    from ..backends.cache import cache_dir
-    lines = []
-    for step in plan.steps:
-        report = step.compiled.report
-        kernels = sum(report.kernels.values()) if report.kernels else 0
-        what = f"{len(step.compiled.graph.nodes)} ops"
-        if kernels:
-            what += f" in {kernels} kernels"
-        if report.module_path:
-            what += ", loaded from the cache" if report.cache_hit else \
-                f", compiled ({report.total:.1f} s; first run only, cached in {cache_dir()})"
-        lines.append(f"  {step.objective or 'step'}: {what}")
-    lines.append(f"  ready in {seconds:.1f} s")
-    return lines
-
-
 def _loss_terms(steps, metrics: set[str]) -> list[tuple[str, int, int, str]]:
     """(column, step index, output index, loss name) of every loss the epoch table shows
     besides their sum: each objective when there are several, else each term of the one."""
@@ -231,14 +212,20 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
         count = len(objectives)
         printer(f"compiling {model.name} for {target}: {count} training "
                 f"step{'s' if count > 1 else ''}...")
+    from .compile_progress import compile_lines, compiling
     started = time.perf_counter()
-    plan = build_plan(model, weights, config, target, prediction, steps_per_epoch)
+    # On a terminal a spinner names the stage compiling (seconds of LLVM on a first run).
+    with compiling(model.name, objectives, target, enabled=verbose) as phases:
+        plan = build_plan(model, weights, config, target, prediction, steps_per_epoch,
+                          trace=phases)
+        phases.validation()
+        evaluator = _Evaluator(model, target, config.metrics, label, prediction) \
+            if validation is not None else None
     if verbose:
-        for line in compile_lines(plan, time.perf_counter() - started):
+        for line in compile_lines(plan, time.perf_counter() - started,
+                                  evaluator.compiled if evaluator is not None else None):
             printer(line)
     steps, state = plan.steps, plan.storage
-    evaluator = _Evaluator(model, target, config.metrics, label, prediction) \
-        if validation is not None else None
     batch_inputs = plan.batch_inputs
     # The prediction for the training metrics: from the last step that outputs it.
     predicting = [step for step in steps if step.prediction_index is not None][-1:]

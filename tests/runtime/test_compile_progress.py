@@ -1,0 +1,95 @@
+"""What fit says while compiling: a spinner on a terminal naming the step and stage, and the
+plain lines (ops, kernels, cache) everywhere."""
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+
+import netdsl
+from netdsl.compiler import stage_names
+from netdsl.runtime import progress
+from netdsl.runtime.compile_progress import CompilePhases, stage_text
+from netdsl.runtime.progress import Spinner
+
+MODEL = """
+model Tiny {
+    in  x: f32[B, 2]
+    in  y: i64[B]
+    logits = x |> Dense(3) as classifier
+    out probs = softmax(logits)
+    loss cross_entropy(logits, y)
+}
+"""
+
+
+class Recorder:
+    def __init__(self):
+        self.texts = []
+
+    def phase(self, text):
+        self.texts.append(text)
+
+
+def test_spinner_redraws_the_phase_and_erases_itself():
+    shown = io.StringIO()
+    with Spinner("compiling Tiny", stream=shown, force=True, interval=0.005) as spinner:
+        assert shown.getvalue() == "\r| compiling Tiny  0.00s"      # the first frame at once
+        spinner.phase("step: generating code")
+        time.sleep(0.1)
+    frames = shown.getvalue().split("\r")[1:]
+    assert len(frames) >= 3
+    assert frames[1].startswith("/ compiling Tiny: step: generating code  0.")
+    # The last write blanks the longest line drawn and returns to its start.
+    assert frames[-1] == "" and frames[-2] == " " * len(frames[-3].rstrip())
+
+
+def test_spinner_off_a_terminal_writes_nothing():
+    quiet = io.StringIO()
+    with Spinner("compiling Tiny", stream=quiet, interval=0.001) as spinner:
+        spinner.phase("step: fusing kernels")
+        time.sleep(0.01)
+    assert quiet.getvalue() == "" and spinner._thread is None
+    with Spinner("x", stream=io.StringIO(), force=True, enabled=False) as spinner:
+        assert spinner._thread is None
+
+
+def test_compile_phases_name_the_stage_running():
+    recorder = Recorder()
+    phases = CompilePhases(recorder, ["d_loss", "g_loss"], "cpu")
+    stages = stage_names("cpu")
+    for stage in stages + stages:
+        phases(stage, None)
+    phases.validation()
+    texts = recorder.texts
+    assert texts[0] == "d_loss (1/2): building the gradients and the update"
+    assert texts[stages.index("cache") + 1] == \
+        "d_loss (1/2): loading (a first run compiles with LLVM: seconds, once)"
+    assert texts[len(stages)] == "g_loss (2/2): building the gradients and the update"
+    assert texts[len(stages) + 2] == "g_loss (2/2): graph pass dce"
+    # After the last stage of the last step nothing more is said but the validation graph.
+    assert len(texts) == 2 * len(stages) + 1
+    assert texts[-1] == "validation: compiling the inference graph"
+    assert stage_text("verify") == "graph pass verify"
+
+
+def test_fit_spins_on_a_terminal_and_prints_a_line_per_compiled_graph(tmp_path, capsys,
+                                                                      monkeypatch):
+    path = tmp_path / "tiny.net"
+    path.write_text(MODEL)
+    model = netdsl.load(path)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2)).astype(np.float32)
+    data = {"x": x, "y": (x[:, 0] > 0).astype(np.int64)}
+    monkeypatch.setattr(progress, "_is_terminal", lambda stream: True)
+    model.fit(model.init(seed=0), data, epochs=1, batch=8, split=0.5, verbose=True)
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0] == "compiling Tiny for cpu: 1 training step..."
+    assert lines[1].startswith("  step: ") and " ops in " in lines[1]
+    assert lines[2].startswith("  validation: ") and " ops in " in lines[2]
+    assert lines[3].startswith("  ready in ")
+    assert err.startswith("\r| compiling Tiny: step: building the gradients and the update")
+    # The spinner erased its line before the table was printed.
+    assert err.count("compiling Tiny") >= 1 and "epoch" not in err.split("compiling")[0]
