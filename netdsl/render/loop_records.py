@@ -64,7 +64,8 @@ class RecordLoops:
                 # The step index random ops draw with (frontend/scan.py) is nothing the source
                 # names: the layers level leaves it out.
                 parts.slices = [s for s in parts.slices if s[0].name != STEP_INDEX]
-        for scan, members in self.members.items():      # outer scans first: inner ones win
+        # Outer scans (more members) first, so that a nested scan's body goes to the inner one.
+        for scan, members in sorted(self.members.items(), key=lambda item: -len(item[1])):
             for record in members:
                 self.member_of[record.name] = scan
         for scan in self.members:
@@ -102,7 +103,10 @@ class RecordLoops:
         return None
 
     def readers(self, scan: str, value: Value) -> list[str]:
-        """The body records that read a body input, looking through ops no record made."""
+        """The body records that read a body input, looking through ops no record made.
+
+        A nested loop reads it through its own input boxes (its carries and slices), or, as a
+        captured constant, in its body: there the search goes on."""
         body = self.parts[scan].body
         found: list[str] = []
         seen: set[int] = set()
@@ -114,7 +118,12 @@ class RecordLoops:
                     continue
                 seen.add(node.id)
                 record = self.record_of(scan, node)
-                if record is not None:
+                if record is not None and record.name in self.parts and is_loop(node):
+                    inner = self.parts[record.name]
+                    found += [name for captured, outer in inner.constants
+                              if outer.id == current.id
+                              for name in self.readers(record.name, captured)]
+                elif record is not None:
                     found.append(record.name)
                 else:
                     stack.extend(node.outputs)
@@ -176,7 +185,13 @@ def layer_loop_links(layout, scan: str) -> list[Link]:
                 for box, _, origin in layout.sources(name, scan)
                 if layout.crosses_copies(origin, scan)]
 
+    enclosing = layout.loops.parts.get(layout.loops.member_of.get(scan, ""))
+    enclosing_inputs = {b.id for b, _ in enclosing.carries + enclosing.slices} \
+        if enclosing is not None else set()
+
     def outer_sources(value) -> list[str]:
+        if value.id in enclosing_inputs:        # a nested loop starts from the outer one's h
+            return [layout.loops.box_id(layout.loops.member_of[scan])(value)]
         return [box for name in made_by.get(value.id, [])
                 for box, _, _ in layout.sources(name, scan)]
 

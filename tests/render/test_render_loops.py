@@ -254,3 +254,40 @@ def test_loops_in_repeated_blocks_are_drawn_once(tmp_path):
     assert repeats == [(f"op{scans[0].id}", f"v{x_t.id}")]
     into_scan_boxes = [link for link in ops.links if link.target == f"op{scans[0].id}"]
     assert all(link.source.startswith("op") for link in into_scan_boxes)    # no inputs: body
+
+
+NESTED = """
+model Nested {
+    in  x: f32[B, T, 3]
+    in  y: f32[B, 3]
+    hs, h_last = scan x over 1 with h = zeros([B, 3]) {
+        gs, g_last = scan x over 1 with g = h {
+            g = tanh(g + x_t * h)
+            yield g
+        }
+        h = h + g_last * x_t
+        yield h
+    }
+    out h_last
+    loss mse(h_last, y)
+}
+"""
+
+
+def test_a_loop_inside_a_loop(tmp_path):
+    (tmp_path / "nested.net").write_text(NESTED)
+    model = netdsl.load(tmp_path / "nested.net")
+    diagram = build_layers(model.architecture, graph=model.graph)
+    (outer,) = [g for g in diagram.root.groups if g.kind == "loop"]
+    (inner,) = outer.groups
+    assert set(b.id for b in inner.boxes) == {"scan_1/g", "scan_1/x_t", "mul_1", "add_1",
+                                              "tanh_1", "scan_1"}
+    assert {"scan_2/h", "scan_2/x_t", "mul_2", "add_2", "scan_2"} == {b.id for b in outer.boxes}
+    links = {(link.source, link.target): link.kind for link in diagram.links}
+    assert links[("scan_2/h", "scan_1/g")] == "data"      # g starts from the outer h
+    assert links[("scan_2/h", "mul_1")] == "data"         # and the inner body reads h
+    assert ("scan_2/h", "scan_1") not in links
+    assert links[("tanh_1", "scan_1/g")] == "loop" and links[("add_2", "scan_2/h")] == "loop"
+    ops = build_ops(model.graph)
+    (outer_ops,) = loop_groups(ops.root)[:1]
+    assert [g.label for g in outer_ops.groups] == ["scan over axis 1 (×T)"]
