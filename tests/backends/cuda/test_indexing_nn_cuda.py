@@ -145,3 +145,19 @@ def test_log_softmax_is_stable_for_large_logits(cache_dir):
     got = run_one(compile_one("log_softmax", types, {"axis": -1}, cache_dir), [x])
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, reference("log_softmax", [x], {"axis": -1}), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name, types, attrs", [
+    ("log_softmax", (TensorType(F32, (3, 300)),), {"axis": -1}),
+    ("log_softmax", (TensorType(F32, (2, 40, 3)),), {"axis": 1}),
+    ("softmax_cross_entropy", (TensorType(F32, (4, 300)), TensorType(I64, (4,))), {}),
+    ("softmax_cross_entropy_grad", (TensorType(F32, (2, 2, 300)), TensorType(I64, (2, 2))), {}),
+], ids=["log_softmax-last", "log_softmax-middle", "cross_entropy", "cross_entropy_grad"])
+def test_lines_longer_than_a_block(name, types, attrs, cache_dir):
+    """Lines of at least REDUCE_THREADS elements get a block each (its threads' maxima and
+    sums combined in shared memory): 300 is more than a GPU's block of 256, 40 more than the
+    simulator's 32; a NaN poisons its own line only, as in the reference."""
+    arrays = draw(types, {"int_high": 40}, rng_for(name, 400), None)
+    arrays[0].reshape(-1)[7] = np.nan
+    compiled = compile_one(name, types, attrs, cache_dir)
+    _check(compiled, name, arrays, attrs)

@@ -146,7 +146,9 @@ _TYPING = textwrap.dedent("""
             (indexing._take_grad_kernel, (f32(3), i64(1), f32(3))),
             (indexing._one_hot_kernel, (i64(1), T.Array(T.float64, 2, "C"))),
             (nn._log_softmax_kernel, (f32(3), f32(3))),
-            (nn._cross_entropy_kernel, (f32(3), i64(1), f32(2), T.boolean))]:
+            (nn._log_softmax_block_kernel, (f32(3), f32(3))),
+            (nn._cross_entropy_kernel, (f32(3), i64(1), f32(2), T.boolean)),
+            (nn._cross_entropy_block_kernel, (f32(3), i64(1), f32(2), T.boolean))]:
         compiled(kernel, args)
         print("compiled", kernel.py_func.__name__)
 """)
@@ -166,7 +168,7 @@ def test_kernels_compile_for_the_gpu_and_random_bits_stay_uint64():
     lines = run.stdout.strip().split("\n")
     assert lines[:3] == ["_mix uint64 []", "_stream_key uint64 []", "_element_bits uint64 []"]
     assert lines[3:5] == ["kernel uint64 uint64"] * 2
-    assert len(lines) == 5 + 11 and all(line.startswith("compiled ") for line in lines[5:])
+    assert len(lines) == 5 + 13 and all(line.startswith("compiled ") for line in lines[5:])
 
 
 # --- reductions --------------------------------------------------------------------------------

@@ -40,13 +40,37 @@ def _offset(index, sizes, strides):
 
 
 @cuda.jit(device=True)
-def _tree_sum(partial, t):
-    """partial[0] = the sum of partial[0:REDUCE_THREADS]; every thread of the block calls it."""
+def beats(a, b, maximum):
+    """Whether value a is a better extremum than b: NaN beats any number, as in NumPy."""
+    if a != a:
+        return b == b
+    if b != b:
+        return False
+    return a > b if maximum else a < b
+
+
+@cuda.jit(device=True)
+def tree_sum(partial, t):
+    """partial[0] = the sum of partial[0:REDUCE_THREADS] (a shared array holding each thread's
+    partial); every thread of the block calls it, t being its index."""
     cuda.syncthreads()
     step = REDUCE_THREADS // 2
     while step > 0:
         if t < step:
             partial[t] += partial[t + step]
+        cuda.syncthreads()
+        step //= 2
+
+
+@cuda.jit(device=True)
+def tree_max(partial, t):
+    """partial[0] = the maximum of partial[0:REDUCE_THREADS], NaN if any is NaN (tree_sum's
+    protocol)."""
+    cuda.syncthreads()
+    step = REDUCE_THREADS // 2
+    while step > 0:
+        if t < step and beats(partial[t + step], partial[t], True):
+            partial[t] = partial[t + step]
         cuda.syncthreads()
         step //= 2
 
@@ -68,7 +92,7 @@ def _sum_kernel(accumulator):
                 total += x[base + _offset(j, sizes, strides)]
                 j += REDUCE_THREADS
             partial[t] = total
-            _tree_sum(partial, t)
+            tree_sum(partial, t)
             if t == 0:
                 if divide:
                     out[cell] = partial[0] / count
@@ -84,16 +108,6 @@ _SUM_FLOAT = _sum_kernel(np.float64)
 _SUM_INTEGER = _sum_kernel(np.int64)
 
 
-@cuda.jit(device=True)
-def _beats(a, b, maximum):
-    """Whether value a is a better extremum than b: NaN beats any number, as in NumPy."""
-    if a != a:
-        return b == b
-    if b != b:
-        return False
-    return a > b if maximum else a < b
-
-
 @cuda.jit(cache=True)
 def _extremum_kernel(x, out, kept_sizes, kept_strides, sizes, strides, count, maximum, position):
     """out[cell] = the max (maximum) or min of the cell's elements, or with `position` the
@@ -106,7 +120,7 @@ def _extremum_kernel(x, out, kept_sizes, kept_strides, sizes, strides, count, ma
         mine = -1
         j = t
         while j < count:                                     # ascending, so ties keep the first
-            if mine < 0 or _beats(x[base + _offset(j, sizes, strides)],
+            if mine < 0 or beats(x[base + _offset(j, sizes, strides)],
                                   x[base + _offset(mine, sizes, strides)], maximum):
                 mine = j
             j += REDUCE_THREADS
@@ -119,8 +133,8 @@ def _extremum_kernel(x, out, kept_sizes, kept_strides, sizes, strides, count, ma
                 if b >= 0 and a >= 0:
                     va = x[base + _offset(a, sizes, strides)]
                     vb = x[base + _offset(b, sizes, strides)]
-                    tie = not _beats(va, vb, maximum) and not _beats(vb, va, maximum)
-                    if _beats(vb, va, maximum) or (tie and b < a):
+                    tie = not beats(va, vb, maximum) and not beats(vb, va, maximum)
+                    if beats(vb, va, maximum) or (tie and b < a):
                         best[t] = b
                 elif b >= 0:
                     best[t] = b
@@ -148,17 +162,11 @@ def _logsumexp_kernel(x, out, kept_sizes, kept_strides, sizes, strides, count):
         j = t
         while j < count:
             value = float64(x[base + _offset(j, sizes, strides)])
-            if _beats(value, top, True):
+            if beats(value, top, True):
                 top = value
             j += REDUCE_THREADS
         partial[t] = top
-        cuda.syncthreads()
-        step = REDUCE_THREADS // 2
-        while step > 0:
-            if t < step and _beats(partial[t + step], partial[t], True):
-                partial[t] = partial[t + step]
-            cuda.syncthreads()
-            step //= 2
+        tree_max(partial, t)
         top = partial[0]
         cuda.syncthreads()                  # everyone has read the max before partial is reused
         shift = top if math.isfinite(top) else 0.0
@@ -168,7 +176,7 @@ def _logsumexp_kernel(x, out, kept_sizes, kept_strides, sizes, strides, count):
             total += math.exp(float64(x[base + _offset(j, sizes, strides)]) - shift)
             j += REDUCE_THREADS
         partial[t] = total
-        _tree_sum(partial, t)
+        tree_sum(partial, t)
         if t == 0:
             if math.isfinite(top):
                 out[cell] = top + math.log(partial[0])
