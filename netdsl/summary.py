@@ -105,10 +105,13 @@ def layer_rows(arch: Architecture, bindings: Mapping[str, int], expand: bool = F
 
 
 def summary_data(model, batch: int | None = None, dims: Mapping[str, int] | None = None,
-                 expand: bool = False, memory: bool = True) -> dict[str, Any]:
+                 expand: bool = False, memory: bool = True,
+                 plan_limit: int | None = None) -> dict[str, Any]:
     """The summary of one model as data: rows, totals, and each step's FLOPs and memory at
-    `batch` (default: its train section's batch) with `dims` bound."""
-    from .summary_memory import batch_symbol, inference_cost, training_cost
+    `batch` (default: its train section's batch) with `dims` bound.  A step whose graph has
+    more than `plan_limit` nodes (default summary_memory.PLAN_LIMIT; 0: any) is not planned."""
+    from .summary_memory import PLAN_LIMIT, batch_symbol, inference_cost, training_cost
+    limit = PLAN_LIMIT if plan_limit is None else plan_limit
     graph, arch = model.graph, model.architecture
     dims = dict(dims or {})
     symbol = batch_symbol(graph)
@@ -136,9 +139,15 @@ def summary_data(model, batch: int | None = None, dims: Mapping[str, int] | None
     data["parameters"]["non_trainable"] = \
         data["parameters"]["total"] - data["parameters"]["trainable"]
     if memory:
-        steps = [inference_cost(model, at_batch), training_cost(model, at_batch)]
-        data["per_example"]["forward_flops"] = substitute_dim(steps[0].graph_flops, per_example)
-        data["steps"] = {step.kind: _step_data(step) for step in steps if step is not None}
+        steps = [inference_cost(model, at_batch, limit), training_cost(model, at_batch, limit)]
+        data["plan_limit"] = limit
+        data["not_planned"] = {step.kind: step.too_large for step in steps
+                               if step is not None and step.too_large}
+        steps = [step for step in steps if step is not None and not step.too_large]
+        if steps and steps[0].kind == "inference":
+            data["per_example"]["forward_flops"] = substitute_dim(steps[0].graph_flops,
+                                                                  per_example)
+        data["steps"] = {step.kind: _step_data(step) for step in steps}
     data["free_dims"] = sorted(_free(data))
     return data
 
@@ -182,9 +191,11 @@ def as_json(data: Any) -> Any:
 
 
 def summarize(model, *, batch: int | None = None, dims: Mapping[str, int] | None = None,
-              expand: bool = False, ascii_only: bool = False, memory: bool = True) -> str:
+              expand: bool = False, ascii_only: bool = False, memory: bool = True,
+              plan_limit: int | None = None) -> str:
     """The summary of one model as text (`Model.summary`, `netdsl check`)."""
-    return format_summary(summary_data(model, batch, dims, expand, memory), ascii_only=ascii_only)
+    return format_summary(summary_data(model, batch, dims, expand, memory, plan_limit),
+                          ascii_only=ascii_only)
 
 
 __all__ = ["as_json", "format_bytes", "format_count", "format_flops", "layer_rows",

@@ -25,6 +25,7 @@ from .ir.graph import Graph
 from .ir.types import DimLike, dim_add, dim_mul, evaluate_dim, substitute_dim
 
 PLANNER_TARGET = "cpu"            # the target whose memory planner lays the arena out
+PLAN_LIMIT = 5000                 # nodes of a step's graph the summary plans by default
 
 
 @dataclass
@@ -46,6 +47,7 @@ class StepCost:
     exact: bool = True               # False: free dims left, the arena without padding
     optimizers: list[str] = field(default_factory=list)
     steps: int = 1                   # training: one step per objective
+    too_large: int = 0               # not planned: its graph has this many nodes
 
     @property
     def total(self) -> DimLike:
@@ -78,13 +80,29 @@ def _sum(types, bindings) -> DimLike:
     return total
 
 
-def plan_step(graph: Graph, training=None):
+class TooLarge(Exception):
+    """A step's graph has more nodes than the summary plans (fusion and the planner take time
+    that grows faster than the graph: 7,000 nodes take the cpu target ten seconds here)."""
+
+    def __init__(self, nodes: int):
+        super().__init__(nodes)
+        self.nodes = nodes
+
+
+def plan_step(graph: Graph, training=None, limit: int | None = PLAN_LIMIT):
     """(graph after the passes, fused graph, memory plan) of one step, as the cpu target
-    compiles it; stops before code generation, so nothing is compiled or imported."""
-    from .compiler import StageRecorder, compile_step
+    compiles it; stops before code generation, so nothing is compiled or imported.  Raises
+    TooLarge for a step of more than `limit` nodes (None or 0: no limit)."""
+    from .compiler import TRAINING_STAGE, StageRecorder, compile_step
+    if limit and len(graph.nodes) > limit:         # a training graph is larger still
+        raise TooLarge(len(graph.nodes))
+    if training is not None:           # the training graph first, to see its size
+        graph = compile_step(graph, target=PLANNER_TARGET, training=training,
+                             stop_after=TRAINING_STAGE)
+    if limit and len(graph.nodes) > limit:
+        raise TooLarge(len(graph.nodes))
     recorder = StageRecorder("cleanup", "fuse")
-    plan = compile_step(graph, target=PLANNER_TARGET, training=training, trace=recorder,
-                        stop_after="plan_memory")
+    plan = compile_step(graph, target=PLANNER_TARGET, trace=recorder, stop_after="plan_memory")
     return recorder["cleanup"], recorder["fuse"], plan
 
 
@@ -128,17 +146,22 @@ def _planned(cost: StepCost, graph: Graph, fused, plan, bindings) -> None:
     cost.slots += len(plan.slots)
 
 
-def inference_cost(model, bindings: Mapping[str, int]) -> StepCost:
+def inference_cost(model, bindings: Mapping[str, int],
+                   limit: int | None = PLAN_LIMIT) -> StepCost:
     """The inference forward (`Model.forward`'s graph) at `bindings`."""
     graph = model.inference_graph
     cost = StepCost("inference")
     cost.parameters = _sum((p.value.type for p in graph.params), bindings)
     cost.inputs = _sum((v.type for v in graph.inputs), bindings)
-    _planned(cost, *plan_step(graph), bindings)
+    try:
+        _planned(cost, *plan_step(graph, limit=limit), bindings)
+    except TooLarge as large:
+        cost.too_large = large.nodes
     return cost
 
 
-def training_cost(model, bindings: Mapping[str, int]) -> StepCost | None:
+def training_cost(model, bindings: Mapping[str, int],
+                  limit: int | None = PLAN_LIMIT) -> StepCost | None:
     """One training step of every objective at `bindings` (None for a model with no loss).
 
     Each objective is its own compiled step with its own arena (runtime/steps.py), so their
@@ -158,7 +181,11 @@ def training_cost(model, bindings: Mapping[str, int]) -> StepCost | None:
     for objective in names:
         own = config.for_objective(objective)
         spec = own.optimizer_spec()
-        graph, fused, plan = plan_step(forward, Training.from_config(own, objective))
+        try:
+            graph, fused, plan = plan_step(forward, Training.from_config(own, objective), limit)
+        except TooLarge as large:
+            cost.too_large = max(cost.too_large, large.nodes)
+            continue
         if spec.name not in cost.optimizers:
             cost.optimizers.append(spec.name)
         cost.optimizer = dim_add(cost.optimizer, _sum(
@@ -172,5 +199,5 @@ def training_cost(model, bindings: Mapping[str, int]) -> StepCost | None:
     return cost
 
 
-__all__ = ["StepCost", "batch_symbol", "inference_cost", "plan_step", "tensor_bytes",
+__all__ = ["PLAN_LIMIT", "StepCost", "TooLarge", "batch_symbol", "inference_cost", "plan_step", "tensor_bytes",
            "training_cost"]

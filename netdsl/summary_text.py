@@ -88,9 +88,12 @@ def _columns(rows, right=frozenset(), header=False) -> list[str]:
 
 
 def _steps(data: dict[str, Any]) -> list[str]:
+    skipped = [f"  {kind}: not planned, its graph has {nodes:,} nodes (more than --plan-limit "
+               f"{data['plan_limit']}; 0 plans any size)"
+               for kind, nodes in data.get("not_planned", {}).items()]
     steps = data.get("steps")
     if not steps:
-        return []
+        return ["One step:", *skipped] if skipped else []
     batch = data["batch"]
     if batch["dim"]:
         origin = {"train section": "the train section's batch; --batch N for another",
@@ -132,7 +135,7 @@ def _steps(data: dict[str, Any]) -> list[str]:
     if approx:
         lines.append("  ≈: dims left free, so each arena buffer is its largest value, without "
                      "padding; --dim binds them.")
-    return lines
+    return lines + skipped
 
 
 def format_summary(data: dict[str, Any], ascii_only: bool = False) -> str:

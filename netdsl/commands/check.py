@@ -32,6 +32,9 @@ def _setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expand", action="store_true",
                         help="one row per repeat copy instead of one row per repeat")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--plan-limit", type=int, metavar="NODES",
+                        help="plan the memory of a step only up to this many graph nodes "
+                             "(default 5000; 0: any size, which can take minutes)")
 
 
 @command("check", "parse and shape-check a .net file and its train sections, and print a "
@@ -47,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     dims = parse_dims(args.dim)
     if args.batch is not None and args.batch < 1:
         raise Error(f"--batch must be at least 1, got {args.batch}")
+    if args.plan_limit is not None and args.plan_limit < 0:
+        raise Error(f"--plan-limit must be 0 (no limit) or more, got {args.plan_limit}")
     program = load_program(args.file)
     names = [args.model] if args.model else (list(program.models) or [None])
     models, problems = [], []
@@ -105,7 +110,8 @@ def _print_summaries(models: list, args: argparse.Namespace, dims: dict[str, int
             raise Error(f"--dim {name}={dims[name]}: no model here has a dim {name}",
                         hint=f"dims: {', '.join(sorted(known))}" if known else None)
     summaries = [summary_data(model, args.batch, {k: v for k, v in dims.items()
-                                                  if k in _dim_names(model)}, args.expand)
+                                                  if k in _dim_names(model)}, args.expand,
+                              plan_limit=args.plan_limit)
                  for model in models]
     if args.json:
         print(json.dumps({"models": as_json(summaries)}, indent=2))

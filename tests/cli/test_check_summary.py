@@ -191,3 +191,14 @@ def test_json_and_model_summary_agree(tmp_path, capsys):
     assert f"Parameters:  {data['parameters']['total']} " in text
     assert "training" in text and "inference" in text
     assert "arena" not in netdsl.load(tmp_path / "m.net").summary(memory=False)
+
+
+def test_a_step_over_the_plan_limit_is_named_not_planned(tmp_path, capsys):
+    data = _json(tmp_path, capsys, MLP, "--plan-limit", "30")
+    assert list(data["steps"]) == ["inference"]          # its graph has fewer than 30 nodes
+    assert data["not_planned"]["training"] > 30
+    status, out, _ = _run(tmp_path, capsys, MLP, "--plan-limit", "30")
+    assert status == 0
+    assert f"training: not planned, its graph has {data['not_planned']['training']:,} nodes" in out
+    everything = _json(tmp_path, capsys, MLP, "--plan-limit", "0")
+    assert set(everything["steps"]) == {"inference", "training"} and not everything["not_planned"]
