@@ -295,8 +295,10 @@ def build_ops(graph: Graph, *, grad_graph: Graph | None = None, arch=None, expan
         _ends(grad_graph, boxes, root, links, extra, category="grad_output", kind="grad",
               redirect=redirect)
     backward_count = sum(1 for n in nodes if n.id in grad_ids)
+    in_loops = sum(1 for n in loops.body_nodes() if f"op{n.id}" in boxes)
     title = f"{graph.name} · {len(nodes) - backward_count} ops" + \
-        (f" + {backward_count} gradient ops" if backward_count else "")
+        (f" + {backward_count} gradient ops" if backward_count else "") + \
+        (f", and {in_loops} in loop bodies" if in_loops else "")
     legend = "repeated blocks are drawn once (--expand draws every copy)" \
         if copies.node_map else None
     return Diagram(graph.name, root, links, title=title, legend=legend,

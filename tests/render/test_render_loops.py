@@ -105,6 +105,7 @@ def test_ops_level_draws_the_scan_as_a_loop(rnn):
     body = scan.attrs["body"]
     h, x_t = body.inputs[0], body.inputs[1]
     assert loop.label == "scan over axis 1 (×T)" and loop.note == "carries h · 1 stacked output"
+    assert diagram.title == "SequenceSign · 8 ops, and 8 in loop bodies"
     inside = boxes_of(loop)
     assert inside[f"v{h.id}"].subtitle == "carried state"
     assert inside[f"v{x_t.id}"].subtitle == "step slice"
