@@ -4,10 +4,12 @@
     digraph = render_ops(graph, grad_graph=None, rankdir="TB")             # primitive ops (+ grads)
     digraph = render_kernels(graph, fused, rankdir="TB")                   # fused kernels
     write(digraph, "model.svg")          # svg | png | pdf via `dot`; dot source always works
-    write_mermaid(arch, "model.mmd")     # Mermaid flowchart for Markdown docs
+    write(digraph, "model.png", dpi=300) # a png's resolution (default 200)
+    write_mermaid(arch, "model.mmd")     # Mermaid flowchart for Markdown docs (mermaid.py)
 
 Each builder makes a neutral `Diagram` (output.py) that both the Graphviz and the Mermaid
-emitters read, so every level has both forms; all colours and shapes live in style.py.
+emitters read, so every level has both forms; all colours and shapes live in style.py.  A `scan`
+is drawn as a loop cluster holding its body (loops.py; loop_records.py at the layers level).
 """
 from typing import Any
 
