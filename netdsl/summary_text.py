@@ -126,6 +126,8 @@ def _steps(data: dict[str, Any]) -> list[str]:
             ("total memory", *[approx + c for c in cells("total")], ""),
             ("gradients", *cells("gradients", only="training"),
              "inside the arena, not added again")]
+    if not training:                                # rows only a training step has
+        rows = [row for row in rows if row[0] not in ("optimiser state", "gradients")]
     lines = [head, *("  " + line for line in _columns(rows, right=set(range(1, len(kinds) + 1))))]
     lines.append("  FLOPs: the step's graph after the passes; a multiply and an add are 2 FLOPs.")
     lines.append("  Memory: the cpu target's memory planner; arena " + ", ".join(
