@@ -218,7 +218,8 @@ class Model:
 
         `resume` (a checkpoint path, or a FitResult's `.resume`) continues that run exactly
         instead: its weights, optimisers, epoch and step (runtime/resume.py).
-        Returns a FitResult with `.weights` and `.history` (one dict per epoch)."""
+        Returns a FitResult with `.weights`, `.history` (one dict per epoch) and `.test` (the
+        test set's loss and metrics after training, with `test=0.1` or test data; else None)."""
         from .runtime.train_config import with_overrides
         from .runtime.train import fit
         config = with_overrides(self.train_config, options, origin="fit()")
