@@ -74,6 +74,32 @@ def test_take_grad_sums_repeated_ids(cache_dir):
     np.testing.assert_allclose(got, reference("take_grad", arrays, {"axis": 1}), rtol=1e-6)
 
 
+def test_take_grad_sums_each_id_in_ascending_positions(cache_dir):
+    """300 rows (more than a block's threads, so the bucket starts are scanned in chunks), 200
+    ids, 60% of them id 3.  Each row is the float64 sum of its positions' g in ascending order
+    (the buckets are filled by atomics in a varying order and then ranked): id 3's first two
+    values are 2**60 and -2**60, which cancel only when added first, before the small ones."""
+    rng = rng_for("take_grad", 201)
+    ids = np.where(rng.random(200) < 0.6, 3, rng.integers(0, 300, 200))
+    ids[ids == 5] = 6                                              # row 5 receives nothing
+    g = rng.uniform(-2, 2, (2, 200, 2)).astype(np.float32)
+    first_two = np.flatnonzero(ids == 3)[:2]
+    g[:, first_two[0]], g[:, first_two[1]] = 2.0 ** 60, -(2.0 ** 60)
+    types = (TensorType(F32, (2, 200, 2)), TensorType(I64, (200,)), TensorType(F32, (2, 300, 2)))
+    compiled = compile_one("take_grad", types, {"axis": 1}, cache_dir)
+    arrays = [g, ids, np.zeros((2, 300, 2), np.float32)]
+    first, second = run_one(compiled, arrays), run_one(compiled, arrays)
+    want = np.zeros((2, 300, 2))
+    for j, r in enumerate(ids):
+        want[:, r] += g[:, j].astype(np.float64)
+    assert (ids == 3).sum() > 100 and np.abs(want[:, 3]).max() < 1e3
+    np.testing.assert_array_equal(first, want.astype(np.float32))
+    np.testing.assert_array_equal(second, first)
+    np.testing.assert_array_equal(first[:, 5], 0)
+    np.testing.assert_allclose(first, reference("take_grad", arrays, {"axis": 1}), rtol=1e-5,
+                               atol=1e-5)
+
+
 def test_one_hot_out_of_range_ids_are_zero_rows(cache_dir):
     types = (TensorType(I64, (5,)),)
     ids = np.array([0, -1, 3, 4, 2])

@@ -143,7 +143,12 @@ _TYPING = textwrap.dedent("""
             (red._logsumexp_kernel, (f32(1), f32(1)) + box),
             (indexing._check_ids_kernel, (i64(1), T.int64, T.Array(T.int32, 1, "C"))),
             (indexing._take_kernel, (f32(3), i64(1), f32(3))),
-            (indexing._take_grad_kernel, (f32(3), i64(1), f32(3))),
+            (indexing._zero_kernel, (i64(1),)),
+            (indexing._count_kernel, (i64(1), i64(1))),
+            (indexing._starts_kernel, (i64(1), i64(1))),
+            (indexing._bucket_kernel, (i64(1), i64(1), i64(1), i64(1))),
+            (indexing._order_kernel, (i64(1), i64(1), i64(1), i64(1))),
+            (indexing._take_grad_kernel, (f32(3), i64(1), i64(1), f32(3))),
             (indexing._one_hot_kernel, (i64(1), T.Array(T.float64, 2, "C"))),
             (nn._log_softmax_kernel, (f32(3), f32(3))),
             (nn._log_softmax_block_kernel, (f32(3), f32(3))),
@@ -168,7 +173,7 @@ def test_kernels_compile_for_the_gpu_and_random_bits_stay_uint64():
     lines = run.stdout.strip().split("\n")
     assert lines[:3] == ["_mix uint64 []", "_stream_key uint64 []", "_element_bits uint64 []"]
     assert lines[3:5] == ["kernel uint64 uint64"] * 2
-    assert len(lines) == 5 + 13 and all(line.startswith("compiled ") for line in lines[5:])
+    assert len(lines) == 5 + 18 and all(line.startswith("compiled ") for line in lines[5:])
 
 
 # --- reductions --------------------------------------------------------------------------------
