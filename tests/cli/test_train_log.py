@@ -72,3 +72,18 @@ def test_a_wrong_log_path_fails_before_training(folder, capsys):
     assert "log run.txt must end in .csv or .jsonl" in err and "Traceback" not in err
     assert cli.main(["train", "model.net", "--log", "missing/run.csv"]) == 1
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_gradient_norms_are_logged_but_not_printed(folder, capsys):
+    assert cli.main(["train", "model.net", "--log", "run.csv"]) == 0
+    out = capsys.readouterr().out
+    rows = list(csv.DictReader(open(folder / "run.csv")))
+    norms = [column for column in rows[0] if column.startswith("grad_norm")]
+    assert norms == ["grad_norm", "grad_norm.hidden", "grad_norm.classifier"]
+    for row in rows:
+        total = float(row["grad_norm"])
+        # Each step's global norm is the root of the sum of its layers' squares; the epoch's
+        # means of them need not be, but cannot exceed the sum of the layer means.
+        layers = [float(row["grad_norm.hidden"]), float(row["grad_norm.classifier"])]
+        assert max(layers) <= total <= sum(layers) and total > 0
+    assert "grad_norm" not in out and "examples_per_second" not in out

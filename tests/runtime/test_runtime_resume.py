@@ -83,6 +83,12 @@ def test_an_interrupted_run_resumed_ends_where_an_uninterrupted_one_does(small, 
     assert [row["loss"] for row in resumed.history] == [row["loss"] for row in whole.history]
     assert [row["val_loss"] for row in resumed.history] == \
         [row["val_loss"] for row in whole.history]
+    # So do the gradient norms' (runtime/grad_norms.py), by layer.
+    columns = [column for column in whole.history[0] if column.startswith("grad_norm")]
+    assert columns == ["grad_norm", "grad_norm.hidden", "grad_norm.norm", "grad_norm.head"]
+    for column in columns:
+        assert [row[column] for row in resumed.history] == \
+            [row[column] for row in whole.history], column
 
 
 def test_an_objective_every_k_steps_resumes_its_own_count(tmp_path):
