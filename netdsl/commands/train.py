@@ -180,7 +180,8 @@ class _BestKeeper:
             return
         column, score = monitored(self.config, row)
         if self.record is not None:
-            _, previous = monitored(self.config, {column: self.record["value"], "loss": 0.0})
+            # The record under its column (which may be `loss` itself: written last).
+            _, previous = monitored(self.config, {"loss": 0.0, column: self.record["value"]})
             if not score < previous:
                 return
         self.record = {"value": float(row.get(column, row["loss"])), "epoch": row["epoch"]}

@@ -73,3 +73,20 @@ def test_the_value_span_is_the_word_loss(tmp_path):
     assert keyword.name == "monitor" and keyword.value.id == "loss"
     span = keyword.value.span
     assert (span.line, span.column, span.end_column) == (2, 30, 34)
+
+
+@pytest.mark.parametrize("line", ["early_stopping(patience=5, monitor=loss)",
+                                  "split = 1.0"])     # no validation: loss is the default
+def test_save_best_follows_monitor_loss(tmp_path, monkeypatch, line):
+    from netdsl.runtime.checkpoint import load_checkpoint
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.net").write_text(MODEL + "\ntrain M {\n    data = xor\n    epochs = 3\n"
+                                    f"    {line}\n}}\n")
+    assert main(["train", "m.net", "-q", "--target", "reference",
+                 "--save-best", "best.npz", "--log", "run.jsonl"]) == 0
+    import json
+    rows = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
+    meta = load_checkpoint(tmp_path / "best.npz").meta
+    best = min(rows, key=lambda row: row["loss"])
+    assert meta["monitor"] == "loss" and meta["epoch"] == best["epoch"]
+    assert meta["value"] == best["loss"]
