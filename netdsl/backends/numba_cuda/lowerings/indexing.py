@@ -73,6 +73,7 @@ def _take_kernel(x, ids, out):
 
 @cuda.jit(cache=True)
 def _zero_kernel(a):
+    """a[...] = 0 (the counters of _positions_by_id, without a host-to-device copy)."""
     i = cuda.grid(1)
     while i < a.size:
         a[i] = 0
