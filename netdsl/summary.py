@@ -11,10 +11,11 @@ the inference and training steps and their memory as the memory planner lays it 
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .ir.architecture import Architecture, LayerRecord
-from .ir.types import DimLike, Sym, dim_add, substitute_dim
+from .ir.types import (DimLike, Sym, dim_add, dim_mul, dim_prod, opaque_symbols,
+                       substitute_dim)
 from .summary_text import format_bytes, format_count, format_flops, format_summary
 
 _SHOWN = ("input", "param", "layer", "block", "output", "loss")
@@ -74,10 +75,10 @@ def _folded(arch: Architecture, expand: bool) -> tuple[dict[str, str], set[str]]
     return copy_of, hidden
 
 
-def layer_rows(arch: Architecture, bindings: Mapping[str, int], expand: bool = False) -> list[dict]:
-    """One row per shown record: params, and FLOPs per call with `bindings` applied (the batch
-    dim bound to 1 gives FLOPs per example).  A folded run's row holds the totals of all its
-    copies; the rows nested under it are its first copy's."""
+def layer_rows(arch: Architecture, per_example: Callable[[DimLike], DimLike],
+               expand: bool = False) -> list[dict]:
+    """One row per shown record: params, and FLOPs `per_example(count)`.  A folded run's row
+    holds the totals of all its copies; the rows nested under it are its first copy's."""
     by_name = {r.name: r for r in arch.records}
     totals = _subtree_totals(arch)
     copy_of, hidden = _folded(arch, expand)
@@ -100,7 +101,7 @@ def layer_rows(arch: Architecture, bindings: Mapping[str, int], expand: bool = F
             "name": record.name, "depth": _depth(record, by_name), "kind": kind,
             "arguments": dict(record.args), "copies": copies.get(record.name, 1),
             "output_shapes": [str(t) for t in record.output_types],
-            "params": params, "flops": substitute_dim(flops, bindings)})
+            "params": params, "flops": per_example(flops)})
     return rows
 
 
@@ -119,8 +120,8 @@ def summary_data(model, batch: int | None = None, dims: Mapping[str, int] | None
     if batch is None:
         batch = model.train_config.batch
         batch_origin = "train section" if model.name in model.program.trains else "default"
-    per_example = {**dims, **({symbol: 1} if symbol else {})}
     at_batch = {**dims, **({symbol: batch} if symbol else {})}
+    per_example = _per_example(symbol, batch, dims)
     params = graph.params
     data: dict[str, Any] = {
         "model": model.name, "source": model.source,
@@ -145,11 +146,30 @@ def summary_data(model, batch: int | None = None, dims: Mapping[str, int] | None
                                if step is not None and step.too_large}
         steps = [step for step in steps if step is not None and not step.too_large]
         if steps and steps[0].kind == "inference":
-            data["per_example"]["forward_flops"] = substitute_dim(steps[0].graph_flops,
-                                                                  per_example)
+            data["per_example"]["forward_flops"] = per_example(steps[0].graph_flops)
         data["steps"] = {step.kind: _step_data(step) for step in steps}
     data["free_dims"] = sorted(_free(data))
     return data
+
+
+def _per_example(symbol: str | None, batch: int, dims: Mapping[str, int]):
+    """A count per example: with the batch dim bound to 1; or, where the count divides the batch
+    (a critic on B // 4 of the rows), the count at `batch` over `batch`, rounded."""
+    def per_example(count: DimLike) -> DimLike:
+        if symbol is None:
+            return substitute_dim(count, dims)
+        names = set() if isinstance(count, int) else count.symbols
+        if not any(name != symbol and symbol in opaque_symbols(name) for name in names):
+            return substitute_dim(count, {**dims, symbol: 1})
+        at_batch = substitute_dim(count, {**dims, symbol: batch})
+        if isinstance(at_batch, int):
+            return round(at_batch / batch)
+        result: DimLike = 0
+        for monomial, coefficient in at_batch.terms:
+            term = dim_mul(round(coefficient / batch), dim_prod(Sym.named(n) for n in monomial))
+            result = dim_add(result, term)
+        return result
+    return per_example
 
 
 def _step_data(step) -> dict[str, Any]:

@@ -202,3 +202,12 @@ def test_a_step_over_the_plan_limit_is_named_not_planned(tmp_path, capsys):
     assert f"training: not planned, its graph has {data['not_planned']['training']:,} nodes" in out
     everything = _json(tmp_path, capsys, MLP, "--plan-limit", "0")
     assert set(everything["steps"]) == {"inference", "training"} and not everything["not_planned"]
+
+
+def test_flops_per_example_of_a_layer_on_part_of_the_batch(tmp_path, capsys):
+    # The critic sees B // 4 rows: per example it costs a quarter of a row's FLOPs.
+    text = MLP.replace("logits = x |> Dense(8) |> relu |> Dense(3)",
+                       "part = reshape(x, [B // 4, 16])\n    "
+                       "logits = part |> Dense(3) as critic").replace("i64[B]", "i64[B // 4]")
+    data = _json(tmp_path, capsys, text, "--batch", "8")
+    assert _row(data, "critic")["flops"] == (2 * 16 * 3 + 3) // 4 + 1        # 99 / 4, rounded
