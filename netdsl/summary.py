@@ -117,6 +117,9 @@ def summary_data(model, batch: int | None = None, dims: Mapping[str, int] | None
     dims = dict(dims or {})
     symbol = batch_symbol(graph)
     batch_origin = "--batch"
+    if symbol in dims:                             # --dim B=8 is --batch 8
+        bound = dims.pop(symbol)
+        batch, batch_origin = (bound, f"--dim {symbol}") if batch is None else (batch, "--batch")
     if batch is None:
         batch = model.train_config.batch
         batch_origin = "train section" if model.name in model.program.trains else "default"

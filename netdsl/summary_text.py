@@ -97,10 +97,9 @@ def _steps(data: dict[str, Any]) -> list[str]:
     batch = data["batch"]
     if batch["dim"]:
         origin = {"train section": "the train section's batch; --batch N for another",
-                  "--batch": "from --batch",
                   "default": "the default batch, no train section; --batch N for another"}
         head = f"One step at batch {batch['size']} ({batch['dim']}={batch['size']}, " \
-               f"{origin[batch['from']]}):"
+               f"{origin.get(batch['from'], 'from ' + batch['from'])}):"
     else:
         head = "One step (the inputs have no batch dimension):"
     kinds = list(steps)

@@ -126,11 +126,11 @@ def _print_summaries(models: list, args: argparse.Namespace, dims: dict[str, int
 
 def _dim_names(model) -> set[str]:
     """The symbols in the model's input, output and parameter types."""
-    from ..ir.types import Sym
+    from ..ir.types import Sym, opaque_symbols
     graph = model.training_forward if model.graph.losses else model.graph
     values = [*graph.inputs, *(p.value for p in graph.params), *graph.outputs.values()]
-    return {name for value in values for dim in value.type.shape if isinstance(dim, Sym)
-            for name in dim.symbols}
+    return {symbol for value in values for dim in value.type.shape if isinstance(dim, Sym)
+            for name in dim.symbols for symbol in opaque_symbols(name)}
 
 
 def _unique(problems: list) -> list:

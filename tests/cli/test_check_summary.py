@@ -211,3 +211,10 @@ def test_flops_per_example_of_a_layer_on_part_of_the_batch(tmp_path, capsys):
                        "logits = part |> Dense(3) as critic").replace("i64[B]", "i64[B // 4]")
     data = _json(tmp_path, capsys, text, "--batch", "8")
     assert _row(data, "critic")["flops"] == (2 * 16 * 3 + 3) // 4 + 1        # 99 / 4, rounded
+
+
+def test_dim_of_the_batch_is_the_batch_size(tmp_path, capsys):
+    data = _json(tmp_path, capsys, RAW, "--dim", "B=6")
+    assert data["batch"] == {"dim": "B", "size": 6, "from": "--dim B"}
+    assert data["steps"]["inference"]["flops"] == 2 * 6 * 3 * 5
+    assert data["dims"] == {}
