@@ -88,7 +88,7 @@ def _columns(rows, right=frozenset(), header=False) -> list[str]:
 
 
 def _steps(data: dict[str, Any]) -> list[str]:
-    skipped = [f"  {kind}: not planned, its graph has {nodes:,} nodes (more than --plan-limit "
+    skipped = [f"  {kind}: not planned: its graph has at least {nodes:,} nodes (--plan-limit "
                f"{data['plan_limit']}; 0 plans any size)"
                for kind, nodes in data.get("not_planned", {}).items()]
     steps = data.get("steps")
