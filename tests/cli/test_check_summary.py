@@ -136,6 +136,8 @@ def test_malformed_dim_flags_are_errors(tmp_path, capsys):
         assert status == 1, flag
         assert message in err, err
         assert "Traceback" not in err and "^" not in err
+    status, _, err = _run(tmp_path, capsys, SEQUENCE, "--batch", "0")
+    assert status == 1 and "error: --batch must be at least 1, got 0" in err
 
 
 def test_repeat_is_one_row_unless_expanded(tmp_path, capsys):
