@@ -121,6 +121,19 @@ class Spinner:
         """What is happening now (shown from the next frame on)."""
         self.text = text
 
+    def above(self, write: Callable[[], None]) -> None:
+        """Run `write` (printing a line) with the spinner's line erased; the next frame
+        redraws it below."""
+        with self._lock:
+            self._erase()
+            write()
+
+    def _erase(self) -> None:
+        if self._last_length:
+            self.stream.write("\r" + " " * self._last_length + "\r")
+            self.stream.flush()
+        self._last_length = 0
+
     def _draw(self) -> None:
         with self._lock:
             elapsed = format_seconds(time.monotonic() - self._started)
@@ -151,10 +164,7 @@ class Spinner:
         self._thread.join()
         self._thread = None
         with self._lock:
-            if self._last_length:
-                self.stream.write("\r" + " " * self._last_length + "\r")
-                self.stream.flush()
-            self._last_length = 0
+            self._erase()
 
 
 def _is_terminal(stream: TextIO) -> bool:

@@ -110,12 +110,14 @@ def objectives(graph: Graph) -> list[str | None]:
 
 def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
                prediction: str | None = None, steps_per_epoch: int = 1,
-               trace: Callable[[str, Any], None] | None = None) -> TrainingPlan:
+               trace: Callable[[str, Any], None] | None = None,
+               on_step: Callable[[TrainingStep], None] | None = None) -> TrainingPlan:
     """Compile one step per objective of `model` and bind them all to one storage dict.
 
     Each step trains with `config.for_objective(its loss)`; its schedule counts its own updates
     (`steps_per_epoch` batches make ceil(steps_per_epoch / every) of them per epoch).
-    `trace(stage, result)` sees every compiler stage of every step, in order (a spinner).
+    `trace(stage, result)` sees every compiler stage of every step, in order, and
+    `on_step(step)` each step once compiled (what fit says while compiling).
 
     Storage starts as a copy of `weights` (every parameter of the model), then the zeros of
     each state array (optimiser slots) a step adds."""
@@ -161,6 +163,8 @@ def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
                         for index, name in enumerate(call.output_names)
                         if name.startswith(LOSS_PART_PREFIX)},
             every=every, schedule=schedule, grad_norms=norm_outputs(call.output_names)))
+        if on_step is not None:
+            on_step(steps[-1])
     return TrainingPlan(steps, storage)
 
 

@@ -208,23 +208,13 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                            f"{done} of {config.epochs} epochs done") + ")",
                         hint=None if resume.finished else
                         f"--epochs N with N above {done} trains it further")
-    if verbose:
-        count = len(objectives)
-        printer(f"compiling {model.name} for {target}: {count} training "
-                f"step{'s' if count > 1 else ''}...")
-    from .compile_progress import compile_lines, compiling
-    started = time.perf_counter()
-    # On a terminal a spinner names the stage compiling (seconds of LLVM on a first run).
-    with compiling(model.name, objectives, target, enabled=verbose) as phases:
+    from .compile_progress import compiling
+    # A line per compiled graph; on a terminal a spinner names the stage running meanwhile.
+    with compiling(model.name, objectives, target, printer if verbose else None) as phases:
         plan = build_plan(model, weights, config, target, prediction, steps_per_epoch,
-                          trace=phases)
-        phases.validation()
-        evaluator = _Evaluator(model, target, config.metrics, label, prediction) \
-            if validation is not None else None
-    if verbose:
-        for line in compile_lines(plan, time.perf_counter() - started,
-                                  evaluator.compiled if evaluator is not None else None):
-            printer(line)
+                          trace=phases, on_step=phases.on_step)
+        evaluator = phases.validation(lambda: _Evaluator(
+            model, target, config.metrics, label, prediction)) if validation is not None else None
     steps, state = plan.steps, plan.storage
     batch_inputs = plan.batch_inputs
     # The prediction for the training metrics: from the last step that outputs it.

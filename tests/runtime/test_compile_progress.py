@@ -55,22 +55,38 @@ def test_spinner_off_a_terminal_writes_nothing():
         assert spinner._thread is None
 
 
-def test_compile_phases_name_the_stage_running():
-    recorder = Recorder()
-    phases = CompilePhases(recorder, ["d_loss", "g_loss"], "cpu")
+class Step:
+    """What on_step reads of a compiled step."""
+
+    def __init__(self, nodes: int, kernels: dict):
+        self.compiled = type("Compiled", (), {})()
+        self.compiled.graph = type("Graph", (), {"nodes": [None] * nodes})()
+        self.compiled.report = type("Report", (), {"kernels": kernels, "module_path": "",
+                                                   "cache_hit": False, "total": 0.0})()
+
+
+def test_compile_phases_name_the_stage_running_and_print_each_graph_when_done():
+    recorder, printed = Recorder(), []
+    recorder.above = lambda write: write()
+    phases = CompilePhases(recorder, ["d_loss", "g_loss"], "cpu", printed.append)
     stages = stage_names("cpu")
-    for stage in stages + stages:
-        phases(stage, None)
-    phases.validation()
+    for number in range(2):
+        for stage in stages:
+            phases(stage, None)
+        assert len(printed) == number
+        phases.on_step(Step(10 + number, {"inlined": 3, "parallel": number}))
+    evaluator = phases.validation(lambda: Step(5, {}))
+    assert isinstance(evaluator, Step)
     texts = recorder.texts
     assert texts[0] == "d_loss (1/2): building the gradients and the update"
     assert texts[stages.index("cache") + 1] == \
         "d_loss (1/2): loading (a first run compiles with LLVM: seconds, once)"
     assert texts[len(stages)] == "g_loss (2/2): building the gradients and the update"
     assert texts[len(stages) + 2] == "g_loss (2/2): graph pass dce"
-    # After the last stage of the last step nothing more is said but the validation graph.
     assert len(texts) == 2 * len(stages) + 1
     assert texts[-1] == "validation: compiling the inference graph"
+    assert printed == ["  d_loss: 10 ops in 3 kernels", "  g_loss: 11 ops in 4 kernels",
+                       "  validation: 5 ops"]
     assert stage_text("verify") == "graph pass verify"
 
 
@@ -91,5 +107,5 @@ def test_fit_spins_on_a_terminal_and_prints_a_line_per_compiled_graph(tmp_path, 
     assert lines[2].startswith("  validation: ") and " ops in " in lines[2]
     assert lines[3].startswith("  ready in ")
     assert err.startswith("\r| compiling Tiny: step: building the gradients and the update")
-    # The spinner erased its line before the table was printed.
-    assert err.count("compiling Tiny") >= 1 and "epoch" not in err.split("compiling")[0]
+    # Each line was printed with the spinner's line erased: the stream ends blank.
+    assert err.endswith("\r") and err.split("\r")[-2].strip() == ""
