@@ -90,7 +90,6 @@ class FunctionWriter:
         arenas, one per dtype of its memory plan (`arena_f32`, ...): an arena too small for
         this call's dims is replaced by a new one, so the caller allocates them once per scan
         (empty arrays before the first step) and passes back what the last call returned."""
-        from .lowerings import lowering_for
         graph, plan = self.graph, self.plan
         self._name_user_values()
         if graph.params:
@@ -101,9 +100,8 @@ class FunctionWriter:
         for k, node in enumerate(self.fused.constants):    # array constants: made per call
             if not _inlined_only(node, self.fused):
                 value = node.outputs[0]
-                body.append(f"c_{k} = np.empty({self.shape(value)}, "
-                            f"dtype=np.{value.dtype.numpy.name})")
-                body.extend(lowering_for(node.op)(self.ctx, node, [], [f"c_{k}"]))
+                body.append(f"c_{k} = {self.empty(self.shape(value), value.dtype)}")
+                body.extend(self.constant_lines(node, f"c_{k}"))
         totals: dict = {}
         for slot in plan.slots:                       # lay the arena out from the dims
             sizes = {self.dim(v.type.size) for v in slot.values}
@@ -115,7 +113,7 @@ class FunctionWriter:
         for dtype, total in totals.items():             # grown only when too small
             arena = f"arena_{dtype.value}"
             body += [f"if {arena}.shape[0] < {total}:",
-                     f"    {arena} = np.empty({total}, dtype=np.{dtype.numpy.name})"]
+                     f"    {arena} = {self.empty(total, dtype)}"]
         carves = {self.names[v.id]: self._carve(v, f"o_{plan.location[v.id].slot}")
                   for v in self._buffers()}
         lines = self._kernels(carves)
@@ -125,6 +123,16 @@ class FunctionWriter:
         args = [f"in_{i}" for i in range(len(graph.inputs))] + outs + arenas
         returned = "return (" + "".join(f"{a}, " for a in arenas) + ")"
         return [f"def {name}({', '.join(args)}):"] + ["    " + l for l in body + [returned]]
+
+    def empty(self, shape: str, dtype) -> str:
+        """Source allocating an uninitialised array (a target's own memory: the cuda writer
+        allocates on the device)."""
+        return f"np.empty({shape}, dtype=np.{dtype.numpy.name})"
+
+    def constant_lines(self, node, name: str) -> list[str]:
+        """Lines filling the array `name` with a constant node's value."""
+        from .lowerings import lowering_for
+        return lowering_for(node.op)(self.ctx, node, [], [name])
 
     # -- pieces --------------------------------------------------------------------------
     def _name_user_values(self) -> list[tuple[str, object]]:

@@ -48,7 +48,24 @@ class ModuleWriter:
         self.ctx = HostContext()
         self.kernels: dict[str, str] = {}            # kernel source -> function name
         self.lines: list[str] = []
-        self.counts = {"kernels": 0, "launches": 0, "ops": 0}
+        self.counts = {"kernels": 0, "launches": 0, "ops": 0, "bodies": 0}
+        self.bodies: dict[int, str] = {}             # id(scan body graph) -> host function
+        self.definitions: dict[str, list[str]] = {}  # module function name -> its lines
+
+    def body_function(self, graph) -> str:
+        """A host function `f(*inputs, *outputs, *arenas) -> arenas` running `graph` (a scan
+        body) on device arrays, written by the same writer as the driver."""
+        from ...passes.fusion import fuse
+        from ...passes.memory import plan_memory
+        if id(graph) not in self.bodies:
+            fused = fuse(graph)
+            name = f"body_{len(self.bodies)}"
+            self.bodies[id(graph)] = name
+            lines = CudaFunctionWriter(fused, plan_memory(fused), self).body(name)
+            self.definitions[name] = lines
+            self.lines += [*lines, ""]
+            self.counts["bodies"] += 1
+        return self.bodies[id(graph)]
 
     def kernel(self, source: str) -> str:
         name = self.kernels.get(source)
@@ -77,27 +94,41 @@ class CudaFunctionWriter(FunctionWriter):
     def _copy(self, target: str, source: str, value) -> list[str]:
         return [f"_copy({target}, {source})"]
 
+    def empty(self, shape: str, dtype) -> str:
+        return f"cuda.device_array({shape}, dtype=np.{dtype.numpy.name})"
+
+    def constant_lines(self, node, name: str) -> list[str]:
+        from .lowerings import lowering_for
+        return lowering_for(node.op)(self.module.ctx, node, [], [name])
+
     def nest(self, t: int, group: KernelGroup) -> list[str]:
         nest = collapse(build_loop_nest(group, self.const_nodes))
         sizes = [self.dim(d) for d in extents(nest)]
         threads = self.module.options.threads
-        source, arrays = kernel_source(nest, lambda v: memory_key(self.plan, v),
-                                       threads=threads)
+        memory = lambda v: memory_key(self.plan, v)          # noqa: E731
+        source, arrays = kernel_source(nest, memory, threads=threads)
         name = self.module.kernel(source)
         self.module.counts["launches"] += 1
         args = ", ".join(sizes + [f"_flat({self.names[v.id]})" for v in arrays])
         if nest.reduction is None:
             total = " * ".join(sizes) or "1"
             return [f"{name}[_grid({total})]({args})"]
-        kept = [sizes[k] for k, kind in enumerate(nest.kinds) if kind != "reduce"]
-        cells = " * ".join(kept) or "1"
-        return [f"{name}[_reduce_grid({cells}, {threads})]({args})"]
+        serial = self.module.kernel(kernel_source(nest, memory, tree=False)[0])
+        kept = " * ".join(sizes[k] for k, kind in enumerate(nest.kinds) if kind != "reduce")
+        count = " * ".join(sizes[k] for k, kind in enumerate(nest.kinds) if kind == "reduce")
+        return [f"if {count or '1'} >= _TREE_MIN:",
+                f"    {name}[_reduce_grid({kept or '1'}, {threads})]({args})",
+                "else:",
+                f"    {serial}[_grid({kept or '1'})]({args})"]
 
     def op(self, node) -> list[str]:
         from .lowerings import lowering_for
         ins = [self.names[v.id] for v in node.inputs]
         outs = [self.names[v.id] for v in node.outputs]
         self.module.counts["ops"] += 1
+        if node.op.name == "scan":
+            from .scan import emit_scan
+            return emit_scan(self, node, ins, outs)
         lower = lowering_for(node.op)
         if lower is None:
             raise Error(f"the cuda target cannot compile op '{node.op.name}' yet: it has no "
@@ -118,7 +149,10 @@ def generate_module(fused: FusedGraph, plan: MemoryPlan, options: CudaOptions | 
 
 _HEADER = ["import math", "import numpy as np", "import numba as _numba", "from numba import cuda",
            "from netdsl.backends.numba_cuda.support import view as _view, flat as _flat, "
-           "grid as _grid, reduce_grid as _reduce_grid, copy as _copy, _sign"]
+           "grid as _grid, reduce_grid as _reduce_grid, copy as _copy, _sign, "
+           "take_step as _take_step, put_step as _put_step",
+           "from netdsl.backends.numba_cuda.device import tree_min as _tree_min",
+           "_TREE_MIN = _tree_min()"]
 
 
 __all__ = ["CudaOptions", "GeneratedModule", "generate_module"]

@@ -41,6 +41,17 @@ def cuda():
     return numba_cuda
 
 
+# A reduction over at least this many elements per output cell gets a block per cell (a
+# shared-memory tree); a shorter one a thread per cell.  In the simulator every barrier costs
+# milliseconds of Python, so its threshold is low only to keep the tree tested on small shapes.
+TREE_MIN_GPU = 256
+TREE_MIN_SIMULATOR = 64
+
+
+def tree_min() -> int:
+    return TREE_MIN_SIMULATOR if simulating() else TREE_MIN_GPU
+
+
 def reduce_threads() -> int:
     return REDUCE_THREADS_SIMULATOR if simulating() else REDUCE_THREADS_GPU
 
@@ -71,4 +82,4 @@ def _has_numba_cuda() -> bool:
         return False
 
 
-__all__ = ["cuda", "launch", "reduce_threads", "simulating", "toolchain"]
+__all__ = ["cuda", "launch", "reduce_threads", "simulating", "toolchain", "tree_min"]

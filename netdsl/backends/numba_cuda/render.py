@@ -10,6 +10,8 @@ every binding of the symbolic dims; the loop extents are its first arguments (`n
   block's threads stride over the cell's reduced elements, each accumulating in a register
   (f64 for sum, mean and prod, as the cpu target does), then combine their partials in a
   shared-memory tree; thread 0 applies the reduction's finish (mean's division) and stores.
+  A short reduction (the host decides per launch: device.tree_min) runs as one thread per
+  cell looping over its elements instead: no shared memory and no barriers.
   Elementwise values the group also exports are stored by the thread that computed them:
   every element of the index space is visited exactly once.
 
@@ -70,12 +72,14 @@ def _loop_marks(nest: LoopNest, axes: tuple) -> list[str | None]:
 
 
 def kernel_source(nest: LoopNest, memory=None, name: str = "kernel",
-                  threads: int = 32) -> tuple[str, list]:
+                  threads: int = 32, tree: bool = True) -> tuple[str, list]:
     """A `@cuda.jit` kernel `name(n0.., a0..)` for the nest, and its array arguments in order.
 
     `memory(value)` identifies a value's buffer: values in one buffer with one shape share a
-    parameter (an in-place update reads and writes the same array).  `threads` is the block
-    size a reduction kernel is launched with (its shared array has that many partials)."""
+    parameter (an in-place update reads and writes the same array).  A reduction is a block
+    per output cell (`tree`; `threads` is the block size it is launched with, its shared
+    array has that many partials), or one thread per cell looping over its elements (for
+    short reductions: no shared memory, no barriers)."""
     memory = memory or (lambda value: value.id)
     loops = len(nest.groups)
     extent = [f"n{k}" for k in range(loops)]
@@ -97,8 +101,10 @@ def kernel_source(nest: LoopNest, memory=None, name: str = "kernel",
     stores = [f"{names[store.value.id]}[{full}] = {store.local}" for store in nest.stores]
     if nest.reduction is None:
         lines = _elementwise(extent, loads + body + stores)
-    else:
+    elif tree:
         lines = _reduction(nest, extent, names, loads + body + stores, threads)
+    else:
+        lines = _serial_reduction(nest, extent, names, loads + body + stores)
     header = f"def {name}({', '.join(params)}):"
     return "\n".join([header] + ["    " + line for line in lines]), arrays
 
@@ -122,10 +128,9 @@ def _reduction(nest: LoopNest, extent: list[str], names: dict, body: list[str],
     dtype = red.value.dtype
     acc_dtype = _accumulator_dtype(red.op, dtype)
     identity = literal(red.rule.identity(dtype), acc_dtype)
-    source = red.source if not isinstance(red.source, Ref) else Ref(red.source.name,
-                                                                    red.source.dtype)
     combine = _expr(Cast(acc_dtype, parse_template(red.rule.combine,
-                                                   [Ref("acc", acc_dtype), source], {}, None)))
+                                                   [Ref("acc", acc_dtype), red.source], {},
+                                                   None)))
     merge = _expr(Cast(acc_dtype, parse_template(
         red.rule.combine, [Ref("partial[tid]", acc_dtype),
                            Ref("partial[tid + half]", acc_dtype)], {}, None)))
@@ -160,6 +165,37 @@ def _reduction(nest: LoopNest, extent: list[str], names: dict, body: list[str],
             f"        {out}[cell] = {_expr(Cast(dtype, result))}",
             "    cuda.syncthreads()",
             "    cell += cuda.gridDim.x"]
+
+
+def _serial_reduction(nest: LoopNest, extent: list[str], names: dict,
+                      body: list[str]) -> list[str]:
+    """A thread per output cell (grid-stride over cells) accumulating its elements in order."""
+    red = nest.reduction
+    reduced = [k for k, kind in enumerate(nest.kinds) if kind == "reduce"]
+    kept = [k for k in range(len(extent)) if k not in reduced]
+    count = " * ".join(extent[k] for k in reduced) or "1"
+    dtype = red.value.dtype
+    acc_dtype = _accumulator_dtype(red.op, dtype)
+    combine = _expr(Cast(acc_dtype, parse_template(red.rule.combine,
+                                                   [Ref("acc", acc_dtype), red.source], {},
+                                                   None)))
+    result: Expr = Ref("acc", acc_dtype)
+    if red.rule.finish:
+        result = parse_template(red.rule.finish.replace("{count}", "{1}"),
+                                [result, Ref(f"({count})", DType.i64)], {}, None)
+    return ["cell = cuda.grid(1)",
+            "stride = cuda.gridsize(1)",
+            f"cells = {' * '.join(extent[k] for k in kept) or '1'}",
+            f"count = {count}",
+            "while cell < cells:",
+            *("    " + line for line in _unravel(kept, extent, "cell")),
+            f"    acc = {literal(red.rule.identity(dtype), acc_dtype)}",
+            "    for r in range(count):",
+            *("        " + line for line in _unravel(reduced, extent, "r")),
+            *("        " + line for line in body),
+            f"        acc = {combine}",
+            f"    {names[red.value.id]}[cell] = {_expr(Cast(dtype, result))}",
+            "    cell += stride"]
 
 
 def _numba_type(dtype: DType) -> str:

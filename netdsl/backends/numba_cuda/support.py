@@ -49,6 +49,20 @@ def copy(target, source) -> None:
         _copy_kernel[blocks, threads](flat(target), flat(source))
 
 
+def take_step(whole, t: int, part) -> None:
+    """part[p, q] = whole[p, t, q]: one step of a (P, T, Q) sequence into a (P, Q) buffer."""
+    from .lowerings.shape import strided_copy
+    steps, width = whole.shape[1], whole.shape[2]
+    strided_copy(part, 0, (width, 1), whole, t * width, (steps * width, 1), part.shape)
+
+
+def put_step(part, whole, t: int) -> None:
+    """whole[p, t, q] = part[p, q]: one step's (P, Q) buffer into a (P, T, Q) output."""
+    from .lowerings.shape import strided_copy
+    steps, width = whole.shape[1], whole.shape[2]
+    strided_copy(whole, t * width, (steps * width, 1), part, 0, (width, 1), part.shape)
+
+
 @cuda.jit(device=True)
 def _sign(x):
     """np.sign of a scalar: -1, 0 or 1 in x's type, nan for nan."""
@@ -59,4 +73,4 @@ def _sign(x):
     return x - x + x
 
 
-__all__ = ["copy", "flat", "grid", "reduce_grid", "view"]
+__all__ = ["copy", "flat", "grid", "put_step", "reduce_grid", "take_step", "view"]

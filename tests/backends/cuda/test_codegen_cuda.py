@@ -38,6 +38,22 @@ def _cases() -> list:
     return cases
 
 
+def _synchronized(bind):
+    """A bound cuda step keeps the state on the device; the cpu tests read the host arrays
+    after each call, so copy the state back after each call (what fit does per epoch)."""
+    def bind_and_synchronize(*args, **kwargs):
+        step = bind(*args, **kwargs)
+
+        def call(*inputs):
+            outputs = step(*inputs)
+            step.bound.synchronize()
+            return outputs
+        call.input_names, call.output_names, call.bound = \
+            step.input_names, step.output_names, step.bound
+        return call
+    return bind_and_synchronize
+
+
 @pytest.fixture
 def on_cuda(monkeypatch):
     from netdsl.backends import compile_graph
@@ -46,7 +62,9 @@ def on_cuda(monkeypatch):
         if target != "cpu":
             pytest.skip(f"compiles for {target}")
         # the cpu CodegenOptions (parallel kernels) mean nothing on cuda
-        return compile_graph(graph, target="cuda", cache_dir=cache_dir)
+        compiled = compile_graph(graph, target="cuda", cache_dir=cache_dir)
+        compiled.bind = _synchronized(compiled.bind)
+        return compiled
 
     monkeypatch.setattr(helpers, "compile_graph", for_cuda)
     monkeypatch.setattr(cpu_tests, "compile_graph", for_cuda)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, float64
 
-from ..device import simulating
+from ..device import launch, simulating
 from . import lowering
 
 TILE = 16
@@ -77,6 +77,40 @@ def _make_kernel(tile: int, accumulate):
     return kernel
 
 
+@cuda.jit(cache=True)
+def _simple_kernel(a, b, out, m, n, k, transpose_a, transpose_b, batch, a_strides, b_strides,
+                   count, a_rows, a_cols, b_rows, b_cols):
+    """A thread per output element, no shared memory: the simulator's form for all but tiny
+    products (each barrier of the tiled kernel costs milliseconds of Python there)."""
+    g = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    while g < count * m * n:
+        matrix = g // (m * n)
+        row = (g % (m * n)) // n
+        col = g % n
+        ia = 0
+        ib = 0
+        rest_batch = matrix
+        for d in range(len(batch) - 1, -1, -1):
+            index = rest_batch % batch[d]
+            rest_batch //= batch[d]
+            ia += index * a_strides[d]
+            ib += index * b_strides[d]
+        a_base = ia * a_rows * a_cols
+        b_base = ib * b_rows * b_cols
+        total = 0.0
+        for j in range(k):
+            x = a[a_base + j * a_cols + row] if transpose_a else a[a_base + row * a_cols + j]
+            y = b[b_base + col * b_cols + j] if transpose_b else b[b_base + j * b_cols + col]
+            total += x * y
+        out[g] = total
+        g += stride
+
+
+# Products of at most this many multiply-adds use the tiled kernel in the simulator too, so
+# that the tests exercise it.
+SIMULATOR_TILED_WORK = 4096
+
 _KERNELS = {}
 
 
@@ -103,13 +137,17 @@ def matmul(a, b, out, transpose_a: bool, transpose_b: bool) -> None:
     count = int(np.prod(batch, dtype=np.int64))
     if out.size == 0:
         return
+    arguments = (a.reshape(a.size), b.reshape(b.size), out.reshape(out.size), m, n, k,
+                 bool(transpose_a), bool(transpose_b), batch, _batch_strides(a.shape, batch),
+                 _batch_strides(b.shape, batch), count, a_rows, a_cols, b_rows, b_cols)
+    if simulating() and count * m * n * k > SIMULATOR_TILED_WORK:
+        blocks, threads = launch(out.size)
+        _simple_kernel[blocks, threads](*arguments)
+        return
     tile = _tile()
     blocks = count * (-(-m // tile)) * (-(-n // tile))
     blocks = min(blocks, 2 if simulating() else 65535)
-    _kernel(out.dtype)[blocks, (tile, tile)](
-        a.reshape(a.size), b.reshape(b.size), out.reshape(out.size), m, n, k,
-        bool(transpose_a), bool(transpose_b), batch, _batch_strides(a.shape, batch),
-        _batch_strides(b.shape, batch), count, a_rows, a_cols, b_rows, b_cols)
+    _kernel(out.dtype)[blocks, (tile, tile)](*arguments)
 
 
 def _batch_strides(shape, batch) -> tuple[int, ...]:
