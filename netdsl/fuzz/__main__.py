@@ -16,7 +16,8 @@ from pathlib import Path
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m netdsl.fuzz",
                                      description="Differential testing of the netdsl compiler: "
-                                                 "random programs, cpu against reference.")
+                                                 "random programs, a compiled target (cpu or "
+                                                 "cuda) against the reference.")
     parser.add_argument("--seed", type=int, default=0, help="first program seed (default 0)")
     parser.add_argument("--minutes", type=float, help="time budget")
     parser.add_argument("--programs", type=int, help="number of programs")
@@ -29,25 +30,28 @@ def main(argv=None) -> int:
                         help="check one mode per program (grad, forward, train in turn): "
                              "three times the programs for the time")
     parser.add_argument("--no-shrink", action="store_true", help="report, do not shrink")
+    parser.add_argument("--target", default="cpu", choices=("cpu", "cuda"),
+                        help="the compiled target to check (default cpu; cuda needs a GPU or "
+                             "NUMBA_ENABLE_CUDASIM=1)")
     parser.add_argument("--show", type=int, metavar="SEED",
                         help="print the program of SEED, check it and print the finding")
     args = parser.parse_args(argv)
     if args.show is not None:
-        return _show(args.show, args.statements)
+        return _show(args.show, args.statements, args.target)
     from .campaign import run_campaign
     summary = run_campaign(args.seed, minutes=args.minutes, programs=args.programs,
                            jobs=args.jobs, statements=args.statements, out=args.out,
                            shrink=not args.no_shrink, rotate=args.rotate,
-                           report=lambda line: print(line, flush=True))
+                           report=lambda line: print(line, flush=True), target=args.target)
     print(summary.format())
     return 1 if summary.failures else 0
 
 
-def _show(seed: int, statements: int) -> int:
+def _show(seed: int, statements: int, target: str = "cpu") -> int:
     from .generate import Config, generate
     from .oracle import check, options_for
     program = generate(seed, Config(statements=statements))
-    options = options_for(seed)
+    options = options_for(seed, target=target)
     print(program.text(f"seed {seed}; bindings {program.bindings}; {options}"))
     finding = check(program, options)
     print("agrees" if finding is None else f"{finding.kind}: {finding.detail}")

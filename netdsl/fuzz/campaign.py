@@ -56,12 +56,12 @@ class Summary:
 
 
 def check_seed(seed: int, statements: int = 12, cache_dir: str | None = None,
-               rotate: bool = False) -> Result:
+               rotate: bool = False, target: str = "cpu") -> Result:
     """Generate and check the program of one seed (runs in a worker process).  `rotate`
     checks one mode per program (grad, forward, train in turn) instead of all three."""
     start = time.perf_counter()
     program = generate(seed, Config(statements=statements))
-    options = options_for(seed, rotate)
+    options = options_for(seed, rotate, target)
     options.cache_dir = cache_dir
     finding = check(program, options)
     return Result(seed, finding, time.perf_counter() - start, getattr(program, "tags", []))
@@ -70,7 +70,7 @@ def check_seed(seed: int, statements: int = 12, cache_dir: str | None = None,
 def run_campaign(seed: int = 0, *, minutes: float | None = None, programs: int | None = None,
                  jobs: int = 1, statements: int = 12, out: Path | None = None,
                  shrink: bool = True, cache_dir: str | None = None, rotate: bool = False,
-                 report: Callable[[str], None] = print) -> Summary:
+                 report: Callable[[str], None] = print, target: str = "cpu") -> Summary:
     """Check programs seed, seed+1, ... until `minutes` or `programs` runs out."""
     summary = Summary()
     deadline = time.monotonic() + minutes * 60 if minutes else None
@@ -81,7 +81,8 @@ def run_campaign(seed: int = 0, *, minutes: float | None = None, programs: int |
         cache_dir = owned.name
     started = last_report = time.monotonic()
     try:
-        for result in _results(seed, jobs, statements, cache_dir, rotate, deadline, limit):
+        for result in _results(seed, jobs, statements, cache_dir, rotate, deadline, limit,
+                               target):
             summary.tried += 1
             if time.monotonic() - last_report > 60:
                 last_report = time.monotonic()
@@ -95,20 +96,21 @@ def run_campaign(seed: int = 0, *, minutes: float | None = None, programs: int |
                        f"{result.finding.detail.splitlines()[0][:200]}")
         summary.seconds = time.monotonic() - started
         if shrink and out is not None:
-            summary.shrunk = _shrink_failures(summary.failures, out, statements, rotate, report)
+            summary.shrunk = _shrink_failures(summary.failures, out, statements, rotate, report,
+                                              target)
     finally:
         if owned is not None:
             owned.cleanup()
     return summary
 
 
-def _results(seed, jobs, statements, cache_dir, rotate, deadline, limit):
+def _results(seed, jobs, statements, cache_dir, rotate, deadline, limit, target="cpu"):
     """Results in completion order, from `jobs` worker processes (or this one for jobs=1)."""
     def more(issued: int) -> bool:
         return (limit is None or issued < limit) and \
             (deadline is None or time.monotonic() < deadline)
 
-    arguments = (statements, cache_dir, rotate)
+    arguments = (statements, cache_dir, rotate, target)
     if jobs <= 1:
         issued = 0
         while more(issued):
@@ -157,7 +159,7 @@ def _alone(seed: int, arguments) -> Result:
 
 
 def _shrink_failures(failures: list[Result], out: Path, statements: int, rotate: bool,
-                     report: Callable[[str], None]) -> list[Path]:
+                     report: Callable[[str], None], target: str = "cpu") -> list[Path]:
     """Shrink the first failure of each kind and write it as `out/<kind>-<seed>.net`."""
     from .shrink import shrink
     out.mkdir(parents=True, exist_ok=True)
@@ -168,7 +170,7 @@ def _shrink_failures(failures: list[Result], out: Path, statements: int, rotate:
             continue
         seen.add(kind)
         program = generate(result.seed, Config(statements=statements))
-        options = options_for(result.seed, rotate)
+        options = options_for(result.seed, rotate, target)
         small, finding = shrink(program, options, result.finding)
         name = kind.replace(":", "-") + f"-{result.seed}.net"
         path = out / name

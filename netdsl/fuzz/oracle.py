@@ -1,4 +1,5 @@
-"""The oracle: run one program on `cpu` and on `reference` and say whether they disagree.
+"""The oracle: run one program on a compiled target (`cpu` by default, or `cuda`) and on
+`reference` and say whether they disagree.
 
 A program's text is lowered by the real front end (so the front end and lowering are tested
 too), then the graphs users run are compiled and compared, each as the runtime builds it:
@@ -61,12 +62,14 @@ class Options:
     weight_decay: float = 0.0
     cache_dir: str | None = None
     steps: int = 2
+    target: str = "cpu"                 # the compiled target checked against the reference
 
     def to_json(self) -> str:
         import json
         return json.dumps({"modes": list(self.modes), "parallel_min": self.parallel_min,
                            "optimizer": self.optimizer, "clip_norm": self.clip_norm,
-                           "weight_decay": self.weight_decay, "steps": self.steps})
+                           "weight_decay": self.weight_decay, "steps": self.steps,
+                           "target": self.target})
 
     @staticmethod
     def from_json(text: str) -> "Options":
@@ -76,15 +79,15 @@ class Options:
         return Options(**data)
 
 
-def options_for(seed: int, rotate: bool = False) -> Options:
+def options_for(seed: int, rotate: bool = False, target: str = "cpu") -> Options:
     """The compile and training options a campaign uses for program `seed` (varied); with
-    `rotate`, one mode per program, in turn."""
+    `rotate`, one mode per program, in turn; `target` is the compiled target checked."""
     rng = np.random.default_rng(seed + 7919)
     return Options(modes=(MODES[seed % len(MODES)],) if rotate else MODES,
                    parallel_min=1 if rng.random() < 0.2 else None,
                    optimizer=str(rng.choice(["adam", "sgd", "rmsprop", "adamw"])),
                    clip_norm=1.0 if rng.random() < 0.25 else None,
-                   weight_decay=0.01 if rng.random() < 0.25 else 0.0)
+                   weight_decay=0.01 if rng.random() < 0.25 else 0.0, target=target)
 
 
 def check(program: Program, options: Options | None = None) -> Finding | None:
@@ -178,8 +181,8 @@ def _check_mode(mode: str, model, weights, data: DataSpec, options: Options) -> 
     graph, training = _step_for(mode, model, options)
     codegen = CodegenOptions() if options.parallel_min is None else \
         CodegenOptions(parallel_min=options.parallel_min)
-    compiled = compile_step(graph, "cpu", training, cache_dir=options.cache_dir,
-                            options=codegen)
+    compiled = compile_step(graph, options.target, training, cache_dir=options.cache_dir,
+                            options=codegen if options.target == "cpu" else None)
     graph = compiled.graph                  # after the pass pipeline: the reference runs it too
     feeds = [_with_hyper(graph, data.arrays(graph.inputs), 1),
              _with_hyper(graph, data.rebound().arrays(graph.inputs), 2)][:options.steps]
@@ -215,6 +218,9 @@ def _check_training(graph, compiled, params, feeds) -> Finding | None:
             if finding is not None:
                 finding.detail = f"step {k + 1}: {finding.detail}"
                 return finding
+    synchronize = getattr(getattr(step, "bound", None), "synchronize", None)
+    if synchronize is not None:                 # a device-resident step (cuda)
+        synchronize()
     for name in graph.state_updates:
         finding = _compare("train", name, cpu_state[name], ref_state[name],
                            lambda: _float64_run(graph, params, feeds)[1][name])

@@ -135,6 +135,29 @@ def test_generated_programs_agree():
         "\nreproduce with: python -m netdsl.fuzz --show SEED --statements 6"
 
 
+def _cuda_ready() -> bool:
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        return True
+    try:
+        from numba import cuda
+        return bool(cuda.is_available())
+    except Exception:                           # noqa: BLE001 -- no driver, no device
+        return False
+
+
+@pytest.mark.skipif(not _cuda_ready(), reason="no CUDA device and NUMBA_ENABLE_CUDASIM is off")
+def test_generated_programs_agree_on_cuda():
+    """The campaign against the cuda target (the simulator in CI: small programs)."""
+    count = int(os.environ.get("NETDSL_FUZZ_CUDA_PROGRAMS", "60"))
+    lines: list[str] = []
+    summary = run_campaign(seed=20261202, programs=count, jobs=2, statements=6, rotate=True,
+                           shrink=False, report=lines.append, target="cuda")
+    print(summary.format())
+    assert summary.tried == count
+    assert not summary.failures, "\n".join(lines) + "\n" + summary.format() + \
+        "\nreproduce with: python -m netdsl.fuzz --target cuda --show SEED --statements 6"
+
+
 def test_a_dying_worker_is_a_finding_for_its_program_only(monkeypatch):
     """A program whose generated code kills the worker (rc 139) is reported as crash:process,
     the others still run; the campaign goes on with a fresh pool."""
