@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         elif stage == "fuse" and "kernels" in args.emit:
             _section("kernels: fusion groups", result.format())
         elif stage == "codegen" and "source" in args.emit:
-            _section("source: generated Numba module", result.source)
+            _section(f"source: the generated module ({args.target} target)", result.source)
 
     if training is None and "ir" in args.emit:
         _section("ir: after lowering and differentiation", print_graph(lowered))

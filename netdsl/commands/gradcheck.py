@@ -24,6 +24,10 @@ def _setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--synthetic", action="store_true",
                         help="use random inputs instead of the train section's data")
+    from ..backends.target import target_names
+    parser.add_argument("--target", default="reference", choices=target_names(),
+                        help="where the symbolic gradients are computed, in float64 (default "
+                             "reference; cpu or cuda check their generated code too)")
 
 
 @command("gradcheck", "check symbolic gradients against finite differences", _setup)
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         inputs = synthetic_inputs(model.training_forward, args.batch, rng)
     checks = gradcheck(model, model.init(args.seed), inputs, epsilon=args.epsilon,
                        samples=args.samples, seed=args.seed, rtol=args.tolerance,
-                       atol=args.atol)
+                       atol=args.atol, target=args.target)
     width = max((len(c.name) for c in checks), default=10)
     print(f"{'parameter'.ljust(width)}  {'shape':<16} {'checked':>7}  {'max abs err':>11}  "
           f"{'max rel err':>11}")

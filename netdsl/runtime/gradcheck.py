@@ -72,8 +72,12 @@ def synthetic_inputs(graph, batch: int, rng: np.random.Generator) -> dict[str, n
 
 def gradcheck(model, weights: dict[str, np.ndarray], inputs: dict[str, np.ndarray], *,
               epsilon: float = 1e-6, samples: int = 12, seed: int = 0, rtol: float = 1e-5,
-              atol: float = 1e-8) -> list[ParamCheck]:
-    """Compare the symbolic gradient of the model's loss with finite differences."""
+              atol: float = 1e-8, target: str = "reference") -> list[ParamCheck]:
+    """Compare the symbolic gradient of the model's loss with finite differences.
+
+    The symbolic gradients are computed by `target` (the reference interpreter, or a compiled
+    target running the float64 graph: a check of its generated code too); the finite
+    differences always by the reference."""
     # The gradient graph as built, promoted to float64: no pass pipeline, so the check is of
     # the symbolic gradients themselves.
     graph = to_float64(compile_step(model.training_forward, "reference", GRADIENTS,
@@ -83,7 +87,11 @@ def gradcheck(model, weights: dict[str, np.ndarray], inputs: dict[str, np.ndarra
     for info in graph.params:
         if info.name not in arrays:
             arrays[info.name] = np.zeros(tuple(info.value.shape), np.float64)
-    results = run(graph, {k: np.array(v) for k, v in arrays.items()})
+    if target == "reference":
+        results = run(graph, {k: np.array(v) for k, v in arrays.items()})
+    else:
+        from ..backends import compile_graph
+        results = compile_graph(graph, target).run({k: np.array(v) for k, v in arrays.items()})
     loss = _Loss(graph.restricted({"loss": graph.outputs["loss"]}), arrays)
     if not np.isfinite(loss.base):
         raise Error(f"the loss of model {model.name} is {loss.base} at the initial weights, so "
