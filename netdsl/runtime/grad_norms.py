@@ -32,6 +32,10 @@ class GradNorms:
                     name = GRAD_NORM_PREFIX + step.objective + name[len(GRAD_NORM_OUTPUT):]
                 self.columns.append((name, number, output))
         self.step_count = len(steps)
+        # Per step, (column number, output index) of its norms: `add` runs on every batch.
+        self._by_step = [[(number, output) for number, (_, index, output)
+                          in enumerate(self.columns) if index == step_index]
+                         for step_index in range(len(steps))]
         self.start()
 
     def start(self, partial: dict | None = None) -> None:
@@ -46,9 +50,9 @@ class GradNorms:
     def add(self, step_index: int, outputs: Any) -> None:
         """Count one run of step `step_index` with its `outputs`."""
         self.updates[step_index] += 1
-        for number, (_, index, output) in enumerate(self.columns):
-            if index == step_index:
-                self.sums[number] += float(outputs[output])
+        sums = self.sums
+        for number, output in self._by_step[step_index]:
+            sums[number] += float(outputs[output])
 
     def row(self) -> dict[str, float]:
         """The epoch's mean of every norm (steps that never ran are left out)."""
