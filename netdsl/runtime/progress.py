@@ -34,14 +34,15 @@ class ProgressBar:
 
     def __init__(self, total: int, description: str = "", stream: TextIO | None = None,
                  force: bool = False, width: int = 30, interval: float = 0.1,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, start: int = 0):
+        """`start`: steps already done (a resumed epoch's); the pace counts only the new."""
         self.total = max(int(total), 0)
         self.description = description
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = force or _is_terminal(self.stream)
         self.width = width
         self.interval = interval
-        self.count = 0
+        self.count = self.start = start
         self.examples = 0
         self._sums: dict[str, float] = {}
         self._clock = clock
@@ -68,10 +69,10 @@ class ProgressBar:
         bar = "#" * filled + "." * (self.width - filled)
         shown = [" ".join(f"{name} {format_value(total / max(self.examples, 1))}"
                           for name, total in self._sums.items())]
-        if elapsed > 0 and self.count:
+        if elapsed > 0 and self.count > self.start:
             shown.append(f"{format_rate(self.examples / elapsed)} ex/s")
             if self.total and self.count < self.total:
-                left = elapsed * (self.total - self.count) / self.count
+                left = elapsed * (self.total - self.count) / (self.count - self.start)
                 shown.append(f"ETA {format_seconds(left)}")
         text = " | ".join(part for part in shown if part)
         line = f"{self.description} [{bar}] {self.count}/{self.total} {text}".rstrip()

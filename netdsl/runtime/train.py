@@ -287,7 +287,8 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
 
         train_metrics = {name: make_metric(name, ignore_index=ignore_index)
                          for name in metric_names}
-        bar = ProgressBar(steps_per_epoch, f"epoch {epoch}/{config.epochs}") if verbose else None
+        bar = ProgressBar(steps_per_epoch, f"epoch {epoch}/{config.epochs}",
+                          start=skip) if verbose else None
         for done, chunk in enumerate(data_module.batches(train_data, config.batch,
                                                          shuffle=config.shuffle, rng=rng)):
             if done < skip:                     # done before the checkpoint was saved

@@ -83,6 +83,16 @@ def test_progress_bar_off_a_terminal_writes_nothing_and_keeps_no_sums():
     assert quiet.getvalue() == "" and bar.count == 0 and bar.examples == 0
 
 
+def test_a_resumed_epoch_counts_its_pace_from_the_new_steps():
+    now = [0.0]
+    shown = io.StringIO()
+    bar = ProgressBar(10, "epoch 3/5", stream=shown, force=True, interval=0.5, width=10,
+                      clock=lambda: now[0], start=6)
+    now[0] = 1.0
+    bar.update(examples=8, loss=0.5)            # step 7 of 10 took 1 s: 3 left, 3 s
+    assert shown.getvalue() == "\repoch 3/5 [#######...] 7/10 loss 0.5000 | 8 ex/s | ETA 3.00s"
+
+
 def test_format_rate():
     assert [format_rate(rate) for rate in (0.5, 20, 850, 12345, 4.567e6)] == \
         ["0.5", "20", "850", "12.3k", "4.57M"]
