@@ -13,7 +13,8 @@
 * `fingerprint`: the model and the train settings the epoch/step arithmetic depends on (batch,
   the training data's size and checksum, the objectives and how often each runs); resuming
   with other ones is an error, not a silently different run;
-* the history so far, the loss sums of a partial epoch, early stopping's best value and
+* the history so far (a matrix such as `confusion` as nested lists, an array again on
+  resume), the loss sums of a partial epoch, early stopping's best value and
   patience (its best weights are stored as `optimizer/__best__.<param>`), `--save-best`'s
   best value, and each reduce_on_plateau schedule's rate, best value and counters.
 
@@ -46,7 +47,8 @@ class ResumeState:
     rng: dict                           # the shuffling generator's state as `epoch` began
     fingerprint: dict
     history: list[dict] = field(default_factory=list)
-    # A partial epoch's sums: loss per step, examples per step, loss per column term.
+    # A partial epoch's sums: loss per step, examples per step, loss per column term, and
+    # each training metric's running confusion matrix.
     partial: dict = field(default_factory=dict)
     early: dict = field(default_factory=dict)        # {"best": float, "waited": int}
     save_best: dict | None = None                    # {"value": float, "epoch": int}
@@ -61,7 +63,9 @@ class ResumeState:
         """The JSON-able dict stored under the checkpoint meta's "resume" key."""
         out = {"version": VERSION, "epoch": self.epoch, "step": self.step,
                "global_step": self.global_step, "rng": self.rng,
-               "fingerprint": self.fingerprint, "history": self.history,
+               "fingerprint": self.fingerprint,
+               "history": [{key: _to_json(value) for key, value in row.items()}
+                           for row in self.history],
                "partial": self.partial, "early": self.early, "finished": self.finished,
                "schedules": self.schedules}
         if self.save_best is not None:
@@ -226,12 +230,45 @@ class _Checker:
         return value
 
     def history(self, rows: Any) -> list[dict]:
+        """The rows, each value a number, None, or a matrix (nested lists: an array again)."""
+        error = self.error("its history is not a list of rows of numbers")
         if not isinstance(rows, list) or not all(
-                isinstance(row, dict) and all(isinstance(k, str) and
-                                              type(v) in (int, float, type(None))
-                                              for k, v in row.items()) for row in rows):
-            raise self.error("its history is not a list of rows of numbers")
-        return rows
+                isinstance(row, dict) and all(isinstance(k, str) for k in row) for row in rows):
+            raise error
+        out = []
+        for row in rows:
+            out.append({})
+            for key, value in row.items():
+                if type(value) is list:
+                    value = matrix_from_json(value)
+                    if value is None:
+                        raise error
+                elif type(value) not in (int, float, type(None)):
+                    raise error
+                out[-1][key] = value
+        return out
+
+
+def _to_json(value: Any) -> Any:
+    """A history value as JSON data: an array (a confusion matrix) as nested lists, a numpy
+    scalar as a Python number."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    return value
+
+
+def matrix_from_json(value: list) -> np.ndarray | None:
+    """Nested lists of numbers as the array `_to_json` stored (int64 or float64); None if
+    they are not a rectangular array of numbers."""
+    try:
+        array = np.array(value)
+    except ValueError:                      # ragged
+        return None
+    if array.dtype.kind == "i":
+        return array.astype(np.int64)
+    if array.dtype.kind == "f":
+        return array.astype(np.float64)
+    return None
 
 
 def _short(value: Any) -> str:
@@ -253,4 +290,4 @@ def monitored(config, row: dict) -> tuple[str, float]:
     return column, (-value if early.get("mode") == "max" else value)
 
 
-__all__ = ["BEST_PREFIX", "ResumeState", "fingerprint", "monitored"]
+__all__ = ["BEST_PREFIX", "ResumeState", "fingerprint", "matrix_from_json", "monitored"]

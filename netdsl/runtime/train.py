@@ -287,6 +287,8 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
 
         train_metrics = {name: make_metric(name, ignore_index=ignore_index)
                          for name in metric_names}
+        if skip:                    # the steps before the interrupt count towards the metrics
+            _partial_metrics(resume.partial, train_metrics, source)
         bar = ProgressBar(steps_per_epoch, f"epoch {epoch}/{config.epochs}",
                           start=skip) if verbose else None
         for done, chunk in enumerate(data_module.batches(train_data, config.batch,
@@ -297,7 +299,9 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                 result.interrupted = (epoch, done)
                 result.resume = snapshot(epoch, done, epoch_rng, {
                     "totals": totals, "counts": counts, "terms": term_totals,
-                    "norms": norms.partial()})
+                    "norms": norms.partial(),
+                    "metrics": {name: metric.matrix.tolist() for name, metric in
+                                train_metrics.items() if metric.matrix.size}})
                 break
             global_step += 1
             size = len(chunk[batch_inputs[0]]) if batch_inputs else 1
@@ -409,3 +413,21 @@ def _partial(partial: dict, steps: int, terms: int, source: str) -> tuple[list, 
                         f"{length} numbers", hint="the checkpoint's meta was edited or damaged")
         out.append(list(values))
     return out[0], out[1], out[2]
+
+
+def _partial_metrics(partial: dict, metrics: dict, source: str) -> None:
+    """Restore a resumed partial epoch's training metrics: each one's running confusion
+    matrix, checked (the meta is untrusted).  A checkpoint saved before they were kept has
+    none: its metrics then count only the steps after the resume."""
+    from .resume import matrix_from_json
+    saved = partial.get("metrics", {})
+    for name, metric in metrics.items():
+        value = saved.get(name) if isinstance(saved, dict) else []
+        if value is None:
+            continue
+        matrix = matrix_from_json(value) if isinstance(value, list) else None
+        if matrix is None or matrix.dtype != np.int64 or matrix.ndim != 2 or \
+                matrix.shape[0] != matrix.shape[1] or (matrix.size and matrix.min() < 0):
+            raise Error(f"cannot resume from {source}: its partial-epoch metrics are not "
+                        "confusion matrices", hint="the checkpoint's meta was edited or damaged")
+        metric.matrix = matrix

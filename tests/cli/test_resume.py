@@ -147,3 +147,18 @@ def test_init_from_another_models_checkpoint_is_one_error(folder, capsys):
     err = capsys.readouterr().err
     assert "is for model Tiny, not Other" in err and "Traceback" not in err
     assert err.count("error:") == 1
+
+
+def test_a_run_with_the_confusion_metric_saves_and_resumes(folder, capsys):
+    # The history's confusion matrices go into the checkpoint's JSON meta as nested lists.
+    base = ["train", str(folder / "model.net"), "--target", "reference", "-q",
+            "--metrics", "accuracy,confusion"]
+    assert cli.main(base + ["--epochs", "2", "--out", str(folder / "two.npz")]) == 0
+    history = load_checkpoint(folder / "two.npz").meta["resume"]["history"]
+    matrix = np.array(history[1]["val_confusion"])
+    assert matrix.shape == (4, 4) and matrix.sum() == 102      # the 10% validation split
+    assert cli.main(base + ["--resume", str(folder / "two.npz"),
+                            "--out", str(folder / "three.npz")]) == 0
+    history = load_checkpoint(folder / "three.npz").meta["resume"]["history"]
+    assert len(history) == 3 and history[1]["val_confusion"] == matrix.tolist()
+    assert "Traceback" not in capsys.readouterr().err

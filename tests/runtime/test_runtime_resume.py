@@ -91,6 +91,37 @@ def test_an_interrupted_run_resumed_ends_where_an_uninterrupted_one_does(small, 
             [row[column] for row in whole.history], column
 
 
+def test_a_confusion_matrix_in_the_history_is_saved_and_resumed_as_an_array(small, tmp_path):
+    # The matrix is stored in the checkpoint's JSON meta as nested lists and comes back an
+    # int64 array: the resumed history equals the uninterrupted one, matrices included.
+    from netdsl.runtime.train_config import with_overrides
+    model, data = small
+    config = with_overrides(model.train_config, {"metrics": ["accuracy", "confusion"]})
+    weights = model.init(seed=3)
+    whole = fit(model, weights, config, data=data, target="reference", verbose=False)
+    part = fit(model, weights, config, data=data, target="reference", verbose=False,
+               should_stop=_stop_after(13))
+    _save(tmp_path / "part.npz", part, model)
+    stored = load_checkpoint(tmp_path / "part.npz").meta["resume"]["history"]
+    assert stored[0]["confusion"] == part.history[0]["confusion"].tolist()
+    resumed = fit(model, weights, config, data=data, target="reference", verbose=False,
+                  resume=tmp_path / "part.npz")
+    assert len(resumed.history) == len(whole.history) == 4
+    for old, new in zip(whole.history, resumed.history):
+        for column in ("confusion", "val_confusion"):
+            assert isinstance(new[column], np.ndarray) and new[column].dtype == np.int64
+            np.testing.assert_array_equal(new[column], old[column])
+            assert new[column].shape == (3, 3) and new[column].sum() > 0
+        assert new["accuracy"] == old["accuracy"]     # the partial epoch's steps count
+    meta = load_checkpoint(tmp_path / "part.npz").meta
+    meta["resume"]["partial"]["metrics"]["accuracy"] = [[1, -2], [0, 3]]
+    save_checkpoint(tmp_path / "bad.npz", part.resume.weights, meta,
+                    optimizer=part.resume.optimizer)
+    with pytest.raises(Error, match="its partial-epoch metrics are not confusion matrices"):
+        fit(model, weights, config, data=data, target="reference", verbose=False,
+            resume=tmp_path / "bad.npz")
+
+
 def test_an_objective_every_k_steps_resumes_its_own_count(tmp_path):
     path = tmp_path / "two.net"
     path.write_text("""model Two {
@@ -144,6 +175,8 @@ def _checkpoint(small, tmp_path, edit=None, model_name=None, **save):
     (lambda r: r.update(rng={"bit_generator": "MT19937", "state": 1}), "random state"),
     (lambda r: r["rng"]["state"].update(state=-1), "random state"),
     (lambda r: r.update(history=[{"loss": "x"}]), "history"),
+    (lambda r: r.update(history=[{"confusion": [[1, 2], [3]]}]), "history"),
+    (lambda r: r.update(history=[{"confusion": [["a"]]}]), "history"),
     (lambda r: r.update(partial={"totals": [1.0]}), "partial-epoch"),
     (lambda r: r.update(version=7), "unknown version"),
     (lambda r: r.update(fingerprint=[]), "its fingerprint is [], not a dict"),
