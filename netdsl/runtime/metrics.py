@@ -140,6 +140,8 @@ def iou_from_confusion(matrix: np.ndarray) -> float:
     return float(per_class[present].mean()) if present.any() else 0.0
 
 
+# The metrics whose value is a matrix, not a score: no table column, curve or monitor.
+MATRICES = ("confusion",)
 # Each metric's reading of a confusion matrix; `confusion` returns the matrix itself.
 METRICS: dict[str, Callable[[np.ndarray], float | np.ndarray]] = {
     "accuracy": accuracy_from_confusion,

@@ -3,6 +3,9 @@
     epoch        loss    val_loss    accuracy     time
     1/10       0.6931      0.6802      0.5312     0.4s
     2/10       0.5120      0.4987      0.8125     0.3s
+
+A matrix metric (`confusion`) has no column: it would break the rows.  The last epoch's is
+shown once under the table instead (`format_matrix`), like sklearn's confusion_matrix.
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import sys
 import threading
 import time
 from typing import Any, Callable, Iterable, TextIO
+
+import numpy as np
 
 # Columns shown first and in this order; other metrics follow in the order training reports them.
 _LEADING = ("loss", "val_loss")
@@ -197,9 +202,15 @@ def is_diagnostic(name: str) -> bool:
     return name in _NOT_METRICS or name == GRAD_NORM_OUTPUT or name.startswith(GRAD_NORM_PREFIX)
 
 
+def is_matrix(name: str) -> bool:
+    """A history column holding a matrix (`confusion`, `val_confusion`): not a table column."""
+    from .metrics import MATRICES
+    return name.removeprefix("val_") in MATRICES
+
+
 def metric_columns(names: Iterable[str]) -> list[str]:
     """The metric columns of a table: loss, val_loss, then the others in the given order."""
-    names = [name for name in names if not is_diagnostic(name)]
+    names = [name for name in names if not is_diagnostic(name) and not is_matrix(name)]
     return [name for name in _LEADING if name in names] + [name for name in names if name not in _LEADING]
 
 
@@ -225,6 +236,30 @@ def format_epoch_row(epoch: int, epochs: int, metrics: dict[str, Any], seconds: 
     cells += [format_value(metrics[name]).rjust(_width(name)) for name in metric_columns(metrics)]
     cells.append(format_seconds(seconds).rjust(8))
     return "  ".join(cells)
+
+
+# Wider matrices are not printed (they stay in the history and the JSON Lines log).
+MAX_MATRIX_CLASSES = 20
+
+
+def format_matrix(name: str, matrix: Any, epoch: int | None = None) -> list[str]:
+    """Lines showing a confusion matrix under the epoch table, labelled with its column name
+    and epoch (if given), the class ids along both sides (rows: true class, columns:
+    predicted)."""
+    matrix = np.asarray(matrix)
+    when = f"epoch {epoch}; " if epoch is not None else ""
+    if matrix.ndim != 2 or max(matrix.shape) > MAX_MATRIX_CLASSES:
+        shape = "x".join(str(size) for size in matrix.shape)
+        return [f"{name} ({when}{shape}): too large to show here; the history and "
+                "a --log .jsonl file hold it"]
+    cells = [[str(value) for value in row] for row in matrix.tolist()]
+    width = max([len(str(len(cells) - 1))] + [len(cell) for row in cells for cell in row])
+    corner = "true\\pred"
+    lines = [f"{name} ({when}rows: true class, columns: predicted class):",
+             "  " + corner + "".join(f"  {index:>{width}}" for index in range(matrix.shape[1]))]
+    lines += ["  " + f"{index:>{len(corner)}}" + "".join(f"  {cell:>{width}}" for cell in row)
+              for index, row in enumerate(cells)]
+    return lines
 
 
 def format_rate(rate: float) -> str:

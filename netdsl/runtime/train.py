@@ -21,7 +21,8 @@ from .anomaly import NonFiniteWatch
 from .grad_norms import GradNorms
 from .input_checks import index_ranges
 from .metrics import make_metric, metric_sources
-from .progress import ProgressBar, format_epoch_header, format_epoch_row, format_value
+from .progress import (ProgressBar, format_epoch_header, format_epoch_row, format_matrix,
+                       format_value, is_matrix)
 from .train_config import TrainConfig, check_validation_monitors
 from .steps import HYPER_INPUTS, build_plan
 from .resume import BEST_PREFIX, ResumeState, fingerprint
@@ -373,6 +374,12 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                 printer(f"early stopping: {monitor} has not improved for {waited} epochs; "
                         f"keeping the best weights ({monitor} {sign * best:.4g})")
             break
+    if verbose and result.history:         # matrices have no table column: shown once here
+        last = result.history[-1]
+        for name in columns:
+            if is_matrix(name) and name in last:
+                for line in format_matrix(name, last[name], last["epoch"]):
+                    printer(line)
     if result.interrupted is None:
         result.resume = snapshot(len(result.history) + 1, 0, rng.bit_generator.state, {},
                                  finished=result.stopped_early)
@@ -388,6 +395,10 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                               result.test.items() if not isinstance(value, np.ndarray))
             count = data_module.num_examples(test_data)
             printer(f"test: {shown} ({count} example{'s' if count != 1 else ''})")
+            for name, value in result.test.items():
+                if is_matrix(name):
+                    for line in format_matrix(f"test_{name}", value):
+                        printer(line)
     return result
 
 

@@ -279,7 +279,8 @@ def _set_objective(config: TrainConfig, value: Any, span: Span | None) -> None:
 def monitor_names(metrics: list[str]) -> list[str]:
     """What early_stopping and reduce_on_plateau can monitor: the number columns of the epoch
     table."""
-    scalars = [name for name in metrics if name != "confusion"]     # a matrix, not a score
+    from .metrics import MATRICES
+    scalars = [name for name in metrics if name not in MATRICES]     # a matrix, not a score
     return ["loss", "val_loss"] + scalars + [f"val_{name}" for name in scalars]
 
 

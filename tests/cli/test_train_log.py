@@ -87,3 +87,23 @@ def test_gradient_norms_are_logged_but_not_printed(folder, capsys):
         layers = [float(row["grad_norm.hidden"]), float(row["grad_norm.classifier"])]
         assert max(layers) <= total <= sum(layers) and total > 0
     assert "grad_norm" not in out and "examples_per_second" not in out
+
+
+def test_confusion_matrices_stay_out_of_the_table_and_follow_it_once(folder, capsys):
+    assert cli.main(["train", "model.net", "--log", "run.jsonl", "--test", "0.25"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("epoch"))
+    assert header.split() == ["epoch", "loss", "val_loss", "accuracy", "val_accuracy", "time"]
+    rows = [line for line in lines if line.split()[0] in ("1/3", "2/3", "3/3")]
+    assert len(rows) == 3 and all(len(row) == len(header) for row in rows)
+    # Under the table, once: the last epoch's matrices, then the test set's.
+    history = [json.loads(line) for line in open(folder / "run.jsonl")]
+    for name in ("confusion", "val_confusion"):
+        start = lines.index(f"{name} (epoch 3; rows: true class, columns: predicted class):")
+        assert start > lines.index(rows[-1])
+        matrix = history[-1][name]
+        assert lines[start + 1].split() == ["true\\pred", *map(str, range(len(matrix)))]
+        for index, values in enumerate(matrix):
+            assert lines[start + 2 + index].split() == [str(index), *map(str, values)]
+    assert "test_confusion (rows: true class, columns: predicted class):" in lines
+    assert sum("confusion (" in line for line in lines) == 3

@@ -10,7 +10,7 @@ import pytest
 from netdsl.errors import Error
 from netdsl.runtime.plot import plot_history
 from netdsl.runtime.progress import (ProgressBar, format_epoch_header, format_epoch_row,
-                                     format_rate, format_value)
+                                     format_matrix, format_rate, format_value)
 
 HISTORY = [
     {"epoch": 1, "loss": 0.9, "val_loss": 1.0, "accuracy": 0.5, "seconds": 0.4, "confusion": np.eye(2)},
@@ -28,6 +28,23 @@ def test_table_columns_align():
     # Each value ends where its column name ends.
     for name, value in (("loss", "0.6931"), ("time", "12.3s")):
         assert header.index(name) + len(name) == row.index(value) + len(value)
+
+
+def test_matrices_have_no_column_and_are_shown_under_the_table():
+    metrics = {"loss": 0.5, "confusion": np.eye(3, dtype=np.int64), "accuracy": 0.75,
+               "val_confusion": np.eye(3, dtype=np.int64)}
+    header, row = format_epoch_header(9, metrics), format_epoch_row(2, 9, metrics, 0.5)
+    assert header.split() == ["epoch", "loss", "accuracy", "time"]
+    assert len(header) == len(row) and "\n" not in row
+    matrix = np.array([[12, 0], [3, 105]])
+    assert format_matrix("val_confusion", matrix, 4) == [
+        "val_confusion (epoch 4; rows: true class, columns: predicted class):",
+        "  true\\pred    0    1",
+        "          0   12    0",
+        "          1    3  105"]
+    assert format_matrix("confusion", np.zeros((30, 30), np.int64)) == [
+        "confusion (30x30): too large to show here; the history and a --log .jsonl file "
+        "hold it"]
 
 
 def test_format_value():
