@@ -375,7 +375,11 @@ def with_overrides(config: TrainConfig, overrides: dict[str, Any],
             raise Error(f"unknown training option '{key}' ({origin})",
                         hint=did_you_mean(key, KEYS) or f"options: {', '.join(KEYS)}")
         if key == "metrics" and isinstance(value, str):
-            value = [m.strip() for m in value.split(",") if m.strip()]
+            # `accuracy,f1`, or as the train section writes it: `[accuracy, f1]`.
+            text = value.strip()
+            if text.startswith("[") and text.endswith("]"):
+                text = text[1:-1]
+            value = [m.strip() for m in text.split(",") if m.strip()]
         label = f"--{key.replace('_', '-')}" if origin == "command line" else \
             f"{key} (in {origin})"
         set_key(config, key, value, None, label)

@@ -79,3 +79,14 @@ def test_the_test_flag_scores_the_held_out_share_after_training(folder, capsys):
     test_loss = lines[-2].split()[2].rstrip(",")
     assert lines[-1].startswith("trained Tiny for 4 epochs: ")
     assert f"test_loss {float(test_loss):.4g}" in lines[-1]
+
+
+@pytest.mark.parametrize("value", ["accuracy,f1", "[accuracy, f1]", " [accuracy,f1] "])
+def test_metrics_flag_takes_a_comma_list_or_the_files_list(folder, capsys, value):
+    scored = MODEL.replace("    loss", "    out probs = softmax(logits)\n    loss")
+    (folder / "flag.net").write_text(scored.replace("EXTRA", ""))
+    assert cli.main(["train", "flag.net", "--epochs", "1", "--metrics", value]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines()
+                  if line.startswith("epoch"))
+    assert header.split() == ["epoch", "loss", "val_loss", "accuracy", "f1", "val_accuracy",
+                              "val_f1", "time"]
