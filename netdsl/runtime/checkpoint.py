@@ -142,6 +142,9 @@ def _read_checkpoint(path: Path, span: Span | None,
     meta_text = "{}"
     try:
         if kind == "npz":
+            if not zipfile.is_zipfile(path):    # np.load would read it as .npy or pickle
+                raise Error(f"cannot read checkpoint {path}: it is not an .npz archive (a zip "
+                            "file)", span, hint="the file may be truncated or not a checkpoint")
             with np.load(path, allow_pickle=False) as archive:
                 # An .npz member is read on access: the arrays left out are never read.
                 names = [key for key in archive.files if key != META_KEY]

@@ -70,6 +70,17 @@ def test_load_errors(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"garbage")
     with pytest.raises(Error, match="cannot read checkpoint"):
         load_checkpoint(tmp_path / "bad.npz")
+    # Not a zip: a .npy, an empty file, a truncated archive (numpy would try .npy or pickle
+    # and say "pickled (object) data" or "context manager protocol").
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    save_checkpoint(tmp_path / "whole.npz", WEIGHTS)
+    whole = (tmp_path / "whole.npz").read_bytes()
+    for name, data in (("npy.npz", (tmp_path / "array.npy").read_bytes()), ("empty.npz", b""),
+                       ("json.npz", b"{}"), ("cut.npz", whole[:len(whole) // 2])):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(Error, match=f"cannot read checkpoint .*{name}: it is not an .npz "
+                                        r"archive \(a zip file\)\n"):
+            load_checkpoint(tmp_path / name)
 
 
 def test_safetensors_missing_package(tmp_path, monkeypatch):
