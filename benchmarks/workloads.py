@@ -41,19 +41,23 @@ def _xor_data(rng):
     return {"x": x, "y": np.array([[0], [1], [1], [0]], np.float32)}
 
 
-def _mlp_data(rng):
-    return {"image": rng.standard_normal((128, 784), dtype=np.float32),
-            "label": rng.integers(0, 10, 128).astype(np.int64)}
-
-
-def _lenet_data(rng):
-    return {"image": rng.random((64, 1, 28, 28), dtype=np.float32),
-            "label": rng.integers(0, 10, 64).astype(np.int64)}
-
-
-def _tokens_data(batch: int, steps: int):
+def mlp_data(batch: int, features: int = 784):
     def data(rng):
-        return {"tokens": rng.integers(0, 1000, (batch, steps)).astype(np.int64),
+        return {"image": rng.standard_normal((batch, features), dtype=np.float32),
+                "label": rng.integers(0, 10, batch).astype(np.int64)}
+    return data
+
+
+def lenet_data(batch: int, side: int = 28):
+    def data(rng):
+        return {"image": rng.random((batch, 1, side, side), dtype=np.float32),
+                "label": rng.integers(0, 10, batch).astype(np.int64)}
+    return data
+
+
+def tokens_data(batch: int, steps: int, vocabulary: int = 1000):
+    def data(rng):
+        return {"tokens": rng.integers(0, vocabulary, (batch, steps)).astype(np.int64),
                 "label": rng.integers(0, 10, batch).astype(np.int64)}
     return data
 
@@ -63,18 +67,21 @@ def _xor_torch(torch):
     return nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
 
 
-def _mlp_torch(torch):
+def mlp_torch(torch, widths=(784, 256, 256, 10)):
     nn = torch.nn
-    return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
-                         nn.Linear(256, 10))
+    layers = []
+    for inputs, outputs in zip(widths, widths[1:]):
+        layers += [nn.Linear(inputs, outputs), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
 
 
-def _lenet_torch(torch):
+def lenet_torch(torch, side=28, channels=(6, 16), hidden=(120, 84)):
+    """LeNet-5 (the defaults) or a smaller one of the same form, on 1 x side x side images."""
     nn = torch.nn
-    return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                         nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
-                         nn.Linear(84, 10))
+    flat = channels[1] * ((side // 2 - 4) // 2) ** 2
+    return nn.Sequential(nn.Conv2d(1, channels[0], 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(channels[0], channels[1], 5), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), mlp_torch(torch, (flat, *hidden, 10)))
 
 
 def _recurrent_torch(kind: str):
@@ -96,9 +103,9 @@ def _recurrent_torch(kind: str):
     return build
 
 
-def _transformer_torch(torch):
+def transformer_torch(torch, d=128, heads=4, feed_forward=512, vocabulary=1000, steps=64,
+                      layers=2):
     nn = torch.nn
-    d, steps = 128, 64
     position = torch.arange(steps, dtype=torch.float32)[:, None]
     rate = torch.pow(10000.0, -torch.arange(0, d, 2, dtype=torch.float32) / d)
     table = torch.zeros(steps, d)
@@ -107,10 +114,11 @@ def _transformer_torch(torch):
     class Classifier(nn.Module):
         def __init__(self):
             super().__init__()
-            self.embed = nn.Embedding(1000, d)
+            self.embed = nn.Embedding(vocabulary, d)
             self.register_buffer("pe", table)
-            layer = nn.TransformerEncoderLayer(d, 4, 512, dropout=0.1, batch_first=True)
-            self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            layer = nn.TransformerEncoderLayer(d, heads, feed_forward, dropout=0.1,
+                                               batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
             self.fc = nn.Linear(d, 10)
 
         def forward(self, tokens):
@@ -123,18 +131,18 @@ WORKLOAD_DEFS = {
     "xor": Workload("xor", "XOR 2-8-1, batch 4, Adam", MODELS / "xor.net", 0.05,
                     _xor_data, _xor_torch, "bce_logits"),
     "mlp": Workload("mlp", "MLP 784-256-256-10, batch 128, Adam", MODELS / "mlp.net", 1e-3,
-                    _mlp_data, _mlp_torch, "ce"),
+                    mlp_data(128), mlp_torch, "ce"),
     "lenet": Workload("lenet", "LeNet-5 1x28x28, batch 64, Adam", MODELS / "lenet5.net", 1e-3,
-                      _lenet_data, _lenet_torch, "ce"),
+                      lenet_data(64), lenet_torch, "ce"),
     "lstm": Workload("lstm", "LSTM emb 64, hidden 128, T 32, batch 32, Adam",
-                     MODELS / "lstm.net", 1e-3, _tokens_data(32, 32), _recurrent_torch("LSTM"),
+                     MODELS / "lstm.net", 1e-3, tokens_data(32, 32), _recurrent_torch("LSTM"),
                      "ce", ("tokens", "label")),
     "gru": Workload("gru", "GRU emb 64, hidden 128, T 32, batch 32, Adam",
-                    MODELS / "gru.net", 1e-3, _tokens_data(32, 32), _recurrent_torch("GRU"),
+                    MODELS / "gru.net", 1e-3, tokens_data(32, 32), _recurrent_torch("GRU"),
                     "ce", ("tokens", "label")),
     "transformer": Workload("transformer", "Transformer d 128, 4 heads, 2 layers, T 64, "
                             "batch 16, Adam", MODELS / "transformer.net", 1e-3,
-                            _tokens_data(16, 64), _transformer_torch, "ce",
+                            tokens_data(16, 64), transformer_torch, "ce",
                             ("tokens", "label")),
 }
 
@@ -186,6 +194,7 @@ def netdsl_stepper(workload: Workload, arrays: dict[str, np.ndarray], target: st
             return step(*fed, lr, float(counter[0]))
     loss_index = step.output_names.index("loss") if "loss" in step.output_names else 0
     run.loss = lambda: float(run()[loss_index])
+    run.compiled = compiled                 # for benchmarks that look inside (cuda.py)
     return run, compiled.report
 
 
@@ -201,10 +210,15 @@ def import_torch(threads: int):
     return torch
 
 
-def torch_stepper(torch, workload: Workload, arrays: dict[str, np.ndarray]):
-    """One eager PyTorch training step; returns (run, description of the optimiser)."""
+def torch_stepper(torch, workload: Workload, arrays: dict[str, np.ndarray],
+                  device: str = "cpu", compile_module: bool = False):
+    """One PyTorch training step on `device`, eager or with the module through
+    `torch.compile` (forward and backward; the optimiser step stays eager); returns (run,
+    description of the optimiser).  On a GPU the step is asynchronous: the caller
+    synchronises before it stops a clock."""
     torch.manual_seed(0)
-    module = workload.torch_model(torch)
+    module = workload.torch_model(torch).to(device)
+    forward = torch.compile(module) if compile_module else module
     params = list(module.parameters())
     try:
         optimizer = torch.optim.Adam(params, lr=workload.lr, fused=True)
@@ -218,11 +232,12 @@ def torch_stepper(torch, workload: Workload, arrays: dict[str, np.ndarray]):
     else:
         loss_fn = torch.nn.BCEWithLogitsLoss()
         x_name, y_name = workload.torch_io or ("x", "y")
-    x, y = torch.from_numpy(arrays[x_name]), torch.from_numpy(arrays[y_name])
+    x = torch.from_numpy(arrays[x_name]).to(device)
+    y = torch.from_numpy(arrays[y_name]).to(device)
 
     def run():
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(module(x), y)
+        loss = loss_fn(forward(x), y)
         loss.backward()
         optimizer.step()
         return loss
