@@ -80,11 +80,13 @@ class ResumeState:
         meta = checkpoint.meta
         hint = _INIT_HINT.format(path=path)
         saved_for = meta.get("model")
+        if not isinstance(saved_for, str):
+            raise Error(f"cannot resume from {path}: it names no model (it was not written "
+                        "by `netdsl train --out`)", hint=hint)
         if saved_for != model.name:
-            what = f"model {saved_for}" if isinstance(saved_for, str) else "no model it names"
-            raise Error(f"cannot resume from {path}: it is a checkpoint of {what[:80]}, "
-                        f"not {model.name}", hint="resume with the model it was saved for "
-                        "(--model NAME), or " + hint)
+            raise Error(f"cannot resume from {path}: it is a checkpoint of model "
+                        f"{saved_for[:80]}, not {model.name}", hint="resume with the model it "
+                        "was saved for (--model NAME), or " + hint)
         data = meta.get("resume")
         if not isinstance(data, dict):
             raise Error(f"cannot resume from {path}: it has no resume state (not written by "

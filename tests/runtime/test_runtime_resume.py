@@ -199,6 +199,10 @@ def test_other_model_changed_batch_no_state_and_finished_runs(small, tmp_path):
     path = _checkpoint(small, tmp_path, model_name="Other")
     with pytest.raises(Error, match="checkpoint of model Other, not Small"):
         ResumeState.from_checkpoint(str(path), model)
+    np.savez(tmp_path / "foreign.npz", a=np.zeros(3))       # no meta: not netdsl's
+    with pytest.raises(Error, match=r"foreign.npz: it names no model \(it was not written "
+                                    r"by `netdsl train --out`\)"):
+        ResumeState.from_checkpoint(str(tmp_path / "foreign.npz"), model)
     path = _checkpoint(small, tmp_path)
     from netdsl.runtime.train_config import with_overrides
     with pytest.raises(Error, match=r"the batch size changed .*\(8 then, 4 now\)"):
