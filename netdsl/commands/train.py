@@ -141,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     if result.test is not None:             # the test set's scores (`test` key), after them
         summary += "".join(f", test_{k} {v:.4g}" for k, v in result.test.items()
                            if isinstance(v, float))
-    print(f"trained {model.name} for {len(result.history)} epochs: {summary}")
+    epochs = len(result.history)
+    print(f"trained {model.name} for {epochs} epoch{'s' if epochs != 1 else ''}: {summary}")
     if args.out:
         _save(args.out, result.resume, meta, best, weights=result.weights)
         print(f"wrote {args.out}")

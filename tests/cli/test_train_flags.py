@@ -86,7 +86,8 @@ def test_metrics_flag_takes_a_comma_list_or_the_files_list(folder, capsys, value
     scored = MODEL.replace("    loss", "    out probs = softmax(logits)\n    loss")
     (folder / "flag.net").write_text(scored.replace("EXTRA", ""))
     assert cli.main(["train", "flag.net", "--epochs", "1", "--metrics", value]) == 0
-    header = next(line for line in capsys.readouterr().out.splitlines()
-                  if line.startswith("epoch"))
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("epoch"))
     assert header.split() == ["epoch", "loss", "val_loss", "accuracy", "f1", "val_accuracy",
                               "val_f1", "time"]
+    assert lines[-1].startswith("trained Tiny for 1 epoch: loss ")      # not "1 epochs"
