@@ -222,6 +222,25 @@ def metric_sources(metrics: list[str], model: str, outputs: list[str], labels: l
     return label, prediction
 
 
+def check_metric_labels(metrics: list[str], label: str, labels, span: Span | None = None,
+                        where: str = "the data") -> None:
+    """Float labels of one per example ([N] or [N, 1]) that metrics read as class ids must be
+    whole numbers from 0: other values are a regression's targets, which `to_class_ids` would
+    round into meaningless classes (or reject mid-training).  Integer labels are checked by
+    the data's range checks; [N, C] rows (one-hot or soft) are read by their argmax."""
+    labels = np.asarray(labels)
+    if not metrics or labels.dtype.kind != "f" or labels.size == 0 or \
+            not (labels.ndim == 1 or (labels.ndim == 2 and labels.shape[1] == 1)):
+        return
+    finite = labels[np.isfinite(labels)]
+    bad = finite[(finite < 0) | (finite != np.rint(finite))]
+    if bad.size:
+        raise Error(f"metrics ({', '.join(metrics)}) compare classes, but the label '{label}' "
+                    f"in {where} holds {float(bad[0]):.6g}, not a class id: classification "
+                    "metrics do not apply to a regression target", span,
+                    hint="remove `metrics`, or give class ids (0, 1, ...) as labels")
+
+
 def make_metric(name: str, span: Span | None = None, num_classes: int | None = None,
                 threshold: float = 0.5, ignore_index: int | None = None) -> Metric:
     """A fresh streaming metric by name; unknown names raise Error with did-you-mean."""

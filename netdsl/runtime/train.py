@@ -20,7 +20,7 @@ from . import data as data_module
 from .anomaly import NonFiniteWatch
 from .grad_norms import GradNorms
 from .input_checks import index_ranges
-from .metrics import make_metric, metric_sources
+from .metrics import check_metric_labels, make_metric, metric_sources
 from .progress import (ProgressBar, format_epoch_header, format_epoch_row, format_matrix,
                        format_value, is_matrix)
 from .train_config import TrainConfig, check_validation_monitors
@@ -196,6 +196,12 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     label, prediction = _label_and_prediction(model, config)
     train_data, validation, test_data = prepare_splits(model, config, data)
     check_validation_monitors(config, validation is not None)
+    if label is not None:                   # before the compile: metrics that cannot apply
+        span = config.key_spans.get("metrics") or config.spans.get("metrics")
+        for part, where in ((train_data, "the data"), (validation, "the validation data"),
+                            (test_data, "the test data")):
+            if part is not None and label in part:
+                check_metric_labels(config.metrics, label, part[label], span, where)
     examples = data_module.num_examples(train_data)
     steps_per_epoch = -(-examples // config.batch)
     objectives = objectives_of(model)

@@ -75,3 +75,61 @@ def test_metric_sources():
         metric_sources(["accuracy"], "M", ["probs"], ["a", "b"])
     with pytest.raises(netdsl.Error, match="every input of the model is also read"):
         metric_sources(["f1"], "M", ["probs"], [])
+
+
+REGRESSION = """\
+model Reg {
+    in  x: f32[B, 4]
+    in  y: f32[B, 1]
+    pred = x |> Dense(1)
+    out p = pred
+    loss mse(pred, y)
+}
+
+train Reg {
+    data    = "data.npz"
+    epochs  = 1
+    metrics = [accuracy]
+}
+"""
+
+
+@pytest.mark.parametrize("labels, value", [
+    (lambda x: x[:, :1] * 2, None),                       # a regression's targets
+    (lambda x: np.abs(np.rint(x[:, :1])) + 0.5, "0.5"),    # positive, never whole
+    (lambda x: -np.ones((len(x), 1)), "-1"),
+])
+def test_metrics_on_a_regression_target_are_an_error_before_the_compile(tmp_path, capsys,
+                                                                          labels, value):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = labels(x).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    (tmp_path / "reg.net").write_text(REGRESSION)
+    assert main(["train", str(tmp_path / "reg.net"), "--target", "reference"]) == 1
+    captured = capsys.readouterr()
+    assert "compiling" not in captured.out and "Traceback" not in captured.err
+    assert captured.err.startswith(
+        f"{tmp_path / 'reg.net'}:12:5: error: metrics (accuracy) compare classes, but the "
+        "label 'y' in the data holds "), captured.err
+    shown = float(captured.err.split(" holds ")[1].split(",")[0])
+    wrong = y[(y < 0) | (y != np.rint(y))]
+    assert np.isclose(wrong, shown, rtol=1e-5).any()      # one of the wrong labels
+    if value is not None:
+        assert f"holds {value}, not a class id" in captured.err
+    assert "    metrics = [accuracy]\n    ^^^^^^^" in captured.err
+
+
+def test_whole_float_labels_one_hot_and_soft_rows_still_get_metrics(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, y=(x[:, :1] > 0).astype(np.float32))
+    (tmp_path / "reg.net").write_text(REGRESSION)
+    model = netdsl.load(tmp_path / "reg.net")
+    history = model.fit(model.init(seed=0), target="reference").history
+    assert 0.0 <= history[0]["accuracy"] <= 1.0
+    from netdsl.runtime.metrics import check_metric_labels
+    soft = np.full((5, 3), 0.2, np.float32)                 # label smoothing: argmax rows
+    check_metric_labels(["accuracy"], "y", soft)
+    check_metric_labels(["accuracy"], "y", np.eye(3, dtype=np.float32))
+    check_metric_labels([], "y", np.full(3, 0.5))           # no metrics: nothing to check
