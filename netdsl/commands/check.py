@@ -109,6 +109,13 @@ def _print_summaries(models: list, args: argparse.Namespace, dims: dict[str, int
         if name not in known:
             raise Error(f"--dim {name}={dims[name]}: no model here has a dim {name}",
                         hint=f"dims: {', '.join(sorted(known))}" if known else None)
+    from ..summary_memory import batch_symbol
+    for model in models:                # --dim B=N sets the batch size too: one of them
+        symbol = batch_symbol(model.graph)
+        if args.batch is not None and symbol in dims and dims[symbol] != args.batch:
+            raise Error(f"--dim {symbol}={dims[symbol]} and --batch {args.batch} disagree: "
+                        f"{symbol} is the batch dim of model {model.name}",
+                        hint="give one of them")
     summaries = [summary_data(model, args.batch, {k: v for k, v in dims.items()
                                                   if k in _dim_names(model)}, args.expand,
                               plan_limit=args.plan_limit)

@@ -219,5 +219,11 @@ def test_flops_per_example_of_a_layer_on_part_of_the_batch(tmp_path, capsys):
 def test_dim_of_the_batch_is_the_batch_size(tmp_path, capsys):
     data = _json(tmp_path, capsys, RAW, "--dim", "B=6")
     assert data["batch"] == {"dim": "B", "size": 6, "from": "--dim B"}
+    # Both, agreeing, are fine; disagreeing, one error (--batch used to win silently).
+    assert _json(tmp_path, capsys, RAW, "--dim", "B=6", "--batch", "6")["batch"]["size"] == 6
+    status, out, err = _run(tmp_path, capsys, RAW, "--dim", "B=6", "--batch", "4")
+    assert status == 1 and out == "" and err == ("error: --dim B=6 and --batch 4 disagree: B "
+                                                 "is the batch dim of model Raw\n"
+                                                 "hint: give one of them\n")
     assert data["steps"]["inference"]["flops"] == 2 * 6 * 3 * 5
     assert data["dims"] == {}
