@@ -122,7 +122,8 @@ def bench(key: str, workload, args, cuda, torch, device: str) -> dict:
                     row["notes"].append(f"torch.compile: compiled in "
                                         f"{time.perf_counter() - started:.1f} s")
             except Exception as error:         # noqa: BLE001 - report it and go on
-                row["notes"].append(f"torch {name} failed: {_first_line(error)}")
+                label = "torch.compile" if compile_module else "torch eager"
+                row["notes"].append(f"{label} failed, skipped: {_first_line(error)}")
                 continue
             steps[name] = functools.partial(lambda run: (run(), sync()), run)
     if args.smoke:                 # one step each (a simulated one takes seconds)
@@ -192,31 +193,39 @@ def render(rows: list[dict], peak, info: dict, args) -> str:
 
 
 def _kernel_section(kernels, peak, args) -> list[str]:
-    if not kernels or peak is None:
+    if not kernels:
         return []
-    theoretical = f"{peak.theoretical_gbps:.0f} GB/s" if peak.theoretical_gbps else \
-        "n/a (" + ("simulator" if args.simulated else "the device does not report it") + ")"
+    if peak is None:
+        peaks = "Peak bandwidth: not measured (see the run's output)."
+    else:
+        theoretical = f"{peak.theoretical_gbps:.0f} GB/s" if peak.theoretical_gbps else \
+            "n/a (" + ("simulator" if args.simulated else "the device does not report it") + ")"
+        peaks = (f"Peak bandwidth: theoretical {theoretical} (memory clock × 2 × bus width, "
+                 f"from the device's attributes); practical {peak.copy_gbps:.0f} GB/s, "
+                 f"measured as a {peak.copy_bytes / 2**20:.0f} MiB device-to-device copy "
+                 "(read + write). The percentages are of the practical peak.")
+    of_copy = (lambda k: f"{100 * k.gbps / peak.copy_gbps:.1f}%") if peak else (lambda k: "—")
     lines = ["## Largest fused elementwise kernel", "",
              "Each workload's elementwise launch moving the most bytes (loads read once, stores "
              "written once, at the sizes launched), relaunched alone with the step's arguments: "
              "device time per launch from CUDA events over launches queued behind a sleeping "
-             "kernel, and the host's launch-and-synchronise time beside it. Peak bandwidth: "
-             f"theoretical {theoretical} (memory clock × 2 × bus width, from the device's "
-             f"attributes); practical {peak.copy_gbps:.0f} GB/s, measured as a "
-             f"{peak.copy_bytes / 2**20:.0f} MiB device-to-device copy (read + write). "
-             "The percentages are of the practical peak.", "",
+             "kernel, and the host's launch-and-synchronise time beside it. " + peaks, "",
              "| workload | kernel | fused ops | elements | arrays | bytes | device µs | "
              "host µs | GB/s | % of copy peak |", "|---|---|---|---|---|---|---|---|---|---|"]
     for k in kernels:
         lines.append(f"| {k.workload} | {k.kernel} | {k.groups[:80]} | {k.elements:,} | "
                      f"{k.arrays} | {k.bytes:,} | {k.device_us:.2f} | {k.host_us:.1f} | "
-                     f"{k.gbps:.1f} | {100 * k.gbps / peak.copy_gbps:.1f}% |")
+                     f"{k.gbps:.1f} | {of_copy(k)} |")
     largest = max(kernels, key=lambda k: k.bytes)
-    share = f"{100 * largest.gbps / peak.theoretical_gbps:.1f}% of the theoretical peak, " \
-        if peak.theoretical_gbps else ""
+    shares = []
+    if peak is not None and peak.theoretical_gbps:
+        shares.append(f"{100 * largest.gbps / peak.theoretical_gbps:.1f}% of the theoretical "
+                      "peak")
+    if peak is not None:
+        shares.append(f"{of_copy(largest)} of the measured copy")
     lines += ["", f"Largest: {largest.workload} {largest.kernel}, {largest.bytes / 1e6:.2f} MB "
-              f"in {largest.device_us:.2f} µs = {largest.gbps:.1f} GB/s ({share}"
-              f"{100 * largest.gbps / peak.copy_gbps:.1f}% of the measured copy)."]
+              f"in {largest.device_us:.2f} µs = {largest.gbps:.1f} GB/s"
+              + (f" ({', '.join(shares)})." if shares else ".")]
     lines += [f"- {k.workload}: {k.note}" for k in kernels if k.note]
     lines.append("")
     return lines
@@ -240,8 +249,8 @@ def _versions(torch) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(RESULTS),
-                        help="markdown file for the results (default benchmarks/RESULTS_CUDA.md)")
+    parser.add_argument("--out", help="markdown file for the results (default "
+                        "benchmarks/RESULTS_CUDA.md; with --smoke none: printed only)")
     parser.add_argument("--only", default=",".join(KEYS), help="subset of " + ",".join(KEYS))
     parser.add_argument("--smoke", action="store_true",
                         help="toy sizes, a step or two, without a GPU (the simulator): for CI")
@@ -294,13 +303,19 @@ def main(argv=None) -> int:
         row = rows[-1]
         print("  " + ("FAILED: " + row["error"] if "error" in row else "; ".join(
             f"{n} {row[n].median:.4g} ms" for n in CONTENDERS if n in row)), flush=True)
-    peak = peak_bandwidth(cuda, args.simulated, 2**20 if args.smoke else 2**30)
+    try:
+        peak = peak_bandwidth(cuda, args.simulated, 2**20 if args.smoke else 2**30)
+    except Exception as error:                         # noqa: BLE001 - the table still stands
+        print(f"peak bandwidth not measured: {_first_line(error)}", flush=True)
+        peak = None
     text = render(rows, peak, info, args)
     print()
     print(text)
     print(f"(benchmark ran {time.perf_counter() - began:.0f} s)")
-    Path(args.out).write_text(text + "\n")
-    print(f"wrote {args.out}")
+    out = args.out or (None if args.smoke else RESULTS)
+    if out is not None:
+        Path(out).write_text(text + "\n")
+        print(f"wrote {out}")
     return 0
 
 
