@@ -157,7 +157,9 @@ def render(rows: list[dict], peak, info: dict, args) -> str:
              f"Written by `python -m benchmarks.cuda {' '.join(args.argv)}` on {info['date']}"
              " (see benchmarks/README.md). Median ms per training step (forward, backward, "
              "Adam), p10–p90 in brackets, the device synchronised before each clock stops; "
-             "ratios are of medians, > 1 means netdsl is faster.", ""]
+             "ratios are of medians, > 1 means netdsl is faster. netdsl's step copies its "
+             "outputs (loss, probabilities) back to the host every step, as `fit` does; "
+             "torch's step reads nothing back.", ""]
     if args.smoke:
         lines += ["**Smoke run**: toy sizes, one or two steps, netdsl in "
                   + ("Numba's CUDA simulator" if args.simulated else "the GPU")
