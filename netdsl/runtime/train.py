@@ -377,7 +377,8 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
         if stopping:
             result.stopped_early = True
             if verbose:
-                printer(f"early stopping: {monitor} has not improved for {waited} epochs; "
+                printer(f"early stopping: {monitor} has not improved for {waited} "
+                        f"epoch{'s' if waited != 1 else ''}; "
                         f"keeping the best weights ({monitor} {sign * best:.4g})")
             break
     if verbose and result.history:         # matrices have no table column: shown once here

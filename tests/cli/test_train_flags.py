@@ -91,3 +91,14 @@ def test_metrics_flag_takes_a_comma_list_or_the_files_list(folder, capsys, value
     assert header.split() == ["epoch", "loss", "val_loss", "accuracy", "f1", "val_accuracy",
                               "val_f1", "time"]
     assert lines[-1].startswith("trained Tiny for 1 epoch: loss ")      # not "1 epochs"
+
+
+def test_early_stopping_line_counts_epochs_in_words(folder, capsys):
+    (folder / "flag.net").write_text(MODEL.replace("EXTRA", ""))
+    # min_delta 10: no epoch after the first improves enough; patience 1 stops at epoch 2.
+    assert cli.main(["train", "flag.net", "--target", "reference", "--early-stopping",
+                     "patience=1, monitor=val_loss, min_delta=10"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].startswith("early stopping: val_loss has not improved for 1 epoch; "
+                                "keeping the best weights (val_loss "), lines[-2]
+    assert lines[-1].startswith("trained Tiny for 2 epochs: ")
