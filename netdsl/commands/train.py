@@ -27,8 +27,8 @@ OVERRIDES = {"epochs": int, "batch": int, "lr": float, "optimizer": str, "data":
              "shuffle": str, "early_stopping": str}
 # Flags whose value is written as in the train section: `--optimizer "Adam(lr=1e-2)"`,
 # `--schedule "step(every=5)"`, `--early-stopping "patience=3, monitor=val_loss"`,
-# `--test 'mnist(part="test")'` (or `--test 0.1`, `--test test.npz`).
-CALL_FLAGS = ("optimizer", "schedule", "early_stopping", "test")
+# `--test 'mnist(part="test")'` (or `--test 0.1`, `--test test.npz`), `--data "lookup(n=500)"`.
+CALL_FLAGS = ("optimizer", "schedule", "early_stopping", "test", "data", "validation")
 
 
 def _setup(parser: argparse.ArgumentParser) -> None:

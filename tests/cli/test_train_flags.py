@@ -102,3 +102,26 @@ def test_early_stopping_line_counts_epochs_in_words(folder, capsys):
     assert lines[-2].startswith("early stopping: val_loss has not improved for 1 epoch; "
                                 "keeping the best weights (val_loss "), lines[-2]
     assert lines[-1].startswith("trained Tiny for 2 epochs: ")
+
+
+@pytest.mark.parametrize("key", ["data", "validation"])
+def test_data_flags_take_a_built_in_data_set_with_options(folder, key):
+    # `--data "spirals(n=60, classes=3)"` as `data = spirals(n=60, classes=3)` (it was read as
+    # a file name: "unknown data set 'spirals(n=60, classes=3)'").
+    text = MODEL.replace("f32[B, 4]", "f32[B, 2]")
+    line = f"    {key} = spirals(n=60, classes=3)\n"
+    if key == "data":
+        text = text.replace('    data      = "data.npz"\n', "")
+    (folder / "file.net").write_text(text.replace("EXTRA", line))
+    np.savez(folder / "data.npz", x=np.random.default_rng(1).normal(size=(40, 2))
+             .astype(np.float32), y=np.arange(40) % 3)
+    (folder / "flag.net").write_text(text.replace("EXTRA", ""))
+    assert cli.main(["train", "file.net", "--out", "file.npz", "--quiet"]) == 0
+    assert cli.main(["train", "flag.net", "--out", "flag.npz", "--quiet",
+                     f"--{key}", "spirals(n=60, classes=3)"]) == 0
+    written, flagged = (load_checkpoint(folder / name) for name in ("file.npz", "flag.npz"))
+    for name in written.weights:
+        np.testing.assert_array_equal(written.weights[name], flagged.weights[name])
+    if key == "validation":      # both scored the spirals: the same val_loss in the history
+        rows = (checkpoint.meta["resume"]["history"] for checkpoint in (written, flagged))
+        assert [row["val_loss"] for row in next(rows)] == [row["val_loss"] for row in next(rows)]
