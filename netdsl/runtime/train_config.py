@@ -367,6 +367,15 @@ def with_overrides(config: TrainConfig, overrides: dict[str, Any],
     """A copy with keys overridden (`--epochs 3`, `fit(lr=0.1)`), each checked."""
     config = replace(config, optimizer_options=dict(config.optimizer_options),
                      spans=dict(config.spans), key_spans=dict(config.key_spans))
+    lr, optimizer = overrides.get("lr"), overrides.get("optimizer")
+    if lr is not None and isinstance(optimizer, CallValue) and "lr" in optimizer.kwargs \
+            and optimizer.kwargs["lr"] != lr:
+        # Both are the learning rate; one would be dropped without a word.
+        names = ("--lr", "--optimizer") if origin == "command line" else ("lr", "optimizer")
+        where = "" if origin == "command line" else f" ({origin})"
+        raise Error(f"{names[0]} {lr} and {names[1]} {optimizer.name}(lr="
+                    f"{optimizer.kwargs['lr']}) give two learning rates{where}",
+                    hint=f"give it once: {names[0]}, or lr= inside {names[1]}")
     for key, value in overrides.items():
         if value is None:
             continue

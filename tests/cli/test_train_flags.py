@@ -62,6 +62,10 @@ def test_a_flag_trains_as_the_key_written_in_the_file(folder, line, flag):
     (["--optimizer", "Adam(lr="], "--optimizer: cannot read 'Adam(lr=' as a train-section value"),
     (["--early-stopping", "patience=-1"], "early_stopping patience must be a whole number >= 0"),
     (["--schedule", "nosuch()"], "unknown schedule 'nosuch'"),
+    # Two learning rates: --optimizer's used to win silently, whatever the order.
+    (["--lr", "0.1", "--optimizer", "Adam(lr=0.2)"],
+     "error: --lr 0.1 and --optimizer Adam(lr=0.2) give two learning rates\n"
+     "hint: give it once: --lr, or lr= inside --optimizer"),
 ])
 def test_a_wrong_flag_value_is_one_error(folder, capsys, flag, message):
     (folder / "flag.net").write_text(MODEL.replace("EXTRA", ""))

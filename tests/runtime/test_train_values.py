@@ -221,3 +221,17 @@ def test_without_a_name_the_trained_model_is_chosen(tmp_path):
     assert netdsl.load(path, model="Other").name == "Other"
     path.write_text(MODEL + "model Other {\n    in z: f32[B, 2]\n    out y = z\n}\n")
     assert netdsl.load(path).name == "Other"          # no train section: the last model
+
+
+def test_one_learning_rate_from_fit_keywords(tmp_path):
+    # lr and optimizer's lr= are the same number written twice: they must agree.
+    from netdsl.runtime.train_config import CallValue, TrainConfig, with_overrides
+    config = TrainConfig()
+    with pytest.raises(Error, match=r"^error: lr 0.1 and optimizer SGD\(lr=0.5\) give two "
+                                    r"learning rates \(fit\)"):
+        with_overrides(config, {"lr": 0.1, "optimizer": CallValue("SGD", (), {"lr": 0.5})},
+                       origin="fit")
+    same = with_overrides(config, {"lr": 0.5, "optimizer": CallValue("SGD", (), {"lr": 0.5})})
+    assert same.optimizer_spec().lr == 0.5
+    other = with_overrides(config, {"lr": 0.3, "optimizer": CallValue("SGD", (), {})})
+    assert other.optimizer == "SGD" and other.optimizer_spec().lr == 0.3
