@@ -17,46 +17,13 @@ imported: building or checking a graph never needs them.
 """
 from __future__ import annotations
 
-from typing import Callable
+from ...lowering_registry import Lowering, LoweringRegistry
 
-Lowering = Callable[..., list[str]]
-
-_LOWERINGS: dict[str, Lowering] = {}
 _FAMILIES = ("concat", "conv", "cumulative", "indexing", "linalg", "nn", "pool", "random",
              "reduce", "shape", "unary")
-_loaded = False
+_REGISTRY = LoweringRegistry(__name__, _FAMILIES, "CPU")
+lowering = _REGISTRY.lowering          # decorator: register the CPU lowering of an op
+lowering_for = _REGISTRY.lowering_for  # the CPU lowering of an op, or None
+lowered_ops = _REGISTRY.lowered_ops    # the names of every op with a CPU lowering
 
-
-def lowering(op_name: str) -> Callable[[Lowering], Lowering]:
-    """Decorator: register the function as the CPU lowering of the op called `op_name`."""
-
-    def register(function: Lowering) -> Lowering:
-        if op_name in _LOWERINGS:
-            raise ValueError(f"op {op_name!r} has two CPU lowerings")
-        _LOWERINGS[op_name] = function
-        return function
-
-    return register
-
-
-def lowering_for(op) -> Lowering | None:
-    """The CPU lowering of `op` (an OpDef or an op name), or None when it has none."""
-    _load_families()
-    return _LOWERINGS.get(op if isinstance(op, str) else op.name)
-
-
-def lowered_ops() -> frozenset[str]:
-    """The names of every op with a CPU lowering."""
-    _load_families()
-    return frozenset(_LOWERINGS)
-
-
-def _load_families() -> None:
-    """Import every family module once, so that their @lowering functions register."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    import importlib
-    for family in _FAMILIES:
-        importlib.import_module(f"{__name__}.{family}")
+__all__ = ["Lowering", "lowered_ops", "lowering", "lowering_for"]

@@ -18,48 +18,13 @@ kernels).  The family modules import numba.cuda, so they load on the first looku
 """
 from __future__ import annotations
 
-from typing import Callable
+from ...lowering_registry import Lowering, LoweringRegistry
 
-Lowering = Callable[..., list[str]]
-
-_LOWERINGS: dict[str, Lowering] = {}
 _FAMILIES = ("conv", "cumulative", "indexing", "linalg", "nn", "pool", "random", "reduce",
              "shape")
-_loaded = False
+_REGISTRY = LoweringRegistry(__name__, _FAMILIES, "CUDA")
+lowering = _REGISTRY.lowering          # decorator: register the CUDA lowering of an op
+lowering_for = _REGISTRY.lowering_for  # the CUDA lowering of an op, or None
+lowered_ops = _REGISTRY.lowered_ops    # the names of every op with a CUDA lowering
 
-
-def lowering(op_name: str) -> Callable[[Lowering], Lowering]:
-    """Decorator: register the function as the CUDA lowering of the op called `op_name`."""
-
-    def register(function: Lowering) -> Lowering:
-        if op_name in _LOWERINGS:
-            raise ValueError(f"op {op_name!r} has two CUDA lowerings")
-        _LOWERINGS[op_name] = function
-        return function
-
-    return register
-
-
-def lowering_for(op) -> Lowering | None:
-    """The CUDA lowering of `op` (an OpDef or an op name), or None when it has none."""
-    _load_families()
-    return _LOWERINGS.get(op if isinstance(op, str) else op.name)
-
-
-def lowered_ops() -> frozenset[str]:
-    _load_families()
-    return frozenset(_LOWERINGS)
-
-
-def _load_families() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    import importlib
-    for family in _FAMILIES:
-        try:
-            importlib.import_module(f"{__name__}.{family}")
-        except ModuleNotFoundError as error:     # a family not written yet
-            if error.name != f"{__name__}.{family}":
-                raise
+__all__ = ["Lowering", "lowered_ops", "lowering", "lowering_for"]
