@@ -213,3 +213,33 @@ def render_results(rows, compile_result, info, args) -> str:
         lines += [f"| {t} | {m} | {v} |" for t, m, v in verdicts]
         lines.append("")
     return "\n".join(lines)
+
+
+def _section_span(text: str, heading: str) -> tuple[int, int] | None:
+    """(first, end) line indices of the "## " section starting with `heading`, or None."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(heading)]
+    if not starts:
+        return None
+    end = next((i for i in range(starts[0] + 1, len(lines)) if lines[i].startswith("## ")),
+               len(lines))
+    return starts[0], end
+
+
+def section(text: str, heading: str) -> str:
+    """The section of RESULTS.md's `text` under `heading` (to the next "## "), or ""."""
+    span = _section_span(text, heading)
+    return "" if span is None else "\n".join(text.splitlines()[span[0]:span[1]]).strip("\n")
+
+
+def replace_section(text: str, heading: str, body: str) -> str:
+    """`text` with its section under `heading` replaced by `body` (appended if absent): two
+    commands write RESULTS.md (run.py and scaling.py), each its own sections."""
+    lines = text.splitlines()
+    span = _section_span(text, heading)
+    new = body.strip("\n").splitlines()
+    if span is None:
+        lines = (lines + [""] if lines and lines[-1].strip() else lines) + new
+    else:
+        lines = lines[:span[0]] + new + ([""] if span[1] < len(lines) else []) + lines[span[1]:]
+    return "\n".join(lines).rstrip("\n") + "\n"

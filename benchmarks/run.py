@@ -41,6 +41,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "RESULTS.md"
+SCALING_HEADING = "## Scaling"          # scaling.py's section of RESULTS.md (its HEADING's start)
 if str(ROOT) not in sys.path:           # benchmark this checkout, installed or not
     sys.path.insert(0, str(ROOT))
 if str(HERE) not in sys.path:           # the benchmark's own modules, however it is started
@@ -61,6 +62,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", str(_threads_from_argv()))
 
 from processes import bench_compile, bench_workload, compile_child, workload_child  # noqa: E402
 from report import load_average, machine_info, render_results  # noqa: E402
+from report import replace_section, section  # noqa: E402
 from workloads import WORKLOAD_DEFS, WORKLOADS, import_torch  # noqa: E402
 
 
@@ -132,7 +134,10 @@ def main(argv=None) -> int:
     print(text)
     print(f"(benchmark ran {time.perf_counter() - began:.0f} s)")
     if args.write:
-        RESULTS.write_text(text + "\n")
+        # the scaling section is scaling.py's (python -m benchmarks.scaling --write): kept
+        old = RESULTS.read_text() if RESULTS.exists() else ""
+        kept = section(old, SCALING_HEADING)
+        RESULTS.write_text(replace_section(text, SCALING_HEADING, kept) if kept else text + "\n")
         print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 
