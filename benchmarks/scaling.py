@@ -15,7 +15,7 @@ take longer than the whole run.
 
 --write replaces the "## Scaling" section of benchmarks/RESULTS.md and leaves the others (run.py
 --write keeps this section in turn).  --smoke: toy sizes, one round, one thread (the test).
-~4-5 minutes on two cores.
+3-5 minutes on two cores (more under load).
 """
 from __future__ import annotations
 
@@ -37,8 +37,9 @@ for _path in (ROOT, HERE):              # this checkout, and the benchmark's sib
 
 import numpy as np  # noqa: E402
 
-from processes import child_env, run_child  # noqa: E402
-from report import Row, _cell, _ratio_cell, load_average, machine_info, replace_section  # noqa: E402,E501
+from processes import _threading_layer, child_env, run_child  # noqa: E402
+from report import Row, _cell, _ratio_cell, load_average, machine_info  # noqa: E402
+from report import replace_section  # noqa: E402
 from timing import Timing, interleaved  # noqa: E402
 from workloads import MODELS, WORKLOAD_DEFS, import_torch, mlp_data, mlp_torch  # noqa: E402
 from workloads import netdsl_stepper, torch_stepper  # noqa: E402
@@ -76,7 +77,6 @@ def mlp_workload(batch: int, width: int, directory: Path):
 
 def scaling_child(threads: int, smoke: bool) -> dict:
     """Time every point in this process (its thread counts set by the parent's environment)."""
-    from processes import _threading_layer
     torch = import_torch(threads)
     timing = SMOKE_TIMING if smoke else FULL_TIMING
     result: dict = {"threads": threads, "load_start": load_average(), "points": []}
