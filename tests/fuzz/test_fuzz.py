@@ -148,7 +148,7 @@ def _cuda_ready() -> bool:
 @pytest.mark.skipif(not _cuda_ready(), reason="no CUDA device and NUMBA_ENABLE_CUDASIM is off")
 def test_generated_programs_agree_on_cuda():
     """The campaign against the cuda target (the simulator in CI: small programs)."""
-    count = int(os.environ.get("NETDSL_FUZZ_CUDA_PROGRAMS", "60"))
+    count = int(os.environ.get("NETDSL_FUZZ_CUDA_PROGRAMS", "40"))
     lines: list[str] = []
     summary = run_campaign(seed=20261202, programs=count, jobs=2, statements=6, rotate=True,
                            shrink=False, report=lines.append, target="cuda")
