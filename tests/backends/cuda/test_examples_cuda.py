@@ -1,7 +1,8 @@
-"""Every example trains on the cuda target as on the cpu target (in the simulator in CI): on
-the first two examples of its own data set (four for the GAN) (sequences cut to eight steps where their length
-is free), the loss and every gradient (`loss_and_grad`)
-agree with the cpu target's, and one step of `fit` gives the same loss and moves the weights.
+"""Every example trains on the cuda target as on the cpu target (in the simulator in CI).  On
+the first two examples of its own data set (four for the GAN; sequences cut to eight steps
+where their length is free), the loss and every gradient (`loss_and_grad`) agree with the cpu
+target's, and one step of `fit` gives the same loss and moves the weights (the three slowest
+examples: the loss and gradients only).
 
 Weights after an Adam step are not compared element by element: Adam divides by the
 gradient's own scale, so a gradient that is rounding noise (a key bias under softmax, whose
@@ -32,6 +33,9 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 NAMES = sorted(path.name for path in EXAMPLES.glob("*.net"))
 BATCH = 2
 BATCHES = {"gan_ring.net": 4}  # its critic judges packs of four
+# The three slowest in the simulator (about 130 s each on a CI worker) check the loss and the
+# gradients only; the fit step on device-resident state is checked on the twelve others.
+GRADIENTS_ONLY = {"deep_residual.net", "gpt_tiny.net", "resnet_digits.net"}
 STEPS = 8                     # sequences cut to 8 steps where their length is a free dim
 
 
@@ -75,6 +79,8 @@ def test_example_trains_the_same_on_cuda(name):
             scale = max(float(np.abs(expected).max(initial=0.0)), 1e-3)
             np.testing.assert_allclose(cuda_grads[parameter], expected, rtol=1e-4,
                                        atol=1e-5 * scale, err_msg=f"{objective}: {parameter}")
+    if name in GRADIENTS_ONLY:
+        return
     cpu = _one_batch_fit(model, weights, data, "cpu")
     cuda = _one_batch_fit(model, weights, data, "cuda")
     for column, expected in cpu.history[0].items():
