@@ -21,6 +21,21 @@ from . import lowering
 TILE = 16
 
 
+@cuda.jit(device=True)
+def _matrix_bases(matrix, batch, a_strides, b_strides, a_size, b_size):
+    """Where output matrix `matrix` reads a and b: the batch index unravelled over out's batch
+    axes, each operand's stride 0 along an axis it broadcasts, times its matrix size."""
+    ia = 0
+    ib = 0
+    rest = matrix
+    for d in range(len(batch) - 1, -1, -1):
+        index = rest % batch[d]
+        rest //= batch[d]
+        ia += index * a_strides[d]
+        ib += index * b_strides[d]
+    return ia * a_size, ib * b_size
+
+
 def _make_kernel(tile: int, accumulate):
     @cuda.jit(cache=True)
     def kernel(a, b, out, m, n, k, transpose_a, transpose_b, batch, a_strides, b_strides,
@@ -37,18 +52,8 @@ def _make_kernel(tile: int, accumulate):
             rest = job % (tiles_m * tiles_n)
             row = (rest // tiles_n) * tile + ty
             col = (rest % tiles_n) * tile + tx
-            # which matrix of a and b: unravel the batch index over out's batch axes; an
-            # operand's stride is 0 along an axis it broadcasts
-            ia = 0
-            ib = 0
-            rest_batch = matrix
-            for d in range(len(batch) - 1, -1, -1):
-                index = rest_batch % batch[d]
-                rest_batch //= batch[d]
-                ia += index * a_strides[d]
-                ib += index * b_strides[d]
-            a_base = ia * a_rows * a_cols
-            b_base = ib * b_rows * b_cols
+            a_base, b_base = _matrix_bases(matrix, batch, a_strides, b_strides,
+                                           a_rows * a_cols, b_rows * b_cols)
             total = accumulate(0)
             for step in range((k + tile - 1) // tile):
                 kk = step * tile + tx
@@ -88,16 +93,8 @@ def _simple_kernel(a, b, out, m, n, k, transpose_a, transpose_b, batch, a_stride
         matrix = g // (m * n)
         row = (g % (m * n)) // n
         col = g % n
-        ia = 0
-        ib = 0
-        rest_batch = matrix
-        for d in range(len(batch) - 1, -1, -1):
-            index = rest_batch % batch[d]
-            rest_batch //= batch[d]
-            ia += index * a_strides[d]
-            ib += index * b_strides[d]
-        a_base = ia * a_rows * a_cols
-        b_base = ib * b_rows * b_cols
+        a_base, b_base = _matrix_bases(matrix, batch, a_strides, b_strides, a_rows * a_cols,
+                                       b_rows * b_cols)
         total = 0.0
         for j in range(k):
             x = a[a_base + j * a_cols + row] if transpose_a else a[a_base + row * a_cols + j]
