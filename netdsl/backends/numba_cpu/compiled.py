@@ -55,19 +55,7 @@ class CompiledGraph:
 
     def _args(self, feeds: Mapping[str, np.ndarray], user: Mapping[str, np.ndarray],
               offsets, arenas) -> list:
-        args = []
-        for kind, key in self.generated.params:
-            if kind == "input":
-                args.append(feeds[key])
-            elif kind == "param":
-                args.append(user[key])
-            elif kind == "const":
-                args.append(self._constants[key])
-            elif kind == "arena":
-                args.append(arenas[key])
-            else:
-                args.append(offsets)
-        return args
+        return driver_args(self.generated.params, feeds, user, self._constants, arenas, offsets)
 
     # -- the reference calling convention --------------------------------------------------
     def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -215,6 +203,25 @@ class BoundStep:
         return self._call(*converted)
 
 
+def driver_args(params, feeds, user, constants, arenas, offsets) -> list:
+    """A generated driver's arguments in the order of its `params` ((kind, key) pairs): fed
+    inputs, bound parameters, constants, one arena per dtype, then the offsets (any target
+    whose driver takes the cpu target's parameter list)."""
+    args = []
+    for kind, key in params:
+        if kind == "input":
+            args.append(feeds[key])
+        elif kind == "param":
+            args.append(user[key])
+        elif kind == "const":
+            args.append(constants[key])
+        elif kind == "arena":
+            args.append(arenas[key])
+        else:
+            args.append(offsets)
+    return args
+
+
 def index_error(graph: Graph, feeds: Mapping[str, np.ndarray], error: IndexError) -> Exception:
     """The Error for a kernel's INDEX_ERROR (any other IndexError is returned unchanged)."""
     if not str(error).startswith(INDEX_ERROR):
@@ -248,4 +255,4 @@ def _check_shape(name: str, array, value, bindings) -> None:
                     f"{list(shape)}")
 
 
-__all__ = ["BoundStep", "CompiledGraph"]
+__all__ = ["BoundStep", "CompiledGraph", "driver_args"]

@@ -22,7 +22,7 @@ import numpy as np
 
 from ...errors import Error
 from ...ir.graph import Graph
-from ..numba_cpu.compiled import _check_shape, _contiguous, index_error
+from ..numba_cpu.compiled import _check_shape, _contiguous, driver_args, index_error
 from ..reference import bind_dims
 
 # id(host array) -> (weak reference to it, its device copy): one device copy per host array.
@@ -61,19 +61,9 @@ class CudaCompiledGraph:
         return offsets
 
     def _args(self, feeds, user, offsets, arenas) -> list:
-        args = []
-        for kind, key in self.generated.params:
-            if kind == "input":
-                args.append(feeds[key])
-            elif kind == "param":
-                args.append(user[key])
-            elif kind == "const":
-                args.append(self._constants[key])
-            elif kind == "arena":
-                args.append(arenas[key])
-            else:
-                args.append(offsets.tolist())
-        return args
+        # The offsets as Python ints: the host driver slices device arrays with them.
+        return driver_args(self.generated.params, feeds, user, self._constants, arenas,
+                           offsets.tolist())
 
     def _call(self, args, feeds_host) -> tuple:
         try:
