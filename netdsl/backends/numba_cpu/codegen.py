@@ -49,11 +49,12 @@ from ...passes.memory import MemoryPlan
 from ..loopir import build_loop_nest, collapse
 from .emit import EmitContext
 from .function import FunctionWriter, has_nest, memory_key
-from .render import kernel_source
+from .render import FAST_MATH_IMPORTS, kernel_source
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 # Module-level names of every generated module (its imports) and Python's builtins.
-_MODULE_NAMES = frozenset({"np", "math", "njit", "prange", "_view", "_FASTMATH"}) | \
+_MODULE_NAMES = frozenset({"np", "math", "njit", "prange", "_view", "_FASTMATH", "_fast_exp",
+                           "_fast_tanh"}) | \
     frozenset(dir(builtins))
 
 
@@ -223,7 +224,7 @@ def generate_module(fused: FusedGraph, plan: MemoryPlan, options: CodegenOptions
 
 
 _HEADER = ["import math", "import numpy as np", "from numba import njit, prange",
-           "from netdsl.backends.numba_cpu.support import view as _view"]
+           "from netdsl.backends.numba_cpu.support import view as _view", *FAST_MATH_IMPORTS]
 _DECORATOR = "@njit(cache=True, fastmath=_FASTMATH, error_model='numpy')"
 
 

@@ -10,7 +10,20 @@ from __future__ import annotations
 from ...ir.types import DType
 from ..expr import Cast, Expr, Ref, parse_template
 from ..loopir import LoopNest
-from ..python_source import FUNCTIONS, literal, render, scalar_type
+from ..python_source import FUNCTIONS, literal, scalar_type
+from ..python_source import render as render_python
+
+# exp and tanh through fast_math.py: vectorisable float32 forms (libm's are scalar calls that
+# keep LLVM from vectorising a loop); the generated module imports them under these names.
+CPU_FUNCTIONS = {**FUNCTIONS, "exp": "_fast_exp", "tanh": "_fast_tanh"}
+FAST_MATH_IMPORTS = ["from netdsl.backends.numba_cpu.fast_math import exp as _fast_exp",
+                     "from netdsl.backends.numba_cpu.fast_math import tanh as _fast_tanh"]
+
+
+def render(expr: Expr, prefix: str = "") -> str:
+    """Source of a scalar expression in the cpu target's spelling."""
+    return render_python(expr, prefix, CPU_FUNCTIONS)
+
 
 def _accumulator_dtype(op: str, dtype: DType) -> DType:
     # Why f64: a long f32 sum drifts; the reference interpreter (NumPy's pairwise sum) does not.
@@ -150,4 +163,4 @@ def kernel_source(nest: LoopNest, memory=None, name: str = "kernel") -> tuple[st
                      ["    return 0"]), arrays
 
 
-__all__ = ["FUNCTIONS", "kernel_source", "literal", "render", "render_nest", "scalar_type"]
+__all__ = ["CPU_FUNCTIONS", "FAST_MATH_IMPORTS", "FUNCTIONS", "kernel_source", "literal", "render", "render_nest", "scalar_type"]
