@@ -2,9 +2,9 @@
 
 When the train loop finds the loss of step k non-finite, it asks `NonFiniteWatch.explain` for
 the error to raise.  Like PyTorch's anomaly mode, but only after the fact, so training pays
-nothing for it: the watch replays the epoch's steps with the compiled step, from a copy of the
-state taken when the epoch began (or from the initial weights, when the state is too large to
-copy every epoch), up to the step that went wrong:
+nothing for it: the watch replays the steps with the compiled step, from a copy of the state
+taken when an epoch began (the last one: a copy is taken at most every SNAPSHOT_SECONDS), or
+from the initial weights when the state is too large to copy, up to the step that went wrong:
 
 * the step whose loss is non-finite, or
 * an earlier step whose update left a non-finite weight although its loss was finite (the
@@ -20,6 +20,7 @@ learning-rate hint.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -27,9 +28,13 @@ import numpy as np
 from ..errors import Diagnostic, Error
 from . import data as data_module
 
-# States up to this size are copied at the start of every epoch, so that a replay is at most
-# one epoch long; larger ones replay from the initial weights instead of doubling the memory.
+# States up to this size are copied at the start of an epoch, so that a replay is short; larger
+# ones replay from the initial weights instead of doubling the memory.
 SNAPSHOT_BYTES = 64 << 20
+# ... and at most once every this many seconds: an epoch of microseconds (XOR's) would spend
+# more on the copy than on its step.  A replay then covers the epochs since the last copy,
+# about this much training time plus one epoch.
+SNAPSHOT_SECONDS = 0.05
 
 _HINTS = {
     "div": "a division by zero, or 0/0",
@@ -55,13 +60,25 @@ class NonFiniteWatch:
         self.failed_index = 0               # which step of the plan went wrong
         self.snapshot: tuple[int, int, dict | None, dict] | None = None
         self._copy = sum(array.nbytes for array in self.state.values()) <= SNAPSHOT_BYTES
+        self._taken = -np.inf               # perf_counter of the last copy
+        self.fresh = True                   # the run starts from `weights` (not a resume)
 
-    def epoch_started(self, epoch: int, first_step: int, rng: np.random.Generator) -> None:
-        """Remember the state and the shuffling generator as the epoch begins."""
-        if self._copy or self.snapshot is None:
-            state = {name: array.copy() for name, array in self.state.items()} \
-                if self._copy else None
-            self.snapshot = (epoch, first_step, state, rng.bit_generator.state)
+    def epoch_started(self, epoch: int, first_step: int, rng: np.random.Generator,
+                      rng_state: dict | None = None) -> None:
+        """Remember the state and the shuffling generator (`rng_state`, if the caller has it
+        already) as the epoch begins: the first time, then (when the state is small enough to
+        copy) once SNAPSHOT_SECONDS have passed since the last copy."""
+        if self.snapshot is not None and not (
+                self._copy and time.perf_counter() - self._taken >= SNAPSHOT_SECONDS):
+            return
+        # A fresh run's first step starts from the weights and zeros, which a replay from the
+        # beginning rebuilds: no copy is needed for it.
+        fresh = first_step == 1 and self.fresh
+        state = {name: array.copy() for name, array in self.state.items()} \
+            if self._copy and not fresh else None
+        self._taken = time.perf_counter()
+        self.snapshot = (epoch, first_step, state,
+                         rng_state if rng_state is not None else rng.bit_generator.state)
 
     def explain(self, loss: float, epoch: int, global_step: int, index: int = 0) -> Error:
         """The Error for a non-finite loss at `global_step`, in the plan's step `index` (see
@@ -90,8 +107,8 @@ class NonFiniteWatch:
         index = self.failed_index
         if self.snapshot is None:
             return "no snapshot of the weights to replay from"
-        _, first, saved, rng_state = self.snapshot
-        if saved is None:                    # too large to copy: replay from the beginning
+        since, first, saved, rng_state = self.snapshot
+        if saved is None:           # not copied (a fresh start, or too large): from the beginning
             first = 1
             saved = {name: np.array(self.weights[name], dtype=array.dtype)
                      if name in self.weights else np.zeros_like(array)
@@ -101,7 +118,7 @@ class NonFiniteWatch:
         else:
             rng = np.random.default_rng()
             rng.bit_generator.state = rng_state
-            epochs = range(epoch, epoch + 1)
+            epochs = range(since, epoch + 1)
         for name, array in self.state.items():
             array[...] = saved[name]
         if not _all_finite(self.state):

@@ -54,6 +54,11 @@ class GradNorms:
         for number, output in self._by_step[step_index]:
             sums[number] += float(outputs[output])
 
+    def outputs_of(self, step_index: int) -> list[tuple[int, int]]:
+        """(column number into `sums`, output index) of each norm of step `step_index`: what
+        the training loop adds per run when it keeps the sums itself (runtime/epoch.py)."""
+        return self._by_step[step_index]
+
     def row(self) -> dict[str, float]:
         """The epoch's mean of every norm (steps that never ran are left out)."""
         return {column: total / self.updates[index]

@@ -183,6 +183,64 @@ class Metric:
         self.matrix = np.zeros((size, size), dtype=np.int64)
 
 
+class MetricSet:
+    """Several metrics of one prediction and label, fed batch by batch as training feeds them:
+    each batch's class ids are found once for all of them (`to_class_ids`, which also raises
+    for predictions and labels that do not line up, at that batch), and the confusion matrix
+    is counted from the ids of many batches at once (`flush`, before anything reads the
+    metrics' matrices).  Every metric must share the threshold, class count and ignore_index
+    (make_metric's defaults with one ignore_index, as fit makes them)."""
+
+    # Ids kept before a flush counts them, bounding the memory (8 bytes each, twice).
+    FLUSH_IDS = 1 << 20
+
+    def __init__(self, metrics: dict[str, Metric]):
+        self.metrics = metrics
+        first = next(iter(metrics.values()), None)
+        self.threshold = first.threshold if first is not None else 0.5
+        self.ignore_index = first.ignore_index if first is not None else None
+        self.num_classes = first.num_classes if first is not None else None
+        self._predicted: list[np.ndarray] = []
+        self._truth: list[np.ndarray] = []
+        self._classes = 0
+        self._kept = 0
+
+    def update(self, predictions, labels) -> None:
+        """Add one batch (as `Metric.update` does to each metric)."""
+        if not self.metrics:
+            return
+        predicted, truth, classes = to_class_ids(predictions, labels, self.threshold,
+                                                 self.ignore_index)
+        if self.num_classes is not None and classes > self.num_classes:
+            raise Error(f"the metric expects {self.num_classes} classes but the predictions "
+                        f"or labels have {classes}")
+        self._predicted.append(predicted)
+        self._truth.append(truth)
+        self._classes = max(self._classes, classes)
+        self._kept += predicted.size
+        if self._kept >= self.FLUSH_IDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Count the batches kept so far into every metric's confusion matrix."""
+        if not self._predicted:
+            return
+        classes = self.num_classes if self.num_classes is not None else self._classes
+        predicted = np.concatenate(self._predicted)
+        truth = np.concatenate(self._truth)
+        counted = np.bincount(truth * classes + predicted, minlength=classes * classes)
+        batch = counted.reshape(classes, classes).astype(np.int64)
+        for metric in self.metrics.values():
+            size = max(len(batch), len(metric.matrix))
+            metric.matrix = _pad(metric.matrix, size) + _pad(batch, size)
+        self._predicted, self._truth, self._classes, self._kept = [], [], 0, 0
+
+    def results(self) -> dict[str, float | np.ndarray]:
+        """Every metric's value over the batches seen."""
+        self.flush()
+        return {name: metric.result() for name, metric in self.metrics.items()}
+
+
 def _pad(matrix: np.ndarray, size: int) -> np.ndarray:
     grow = size - len(matrix)
     return np.pad(matrix, ((0, grow), (0, grow))) if grow else matrix

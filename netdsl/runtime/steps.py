@@ -63,6 +63,7 @@ class TrainingPlan:
 
     steps: list[TrainingStep]
     storage: dict[str, np.ndarray] = field(default_factory=dict)
+    _synchronizers: list | None = field(default=None, repr=False, compare=False)
 
     def due(self, number: int) -> Iterator[tuple[int, TrainingStep, dict[str, Any]]]:
         """(index, step, hyper inputs) of every step that runs on batch `number` (counted from 1
@@ -79,10 +80,12 @@ class TrainingPlan:
     def to_host(self) -> None:
         """Bring the storage up to date where steps keep it elsewhere (the cuda target keeps
         parameters and optimiser state on the device): before anything reads `storage`."""
-        for step in self.steps:
-            synchronize = getattr(getattr(step.call, "bound", None), "synchronize", None)
-            if synchronize is not None:
-                synchronize()
+        if self._synchronizers is None:         # found once: fit calls this every epoch
+            self._synchronizers = [
+                synchronize for step in self.steps if (synchronize := getattr(
+                    getattr(step.call, "bound", None), "synchronize", None)) is not None]
+        for synchronize in self._synchronizers:
+            synchronize()
 
     def to_device(self) -> None:
         """Send `storage` to where the steps keep it, after the caller changed it (a resumed

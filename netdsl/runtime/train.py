@@ -18,9 +18,11 @@ from ..errors import Error
 from ..ir.graph import Graph
 from . import data as data_module
 from .anomaly import NonFiniteWatch
+from .batcher import Batcher
+from .epoch import EpochRunner, EpochSums
 from .grad_norms import GradNorms
 from .input_checks import index_ranges
-from .metrics import check_metric_labels, make_metric, metric_sources
+from .metrics import MetricSet, check_metric_labels, make_metric, metric_sources
 from .progress import (ProgressBar, format_epoch_header, format_epoch_row, format_matrix,
                        format_value, is_matrix)
 from .train_config import TrainConfig, check_validation_monitors
@@ -224,11 +226,10 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
             model, target, config.metrics, label, prediction)) if validation is not None else None
     steps, state = plan.steps, plan.storage
     batch_inputs = plan.batch_inputs
-    # The prediction for the training metrics: from the last step that outputs it.
-    predicting = [step for step in steps if step.prediction_index is not None][-1:]
     rng = np.random.default_rng(config.seed)
     # A non-finite loss is traced to the op that made it by replaying the step (anomaly.py).
     watch = NonFiniteWatch(plan, weights, train_data, config)
+    watch.fresh = resume is None
     result = FitResult(weights={})
     metric_names = config.metrics
     # Positions the loss ignores (cross_entropy's ignore_index: padding) do not count either.
@@ -280,59 +281,48 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                                             if step.schedule.plateau is not None else None
                                             for step in steps])
 
+    # The batches, each input gathered into buffers kept from batch to batch (batcher.py), and
+    # the loop over them (epoch.py).
+    batcher = Batcher(train_data, config.batch,
+                      batch_inputs + ([label] if label and label not in batch_inputs else []))
+    runner = EpochRunner(plan, batcher, terms, norms, watch, label, should_stop)
+    # (column, step, its rate when the schedule is constant): the row's learning rates.
+    lr_steps = [(name, step, step.learning_rate(1) if step.schedule.name == "constant" else None)
+                for name, step in zip(lr_names, steps)]
+    no_metrics = MetricSet({})
+    plateaus = [step.schedule.plateau for step in steps if step.schedule.plateau is not None]
     for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
-        epoch_rng = rng.bit_generator.state
+        # The generator as the epoch begins, for a resume state saved mid-epoch: only a run
+        # that can be stopped mid-epoch needs it (~1 us an epoch).
+        epoch_rng = rng.bit_generator.state if should_stop is not None else None
         # The watch replays an epoch from its start (or the run's): not a resumed one's.
         if resume is None or (skip == 0 and watch._copy):
-            watch.epoch_started(epoch, global_step + 1, rng)
-        totals, counts = [0.0] * len(steps), [0] * len(steps)
-        term_totals = [0.0] * len(terms)
+            watch.epoch_started(epoch, global_step + 1, rng, epoch_rng)
         norms.start(resume.partial.get("norms") if skip else None)
-        if skip:
-            totals, counts, term_totals = _partial(resume.partial, len(steps), len(terms), source)
-
+        totals, counts, term_totals = _partial(resume.partial, len(steps), len(terms), source) \
+            if skip else ([0.0] * len(steps), [0] * len(steps), [0.0] * len(terms))
         train_metrics = {name: make_metric(name, ignore_index=ignore_index)
                          for name in metric_names}
         if skip:                    # the steps before the interrupt count towards the metrics
             _partial_metrics(resume.partial, train_metrics, source)
+        sums = EpochSums(totals, counts, term_totals,
+                         MetricSet(train_metrics) if train_metrics else no_metrics)
         bar = ProgressBar(steps_per_epoch, f"epoch {epoch}/{config.epochs}",
                           start=skip) if verbose else None
-        for done, chunk in enumerate(data_module.batches(train_data, config.batch,
-                                                         shuffle=config.shuffle, rng=rng)):
-            if done < skip:                     # done before the checkpoint was saved
-                continue
-            if should_stop is not None and should_stop():
-                result.interrupted = (epoch, done)
-                result.resume = snapshot(epoch, done, epoch_rng, {
-                    "totals": totals, "counts": counts, "terms": term_totals,
-                    "norms": norms.partial(),
-                    "metrics": {name: metric.matrix.tolist() for name, metric in
-                                train_metrics.items() if metric.matrix.size}})
-                break
-            global_step += 1
-            size = len(chunk[batch_inputs[0]]) if batch_inputs else 1
-            loss = 0.0
-            for index, step, extra in plan.due(global_step):
-                outputs = step(chunk, extra)
-                step_loss = float(outputs[step.loss_index])
-                if not np.isfinite(step_loss):
-                    raise watch.explain(step_loss, epoch, global_step, index)
-                loss += step_loss
-                totals[index] += step_loss * size
-                counts[index] += size
-                norms.add(index, outputs)
-                for number, (_, step_index, output, _) in enumerate(terms):
-                    if step_index == index:
-                        term_totals[number] += float(outputs[output]) * size
-                if label and predicting and step is predicting[0]:
-                    for metric in train_metrics.values():
-                        metric.update(outputs[step.prediction_index], chunk[label])
-            if bar is not None:
-                bar.update(examples=size, loss=loss)
+        order = batcher.order(config.shuffle, rng)
+        global_step, stopped = runner.run(epoch, order, skip, global_step, sums, bar)
+        sums.metrics.flush()
         if bar is not None:
             bar.close()
         plan.to_host()                          # the device's state, before anything reads it
+        if stopped is not None:
+            result.interrupted = (epoch, stopped)
+            result.resume = snapshot(epoch, stopped, epoch_rng, {
+                "totals": totals, "counts": counts, "terms": term_totals,
+                "norms": norms.partial(),
+                "metrics": {name: metric.matrix.tolist() for name, metric in
+                            train_metrics.items() if metric.matrix.size}})
         skip = 0
         if result.interrupted is not None:      # the partial epoch has no row
             break
@@ -340,21 +330,22 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
         row: dict[str, Any] = {"epoch": epoch, "loss": sum(means)}
         for (column, step_index, _, _), total in zip(terms, term_totals):
             row[column] = total / max(counts[step_index], 1)
-        row.update({name: metric.result() for name, metric in train_metrics.items()})
+        if train_metrics:
+            row.update({name: metric.result() for name, metric in train_metrics.items()})
         if evaluator is not None:
             current = {name: state[name] for name in model.parameter_shapes}
             scores = evaluator(current, validation, config.batch)
             row["val_loss"] = sum(scores[name] for name in evaluator.loss_names)
             row.update({f"val_{column}": scores[name] for column, _, _, name in terms})
             row.update({f"val_{name}": scores[name] for name in metric_names})
-        row.update((name, step.learning_rate(global_step)) for name, step in zip(lr_names, steps))
+        for name, step, constant in lr_steps:
+            row[name] = constant if constant is not None else step.learning_rate(global_step)
         row.update(norms.row())
         row["seconds"] = time.perf_counter() - started
         row["examples_per_second"] = max(counts, default=0) / max(row["seconds"], 1e-9)
         result.history.append(row)
-        for step in steps:           # reduce_on_plateau sets the next epoch's rate from the row
-            if step.schedule.plateau is not None:
-                step.schedule.plateau.observe(row)
+        for plateau in plateaus:     # reduce_on_plateau sets the next epoch's rate from the row
+            plateau.observe(row)
         stopping = False
         if verbose:
             printer(format_epoch_row(epoch, config.epochs, {k: row[k] for k in columns},
