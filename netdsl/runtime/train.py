@@ -3,8 +3,10 @@
 The training plan (runtime/steps.py) is a list of compiled steps, one per objective (one for
 most models), each a single call per batch that runs forward, loss, gradients and the
 optimiser's update; parameters and state (optimiser slots, running statistics) live in one
-storage dict the steps update in place.  Each epoch then runs the inference graph over the
-validation split for its loss and metrics.
+storage dict the steps update in place.  `fit` runs the epochs: each one's batches go
+through the steps in runtime/epoch.py (batches gathered by runtime/batcher.py), then the
+inference graph scores the validation split (runtime/evaluate.py), and the epoch's row goes into
+the history, the table, early stopping and the schedules.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from . import data as data_module
 from .anomaly import NonFiniteWatch
 from .batcher import Batcher
 from .epoch import EpochRunner, EpochSums
+from .evaluate import Evaluator
 from .grad_norms import GradNorms
 from .input_checks import index_ranges
 from .metrics import MetricSet, check_metric_labels, make_metric, metric_sources
@@ -97,43 +100,6 @@ def prepare_splits(model, config: TrainConfig,
     train, validation = data_module.split(train, config.split, seed=config.seed,
                                           span=config.spans.get("split"))
     return train, validation, test
-
-
-class _Evaluator:
-    """Validation: loss and metrics of the inference graph over a data set, batched."""
-
-    def __init__(self, model, target: str, metric_names: list[str], label: str | None,
-                 prediction: str | None):
-        from ..compiler import compile_step
-        self.compiled = compile_step(model.graph.restricted(keep_losses=True), target=target)
-        self.graph = self.compiled.graph
-        self.metric_names, self.label, self.prediction = metric_names, label, prediction
-        self.loss_names = [loss.name for loss in self.graph.losses]
-        self.ignore_index = model.graph.ignored_labels.get(label)
-
-    def __call__(self, weights: dict[str, np.ndarray], dataset: dict[str, np.ndarray],
-                 batch: int) -> dict[str, float]:
-        totals = {name: 0.0 for name in self.loss_names}
-        metrics = {name: make_metric(name, ignore_index=self.ignore_index)
-                   for name in self.metric_names}
-        count = 0
-        names = [v.name for v in self.graph.inputs]
-        for chunk in data_module.batches(dataset, max(batch, 256), shuffle=False):
-            arrays = dict(weights)
-            arrays.update({name: chunk[name] for name in names if name in chunk})
-            if "__rng__" in names:
-                arrays["__rng__"] = np.asarray(0, np.int64)
-            results = self.compiled.run(arrays)
-            size = len(next(iter(chunk.values())))
-            count += size
-            for name in self.loss_names:
-                totals[name] += float(results[name]) * size
-            if self.label and self.prediction:
-                for metric in metrics.values():
-                    metric.update(results[self.prediction], chunk[self.label])
-        out = {name: value / max(count, 1) for name, value in totals.items()}
-        out.update({name: metric.result() for name, metric in metrics.items()})
-        return out
 
 
 def _label_and_prediction(model, config: TrainConfig) -> tuple[str | None, str | None]:
@@ -222,7 +188,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     with compiling(model.name, objectives, target, printer if verbose else None) as phases:
         plan = build_plan(model, weights, config, target, prediction, steps_per_epoch,
                           trace=phases, on_step=phases.on_step)
-        evaluator = phases.validation(lambda: _Evaluator(
+        evaluator = phases.validation(lambda: Evaluator(
             model, target, config.metrics, label, prediction)) if validation is not None else None
     steps, state = plan.steps, plan.storage
     batch_inputs = plan.batch_inputs
@@ -386,7 +352,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     result.optimizer_state = {name: array for name, array in state.items()
                               if name not in model.parameter_shapes}
     if test_data is not None and result.interrupted is None:
-        tester = evaluator or _Evaluator(model, target, metric_names, label, prediction)
+        tester = evaluator or Evaluator(model, target, metric_names, label, prediction)
         result.test = _test_scores(tester, result.weights, test_data, config.batch, terms)
         if verbose:
             shown = ", ".join(f"{name} {format_value(value)}" for name, value in
@@ -400,7 +366,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     return result
 
 
-def _test_scores(evaluator: _Evaluator, weights: dict, test_data: dict, batch: int,
+def _test_scores(evaluator: Evaluator, weights: dict, test_data: dict, batch: int,
                  terms: list) -> dict[str, Any]:
     """The test set's loss, each loss column and each metric, named as the epoch table names
     the training ones (`loss`, `kl`, `accuracy`)."""
