@@ -21,7 +21,7 @@ from ...ir.types import dim_prod
 # A body whose largest product does at most this many multiply-adds runs its steps with one
 # BLAS thread: handing a gemm this small to a second thread and waiting for it costs more than
 # it saves (blas_threads.py; 2**24 is about a millisecond of one core's gemm).
-ONE_THREAD_WORK = 1 << 24
+ONE_THREAD_WORK = 1 << 20
 
 
 def emit_scan(writer, node, ins: list[str], outs: list[str]) -> list[str]:

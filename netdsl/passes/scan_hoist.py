@@ -1,0 +1,104 @@
+"""Products of a step's sequence slice with a loop constant leave the loop as one product.
+
+In a `scan` body, `x_t @ W` where `x_t` is a slice of one of the scan's sequences and `W` one
+of its constants does not depend on the loop's carries: every step's product can be made
+before the loop, as one product of the whole stacked sequence with `W`, and the body reads its
+slice of that like any other sequence.  T small products ([32, 128] @ [128, 512], 32 times)
+become one large one ([1024, 128] @ [128, 512]), which BLAS runs several times faster per
+multiply-add and with one hand-over to its threads instead of T.
+
+Where it matters: the gradient of a recurrent layer (passes/scan_grad.py) recomputes each step
+from the stored carry entering it, `h_{t-1} @ W_hhᵀ` included.  In the gradient's loop the
+stored carries are sequences, so that recomputed product leaves the loop here (measured on the
+LSTM and GRU benchmarks, T 32, B 32, H 128, one thread, with and without this pass interleaved
+in one process: 6% less time per training step for each).  An RNN written with
+the input product inside its body (`x_t @ transpose(w_ih)`) gets the input projection PyTorch
+makes outside the loop.
+
+When: `matmul(a, w)` in a body with `a` a sequence input of the body, `w` a constant input of
+rank 2 (so it broadcasts over every leading axis) and `a` not transposed, and the time axis not
+the stacked sequence's last one.  Then, per step t, `(stacked @ w)` sliced at t is `a_t @ w`
+row for row, with the same transpose flag on `w`.  The body gets the product's slice as a new
+sequence input after the others; the constant, if nothing else reads it, is dropped by DCE's
+pruning of scans (passes/dce.py via the op's `prune` rule).  It runs after autodiff, so no
+gradient flows through the rewritten loop.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..ir.graph import Graph, GraphBuilder, Node, Value
+from .rewrite import Rebuilder, as_values, graph_pass, map_bodies
+
+
+def _hoistable(node: Node, sequences: dict[int, int], constants: dict[int, int],
+               axis: int) -> tuple[int, int] | None:
+    """(sequence index, constant index) when `node` is a product that can leave the loop."""
+    if node.op.name != "matmul" or node.attrs.get("transpose_a"):
+        return None
+    a, w = node.inputs
+    if a.id not in sequences or w.id not in constants or w.rank != 2 or a.rank < 2:
+        return None
+    if axis > a.rank - 1:                       # the time axis would be the stacked last one
+        return None
+    return sequences[a.id], constants[w.id]
+
+
+def _hoist(builder: GraphBuilder, node: Node, inputs: tuple[Value, ...],
+           attrs: dict) -> tuple[Value, ...] | None:
+    """The scan `node` (inputs and body already rewritten) with its hoistable products made
+    before it; None when it has none."""
+    body: Graph = attrs["body"]
+    n_carry, n_seq, axis = attrs["n_carry"], attrs["n_seq"], attrs["axis"]
+    slices = body.inputs[n_carry:n_carry + n_seq]
+    consts = body.inputs[n_carry + n_seq:]
+    sequences = {v.id: j for j, v in enumerate(slices)}
+    constants = {v.id: m for m, v in enumerate(consts)}
+    found = [(n, where) for n in body.nodes
+             if (where := _hoistable(n, sequences, constants, axis)) is not None]
+    if not found:
+        return None
+    outer_sequences = list(inputs[n_carry:n_carry + n_seq])
+    outer_constants = list(inputs[n_carry + n_seq:])
+    rebuilder = Rebuilder(body)
+    steps = {}                                  # product node id -> its step's new input
+    for product, (j, m) in found:
+        stacked = builder.op("matmul", outer_sequences[j], outer_constants[m],
+                             transpose_a=False,
+                             transpose_b=bool(product.attrs.get("transpose_b")))
+        outer_sequences.append(stacked)
+        steps[product.id] = Value(product.outputs[0].type, kind="input",
+                                  name=f"hoisted{len(steps)}")
+    # the new slices go after the body's other sequence inputs, before its constants
+    rebuilder.graph.inputs[n_carry + n_seq:n_carry + n_seq] = list(steps.values())
+    for body_node in body.nodes:
+        if body_node.id in steps:
+            rebuilder.replace(body_node.outputs[0], steps[body_node.id])
+        else:
+            rebuilder.copy(body_node)
+    new_body = rebuilder.finish()
+    new_attrs = dict(attrs, body=new_body, n_seq=n_seq + len(steps))
+    carries = list(inputs[:n_carry])
+    return as_values(builder.op("scan", *carries, *outer_sequences, *outer_constants,
+                                **new_attrs))
+
+
+@graph_pass
+def hoist_scan_products(graph: Graph, bodies: Callable[[Graph], Graph]) -> Graph:
+    """A new graph in which no scan body multiplies a sequence slice by a loop constant."""
+    rebuilder = Rebuilder(graph)
+    for node in graph.nodes:
+        attrs = map_bodies(node, bodies)
+        if node.op.name == "scan":
+            effective = attrs if attrs is not None else node.attrs
+            with rebuilder.like(node) as builder:
+                outputs = _hoist(builder, node, rebuilder.inputs_of(node), effective)
+            if outputs is not None:
+                for old, new in zip(node.outputs, outputs):
+                    rebuilder.replace(old, new)
+                continue
+        rebuilder.copy(node, attrs)
+    return rebuilder.finish()
+
+
+__all__ = ["hoist_scan_products"]
