@@ -20,7 +20,10 @@ from ...ir.types import dim_prod
 
 # A body whose largest product does at most this many multiply-adds runs its steps with one
 # BLAS thread: handing a gemm this small to a second thread and waiting for it costs more than
-# it saves (blas_threads.py; 2**24 is about a millisecond of one core's gemm).
+# it saves (blas_threads.py).  2**20 (about 30 us of one core's gemm): the LSTM benchmark's
+# [32, 128] @ [128, 512] steps (2**21) took 9.4 ms a training step with one thread against 6.7
+# with two on a quiet machine (2**24 kept them on one).  This applies only where BLAS may use
+# several threads at all: `fit` allows one unless NETDSL_BLAS_THREADS says more.
 ONE_THREAD_WORK = 1 << 20
 
 
