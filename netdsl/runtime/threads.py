@@ -25,5 +25,18 @@ def blas_thread_count() -> int:
 def limited_blas_threads() -> Iterator[None]:
     """Run the body with BLAS limited to NETDSL_BLAS_THREADS threads."""
     from threadpoolctl import threadpool_limits
+    _load_compiled_blas()
     with threadpool_limits(limits=blas_thread_count(), user_api="blas"):
         yield
+
+
+def _load_compiled_blas() -> None:
+    """Load the BLAS that Numba's compiled matmuls call (SciPy's, not NumPy's) before the limit
+    is set: threadpoolctl limits only libraries already loaded, and Numba loads SciPy's during
+    the first compile or cache load, inside the limited block.  Without this the first fit of a
+    process ran its matmuls on SciPy's default thread count (slower on a busy machine, and
+    summing in another order: its history differed from the next fit's in the 8th digit)."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:                  # without SciPy, Numba has no BLAS matmul to limit
+        pass

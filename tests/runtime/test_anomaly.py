@@ -69,14 +69,26 @@ def test_an_update_that_overflows_blames_the_optimizer(tmp_path):
 
 def test_a_late_overflow_is_found_by_either_replay(tmp_path, monkeypatch):
     # Minimising -h^2 multiplies the weights by ~11 a step: the loss overflows after several
-    # epochs.  A replay from the epoch's copy and one from the initial weights must agree.
-    results = []
-    for snapshot in (anomaly.SNAPSHOT_BYTES, 0):     # 0: too large to copy, replay from start
+    # epochs.  A replay from the failing epoch's copy, from an older epoch's copy (a copy is
+    # taken at most every SNAPSHOT_SECONDS) and from the initial weights must agree.
+    results, real = [], anomaly.NonFiniteWatch._replay
+    for snapshot, seconds in ((anomaly.SNAPSHOT_BYTES, 0.0), (anomaly.SNAPSHOT_BYTES, 1e9),
+                              (0, 0.0)):             # 0 bytes: too large to copy
         monkeypatch.setattr(anomaly, "SNAPSHOT_BYTES", snapshot)
+        monkeypatch.setattr(anomaly, "SNAPSHOT_SECONDS", seconds)
+        replays = []
+
+        def replay(self, epoch, global_step):
+            replays.append((self.snapshot[0], self.snapshot[2] is not None))
+            return real(self, epoch, global_step)
+        monkeypatch.setattr(anomaly.NonFiniteWatch, "_replay", replay)
         error = _fit(tmp_path, "0.0 - mean(h * h)", epochs=50, optimizer="SGD(lr=1.0)",
                      examples=12)
         results.append(error.message)
-    assert results[0] == results[1]
+        failed = int(error.message.split("at epoch ")[1].split(",")[0])
+        # (the epoch its snapshot was taken at, whether it holds a copy)
+        assert replays == [[(failed, True), (1, False), (1, False)][len(results) - 1]]
+    assert results[0] == results[1] == results[2]
     assert "epoch 1," not in results[0] and "the first non-finite value was made by" \
         in results[0]
 

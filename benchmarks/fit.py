@@ -1,0 +1,292 @@
+"""Whole training runs: netdsl's `fit` against a plain PyTorch loop, and against its own step.
+
+    python -m benchmarks.fit [--threads 2,1] [--write] [--smoke]
+
+Runs (workloads.py's models, data shapes and optimisers; fixed random data, no validation):
+
+    xor    2,000 epochs of one batch of 4 (the four XOR points), Adam(lr=0.05)
+    mlp    3 epochs of 2,048 examples in batches of 128 (48 steps), Adam(lr=1e-3)
+    lenet  2 epochs of 1,024 examples in batches of 64 (32 steps), Adam(lr=1e-3)
+
+netdsl: `runtime.train.fit` with the model's train section (split = 1.0, shuffled, seed 0),
+as `Model.fit` and `netdsl train` run it, from the compile cache (one untimed fit first fills
+it).  Its `should_stop` is only a clock: its first call marks the end of the setup (data
+binding, the compiler's cache-hit path, binding the step), so the table splits the fit into
+setup and loop.  torch: build the module and a fused Adam (as workloads.torch_stepper), then
+per epoch `torch.randperm` and per batch index the tensors, zero_grad, forward, loss,
+backward, step and `loss.item()` (fit reads each step's loss too).  Beside them, each side's
+one training step on one batch (workloads.netdsl_stepper / torch_stepper), timed step by
+step, times the number of steps: fit / (steps x step) is what the loop costs around the
+steps (1.00: nothing).
+
+Each thread count runs in its own subprocess (processes.py: N threads for torch, Numba and
+OpenBLAS); in it the four contenders of a workload alternate round by round in rotating
+order (medians with p10-p90 over the rounds; the steps: over every step timed; at least 3
+rounds, fewer than planned once a run passes 25 s), with the load average at the start and
+end.  --write replaces the "## Whole runs" section of
+benchmarks/RESULTS.md and leaves the others.  --smoke: tiny runs, two rounds (the test).
+About 1-2 minutes on two cores.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "RESULTS.md"
+for _path in (ROOT, HERE):              # this checkout, and the benchmark's sibling modules
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+import numpy as np  # noqa: E402
+
+from processes import _threading_layer, child_env, run_child  # noqa: E402
+from report import _cell, _ratio_cell, load_average, machine_info, replace_section  # noqa: E402
+from timing import Timing  # noqa: E402
+from workloads import WORKLOAD_DEFS, import_torch, netdsl_stepper, torch_stepper  # noqa: E402
+
+HEADING = "## Whole runs"
+# key -> (examples, epochs, rounds); the batch is the workload's.
+RUNS = {"xor": (4, 2000, 9), "mlp": (2048, 3, 7), "lenet": (1024, 2, 7)}
+SMOKE_RUNS = {"xor": (4, 20, 2), "mlp": (256, 1, 2), "lenet": (128, 1, 2)}
+BATCH = {"xor": 4, "mlp": 128, "lenet": 64}
+STEP_BLOCK_S = 0.1                      # each round's block of single steps, per side
+# Rounds stop early (after at least MIN_ROUNDS) once a run has taken this long: on a busy
+# machine torch's thread pool can make XOR's 2,000 epochs take seconds each.
+BUDGET_S, MIN_ROUNDS = 25.0, 3
+
+
+def run_data(key: str, examples: int) -> dict[str, np.ndarray]:
+    """The run's data: XOR's four points, or `examples` of the workload's random data."""
+    workload = WORKLOAD_DEFS[key]
+    if key == "xor":
+        return workload.data(np.random.default_rng(0))
+    batch = BATCH[key]
+    parts = [workload.data(np.random.default_rng(seed)) for seed in range(examples // batch)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def netdsl_fit(key: str, data: dict, epochs: int):
+    """A function running one whole netdsl fit; it returns (setup seconds, final loss)."""
+    import netdsl
+    from netdsl.runtime.train import fit
+    from netdsl.runtime.train_config import with_overrides
+    model = netdsl.load(WORKLOAD_DEFS[key].net)
+    weights = model.init(seed=0)
+    config = with_overrides(model.train_config, {"epochs": epochs, "split": 1.0,
+                                                 "batch": BATCH[key]}, origin="benchmark")
+
+    def run():
+        began = time.perf_counter()
+        first: list[float] = []
+
+        def clock() -> bool:
+            if not first:
+                first.append(time.perf_counter())
+            return False
+        result = fit(model, weights, config, data=data, verbose=False, should_stop=clock)
+        return first[0] - began, result.history[-1]["loss"]
+    return run
+
+
+def torch_fit(torch, key: str, data: dict, epochs: int):
+    """A function running the same training as a plain PyTorch loop; returns (setup seconds,
+    final epoch's mean loss)."""
+    workload = WORKLOAD_DEFS[key]
+    x_name, y_name = ("x", "y") if workload.torch_loss == "bce_logits" else ("image", "label")
+    x, y = torch.from_numpy(data[x_name]), torch.from_numpy(data[y_name])
+    batch, examples = BATCH[key], len(data[x_name])
+
+    def run():
+        began = time.perf_counter()
+        torch.manual_seed(0)
+        module = workload.torch_model(torch)
+        try:
+            optimizer = torch.optim.Adam(module.parameters(), lr=workload.lr, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            optimizer = torch.optim.Adam(module.parameters(), lr=workload.lr, foreach=True)
+        loss_fn = torch.nn.CrossEntropyLoss() if workload.torch_loss == "ce" else \
+            torch.nn.BCEWithLogitsLoss()
+        generator = torch.Generator().manual_seed(0)
+        setup = time.perf_counter() - began
+        mean = 0.0
+        for _ in range(epochs):
+            order = torch.randperm(examples, generator=generator)
+            total = 0.0
+            for start in range(0, examples, batch):
+                index = order[start:start + batch]
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(module(x[index]), y[index])
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(index)
+            mean = total / examples
+        return setup, mean
+    return run
+
+
+def time_steps(run, seconds: float, out: list[int]) -> None:
+    """One untimed step, then steps timed one by one for about `seconds`."""
+    run()
+    clock = time.perf_counter_ns
+    end = clock() + int(seconds * 1e9)
+    while True:
+        start = clock()
+        run()
+        now = clock()
+        out.append(now - start)
+        if now >= end:
+            return
+
+
+def fit_child(threads: int, smoke: bool) -> dict:
+    """Time every run in this process (its thread counts set by the parent's environment)."""
+    torch = import_torch(threads)
+    result: dict = {"threads": threads, "load_start": load_average(), "runs": []}
+    for key, (examples, epochs, rounds) in (SMOKE_RUNS if smoke else RUNS).items():
+        print(f"  phase: {key}", file=sys.stderr, flush=True)
+        data = run_data(key, examples)
+        batch = BATCH[key]
+        steps = epochs * -(-examples // batch)
+        one_batch = {name: np.ascontiguousarray(array[:batch]) for name, array in data.items()}
+        contenders = {"netdsl fit": netdsl_fit(key, data, epochs),
+                      "netdsl step": netdsl_stepper(WORKLOAD_DEFS[key], one_batch)[0]}
+        if torch is not None:
+            contenders["torch fit"] = torch_fit(torch, key, data, epochs)
+            contenders["torch step"] = torch_stepper(torch, WORKLOAD_DEFS[key], one_batch)[0]
+        for name, run in contenders.items():             # compile, fill caches, warm up
+            run() if "fit" in name else time_steps(run, 0.05, [])
+        samples: dict[str, list[int]] = {name: [] for name in contenders}
+        setups: dict[str, list[float]] = {name: [] for name in contenders if "fit" in name}
+        names = list(contenders)
+        gc.collect()
+        began = time.perf_counter()
+        for number in range(rounds):
+            if number >= MIN_ROUNDS and time.perf_counter() - began > BUDGET_S:
+                rounds = number
+                break
+            shift = number % len(names)
+            for name in names[shift:] + names[:shift]:
+                if "step" in name:
+                    time_steps(contenders[name], 0.01 if smoke else STEP_BLOCK_S,
+                               samples[name])
+                    continue
+                started = time.perf_counter_ns()
+                setup, _ = contenders[name]()
+                samples[name].append(time.perf_counter_ns() - started)
+                setups[name].append(setup)
+        run_result = {"key": key, "examples": examples, "epochs": epochs, "batch": batch,
+                      "steps": steps, "rounds": rounds}
+        for name, values in samples.items():
+            run_result[name] = vars(Timing.of(values))
+        for name, values in setups.items():
+            run_result[name + " setup"] = float(np.median(values)) * 1e3
+        result["runs"].append(run_result)
+        print(f"  {threads} thread(s) {key}: " + "; ".join(
+            f"{name} {_cell(Timing(**run_result[name]))}" for name in contenders),
+            file=sys.stderr, flush=True)
+    result["threading_layer"] = _threading_layer()
+    result["load_end"] = load_average()
+    return result
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b <= 0 else a / b
+
+
+def render_section(children: list[dict], command: str, info: dict, seconds: float) -> str:
+    """The "## Whole runs" section of RESULTS.md: a row per run and thread count."""
+    loads = "; ".join(f"{c['threads']} thread(s): {c['load_start']} → {c['load_end']}"
+                      for c in children)
+    lines = [HEADING, "",
+             f"Written by `{command}` on {info['date']} in {seconds:.0f} s (see README.md, "
+             "*Whole runs*). Whole training runs, no validation: netdsl's `fit` (from the "
+             "compile cache) against a plain PyTorch loop (randperm, indexing, fused Adam, "
+             "`loss.item()` per step), and each side's single training step times the number "
+             "of steps. Milliseconds, medians over the rounds with p10–p90 in brackets, "
+             "measured interleaved in one process per thread count. *setup*: fit until its "
+             "first step (binding the data, the compiler's cache-hit path, binding the step). "
+             "*fit / steps×step*: the whole fit over the steps alone (1.00: the loop costs "
+             "nothing around its steps); *loop /*: the same without the setup. *torch/netdsl*: "
+             "whole runs, and single steps, > 1: netdsl is faster.", "",
+             f"Load average (1/5/15 min) at the start → end of each process: {loads}.", "",
+             "| run | threads | steps | rounds | netdsl fit | setup | netdsl steps × step "
+             "| fit / steps×step | loop / steps×step | torch fit | torch/netdsl fit "
+             "| torch/netdsl step |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key in RUNS:
+        for child in children:
+            for run in child["runs"]:
+                if run["key"] != key:
+                    continue
+                fit = Timing(**run["netdsl fit"])
+                step = Timing(**run["netdsl step"])
+                alone = step.median * run["steps"]
+                setup = run["netdsl fit setup"]
+                torch_fit = Timing(**run["torch fit"]) if "torch fit" in run else None
+                torch_step = Timing(**run["torch step"]) if "torch step" in run else None
+                title = (f"{key}: {run['epochs']:,} epoch(s) × {run['examples']:,} ex., "
+                         f"batch {run['batch']}")
+                lines.append(
+                    f"| {title} | {child['threads']} | {run['steps']:,} | {run['rounds']} | "
+                    f"{_cell(fit)} | "
+                    f"{setup:.3g} | {alone:.4g} | {_ratio_cell(_ratio(fit.median, alone))} | "
+                    f"{_ratio_cell(_ratio(fit.median - setup, alone))} | {_cell(torch_fit)} | "
+                    f"{_ratio_cell(_ratio(torch_fit and torch_fit.median, fit.median))} | "
+                    f"{_ratio_cell(_ratio(torch_step and torch_step.median, step.median))} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", default="2,1",
+                        help="thread counts, one subprocess each (default 2,1)")
+    parser.add_argument("--write", action="store_true",
+                        help="replace the whole-runs section of benchmarks/RESULTS.md")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny runs, two rounds (checks the script; numbers mean nothing)")
+    parser.add_argument("--out", type=Path, help="write the section to this file instead")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        counts = [int(t) for t in args.threads.split(",") if t.strip()]
+        assert counts and min(counts) > 0
+    except (ValueError, AssertionError):
+        parser.error(f"--threads wants positive integers, got {args.threads!r}")
+    if args.child:
+        print(json.dumps(fit_child(counts[0], args.smoke)), flush=True)
+        return 0
+    began = time.perf_counter()
+    children = []
+    for threads in counts:
+        print(f"whole runs, {threads} thread(s)", flush=True)
+        command = [sys.executable, "-m", "benchmarks.fit", "--child", "--threads",
+                   str(threads)] + (["--smoke"] if args.smoke else [])
+        result, failure = run_child(command, child_env(threads), echo=True)
+        if result is None:
+            print(f"  FAILED: {failure}", flush=True)
+            return 1
+        children.append(result)
+    info = machine_info(argparse.Namespace(no_torch=False))
+    section = render_section(children, " ".join(["python -m benchmarks.fit"] + argv_list),
+                             info, time.perf_counter() - began)
+    print()
+    print(section)
+    # a smoke run's numbers mean nothing: it writes only to an --out it is given
+    target = args.out or (RESULTS if args.write and not args.smoke else None)
+    if target is not None:
+        old = target.read_text() if target.exists() else ""
+        target.write_text(replace_section(old, HEADING, section))
+        print(f"wrote the whole-runs section of {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
