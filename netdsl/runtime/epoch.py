@@ -60,6 +60,10 @@ class EpochRunner:
             self.spare = fed + len(step.hyper)
             self.slots = tuple(fed + step.hyper.index(name) if name in step.hyper
                                else self.spare for name in ("__lr__", "__step__", "__rng__"))
+            self.args: list[Any] = [None] * (self.spare + 1)
+            # A constant schedule's rate is read once, not per batch.
+            self.constant_lr = step.learning_rate(1) \
+                if step.schedule is not None and step.schedule.name == "constant" else None
 
     def run(self, epoch: int, order: np.ndarray | None, skip: int, global_step: int,
             sums: EpochSums, bar) -> tuple[int, int | None]:
@@ -74,11 +78,10 @@ class EpochRunner:
         step = self.plan.steps[0]
         batcher, should_stop, watch = self.batcher, self.should_stop, self.watch
         call, loss_index = step.call, step.loss_index
-        fed, spare = len(step.batch_inputs), self.spare
-        args: list[Any] = [None] * (spare + 1)
+        fed, spare, args = len(step.batch_inputs), self.spare, self.args
         lr_slot, step_slot, rng_slot = self.slots
-        constant = step.schedule is not None and step.schedule.name == "constant"
-        lr = step.learning_rate(number + 1) if constant else 0.0
+        lr = self.constant_lr
+        constant = lr is not None
         norm_sums, norm_outputs = self.norms.sums, self.norms.outputs_of(0)
         term_totals, term_outputs = sums.terms, self.term_outputs[0]
         metrics = sums.metrics if self.predicting is step and sums.metrics.metrics else None
