@@ -3,12 +3,16 @@ sets the count and returns the previous one (0 where the BLAS offers no such con
 setting does nothing).
 
 Why: OpenBLAS splits every gemm above a small size (m * n * k > 262144) across its threads, and
-a recurrent step's products ([32, 128] @ [128, 512]) are just above it.  Called 32 times a step
-forward and 64 back, the split costs more in handing work over and waiting than it saves, and
-on a loaded machine, where a helper thread is often not running, each wait can last a scheduler
-tick: measured on the LSTM benchmark, 40 ms a step with one thread against 71 ms with two (and
-worse under more load).  So `scan` runs its steps with one BLAS thread when its body's products
-are small (backends/numba_cpu/scan.py), and gives the count back after the loop.
+for the products of a recurrent step ([32, 128] @ [128, 512]), a small layer or a convolution's
+chunk, handing work to a second thread and waiting for it costs more than it saves; on a loaded
+machine, where that thread is often not running, each wait can last a scheduler tick.  Measured
+here at load 3.8 (two cores), 1 thread against 2: [64, 128] @ [128, 128] (2^20 multiply-adds)
+46 us against 12.5 ms; [128, 128] @ [128, 128] (2^21) 87 against 121 us; [128, 256] @ [256, 256]
+(2^23) 346 against 180 us; [256, 512] @ [512, 512] 3.3 against 0.65 ms.  So `matmul_2d`
+(lowerings/linalg.py) runs products of fewer than SERIAL_WORK multiply-adds with one thread
+and gives the count back after the call (a set costs nanoseconds: OpenBLAS only records it).
+It never raises the count: where `fit` limits BLAS to one thread (runtime/threads.py), every
+product runs with one.
 
 The functions are OpenBLAS's `openblas_set_num_threads` / `openblas_get_num_threads` (named with
 a `scipy_` prefix in SciPy's build) of the library SciPy's `cython_blas`, and with it Numba, calls.
@@ -66,6 +70,9 @@ def _bind() -> None:
 _FALLBACK = None
 _bind()
 
+# Products with fewer multiply-adds than this run with one BLAS thread (see above).
+SERIAL_WORK = 1 << 21
+
 
 @intrinsic
 def _set_threads(typingctx, n):
@@ -100,4 +107,4 @@ def blas_threads(n):
     return before
 
 
-__all__ = ["blas_threads"]
+__all__ = ["SERIAL_WORK", "blas_threads"]

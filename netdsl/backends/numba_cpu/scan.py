@@ -9,22 +9,13 @@ that is contiguous already (nothing before the time axis: a time-major sequence)
 body as a view; otherwise it is copied into a contiguous scratch buffer (a y out of one), through
 `numba_support.take_step` / `put_step` on (P, T, Q) views of the sequences.
 
-A body whose matmuls are small (at most ONE_THREAD_WORK multiply-adds each) runs its steps with
-one BLAS thread (blas_threads.py: splitting a small gemm across threads costs more than it
-saves, and far more on a loaded machine); the count before the loop is restored after it.
+Products in the body pick their BLAS thread count per call, by size (lowerings/linalg.py's
+`matmul_2d`, blas_threads.py).
 """
 from __future__ import annotations
 
 from ...ir.graph import Value
 from ...ir.types import dim_prod
-
-# A body whose largest product does at most this many multiply-adds runs its steps with one
-# BLAS thread: handing a gemm this small to a second thread and waiting for it costs more than
-# it saves (blas_threads.py).  2**20 (about 30 us of one core's gemm): the LSTM benchmark's
-# [32, 128] @ [128, 512] steps (2**21) took 9.4 ms a training step with one thread against 6.7
-# with two on a quiet machine (2**24 kept them on one).  This applies only where BLAS may use
-# several threads at all: `fit` allows one unless NETDSL_BLAS_THREADS says more.
-ONE_THREAD_WORK = 1 << 20
 
 
 def emit_scan(writer, node, ins: list[str], outs: list[str]) -> list[str]:
@@ -74,35 +65,10 @@ def emit_scan(writer, node, ins: list[str], outs: list[str]) -> list[str]:
                         f"{_ptq(writer, y, axis, outs[n_carry + j])}, {p}_t)")
     for i in range(n_carry):                  # the new carries become the current ones
         loop += [f"{p}_o{i} = {p}_c{i}", f"{p}_c{i} = {p}_n{i}", f"{p}_n{i} = {p}_o{i}"]
-    work = _largest_product(writer, body)
-    if work is not None:                      # small products: one BLAS thread (blas_threads.py)
-        threads = ctx.use(_blas_threads())
-        lines.append(f"{p}_blas = {threads}(1) if {work} <= {ONE_THREAD_WORK} else 0")
     lines += [f"for {p}_s in range({p}_T):"] + ["    " + line for line in loop]
-    if work is not None:
-        lines.append(f"{threads}({p}_blas)")
     for i, carry in enumerate(carries):
         lines += writer._copy(outs[i], current[i], carry)
     return lines
-
-
-def _largest_product(writer, body) -> str | None:
-    """The driver expression for the most multiply-adds one matmul of the body does (None: the
-    body has no matmul).  Products in nested bodies count too."""
-    from ...ir.graph import Graph
-    works = []
-    for node in body.nodes:
-        if node.op.name == "matmul":
-            a = node.inputs[0]
-            k = a.shape[-2] if node.attrs.get("transpose_a") and a.rank > 1 else a.shape[-1]
-            works.append(writer.dim(dim_prod(tuple(node.outputs[0].shape) + (k,))))
-        for value in node.attrs.values():
-            inner = _largest_product(writer, value) if isinstance(value, Graph) else None
-            if inner is not None:
-                works.append(inner)
-    if not works:
-        return None
-    return works[0] if len(works) == 1 else f"max({', '.join(works)})"
 
 
 def _arenas(writer, function: str) -> list[tuple[str, str]]:
@@ -154,11 +120,6 @@ def _ptq(writer, stacked: Value, axis: int, name: str) -> str:
     before = writer.dim(dim_prod(stacked.shape[:axis]))
     after = writer.dim(dim_prod(stacked.shape[axis + 1:]))
     return f"_view({name}, 0, ({before}, {writer.dim(stacked.shape[axis])}, {after}))"
-
-
-def _blas_threads():
-    from .blas_threads import blas_threads
-    return blas_threads
 
 
 def _take():

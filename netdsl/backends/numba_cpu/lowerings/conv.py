@@ -1,6 +1,6 @@
 """CPU lowerings of conv2d and its gradients (netdsl/ops/conv.py): calls of conv_kernels.py.
 
-The kernels unfold a chunk of images into columns (im2col) and multiply with one `np.dot` (BLAS)
+The kernels unfold a chunk of images into columns (im2col) and multiply with one gemm
 per chunk: on LeNet shapes 20x faster than direct loops in Numba.  BLAS is never called inside a
 parallel region; the `_parallel` variants unfold a chunk's images in parallel, for large tensors
 only.

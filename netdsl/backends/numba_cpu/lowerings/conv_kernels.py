@@ -1,4 +1,5 @@
-"""Numba kernels of conv2d and its gradients: im2col unfolding plus one BLAS gemm per chunk.
+"""Numba kernels of conv2d and its gradients: im2col unfolding plus one gemm per chunk (BLAS
+through linalg.matmul_2d, with its thread policy by size, or loops for few output channels).
 
 Kept apart from the lowerings in conv.py so each file stays readable; they call these through
 `ctx.use`.  BLAS is never called inside a parallel region: the `_parallel`
@@ -9,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 from numba import uint64 as u64
+
+from .linalg import matmul_2d
 
 
 @njit(cache=True, fastmath=True)
@@ -96,7 +99,7 @@ _LOOP_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}   # as generated 
 def product(a, b, out):
     """out = a @ b: loops over the rows of `out` when it has at most SMALL_ROWS, else BLAS."""
     if a.shape[0] > SMALL_ROWS:
-        np.dot(a, b, out)
+        matmul_2d(a, b, out, False, False)
         return
     for i in range(a.shape[0]):
         for q in range(b.shape[1]):
@@ -112,7 +115,7 @@ def product_transposed(a, b, out):
     """out = a @ bᵀ: a dot product of rows per element when `out` has at most SMALL_ROWS rows
     (the sum over the long axis vectorises), else BLAS."""
     if a.shape[0] > SMALL_ROWS:
-        np.dot(a, b.T, out)
+        matmul_2d(a, b, out, False, True)
         return
     for i in range(a.shape[0]):
         for j in range(b.shape[0]):
@@ -158,7 +161,7 @@ def conv2d_kernel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back):
         for grp in range(groups):
             if back:
                 side_by_side(planes3, first, count, grp * og, chunk, True)
-                np.dot(w2[grp * og:(grp + 1) * og].T, chunk, cols)
+                matmul_2d(w2[grp * og:(grp + 1) * og], chunk, cols, True, False)
             for i in range(count):
                 unfold(images, first + i, grp * cg, padded, cols, i * p,
                        kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back)
@@ -200,7 +203,7 @@ def conv2d_kernel_parallel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, ba
             if back:
                 for i in prange(count):
                     _side_by_side_one(planes3, first, np.int64(i), grp * og, chunk, True)
-                np.dot(w2[grp * og:(grp + 1) * og].T, chunk, cols)
+                matmul_2d(w2[grp * og:(grp + 1) * og], chunk, cols, True, False)
             for i in prange(count):
                 padded = _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, planes.dtype)
                 unfold(images, first + np.int64(i), grp * cg, padded, cols, np.int64(i) * p,

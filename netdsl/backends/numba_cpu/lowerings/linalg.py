@@ -12,6 +12,7 @@ from __future__ import annotations
 from numba import njit, types
 from numba.extending import intrinsic
 
+from ..blas_threads import SERIAL_WORK, blas_threads
 from . import lowering
 from .batched_matmul import SMALL_WORK, batch_index, small_batched
 
@@ -66,7 +67,7 @@ def _xxgemm(typingctx, kind, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):
 @njit(cache=True)
 def matmul_2d(a, b, out, transpose_a, transpose_b):
     """out = op(a) @ op(b) for C-contiguous 2-D arrays, op transposing where its flag is set:
-    one BLAS gemm.  Flags instead of transposed views (`w.T`), so that one compiled signature
+    one BLAS gemm, on one thread below SERIAL_WORK multiply-adds.  Flags instead of transposed views (`w.T`), so that one compiled signature
     per dtype serves every combination (each layout combination of np.dot compiled anew)."""
     m = a.shape[1] if transpose_a else a.shape[0]
     k = a.shape[0] if transpose_a else a.shape[1]
@@ -79,10 +80,14 @@ def matmul_2d(a, b, out, transpose_a, transpose_b):
     if k == 0:
         out[:, :] = 0
         return
+    # A small product runs on one BLAS thread (blas_threads.py says why and what it measured).
+    before = blas_threads(1) if m * n * k < SERIAL_WORK else 0
     # Row-major out = op(a) @ op(b) is column-major out' = op(b)' @ op(a)'.
     status = _xxgemm(115 if out.itemsize == 4 else 100,
                      116 if transpose_b else 110, 116 if transpose_a else 110,
                      n, m, k, b, b.shape[1], a, a.shape[1], out, n)
+    if before > 1:
+        blas_threads(before)
     if status != 0:
         raise RuntimeError("matmul_2d: BLAS gemm failed")
 
