@@ -71,8 +71,12 @@ def machine_info(args) -> dict[str, str]:
                 model = line.split(":", 1)[1].strip()
     except OSError:
         pass
+    # OPENBLAS_CORETYPE picks the kernels of the BLAS netdsl's products call: this machine's
+    # environment sets Haswell (AVX2) on an AVX-512 processor, whose SkylakeX kernels ran
+    # sgemm 1.5-1.8x faster here (benchmarks/README.md, *BLAS kernels*).
     names = ("NUMBA_THREADING_LAYER", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-             "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "NETDSL_CACHE_DIR", "NUMBA_CACHE_DIR")
+             "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_NUM_THREADS", "OMP_WAIT_POLICY",
+             "NETDSL_CACHE_DIR", "NUMBA_CACHE_DIR", "NETDSL_BLAS_THREADS")
     env = ", ".join(f"{n}={os.environ[n]}" for n in names if n in os.environ)
     return {
         "cpu": model, "cores": str(os.cpu_count()),

@@ -20,7 +20,8 @@ from typing import Callable
 import numpy as np
 
 MODELS = Path(__file__).resolve().parent / "models"
-WORKLOADS = ("xor", "mlp", "lenet", "lstm", "gru", "transformer")
+WORKLOADS = ("xor", "mlp", "lenet", "lstm", "gru", "transformer", "forward", "vae", "gan",
+             "diffusion")
 
 
 @dataclass
@@ -34,6 +35,11 @@ class Workload:
     torch_loss: str                                                   # "bce_logits" | "ce"
     torch_io: tuple[str, str] | None = None     # (input, target) names; None: by torch_loss
     notes: list[str] = field(default_factory=list)
+    model: str | None = None                    # which model of the file (None: the last)
+    # Workloads other than a classifier's training step (generative.py) bring their own
+    # steppers: netdsl_step(workload, arrays, target), torch_step(torch, workload, arrays).
+    netdsl_step: Callable | None = None
+    torch_step: Callable | None = None
 
 
 def _xor_data(rng):
@@ -147,6 +153,14 @@ WORKLOAD_DEFS = {
 }
 
 
+def _generative() -> dict:
+    from generative import workloads
+    return workloads(Workload, MODELS)
+
+
+WORKLOAD_DEFS.update(_generative())
+
+
 # ---------------------------------------------------------------------------------------------
 # netdsl side
 # ---------------------------------------------------------------------------------------------
@@ -175,6 +189,8 @@ def bind_training_step(compiled, weights: dict[str, np.ndarray]):
 def netdsl_stepper(workload: Workload, arrays: dict[str, np.ndarray], target: str = "cpu"):
     """A zero-argument function running one training step; plus the CompileReport."""
     import netdsl
+    if workload.netdsl_step is not None:
+        return workload.netdsl_step(workload, arrays, target)
 
     model = netdsl.load(workload.net)
     compiled = compile_training_step(model, target)
@@ -216,6 +232,8 @@ def torch_stepper(torch, workload: Workload, arrays: dict[str, np.ndarray],
     `torch.compile` (forward and backward; the optimiser step stays eager); returns (run,
     description of the optimiser).  On a GPU the step is asynchronous: the caller
     synchronises before it stops a clock."""
+    if workload.torch_step is not None:
+        return workload.torch_step(torch, workload, arrays)
     torch.manual_seed(0)
     module = workload.torch_model(torch).to(device)
     forward = torch.compile(module) if compile_module else module
