@@ -1,14 +1,18 @@
 """Numba CPU code generation: one Python module per compiled graph.
 
-The module holds one `@njit(cache=True)` driver, `step(inputs..., params..., constants...,
+The module holds one `@njit(cache=True)` driver, `step(inputs..., params, constants...,
 arenas..., offsets)`, that runs every kernel group of the schedule in order over preallocated
 memory and returns the outputs and losses: a training step is one Python call.  Buffers are
 views (`numba_support.view`) into one flat arena per dtype at the offsets of the memory plan
 (`offsets` is computed in Python once per binding of the symbolic dims); symbolic dims are read
-from the inputs' shapes at the top of the driver.
+from the inputs' shapes at the top of the driver.  Parameters (weights, optimiser state) are
+one table of addresses, `params`, viewed where they are used (param_table.py; one array
+argument each where a parameter's shape is symbolic, or with `param_table=False`).
 
-Kernel groups are inlined into the driver (one function is one LLVM module; a separate njit
-function costs a fixed ~0.2-0.4 s of compile on top of its body), except
+Kernel groups are inlined into the driver (one function is one LLVM module: a separate njit
+function is typed, lowered, optimised and compiled to machine code on its own, ~0.05-0.15 s
+for a small kernel, and Numba then links its IR into every caller's module, where LLVM
+optimises and compiles it again), except
   * loop nests that occur several times with the same source (Adam's update of every 2-D
     weight, a ReLU epilogue per layer): one shared `@njit` function, compiled once,
   * loop nests large enough to pay for threads (`parallel_min` elements with every symbolic
@@ -22,6 +26,16 @@ function costs a fixed ~0.2-0.4 s of compile on top of its body), except
     its content hash: the driver imports it (`from netdsl_generated_<key> import segment as
     block_0`) and the target loads it first, so another model (a 6-block net after a 12-block
     one) that repeats the same block loads it from Numba's cache instead of compiling it.
+The functions only generated code calls (shared kernels, segments, scan bodies) are compiled
+without Numba's entry points for Python and C callers (`no_cpython_wrapper`,
+`no_cfunc_wrapper`), and the driver without the C one: a wrapper unboxes or boxes every array
+argument, about as much IR as a small kernel, and nothing called them (7-8% of a cold compile
+of the MLP step).  What a compile costs, measured (benchmarks/compile_times.py): the first
+compile in a process pays Numba's initialisation (~0.35-0.45 s); the driver's own compile grows
+faster than linearly with the arrays it handles: Numba's Python entry point unboxes each array
+argument (200 of them alone: ~3.7 s of LLVM; 50: ~0.35 s), hence the parameters' table, and
+each buffer view is a live array (deep_residual's driver still carves 235 views and is most
+of that model's compile).
 Loop nests are rendered by render.py from the target-neutral loop IR (backends/loopir.py).
 Matmul, conv and the other non-elementwise ops emit their own lines (their CPU lowering,
 lowerings/), which call BLAS (`np.dot`) or library kernels inside the driver.  `scan` bodies
@@ -48,13 +62,13 @@ from ...passes.fusion import FusedGraph
 from ...passes.memory import MemoryPlan
 from ..loopir import build_loop_nest, collapse
 from .emit import EmitContext
-from .function import FunctionWriter, has_nest, memory_key
+from .function import INTERNAL, FunctionWriter, has_nest, memory_key
 from .render import FAST_MATH_IMPORTS, kernel_source
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 # Module-level names of every generated module (its imports) and Python's builtins.
-_MODULE_NAMES = frozenset({"np", "math", "njit", "prange", "_view", "_FASTMATH", "_fast_exp",
-                           "_fast_tanh"}) | \
+_MODULE_NAMES = frozenset({"np", "math", "njit", "prange", "_view", "_param_view", "_FASTMATH",
+                           "_fast_exp", "_fast_tanh"}) | \
     frozenset(dir(builtins))
 
 
@@ -70,6 +84,7 @@ class CodegenOptions:
     parallel_min: int = field(default_factory=_parallel_min)
     size_hint: int = 128             # assumed value of symbolic dims when judging sizes
     share_repeated: bool = True      # nests that repeat become one shared njit function
+    param_table: bool = True         # parameters reach the driver as one table (param_table.py)
     fastmath: frozenset = FASTMATH
 
 
@@ -121,7 +136,7 @@ class ModuleWriter:
         if name is None:
             name = self.segments[text] = f"block_{len(self.segments)}"
             params = ", ".join(f"a{k}" for k in range(n_params))
-            lines = [_DECORATOR, f"def {name}({params}):",
+            lines = [_INTERNAL_DECORATOR, f"def {name}({params}):",
                      *("    " + line for line in text.splitlines()), "    return 0"]
             source = self._segment_module(lines)
             if source is None:                      # reads something only this module has
@@ -147,7 +162,7 @@ class ModuleWriter:
             name = f"body_{len(self.bodies)}"
             self.bodies[id(graph)] = name
             lines = writer.body(name)
-            self.add_function(name, [_DECORATOR, *lines])
+            self.add_function(name, [_INTERNAL_DECORATOR, *lines])
             self.counts["bodies"] += 1
         return self.bodies[id(graph)]
 
@@ -224,8 +239,12 @@ def generate_module(fused: FusedGraph, plan: MemoryPlan, options: CodegenOptions
 
 
 _HEADER = ["import math", "import numpy as np", "from numba import njit, prange",
-           "from netdsl.backends.numba_cpu.support import view as _view", *FAST_MATH_IMPORTS]
-_DECORATOR = "@njit(cache=True, fastmath=_FASTMATH, error_model='numpy')"
+           "from netdsl.backends.numba_cpu.support import view as _view",
+           "from netdsl.backends.numba_cpu.param_table import param_view as _param_view",
+           *FAST_MATH_IMPORTS]
+# The driver, called from Python: its C entry point (for C callers) is never used.
+_DECORATOR = "@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', no_cfunc_wrapper=True)"
+_INTERNAL_DECORATOR = f"@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', {INTERNAL})"
 
 
 __all__ = ["CodegenOptions", "FASTMATH", "GeneratedModule", "generate_module"]

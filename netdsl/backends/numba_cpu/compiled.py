@@ -205,8 +205,9 @@ class BoundStep:
 
 def driver_args(params, feeds, user, constants, arenas, offsets) -> list:
     """A generated driver's arguments in the order of its `params` ((kind, key) pairs): fed
-    inputs, bound parameters, constants, one arena per dtype, then the offsets (any target
-    whose driver takes the cpu target's parameter list)."""
+    inputs, bound parameters (each an argument, or the cpu driver's one table of their
+    addresses, kind "params": param_table.py), constants, one arena per dtype, then the offsets
+    (any target whose driver takes the cpu target's parameter list)."""
     args = []
     for kind, key in params:
         if kind == "input":
@@ -217,6 +218,9 @@ def driver_args(params, feeds, user, constants, arenas, offsets) -> list:
             args.append(constants[key])
         elif kind == "arena":
             args.append(arenas[key])
+        elif kind == "params":                 # the parameters' address table
+            from .param_table import address_table
+            args.append(address_table(user[name] for name in key))
         else:
             args.append(offsets)
     return args

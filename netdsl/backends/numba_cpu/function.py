@@ -19,6 +19,11 @@ from ..loopir import build_loop_nest, collapse, extents, mark_parallel, parallel
 from .render import kernel_source, render_nest
 from .segments import share_repeats
 
+# The njit options of the functions only generated code calls (shared kernels, segments, scan
+# bodies): no entry points for Python or C callers.  Numba's wrappers unbox (or box) every array
+# argument, about as much IR as a small kernel itself, compiled and then never used.
+INTERNAL = "no_cpython_wrapper=True, no_cfunc_wrapper=True"
+
 
 def has_nest(group: KernelGroup) -> bool:
     return group.kind in ("elementwise", "reduction") or (
@@ -71,6 +76,13 @@ class FunctionWriter:
         params = self._name_user_values()
         carves = {self.names[v.id]: self._carve(v, f"offsets[{plan.location[v.id].slot}]")
                   for v in self._buffers()}
+        if self._param_table():            # one table of addresses for every parameter
+            carves.update({f"p_{i}": f"p_{i} = _param_view(params[{i}], "
+                                     f"{self.shape(info.value)}, "
+                                     f"np.{info.value.dtype.numpy.name})"
+                           for i, info in enumerate(graph.params)})
+            params = [p for p in params if p[0] != "param"] + \
+                [("params", tuple(info.name for info in graph.params))]
         body = self._kernels(carves) + self._updates()
         values = list(graph.outputs.values()) + [loss.value for loss in graph.losses]
         values = [plan.returned.get(v.id, v) for v in values]   # snapshots of updated state
@@ -84,6 +96,13 @@ class FunctionWriter:
         args = [self._param_name(kind, key) for kind, key in params]
         outputs = list(graph.outputs) + [loss.name for loss in graph.losses]
         return [f"def step({', '.join(args)}):"] + ["    " + l for l in body], params, outputs
+
+    def _param_table(self) -> bool:
+        """Whether the driver takes its parameters as one table of addresses (param_table.py):
+        where the options ask for it and every parameter's shape is static."""
+        return bool(getattr(self.options, "param_table", False) and self.graph.params and
+                    all(isinstance(d, int) for info in self.graph.params
+                        for d in info.value.shape))
 
     def body(self, name: str) -> list[str]:
         """A function `name(inputs..., outputs..., arenas...)` (a scan body) returning its
@@ -218,7 +237,7 @@ class FunctionWriter:
         if kind in ("input", "param"):
             return self._user_name(key)
         return {"const": f"c_{key}", "arena": f"arena_{getattr(key, 'value', '')}",
-                "offsets": "offsets"}[kind]
+                "offsets": "offsets", "params": "params"}[kind]
 
     # -- kernel groups ---------------------------------------------------------------------
     def group(self, t: int, group: KernelGroup) -> list[str]:
@@ -279,7 +298,7 @@ class FunctionWriter:
             shared = f"kernel_{len(module.functions)}"
             module.functions[source] = shared
             decorator = (f"@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', "
-                         f"parallel={parallel})")
+                         f"parallel={parallel}, {INTERNAL})")
             module.add_function(shared, [decorator,
                                          source.replace("def kernel(", f"def {shared}(", 1)])
             module.counts["parallel" if parallel else "shared"] += 1

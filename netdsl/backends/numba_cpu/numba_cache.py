@@ -59,7 +59,7 @@ def _guard(dispatcher, module_path: Path) -> None:
 
     def load_overload(sig, target_context):
         try:
-            return load(sig, target_context)
+            return _load_without_refresh(numba_cache, load, sig, target_context)
         except Exception as error:
             _discard_numba_files(numba_cache, module_path, error)
             return None                            # a miss: Numba compiles it
@@ -76,6 +76,23 @@ def _guard(dispatcher, module_path: Path) -> None:
 
     numba_cache.load_overload = load_overload
     numba_cache.save_overload = save_overload
+
+
+def _load_without_refresh(numba_cache, load, sig, target_context):
+    """Numba's `Cache.load_overload` without its `target_context.refresh()`: the refresh
+    imports and installs every typing and lowering registry (0.2-0.5 s of a warm start here),
+    which only compiling needs; rebuilding cached machine code needs Numba's runtime (NRT)
+    alone.  A miss still compiles as before (Numba's compiler refreshes the contexts itself).
+    Falls back to Numba's own method where its internals are not what this expects."""
+    private = getattr(numba_cache, "_load_overload", None)
+    guard_io = getattr(numba_cache, "_guard_against_spurious_io_errors", None)
+    if private is None or guard_io is None:
+        return load(sig, target_context)
+    from numba.core.runtime import rtsys
+    rtsys.initialize(target_context)
+    with guard_io():
+        return private(sig, target_context)
+    return None                 # the guard swallowed a spurious I/O error: a miss
 
 
 def _discard_numba_files(numba_cache, module_path: Path, error: Exception) -> None:

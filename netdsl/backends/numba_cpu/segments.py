@@ -21,6 +21,9 @@ from dataclasses import dataclass
 # it), and fewest driver lines it must save: a function costs ~0.2-0.4 s of compile itself.
 MIN_LINES = 4
 MIN_SAVED = 8
+# Driver arguments indexed by integer literals that differ per occurrence: the arena slots'
+# offsets and the parameters' address table (param_table.py).
+_TABLES = ("offsets", "params")
 
 
 @dataclass
@@ -70,11 +73,11 @@ class _Renamer(ast.NodeTransformer):
         return ast.copy_location(ast.Name(self.params[name], node.ctx), node)
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.Subscript:
-        slot = isinstance(node.value, ast.Name) and node.value.id == "offsets" and \
+        slot = isinstance(node.value, ast.Name) and node.value.id in _TABLES and \
             isinstance(node.slice, ast.Constant) and type(node.slice.value) is int
         self.generic_visit(node)
         if slot:
-            node.slice = self._lift(node.slice)          # a buffer's slot in the arena
+            node.slice = self._lift(node.slice)   # a buffer's slot, a parameter's index
         return node
 
     def _lift(self, constant: ast.Constant) -> ast.Name:
