@@ -11,9 +11,11 @@ import numpy as np
 
 from timing import Timing
 
-# Targets of the issue: ratio torch/netdsl at least this much; compile seconds at most this.
-TARGETS = {"xor": 20.0, "mlp": 1.0, "lenet": 1.0, "lstm": 1.0, "gru": 1.0, "transformer": 0.8,
-           "cold": 5.0, "warm": 0.3}
+# Targets of the issues (14: CPU performance): ratio torch/netdsl at least this much; compile
+# seconds at most this.  Workloads without one (the generative models) are reported side by
+# side only.
+TARGETS = {"xor": 20.0, "mlp": 1.3, "lenet": 1.2, "lstm": 1.0, "gru": 1.0, "transformer": 0.8,
+           "forward": 1.2, "cold": 3.0, "warm": 0.3}
 
 
 @dataclass
@@ -100,11 +102,14 @@ def targets_met(rows: list[Row], compile_result: dict | None) -> list[tuple[str,
     """(target, measured, verdict) for every target that was measured."""
     out = []
     wording = {"xor": "XOR step ≥ 20× faster than torch eager",
-               "mlp": "MLP step at least as fast as torch (fused Adam)",
-               "lenet": "LeNet-5 step at least as fast as torch",
+               "mlp": "MLP step ≥ 1.3× torch's speed (fused Adam)",
+               "lenet": "LeNet-5 step ≥ 1.2× torch's speed",
                "lstm": "LSTM step at least as fast as torch",
                "gru": "GRU step at least as fast as torch",
-               "transformer": "Transformer step ≥ 0.8× torch's speed"}
+               "transformer": "Transformer step ≥ 0.8× torch's speed",
+               "forward": "MLP inference forward (b128) ≥ 1.2× torch's speed",
+               "vae": "VAE step beside torch", "gan": "GAN step beside torch",
+               "diffusion": "DDPM step beside torch"}
     several = len({row.threads for row in rows}) > 1
     for row in rows:
         plural = "s" if row.threads != 1 else ""
@@ -113,7 +118,8 @@ def targets_met(rows: list[Row], compile_result: dict | None) -> list[tuple[str,
         if ratio is None:
             out.append((target, row.error or "torch not measured", "not measured"))
         else:
-            verdict = "met" if ratio >= TARGETS[row.key] else "missed"
+            verdict = "reported (no target)" if row.key not in TARGETS else \
+                "met" if ratio >= TARGETS[row.key] else "missed"
             spread = max(t.p90 / max(t.p10, 1e-12) for t in (row.netdsl, row.torch))
             if spread > 3:
                 verdict += f" (unreliable: p90/p10 = {spread:.0f} — contention)"
