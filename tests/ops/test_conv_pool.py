@@ -167,6 +167,7 @@ def test_pool_infer_and_errors(name):
 
 POOL_CASES = [
     ((2, 3, 6, 6), {"size": 2}),
+    ((2, 3, 7, 5), {"size": 2}),       # the unrolled 2x2 path, a row and a column uncovered
     ((2, 2, 7, 6), {"size": 3, "stride": 2, "padding": 1}),
     ((1, 3, 5, 7), {"size": (2, 3), "stride": (1, 2), "padding": (1, 0)}),
 ]

