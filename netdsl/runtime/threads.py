@@ -24,10 +24,23 @@ def blas_thread_count() -> int:
 @contextmanager
 def limited_blas_threads() -> Iterator[None]:
     """Run the body with BLAS limited to NETDSL_BLAS_THREADS threads."""
-    from threadpoolctl import threadpool_limits
-    _load_compiled_blas()
-    with threadpool_limits(limits=blas_thread_count(), user_api="blas"):
+    with _controller().limit(limits=blas_thread_count(), user_api="blas"):
         yield
+
+
+_CONTROLLER = None
+
+
+def _controller():
+    """threadpoolctl's view of the BLAS libraries netdsl calls (NumPy's, and SciPy's that
+    Numba's matmuls call), found once per process: finding them costs 1-5 ms, which every
+    fit paid (a tenth of XOR's whole fit); limiting them afterwards costs ~20 us."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+        _load_compiled_blas()
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER
 
 
 def _load_compiled_blas() -> None:
