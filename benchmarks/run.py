@@ -41,7 +41,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "RESULTS.md"
-SCALING_HEADING = "## Scaling"          # scaling.py's section of RESULTS.md (its HEADING's start)
+# The sections of RESULTS.md other commands write (scaling.py, fit.py, compile_times.py; the
+# start of each one's HEADING): `--write` keeps them as they are.
+OTHER_SECTIONS = ("## Scaling", "## Whole runs", "## Compile times")
 if str(ROOT) not in sys.path:           # benchmark this checkout, installed or not
     sys.path.insert(0, str(ROOT))
 if str(HERE) not in sys.path:           # the benchmark's own modules, however it is started
@@ -134,10 +136,13 @@ def main(argv=None) -> int:
     print(text)
     print(f"(benchmark ran {time.perf_counter() - began:.0f} s)")
     if args.write:
-        # the scaling section is scaling.py's (python -m benchmarks.scaling --write): kept
         old = RESULTS.read_text() if RESULTS.exists() else ""
-        kept = section(old, SCALING_HEADING)
-        RESULTS.write_text(replace_section(text, SCALING_HEADING, kept) if kept else text + "\n")
+        text += "\n"
+        for heading in OTHER_SECTIONS:          # other commands' sections: kept
+            kept = section(old, heading)
+            if kept:
+                text = replace_section(text, heading, kept)
+        RESULTS.write_text(text)
         print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 
