@@ -14,7 +14,7 @@ with `pass: Graph -> Graph`; names are unique, so `netdsl compile --emit <name>`
     fold      evaluate small computations on constants
     simplify  algebraic identities (x * 1, neg(neg x), transpose of transpose, ...)
     scan_hoist  a scan body's products of a sequence slice with a constant become one product
-              before the loop (passes/scan_hoist.py)
+              before the loop, or read the forward loop's own (passes/scan_hoist.py)
     cleanup   CSE and DCE again (the rewrites expose new duplicates and dead nodes), then verify
 
 Targets continue from the result with their own stages (`Target.stages`; the cpu target's
@@ -30,7 +30,7 @@ from ..ir.verify import verify
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold import fold_constants
-from .scan_hoist import hoist_scan_products
+from .scan_hoist import hoist_and_reuse
 from .simplify import simplify_algebra
 
 Pass = Callable[[Graph], Graph]
@@ -52,7 +52,7 @@ PIPELINE: list[tuple[str, Pass]] = [
     ("cse", eliminate_common_subexpressions),
     ("fold", fold_constants),
     ("simplify", simplify_algebra),
-    ("scan_hoist", hoist_scan_products),
+    ("scan_hoist", hoist_and_reuse),
     ("cleanup", cleanup),
 ]
 

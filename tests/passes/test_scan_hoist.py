@@ -99,3 +99,22 @@ def test_products_of_carries_and_transposed_slices_stay():
     b.graph.outputs = {"last": last}
     (node,) = _scans(hoist_scan_products(b.graph))
     assert node.attrs["n_seq"] == 1 and len(_body_products(node)[0]) == 2
+
+
+def test_the_gradient_reads_the_forward_loops_own_products():
+    """After hoisting, the reverse loop's h_{t-1} @ wh over the stored carries is no product of
+    its own: the forward loop yields its step products and the gradient reads those."""
+    from netdsl.passes.pipeline import run_pipeline
+    graph = vjp_graph(build_elman(False, "both"), elman_arrays(), ["x", "h0", "wx", "wh", "b"])
+    full = run_pipeline(graph)
+    forward = _scans(full)[0]
+    assert forward.attrs["stack_carries"]
+    stored = set(forward.outputs[-forward.attrs["n_carry"]:])
+    assert not any(n.op.name == "matmul" and n.inputs[0] in stored for n in full.nodes)
+    assert len(forward.attrs["body"].outputs) == 3              # h, y and the reused product
+    a = elman_arrays()
+    a["cot"] = np.random.default_rng(4).standard_normal((2, 5))
+    expected = run(graph, a)
+    got = run(full, a)
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-12, atol=1e-14)
