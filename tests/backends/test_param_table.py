@@ -38,8 +38,8 @@ def _steps(compiled, arrays: dict, steps: int = 3) -> tuple[list, dict]:
 
 
 def _assert_same_as_one_argument_per_parameter(graph, arrays):
-    tabled = compile_graph(graph)
-    plain = compile_graph(graph, options=CodegenOptions(param_table=False))
+    tabled = compile_graph(graph, options=CodegenOptions(param_table_min=0))
+    plain = compile_graph(graph, options=CodegenOptions(param_table_min=10**9))
     assert "params" in _signature(tabled).split(", ")
     assert "p_0" not in _signature(tabled) and "p_0" in _signature(plain)
     ours, theirs = copy_arrays(arrays), copy_arrays(arrays)
@@ -60,6 +60,15 @@ def test_the_driver_takes_one_table_and_computes_what_one_argument_per_parameter
     _assert_same_as_one_argument_per_parameter(graph, training_arrays(graph, batch=5))
 
 
+def test_a_small_model_keeps_one_argument_per_parameter_and_a_large_one_gets_the_table():
+    graph = training_graph(mlp_graph((4, 8, 3)), "adam")     # 12 parameters
+    least = CodegenOptions().param_table_min
+    assert len(graph.params) < least
+    assert "p_0" in _signature(compile_graph(graph))
+    assert "params" in _signature(compile_graph(
+        graph, options=CodegenOptions(param_table_min=len(graph.params))))
+
+
 def test_repeated_blocks_read_their_parameters_from_the_table(tmp_path):
     """A segment takes the table and each parameter's index (like an arena slot), so the
     driver passes no parameter array to it; the numbers equal the plain convention's."""
@@ -68,7 +77,7 @@ def test_repeated_blocks_read_their_parameters_from_the_table(tmp_path):
     source.write_text(DEEP)
     graph = training_graph(netdsl.load(source).training_forward, "adam")
     arrays = training_arrays(graph, batch=4, seed=1)
-    compiled = compile_graph(graph)
+    compiled = compile_graph(graph, options=CodegenOptions(param_table_min=0))
     assert compiled.generated.segments
     calls = [line for line in compiled.source.splitlines() if line.strip().startswith("block_")]
     assert all("p_" not in line for line in calls) and any("params" in line for line in calls)

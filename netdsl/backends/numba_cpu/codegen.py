@@ -6,8 +6,9 @@ memory and returns the outputs and losses: a training step is one Python call.  
 views (`numba_support.view`) into one flat arena per dtype at the offsets of the memory plan
 (`offsets` is computed in Python once per binding of the symbolic dims); symbolic dims are read
 from the inputs' shapes at the top of the driver.  Parameters (weights, optimiser state) are
-one table of addresses, `params`, viewed where they are used (param_table.py; one array
-argument each where a parameter's shape is symbolic, or with `param_table=False`).
+one table of addresses, `params`, viewed where they are used, once there are
+`param_table_min` of them (param_table.py; below that, or where a parameter's shape is
+symbolic, one array argument each).
 
 Kernel groups are inlined into the driver (one function is one LLVM module: a separate njit
 function is typed, lowered, optimised and compiled to machine code on its own, ~0.05-0.15 s
@@ -84,7 +85,11 @@ class CodegenOptions:
     parallel_min: int = field(default_factory=_parallel_min)
     size_hint: int = 128             # assumed value of symbolic dims when judging sizes
     share_repeated: bool = True      # nests that repeat become one shared njit function
-    param_table: bool = True         # parameters reach the driver as one table (param_table.py)
+    # Parameters from which the driver takes them as one table of addresses (param_table.py);
+    # 0: always.  Below it one argument each compiles as fast or faster (MLP, 18 parameters:
+    # ~2% less CPU time with arguments; deep_residual, 236: its driver's LLVM time ~3x less
+    # with the table).
+    param_table_min: int = 40
     fastmath: frozenset = FASTMATH
 
 

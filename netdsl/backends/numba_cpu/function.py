@@ -99,8 +99,11 @@ class FunctionWriter:
 
     def _param_table(self) -> bool:
         """Whether the driver takes its parameters as one table of addresses (param_table.py):
-        where the options ask for it and every parameter's shape is static."""
-        return bool(getattr(self.options, "param_table", False) and self.graph.params and
+        there are at least the options' `param_table_min` (a target without that option: never)
+        and every parameter's shape is static."""
+        least = getattr(self.options, "param_table_min", None)
+        return bool(least is not None and self.graph.params and
+                    len(self.graph.params) >= least and
                     all(isinstance(d, int) for info in self.graph.params
                         for d in info.value.shape))
 

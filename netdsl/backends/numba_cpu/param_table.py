@@ -10,8 +10,10 @@ C-contiguous array over that memory (no owner: the caller keeps the arrays alive
 as `CompiledGraph.run` and `BoundStep` do).  Shared runs of groups (segments.py) take the table
 and the index like an arena slot, so they also stay the same text across models.
 
-Only parameters of static shape use the table (a symbolic dim could only be read from the
-array itself); every parameter must be C-contiguous, as both calling conventions ensure.
+A driver uses the table once it has `CodegenOptions.param_table_min` parameters (below that,
+one argument each compiles as fast or faster) and only when every parameter's shape is static
+(a symbolic dim could only be read from the array itself); every parameter must be
+C-contiguous, as both calling conventions ensure.
 """
 from __future__ import annotations
 
