@@ -21,6 +21,8 @@ Rules (a "one"/"zero" is a known constant whose elements are all 1/0, see `fold.
                                                 `x_t @ transpose(w)` no longer copies w each step)
     transpose(matmul(a, b)) over the last two axes, the product used only there
                                             ->  matmul(b, a) with both flags toggled
+    slice_grad(g1, x, range 1) + slice_grad(g2, x, range 2) + ...  where the ranges of one
+    axis cover it once                      ->  concat(g..., in range order)
     x * 0, 0 * x                            ->  zeros, ONLY for integer and boolean x.
 For floating-point x, `x * 0` is kept: it is NaN when x is NaN or infinite, and the gradient
 graph must not hide such values.  `cast(cast(x))` is kept (the inner cast may round), and so is
@@ -52,7 +54,63 @@ def _producer(value: Value, name: str) -> Node | None:
 
 def _add(b, node, inputs):
     x, y = inputs
-    return y if _all(x, 0) else x if _all(y, 0) else None
+    if _all(x, 0):
+        return y
+    if _all(y, 0):
+        return x
+    return _slice_grads_as_concat(b, node.outputs[0].type, inputs)
+
+
+def _slice_range(node: Node | None) -> tuple[int, int, int] | None:
+    """(axis, start, stop) when `node` is a slice_grad writing into one range of one axis (static
+    non-negative bounds, step 1, nothing squeezed; the other axes whole)."""
+    if node is None or node.op.name != "slice_grad" or node.attrs.get("squeeze"):
+        return None
+    x = node.inputs[1]
+    rank = x.rank
+    found = None
+    bounds = [tuple(node.attrs.get(key) or ()) for key in ("starts", "stops", "steps")]
+    for axis in range(rank):
+        start, stop, step = (b[axis] if axis < len(b) else None for b in bounds)
+        if step not in (None, 1) or (start in (None, 0) and stop is None):
+            if step not in (None, 1):
+                return None
+            continue
+        start = 0 if start is None else start
+        if found is not None or not isinstance(start, int) or not isinstance(stop, int) or \
+                not isinstance(x.shape[axis], int) or not 0 <= start < stop <= x.shape[axis]:
+            return None
+        found = (axis, start, stop)
+    return found
+
+
+def _slice_grads_as_concat(b, out_type, inputs) -> Value | None:
+    """A sum of slice_grads that together write every element of one axis once (the gradient
+    of gates sliced out of one product: an LSTM's i, f, g, o) is the concat of their
+    gradients: one copy each, instead of zero-filling every slice_grad and adding them up."""
+    leaves, pending = [], list(inputs)
+    while pending and len(leaves) <= 16:
+        value = pending.pop()
+        producer = value.producer
+        if producer is not None and producer.op.name == "add" and \
+                all(v.type == value.type for v in producer.inputs):
+            pending.extend(producer.inputs)
+        else:
+            leaves.append(value)
+    ranges = [_slice_range(v.producer) for v in leaves]
+    if pending or len(leaves) < 2 or any(r is None for r in ranges) or \
+            len({r[0] for r in ranges}) != 1 or \
+            any(v.producer.inputs[1].type.shape != out_type.shape for v in leaves):
+        return None
+    order = sorted(range(len(leaves)), key=lambda k: ranges[k][1])
+    axis, covered = ranges[0][0], 0
+    for k in order:
+        if ranges[k][1] != covered:
+            return None                          # a gap or an overlap
+        covered = ranges[k][2]
+    if covered != out_type.shape[axis]:
+        return None
+    return b.op("concat", *(leaves[k].producer.inputs[0] for k in order), axis=axis)
 
 
 def _sub(b, node, inputs):

@@ -197,3 +197,24 @@ def test_transpose_of_a_matmul_swaps_its_operands():
     want, got = run(b.graph, feeds), run(after, feeds)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("ranges, merged", [
+    ([(8, 12), (0, 4), (4, 8), (12, 16)], True),      # an LSTM's g, i, f, o gradients
+    ([(0, 4), (8, 12), (12, 16)], False),             # a gap: zeros stay
+    ([(0, 8), (4, 12), (12, 16)], False),             # an overlap: the sum stays
+])
+def test_slice_grads_covering_an_axis_become_one_concat(ranges, merged):
+    b, (x, *gs) = builder((3, 16), *[(3, stop - start) for start, stop in ranges])
+    total = None
+    for g, (start, stop) in zip(gs, ranges):
+        part = b.op("slice_grad", g, x, starts=(None, start), stops=(None, stop),
+                    steps=(None, None), squeeze=())
+        total = part if total is None else b.op("add", total, part)
+    b.graph.outputs["y"] = total
+    simplified = run_pipeline(b.graph)
+    assert ("concat" in ops(simplified)) == merged
+    assert ("slice_grad" in ops(simplified)) != merged
+    rng = np.random.default_rng(0)
+    arrays = {v.name: rng.standard_normal(v.shape).astype(np.float32) for v in b.graph.inputs}
+    np.testing.assert_array_equal(run(simplified, arrays)["y"], run(b.graph, arrays)["y"])
