@@ -1,4 +1,4 @@
-"""exp and tanh that LLVM can vectorise, for the float32 loops of generated kernels.
+"""exp, tanh and erf that LLVM can vectorise, for the float32 loops of generated kernels.
 
 Numba lowers `np.exp` and `np.tanh` to calls of libm's `expf` / `tanhf`.  Without a vector
 math library (the PyPI llvmlite is not built with SVML) LLVM cannot vectorise a loop that calls
@@ -8,12 +8,17 @@ them, so a fused LSTM cell (three sigmoids, two tanh per element) ran one elemen
 The float32 forms follow Cephes (`expf`, `tanhf`): exp by a Cody-Waite reduction
 x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial for e^r and the exponent written into the
 bits of 2^n; tanh by an odd polynomial below |x| = 0.625 and 1 - 2 / (e^2|x| + 1) above.
+erf (GELU's) is a rational function fitted here (Loeb-reweighted least squares on Chebyshev
+nodes of [0, 4]): erf(x) = x P(x^2) / Q(x^2), P of degree 6 and Q of degree 5, clamped to
+[-4, 4] where float32 erf is +-1 already; libm's `erff` took 35 us for a GELU of 8,192 floats.
+
 Measured against float64 NumPy (tests/backends/test_fast_math.py): exp within 5 ulp where
 the result is a normal float32 (to x = 88.38; within 9 ulp from there to ln(FLT_MAX), where
 the reduced argument outgrows the polynomial's interval), tanh within 2 ulp everywhere.  Results
 below FLT_MIN (x < -87.34) are flushed to 0, as with flush-to-zero arithmetic; the special
 values keep IEEE semantics: exp(nan) = nan, exp(-inf) = 0, exp(inf) = inf, overflow to inf
-above ln(FLT_MAX), tanh(nan) = nan, tanh(+-inf) = +-1.
+above ln(FLT_MAX), tanh(nan) = nan, tanh(+-inf) = +-1.  erf is within 7 ulp (measured 6 at
+x = 3.06) and keeps erf(nan) = nan, erf(+-inf) = +-1.
 
 float64 (and anything else) keeps NumPy's function: gradcheck and the f64 reference
 comparisons need libm's last bit, and f64 models are rare enough not to matter for speed.
@@ -21,6 +26,8 @@ Both are overloads that LLVM inlines into the caller's loop (a Numba-level inlin
 its IR checks on the selects; LLVM gives the same vectorised loop).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from llvmlite import ir
@@ -86,6 +93,34 @@ def _tanh32(x):
     return x if x != x else y
 
 
+_ERF_P = (_F(1.1283791699569257), _F(0.18505351495175038), _F(0.05436939241687862),
+          _F(0.0038530908332093062), _F(0.0003826560426784362), _F(4.768405014801691e-06),
+          _F(-1.3618908223378412e-08))
+_ERF_Q = (_F(0.497332838978052), _F(0.11396060979068606), _F(0.015479382526737683),
+          _F(0.0013124131455387157), _F(6.390792800168611e-05))
+_ERF_LIMIT = _F(4.0)
+
+
+def _erf32(x):
+    clamped = min(max(x, -_ERF_LIMIT), _ERF_LIMIT)
+    z = clamped * clamped
+    p = _ERF_P[6]
+    p = p * z + _ERF_P[5]
+    p = p * z + _ERF_P[4]
+    p = p * z + _ERF_P[3]
+    p = p * z + _ERF_P[2]
+    p = p * z + _ERF_P[1]
+    p = p * z + _ERF_P[0]
+    q = _ERF_Q[4]
+    q = q * z + _ERF_Q[3]
+    q = q * z + _ERF_Q[2]
+    q = q * z + _ERF_Q[1]
+    q = q * z + _ERF_Q[0]
+    q = q * z + _F(1.0)
+    y = min(max(clamped * p / q, _F(-1.0)), _F(1.0))
+    return x if x != x else y
+
+
 def exp(x):
     """e^x: the vectorisable float32 form above, NumPy's for other types (Python: NumPy's)."""
     return np.exp(x)
@@ -94,6 +129,20 @@ def exp(x):
 def tanh(x):
     """tanh(x): the vectorisable float32 form above, NumPy's for other types."""
     return np.tanh(x)
+
+
+def erf(x):
+    """erf(x): the vectorisable float32 form above, math.erf for other types."""
+    return math.erf(x)
+
+
+@overload(erf)
+def _erf_overload(x):
+    if x == types.float32:
+        return _erf32
+    if isinstance(x, types.Number):
+        return lambda x: math.erf(x)
+    return None
 
 
 @overload(exp)
@@ -114,4 +163,4 @@ def _tanh_overload(x):
     return None
 
 
-__all__ = ["exp", "tanh"]
+__all__ = ["erf", "exp", "tanh"]

@@ -13,11 +13,12 @@ from ..loopir import LoopNest
 from ..python_source import FUNCTIONS, literal, scalar_type
 from ..python_source import render as render_python
 
-# exp and tanh through fast_math.py: vectorisable float32 forms (libm's are scalar calls that
-# keep LLVM from vectorising a loop); the generated module imports them under these names.
-CPU_FUNCTIONS = {**FUNCTIONS, "exp": "_fast_exp", "tanh": "_fast_tanh"}
+# exp, tanh and erf through fast_math.py: vectorisable float32 forms (libm's are scalar calls
+# that keep LLVM from vectorising a loop); the generated module imports them under these names.
+CPU_FUNCTIONS = {**FUNCTIONS, "exp": "_fast_exp", "tanh": "_fast_tanh", "erf": "_fast_erf"}
 FAST_MATH_IMPORTS = ["from netdsl.backends.numba_cpu.fast_math import exp as _fast_exp",
-                     "from netdsl.backends.numba_cpu.fast_math import tanh as _fast_tanh"]
+                     "from netdsl.backends.numba_cpu.fast_math import tanh as _fast_tanh",
+                     "from netdsl.backends.numba_cpu.fast_math import erf as _fast_erf"]
 
 
 def render(expr: Expr, prefix: str = "") -> str:
