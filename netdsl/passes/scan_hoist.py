@@ -175,7 +175,10 @@ def reuse_loop_products(graph: Graph) -> Graph:
         for product, step_product in found[node.id]:
             if step_product.id not in made:
                 made[step_product.id] = n_ys + len(made)
-                outputs[f"reused{len(made)}"] = step_product.outputs[0]
+                name = f"reused{len(made)}"
+                while name in outputs:              # a body output of that name already
+                    name += "_"
+                outputs[name] = step_product.outputs[0]
         new_body = Graph(name=body.name, inputs=list(body.inputs), nodes=list(body.nodes),
                          outputs=outputs, input_spans=dict(body.input_spans))
         with rebuilder.like(node) as builder:
