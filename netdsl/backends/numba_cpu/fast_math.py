@@ -22,8 +22,8 @@ x = 3.06) and keeps erf(nan) = nan, erf(+-inf) = +-1.
 
 float64 (and anything else) keeps NumPy's function: gradcheck and the f64 reference
 comparisons need libm's last bit, and f64 models are rare enough not to matter for speed.
-Both are overloads that LLVM inlines into the caller's loop (a Numba-level inline='always' tripped
-its IR checks on the selects; LLVM gives the same vectorised loop).
+All three are overloads that LLVM inlines into the caller's loop (a Numba-level
+inline='always' tripped its IR checks on the selects; LLVM gives the same vectorised loop).
 """
 from __future__ import annotations
 
