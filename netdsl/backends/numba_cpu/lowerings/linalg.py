@@ -67,8 +67,9 @@ def _xxgemm(typingctx, kind, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):
 @njit(cache=True)
 def matmul_2d(a, b, out, transpose_a, transpose_b):
     """out = op(a) @ op(b) for C-contiguous 2-D arrays, op transposing where its flag is set:
-    one BLAS gemm, on one thread below SERIAL_WORK multiply-adds.  Flags instead of transposed views (`w.T`), so that one compiled signature
-    per dtype serves every combination (each layout combination of np.dot compiled anew)."""
+    one BLAS gemm, on one thread below SERIAL_WORK multiply-adds.  Flags instead of transposed
+    views (`w.T`), so that one compiled signature per dtype serves every combination (each
+    layout combination of np.dot compiled anew)."""
     m = a.shape[1] if transpose_a else a.shape[0]
     k = a.shape[0] if transpose_a else a.shape[1]
     n = b.shape[0] if transpose_b else b.shape[1]
