@@ -164,4 +164,5 @@ def kernel_source(nest: LoopNest, memory=None, name: str = "kernel") -> tuple[st
                      ["    return 0"]), arrays
 
 
-__all__ = ["CPU_FUNCTIONS", "FAST_MATH_IMPORTS", "FUNCTIONS", "kernel_source", "literal", "render", "render_nest", "scalar_type"]
+__all__ = ["CPU_FUNCTIONS", "FAST_MATH_IMPORTS", "FUNCTIONS", "kernel_source", "literal",
+           "render", "render_nest", "scalar_type"]
