@@ -29,9 +29,7 @@ About 1-2 minutes on two cores.
 """
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import sys
 import time
 from pathlib import Path
@@ -45,8 +43,8 @@ for _path in (ROOT, HERE):              # this checkout, and the benchmark's sib
 
 import numpy as np  # noqa: E402
 
-from processes import _threading_layer, child_env, run_child  # noqa: E402
-from report import _cell, _ratio_cell, load_average, machine_info, replace_section  # noqa: E402
+from processes import _threading_layer, section_main  # noqa: E402
+from report import _cell, _ratio_cell, load_average  # noqa: E402
 from timing import Timing  # noqa: E402
 from workloads import WORKLOAD_DEFS, import_torch, netdsl_stepper, torch_stepper  # noqa: E402
 
@@ -244,48 +242,11 @@ def render_section(children: list[dict], command: str, info: dict, seconds: floa
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", default="2,1",
-                        help="thread counts, one subprocess each (default 2,1)")
-    parser.add_argument("--write", action="store_true",
-                        help="replace the whole-runs section of benchmarks/RESULTS.md")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny runs, two rounds (checks the script; numbers mean nothing)")
-    parser.add_argument("--out", type=Path, help="write the section to this file instead")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    argv_list = list(sys.argv[1:] if argv is None else argv)
-    try:
-        counts = [int(t) for t in args.threads.split(",") if t.strip()]
-        assert counts and min(counts) > 0
-    except (ValueError, AssertionError):
-        parser.error(f"--threads wants positive integers, got {args.threads!r}")
-    if args.child:
-        print(json.dumps(fit_child(counts[0], args.smoke)), flush=True)
-        return 0
-    began = time.perf_counter()
-    children = []
-    for threads in counts:
-        print(f"whole runs, {threads} thread(s)", flush=True)
-        command = [sys.executable, "-m", "benchmarks.fit", "--child", "--threads",
-                   str(threads)] + (["--smoke"] if args.smoke else [])
-        result, failure = run_child(command, child_env(threads), echo=True)
-        if result is None:
-            print(f"  FAILED: {failure}", flush=True)
-            return 1
-        children.append(result)
-    info = machine_info(argparse.Namespace(no_torch=False))
-    section = render_section(children, " ".join(["python -m benchmarks.fit"] + argv_list),
-                             info, time.perf_counter() - began)
-    print()
-    print(section)
-    # a smoke run's numbers mean nothing: it writes only to an --out it is given
-    target = args.out or (RESULTS if args.write and not args.smoke else None)
-    if target is not None:
-        old = target.read_text() if target.exists() else ""
-        target.write_text(replace_section(old, HEADING, section))
-        print(f"wrote the whole-runs section of {target}")
-    return 0
+    return section_main(argv, description=__doc__.splitlines()[0], module="benchmarks.fit",
+                        label="whole runs", what="whole-runs",
+                        smoke_help="tiny runs, two rounds (checks the script; numbers mean nothing)",
+                        child=fit_child, render=render_section, heading=HEADING,
+                        results=RESULTS)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ line on stdout, so a crash is reported with the phase it happened in, not fatal.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from report import Row, row_line
+from report import Row, machine_info, replace_section, row_line
 from timing import Timing, interleaved, timed_steps
 from workloads import (WORKLOAD_DEFS, bind_training_step, compile_training_step, import_torch,
                        netdsl_stepper, torch_stepper)
@@ -225,3 +226,52 @@ def bench_workload(key: str, args, threads: int) -> Row:
         print(f"  reference failed: {result['reference_error']}", flush=True)
     print("  " + row_line(row), flush=True)
     return row
+
+
+def section_main(argv, *, description: str, module: str, label: str, what: str,
+                 smoke_help: str, child, render, heading: str, results: Path) -> int:
+    """The command line of a benchmark that writes one section of RESULTS.md (scaling.py,
+    fit.py): `--threads 2,1` runs `child(threads, smoke)` in one subprocess per count (the
+    module again with --child), `render(children, command, info, seconds)` makes the section,
+    `--write` replaces it in `results` (a smoke run only writes to an --out it is given)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--threads", default="2,1",
+                        help="thread counts, one subprocess each (default 2,1)")
+    parser.add_argument("--write", action="store_true",
+                        help=f"replace the {what} section of benchmarks/RESULTS.md")
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
+    parser.add_argument("--out", type=Path, help="write the section to this file instead")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        counts = [int(t) for t in args.threads.split(",") if t.strip()]
+        assert counts and min(counts) > 0
+    except (ValueError, AssertionError):
+        parser.error(f"--threads wants positive integers, got {args.threads!r}")
+    if args.child:
+        print(json.dumps(child(counts[0], args.smoke)), flush=True)
+        return 0
+    began = time.perf_counter()
+    children = []
+    for threads in counts:
+        print(f"{label}, {threads} thread(s)", flush=True)
+        command = [sys.executable, "-m", module, "--child", "--threads",
+                   str(threads)] + (["--smoke"] if args.smoke else [])
+        result, failure = run_child(command, child_env(threads), echo=True)
+        if result is None:
+            print(f"  FAILED: {failure}", flush=True)
+            return 1
+        children.append(result)
+    info = machine_info(argparse.Namespace(no_torch=False))
+    section = render(children, " ".join([f"python -m {module}"] + argv_list), info,
+                     time.perf_counter() - began)
+    print()
+    print(section)
+    # a smoke run's numbers mean nothing: it writes only to an --out it is given
+    target = args.out or (results if args.write and not args.smoke else None)
+    if target is not None:
+        old = target.read_text() if target.exists() else ""
+        target.write_text(replace_section(old, heading, section))
+        print(f"wrote the {what} section of {target}")
+    return 0
