@@ -136,31 +136,22 @@ def erf(x):
     return math.erf(x)
 
 
-@overload(erf)
-def _erf_overload(x):
-    if x == types.float32:
-        return _erf32
-    if isinstance(x, types.Number):
-        return lambda x: math.erf(x)
-    return None
+def _overload_float32(stub, float32_form, library_function) -> None:
+    """Compile `stub` as `float32_form` for float32 arguments, `library_function` for other
+    numbers."""
+    def library(x):
+        return library_function(x)
+
+    @overload(stub)
+    def implementation(x):
+        if x == types.float32:
+            return float32_form
+        return library if isinstance(x, types.Number) else None
 
 
-@overload(exp)
-def _exp_overload(x):
-    if x == types.float32:
-        return _exp32
-    if isinstance(x, types.Number):
-        return lambda x: np.exp(x)
-    return None
-
-
-@overload(tanh)
-def _tanh_overload(x):
-    if x == types.float32:
-        return _tanh32
-    if isinstance(x, types.Number):
-        return lambda x: np.tanh(x)
-    return None
+_overload_float32(exp, _exp32, np.exp)
+_overload_float32(tanh, _tanh32, np.tanh)
+_overload_float32(erf, _erf32, math.erf)
 
 
 __all__ = ["erf", "exp", "tanh"]
