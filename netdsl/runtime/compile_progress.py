@@ -55,7 +55,7 @@ class CompilePhases:
 
     def on_step(self, step) -> None:
         """A training step is compiled: its line, then the next step's first stage."""
-        self.say(compile_line(self.labels[self.step], step.compiled))
+        self.say(compile_line(self.labels[self.step], step.compiled, step.reused))
         self.step += 1
         if self.step < len(self.labels):
             self._show(0)
@@ -64,7 +64,7 @@ class CompilePhases:
         """Compile the validation graph (`make()`, which reports no stages) and say so."""
         self.spinner.phase("validation: compiling the inference graph")
         evaluator = make()
-        self.say(compile_line("validation", evaluator.compiled))
+        self.say(compile_line("validation", evaluator.compiled, evaluator.reused))
         return evaluator
 
     def say(self, line: str) -> None:
@@ -95,15 +95,18 @@ def compiling(model_name: str, objectives: list, target: str,
         printer(f"  ready in {time.perf_counter() - started:.1f} s")
 
 
-def compile_line(label: str, compiled) -> str:
-    """`  step: 41 ops in 12 kernels, loaded from the cache`: one compiled graph."""
+def compile_line(label: str, compiled, reused: bool = False) -> str:
+    """`  step: 41 ops in 12 kernels, loaded from the cache`: one compiled graph (`reused`:
+    compiled by an earlier fit of the same model in this process)."""
     from ..backends.cache import cache_dir
     report = compiled.report
     kernels = sum(report.kernels.values()) if report.kernels else 0
     what = f"{len(compiled.graph.nodes)} ops"
     if kernels:
         what += f" in {kernels} kernels"
-    if report.module_path:
+    if reused:
+        what += ", compiled earlier in this process"
+    elif report.module_path:
         what += ", loaded from the cache" if report.cache_hit else \
             f", compiled ({report.total:.1f} s; first run only, cached in {cache_dir()})"
     return f"  {label}: {what}"

@@ -20,8 +20,7 @@ class Evaluator:
 
     def __init__(self, model, target: str, metric_names: list[str], label: str | None,
                  prediction: str | None):
-        from ..compiler import compile_step
-        self.compiled = compile_step(model.graph.restricted(keep_losses=True), target=target)
+        self.compiled, self.reused = model.compiled_evaluation(target)
         self.graph = self.compiled.graph
         self.metric_names, self.label, self.prediction = metric_names, label, prediction
         self.loss_names = [loss.name for loss in self.graph.losses]

@@ -45,6 +45,7 @@ class TrainingStep:
     schedule: Callable[[int], float] | None = None   # update number (from 0) -> learning rate
     # Its gradient-norm outputs (`grad_norm`, `grad_norm.<layer>`) -> output index.
     grad_norms: dict[str, int] = field(default_factory=dict)
+    reused: bool = False           # compiled by an earlier fit of the model in this process
 
     def learning_rate(self, number: int) -> float:
         """The learning rate of this step's update on batch `number` (counted from 1), or of
@@ -124,7 +125,7 @@ def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
 
     Storage starts as a copy of `weights` (every parameter of the model), then the zeros of
     each state array (optimiser slots) a step adds."""
-    from ..compiler import StageRecorder, Training, compile_step
+    from ..compiler import Training
     from ..passes.training import LOSS_PART_PREFIX, state_names
     from .schedules import make_schedule
     from .grad_norms import norm_outputs
@@ -140,9 +141,8 @@ def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
         schedule = make_schedule(own.schedule, own.schedule_args, own.optimizer_spec().lr,
                                  -(-steps_per_epoch // every), own.epochs,
                                  own.spans.get("schedule"), positional=own.schedule_positional)
-        recorder = StageRecorder("training", then=trace)
-        compiled = compile_step(forward, target, Training.from_config(own, objective),
-                                trace=recorder)
+        compiled, training_graph, reused = model.compiled_training_step(
+            target, Training.from_config(own, objective), trace=trace)
         graph = compiled.graph
         for info in graph.params:
             if info.name not in storage:
@@ -153,7 +153,6 @@ def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
         batch_inputs = [v.name for v in graph.inputs if v.name not in HYPER_INPUTS]
         hyper = [name for name in HYPER_INPUTS if name in fed]
         call = compiled.bind(storage, inputs=batch_inputs + hyper)
-        training_graph = recorder["training"]
         updated = set(training_graph.state_updates)
         steps.append(TrainingStep(
             objective, training_graph, compiled, call, batch_inputs, hyper,
@@ -165,7 +164,8 @@ def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
             loss_parts={name[len(LOSS_PART_PREFIX):]: index
                         for index, name in enumerate(call.output_names)
                         if name.startswith(LOSS_PART_PREFIX)},
-            every=every, schedule=schedule, grad_norms=norm_outputs(call.output_names)))
+            every=every, schedule=schedule, grad_norms=norm_outputs(call.output_names),
+            reused=reused))
         if on_step is not None:
             on_step(steps[-1])
     return TrainingPlan(steps, storage)

@@ -59,6 +59,7 @@ class Step:
     """What on_step reads of a compiled step."""
 
     def __init__(self, nodes: int, kernels: dict):
+        self.reused = False
         self.compiled = type("Compiled", (), {})()
         self.compiled.graph = type("Graph", (), {"nodes": [None] * nodes})()
         self.compiled.report = type("Report", (), {"kernels": kernels, "module_path": "",
@@ -109,3 +110,37 @@ def test_fit_spins_on_a_terminal_and_prints_a_line_per_compiled_graph(tmp_path, 
     assert err.startswith("\r| compiling Tiny: step: building the gradients and the update")
     # Each line was printed with the spinner's line erased: the stream ends blank.
     assert err.endswith("\r") and err.split("\r")[-2].strip() == ""
+
+
+def test_a_second_fit_of_a_model_reuses_its_compiled_graphs_and_says_so(tmp_path, capsys,
+                                                                        monkeypatch):
+    """Model.compiled_training_step / compiled_evaluation: the second fit compiles nothing
+    (the compiler is not called) and trains exactly as the first did."""
+    from netdsl import compiler
+    path = tmp_path / "tiny.net"
+    path.write_text(MODEL)
+    model = netdsl.load(path)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2)).astype(np.float32)
+    data = {"x": x, "y": (x[:, 0] > 0).astype(np.int64)}
+    first = model.fit(model.init(seed=0), data, epochs=2, batch=8, split=0.5, verbose=True)
+    capsys.readouterr()
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled again")
+    monkeypatch.setattr(compiler, "compile_step", no_compile)
+    second = model.fit(model.init(seed=0), data, epochs=2, batch=8, split=0.5, verbose=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].endswith(", compiled earlier in this process")
+    assert lines[2].startswith("  validation: ") and \
+        lines[2].endswith(", compiled earlier in this process")
+    for old, new in zip(first.history, second.history):
+        assert {k: v for k, v in old.items() if "second" not in k} == \
+            {k: v for k, v in new.items() if "second" not in k}
+    for name, value in first.weights.items():
+        np.testing.assert_array_equal(value, second.weights[name])
+    # Another optimiser setting is another step: compiled, not reused.
+    monkeypatch.undo()
+    model.fit(model.init(seed=0), data, epochs=1, batch=8, split=0.5, verbose=True,
+              optimizer="SGD")
+    assert "compiled earlier" not in capsys.readouterr().out.splitlines()[1]
