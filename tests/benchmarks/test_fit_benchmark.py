@@ -35,13 +35,14 @@ def test_smoke_times_the_three_runs(tmp_path):
             if re.match(r"\| (xor|mlp|lenet):", line)]
     assert [row[0].split(":")[0] for row in rows] == ["xor", "mlp", "lenet"]
     for cells in rows:
-        title, threads, steps, rounds, fit, setup, alone, ratio, loop = cells[:9]
+        title, threads, steps, rounds, fit, setup, first_setup, alone, ratio, loop = cells[:10]
         assert threads == "1" and rounds == "2"
         epochs, examples, batch = (int(n.replace(",", "")) for n in
                                    re.findall(r"\d[\d,]*", title.split(":")[1]))
         assert int(steps.replace(",", "")) == epochs * -(-examples // batch)
         fit_ms = float(re.fullmatch(NUMBER + r" \(.*\)", fit).group(1))
         assert 0 < float(setup) < fit_ms
+        assert float(first_setup) > 0                     # a freshly loaded model's first fit
         # the ratios are those of the columns (rounded as printed)
         assert abs(float(ratio.rstrip("×")) - fit_ms / float(alone)) <= \
             0.01 * float(ratio.rstrip("×")) + 0.006
