@@ -2,29 +2,47 @@
 
 netdsl's matmuls and convolutions are many small BLAS calls inside one compiled step.  OpenBLAS
 threads spin-wait between calls; on a small or busy machine two of them made a 256×64×128 gemm
-200× slower (11.8 ms against 0.05 ms single-threaded, measured here).  So compiled steps run with
-BLAS limited to `NETDSL_BLAS_THREADS` threads (default 1), scoped to netdsl's own calls: the
-user's other NumPy code keeps its settings.
+200× slower (11.8 ms against 0.05 ms single-threaded, measured here).  The compiled products
+therefore choose their own count by size (backends/numba_cpu/blas_threads.py: one thread below
+2^21 multiply-adds, what BLAS allows above), and BLAS keeps its own limit otherwise: at two
+threads that made the MLP's whole fit 1.24× faster than with BLAS held to one thread (92
+against 114 ms, 48 steps of batch 128; LeNet's, whose products are small, unchanged).
+
+`NETDSL_BLAS_THREADS=N` limits BLAS to N threads (1: the steadiest choice on a shared, busy
+machine) while `fit`, `Model.forward` and `Model.loss_and_grad` run, scoped to netdsl's own
+calls: the user's other NumPy code keeps its settings.  Unset, empty or 0: no limit.
 """
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
-from typing import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import ContextManager
 
 
-def blas_thread_count() -> int:
-    value = os.environ.get("NETDSL_BLAS_THREADS", "1")
-    try:
-        return max(1, int(value))
-    except ValueError:
-        return 1
+def blas_thread_count() -> int | None:
+    """NETDSL_BLAS_THREADS as a count, or None (unset, empty or 0: no limit); a netdsl.Error
+    for anything but a whole number >= 0."""
+    value = os.environ.get("NETDSL_BLAS_THREADS", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 6:
+        from ..errors import Error
+        raise Error(f"NETDSL_BLAS_THREADS must be a whole number of threads, got {value!r}",
+                    hint="e.g. NETDSL_BLAS_THREADS=1, or unset it (0 also means no limit)")
+    return int(value) or None
+
+
+def limited_blas_threads() -> ContextManager[None]:
+    """Run the body with BLAS limited to NETDSL_BLAS_THREADS threads, when that is set."""
+    count = blas_thread_count()
+    if count is None:
+        return nullcontext()
+    return _limited(count)
 
 
 @contextmanager
-def limited_blas_threads() -> Iterator[None]:
-    """Run the body with BLAS limited to NETDSL_BLAS_THREADS threads."""
-    with _controller().limit(limits=blas_thread_count(), user_api="blas"):
+def _limited(count: int):
+    with _controller().limit(limits=count, user_api="blas"):
         yield
 
 
