@@ -57,6 +57,22 @@ def load_average() -> str:
         else "n/a"
 
 
+def compiled_blas() -> str:
+    """The BLAS netdsl's compiled products call (SciPy's), its version and the kernels it
+    picked for this processor, as threadpoolctl reports them."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401  (the library Numba's gemm calls)
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "n/a"
+    for library in threadpool_info():
+        if library.get("user_api") == "blas" and "scipy.libs" in library.get("filepath", ""):
+            kernels = library.get("architecture")
+            return (f"{library.get('internal_api', 'BLAS')} {library.get('version', '')}"
+                    + (f", {kernels} kernels" if kernels else "")).strip()
+    return "n/a"
+
+
 def machine_info(args) -> dict[str, str]:
     import numba
     try:
@@ -73,9 +89,9 @@ def machine_info(args) -> dict[str, str]:
                 model = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    # OPENBLAS_CORETYPE picks the kernels of the BLAS netdsl's products call: this machine's
-    # environment sets Haswell (AVX2) on an AVX-512 processor, whose SkylakeX kernels ran
-    # sgemm 1.5-1.8x faster here (benchmarks/README.md, *BLAS kernels*).
+    # OPENBLAS_CORETYPE picks the kernels of the BLAS netdsl's products call: where it was set
+    # to Haswell (AVX2) on this AVX-512 processor, its SkylakeX kernels ran sgemm 1.5-1.8x
+    # faster (benchmarks/README.md, *BLAS: threads and kernels*); `blas` says which ran.
     names = ("NUMBA_THREADING_LAYER", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
              "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_NUM_THREADS", "OMP_WAIT_POLICY",
              "NETDSL_CACHE_DIR", "NUMBA_CACHE_DIR", "NETDSL_BLAS_THREADS")
@@ -85,7 +101,7 @@ def machine_info(args) -> dict[str, str]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(), "numpy": np.__version__,
         "numba": numba.__version__, "torch": torch_version,
-        "env": env or "none set", "load": load_average(),
+        "env": env or "none set", "load": load_average(), "blas": compiled_blas(),
         "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
     }
 
@@ -161,7 +177,8 @@ def render_results(rows, compile_result, info, args) -> str:
     layers = sorted({row.threading_layer for row in rows if row.threading_layer})
     lines += [f"- CPU: {info['cpu']}, {info['cores']} cores ({info['os']})",
               f"- Python {info['python']}, NumPy {info['numpy']}, Numba {info['numba']}, "
-              f"PyTorch {info['torch']}",
+              f"PyTorch {info['torch']}; netdsl's products: SciPy's "
+              f"{info.get('blas', 'n/a')}",
               f"- threads N (per row): torch.set_num_threads(N), NUMBA_NUM_THREADS=N and "
               f"OPENBLAS_NUM_THREADS=N (unless set); Numba threading layer: "
               f"{', '.join(layers) or 'n/a'}; settings in the environment: {info['env']}",
