@@ -35,7 +35,8 @@ class Batcher:
         return min(start + self.batch_size, self.examples) - start
 
     def gather(self, order: np.ndarray | None, number: int) -> list[np.ndarray]:
-        """Batch `number` (from 0) of the epoch whose order is `order`: one array per name."""
+        """Batch `number` (from 0) of the epoch whose order is `order` (what `order` returned:
+        a permutation of the examples, or None): one array per name."""
         start = number * self.batch_size
         stop = min(start + self.batch_size, self.examples)
         if order is None:
@@ -45,8 +46,11 @@ class Batcher:
             buffers = self._buffers[stop - start] = [
                 np.empty((stop - start,) + array.shape[1:], array.dtype) for array in self.arrays]
         index = order[start:stop]
+        # mode="clip": `order` is a permutation of the examples, so no index is out of range,
+        # and NumPy's default mode ("raise") with `out=` gathers into a temporary first and
+        # then copies it (34 against 10 us for the MLP's 128 rows of 784 floats).
         for array, buffer in zip(self.arrays, buffers):
-            array.take(index, axis=0, out=buffer)
+            array.take(index, axis=0, out=buffer, mode="clip")
         return buffers
 
     def chunk(self, order: np.ndarray | None, number: int) -> dict[str, np.ndarray]:
