@@ -67,7 +67,8 @@ def _load_compiled_blas() -> None:
     the first compile or cache load, inside the limited block.  Without this the first fit of a
     process ran its matmuls on SciPy's default thread count (slower on a busy machine, and
     summing in another order: its history differed from the next fit's in the 8th digit)."""
+    from ..backends.scipy_blas import load_cython_blas
     try:
-        import scipy.linalg.cython_blas  # noqa: F401
+        load_cython_blas()
     except ImportError:                  # without SciPy, Numba has no BLAS matmul to limit
         pass

@@ -40,7 +40,8 @@ _GET_TYPE = ctypes.CFUNCTYPE(ctypes.c_int)
 def _openblas() -> tuple[int, int] | None:
     """Addresses of (set, get) in the OpenBLAS that SciPy's cython_blas loaded, or None."""
     try:
-        import scipy.linalg.cython_blas  # noqa: F401  (loads the library Numba's gemm calls)
+        from ..scipy_blas import load_cython_blas
+        load_cython_blas()                  # loads the library Numba's gemm calls
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
     except (ImportError, OSError):

@@ -1,0 +1,65 @@
+"""Load SciPy's `cython_blas`, the BLAS that Numba's compiled matrix products call, without
+importing the rest of `scipy.linalg`.
+
+Numba finds its gemm through `scipy.linalg.cython_blas` (its `__pyx_capi__` table), and netdsl
+needs the same library to set BLAS's thread count (numba_cpu/blas_threads.py,
+runtime/threads.py).  `import scipy.linalg.cython_blas` first runs `scipy.linalg/__init__`,
+which imports all of scipy.linalg: 130-210 ms of every netdsl process that compiles or loads a
+model, a fifth of `netdsl train`'s warm start.  The extension module itself loads in ~2 ms.
+
+So, when nothing has imported `scipy.linalg` yet, `load_cython_blas` loads the extension from
+its file in SciPy's `linalg` folder under its own name, `scipy.linalg.cython_blas`, exactly as
+the import system would (`sys.modules` then holds it, and every later import of that name,
+Numba's included, finds it there; importing `scipy.linalg` later works as before).  Anything
+unexpected (no such file, SciPy laid out otherwise) falls back to the plain import.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from types import ModuleType
+
+NAME = "scipy.linalg.cython_blas"
+
+
+def load_cython_blas() -> ModuleType:
+    """SciPy's cython_blas module (ImportError without SciPy)."""
+    module = sys.modules.get(NAME)
+    if module is not None:
+        return module
+    if "scipy.linalg" not in sys.modules:
+        try:
+            module = _load_alone()
+        except Exception:           # any surprise: the ordinary import below
+            module = None
+        if module is not None:
+            return module
+    return importlib.import_module(NAME)
+
+
+def _load_alone() -> ModuleType | None:
+    spec = importlib.util.find_spec("scipy")        # scipy's own __init__ is light
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(folder, "linalg", "cython_blas" + suffix)
+            if not os.path.isfile(path):
+                continue
+            loader = importlib.machinery.ExtensionFileLoader(NAME, path)
+            module_spec = importlib.util.spec_from_file_location(NAME, path, loader=loader)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[NAME] = module
+            try:
+                module_spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[NAME]
+                raise
+            return module
+    return None
+
+
+__all__ = ["load_cython_blas"]
