@@ -292,4 +292,35 @@ def monitored(config, row: dict) -> tuple[str, float]:
     return column, (-value if early.get("mode") == "max" else value)
 
 
-__all__ = ["BEST_PREFIX", "ResumeState", "fingerprint", "matrix_from_json", "monitored"]
+def partial_sums(partial: dict, steps: int, terms: int, source: str) -> tuple[list, list, list]:
+    """A resumed partial epoch's loss sums (the module docstring), checked: they are meta."""
+    out = []
+    for key, length in (("totals", steps), ("counts", steps), ("terms", terms)):
+        values = partial.get(key)
+        if not isinstance(values, list) or len(values) != length or \
+                not all(type(v) in (int, float) for v in values):
+            raise Error(f"cannot resume from {source}: its partial-epoch {key} are not "
+                        f"{length} numbers", hint="the checkpoint's meta was edited or damaged")
+        out.append(list(values))
+    return out[0], out[1], out[2]
+
+
+def partial_metrics(partial: dict, metrics: dict, source: str) -> None:
+    """Restore a resumed partial epoch's training metrics: each one's running confusion
+    matrix, checked (the meta is untrusted).  A checkpoint saved before they were kept has
+    none: its metrics then count only the steps after the resume."""
+    saved = partial.get("metrics", {})
+    for name, metric in metrics.items():
+        value = saved.get(name) if isinstance(saved, dict) else []
+        if value is None:
+            continue
+        matrix = matrix_from_json(value) if isinstance(value, list) else None
+        if matrix is None or matrix.dtype != np.int64 or matrix.ndim != 2 or \
+                matrix.shape[0] != matrix.shape[1] or (matrix.size and matrix.min() < 0):
+            raise Error(f"cannot resume from {source}: its partial-epoch metrics are not "
+                        "confusion matrices", hint="the checkpoint's meta was edited or damaged")
+        metric.matrix = matrix
+
+
+__all__ = ["BEST_PREFIX", "ResumeState", "fingerprint", "matrix_from_json", "monitored",
+           "partial_metrics", "partial_sums"]

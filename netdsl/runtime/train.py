@@ -21,6 +21,7 @@ from ..ir.graph import Graph
 from . import data as data_module
 from .anomaly import NonFiniteWatch
 from .batcher import Batcher
+from .compiled_epochs import CompiledEpochs
 from .epoch import EpochRunner, EpochSums
 from .evaluate import Evaluator
 from .grad_norms import GradNorms
@@ -30,7 +31,7 @@ from .progress import (ProgressBar, format_epoch_header, format_epoch_row, forma
                        format_value, is_matrix)
 from .train_config import TrainConfig, check_validation_monitors
 from .steps import HYPER_INPUTS, build_plan
-from .resume import BEST_PREFIX, ResumeState, fingerprint
+from .resume import BEST_PREFIX, ResumeState, fingerprint, partial_metrics, partial_sums
 
 
 @dataclass
@@ -137,7 +138,8 @@ def fit(model, weights: dict[str, np.ndarray], config: TrainConfig, *, data: Any
         epoch_end: Callable[[dict, Callable[[], ResumeState]], None] | None = None) -> FitResult:
     """Train `model` from `weights` as `config` says; the weights passed in are not mutated.
 
-    `should_stop`, if given, is asked before every training step (its first call means training
+    `should_stop`, if given, is asked before every training step, or every block of epochs run
+    in compiled code (runtime/compiled_epochs.py: tiny steps) (its first call means training
     has started); when it says True, training ends there with the weights so far and
     `result.interrupted` = (epoch, steps done in that epoch).  Compiled steps cannot be
     interrupted midway, so this is how `netdsl train` stops on Ctrl-C.
@@ -257,7 +259,20 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                 for name, step in zip(lr_names, steps)]
     no_metrics = MetricSet({})
     plateaus = [step.schedule.plateau for step in steps if step.schedule.plateau is not None]
+    # Tiny epochs: after the first few here, blocks of them in compiled code (compiled_epochs.py).
+    blocks = CompiledEpochs(plan, config, train_data, terms, norms, watch, should_stop, snapshot,
+                            result, printer, columns, lr_steps, resume is None or watch._copy) \
+        if CompiledEpochs.applies(plan, config, validating=evaluator is not None,
+                                  plateaus=plateaus, epoch_end=epoch_end) else None
+    blocked_until, row = 0, {}                  # row: the last epoch the loop below ran
     for epoch in range(first_epoch, config.epochs + 1):
+        if epoch < blocked_until:               # run by the last block
+            continue
+        if blocks is not None and blocks.wants(epoch, skip, row.get("seconds")):
+            blocked_until, global_step, ended = blocks.run(epoch, global_step, rng, verbose)
+            if ended:
+                break
+            continue
         started = time.perf_counter()
         # The generator as the epoch begins, for a resume state saved mid-epoch: only a run
         # that can be stopped mid-epoch needs it (~1 us an epoch).
@@ -266,12 +281,12 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
         if resume is None or (skip == 0 and watch._copy):
             watch.epoch_started(epoch, global_step + 1, rng, epoch_rng)
         norms.start(resume.partial.get("norms") if skip else None)
-        totals, counts, term_totals = _partial(resume.partial, len(steps), len(terms), source) \
+        totals, counts, term_totals = partial_sums(resume.partial, len(steps), len(terms), source) \
             if skip else ([0.0] * len(steps), [0] * len(steps), [0.0] * len(terms))
         train_metrics = {name: make_metric(name, ignore_index=ignore_index)
                          for name in metric_names}
         if skip:                    # the steps before the interrupt count towards the metrics
-            _partial_metrics(resume.partial, train_metrics, source)
+            partial_metrics(resume.partial, train_metrics, source)
         sums = EpochSums(totals, counts, term_totals,
                          MetricSet(train_metrics) if train_metrics else no_metrics)
         bar = ProgressBar(steps_per_epoch, f"epoch {epoch}/{config.epochs}",
@@ -375,34 +390,3 @@ def _test_scores(evaluator: Evaluator, weights: dict, test_data: dict, batch: in
     out.update({column: scores[name] for column, _, _, name in terms})
     out.update({name: scores[name] for name in evaluator.metric_names})
     return out
-
-
-def _partial(partial: dict, steps: int, terms: int, source: str) -> tuple[list, list, list]:
-    """A resumed partial epoch's loss sums (see runtime/resume.py), checked: they are meta."""
-    out = []
-    for key, length in (("totals", steps), ("counts", steps), ("terms", terms)):
-        values = partial.get(key)
-        if not isinstance(values, list) or len(values) != length or \
-                not all(type(v) in (int, float) for v in values):
-            raise Error(f"cannot resume from {source}: its partial-epoch {key} are not "
-                        f"{length} numbers", hint="the checkpoint's meta was edited or damaged")
-        out.append(list(values))
-    return out[0], out[1], out[2]
-
-
-def _partial_metrics(partial: dict, metrics: dict, source: str) -> None:
-    """Restore a resumed partial epoch's training metrics: each one's running confusion
-    matrix, checked (the meta is untrusted).  A checkpoint saved before they were kept has
-    none: its metrics then count only the steps after the resume."""
-    from .resume import matrix_from_json
-    saved = partial.get("metrics", {})
-    for name, metric in metrics.items():
-        value = saved.get(name) if isinstance(saved, dict) else []
-        if value is None:
-            continue
-        matrix = matrix_from_json(value) if isinstance(value, list) else None
-        if matrix is None or matrix.dtype != np.int64 or matrix.ndim != 2 or \
-                matrix.shape[0] != matrix.shape[1] or (matrix.size and matrix.min() < 0):
-            raise Error(f"cannot resume from {source}: its partial-epoch metrics are not "
-                        "confusion matrices", hint="the checkpoint's meta was edited or damaged")
-        metric.matrix = matrix

@@ -102,6 +102,14 @@ class CompiledGraph:
         return step
 
 
+    def epoch_runner(self, storage: Mapping[str, np.ndarray], batch_inputs: Sequence[str],
+                     data: Mapping[str, np.ndarray], batch: int, columns, loss_index: int):
+        """A runner of whole epochs of this training step in compiled code, bound to `storage`
+        and `data` (epoch_runner.py; what runtime/compiled_epochs.py asks a target for)."""
+        from .epoch_runner import EpochRunner
+        return EpochRunner(self, storage, list(batch_inputs), data, batch, columns, loss_index)
+
+
 class BoundStep:
     """Holds what a bound step needs: bound arrays, arenas, and the generated call."""
 

@@ -1,0 +1,172 @@
+"""Epochs run in compiled code, in blocks, when Python's loop would cost more than the steps.
+
+`fit` (runtime/train.py) runs every epoch through Python (runtime/epoch.py): per epoch a
+shuffle, a gather per batch, a bound call per step and a history row, about 15-20 us besides
+the steps.  For a model whose steps take microseconds (XOR's) that loop is most of the run.
+`CompiledEpochs` hands such runs to the target's epoch runner, where its compiled step has one
+(`compiled.epoch_runner(...)`: the cpu target's, backends/numba_cpu/epoch_runner.py), which
+does the same work for a block of epochs in one compiled call; `fit` then makes each epoch's
+row from the block's sums.
+
+When: a target with an epoch runner (cpu), one step run on every batch, batch inputs, no
+validation, no training metrics, no early stopping, no reduce_on_plateau schedule, no
+per-epoch callback; after the first MEASURED_EPOCHS epochs (run by the Python loop, which
+times them), at least MIN_EPOCHS left, and the fastest of those at most EPOCH_SECONDS; and
+the runner compiled already (in this process or in the compile cache), or the Python loop
+due to take at least COMPILE_SECONDS more (a cold compile of the runner costs about that:
+~1.2 s for XOR's step, since Numba compiles the step's code into it again).
+`NETDSL_EPOCH_BLOCKS` overrides that last condition: `always` compiles the runner whenever
+the rest hold, `never` keeps every epoch in Python; `auto` (or unset) is the rule above.
+
+The results are the Python loop's, bit for bit: weights, optimiser state, the generator's
+state and every number in the history but `seconds` (a block's time divided evenly among its
+epochs) and `examples_per_second`.  Measured (benchmarks/fit.py, 2 threads): XOR's 2,000
+epochs 36.4 -> 8.0 ms, 0.79x its steps' own time through the bound call.
+
+`should_stop` is asked before every block rather than every step; blocks are sized to last
+about BLOCK_SECONDS, so Ctrl-C still stops a run within that.  A non-finite loss stops the
+block at its step, and the non-finite watch explains it as in the Python loop (a snapshot is
+taken at the start of every block instead of every epoch).
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from .progress import format_epoch_row
+
+MIN_EPOCHS = 20
+MEASURED_EPOCHS = 3
+EPOCH_SECONDS = 2e-3
+BLOCK_SECONDS = 0.05
+COMPILE_SECONDS = 1.0
+POLICIES = ("auto", "always", "never")
+
+
+class CompiledEpochs:
+    """The block runner of one fit (see the module docstring)."""
+
+    def __init__(self, plan, config, data: dict[str, np.ndarray], terms: list, norms,
+                 watch, should_stop, snapshot: Callable, result, printer, columns: list[str],
+                 lr_steps: list, snapshots: bool):
+        self.plan, self.config, self.data = plan, config, data
+        self.terms, self.norms, self.watch = terms, norms, watch
+        self.should_stop, self.snapshot, self.result = should_stop, snapshot, result
+        self.printer, self.columns, self.lr_steps = printer, columns, lr_steps
+        self.snapshots = snapshots              # the watch copies the state (as train.py does)
+        self.examples = len(next(iter(data.values())))
+        self.steps_per_epoch = -(-self.examples // config.batch)
+        self.runner = None
+        self.per_epoch: float | None = None     # seconds an epoch, last measured
+        self.declined = False                   # the Python loop runs every epoch
+        self.measured: list[float] = []         # seconds of the epochs the Python loop ran
+
+    @staticmethod
+    def applies(plan, config, *, validating: bool, plateaus: list, epoch_end) -> bool:
+        """Whether the run is one the block runner can take (before any epoch has run)."""
+        steps = plan.steps
+        return (policy() != "never" and len(steps) == 1
+                and steps[0].every == 1
+                and bool(plan.batch_inputs) and not validating and not config.metrics
+                and config.early_stopping is None and not plateaus and epoch_end is None
+                and config.epochs >= MIN_EPOCHS + MEASURED_EPOCHS
+                and hasattr(steps[0].compiled, "epoch_runner"))
+
+    def wants(self, epoch: int, skip: int, last_seconds: float | None) -> bool:
+        """Whether epoch `epoch` (and the ones after) go to the block runner, given the time
+        of the last epoch the Python loop ran: decided once, after MEASURED_EPOCHS of them
+        (their fastest estimates an epoch: the first ones of a process pay for warming up)."""
+        if self.per_epoch is not None or self.declined:
+            return not self.declined
+        if skip or last_seconds is None:
+            return False
+        self.measured.append(last_seconds)
+        if len(self.measured) < MEASURED_EPOCHS:
+            return False
+        seconds, left = min(self.measured), self.config.epochs - epoch + 1
+        self.declined = seconds > EPOCH_SECONDS or left < MIN_EPOCHS or (
+            policy() == "auto" and left * seconds < COMPILE_SECONDS
+            and not self._runner().compiled_before)
+        if not self.declined:
+            self.per_epoch = seconds
+        return not self.declined
+
+    def _runner(self):
+        if self.runner is None:
+            step = self.plan.steps[0]
+            columns = [(output, True) for _, _, output, _ in self.terms] + \
+                [(output, False) for _, _, output in self.norms.columns]
+            self.runner = step.compiled.epoch_runner(
+                self.plan.storage, step.batch_inputs, self.data, self.config.batch, columns,
+                step.loss_index)
+        return self.runner
+
+    def run(self, epoch: int, global_step: int, rng: np.random.Generator,
+            verbose: bool) -> tuple[int, int, bool]:
+        """Run a block of epochs from `epoch`; (the next epoch, the global step after the block,
+        whether the run ends here: interrupted).  Rows go into the result's history."""
+        runner = self._runner()
+        if self.should_stop is not None and self.should_stop():
+            self.result.interrupted = (epoch, 0)
+            self.result.resume = self.snapshot(epoch, 0, rng.bit_generator.state, {
+                "totals": [0.0], "counts": [0], "terms": [0.0] * len(self.terms),
+                "norms": {"sums": [0.0] * len(self.norms.columns), "updates": [0]},
+                "metrics": {}})
+            return epoch, global_step, True
+        count = min(max(1, int(BLOCK_SECONDS / max(self.per_epoch, 1e-7))),
+                    self.config.epochs - epoch + 1)
+        step = self.plan.steps[0]
+        steps = count * self.steps_per_epoch
+        numbers = range(global_step + 1, global_step + steps + 1)
+        constant = self.lr_steps[0][2]
+        rates = np.full(steps, constant) if constant is not None else \
+            np.array([step.learning_rate(number) for number in numbers], dtype=np.float64)
+        if self.snapshots:
+            self.watch.epoch_started(epoch, global_step + 1, rng)
+        started = time.perf_counter()
+        done, position, sums = runner.run(count, self.config.shuffle, rng, global_step, rates)
+        seconds = (time.perf_counter() - started) / max(done, 1)
+        if position is not None:                # a non-finite loss at that batch
+            number = global_step + done * self.steps_per_epoch + position + 1
+            raise self.watch.explain(float(sums[done, 0]), epoch + done, number, 0)
+        self.per_epoch = seconds
+        for offset in range(done):
+            global_step += self.steps_per_epoch
+            self._row(epoch + offset, sums[offset], global_step, seconds, verbose)
+        return epoch + done, global_step, False
+
+    def _row(self, epoch: int, sums: np.ndarray, global_step: int, seconds: float,
+             verbose: bool) -> None:
+        """The epoch's row, as runtime/train.py makes it from the Python loop's sums."""
+        examples = self.examples
+        row: dict[str, Any] = {"epoch": epoch, "loss": float(sums[0]) / examples}
+        for column, (name, *_) in enumerate(self.terms, start=1):
+            row[name] = float(sums[column]) / examples
+        for name, step, constant in self.lr_steps:
+            row[name] = constant if constant is not None else step.learning_rate(global_step)
+        first = 1 + len(self.terms)
+        for column, (name, _, _) in enumerate(self.norms.columns, start=first):
+            row[name] = float(sums[column]) / self.steps_per_epoch
+        row["seconds"] = seconds
+        row["examples_per_second"] = examples / max(seconds, 1e-9)
+        self.result.history.append(row)
+        if verbose:
+            self.printer(format_epoch_row(epoch, self.config.epochs,
+                                          {k: row[k] for k in self.columns}, seconds))
+
+
+def policy() -> str:
+    """NETDSL_EPOCH_BLOCKS (see the module docstring): auto, always or never; a netdsl.Error
+    for anything else."""
+    value = os.environ.get("NETDSL_EPOCH_BLOCKS", "").strip().lower() or "auto"
+    if value not in POLICIES:
+        from ..errors import Error
+        raise Error(f"NETDSL_EPOCH_BLOCKS must be auto, always or never, got {value[:40]!r}",
+                    hint="unset it for auto: compiled epochs where they pay for their compile")
+    return value
+
+
+__all__ = ["CompiledEpochs", "policy"]
