@@ -31,6 +31,7 @@ About 1-2 minutes on two cores.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import time
 from pathlib import Path
@@ -71,8 +72,13 @@ def run_data(key: str, examples: int) -> dict[str, np.ndarray]:
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
-def netdsl_fit(key: str, data: dict, epochs: int, fresh_model: bool = False):
+def netdsl_fit(key: str, data: dict, epochs: int, fresh_model: bool = False,
+               blocks: str = "always"):
     """A function running one whole netdsl fit; it returns (setup seconds, final loss).
+
+    `blocks` is NETDSL_EPOCH_BLOCKS during the fit: `always` runs tiny epochs in compiled
+    blocks (runtime/compiled_epochs.py; the untimed first fit compiles the runner, which a
+    user's runs then find in the cache), `never` keeps every epoch in the Python loop.
 
     The model is loaded once and every run fits it again, as a notebook or a sweep does: its
     steps are compiled by the first fit and reused after (Model.compiled_training_step).
@@ -98,7 +104,15 @@ def netdsl_fit(key: str, data: dict, epochs: int, fresh_model: bool = False):
             if not first:
                 first.append(time.perf_counter())
             return False
-        result = fit(model, weights, config, data=data, verbose=False, should_stop=clock)
+        saved = os.environ.get("NETDSL_EPOCH_BLOCKS")
+        os.environ["NETDSL_EPOCH_BLOCKS"] = blocks
+        try:
+            result = fit(model, weights, config, data=data, verbose=False, should_stop=clock)
+        finally:
+            if saved is None:
+                del os.environ["NETDSL_EPOCH_BLOCKS"]
+            else:
+                os.environ["NETDSL_EPOCH_BLOCKS"] = saved
         return first[0] - began, result.history[-1]["loss"]
     return run
 
@@ -164,6 +178,7 @@ def fit_child(threads: int, smoke: bool) -> dict:
         steps = epochs * -(-examples // batch)
         one_batch = {name: np.ascontiguousarray(array[:batch]) for name, array in data.items()}
         contenders = {"netdsl fit": netdsl_fit(key, data, epochs),
+                      "netdsl fit, Python loop": netdsl_fit(key, data, epochs, blocks="never"),
                       "netdsl step": netdsl_stepper(WORKLOAD_DEFS[key], one_batch)[0]}
         if torch is not None:
             contenders["torch fit"] = torch_fit(torch, key, data, epochs)
@@ -224,15 +239,19 @@ def render_section(children: list[dict], command: str, info: dict, seconds: floa
              "measured interleaved in one process per thread count. *setup*: fit until its "
              "first step (binding the data and the step; the model's steps were compiled by an "
              "earlier fit of it); *first fit's setup*: the same for a freshly loaded model, "
-             "through the compiler's cache-hit path (median of 3). "
+             "through the compiler's cache-hit path (median of 3). *netdsl fit* runs tiny "
+             "epochs in compiled blocks (`NETDSL_EPOCH_BLOCKS=always`: runtime/"
+             "compiled_epochs.py; where they apply, XOR only here); *Python loop*: the same fit "
+             "with every epoch in Python (`never`). "
              "*fit / steps×step*: the whole fit over the steps alone (1.00: the loop costs "
              "nothing around its steps); *loop /*: the same without the setup. *torch/netdsl*: "
              "whole runs, and single steps, > 1: netdsl is faster.", "",
              f"Load average (1/5/15 min) at the start → end of each process: {loads}.", "",
              "| run | threads | steps | rounds | netdsl fit | setup | first fit's setup "
-             "| netdsl steps × step | fit / steps×step | loop / steps×step | torch fit "
+             "| netdsl steps × step | fit / steps×step | loop / steps×step "
+             "| Python loop | its fit / steps×step | torch fit "
              "| torch/netdsl fit | torch/netdsl step |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key in RUNS:
         for child in children:
             for run in child["runs"]:
@@ -242,6 +261,7 @@ def render_section(children: list[dict], command: str, info: dict, seconds: floa
                 step = Timing(**run["netdsl step"])
                 alone = step.median * run["steps"]
                 setup = run["netdsl fit setup"]
+                python = Timing(**run["netdsl fit, Python loop"])
                 torch_fit = Timing(**run["torch fit"]) if "torch fit" in run else None
                 torch_step = Timing(**run["torch step"]) if "torch step" in run else None
                 title = (f"{key}: {run['epochs']:,} epoch(s) × {run['examples']:,} ex., "
@@ -251,7 +271,8 @@ def render_section(children: list[dict], command: str, info: dict, seconds: floa
                     f"{_cell(fit)} | "
                     f"{setup:.3g} | {run.get('first fit setup', float('nan')):.3g} | "
                     f"{alone:.4g} | {_ratio_cell(_ratio(fit.median, alone))} | "
-                    f"{_ratio_cell(_ratio(fit.median - setup, alone))} | {_cell(torch_fit)} | "
+                    f"{_ratio_cell(_ratio(fit.median - setup, alone))} | {_cell(python)} | "
+                    f"{_ratio_cell(_ratio(python.median, alone))} | {_cell(torch_fit)} | "
                     f"{_ratio_cell(_ratio(torch_fit and torch_fit.median, fit.median))} | "
                     f"{_ratio_cell(_ratio(torch_step and torch_step.median, step.median))} |")
     lines.append("")
