@@ -13,8 +13,9 @@ validation, no training metrics, no early stopping, no reduce_on_plateau schedul
 per-epoch callback; after the first MEASURED_EPOCHS epochs (run by the Python loop, which
 times them), at least MIN_EPOCHS left, and the fastest of those at most EPOCH_SECONDS; and
 the runner compiled already (in this process or in the compile cache), or the Python loop
-due to take at least COMPILE_SECONDS more (a cold compile of the runner costs about that:
-~1.2 s for XOR's step, since Numba compiles the step's code into it again).
+due to take longer than a cold compile of the runner: COMPILE_SECONDS, or the runner's own
+estimate if more (Numba compiles the step's code into it again: ~1.2 s for XOR's step, ~5 s
+for the LSTM example's).
 `NETDSL_EPOCH_BLOCKS` overrides that last condition: `always` compiles the runner whenever
 the rest hold, `never` keeps every epoch in Python; `auto` (or unset) is the rule above.
 
@@ -88,8 +89,8 @@ class CompiledEpochs:
             return False
         seconds, left = min(self.measured), self.config.epochs - epoch + 1
         self.declined = seconds > EPOCH_SECONDS or left < MIN_EPOCHS or (
-            policy() == "auto" and left * seconds < COMPILE_SECONDS
-            and not self._runner().compiled_before)
+            policy() == "auto" and not self._runner().compiled_before
+            and left * seconds < max(COMPILE_SECONDS, self._runner().compile_seconds))
         if not self.declined:
             self.per_epoch = seconds
         return not self.declined
@@ -109,6 +110,7 @@ class CompiledEpochs:
         """Run a block of epochs from `epoch`; (the next epoch, the global step after the block,
         whether the run ends here: interrupted).  Rows go into the result's history."""
         runner = self._runner()
+        runner.load()                           # a compile, if any, before the block's clock
         if self.should_stop is not None and self.should_stop():
             self.result.interrupted = (epoch, 0)
             self.result.resume = self.snapshot(epoch, 0, rng.bit_generator.state, {
