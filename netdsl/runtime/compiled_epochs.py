@@ -88,9 +88,15 @@ class CompiledEpochs:
         if len(self.measured) < MEASURED_EPOCHS:
             return False
         seconds, left = min(self.measured), self.config.epochs - epoch + 1
-        self.declined = seconds > EPOCH_SECONDS or left < MIN_EPOCHS or (
-            policy() == "auto" and not self._runner().compiled_before
-            and left * seconds < max(COMPILE_SECONDS, self._runner().compile_seconds))
+        runner = None
+        if seconds <= EPOCH_SECONDS and left >= MIN_EPOCHS:
+            try:
+                runner = self._runner()
+            except ValueError:          # a step the runner cannot take (epoch_runner.py)
+                pass
+        self.declined = runner is None or (
+            policy() == "auto" and not runner.compiled_before
+            and left * seconds < max(COMPILE_SECONDS, runner.compile_seconds))
         if not self.declined:
             self.per_epoch = seconds
         return not self.declined

@@ -119,6 +119,16 @@ def test_auto_compiles_the_runner_only_where_it_pays(tiny, monkeypatch, tmp_path
     assert _fit(other, monkeypatch, "auto")[1] >= 1                # compiled now: it is used
 
 
+def test_a_step_the_runner_cannot_take_stays_in_python(tiny, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise ValueError("output probs is not a scalar")
+    python, _ = _fit(tiny, monkeypatch, False)
+    monkeypatch.setattr(epoch_runner.EpochRunner, "__init__", refuse)
+    refused, blocks = _fit(tiny, monkeypatch, True)
+    assert blocks == 0
+    _same(python, refused)
+
+
 def test_a_malformed_policy_is_an_error(tiny, monkeypatch):
     with pytest.raises(Error, match="NETDSL_EPOCH_BLOCKS must be auto, always or never"):
         _fit(tiny, monkeypatch, "sometimes")

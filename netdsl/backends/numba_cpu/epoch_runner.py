@@ -119,7 +119,9 @@ class EpochRunner:
     (steps done before), drawing their orders from `rng` when shuffling, and returns (epochs
     done, batch at which a non-finite loss stopped it or None, sums): sums[e] = [loss x
     examples, then each `columns` entry's sum].  Its module is loaded, and compiled unless
-    Numba's cache has it (`compile_seconds`), by `load` or the first `run`."""
+    Numba's cache has it (`compile_seconds`), by `load` or the first `run`.  A step it cannot
+    run (a rank-0 batch input, a loss or gradient norm that is not a scalar) raises ValueError
+    when it is made: the caller keeps its Python loop."""
 
     def __init__(self, compiled, storage: dict[str, np.ndarray], batch_inputs: list[str],
                  data: dict[str, np.ndarray], batch: int, columns: list[tuple[int, bool]],
