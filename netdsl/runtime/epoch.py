@@ -11,8 +11,9 @@ A plan of one step that runs on every batch (most models) takes a loop of its ow
 arguments are set in a list kept from batch to batch, the learning rate is read once per epoch
 when the schedule is constant, and nothing else is allocated per batch; what is left per batch
 is the compiled step's call and a few float additions (~2 us besides the step; XOR's whole
-epoch, with its shuffle and history row, ~12 us CPU time against a 4 us step).  Other plans
-(several objectives, `every = k`) go through `plan.due`.
+epoch, with its shuffle and history row, ~12 us CPU time against a 4 us step; such tiny
+epochs then go to compiled blocks, runtime/compiled_epochs.py).  Other plans (several
+objectives, `every = k`) go through `plan.due`.
 """
 from __future__ import annotations
 
