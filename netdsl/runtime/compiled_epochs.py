@@ -12,12 +12,13 @@ When: a target with an epoch runner (cpu), one step run on every batch, batch in
 validation, no training metrics, no early stopping, no reduce_on_plateau schedule, no
 per-epoch callback; after the first MEASURED_EPOCHS epochs (run by the Python loop, which
 times them), at least MIN_EPOCHS left, and the fastest of those at most EPOCH_SECONDS; and
-the runner compiled already (in this process or in the compile cache), or the Python loop
-due to take longer than a cold compile of the runner: COMPILE_SECONDS, or the runner's own
-estimate if more (Numba compiles the step's code into it again: ~1.2 s for XOR's step, ~5 s
-for the LSTM example's).
+what blocks save (about three quarters of the Python loop's time left) more than readying
+the runner costs, as the runner estimates it: nothing when this process loaded it, a load
+when the compile cache has it, else a cold compile (at least 1 s: Numba compiles the step's
+code into the runner again, ~1.2 s for XOR's step, ~5 s for the LSTM example's).
 `NETDSL_EPOCH_BLOCKS` overrides that last condition: `always` compiles the runner whenever
-the rest hold, `never` keeps every epoch in Python; `auto` (or unset) is the rule above.
+the rest hold, `never` keeps every epoch in Python; `auto` (or unset) is the rule above.  A
+runner that fails to load (an unwritable cache) leaves every epoch to Python, with a note.
 
 The results are the Python loop's, bit for bit: weights, optimiser state, the generator's
 state and every number in the history but `seconds` (a block's time divided evenly among its
@@ -33,7 +34,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +45,6 @@ MIN_EPOCHS = 20
 MEASURED_EPOCHS = 3
 EPOCH_SECONDS = 2e-3
 BLOCK_SECONDS = 0.05
-COMPILE_SECONDS = 1.0
 POLICIES = ("auto", "always", "never")
 
 
@@ -52,7 +53,7 @@ class CompiledEpochs:
 
     def __init__(self, plan, config, data: dict[str, np.ndarray], terms: list, norms,
                  watch, should_stop, snapshot: Callable, result, printer, columns: list[str],
-                 lr_steps: list, snapshots: bool):
+                 lr_steps: list, snapshots: bool, partial_first: bool = False):
         self.plan, self.config, self.data = plan, config, data
         self.terms, self.norms, self.watch = terms, norms, watch
         self.should_stop, self.snapshot, self.result = should_stop, snapshot, result
@@ -64,6 +65,7 @@ class CompiledEpochs:
         self.per_epoch: float | None = None     # seconds an epoch, last measured
         self.declined = False                   # the Python loop runs every epoch
         self.measured: list[float] = []         # seconds of the epochs the Python loop ran
+        self.partial_first = partial_first      # the first of them is a resumed partial one
 
     @staticmethod
     def applies(plan, config, *, validating: bool, plateaus: list, epoch_end) -> bool:
@@ -84,6 +86,9 @@ class CompiledEpochs:
             return not self.declined
         if skip or last_seconds is None:
             return False
+        if self.partial_first:                  # a resumed partial epoch: not a measure
+            self.partial_first = False
+            return False
         self.measured.append(last_seconds)
         if len(self.measured) < MEASURED_EPOCHS:
             return False
@@ -94,14 +99,16 @@ class CompiledEpochs:
                 runner = self._runner()
             except ValueError:          # a step the runner cannot take (epoch_runner.py)
                 pass
+        # auto: blocks cut the loop's time to about a quarter (XOR's), and what that saves
+        # must pay for readying the runner (nothing, a load from the cache, or a compile).
         self.declined = runner is None or (
-            policy() == "auto" and not runner.compiled_before
-            and left * seconds < max(COMPILE_SECONDS, runner.compile_seconds))
+            policy() == "auto" and 0.75 * left * seconds < runner.start_seconds)
         if not self.declined:
             self.per_epoch = seconds
         return not self.declined
 
     def _runner(self):
+        """The target's runner for this fit's step and data (made once; not yet loaded)."""
         if self.runner is None:
             step = self.plan.steps[0]
             columns = [(output, True) for _, _, output, _ in self.terms] + \
@@ -114,9 +121,9 @@ class CompiledEpochs:
     def run(self, epoch: int, global_step: int, rng: np.random.Generator,
             verbose: bool) -> tuple[int, int, bool]:
         """Run a block of epochs from `epoch`; (the next epoch, the global step after the block,
-        whether the run ends here: interrupted).  Rows go into the result's history."""
-        runner = self._runner()
-        runner.load()                           # a compile, if any, before the block's clock
+        whether the run ends here: interrupted).  Rows go into the result's history.  When the
+        runner fails to load (an unwritable cache, a compile error), nothing runs: the next
+        epoch is still `epoch`, and every epoch from there on goes through Python."""
         if self.should_stop is not None and self.should_stop():
             self.result.interrupted = (epoch, 0)
             self.result.resume = self.snapshot(epoch, 0, rng.bit_generator.state, {
@@ -124,17 +131,26 @@ class CompiledEpochs:
                 "norms": {"sums": [0.0] * len(self.norms.columns), "updates": [0]},
                 "metrics": {}})
             return epoch, global_step, True
+        runner = self._runner()
+        try:
+            runner.load()                       # a compile, if any, before the block's clock
+        except Exception as error:              # the Python loop does the same work
+            from ..backends.cache import note
+            note(f"compiled epochs are unavailable ({type(error).__name__}: "
+                 f"{str(error)[:200]}); every epoch runs through Python")
+            self.declined = True
+            return epoch, global_step, False
         count = min(max(1, int(BLOCK_SECONDS / max(self.per_epoch, 1e-7))),
                     self.config.epochs - epoch + 1)
         step = self.plan.steps[0]
         steps = count * self.steps_per_epoch
         numbers = range(global_step + 1, global_step + steps + 1)
         constant = self.lr_steps[0][2]
+        started = time.perf_counter()           # the rates' Python counts towards the block
         rates = np.full(steps, constant) if constant is not None else \
             np.array([step.learning_rate(number) for number in numbers], dtype=np.float64)
         if self.snapshots:
             self.watch.epoch_started(epoch, global_step + 1, rng)
-        started = time.perf_counter()
         done, position, sums = runner.run(count, self.config.shuffle, rng, global_step, rates)
         seconds = (time.perf_counter() - started) / max(done, 1)
         if position is not None:                # a non-finite loss at that batch

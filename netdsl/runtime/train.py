@@ -22,6 +22,7 @@ from . import data as data_module
 from .anomaly import NonFiniteWatch
 from .batcher import Batcher
 from .compiled_epochs import CompiledEpochs
+from .compiled_epochs import policy as epoch_blocks_policy
 from .epoch import EpochRunner, EpochSums
 from .evaluate import Evaluator
 from .grad_norms import GradNorms
@@ -163,6 +164,7 @@ def fit(model, weights: dict[str, np.ndarray], config: TrainConfig, *, data: Any
 def _fit(model, weights, config, data, target, verbose, printer, should_stop=None,
          resume=None, source="", epoch_end=None) -> FitResult:
     model.check_weights(weights)
+    epoch_blocks_policy()                   # a malformed NETDSL_EPOCH_BLOCKS: before compiling
     label, prediction = _label_and_prediction(model, config)
     train_data, validation, test_data = prepare_splits(model, config, data)
     check_validation_monitors(config, validation is not None)
@@ -261,7 +263,8 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     plateaus = [step.schedule.plateau for step in steps if step.schedule.plateau is not None]
     # Tiny epochs: after the first few here, blocks of them in compiled code (compiled_epochs.py).
     blocks = CompiledEpochs(plan, config, train_data, terms, norms, watch, should_stop, snapshot,
-                            result, printer, columns, lr_steps, resume is None or watch._copy) \
+                            result, printer, columns, lr_steps, resume is None or watch._copy,
+                            partial_first=skip > 0) \
         if CompiledEpochs.applies(plan, config, validating=evaluator is not None,
                                   plateaus=plateaus, epoch_end=epoch_end) else None
     blocked_until, row = 0, {}                  # row: the last epoch the loop below ran
@@ -272,7 +275,8 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
             blocked_until, global_step, ended = blocks.run(epoch, global_step, rng, verbose)
             if ended:
                 break
-            continue
+            if blocked_until > epoch:           # else the runner did not load: this epoch here
+                continue
         started = time.perf_counter()
         # The generator as the epoch begins, for a resume state saved mid-epoch: only a run
         # that can be stopped mid-epoch needs it (~1 us an epoch).

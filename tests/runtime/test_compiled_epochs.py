@@ -54,12 +54,12 @@ def _fit(tiny, monkeypatch, enabled: bool | str, blocks: list | None = None, **o
     policy = enabled if isinstance(enabled, str) else "always" if enabled else "never"
     monkeypatch.setenv("NETDSL_EPOCH_BLOCKS", policy)
     blocks = blocks if blocks is not None else [0]
-    run = epoch_runner.EpochRunner.run
+    run = epoch_runner.BlockRunner.run
 
     def counted(self, *args):
         blocks[0] += 1
         return run(self, *args)
-    monkeypatch.setattr(epoch_runner.EpochRunner, "run", counted)
+    monkeypatch.setattr(epoch_runner.BlockRunner, "run", counted)
     stop = options.pop("should_stop", None)
     resume = options.pop("resume", None)
     config = with_overrides(model.train_config, options, origin="test")
@@ -110,20 +110,30 @@ def test_auto_compiles_the_runner_only_where_it_pays(tiny, monkeypatch, tmp_path
     path.write_text(TINY.replace("Dense(6)", "Dense(7)"))
     other = (netdsl.load(path), tiny[1])
     assert _fit(other, monkeypatch, "auto")[1] == 0     # 37 epochs of ~20 us: not worth ~1 s
-    monkeypatch.setattr(compiled_epochs, "COMPILE_SECONDS", 1e-9)
-    assert _fit(other, monkeypatch, "never")[1] == 0
-    monkeypatch.setattr(compiled_epochs, "COMPILE_SECONDS", 1e9)
+    monkeypatch.setattr(epoch_runner.BlockRunner, "compile_seconds", 1e9)
     assert _fit(other, monkeypatch, "auto", epochs=2000)[1] == 0
     assert not list(tmp_path.glob("__pycache__/*run*"))
     assert _fit(other, monkeypatch, "always")[1] >= 1
-    assert _fit(other, monkeypatch, "auto")[1] >= 1                # compiled now: it is used
+    assert _fit(other, monkeypatch, "auto")[1] >= 1     # loaded now: it costs nothing
+
+
+def test_a_runner_that_fails_to_load_leaves_the_epochs_to_python(tiny, monkeypatch, capsys):
+    python, _ = _fit(tiny, monkeypatch, False)
+
+    def unwritable(*args):
+        raise OSError("cannot write to the compile cache directory")
+    monkeypatch.setattr(epoch_runner, "_load", unwritable)     # each fit's runner loads anew
+    loaded, blocks = _fit(tiny, monkeypatch, True)
+    assert blocks == 0
+    _same(python, loaded)
+    assert "compiled epochs are unavailable (OSError" in capsys.readouterr().err
 
 
 def test_a_step_the_runner_cannot_take_stays_in_python(tiny, monkeypatch):
     def refuse(*args, **kwargs):
         raise ValueError("output probs is not a scalar")
     python, _ = _fit(tiny, monkeypatch, False)
-    monkeypatch.setattr(epoch_runner.EpochRunner, "__init__", refuse)
+    monkeypatch.setattr(epoch_runner.BlockRunner, "__init__", refuse)
     refused, blocks = _fit(tiny, monkeypatch, True)
     assert blocks == 0
     _same(python, refused)
@@ -155,6 +165,14 @@ def test_an_interrupt_between_blocks_resumes_to_the_same_run(tiny, monkeypatch):
 
     stopped, blocks = _fit(tiny, monkeypatch, True, should_stop=stop)
     assert blocks == 2 and stopped.interrupted == (6, 0) and len(stopped.history) == 5
+    resumed, blocks = _fit(tiny, monkeypatch, True, resume=stopped.resume)
+    assert blocks >= 1
+    _same(whole, resumed)
+    # stopped mid-epoch by the Python loop (epoch 1 after its first batch), resumed into blocks
+    calls[0] = 0
+    stopped, _ = _fit(tiny, monkeypatch, True, should_stop=lambda: (
+        calls.__setitem__(0, calls[0] + 1) or calls[0] == 2))
+    assert stopped.interrupted == (1, 1)
     resumed, blocks = _fit(tiny, monkeypatch, True, resume=stopped.resume)
     assert blocks >= 1
     _same(whole, resumed)

@@ -101,13 +101,12 @@ class CompiledGraph:
             bound.input_names, bound.output_names, bound
         return step
 
-
     def epoch_runner(self, storage: Mapping[str, np.ndarray], batch_inputs: Sequence[str],
                      data: Mapping[str, np.ndarray], batch: int, columns, loss_index: int):
         """A runner of whole epochs of this training step in compiled code, bound to `storage`
         and `data` (epoch_runner.py; what runtime/compiled_epochs.py asks a target for)."""
-        from .epoch_runner import EpochRunner
-        return EpochRunner(self, storage, list(batch_inputs), data, batch, columns, loss_index)
+        from .epoch_runner import BlockRunner
+        return BlockRunner(self, storage, list(batch_inputs), data, batch, columns, loss_index)
 
 
 class BoundStep:

@@ -3,7 +3,7 @@
 Through Python, every step of `fit` costs its bound call (unboxing each array argument, ~3-4 us
 for XOR's 18) and every epoch its shuffle, batch gathering and row (runtime/epoch.py,
 runtime/train.py): for XOR's 2-8-1 MLP that is ~18 us an epoch around ~1.5 us of arithmetic.
-`EpochRunner` writes a small module beside the step's own in the compile cache (named by its
+`BlockRunner` writes a small module beside the step's own in the compile cache (named by its
 content hash, like every generated module) whose `@njit(cache=True)` function `run` does what
 the Python loop does, for `epochs` epochs at a time, and calls the step's driver directly:
 
@@ -35,6 +35,8 @@ from ..reference import bind_dims
 from .compiled import driver_args, index_error
 
 _HYPER = {"__lr__": "lr", "__step__": "number", "__rng__": "stream"}
+# Loading a compiled runner from Numba's cache, once per process (~20 ms measured for XOR's).
+LOAD_SECONDS = 0.03
 
 
 def runner_source(step_key: str, params: list, batch_inputs: list[str],
@@ -82,12 +84,12 @@ def runner_source(step_key: str, params: list, batch_inputs: list[str],
              "                for row in range(size):",
              "                    source = orders[epoch, start + row]"]
     for k in range(len(batch_inputs)):
+        copy = f"{buffer_rows[k]}[row, column] = {rows[k]}[source, column]"
         lines += [f"                    for column in range({rows[k]}.shape[1]):",
-                  f"                        {buffer_rows[k]}[row, column] = "
-                  f"{rows[k]}[source, column]"]
+                  f"                        {copy}"]
     for k in range(len(batch_inputs)):
-        lines += [f"            x_{k} = {buffers[k]}[:size] if shuffle "
-                  f"else {data[k]}[start:start + size]"]
+        view = f"{buffers[k]}[:size] if shuffle else {data[k]}[start:start + size]"
+        lines.append(f"            x_{k} = {view}")
     lines += ["            offsets = offsets_full if size == batch else offsets_last"]
     if "lr" in hyper:
         lines.append("            lr[()] = rates[done]")
@@ -112,7 +114,7 @@ def runner_source(step_key: str, params: list, batch_inputs: list[str],
     return "\n".join(lines)
 
 
-class EpochRunner:
+class BlockRunner:
     """Runs epochs of one single-step training plan in compiled code (the module docstring).
 
     `run(epochs, shuffle, rng, first, rates)` runs `epochs` epochs from global step `first`
@@ -176,10 +178,10 @@ class EpochRunner:
     def compile_seconds(self) -> float:
         """About what compiling it costs, cold: Numba compiles the step's code into it again,
         ~0.11 s per 1,000 characters of the step's source (measured: XOR's 10.9k, 1.2 s; the
-        LSTM example's 47.9k, 5.3 s)."""
+        LSTM example's 47.9k, 5.3 s), and at least 1 s."""
         generated = self.compiled.generated
         characters = len(generated.source) + sum(map(len, generated.segments.values()))
-        return 0.11e-3 * characters
+        return max(1.0, 0.11e-3 * characters)
 
     def load(self) -> None:
         """Load its module, and compile it unless Numba's cache has it (once per process): a
@@ -189,13 +191,18 @@ class EpochRunner:
             self._call(0, False, self._unshuffled, 0, np.zeros(0), np.zeros((0, self.width)))
 
     @property
-    def compiled_before(self) -> bool:
-        """Whether its module is loaded in this process or in the compile cache (written just
-        before its first compile, so Numba's cache has it too, unless removed since)."""
-        return f"netdsl_generated_{self.key}" in sys.modules or self.path.is_file()
+    def start_seconds(self) -> float:
+        """About what making it ready to run costs: nothing when its module is loaded in this
+        process, LOAD_SECONDS when the compile cache has it (its module is written just before
+        its first compile, so Numba's cache has the code too, unless removed since), else
+        `compile_seconds`."""
+        if f"netdsl_generated_{self.key}" in sys.modules:
+            return 0.0
+        return LOAD_SECONDS if self.path.is_file() else self.compile_seconds
 
     def run(self, epochs: int, shuffle: bool, rng: np.random.Generator, first: int,
             rates: np.ndarray) -> tuple[int, int | None, np.ndarray]:
+        """Run `epochs` epochs (the class docstring)."""
         self.load()
         sums = np.zeros((epochs, self.width))
         examples = len(self.data[0])
@@ -207,6 +214,7 @@ class EpochRunner:
         return done, None, sums
 
     def _call(self, epochs, shuffle, orders, first, rates, sums) -> tuple[int, int]:
+        """The compiled function's call: (epochs done, batch of a non-finite loss or 0)."""
         buffers = self.buffers if shuffle else self.data
         try:
             return self.function(
@@ -232,4 +240,4 @@ def _load(path: Path, key: str, source: str):
     return cache.import_module(path, key, source, numba_cache.guard).run
 
 
-__all__ = ["EpochRunner", "runner_source"]
+__all__ = ["BlockRunner", "runner_source"]
