@@ -157,23 +157,23 @@ class CompiledEpochs:
             number = global_step + done * self.steps_per_epoch + position + 1
             raise self.watch.explain(float(sums[done, 0]), epoch + done, number, 0)
         self.per_epoch = seconds
-        for offset in range(done):
+        for offset, values in enumerate(sums[:done].tolist()):   # floats: ~2x faster rows
             global_step += self.steps_per_epoch
-            self._row(epoch + offset, sums[offset], global_step, seconds, verbose)
+            self._row(epoch + offset, values, global_step, seconds, verbose)
         return epoch + done, global_step, False
 
-    def _row(self, epoch: int, sums: np.ndarray, global_step: int, seconds: float,
+    def _row(self, epoch: int, sums: list[float], global_step: int, seconds: float,
              verbose: bool) -> None:
         """The epoch's row, as runtime/train.py makes it from the Python loop's sums."""
         examples = self.examples
-        row: dict[str, Any] = {"epoch": epoch, "loss": float(sums[0]) / examples}
+        row: dict[str, Any] = {"epoch": epoch, "loss": sums[0] / examples}
         for column, (name, *_) in enumerate(self.terms, start=1):
-            row[name] = float(sums[column]) / examples
+            row[name] = sums[column] / examples
         for name, step, constant in self.lr_steps:
             row[name] = constant if constant is not None else step.learning_rate(global_step)
         first = 1 + len(self.terms)
         for column, (name, _, _) in enumerate(self.norms.columns, start=first):
-            row[name] = float(sums[column]) / self.steps_per_epoch
+            row[name] = sums[column] / self.steps_per_epoch
         row["seconds"] = seconds
         row["examples_per_second"] = examples / max(seconds, 1e-9)
         self.result.history.append(row)
