@@ -51,9 +51,12 @@ POLICIES = ("auto", "always", "never")
 class CompiledEpochs:
     """The block runner of one fit (see the module docstring)."""
 
-    def __init__(self, plan, config, data: dict[str, np.ndarray], terms: list, norms,
-                 watch, should_stop, snapshot: Callable, result, printer, columns: list[str],
-                 lr_steps: list, snapshots: bool, partial_first: bool = False):
+    def __init__(self, plan, config, data: dict[str, np.ndarray], *, terms: list, norms,
+                 watch, snapshots: bool, should_stop, snapshot: Callable, result, printer,
+                 columns: list[str], lr_steps: list, partial_first: bool = False):
+        """`terms`, `norms`, `columns` and `lr_steps` are fit's (train.py); `snapshots`: the
+        watch copies the state at a block's start; `snapshot(...)` makes a resume state;
+        `partial_first`: the run resumes mid-epoch."""
         self.plan, self.config, self.data = plan, config, data
         self.terms, self.norms, self.watch = terms, norms, watch
         self.should_stop, self.snapshot, self.result = should_stop, snapshot, result

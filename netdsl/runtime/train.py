@@ -262,9 +262,10 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     no_metrics = MetricSet({})
     plateaus = [step.schedule.plateau for step in steps if step.schedule.plateau is not None]
     # Tiny epochs: after the first few here, blocks of them in compiled code (compiled_epochs.py).
-    blocks = CompiledEpochs(plan, config, train_data, terms, norms, watch, should_stop, snapshot,
-                            result, printer, columns, lr_steps, resume is None or watch._copy,
-                            partial_first=skip > 0) \
+    blocks = CompiledEpochs(plan, config, train_data, terms=terms, norms=norms, watch=watch,
+                            snapshots=resume is None or watch._copy, should_stop=should_stop,
+                            snapshot=snapshot, result=result, printer=printer, columns=columns,
+                            lr_steps=lr_steps, partial_first=skip > 0) \
         if CompiledEpochs.applies(plan, config, validating=evaluator is not None,
                                   plateaus=plateaus, epoch_end=epoch_end) else None
     blocked_until, row = 0, {}                  # row: the last epoch the loop below ran
