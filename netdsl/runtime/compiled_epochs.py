@@ -128,10 +128,11 @@ class CompiledEpochs:
         runner fails to load (an unwritable cache, a compile error), nothing runs: the next
         epoch is still `epoch`, and every epoch from there on goes through Python."""
         if self.should_stop is not None and self.should_stop():
+            self.norms.start()                  # the blocks keep their own sums: none so far
             self.result.interrupted = (epoch, 0)
             self.result.resume = self.snapshot(epoch, 0, rng.bit_generator.state, {
                 "totals": [0.0], "counts": [0], "terms": [0.0] * len(self.terms),
-                "norms": {"sums": [0.0] * len(self.norms.columns), "updates": [0]},
+                "norms": self.norms.partial(),
                 "metrics": {}})
             return epoch, global_step, True
         runner = self._runner()

@@ -96,6 +96,17 @@ def test_blocks_are_the_python_loop(tiny, monkeypatch, options):
     assert row["ce"] > 0 and row["penalty"] > 0 and row["grad_norm"] > 0
 
 
+def test_read_only_data_runs_in_blocks(tiny, monkeypatch):
+    model, data = tiny
+    frozen = {name: array.copy() for name, array in data.items()}
+    for array in frozen.values():
+        array.flags.writeable = False
+    python, _ = _fit(tiny, monkeypatch, False)
+    compiled, blocks = _fit((model, frozen), monkeypatch, True)
+    assert blocks >= 1
+    _same(python, compiled)
+
+
 def test_short_runs_and_metrics_stay_in_python(tiny, monkeypatch):
     shortest = compiled_epochs.MIN_EPOCHS + compiled_epochs.MEASURED_EPOCHS
     assert _fit(tiny, monkeypatch, True, epochs=shortest)[1] >= 1

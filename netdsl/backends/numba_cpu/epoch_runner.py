@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..reference import bind_dims
-from .compiled import driver_args, index_error
+from .compiled import _contiguous, driver_args, index_error
 
 _HYPER = {"__lr__": "lr", "__step__": "number", "__rng__": "stream"}
 # Loading a compiled runner from Numba's cache, once per process (~20 ms measured for XOR's).
@@ -133,8 +133,8 @@ class BlockRunner:
         by_name = {v.name: v for v in graph.inputs}
         if any(by_name[name].rank == 0 for name in batch_inputs):
             raise ValueError("a rank-0 batch input")
-        self.data = [np.ascontiguousarray(data[name], dtype=by_name[name].dtype.numpy)
-                     for name in batch_inputs]
+        # As the bound step converts its inputs: a read-only array would type differently.
+        self.data = [_contiguous(data[name], by_name[name].dtype.numpy) for name in batch_inputs]
         examples = len(self.data[0])
         self.buffers = [np.empty((min(batch, examples),) + array.shape[1:], array.dtype)
                         for array in self.data]
@@ -144,9 +144,7 @@ class BlockRunner:
         self.hyper = [np.zeros((), by_name[name].dtype.numpy) for kind, name in
                       compiled.generated.params if kind == "input" and name in _HYPER]
         output_ranks = _output_ranks(graph, compiled.output_names)
-        scalar_outputs = {0: (loss_index, True)}
-        for column, (output, weighted) in enumerate(columns, start=1):
-            scalar_outputs[column] = (output, weighted)
+        scalar_outputs = dict(enumerate([(loss_index, True), *columns]))
         for output, _ in scalar_outputs.values():
             if output_ranks[output] != 0:
                 raise ValueError(f"output {compiled.output_names[output]} is not a scalar")
