@@ -14,8 +14,8 @@ per-epoch callback; after the first MEASURED_EPOCHS epochs (run by the Python lo
 times them), at least MIN_EPOCHS left, and the fastest of those at most EPOCH_SECONDS; and
 what blocks save (about three quarters of the Python loop's time left) more than readying
 the runner costs, as the runner estimates it: nothing when this process loaded it, a load
-when the compile cache has it, else a cold compile (at least 1 s: Numba compiles the step's
-code into the runner again, ~1.2 s for XOR's step, ~5 s for the LSTM example's).
+when the compile cache has it, else a cold compile (~0.7 s: the runner's own loops; it calls
+the compiled step separately, backends/numba_cpu/separate.py).
 `NETDSL_EPOCH_BLOCKS` overrides that last condition: `always` compiles the runner whenever
 the rest hold, `never` keeps every epoch in Python; `auto` (or unset) is the rule above.  A
 runner that fails to load (an unwritable cache) leaves every epoch to Python, with a note.

@@ -120,7 +120,7 @@ def test_auto_compiles_the_runner_only_where_it_pays(tiny, monkeypatch, tmp_path
     path = tmp_path / "other.net"
     path.write_text(TINY.replace("Dense(6)", "Dense(7)"))
     other = (netdsl.load(path), tiny[1])
-    assert _fit(other, monkeypatch, "auto")[1] == 0     # 37 epochs of ~20 us: not worth ~1 s
+    assert _fit(other, monkeypatch, "auto")[1] == 0     # 37 epochs of ~20 us: not worth ~0.7 s
     monkeypatch.setattr(epoch_runner.BlockRunner, "compile_seconds", 1e9)
     assert _fit(other, monkeypatch, "auto", epochs=2000)[1] == 0
     assert not list(tmp_path.glob("__pycache__/*run*"))

@@ -60,9 +60,29 @@ class EmitContext:
     def helper_lines(self) -> list[str]:
         return [line for source in self.helpers for line in (source.rstrip("\n"), "")]
 
-    def import_lines(self) -> list[str]:
-        return [f"from {module} import {attribute} as {local}"
-                for local, (module, attribute) in sorted(self.imports.items())]
+    def import_lines(self, only: set[str] | None = None) -> list[str]:
+        """The generated module's import lines (of the locals in `only`, else all): a library
+        kernel is called separately (separate.py), so that its code is not compiled again
+        into every function that calls it."""
+        lines = []
+        for local, (module, attribute) in sorted(self.imports.items()):
+            if only is not None and local not in only:
+                continue
+            lines.append(f"from {module} import {attribute} as {local}")
+            if called_separately(module, attribute):
+                lines.append(f"{local} = _separately({local})")
+        return lines
+
+
+def called_separately(module: str, attribute: str) -> bool:
+    """Whether generated code calls `module.attribute` through separate.py: every njit
+    function except those Numba inlines at the call (`inline="always"`)."""
+    import importlib
+
+    from numba.core.dispatcher import Dispatcher
+    function = getattr(importlib.import_module(module), attribute)
+    return isinstance(function, Dispatcher) and \
+        function.targetoptions.get("inline", "never") == "never"
 
 
 def compile_single_node(node, parallel: bool = False) -> Callable[..., Any]:
@@ -80,6 +100,7 @@ def compile_single_node(node, parallel: bool = False) -> Callable[..., Any]:
         body = lowering_for(node.op)(ctx, node, ins, outs)
     source = "\n".join(
         ["import math", "import numpy as np", "from numba import njit, prange",
+         "from netdsl.backends.numba_cpu.separate import separately as _separately",
          *ctx.import_lines(), *ctx.helper_lines(), "",
          f"def kernel({', '.join(ins + outs)}):"]
         + ["    " + line for line in body] + ["    return 0"])

@@ -27,7 +27,7 @@ def toolchain() -> str:
 def guard(module, module_path: Path) -> None:
     """Guard the cache loads and saves of every Numba dispatcher of a generated module."""
     for value in list(vars(module).values()):
-        _guard(value, module_path)
+        _guard(getattr(value, "dispatcher", value), module_path)   # separate.py's calls
 
 
 def check_cache_dir() -> None:
@@ -45,6 +45,14 @@ def check_cache_dir() -> None:
                          f"yours alone: `chmod 700 {location}`, or unset NUMBA_CACHE_DIR")
 
 
+def guard_function(dispatcher) -> None:
+    """`guard` for one dispatcher outside a generated module (a library kernel that generated
+    code calls separately, separate.py), once."""
+    import inspect
+    if not getattr(dispatcher, "_netdsl_guarded", False):
+        _guard(dispatcher, Path(inspect.getfile(dispatcher.py_func)))
+
+
 def _guard(dispatcher, module_path: Path) -> None:
     """Make a Numba dispatcher's cache treat a failing load or save as a damaged entry: its
     files are discarded, a note is printed, and Numba compiles (and saves) afresh."""
@@ -55,6 +63,7 @@ def _guard(dispatcher, module_path: Path) -> None:
     numba_cache = getattr(dispatcher, "_cache", None)
     if not isinstance(numba_cache, Cache):
         return
+    dispatcher._netdsl_guarded = True
     load, save = numba_cache.load_overload, numba_cache.save_overload
 
     def load_overload(sig, target_context):

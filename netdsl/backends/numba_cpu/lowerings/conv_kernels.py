@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit, prange
 from numba import uint64 as u64
 
+from ..separate import separately
 from .linalg import matmul_2d
 
 
@@ -63,7 +64,7 @@ def unfold(image, n, c0, padded, cols, col0, kh, kw, sh, sw, pt, pl, dh, dw, ho,
                     image[n, c0 + c, y, xx] = padded[c, pt + y, u64(pl + xx)] if inside else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def images_per_chunk(n_images, column_elements):
     """Images whose columns share one gemm: enough for an efficient product, few enough for
     the column buffer (~1 MB) to stay in cache and for at least 8 chunks to run in parallel."""
@@ -99,7 +100,7 @@ _LOOP_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}   # as generated 
 def product(a, b, out):
     """out = a @ b: loops over the rows of `out` when it has at most SMALL_ROWS, else BLAS."""
     if a.shape[0] > SMALL_ROWS:
-        matmul_2d(a, b, out, False, False)
+        _matmul_2d(a, b, out, False, False)
         return
     for i in range(a.shape[0]):
         for q in range(b.shape[1]):
@@ -115,7 +116,7 @@ def product_transposed(a, b, out):
     """out = a @ bᵀ: a dot product of rows per element when `out` has at most SMALL_ROWS rows
     (the sum over the long axis vectorises), else BLAS."""
     if a.shape[0] > SMALL_ROWS:
-        matmul_2d(a, b, out, False, True)
+        _matmul_2d(a, b, out, False, True)
         return
     for i in range(a.shape[0]):
         for j in range(b.shape[0]):
@@ -125,6 +126,13 @@ def product_transposed(a, b, out):
             out[i, j] = total
 
 
+# The kernels call their loop helpers separately (numba_cpu/separate.py): each helper is compiled
+# once, not again inside each of the four kernels that call it (a cold LeNet compile spent ~3 s
+# compiling these helpers' code into their callers).  A call costs nanoseconds; an unfold or a
+# product, microseconds.
+_unfold, _side_by_side, _product, _product_transposed, _matmul_2d = map(
+    separately, (unfold, side_by_side, product, product_transposed, matmul_2d))
+
 # Two variants of each convolution kernel, with the same chunks and the same gemms (so the same
 # numbers): a serial one, and a `_parallel` one whose im2col / col2im and scatter loops run in
 # prange over the images of a chunk.  BLAS is always called outside the parallel regions
@@ -133,7 +141,7 @@ def product_transposed(a, b, out):
 # variant only for large tensors (EmitContext.large); on two busy cores the barriers of small
 # parallel regions cost more than they save, and a parallel kernel is slow to compile.
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, inline="always")
 def _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, dtype):
     return np.zeros((cg, (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1),
                     dtype=dtype)
@@ -160,14 +168,14 @@ def conv2d_kernel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back):
         chunk = np.empty((og, count * p), dtype=planes.dtype)
         for grp in range(groups):
             if back:
-                side_by_side(planes3, first, count, grp * og, chunk, True)
-                matmul_2d(w2[grp * og:(grp + 1) * og], chunk, cols, True, False)
+                _side_by_side(planes3, first, count, grp * og, chunk, True)
+                _matmul_2d(w2[grp * og:(grp + 1) * og], chunk, cols, True, False)
             for i in range(count):
-                unfold(images, first + i, grp * cg, padded, cols, i * p,
+                _unfold(images, first + i, grp * cg, padded, cols, i * p,
                        kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back)
             if not back:
-                product(w2[grp * og:(grp + 1) * og], cols, chunk)
-                side_by_side(planes3, first, count, grp * og, chunk, False)
+                _product(w2[grp * og:(grp + 1) * og], cols, chunk)
+                _side_by_side(planes3, first, count, grp * og, chunk, False)
 
 
 @njit(cache=True, fastmath=True)
@@ -203,18 +211,18 @@ def conv2d_kernel_parallel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, ba
             if back:
                 for i in prange(count):
                     _side_by_side_one(planes3, first, np.int64(i), grp * og, chunk, True)
-                matmul_2d(w2[grp * og:(grp + 1) * og], chunk, cols, True, False)
+                _matmul_2d(w2[grp * og:(grp + 1) * og], chunk, cols, True, False)
             for i in prange(count):
                 padded = _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, planes.dtype)
-                unfold(images, first + np.int64(i), grp * cg, padded, cols, np.int64(i) * p,
+                _unfold(images, first + np.int64(i), grp * cg, padded, cols, np.int64(i) * p,
                        kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back)
             if not back:
-                product(w2[grp * og:(grp + 1) * og], cols, chunk)
+                _product(w2[grp * og:(grp + 1) * og], cols, chunk)
                 for i in prange(count):
                     _side_by_side_one(planes3, first, np.int64(i), grp * og, chunk, False)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, inline="always")
 def _workers(n_images, o_total, k, p):
     """(images per chunk, chunks, workers): chunk t adds into partial sum t % workers.  A fixed
     count (get_num_threads() would stop Numba caching the kernels), bounded so the partial sums
@@ -268,11 +276,11 @@ def conv2d_backward_weight(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
             gathered = np.empty((og, count * p), dtype=x.dtype)
             cols = np.empty((k, count * p), dtype=x.dtype)
             for grp in range(groups):
-                side_by_side(g3, first, count, grp * og, gathered, True)
+                _side_by_side(g3, first, count, grp * og, gathered, True)
                 for i in range(count):
-                    unfold(x, first + i, grp * cg, padded, cols, i * p,
+                    _unfold(x, first + i, grp * cg, padded, cols, i * p,
                            kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, np.bool_(False))
-                product_transposed(gathered, cols, result)
+                _product_transposed(gathered, cols, result)
                 _accumulate(partial, worker, grp * og, result)
     _sum_partials(partial, dw_out)
 
@@ -300,9 +308,9 @@ def conv2d_backward_weight_parallel(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups
                 for i in prange(count):
                     _side_by_side_one(g3, first, np.int64(i), grp * og, gathered, True)
                     padded = _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, x.dtype)
-                    unfold(x, first + np.int64(i), grp * cg, padded, cols, np.int64(i) * p,
+                    _unfold(x, first + np.int64(i), grp * cg, padded, cols, np.int64(i) * p,
                            kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, np.bool_(False))
-                product_transposed(gathered, cols, result)
+                _product_transposed(gathered, cols, result)
                 _accumulate(partial, worker, grp * og, result)
     _sum_partials(partial, dw_out)
 

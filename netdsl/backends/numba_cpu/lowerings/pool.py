@@ -10,10 +10,11 @@ from numba import njit, prange
 from numba import uint64 as u64
 
 from ....ops.pool import window
+from ..separate import separately
 from . import lowering
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _span(position, stride, pad, size, length):
     start = position * stride - pad
     return max(start, 0), min(start + size, length)
@@ -48,7 +49,7 @@ def _max_pool_plane_2x2(x3, out3, plane):
             out3[plane, y, xx] = max(best, x3[plane, bottom, right])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _is_2x2(kh, kw, sh, sw, ph, pw):
     return kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
 
@@ -62,9 +63,9 @@ def max_pool2d_kernel(x, out, kh, kw, sh, sw, ph, pw):
     unrolled = _is_2x2(kh, kw, sh, sw, ph, pw)
     for plane in range(n * c):
         if unrolled:
-            _max_pool_plane_2x2(x3, out3, plane)
+            separate_max_pool_plane_2x2(x3, out3, plane)
         else:
-            _max_pool_plane(x3, out3, plane, kh, kw, sh, sw, ph, pw)
+            separate_max_pool_plane(x3, out3, plane, kh, kw, sh, sw, ph, pw)
 
 
 @njit(cache=True, parallel=True)
@@ -74,7 +75,7 @@ def max_pool2d_kernel_parallel(x, out, kh, kw, sh, sw, ph, pw):
     x3 = x.reshape(n * c, height, width)
     out3 = out.reshape(n * c, out.shape[2], out.shape[3])
     for plane in prange(n * c):
-        _max_pool_plane(x3, out3, np.int64(plane), kh, kw, sh, sw, ph, pw)
+        separate_max_pool_plane(x3, out3, np.int64(plane), kh, kw, sh, sw, ph, pw)
 
 
 @njit(cache=True)
@@ -141,9 +142,9 @@ def max_pool2d_route(x, v, out, kh, kw, sh, sw, ph, pw, gather):
     unrolled = _is_2x2(kh, kw, sh, sw, ph, pw)
     for plane in range(n * c):
         if unrolled:
-            _max_route_plane_2x2(x3, v3, out3, plane, gather)
+            separate_max_route_plane_2x2(x3, v3, out3, plane, gather)
         else:
-            _max_route_plane(x3, v3, out3, plane, kh, kw, sh, sw, ph, pw, gather)
+            separate_max_route_plane(x3, v3, out3, plane, kh, kw, sh, sw, ph, pw, gather)
 
 
 @njit(cache=True, parallel=True)
@@ -154,7 +155,7 @@ def max_pool2d_route_parallel(x, v, out, kh, kw, sh, sw, ph, pw, gather):
     v3 = v.reshape(n * c, v.shape[2], v.shape[3])
     out3 = out.reshape(n * c, out.shape[2], out.shape[3])
     for plane in prange(n * c):
-        _max_route_plane(x3, v3, out3, np.int64(plane), kh, kw, sh, sw, ph, pw, gather)
+        separate_max_route_plane(x3, v3, out3, np.int64(plane), kh, kw, sh, sw, ph, pw, gather)
 
 
 @njit(cache=True, fastmath=True)
@@ -189,7 +190,7 @@ def avg_pool2d_kernel(source, out, kh, kw, sh, sw, ph, pw, include_pad, backward
     s3 = source.reshape(n * c, source.shape[2], source.shape[3])
     out3 = out.reshape(n * c, out.shape[2], out.shape[3])
     for plane in range(n * c):
-        _avg_pool_plane(s3, out3, plane, kh, kw, sh, sw, ph, pw, include_pad, backward)
+        separate_avg_pool_plane(s3, out3, plane, kh, kw, sh, sw, ph, pw, include_pad, backward)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
@@ -199,8 +200,16 @@ def avg_pool2d_kernel_parallel(source, out, kh, kw, sh, sw, ph, pw, include_pad,
     s3 = source.reshape(n * c, source.shape[2], source.shape[3])
     out3 = out.reshape(n * c, out.shape[2], out.shape[3])
     for plane in prange(n * c):
-        _avg_pool_plane(s3, out3, np.int64(plane), kh, kw, sh, sw, ph, pw, include_pad,
+        separate_avg_pool_plane(s3, out3, np.int64(plane), kh, kw, sh, sw, ph, pw, include_pad,
                         backward)
+
+
+# The kernels call the plane loops separately (numba_cpu/separate.py): each is compiled once,
+# not again inside each kernel that calls it.
+separate_max_pool_plane, separate_max_pool_plane_2x2, separate_max_route_plane, \
+    separate_max_route_plane_2x2, separate_avg_pool_plane = map(separately, (
+        _max_pool_plane, _max_pool_plane_2x2, _max_route_plane, _max_route_plane_2x2,
+        _avg_pool_plane))
 
 
 def _pick(ctx, serial, parallel, type_):
