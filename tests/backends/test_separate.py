@@ -49,6 +49,11 @@ class Count(event.Listener):
     def on_start(self, ev): compiles.append(1)
     def on_end(self, ev): pass
 event.register("numba:compile", Count())
+if len(sys.argv) > 2:          # the callee now publishes another symbol than the cache names
+    import hashlib
+    import netdsl.backends.numba_cpu.separate as separate
+    separate.hashlib = type("Other", (), {"sha256": staticmethod(
+        lambda data: hashlib.sha256(data + b"another return type"))})
 import separate_fixture
 value = separate_fixture.caller(np.arange(4, dtype=np.float32), np.float32(2.0))
 print(json.dumps({"value": float(value), "compiles": len(compiles)}))
@@ -101,13 +106,52 @@ def test_a_cached_caller_loads_in_a_new_process(tmp_path):
     (tmp_path / "separate_fixture.py").write_text(MODULE)
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
 
-    def child() -> dict:
-        result = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path)], env=env,
-                                capture_output=True, text=True, timeout=300,
-                                cwd=Path(__file__).parents[2])
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout.strip().splitlines()[-1])
+    def child(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), *extra], env=env,
+                              capture_output=True, text=True, timeout=300,
+                              cwd=Path(__file__).parents[2])
 
-    first, second = child(), child()
+    runs = [child(), child()]
+    assert all(run.returncode == 0 for run in runs), runs[-1].stderr
+    first, second = (json.loads(run.stdout.strip().splitlines()[-1]) for run in runs)
     assert first["value"] == second["value"] == 2.0 * (0 + 1 + 2 + 3) + 4
     assert first["compiles"] >= 2 and second["compiles"] == 0
+    # A cached caller naming a symbol the callee no longer publishes is refused with an error
+    # (unguarded here; generated modules' guarded loads recompile), never called: a call to an
+    # unpublished symbol is a segfault.
+    mismatch = child("mismatch")
+    assert mismatch.returncode == 1 and "no longer what its cached caller calls" in \
+        mismatch.stderr, mismatch.stderr
+
+
+STEP_CHILD = """
+import json, sys
+sys.path.insert(0, {helpers!r})
+if len(sys.argv) > 1:
+    import hashlib
+    import netdsl.backends.numba_cpu.separate as separate
+    separate.hashlib = type("Other", (), {{"sha256": staticmethod(
+        lambda data: hashlib.sha256(data + b"another return type"))}})
+from backend_helpers import mlp_graph, random_arrays, training_graph
+from netdsl.backends import compile_graph
+graph = training_graph(mlp_graph((3, 5, 2)), "sgd")
+compiled = compile_graph(graph)
+arrays = random_arrays(graph, batch=2)
+print(json.dumps({{"loss": float(compiled.run(arrays)["loss"])}}))
+"""
+
+
+def test_a_generated_step_whose_callee_changed_compiles_again(tmp_path):
+    helpers = Path(__file__).parent
+    env = {**os.environ, "NETDSL_CACHE_DIR": str(tmp_path)}
+
+    def child(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", STEP_CHILD.format(helpers=str(helpers)),
+                               *extra], env=env, capture_output=True, text=True, timeout=600,
+                              cwd=Path(__file__).parents[2])
+
+    first, second = child(), child("mismatch")
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    assert "discarded a damaged compile cache entry" in second.stderr
+    loss = [json.loads(run.stdout.strip().splitlines()[-1])["loss"] for run in (first, second)]
+    assert loss[0] == loss[1]

@@ -56,7 +56,7 @@ def separately(dispatcher):
             cast = [context.cast(builder, value, source, target)
                     for value, source, target in zip(items, args, concrete)]
             context.active_code_library._reload_init.add(
-                functools.partial(_register, module, name, concrete))
+                functools.partial(_register, module, name, concrete, symbol))
             status, result = context.call_conv.call_function(builder, callee, return_type,
                                                              concrete, cast)
             with cgutils.if_unlikely(builder, status.is_error):
@@ -71,10 +71,14 @@ def separately(dispatcher):
     return call
 
 
-def _register(module: str, name: str, argument_types: tuple) -> tuple[str, object]:
+def _register(module: str, name: str, argument_types: tuple,
+              expected: str | None = None) -> tuple[str, object]:
     """Compile (or load) `module.name` for `argument_types` and publish its address; returns
     the symbol and the return type.  Runs at the caller's typing and before each load of a
-    cached caller (its `reload_init`)."""
+    cached caller (its `reload_init`, with the symbol the caller calls as `expected`): a
+    caller whose symbol is not the callee's now must not load, since a call to a symbol that
+    nothing published jumps to address 0 (a segfault, tested); the error makes the guarded
+    cache load (numba_cache.guard) discard the caller and compile it again."""
     import llvmlite.binding as llvm
     from numba.core.compiler_lock import global_compiler_lock
 
@@ -95,6 +99,9 @@ def _register(module: str, name: str, argument_types: tuple) -> tuple[str, objec
             address = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
             llvm.add_symbol(symbol, address)
             _published[symbol] = described
+    if expected is not None and symbol != expected:
+        raise RuntimeError(f"{module}.{name} is no longer what its cached caller calls "
+                           f"({symbol}, not {expected})")
     return symbol, return_type
 
 
