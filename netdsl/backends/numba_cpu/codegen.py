@@ -32,6 +32,9 @@ Library kernels (lowerings/), segments, scan bodies and parallel kernels are cal
 separately (separate.py): the caller declares the callee's compiled function under a stable
 symbol instead of taking in its code, so each is compiled once, in its own module (LeNet's
 cold compile 20.5 -> 16.1 s, deep_residual's step 44.6 -> 37.0 s).
+A long driver (over parts.SPLIT_ABOVE statements) is cut into parts of about 40 statements,
+each a function called separately that carves its own buffers (parts.py): LLVM's SROA pass
+takes time superlinear in a function's size.
 The functions only generated code calls (shared kernels, segments, scan bodies) are compiled
 without Numba's entry points for Python and C callers (`no_cpython_wrapper`,
 `no_cfunc_wrapper`), and the driver without the C one: a wrapper unboxes or boxes every array
@@ -121,7 +124,7 @@ class ModuleWriter:
         self.functions: dict[str, str] = {}          # canonical kernel source -> function name
         self.lines: list[str] = []                   # module-level functions, in order
         self.counts = {"inlined": 0, "shared": 0, "parallel": 0, "calls": 0, "ops": 0,
-                       "bodies": 0, "segments": 0, "segment_calls": 0}
+                       "bodies": 0, "segments": 0, "segment_calls": 0, "parts": 0}
         self.repeated: dict[str, int] = {}
         self.ctx.subgraph_compiler = self.body_function
         self.bodies: dict[int, str] = {}
@@ -137,6 +140,12 @@ class ModuleWriter:
         lines = [_SEPARATELY, *lines] if separate else lines
         self.definitions[name] = lines
         self.lines += [*lines, ""]
+
+    def add_part(self, name: str, lines: list[str]) -> str:
+        """A part of a long driver (parts.py), called separately; returns its name."""
+        self.add_function(name, [_INTERNAL_DECORATOR, *lines])
+        self.counts["parts"] += 1
+        return name
 
     def global_names(self) -> set[str]:
         """Names a driver line may read from the module (not from the driver's locals)."""

@@ -16,6 +16,7 @@ from ...ir.types import DimLike, Sym, evaluate_dim, opaque_source, opaque_symbol
 from ...passes.fusion import FusedGraph, KernelGroup
 from ...passes.memory import ALIGN, MemoryPlan
 from ..loopir import build_loop_nest, collapse, extents, mark_parallel, parallelizable
+from .parts import split_driver
 from .render import kernel_source, render_nest
 from .segments import share_repeats
 
@@ -83,17 +84,25 @@ class FunctionWriter:
                            for i, info in enumerate(graph.params)})
             params = [p for p in params if p[0] != "param"] + \
                 [("params", tuple(info.name for info in graph.params))]
-        body = self._kernels(carves) + self._updates()
+        statements = self._kernels(carves) + self._updates()
         values = list(graph.outputs.values()) + [loss.value for loss in graph.losses]
         values = [plan.returned.get(v.id, v) for v in values]   # snapshots of updated state
         returned = ", ".join(self.names[v.id] for v in values)
-        body.append(f"return ({returned}{',' if len(values) == 1 else ''})")
-        body = self._prologue() + _used_carves(carves, body) + body
+        ending = [f"return ({returned}{',' if len(values) == 1 else ''})"]
+        body = self._prologue() + _used_carves(carves, statements + ending) + statements + ending
         text = "\n".join(body)
         used = [k for k in range(len(self.fused.constants)) if re.search(rf"\bc_{k}\b", text)]
         params += [("const", k) for k in used]
         params += [("arena", d) for d in plan.dtypes] + [("offsets", None)]
         args = [self._param_name(kind, key) for kind, key in params]
+        # Views of other buffers (`v_view_3 = _view(v_7, 0, ...)`) are made again where used.
+        views = {line.split(" = ", 1)[0]: line for line in statements
+                 if line.startswith("v_view_")}
+        calls = split_driver(self._prologue(), [s for s in statements if s not in views.values()],
+                             ending, carves | views, args, self.module.global_names(),
+                             self.module.add_part)
+        if calls is not None:                  # a long driver: parts (parts.py)
+            body = self._prologue() + _used_carves(carves, ending) + calls + ending
         outputs = list(graph.outputs) + [loss.name for loss in graph.losses]
         return [f"def step({', '.join(args)}):"] + ["    " + l for l in body], params, outputs
 

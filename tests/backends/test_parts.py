@@ -1,0 +1,56 @@
+"""A long step driver split into parts (numba_cpu/parts.py): the same numbers, and cuts only
+where no local crosses them."""
+from __future__ import annotations
+
+from backend_helpers import assert_matches_reference, mlp_graph, training_arrays, training_graph
+from netdsl.backends import compile_graph
+from netdsl.backends.numba_cpu import parts
+
+
+def test_a_long_driver_runs_in_parts_and_matches_the_reference():
+    # 24 layers of distinct widths (no repeated run becomes a segment): a driver of ~300
+    # statements, above SPLIT_ABOVE.
+    graph = training_graph(mlp_graph(tuple(3 + k % 5 + k for k in range(25))), "adam")
+    compiled = compile_graph(graph)
+    assert compiled.report.kernels["parts"] >= 2
+    assert "part_0(" in compiled.generated.source
+    assert_matches_reference(graph, training_arrays(graph), compiled=compiled, steps=2,
+                             rtol=1e-4, atol=1e-5)
+
+
+def _split(body, monkeypatch, returned=("return (v_0,)",)):
+    monkeypatch.setattr(parts, "SPLIT_ABOVE", 2)
+    monkeypatch.setattr(parts, "PART_STATEMENTS", 2)
+    defined = {}
+
+    def define(name, lines):
+        defined[name] = lines
+        return name
+    calls = parts.split_driver(["d_0 = in_0.shape[0]"], body, list(returned),
+                               {"v_0": "v_0 = _view(arena, offsets[0], (d_0,))"},
+                               ["in_0", "arena", "offsets"], {"kernel_0", "range"}, define)
+    return calls, defined
+
+
+def test_parts_cut_only_where_no_local_crosses(monkeypatch):
+    body = ["kernel_0(v_0)", "kernel_0(v_0)", "t = v_0[0]", "kernel_0(v_0)", "kernel_0(v_0)",
+            "v_0[1] = t", "kernel_0(v_0)", "kernel_0(v_0)"]
+    calls, defined = _split(body, monkeypatch)
+    assert calls == [f"{name}(in_0, arena, offsets)" for name in defined]
+    for lines in defined.values():          # `t` is assigned and read in one part
+        text = "\n".join(lines)
+        assert ("t = v_0[0]" in text) == ("v_0[1] = t" in text)
+        assert "v_0 = _view(arena, offsets[0], (d_0,))" in text and "d_0 = in_0" in text
+    assert len(defined) >= 2
+
+
+def test_else_stays_with_its_if_and_short_or_unsplittable_drivers_stay_whole(monkeypatch):
+    body = ["kernel_0(v_0)", "if d_0 > 1:", "    kernel_0(v_0)", "else:", "    kernel_0(v_0)",
+            "kernel_0(v_0)", "kernel_0(v_0)"]
+    calls, defined = _split(body, monkeypatch)
+    for lines in defined.values():
+        text = "\n".join(lines)
+        assert ("if d_0 > 1:" in text) == ("else:" in text)
+    # the return reads a local of the body: no parts
+    assert _split(["t = v_0[0]", "kernel_0(v_0)", "kernel_0(v_0)", "kernel_0(v_0)"],
+                  monkeypatch, returned=("return (t,)",))[0] is None
