@@ -98,9 +98,10 @@ class FunctionWriter:
         # Views of other buffers (`v_view_3 = _view(v_7, 0, ...)`) are made again where used.
         views = {line.split(" = ", 1)[0]: line for line in statements
                  if line.startswith("v_view_")}
-        calls = split_driver(self._prologue(), [s for s in statements if s not in views.values()],
-                             ending, carves | views, args, self.module.global_names(),
-                             self.module.add_part)
+        add_part = getattr(self.module, "add_part", None)      # the CUDA host driver: none
+        calls = None if add_part is None else split_driver(
+            self._prologue(), [s for s in statements if s not in views.values()], ending,
+            carves | views, args, self.module.global_names(), add_part)
         if calls is not None:                  # a long driver: parts (parts.py)
             body = self._prologue() + _used_carves(carves, ending) + calls + ending
         outputs = list(graph.outputs) + [loss.name for loss in graph.losses]
