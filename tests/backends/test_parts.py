@@ -34,12 +34,14 @@ def _split(body, monkeypatch, returned=("return (v_0,)",)):
 
 def test_parts_cut_only_where_no_local_crosses(monkeypatch):
     body = ["kernel_0(v_0)", "kernel_0(v_0)", "t = v_0[0]", "kernel_0(v_0)", "kernel_0(v_0)",
-            "v_0[1] = t", "kernel_0(v_0)", "kernel_0(v_0)"]
+            "v_0[1] = t", "kernel_0(v_0)", "kernel_0(v_0)", "o = 0", "kernel_0(v_0)",
+            "kernel_0(v_0)", "kernel_0(v_0)", "o += 1", "kernel_0(v_0)", "kernel_0(v_0)"]
     calls, defined = _split(body, monkeypatch)
     assert calls == [f"{name}(in_0, arena, offsets)" for name in defined]
-    for lines in defined.values():          # `t` is assigned and read in one part
+    for lines in defined.values():   # `t` and `o` (read by `o += 1`) stay in one part each
         text = "\n".join(lines)
         assert ("t = v_0[0]" in text) == ("v_0[1] = t" in text)
+        assert ("o = 0" in text) == ("o += 1" in text)
         assert "v_0 = _view(arena, offsets[0], (d_0,))" in text and "d_0 = in_0" in text
     assert len(defined) >= 2
 

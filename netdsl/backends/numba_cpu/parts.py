@@ -102,9 +102,12 @@ def _assigned(lines: list[str]) -> set[str]:
 
 
 def _loaded(lines: list[str]) -> set[str]:
+    """Names `lines` read, the targets of augmented assignments (`o += n`) among them."""
     tree = ast.parse("\n".join(lines) or "pass")
     return {node.id for node in ast.walk(tree)
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)} | \
+        {node.target.id for node in ast.walk(tree)
+         if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name)}
 
 
 def _free(lines: list[str], available: set[str]) -> set[str]:
