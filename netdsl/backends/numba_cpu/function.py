@@ -16,7 +16,7 @@ from ...ir.types import DimLike, Sym, evaluate_dim, opaque_source, opaque_symbol
 from ...passes.fusion import FusedGraph, KernelGroup
 from ...passes.memory import ALIGN, MemoryPlan
 from ..loopir import build_loop_nest, collapse, extents, mark_parallel, parallelizable
-from .parts import split_driver
+from .parts import carves_for, split_driver
 from .render import kernel_source, render_nest
 from .segments import share_repeats
 
@@ -103,7 +103,7 @@ class FunctionWriter:
             self._prologue(), [s for s in statements if s not in views.values()], ending,
             carves | views, args, self.module.global_names(), add_part)
         if calls is not None:                  # a long driver: parts (parts.py)
-            body = self._prologue() + _used_carves(carves, ending) + calls + ending
+            body = self._prologue() + carves_for(ending, carves | views) + calls + ending
         outputs = list(graph.outputs) + [loss.name for loss in graph.losses]
         return [f"def step({', '.join(args)}):"] + ["    " + l for l in body], params, outputs
 

@@ -61,7 +61,7 @@ def split_driver(prologue: list[str], body: list[str], returned: list[str],
     calls = []
     for k, lines in enumerate(parts):
         definition = [f"def part_{k}({signature}):",
-                      *("    " + line for line in prologue + _needed(lines, carves) + lines),
+                      *("    " + line for line in prologue + carves_for(lines, carves) + lines),
                       "    return 0"]
         calls.append(f"{define(f'part_{k}', definition)}({signature})")
     return calls
@@ -83,7 +83,7 @@ def _count(lines: list[str]) -> int:
     return sum(1 for line in lines if not line.startswith((" ", "\t", "#")))
 
 
-def _needed(lines: list[str], carves: dict[str, str]) -> list[str]:
+def carves_for(lines: list[str], carves: dict[str, str]) -> list[str]:
     """The carve lines `lines` need, with the views those views are made from, in the order
     of `carves` (a view's source is carved before it)."""
     needed: set[str] = set()
@@ -115,4 +115,4 @@ def _free(lines: list[str], available: set[str]) -> set[str]:
     return _loaded(lines) - _assigned(lines) - available
 
 
-__all__ = ["PART_STATEMENTS", "SPLIT_ABOVE", "split_driver"]
+__all__ = ["PART_STATEMENTS", "SPLIT_ABOVE", "carves_for", "split_driver"]
