@@ -28,7 +28,7 @@ import functools
 import hashlib
 import importlib
 
-_published: dict[str, str] = {}          # symbol -> its callee's description (one per process)
+_published: dict[str, int] = {}          # symbol -> the address published for it (this process)
 
 
 def separately(dispatcher):
@@ -95,10 +95,10 @@ def _register(module: str, name: str, argument_types: tuple,
         return_type = result.signature.return_type
         described = repr((module, name, [str(t) for t in argument_types], str(return_type)))
         symbol = f"netdsl_{name}_{hashlib.sha256(described.encode()).hexdigest()[:20]}"
-        if symbol not in _published:
-            address = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
+        address = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
+        if _published.get(symbol) != address:      # new, or another dispatcher of that name
             llvm.add_symbol(symbol, address)
-            _published[symbol] = described
+            _published[symbol] = address
     if expected is not None and symbol != expected:
         raise RuntimeError(f"{module}.{name} is no longer what its cached caller calls "
                            f"({symbol}, not {expected})")
