@@ -96,8 +96,8 @@ class FunctionWriter:
         params += [("arena", d) for d in plan.dtypes] + [("offsets", None)]
         args = [self._param_name(kind, key) for kind, key in params]
         # Views of other buffers (`v_view_3 = _view(v_7, 0, ...)`) are made again where used.
-        views = {line.split(" = ", 1)[0]: line for line in statements
-                 if line.startswith("v_view_")}
+        views = {match.group(1): line for line in statements
+                 if (match := _VIEW_LINE.match(line))}
         add_part = getattr(self.module, "add_part", None)      # the CUDA host driver: none
         calls = None if add_part is None else split_driver(
             self._prologue(), [s for s in statements if s not in views.values()], ending,
@@ -328,6 +328,10 @@ class FunctionWriter:
             return [f"{shared}({', '.join(args)})"]
         module.counts["inlined"] += 1
         return render_nest(nest, self.names, [self.dim(d) for d in sizes], f"g{t}_")
+
+
+# A view group's line (FunctionWriter.group), not a write into a view (`v_view_3[0] = ...`).
+_VIEW_LINE = re.compile(r"(v_view_\d+) = _view\(")
 
 
 def _used_carves(carves: dict[str, str], lines: list[str]) -> list[str]:
