@@ -89,7 +89,7 @@ class FunctionWriter:
         values = [plan.returned.get(v.id, v) for v in values]   # snapshots of updated state
         returned = ", ".join(self.names[v.id] for v in values)
         ending = [f"return ({returned}{',' if len(values) == 1 else ''})"]
-        body = self._prologue() + _used_carves(carves, statements + ending) + statements + ending
+        body = self._prologue() + carves_for(statements + ending, carves) + statements + ending
         text = "\n".join(body)
         used = [k for k in range(len(self.fused.constants)) if re.search(rf"\bc_{k}\b", text)]
         params += [("const", k) for k in used]
@@ -151,7 +151,7 @@ class FunctionWriter:
         lines = self._kernels(carves)
         for out, value in zip(outs, graph.outputs.values()):
             lines += self._copy(out, self.names[value.id], value)
-        body += _used_carves(carves, lines) + lines
+        body += carves_for(lines, carves) + lines
         args = [f"in_{i}" for i in range(len(graph.inputs))] + outs + arenas
         returned = "return (" + "".join(f"{a}, " for a in arenas) + ")"
         return [f"def {name}({', '.join(args)}):"] + ["    " + l for l in body + [returned]]
@@ -332,12 +332,6 @@ class FunctionWriter:
 
 # A view group's line (FunctionWriter.group), not a write into a view (`v_view_3[0] = ...`).
 _VIEW_LINE = re.compile(r"(v_view_\d+) = _view\(")
-
-
-def _used_carves(carves: dict[str, str], lines: list[str]) -> list[str]:
-    """The carve lines of the buffers that `lines` name (shared runs carve their own)."""
-    used = set(re.findall(r"[A-Za-z_]\w*", "\n".join(lines)))
-    return [line for name, line in carves.items() if name in used]
 
 
 def memory_key(plan: MemoryPlan, value: Value):

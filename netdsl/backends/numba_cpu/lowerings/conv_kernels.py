@@ -172,7 +172,7 @@ def conv2d_kernel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back):
                 _matmul_2d(w2[grp * og:(grp + 1) * og], chunk, cols, True, False)
             for i in range(count):
                 _unfold(images, first + i, grp * cg, padded, cols, i * p,
-                       kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back)
+                        kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back)
             if not back:
                 _product(w2[grp * og:(grp + 1) * og], cols, chunk)
                 _side_by_side(planes3, first, count, grp * og, chunk, False)
@@ -215,7 +215,7 @@ def conv2d_kernel_parallel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, ba
             for i in prange(count):
                 padded = _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, planes.dtype)
                 _unfold(images, first + np.int64(i), grp * cg, padded, cols, np.int64(i) * p,
-                       kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back)
+                        kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back)
             if not back:
                 _product(w2[grp * og:(grp + 1) * og], cols, chunk)
                 for i in prange(count):
@@ -279,7 +279,7 @@ def conv2d_backward_weight(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
                 _side_by_side(g3, first, count, grp * og, gathered, True)
                 for i in range(count):
                     _unfold(x, first + i, grp * cg, padded, cols, i * p,
-                           kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, np.bool_(False))
+                            kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, np.bool_(False))
                 _product_transposed(gathered, cols, result)
                 _accumulate(partial, worker, grp * og, result)
     _sum_partials(partial, dw_out)
@@ -309,7 +309,7 @@ def conv2d_backward_weight_parallel(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups
                     _side_by_side_one(g3, first, np.int64(i), grp * og, gathered, True)
                     padded = _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, x.dtype)
                     _unfold(x, first + np.int64(i), grp * cg, padded, cols, np.int64(i) * p,
-                           kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, np.bool_(False))
+                            kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, np.bool_(False))
                 _product_transposed(gathered, cols, result)
                 _accumulate(partial, worker, grp * og, result)
     _sum_partials(partial, dw_out)
