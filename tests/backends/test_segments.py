@@ -80,10 +80,13 @@ model Deep {
 """
 
 
-def test_a_segment_is_its_own_cache_module_that_another_model_loads_without_compiling(tmp_path):
+def test_a_segment_is_its_own_cache_module_that_another_model_loads_without_compiling(
+        tmp_path, monkeypatch):
     """A 3-block and a 4-block net repeat the same block: the second loads the segments the
-    first compiled from Numba's cache (a fresh module object, as in a new process)."""
+    first compiled from Numba's cache (a fresh module object, as in a new process).  Compiles
+    are counted in this process, so without a helper process (compile_helper.py)."""
     import sys
+    monkeypatch.setenv("NETDSL_COMPILE_JOBS", "1")
 
     from numba.core import event
 

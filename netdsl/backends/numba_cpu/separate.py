@@ -82,15 +82,17 @@ def _register(module: str, name: str, argument_types: tuple,
     import llvmlite.binding as llvm
     from numba.core.compiler_lock import global_compiler_lock
 
-    from . import numba_cache
+    from . import compile_helper, numba_cache
     dispatcher = getattr(importlib.import_module(module), name)
     dispatcher = getattr(dispatcher, "dispatcher", dispatcher)
     with global_compiler_lock:         # reentrant: typing runs under it already
         if argument_types not in dispatcher.overloads:
             # A cache load without Numba's registry refresh (0.2-0.3 s of a warm start), and a
-            # damaged cache entry recompiled (numba_cache.guard).
+            # damaged cache entry recompiled (numba_cache.guard); while a helper process
+            # compiles beside this one, one of the two at a time (compile_helper.py).
             numba_cache.guard_function(dispatcher)
-            dispatcher.compile(argument_types)
+            with compile_helper.function_lock(module, name):
+                dispatcher.compile(argument_types)
         result = dispatcher.overloads[argument_types]
         return_type = result.signature.return_type
         described = repr((module, name, [str(t) for t in argument_types], str(return_type)))

@@ -31,7 +31,7 @@ class NumbaCpuTarget(Target):
         from ...passes.fusion import fuse
         from ...passes.memory import plan_memory
         from .. import cache
-        from . import numba_cache
+        from . import compile_helper, numba_cache
         from .codegen import CodegenOptions, generate_module
         from .compiled import CompiledGraph
 
@@ -66,7 +66,11 @@ class NumbaCpuTarget(Target):
             driver = module.step
             hits_before = sum(driver.stats.cache_hits.values())
             if not driver.signatures:
-                driver.compile(_signature(generated, graph, fused))
+                signature = _signature(generated, graph, fused)
+                parts = [f"part_{k}" for k in range(generated.kernels.get("parts", 0))]
+                with compile_helper.helping(module, parts if not _cached(driver, signature)
+                                            else [], signature):
+                    driver.compile(signature)
             driver.disable_compile()
             clock.lap("compile")
         report.llvm_compiles = counter.count
@@ -99,6 +103,17 @@ def _start_thread_pool() -> None:
             not getattr(parallel, "_is_initialized", False):
         numba.config.THREADING_LAYER = "workqueue"
     numba.get_num_threads()
+
+
+def _cached(driver, signature: tuple) -> bool:
+    """Whether Numba's cache holds the driver for `signature` (a warm start needs no helper);
+    False where Numba's internals are not what this expects."""
+    try:
+        numba_cache = driver._cache
+        key = numba_cache._index_key(signature, driver.targetctx.codegen())
+        return key in numba_cache._cache_file._load_index()
+    except Exception:
+        return False
 
 
 def _writeable(array):
