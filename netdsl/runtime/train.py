@@ -10,6 +10,8 @@ the history, the table, early stopping and the schedules.
 """
 from __future__ import annotations
 
+import contextlib
+
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -161,6 +163,16 @@ def fit(model, weights: dict[str, np.ndarray], config: TrainConfig, *, data: Any
                     resume, resume.source if resume is not None else "", epoch_end)
 
 
+def _validation_ahead(model, target: str, needed: bool):
+    """The cpu target compiles the validation graph in a helper process while this one
+    compiles the training steps (backends/numba_cpu/compile_helper.py); `join()` before
+    compiling it here, which then loads it from the caches."""
+    from ..backends.numba_cpu.compile_helper import Ahead, ahead
+    if not needed or target != "cpu":
+        return contextlib.nullcontext(Ahead(0))
+    return ahead(lambda: model.compiled_evaluation(target))
+
+
 def _fit(model, weights, config, data, target, verbose, printer, should_stop=None,
          resume=None, source="", epoch_end=None) -> FitResult:
     model.check_weights(weights)
@@ -189,9 +201,12 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
                         f"--epochs N with N above {done} trains it further")
     from .compile_progress import compiling
     # A line per compiled graph; on a terminal a spinner names the stage running meanwhile.
-    with compiling(model.name, objectives, target, printer if verbose else None) as phases:
+    # The validation graph compiles in a helper process meanwhile, into the caches.
+    with compiling(model.name, objectives, target, printer if verbose else None) as phases, \
+            _validation_ahead(model, target, validation is not None) as early:
         plan = build_plan(model, weights, config, target, prediction, steps_per_epoch,
                           trace=phases, on_step=phases.on_step)
+        early.join()
         evaluator = phases.validation(lambda: Evaluator(
             model, target, config.metrics, label, prediction)) if validation is not None else None
     steps, state = plan.steps, plan.storage

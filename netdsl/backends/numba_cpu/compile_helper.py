@@ -1,5 +1,6 @@
-"""Cold compiles on two cores: a forked helper compiles a split driver's parts from the last
-while this process compiles them from the first.
+"""Cold compiles on two cores: forked helpers compile into the caches what this process is
+about to need (a split driver's parts from the last, a fit's validation graph) while it
+compiles the rest.
 
 Numba compiles one function at a time under a process-wide lock, so a cold compile uses one
 core however many the machine has.  A driver cut into parts (parts.py) calls every part
@@ -8,7 +9,10 @@ its own by Numba: the parts, the segments and library kernels they call, are ind
 units of work.  `helping(module, names, signature)` forks this process (the child shares the
 imported modules and the loaded code; nothing to start) and the child compiles the parts
 `names` in reverse order for `signature` into Numba's cache, while this process types the
-driver, which compiles its parts in order; the two meet in the middle.
+driver, which compiles its parts in order; the two meet in the middle.  `ahead(work)` runs a
+whole compile in a helper (`fit` compiles its validation graph so while it compiles the
+training step) and `join()` waits for it before this process compiles the same graph, which
+then loads from the caches.
 
 Two processes must never compile the same function at once: Numba numbers a function's cache
 data files by the entries its index held when it saved, so two concurrent saves of different
@@ -18,11 +22,12 @@ if its holder dies), in a directory private to this compile; the second process 
 function waits for the lock, then loads the first's result from Numba's cache.  A call graph
 has no cycles, so two processes each holding a lock can never wait for each other's.
 
-The child never outlives the compile: it is killed once this process has its driver (by then
-it can only be loading what this process already has), its output goes to /dev/null, and an
-alarm ends it after HELPER_SECONDS whatever happens.  If it dies, this process compiles what
-was left, as it would without a helper.  $NETDSL_COMPILE_JOBS=1 turns the helper off; it is
-also off on one core and where there is no fork.
+A helper never outlives its compile: it is killed once this process has its driver (by then
+it can only be loading what this process already has) or has joined it, its output goes to
+/dev/null, an alarm ends it after HELPER_SECONDS whatever happens, and this process stops its
+helpers when it has waited WAIT_SECONDS for a lock or a join.  If a helper dies, this process
+compiles what was left, as it would without one.  Helpers start no helpers.
+$NETDSL_COMPILE_JOBS=1 turns helpers off; they are also off on one core and without fork.
 """
 from __future__ import annotations
 
@@ -35,10 +40,12 @@ import tempfile
 import time
 from pathlib import Path
 
-HELPER_SECONDS = 900                 # the child's alarm: a backstop, never a compile's length
-WAIT_SECONDS = 300                   # the parent's longest wait for a lock, then the child goes
-_session: Path | None = None         # the lock directory of the compile in progress
-_child = 0                           # the helper's pid, in the parent
+HELPER_SECONDS = 900                 # a helper's alarm: a backstop, never a compile's length
+WAIT_SECONDS = 300                   # the parent's longest wait for a lock, then helpers go
+_session: Path | None = None         # the lock directory of the compiles in progress
+_depth = 0                           # nesting of `session()`
+_helpers: set[int] = set()           # live helpers' pids, in the parent
+_in_helper = False
 
 
 def jobs() -> int:
@@ -53,9 +60,13 @@ def jobs() -> int:
     return 2 if cores >= 2 else 1
 
 
+def _may_fork() -> bool:
+    return jobs() >= 2 and hasattr(os, "fork") and not _in_helper
+
+
 @contextlib.contextmanager
 def function_lock(module: str, name: str):
-    """Hold the compile lock of `module.name` while a helper session is active (else nothing)."""
+    """Hold the compile lock of `module.name` while a session is active (else nothing)."""
     session = _session
     if session is None:
         yield
@@ -70,8 +81,9 @@ def function_lock(module: str, name: str):
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if _child and time.monotonic() - started > WAIT_SECONDS:
-                    _stop(_child)           # a helper stuck for minutes: do its work here
+                if _helpers and time.monotonic() - started > WAIT_SECONDS:
+                    for pid in list(_helpers):  # one is stuck for minutes: do its work here
+                        _stop(pid)
                 time.sleep(0.005)
         yield
     finally:
@@ -79,60 +91,121 @@ def function_lock(module: str, name: str):
 
 
 @contextlib.contextmanager
-def helping(module, names: list[str], signature: tuple):
-    """While the body compiles `module`'s driver, a forked child compiles the separately
-    called functions `names` (module attributes) for `signature`, last first."""
-    global _session, _child
-    if len(names) < 2 or jobs() < 2 or not hasattr(os, "fork") or _session is not None:
-        yield
-        return
-    _session = Path(tempfile.mkdtemp(prefix="netdsl-compile-"))
-    _child = _fork(module, names, signature)
+def _active_session():
+    """The lock directory shared by this process and its helpers (nested uses share one)."""
+    global _session, _depth
+    if _session is None:
+        _session = Path(tempfile.mkdtemp(prefix="netdsl-compile-"))
+    _depth += 1
     try:
         yield
     finally:
-        if _child:
-            _stop(_child)
-        shutil.rmtree(_session, ignore_errors=True)
-        _session, _child = None, 0
+        _depth -= 1
+        if _depth == 0:
+            shutil.rmtree(_session, ignore_errors=True)
+            _session = None
+
+
+@contextlib.contextmanager
+def helping(module, names: list[str], signature: tuple):
+    """While the body compiles `module`'s driver, a forked helper compiles the separately
+    called functions `names` (module attributes) for `signature`, last first."""
+    if len(names) < 2 or not _may_fork():
+        yield
+        return
+    with _active_session():
+        pid = _spawn(lambda: _compile_parts(module, names, signature))
+        try:
+            yield
+        finally:
+            _stop(pid)
+
+
+class Ahead:
+    """A compile running in a helper (`ahead`); `join()` waits for it to end."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def join(self) -> None:
+        started = time.monotonic()
+        while self.pid and self.pid in _helpers:
+            try:
+                done, _ = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                done = self.pid
+            if done:
+                _helpers.discard(self.pid)
+            elif time.monotonic() - started > WAIT_SECONDS:
+                _stop(self.pid)
+            else:
+                time.sleep(0.01)
+        self.pid = 0
+
+
+@contextlib.contextmanager
+def ahead(work):
+    """Run `work()` (a compile, for its cache entries) in a forked helper while the body runs;
+    the handle's `join()` waits for it.  Without a helper (one job, or inside a helper) the
+    handle does nothing and the body compiles as it would have."""
+    if not _may_fork():
+        yield Ahead(0)
+        return
+    with _active_session():
+        handle = Ahead(_spawn(work))
+        try:
+            yield handle
+        finally:
+            _stop(handle.pid)
+
+
+def _compile_parts(module, names: list[str], signature: tuple) -> None:
+    parent = os.getppid()
+    for name in reversed(names):
+        if os.getppid() != parent:
+            break                                       # the compile this served is over
+        dispatcher = getattr(module, name)
+        dispatcher = getattr(dispatcher, "dispatcher", dispatcher)
+        with function_lock(dispatcher.py_func.__module__, dispatcher.py_func.__name__):
+            if signature not in dispatcher.overloads:
+                dispatcher.compile(signature)           # into Numba's cache, for the parent
 
 
 def _stop(pid: int) -> None:
+    if not pid:
+        return
+    _helpers.discard(pid)
     with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(OSError):
         os.waitpid(pid, 0)
 
 
-def _fork(module, names: list[str], signature: tuple) -> int:
-    """Start the child (its pid; 0 where fork failed)."""
+def _spawn(work) -> int:
+    """Fork a helper running `work()` (its pid; 0 where fork failed)."""
+    global _in_helper
     import warnings
     try:
         with warnings.catch_warnings():    # Python >= 3.12 warns on fork beside threads: the
-            warnings.simplefilter("ignore", DeprecationWarning)   # child only compiles
+            warnings.simplefilter("ignore", DeprecationWarning)   # helper only compiles
             pid = os.fork()
     except OSError:
         return 0
     if pid:
+        _helpers.add(pid)
         return pid
     status = 1
     try:
+        _in_helper = True
+        _helpers.clear()
         signal.alarm(HELPER_SECONDS)
         sink = os.open(os.devnull, os.O_WRONLY)
         os.dup2(sink, 1)
         os.dup2(sink, 2)
-        parent = os.getppid()
-        for name in reversed(names):
-            if os.getppid() != parent:
-                break                                   # the compile this served is over
-            dispatcher = getattr(module, name)
-            dispatcher = getattr(dispatcher, "dispatcher", dispatcher)
-            with function_lock(dispatcher.py_func.__module__, dispatcher.py_func.__name__):
-                if signature not in dispatcher.overloads:
-                    dispatcher.compile(signature)       # into Numba's cache, for the parent
+        work()
         status = 0
     finally:
         os._exit(status)
 
 
-__all__ = ["function_lock", "helping", "jobs"]
+__all__ = ["Ahead", "ahead", "function_lock", "helping", "jobs"]
