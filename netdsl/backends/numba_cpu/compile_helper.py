@@ -110,7 +110,7 @@ def _active_session():
 def helping(module, names: list[str], signature: tuple):
     """While the body compiles `module`'s driver, a forked helper compiles the separately
     called functions `names` (module attributes) for `signature`, last first."""
-    if len(names) < 2 or not _may_fork():
+    if not names or not _may_fork():
         yield
         return
     with _active_session():
