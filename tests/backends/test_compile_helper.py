@@ -82,3 +82,44 @@ def test_no_helper_on_one_job_or_for_a_short_driver(monkeypatch):
     with compile_helper.helping(object(), [], ()):
         assert compile_helper._session is None
     assert os.environ["NETDSL_COMPILE_JOBS"] == "2"
+
+
+TINY = """
+model Tiny {
+    in  x: f32[B, 2]
+    in  y: i64[B]
+    logits = x |> Dense(3) as classifier
+    out probs = softmax(logits)
+    loss cross_entropy(logits, y)
+}
+"""
+
+
+def test_fit_compiles_its_validation_graph_in_a_helper(tmp_path, monkeypatch):
+    """The validation graph compiles in a helper while the step compiles here: this process
+    then loads it (no compile of its own), and the run is the one without a helper."""
+    import sys
+
+    import numpy as np
+
+    import netdsl
+    (tmp_path / "tiny.net").write_text(TINY)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2)).astype(np.float32)
+    data = {"x": x, "y": (x[:, 0] > 0).astype(np.int64)}
+    histories, reports = [], []
+    for jobs in ("2", "1"):
+        for name in [name for name in sys.modules if name.startswith("netdsl_generated_")]:
+            del sys.modules[name]              # as in a new process: nothing in memory
+        monkeypatch.setenv("NETDSL_COMPILE_JOBS", jobs)
+        monkeypatch.setenv("NETDSL_CACHE_DIR", str(tmp_path / f"cache{jobs}"))
+        model = netdsl.load(tmp_path / "tiny.net")
+        result = model.fit(model.init(seed=0), data, epochs=2, batch=8, split=0.5)
+        histories.append([{k: v for k, v in row.items() if k not in ("seconds",
+                                                                    "examples_per_second")}
+                          for row in result.history])
+        reports.append(model.compiled_evaluation("cpu")[0].report)
+        assert compile_helper._session is None and not compile_helper._helpers
+    assert reports[0].llvm_compiles == 0 and reports[0].cache_hit      # the helper's work
+    assert reports[1].llvm_compiles > 0
+    assert histories[0] == histories[1] and "val_loss" in histories[0][0]

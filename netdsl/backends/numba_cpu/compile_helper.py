@@ -36,6 +36,7 @@ import hashlib
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -202,6 +203,9 @@ def _spawn(work) -> int:
         sink = os.open(os.devnull, os.O_WRONLY)
         os.dup2(sink, 1)
         os.dup2(sink, 2)
+        # New stream objects: another thread of the parent (a spinner) may have held the old
+        # ones' locks at the fork, and nothing in this process would ever release them.
+        sys.stdout = sys.stderr = open(os.devnull, "w")
         work()
         status = 0
     finally:
