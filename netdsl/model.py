@@ -207,6 +207,10 @@ class Model:
         cache[key] = (compiled, recorder[TRAINING_STAGE])
         return (*cache[key], False)
 
+    def has_compiled_evaluation(self, target: str = "cpu") -> bool:
+        """Whether `compiled_evaluation(target)` has been compiled in this process."""
+        return target in self.__dict__.get("_evaluation", {})
+
     def compiled_evaluation(self, target: str = "cpu") -> tuple[Any, bool]:
         """The inference graph with its losses kept (validation and test scores), compiled
         for `target`, and whether it was reused (cached per model and target)."""

@@ -166,9 +166,10 @@ def fit(model, weights: dict[str, np.ndarray], config: TrainConfig, *, data: Any
 def _validation_ahead(model, target: str, needed: bool):
     """The cpu target compiles the validation graph in a helper process while this one
     compiles the training steps (backends/numba_cpu/compile_helper.py); `join()` before
-    compiling it here, which then loads it from the caches."""
+    compiling it here, which then loads it from the caches.  None when this process has it
+    already (a second fit of the model)."""
     from ..backends.numba_cpu.compile_helper import Ahead, ahead
-    if not needed or target != "cpu":
+    if not needed or target != "cpu" or model.has_compiled_evaluation(target):
         return contextlib.nullcontext(Ahead(0))
     return ahead(lambda: model.compiled_evaluation(target))
 

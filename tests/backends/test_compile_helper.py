@@ -120,6 +120,12 @@ def test_fit_compiles_its_validation_graph_in_a_helper(tmp_path, monkeypatch):
                           for row in result.history])
         reports.append(model.compiled_evaluation("cpu")[0].report)
         assert compile_helper._session is None and not compile_helper._helpers
+        if jobs == "2":                  # a second fit has it: no helper for nothing
+            spawned = []
+            with monkeypatch.context() as patch:
+                patch.setattr(compile_helper, "_spawn", lambda work: spawned.append(work))
+                model.fit(model.init(seed=0), data, epochs=1, batch=8, split=0.5)
+            assert spawned == []
     assert reports[0].llvm_compiles == 0 and reports[0].cache_hit      # the helper's work
     assert reports[1].llvm_compiles > 0
     assert histories[0] == histories[1] and "val_loss" in histories[0][0]
