@@ -15,8 +15,10 @@ def _long_graph(widths_from: int):
     return training_graph(mlp_graph(tuple(widths_from + k % 5 + k for k in range(25))), "adam")
 
 
-def _parts_compiled_here(graph, cache_dir):
-    """(the compiled graph, the parts this process compiled rather than loaded)."""
+def _parts_compiled(graph, cache_dir, record):
+    """(the compiled graph, the parts this process compiled rather than loaded); every part
+    compile in this process or its helper (the listener forks with it) is appended to
+    `record` as "<pid> <name>"."""
     from numba.core import event
     compiled_here = []
 
@@ -24,6 +26,8 @@ def _parts_compiled_here(graph, cache_dir):
         def on_start(self, ev):
             name = ev.data["dispatcher"].py_func.__name__
             if name.startswith("part_"):
+                with open(record, "a") as lines:
+                    lines.write(f"{os.getpid()} {name}\n")
                 compiled_here.append(name)
 
         def on_end(self, ev):
@@ -40,12 +44,19 @@ def _parts_compiled_here(graph, cache_dir):
 
 def test_the_helper_compiles_parts_the_parent_then_loads(tmp_path, monkeypatch):
     monkeypatch.setenv("NETDSL_COMPILE_JOBS", "2")
+    spawned, spawn = [], compile_helper._spawn
+    monkeypatch.setattr(compile_helper, "_spawn",
+                        lambda work: spawned.append(spawn(work)) or spawned[-1])
     graph = _long_graph(4)
-    compiled, compiled_here = _parts_compiled_here(graph, tmp_path)
+    record = tmp_path / "compiles.txt"
+    compiled, _ = _parts_compiled(graph, tmp_path / "cache", record)
     parts = compiled.report.kernels["parts"]
-    assert parts >= 3
-    # the helper starts on the last part at once: the parent never compiles all of them
-    assert len(compiled_here) < parts
+    assert parts >= 3 and len(spawned) == 1 and spawned[0] > 0
+    # Each part compiled once, in one of the two processes (which one, and how many each,
+    # depends on how the two were scheduled); the other loaded it from Numba's cache.
+    compiles = [line.split() for line in record.read_text().splitlines()]
+    assert sorted(name for _, name in compiles) == [f"part_{k}" for k in range(parts)]
+    assert {int(pid) for pid, _ in compiles} <= {os.getpid(), spawned[0]}
     assert compile_helper._session is None and not compile_helper._helpers
     assert not list(tmp_path.glob("netdsl-compile-*"))
     assert_matches_reference(graph, training_arrays(graph), compiled=compiled, steps=2,
@@ -66,7 +77,7 @@ def test_a_helper_that_fails_leaves_the_parent_to_compile_everything(tmp_path, m
     monkeypatch.setattr(compile_helper, "_compile_parts", failing)
     monkeypatch.setattr(compile_helper, "_spawn", spawn_recorded)
     graph = _long_graph(5)
-    compiled, compiled_here = _parts_compiled_here(graph, tmp_path)
+    compiled, compiled_here = _parts_compiled(graph, tmp_path / "cache", tmp_path / "record")
     assert len(forked) == 1 and forked[0] > 0           # a helper ran, and failed
     assert sorted(compiled_here) == [f"part_{k}" for k in range(compiled.report.kernels["parts"])]
     assert_matches_reference(graph, training_arrays(graph), compiled=compiled, steps=1,

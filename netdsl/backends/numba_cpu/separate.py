@@ -40,10 +40,14 @@ def separately(dispatcher):
     module, name = dispatcher.py_func.__module__, dispatcher.py_func.__name__
 
     def typer(typingctx, *args):
+        from . import compile_helper
         # The callee's own overload resolution: it compiles for these types where it may, else
-        # (a driver after disable_compile) picks a compiled signature the arguments convert to.
-        chosen = types.Dispatcher(dispatcher).get_call_type(
-            typingctx, tuple(types.unliteral(arg) for arg in args), {})
+        # (a driver after disable_compile) picks a compiled signature the arguments convert to;
+        # while a helper process compiles beside this one, one of the two at a time
+        # (compile_helper.py).
+        with compile_helper.function_lock(module, name):
+            chosen = types.Dispatcher(dispatcher).get_call_type(
+                typingctx, tuple(types.unliteral(arg) for arg in args), {})
         if chosen is None or len(chosen.args) != len(args):
             return None                                    # defaults are not passed this way
         concrete = tuple(chosen.args)
