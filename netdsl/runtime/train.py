@@ -11,7 +11,6 @@ the history, the table, early stopping and the schedules.
 from __future__ import annotations
 
 import contextlib
-
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -166,8 +165,8 @@ def fit(model, weights: dict[str, np.ndarray], config: TrainConfig, *, data: Any
 def _validation_ahead(model, target: str, needed: bool):
     """The cpu target compiles the validation graph in a helper process while this one
     compiles the training steps (backends/numba_cpu/compile_helper.py); `join()` before
-    compiling it here, which then loads it from the caches.  None when this process has it
-    already (a second fit of the model)."""
+    compiling it here, which then loads it from the caches.  No helper where this process
+    has that graph already (a second fit of the model): its handle's join does nothing."""
     from ..backends.numba_cpu.compile_helper import Ahead, ahead
     if not needed or target != "cpu" or model.has_compiled_evaluation(target):
         return contextlib.nullcontext(Ahead(0))

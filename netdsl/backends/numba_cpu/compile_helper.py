@@ -44,7 +44,7 @@ from pathlib import Path
 HELPER_SECONDS = 900                 # a helper's alarm: a backstop, never a compile's length
 WAIT_SECONDS = 300                   # the parent's longest wait for a lock, then helpers go
 _session: Path | None = None         # the lock directory of the compiles in progress
-_depth = 0                           # nesting of `session()`
+_depth = 0                           # nesting of `_active_session()`
 _helpers: set[int] = set()           # live helpers' pids, in the parent
 _in_helper = False
 
@@ -186,6 +186,7 @@ def _spawn(work) -> int:
     """Fork a helper running `work()` (its pid; 0 where fork failed)."""
     global _in_helper
     import warnings
+    parent = os.getpid()
     try:
         with warnings.catch_warnings():    # Python >= 3.12 warns on fork beside threads: the
             warnings.simplefilter("ignore", DeprecationWarning)   # helper only compiles
@@ -199,6 +200,7 @@ def _spawn(work) -> int:
     try:
         _in_helper = True
         _helpers.clear()
+        _die_with(parent)
         signal.alarm(HELPER_SECONDS)
         sink = os.open(os.devnull, os.O_WRONLY)
         os.dup2(sink, 1)
@@ -210,6 +212,18 @@ def _spawn(work) -> int:
         status = 0
     finally:
         os._exit(status)
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this helper when its parent dies (Linux's PR_SET_PDEATHSIG), so
+    that a parent killed outright leaves no compile running; elsewhere the alarm does."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)       # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:                           # it died before that took effect
+        os._exit(1)
 
 
 __all__ = ["Ahead", "ahead", "function_lock", "helping", "jobs"]
