@@ -168,8 +168,7 @@ def _compile_parts(module, names: list[str], signature: tuple) -> None:
         dispatcher = getattr(module, name)
         dispatcher = getattr(dispatcher, "dispatcher", dispatcher)
         with function_lock(dispatcher.py_func.__module__, dispatcher.py_func.__name__):
-            if signature not in dispatcher.overloads:
-                dispatcher.compile(signature)           # into Numba's cache, for the parent
+            dispatcher.compile(signature)               # into Numba's cache, for the parent
 
 
 def _stop(pid: int) -> None:

@@ -53,6 +53,17 @@ def guard_function(dispatcher) -> None:
         _guard(dispatcher, Path(inspect.getfile(dispatcher.py_func)))
 
 
+def holds(dispatcher, signature: tuple) -> bool:
+    """Whether Numba's cache holds `dispatcher` compiled for `signature` (without loading it);
+    False where Numba's internals are not what this expects."""
+    try:
+        numba_cache = dispatcher._cache
+        key = numba_cache._index_key(signature, dispatcher.targetctx.codegen())
+        return key in numba_cache._cache_file._load_index()
+    except Exception:
+        return False
+
+
 def _guard(dispatcher, module_path: Path) -> None:
     """Make a Numba dispatcher's cache treat a failing load or save as a damaged entry: its
     files are discarded, a note is printed, and Numba compiles (and saves) afresh."""
@@ -147,4 +158,4 @@ class LLVMCounter:
         event.unregister("numba:compile", self._listener)
 
 
-__all__ = ["LLVMCounter", "check_cache_dir", "guard", "toolchain"]
+__all__ = ["LLVMCounter", "check_cache_dir", "guard", "holds", "toolchain"]

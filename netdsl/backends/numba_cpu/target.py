@@ -68,8 +68,8 @@ class NumbaCpuTarget(Target):
             if not driver.signatures:
                 signature = _signature(generated, graph, fused)
                 parts = [f"part_{k}" for k in range(generated.kernels.get("parts", 0))]
-                with compile_helper.helping(module, parts if not _cached(driver, signature)
-                                            else [], signature):
+                with compile_helper.helping(module, [] if numba_cache.holds(driver, signature)
+                                            else parts, signature):
                     driver.compile(signature)
             driver.disable_compile()
             clock.lap("compile")
@@ -103,17 +103,6 @@ def _start_thread_pool() -> None:
             not getattr(parallel, "_is_initialized", False):
         numba.config.THREADING_LAYER = "workqueue"
     numba.get_num_threads()
-
-
-def _cached(driver, signature: tuple) -> bool:
-    """Whether Numba's cache holds the driver for `signature` (a warm start needs no helper);
-    False where Numba's internals are not what this expects."""
-    try:
-        numba_cache = driver._cache
-        key = numba_cache._index_key(signature, driver.targetctx.codegen())
-        return key in numba_cache._cache_file._load_index()
-    except Exception:
-        return False
 
 
 def _writeable(array):
