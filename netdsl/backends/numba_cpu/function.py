@@ -187,6 +187,9 @@ class FunctionWriter:
         """Name every planned value; returns those that live in arena slots, in order."""
         order = {v.id: k for k, v in enumerate(v for n in self.graph.nodes for v in n.outputs)}
         result = []
+        # Values of one slot with one shape and dtype are one view, under one name: each view
+        # is a variable of the function, and LLVM's time grows faster than their count.
+        carved: dict[tuple, str] = {}
         for group in self.fused.groups:
             for value in (v for node in group.nodes for v in node.outputs):
                 where = self.plan.location.get(value.id)
@@ -195,7 +198,11 @@ class FunctionWriter:
                 if where.kind == "user":
                     self.names[value.id] = self._user_name(where.name)
                 elif where.kind == "slot":
-                    self.names[value.id] = f"v_{order[value.id]}"
+                    key = (where.slot, value.dtype, self.shape(value))
+                    if key in carved:
+                        self.names[value.id] = carved[key]
+                        continue
+                    self.names[value.id] = carved[key] = f"v_{order[value.id]}"
                     result.append(value)
         for value, copy in self.plan.snapshots:
             self.names[copy.id] = f"snap_{len(result)}"
