@@ -140,3 +140,63 @@ def test_fit_compiles_its_validation_graph_in_a_helper(tmp_path, monkeypatch):
     assert reports[0].llvm_compiles == 0 and reports[0].cache_hit      # the helper's work
     assert reports[1].llvm_compiles > 0
     assert histories[0] == histories[1] and "val_loss" in histories[0][0]
+
+
+def _tiny_step(tmp_path):
+    """The model TINY and a function compiling its training step into a cache of its own, as
+    a new process would (nothing generated in memory)."""
+    import sys
+
+    import netdsl
+    for name in [name for name in sys.modules if name.startswith("netdsl_generated_")]:
+        del sys.modules[name]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    from netdsl.compiler import Training, compile_step
+    (tmp_path / "tiny.net").write_text(TINY)
+    model = netdsl.load(tmp_path / "tiny.net")
+    return model, lambda: compile_step(model.training_forward, "cpu",
+                                       Training.from_config(model.train_config),
+                                       cache_dir=tmp_path / "cache")
+
+
+def test_a_whole_driver_has_a_reversed_twin_of_its_first_library_calls(tmp_path, monkeypatch):
+    """A driver that stays whole gets `warm_up`: the statements of its first call of each
+    separately compiled kernel, last first, which compiles for the driver's own types."""
+    import re
+    import sys
+    monkeypatch.setenv("NETDSL_COMPILE_JOBS", "1")
+    _, compile_tiny = _tiny_step(tmp_path)
+    compiled = compile_tiny()
+    source = compiled.generated.source
+    driver = source[source.index("def step("):]
+    twin = source[source.index("def warm_up("):source.index("def step(")]
+    called = re.compile(r"^    (_\w+)\(", re.M)
+    library = set(re.findall(r"^(_\w+) = _separately\(", source, re.M))
+    firsts = list(dict.fromkeys(name for name in called.findall(driver) if name in library))
+    assert len(firsts) >= 3                # matmul, log_softmax, cross-entropy and its grad
+    assert called.findall(twin) == firsts[::-1]
+    module = sys.modules[f"netdsl_generated_{compiled.report.key}"]
+    signature = compiled.driver.signatures[0]
+    compile_helper._compile_parts(module, ["warm_up"], signature)   # as a helper would
+    assert module.warm_up.signatures == [signature]
+
+
+def test_the_twin_is_helped_only_where_a_library_kernel_is_uncached(tmp_path, monkeypatch):
+    from netdsl.backends.numba_cpu import numba_cache, target
+    monkeypatch.setenv("NETDSL_COMPILE_JOBS", "2")
+    helped = []
+    helped_by = target._helped
+    monkeypatch.setattr(target, "_helped", lambda *args: helped.append(helped_by(*args)) or
+                        helped[-1])
+    spawned, spawn = [], compile_helper._spawn
+    monkeypatch.setattr(compile_helper, "_spawn",
+                        lambda work: spawned.append(spawn(work)) or spawned[-1])
+    monkeypatch.setattr(numba_cache, "library_uncached", lambda module: False)
+    _, compile_tiny = _tiny_step(tmp_path / "cached")
+    compile_tiny()
+    assert helped == [[]] and spawned == []
+    monkeypatch.setattr(numba_cache, "library_uncached", lambda module: True)
+    compiled = _tiny_step(tmp_path / "uncached")[1]()
+    assert helped[-1] == ["warm_up"] and len(spawned) == 1 and spawned[0] > 0
+    assert compile_helper._session is None and not compile_helper._helpers
+    assert compiled.report.llvm_compiles > 0

@@ -70,7 +70,7 @@ from ...ir.graph import Graph
 from ...passes.fusion import FusedGraph
 from ...passes.memory import MemoryPlan
 from ..loopir import build_loop_nest, collapse
-from .emit import EmitContext
+from .emit import EmitContext, called_separately
 from .function import INTERNAL, FunctionWriter, has_nest, memory_key
 from .render import FAST_MATH_IMPORTS, kernel_source
 
@@ -151,6 +151,13 @@ class ModuleWriter:
         """Names a driver line may read from the module (not from the driver's locals)."""
         return (set(self.functions.values()) | set(self.bodies.values()) |
                 set(self.segments.values()) | set(self.ctx.imports) | _MODULE_NAMES)
+
+    def separate_names(self) -> set[str]:
+        """Names of the functions generated code calls separately (separate.py): library
+        kernels, and this module's functions and segments compiled on their own."""
+        return {local for local, (module, attribute) in self.ctx.imports.items()
+                if called_separately(module, attribute)} | set(self.segments.values()) | \
+            {name for name, lines in self.definitions.items() if lines[0] == _SEPARATELY}
 
     def segment_function(self, text: str, n_params: int) -> str:
         """The shared function of a canonical run of kernel groups (segments.py)."""

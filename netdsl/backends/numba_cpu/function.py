@@ -16,7 +16,7 @@ from ...ir.types import DimLike, Sym, evaluate_dim, opaque_source, opaque_symbol
 from ...passes.fusion import FusedGraph, KernelGroup
 from ...passes.memory import ALIGN, MemoryPlan
 from ..loopir import build_loop_nest, collapse, extents, mark_parallel, parallelizable
-from .parts import carves_for, split_driver
+from .parts import carves_for, split_driver, warm_up
 from .render import kernel_source, render_nest
 from .segments import share_repeats
 
@@ -24,6 +24,8 @@ from .segments import share_repeats
 # bodies): no entry points for Python or C callers.  Numba's wrappers unbox (or box) every array
 # argument, about as much IR as a small kernel itself, compiled and then never used.
 INTERNAL = "no_cpython_wrapper=True, no_cfunc_wrapper=True"
+# The driver's reversed twin is only ever compiled, in a helper: not cached (nothing loads it).
+_WARM_UP_DECORATOR = f"@njit(fastmath=_FASTMATH, error_model='numpy', {INTERNAL})"
 
 
 def has_nest(group: KernelGroup) -> bool:
@@ -104,6 +106,12 @@ class FunctionWriter:
             carves | views, args, self.module.global_names(), add_part)
         if calls is not None:                  # a long driver: parts (parts.py)
             body = self._prologue() + carves_for(ending, carves | views) + calls + ending
+        elif add_part is not None:             # a helper's reversed twin (parts.warm_up)
+            twin = warm_up(self._prologue(), [s for s in statements if s not in views.values()],
+                           carves | views, args, self.module.global_names(),
+                           self.module.separate_names())
+            if twin is not None:
+                self.module.add_function("warm_up", [_WARM_UP_DECORATOR, *twin], separate=False)
         outputs = list(graph.outputs) + [loss.name for loss in graph.losses]
         return [f"def step({', '.join(args)}):"] + ["    " + l for l in body], params, outputs
 

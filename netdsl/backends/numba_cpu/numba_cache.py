@@ -64,6 +64,22 @@ def holds(dispatcher, signature: tuple) -> bool:
         return False
 
 
+def library_uncached(module) -> bool:
+    """Whether a library kernel that `module` (a generated module) calls separately has no
+    entry at all in Numba's cache (a machine, or a cache directory, that never compiled it);
+    False where Numba's internals are not what this expects."""
+    for value in vars(module).values():
+        dispatcher = getattr(value, "dispatcher", None)
+        if dispatcher is None or dispatcher.py_func.__module__ == module.__name__:
+            continue
+        try:
+            if not dispatcher._cache._cache_file._load_index():
+                return True
+        except Exception:
+            return False
+    return False
+
+
 def _guard(dispatcher, module_path: Path) -> None:
     """Make a Numba dispatcher's cache treat a failing load or save as a damaged entry: its
     files are discarded, a note is printed, and Numba compiles (and saves) afresh."""

@@ -42,20 +42,8 @@ def split_driver(prologue: list[str], body: list[str], returned: list[str],
     available = set(arguments) | set(carves) | known | _assigned(prologue)
     if _free(returned, available):
         return None
-    # A cut before statement i is safe when no local assigned before it is read from it on.
-    assigned = [_assigned(lines) for lines in statements]
-    loaded = [_loaded(lines) - available for lines in statements]
-    later: list[set[str]] = [set() for _ in range(len(statements) + 1)]
-    for i in range(len(statements) - 1, -1, -1):
-        later[i] = later[i + 1] | loaded[i]
-    parts: list[list[str]] = [[]]
-    before: set[str] = set()
-    for i, lines in enumerate(statements):
-        if _count(parts[-1]) >= PART_STATEMENTS and not (before & later[i]):
-            parts.append([])
-        parts[-1].extend(lines)
-        before |= assigned[i]
-    if len(parts) < 2 or any(_free(lines, available) for lines in parts):
+    parts = _runs(statements, available, PART_STATEMENTS)
+    if parts is None:
         return None                       # a local crosses parts: keep the driver whole
     signature = ", ".join(arguments)
     calls = []
@@ -65,6 +53,55 @@ def split_driver(prologue: list[str], body: list[str], returned: list[str],
                       "    return 0"]
         calls.append(f"{define(f'part_{k}', definition)}({signature})")
     return calls
+
+
+def warm_up(prologue: list[str], body: list[str], carves: dict[str, str],
+            arguments: list[str], known: set[str], separate: set[str]) -> list[str] | None:
+    """The definition lines of `warm_up(arguments)`: the statements of a driver that stays
+    whole (`body`), in runs that share no local, those of the runs that make the first call
+    of a separately compiled function (a name in `separate`) in reverse order; None where
+    fewer than two runs do.  It is never run: a helper process compiles it while this one compiles the
+    driver (compile_helper.py), so that typing it compiles the separately called kernels from
+    the driver's last (into Numba's cache) while the driver's own typing compiles them from
+    the first.  Later calls of a function are left out (most have the same types, and the
+    helper would start with what the driver compiles first), as are runs of linked loop nests
+    only (both processes would compile them)."""
+    available = set(arguments) | set(carves) | known | _assigned(prologue)
+    kept, seen = [], set()
+    for run in _runs(_statements(body), available, 1) or []:
+        calls = _loaded(run) & separate
+        if calls - seen:            # a first call of some function: the driver's order of
+            kept.append(run)        # first calls, which the helper takes from the last
+            seen |= calls
+    runs = kept
+    if len(runs) < 2:
+        return None
+    lines = [line for run in reversed(runs) for line in run]
+    return [f"def warm_up({', '.join(arguments)}):",
+            *("    " + line for line in prologue + carves_for(lines, carves) + lines),
+            "    return 0"]
+
+
+def _runs(statements: list[list[str]], available: set[str],
+          least: int) -> list[list[str]] | None:
+    """`statements` in runs of at least `least` statements (the last may be shorter), cut
+    only where no local assigned before the cut is read after it; None where a run would read
+    a local that neither it assigns nor `available` holds, or there is one run only."""
+    assigned = [_assigned(lines) for lines in statements]
+    loaded = [_loaded(lines) - available for lines in statements]
+    later: list[set[str]] = [set() for _ in range(len(statements) + 1)]
+    for i in range(len(statements) - 1, -1, -1):
+        later[i] = later[i + 1] | loaded[i]
+    runs: list[list[str]] = [[]]
+    before: set[str] = set()
+    for i, lines in enumerate(statements):
+        if _count(runs[-1]) >= least and not (before & later[i]):
+            runs.append([])
+        runs[-1].extend(lines)
+        before |= assigned[i]
+    if len(runs) < 2 or any(_free(lines, available) for lines in runs):
+        return None
+    return runs
 
 
 def _statements(body: list[str]) -> list[list[str]]:
@@ -115,4 +152,4 @@ def _free(lines: list[str], available: set[str]) -> set[str]:
     return _loaded(lines) - _assigned(lines) - available
 
 
-__all__ = ["PART_STATEMENTS", "SPLIT_ABOVE", "carves_for", "split_driver"]
+__all__ = ["PART_STATEMENTS", "SPLIT_ABOVE", "carves_for", "split_driver", "warm_up"]

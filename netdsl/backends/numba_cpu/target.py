@@ -67,9 +67,8 @@ class NumbaCpuTarget(Target):
             hits_before = sum(driver.stats.cache_hits.values())
             if not driver.signatures:
                 signature = _signature(generated, graph, fused)
-                parts = [f"part_{k}" for k in range(generated.kernels.get("parts", 0))]
-                with compile_helper.helping(module, [] if numba_cache.holds(driver, signature)
-                                            else parts, signature):
+                with compile_helper.helping(module, _helped(module, generated, driver,
+                                                            signature), signature):
                     driver.compile(signature)
             driver.disable_compile()
             clock.lap("compile")
@@ -85,6 +84,21 @@ class NumbaCpuTarget(Target):
         if trace is not None:
             trace("load", compiled)
         return compiled
+
+
+def _helped(module, generated, driver, signature) -> list[str]:
+    """What a helper compiles beside the driver (compile_helper.py): the parts of a split
+    driver; the reversed twin of a whole one (parts.warm_up) where a library kernel it calls
+    was never compiled into Numba's cache (else the twin's work is all linked loop nests,
+    which both processes would compile); nothing where Numba's cache holds the driver."""
+    from . import numba_cache
+    if numba_cache.holds(driver, signature):
+        return []
+    parts = [f"part_{k}" for k in range(generated.kernels.get("parts", 0))]
+    if parts:
+        return parts
+    return ["warm_up"] if hasattr(module, "warm_up") and \
+        numba_cache.library_uncached(module) else []
 
 
 def _start_thread_pool() -> None:
