@@ -20,7 +20,7 @@ from numba.np.arrayobj import make_array, populate_array
 def view(typingctx, array, offset, shape):
     """view(array, offset, shape) -> C-contiguous array of `shape` at element `offset`."""
     if not isinstance(array, types.Array) or not isinstance(shape, types.BaseTuple) or \
-            not isinstance(offset, types.Integer):
+            not isinstance(offset, types.Integer) or array.layout != "C":
         return None
     ndim = len(shape)
     result = types.Array(array.dtype, ndim, "C")
