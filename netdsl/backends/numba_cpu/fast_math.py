@@ -22,8 +22,11 @@ x = 3.06) and keeps erf(nan) = nan, erf(+-inf) = +-1.
 
 float64 (and anything else) keeps NumPy's function: gradcheck and the f64 reference
 comparisons need libm's last bit, and f64 models are rare enough not to matter for speed.
-All three are overloads that LLVM inlines into the caller's loop (a Numba-level
-inline='always' tripped its IR checks on the selects; LLVM gives the same vectorised loop).
+For float32 each is lowered straight to LLVM instructions in the caller (Numba's
+`type_callable` / `lower_builtin`): as `@overload`s of Python functions they were compiled once
+per process as functions of their own, with Numba's min and max, ~0.2-0.3 s of every cold
+compile that used one.  The instructions carry no fast-math flags, whatever the caller's:
+reassociation must not merge the two steps of the Cody-Waite reduction.
 """
 from __future__ import annotations
 
@@ -32,20 +35,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.extending import intrinsic, overload
-
-
-@intrinsic
-def _float32_from_bits(typingctx, bits):
-    """The float32 whose IEEE bits are the low 32 bits of the integer `bits` (a register move,
-    vectorisable; Numba widens int32 arithmetic to int64, hence the truncation)."""
-    if not isinstance(bits, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(builder.trunc(args[0], ir.IntType(32)), ir.FloatType())
-
-    return types.float32(bits), codegen
+from numba.extending import lower_builtin, type_callable
 
 
 _F = np.float32
@@ -56,43 +46,6 @@ _TANH_POLY = (_F(-5.70498872745e-3), _F(2.06390887954e-2), _F(-5.37397155531e-2)
               _F(1.33314422036e-1), _F(-3.33332819422e-1))
 # ln(FLT_MAX) and ln(FLT_MIN): e^x is inf above the one, and is flushed to 0 below the other
 _EXP_HIGH, _EXP_LOW = _F(88.72283935546875), _F(-87.33654475)
-
-
-def _exp32(x):
-    clamped = min(max(x, _EXP_LOW), _EXP_HIGH)
-    # n <= 127 keeps 2^n a normal float32; near ln(FLT_MAX) |r| grows to 0.7 (9 ulp)
-    n = min(np.floor(clamped * _LOG2E + _F(0.5)), _F(127.0))
-    # two steps: reassociation must not merge n*ln2 into one rounded product
-    r = clamped - n * _LN2_HIGH
-    r = r - n * _LN2_LOW
-    p = _EXP_POLY[0]
-    p = p * r + _EXP_POLY[1]
-    p = p * r + _EXP_POLY[2]
-    p = p * r + _EXP_POLY[3]
-    p = p * r + _EXP_POLY[4]
-    p = p * r + _EXP_POLY[5]
-    e = p * (r * r) + r + _F(1.0)
-    y = e * _float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
-    y = _F(0.0) if x < _EXP_LOW else y
-    y = _F(np.inf) if x > _EXP_HIGH else y
-    return x if x != x else y
-
-
-def _tanh32(x):
-    a = abs(x)
-    z = x * x
-    p = _TANH_POLY[0]
-    p = p * z + _TANH_POLY[1]
-    p = p * z + _TANH_POLY[2]
-    p = p * z + _TANH_POLY[3]
-    p = p * z + _TANH_POLY[4]
-    small = p * z * x + x
-    large = _F(1.0) - _F(2.0) / (exp(a + a) + _F(1.0))
-    large = large if x >= _F(0.0) else -large
-    y = small if a < _F(0.625) else large
-    return x if x != x else y
-
-
 _ERF_P = (_F(1.1283791699569257), _F(0.18505351495175038), _F(0.05436939241687862),
           _F(0.0038530908332093062), _F(0.0003826560426784362), _F(4.768405014801691e-06),
           _F(-1.3618908223378412e-08))
@@ -101,24 +54,98 @@ _ERF_Q = (_F(0.497332838978052), _F(0.11396060979068606), _F(0.01547938252673768
 _ERF_LIMIT = _F(4.0)
 
 
-def _erf32(x):
-    clamped = min(max(x, -_ERF_LIMIT), _ERF_LIMIT)
-    z = clamped * clamped
-    p = _ERF_P[6]
-    p = p * z + _ERF_P[5]
-    p = p * z + _ERF_P[4]
-    p = p * z + _ERF_P[3]
-    p = p * z + _ERF_P[2]
-    p = p * z + _ERF_P[1]
-    p = p * z + _ERF_P[0]
-    q = _ERF_Q[4]
-    q = q * z + _ERF_Q[3]
-    q = q * z + _ERF_Q[2]
-    q = q * z + _ERF_Q[1]
-    q = q * z + _ERF_Q[0]
-    q = q * z + _F(1.0)
-    y = min(max(clamped * p / q, _F(-1.0)), _F(1.0))
-    return x if x != x else y
+class _Float32:
+    """float32 arithmetic on LLVM values, one instruction per operation, in the order the
+    formulas below give (so that the rounding is the formula's)."""
+
+    def __init__(self, builder):
+        self.b = builder
+        self.type = ir.FloatType()
+
+    def const(self, value) -> ir.Constant:
+        return ir.Constant(self.type, float(np.float32(value)))
+
+    def add(self, x, y):
+        return self.b.fadd(x, y)
+
+    def sub(self, x, y):
+        return self.b.fsub(x, y)
+
+    def mul(self, x, y):
+        return self.b.fmul(x, y)
+
+    def div(self, x, y):
+        return self.b.fdiv(x, y)
+
+    def less(self, x, y):
+        return self.b.fcmp_ordered("<", x, y)
+
+    def greater(self, x, y):
+        return self.b.fcmp_ordered(">", x, y)
+
+    def select(self, condition, x, y):
+        return self.b.select(condition, x, y)
+
+    def clamp(self, x, low, high):
+        """min(max(x, low), high) for a number x (the callers answer a NaN x themselves)."""
+        x = self.select(self.less(x, low), low, x)
+        return self.select(self.greater(x, high), high, x)
+
+    def horner(self, coefficients, z):
+        """(((c0 z + c1) z + c2) ...) of float32 coefficients c0, c1, ..."""
+        p = self.const(coefficients[0])
+        for c in coefficients[1:]:
+            p = self.add(self.mul(p, z), self.const(c))
+        return p
+
+    def intrinsic(self, name: str, x):
+        function = self.b.module.declare_intrinsic(name, [self.type])
+        return self.b.call(function, [x])
+
+    def nan_kept(self, x, y):
+        """x where x is NaN, else y."""
+        return self.select(self.b.fcmp_unordered("uno", x, x), x, y)
+
+
+def _exp32(f: _Float32, x):
+    low, high = f.const(_EXP_LOW), f.const(_EXP_HIGH)
+    clamped = f.clamp(x, low, high)
+    # n <= 127 keeps 2^n a normal float32; near ln(FLT_MAX) |r| grows to 0.7 (9 ulp)
+    n = f.intrinsic("llvm.floor", f.add(f.mul(clamped, f.const(_LOG2E)), f.const(0.5)))
+    n = f.select(f.greater(n, f.const(127.0)), f.const(127.0), n)
+    # two steps: the product n*ln2 must not be one rounded product
+    r = f.sub(clamped, f.mul(n, f.const(_LN2_HIGH)))
+    r = f.sub(r, f.mul(n, f.const(_LN2_LOW)))
+    p = f.horner(_EXP_POLY, r)
+    e = f.add(f.add(f.mul(p, f.mul(r, r)), r), f.const(1.0))
+    int32 = ir.IntType(32)                    # 2^n: n + 127 written into the exponent bits
+    bits = f.b.shl(f.b.add(f.b.fptosi(n, int32), ir.Constant(int32, 127)),
+                   ir.Constant(int32, 23))
+    y = f.mul(e, f.b.bitcast(bits, f.type))
+    y = f.select(f.less(x, low), f.const(0.0), y)
+    y = f.select(f.greater(x, high), f.const(np.inf), y)
+    return f.nan_kept(x, y)
+
+
+def _tanh32(f: _Float32, x):
+    a = f.intrinsic("llvm.fabs", x)
+    z = f.mul(x, x)
+    p = f.horner(_TANH_POLY, z)
+    small = f.add(f.mul(f.mul(p, z), x), x)
+    large = f.sub(f.const(1.0),
+                  f.div(f.const(2.0), f.add(_exp32(f, f.add(a, a)), f.const(1.0))))
+    large = f.select(f.b.fcmp_ordered(">=", x, f.const(0.0)), large, f.b.fneg(large))
+    y = f.select(f.less(a, f.const(0.625)), small, large)
+    return f.nan_kept(x, y)
+
+
+def _erf32(f: _Float32, x):
+    clamped = f.clamp(x, f.const(-_ERF_LIMIT), f.const(_ERF_LIMIT))
+    z = f.mul(clamped, clamped)
+    p = f.horner(_ERF_P[::-1], z)
+    q = f.add(f.mul(f.horner(_ERF_Q[::-1], z), z), f.const(1.0))
+    y = f.clamp(f.div(f.mul(clamped, p), q), f.const(-1.0), f.const(1.0))
+    return f.nan_kept(x, y)
 
 
 def exp(x):
@@ -136,22 +163,33 @@ def erf(x):
     return math.erf(x)
 
 
-def _overload_float32(stub, float32_form, library_function) -> None:
-    """Compile `stub` as `float32_form` for float32 arguments, `library_function` for other
-    numbers."""
-    def library(x):
-        return library_function(x)
+def _register(stub, float32_form, library_function) -> None:
+    """Type and lower `stub`: `float32_form` (an IR builder) for float32 arguments,
+    `library_function` (compiled by Numba) for other numbers."""
+    @type_callable(stub)
+    def typer(context):
+        def of(x):
+            if x == types.float32:
+                return types.float32
+            if isinstance(x, types.Number):
+                chosen = context.resolve_function_type(library_function, (x,), {})
+                return None if chosen is None else chosen.return_type
+            return None
+        return of
 
-    @overload(stub)
-    def implementation(x):
-        if x == types.float32:
-            return float32_form
-        return library if isinstance(x, types.Number) else None
+    @lower_builtin(stub, types.float32)
+    def lower_float32(context, builder, signature, args):
+        return float32_form(_Float32(builder), args[0])
+
+    @lower_builtin(stub, types.Number)
+    def lower_other(context, builder, signature, args):
+        return context.compile_internal(builder, lambda x: library_function(x), signature,
+                                        args)
 
 
-_overload_float32(exp, _exp32, np.exp)
-_overload_float32(tanh, _tanh32, np.tanh)
-_overload_float32(erf, _erf32, math.erf)
+_register(exp, _exp32, np.exp)
+_register(tanh, _tanh32, np.tanh)
+_register(erf, _erf32, math.erf)
 
 
 __all__ = ["erf", "exp", "tanh"]
