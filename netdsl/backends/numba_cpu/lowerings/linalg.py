@@ -9,6 +9,7 @@ parallel (matmul_batched_parallel, batched_matmul.py).
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
@@ -81,8 +82,9 @@ def matmul_2d(a, b, out, transpose_a, transpose_b):
     if k == 0:
         out[:, :] = 0
         return
-    # A small product runs on one BLAS thread (blas_threads.py says why and what it measured).
-    before = blas_threads(1) if m * n * k < SERIAL_WORK else 0
+    # A small product runs on one BLAS thread (blas_threads.py says why and what it measured);
+    # np.int64(1), not 1: a literal would compile blas_threads a second time, for Literal[int].
+    before = blas_threads(np.int64(1)) if m * n * k < SERIAL_WORK else 0
     # Row-major out = op(a) @ op(b) is column-major out' = op(b)' @ op(a)'.
     status = _xxgemm(115 if out.itemsize == 4 else 100,
                      116 if transpose_b else 110, 116 if transpose_a else 110,
