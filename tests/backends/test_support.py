@@ -75,3 +75,7 @@ def test_view_refuses_a_layout_other_than_c():
 ])
 def test_reshapes_of_buffers_are_written_as_views(line, expected):
     assert reshapes_as_views(line) == expected
+
+
+def test_an_unbalanced_reshape_is_left_as_it_is():
+    assert reshapes_as_views("f(v_1.reshape(3, 2") == "f(v_1.reshape(3, 2"

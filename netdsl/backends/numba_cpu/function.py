@@ -362,10 +362,9 @@ def reshapes_as_views(line: str) -> str:
     match = _RESHAPED.search(line)
     if match is None:
         return line
-    close, depth = match.end(), 1
-    while depth:
-        depth += {"(": 1, ")": -1}.get(line[close], 0)
-        close += 1
+    close = _closing(line, match.end() - 1) + 1
+    if close == 0:                      # unbalanced: not generated code's, left as it is
+        return line
     inner = line[match.end():close - 1]
     arguments = _top_level_split(inner)
     rest = reshapes_as_views(line[close:])
