@@ -181,10 +181,13 @@ def _register(stub, float32_form, library_function) -> None:
     def lower_float32(context, builder, signature, args):
         return float32_form(_Float32(builder), args[0])
 
+    def library(x):
+        return library_function(x)
+
     @lower_builtin(stub, types.Number)
     def lower_other(context, builder, signature, args):
-        return context.compile_internal(builder, lambda x: library_function(x), signature,
-                                        args)
+        # one function object per stub: Numba caches what it compiled by it and the signature
+        return context.compile_internal(builder, library, signature, args)
 
 
 _register(exp, _exp32, np.exp)
