@@ -1,6 +1,6 @@
 """Cold compiles on two cores: forked helpers compile into the caches what this process is
-about to need (a split driver's parts from the last, a fit's validation graph) while it
-compiles the rest.
+about to need (a split driver's parts from the last, a whole driver's reversed twin of its
+library calls, a fit's validation graph) while it compiles the rest.
 
 Numba compiles one function at a time under a process-wide lock, so a cold compile uses one
 core however many the machine has.  A driver cut into parts (parts.py) calls every part
@@ -9,10 +9,11 @@ its own by Numba: the parts, the segments and library kernels they call, are ind
 units of work.  `helping(module, names, signature)` forks this process (the child shares the
 imported modules and the loaded code; nothing to start) and the child compiles the parts
 `names` in reverse order for `signature` into Numba's cache, while this process types the
-driver, which compiles its parts in order; the two meet in the middle.  `ahead(work)` runs a
-whole compile in a helper (`fit` compiles its validation graph so while it compiles the
-training step) and `join()` waits for it before this process compiles the same graph, which
-then loads from the caches.
+driver, which compiles its parts in order; the two meet in the middle.  A driver that stays
+whole is helped the same way through its twin `warm_up` (parts.warm_up), whose typing compiles
+the driver's library kernels last first.  `ahead(work)` runs a whole compile in a helper
+(`fit` compiles its validation graph so while it compiles the training step) and `join()`
+waits for it before this process compiles the same graph, which then loads from the caches.
 
 Two processes must never compile the same function at once: Numba numbers a function's cache
 data files by the entries its index held when it saved, so two concurrent saves of different

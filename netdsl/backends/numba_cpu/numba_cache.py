@@ -53,13 +53,18 @@ def guard_function(dispatcher) -> None:
         _guard(dispatcher, Path(inspect.getfile(dispatcher.py_func)))
 
 
+def _index(dispatcher) -> dict:
+    """Numba's cache index of `dispatcher` (a key per saved signature), read from its file
+    without loading any code; raises where Numba's internals are not what this expects."""
+    return dispatcher._cache._cache_file._load_index()
+
+
 def holds(dispatcher, signature: tuple) -> bool:
     """Whether Numba's cache holds `dispatcher` compiled for `signature` (without loading it);
     False where Numba's internals are not what this expects."""
     try:
-        numba_cache = dispatcher._cache
-        key = numba_cache._index_key(signature, dispatcher.targetctx.codegen())
-        return key in numba_cache._cache_file._load_index()
+        key = dispatcher._cache._index_key(signature, dispatcher.targetctx.codegen())
+        return key in _index(dispatcher)
     except Exception:
         return False
 
@@ -73,7 +78,7 @@ def library_uncached(module) -> bool:
         if dispatcher is None or dispatcher.py_func.__module__ == module.__name__:
             continue
         try:
-            if not dispatcher._cache._cache_file._load_index():
+            if not _index(dispatcher):
                 return True
         except Exception:
             return False

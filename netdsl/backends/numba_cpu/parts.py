@@ -73,10 +73,9 @@ def warm_up(prologue: list[str], body: list[str], carves: dict[str, str],
         if calls - seen:            # a first call of some function: the driver's order of
             kept.append(run)        # first calls, which the helper takes from the last
             seen |= calls
-    runs = kept
-    if len(runs) < 2:
+    if len(kept) < 2:
         return None
-    lines = [line for run in reversed(runs) for line in run]
+    lines = [line for run in reversed(kept) for line in run]
     return [f"def warm_up({', '.join(arguments)}):",
             *("    " + line for line in prologue + carves_for(lines, carves) + lines),
             "    return 0"]

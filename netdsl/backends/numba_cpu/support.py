@@ -115,7 +115,7 @@ def assign(typingctx, out, source):
         target = make_array(out)(context, builder, args[0])
         shape = cgutils.unpack_tuple(builder, target.shape, out.ndim)
         strides = cgutils.unpack_tuple(builder, target.strides, out.ndim)
-        one, zero = _ir_constant(intp, 1), _ir_constant(intp, 0)
+        one, zero = context.get_constant(types.intp, 1), context.get_constant(types.intp, 0)
         if isinstance(source, types.Array):
             array = make_array(source)(context, builder, args[1])
             source_shape = cgutils.unpack_tuple(builder, array.shape, source.ndim)
@@ -145,12 +145,6 @@ def assign(typingctx, out, source):
         return context.get_dummy_value()
 
     return types.none(out, source), codegen
-
-
-def _ir_constant(ir_type, value: int):
-    """An LLVM integer constant of `ir_type`."""
-    from llvmlite import ir
-    return ir.Constant(ir_type, value)
 
 
 __all__ += ["assign"]
