@@ -26,9 +26,11 @@ import ctypes
 
 import llvmlite.binding as llvm
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from .jit import njit
 
 _SET, _GET = "netdsl_blas_set_num_threads", "netdsl_blas_get_num_threads"
 _NAMES = (("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),

@@ -265,7 +265,8 @@ def generate_module(fused: FusedGraph, plan: MemoryPlan, options: CodegenOptions
                            sorted(module.ctx.imports.values()), dict(module.segment_modules))
 
 
-_HEADER = ["import math", "import numpy as np", "from numba import njit, prange",
+_HEADER = ["import math", "import numpy as np", "from numba import prange",
+           "from netdsl.backends.numba_cpu.jit import njit",
            "from netdsl.backends.numba_cpu.support import view as _view",
            "from netdsl.backends.numba_cpu.param_table import param_view as _param_view",
            "from netdsl.backends.numba_cpu.separate import separately as _separately",

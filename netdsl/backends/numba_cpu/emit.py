@@ -87,8 +87,6 @@ def called_separately(module: str, attribute: str) -> bool:
 
 def compile_single_node(node, parallel: bool = False) -> Callable[..., Any]:
     """Compile one node's lowered code into an njit function `f(*ins, *outs)` (for tests)."""
-    import numba
-
     from .lowerings import lowering_for
 
     ctx = EmitContext(parallel=parallel)
@@ -99,14 +97,15 @@ def compile_single_node(node, parallel: bool = False) -> Callable[..., Any]:
     else:
         body = lowering_for(node.op)(ctx, node, ins, outs)
     source = "\n".join(
-        ["import math", "import numpy as np", "from numba import njit, prange",
+        ["import math", "import numpy as np", "from numba import prange",
+         "from netdsl.backends.numba_cpu.jit import njit",
          "from netdsl.backends.numba_cpu.separate import separately as _separately",
          *ctx.import_lines(), *ctx.helper_lines(), "",
          f"def kernel({', '.join(ins + outs)}):"]
         + ["    " + line for line in body] + ["    return 0"])
     namespace: dict[str, Any] = {}
     exec(compile(source, f"<kernel {node.op.name}>", "exec"), namespace)
-    return numba.njit(parallel=parallel)(namespace["kernel"]), source
+    return namespace["njit"](parallel=parallel)(namespace["kernel"]), source
 
 
 def _elementwise_body(node, ins, out, ctx) -> list[str]:

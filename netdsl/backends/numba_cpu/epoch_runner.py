@@ -69,7 +69,7 @@ def runner_source(step_key: str, params: list, batch_inputs: list[str],
                  *hyper, *fixed, "offsets_full", "offsets_last", "sums"]
     lines = ['"""netdsl generated epoch runner (backends/numba_cpu/epoch_runner.py)"""',
              "import numpy as np",
-             "from numba import njit",
+             "from netdsl.backends.numba_cpu.jit import njit",
              "from netdsl.backends.numba_cpu.separate import separately",
              f"from netdsl_generated_{step_key} import step as _step",
              "_step = separately(_step)      # its code stays in its own module (separate.py)",

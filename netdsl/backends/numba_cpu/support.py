@@ -61,7 +61,7 @@ __all__ = ["view"]
 
 # Scan helpers: a sequence is viewed as (P, T, Q) -- the axes before the time axis, time, the
 # axes after -- so one compiled specialisation per dtype serves every rank and time axis.
-from numba import njit  # noqa: E402
+from .jit import njit  # noqa: E402
 
 
 @njit(cache=True)

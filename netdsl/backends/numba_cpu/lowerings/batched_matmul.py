@@ -15,7 +15,9 @@ free; compiled steps therefore keep one gemm per matrix (linalg.lower_matmul).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from ..jit import njit
 
 # Multiply-adds per matrix (M * N * K) up to which matmul_batched_parallel uses the kernel here:
 # up to 64^3 OpenBLAS runs each gemm on one core (2 threads were no faster than 1), so the

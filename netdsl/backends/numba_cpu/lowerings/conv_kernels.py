@@ -8,9 +8,10 @@ variants unfold a chunk's images with `prange`, then multiply outside it.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 from numba import uint64 as u64
 
+from ..jit import njit
 from ..separate import separately
 from .linalg import matmul_2d
 

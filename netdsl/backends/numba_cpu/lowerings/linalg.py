@@ -10,10 +10,11 @@ parallel (matmul_batched_parallel, batched_matmul.py).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic
 
 from ..blas_threads import SERIAL_WORK, blas_threads
+from ..jit import njit
 from . import lowering
 from .batched_matmul import SMALL_WORK, batch_index, small_batched
 

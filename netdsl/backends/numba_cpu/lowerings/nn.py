@@ -4,9 +4,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ....ir.types import normalize_axis
+from ..jit import njit
 from . import lowering
 
 

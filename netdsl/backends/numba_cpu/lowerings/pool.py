@@ -6,10 +6,11 @@ indices so that Numba emits no negative-index wraparound tests (2.7x faster).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 from numba import uint64 as u64
 
 from ....ops.pool import window
+from ..jit import njit
 from ..separate import separately
 from . import lowering
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ....ir.types import DType
 from ....ops.random import (_GOLDEN, _LOW32, _M1, _M2, _S11, _S27, _S30, _S31, _S32, _S40,
                             _TWO_PI)
+from ..jit import njit
 from . import lowering
 
 

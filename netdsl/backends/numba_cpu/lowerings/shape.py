@@ -7,8 +7,8 @@ writes a scalar as Numba source (inf and nan through numpy).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from ..jit import njit
 from . import lowering
 
 

@@ -1,0 +1,59 @@
+"""`njit` for everything netdsl compiles: each compiled function runs its own copies of the
+functions it links in, so its numbers do not depend on what else the process has loaded.
+
+Numba links the LLVM code of a called njit function into its caller as `linkonce_odr`
+(a weak symbol in the object code) and optimises it there again.  With the fast-math flags
+generated code uses (`reassoc`, `contract`), the caller's copy may round differently from the
+callee's own code, which LLVM's "one definition" promise allows.  Which of the two a
+non-inlined call then reaches is up to the JIT's linker: the first definition of the symbol
+it has seen.  A caller compiled in this process found the callee already loaded (typing the
+caller compiled it) and called the callee's code; the same caller loaded from Numba's cache in
+a fresh process called its own copy.  So a model's numbers changed by an ulp between its first
+run and the next (a repeated block's segment: 98 of 110 training outputs differed after two
+Adam steps), and under a compile helper process they depended on which process won a lock.
+
+Here the linked copies become `internal` before the caller's module is optimised: the
+caller's object code, the one Numba caches, always calls its own copies, compiled or loaded.
+(Functions called through separate.py are not linked at all: one copy, called by symbol.)
+"""
+from __future__ import annotations
+
+import functools
+
+import llvmlite.binding as llvm
+import numba
+from numba.core import compiler
+from numba.core.codegen import JITCodeLibrary
+
+
+class OwnCopiesLibrary(JITCodeLibrary):
+    """A code library whose linked-in functions are private to it (see the module docstring)."""
+
+    def _optimize_final_module(self):
+        for function in self._final_module.functions:
+            if not function.is_declaration and function.linkage == llvm.Linkage.linkonce_odr:
+                function.linkage = "internal"
+        super()._optimize_final_module()
+
+
+class OwnCopiesCompiler(compiler.Compiler):
+    """Numba's compiler pipeline, lowering into an `OwnCopiesLibrary`."""
+
+    def compile_extra(self, func):
+        if self.state.library is None:
+            codegen = self.state.targetctx.codegen()
+            if codegen._library_class is JITCodeLibrary:    # the CPU target (not CUDA, AOT)
+                library = OwnCopiesLibrary(codegen, func.__qualname__)
+                library.enable_object_caching()        # as Numba's own lowering does (cache=True)
+                self.state.library = library
+        return super().compile_extra(func)
+
+
+@functools.wraps(numba.njit)
+def njit(*args, **options):
+    """`numba.njit` with the pipeline above; the same arguments."""
+    options.setdefault("pipeline_class", OwnCopiesCompiler)
+    return numba.njit(*args, **options)
+
+
+__all__ = ["njit"]

@@ -1,0 +1,52 @@
+"""netdsl's njit (jit.py): what a compiled function links in is private to it."""
+import llvmlite.binding as llvm
+import numba
+import numpy as np
+
+from netdsl.backends.numba_cpu.jit import njit
+
+
+def _callee(x, n):
+    total = 0.0
+    for i in range(n):
+        total += x[i] * x[i] + np.sin(x[i])
+    return total
+
+
+def _caller_source(x):
+    return callee(x, 3) + callee(x, x.shape[0]) + callee(x, 5)   # noqa: F821 (bound below)
+
+
+def _compiled(jit):
+    callee = jit(fastmath=True)(_callee)
+    caller = type(_caller_source)(_caller_source.__code__, {"callee": callee, "np": np})
+    return jit(fastmath=True)(caller)
+
+
+def _linked_definitions(caller) -> dict[str, str]:
+    library = caller.overloads[caller.signatures[0]].library
+    return {function.name: function.linkage for function in library._final_module.functions
+            if not function.is_declaration}
+
+
+def test_a_caller_keeps_no_weak_copy_that_another_loaded_definition_could_replace():
+    x = np.linspace(0.0, 1.0, 10)
+    want = sum(_callee(x, n) for n in (3, 10, 5))
+    ours, numbas = _compiled(njit), _compiled(numba.njit)
+    np.testing.assert_allclose(ours(x), want, rtol=1e-12)
+    np.testing.assert_allclose(numbas(x), want, rtol=1e-12)
+    # Numba's own linked functions are weak (linkonce_odr): the JIT binds a call to whichever
+    # definition it loaded first.  Ours are internal: always the caller's own copy.
+    assert llvm.Linkage.linkonce_odr in _linked_definitions(numbas).values()
+    linkages = _linked_definitions(ours)
+    assert llvm.Linkage.linkonce_odr not in linkages.values()
+    assert llvm.Linkage.internal in linkages.values()
+
+
+def test_the_pipeline_is_the_default_and_an_explicit_one_is_kept():
+    from numba.core.compiler import Compiler
+
+    from netdsl.backends.numba_cpu.jit import OwnCopiesCompiler
+    assert njit(_callee)._compiler.pipeline_class is OwnCopiesCompiler           # @njit
+    assert njit(cache=True)(_callee)._compiler.pipeline_class is OwnCopiesCompiler  # @njit(...)
+    assert njit(pipeline_class=Compiler)(_callee)._compiler.pipeline_class is Compiler
