@@ -9,7 +9,8 @@ does the same work for a block of epochs in one compiled call; `fit` then makes 
 row from the block's sums.
 
 When: a target with an epoch runner (cpu), one step run on every batch, batch inputs, no
-validation, no training metrics, no early stopping, no reduce_on_plateau schedule, no
+validation, training metrics only of a prediction of rank 1 or 2 (one row per example), no
+early stopping, no reduce_on_plateau schedule, no
 per-epoch callback; after the first MEASURED_EPOCHS epochs (run by the Python loop, which
 times them), at least MIN_EPOCHS left, and the fastest of those at most EPOCH_SECONDS; and
 what blocks save (about three quarters of the Python loop's time left) more than readying
@@ -22,8 +23,12 @@ runner that fails to load (an unwritable cache) leaves every epoch to Python, wi
 
 The results are the Python loop's, bit for bit: weights, optimiser state, the generator's
 state and every number in the history but `seconds` (a block's time divided evenly among its
-epochs) and `examples_per_second`.  Measured (benchmarks/fit.py, 2 threads): XOR's 2,000
-epochs 36.4 -> 8.0 ms, 0.79x its steps' own time through the bound call.
+epochs) and `examples_per_second`.  Training metrics: the runner copies the prediction's rows
+of every epoch out, and the block's confusion matrices are counted in one pass
+(metrics.epoch_confusions): the same counts as the Python loop's batch by batch.
+Measured (benchmarks/fit.py, 2 threads): XOR's 2,000 epochs 36.4 -> 8.0 ms, 0.79x its steps'
+own time through the bound call; examples/xor.net's (with `metrics = [accuracy]`, whose
+Python loop spends ~95 us an epoch on the metric) 247 -> 25 ms.
 
 `should_stop` is asked before every block rather than every step; blocks are sized to last
 about BLOCK_SECONDS, so Ctrl-C still stops a run within that.  A non-finite loss stops the
@@ -53,10 +58,12 @@ class CompiledEpochs:
 
     def __init__(self, plan, config, data: dict[str, np.ndarray], *, terms: list, norms,
                  watch, snapshots: bool, should_stop, snapshot: Callable, result, printer,
-                 columns: list[str], lr_steps: list, partial_first: bool = False):
+                 columns: list[str], lr_steps: list, partial_first: bool = False,
+                 metrics: Callable[[], dict] | None = None, label: str | None = None):
         """`terms`, `norms`, `columns` and `lr_steps` are fit's (train.py); `snapshots`: the
         watch copies the state at a block's start; `snapshot(...)` makes a resume state;
-        `partial_first`: the run resumes mid-epoch."""
+        `partial_first`: the run resumes mid-epoch; `metrics()`: fresh training metrics (by
+        column name) of the step's prediction against the data's `label`, or None."""
         self.plan, self.config, self.data = plan, config, data
         self.terms, self.norms, self.watch = terms, norms, watch
         self.should_stop, self.snapshot, self.result = should_stop, snapshot, result
@@ -69,14 +76,18 @@ class CompiledEpochs:
         self.declined = False                   # the Python loop runs every epoch
         self.measured: list[float] = []         # seconds of the epochs the Python loop ran
         self.partial_first = partial_first      # the first of them is a resumed partial one
+        self.metrics, self.label = metrics, label
 
     @staticmethod
-    def applies(plan, config, *, validating: bool, plateaus: list, epoch_end) -> bool:
+    def applies(plan, config, *, validating: bool, plateaus: list, epoch_end,
+                label: str | None = None) -> bool:
         """Whether the run is one the block runner can take (before any epoch has run)."""
         steps = plan.steps
         return (policy() != "never" and len(steps) == 1
                 and steps[0].every == 1
-                and bool(plan.batch_inputs) and not validating and not config.metrics
+                and bool(plan.batch_inputs) and not validating
+                and (not config.metrics or label is not None
+                     and steps[0].prediction_index is not None)
                 and config.early_stopping is None and not plateaus and epoch_end is None
                 and config.epochs >= MIN_EPOCHS + MEASURED_EPOCHS
                 and hasattr(steps[0].compiled, "epoch_runner"))
@@ -118,7 +129,7 @@ class CompiledEpochs:
                 [(output, False) for _, _, output in self.norms.columns]
             self.runner = step.compiled.epoch_runner(
                 self.plan.storage, step.batch_inputs, self.data, self.config.batch, columns,
-                step.loss_index)
+                step.loss_index, step.prediction_index if self.metrics is not None else None)
         return self.runner
 
     def run(self, epoch: int, global_step: int, rng: np.random.Generator,
@@ -161,18 +172,42 @@ class CompiledEpochs:
             number = global_step + done * self.steps_per_epoch + position + 1
             raise self.watch.explain(float(sums[done, 0]), epoch + done, number, 0)
         self.per_epoch = seconds
+        scores = self._scores(runner, done)
         for offset, values in enumerate(sums[:done].tolist()):   # floats: ~2x faster rows
             global_step += self.steps_per_epoch
-            self._row(epoch + offset, values, global_step, seconds, verbose)
+            self._row(epoch + offset, values, global_step, seconds, verbose, scores[offset])
         return epoch + done, global_step, False
 
+    def _scores(self, runner, done: int) -> list[dict]:
+        """Each epoch's training metrics, by column (the block's predictions against the
+        labels in the order they ran)."""
+        if self.metrics is None:
+            return [{}] * done
+        from .metrics import epoch_confusions
+        labels = self.data[self.label]
+        labels = labels[runner.orders[:done]] if runner.orders is not None else \
+            np.broadcast_to(labels, (done,) + labels.shape)
+        predictions = runner.predictions[:done].reshape(
+            (done, self.examples) + tuple(runner.prediction_shape))
+        metrics = self.metrics()
+        first = next(iter(metrics.values()))
+        matrices = epoch_confusions(predictions, labels, first.threshold, first.ignore_index,
+                                    first.num_classes)
+        scores = []
+        for matrix in matrices:
+            for metric in metrics.values():
+                metric.matrix = matrix
+            scores.append({name: metric.result() for name, metric in metrics.items()})
+        return scores
+
     def _row(self, epoch: int, sums: list[float], global_step: int, seconds: float,
-             verbose: bool) -> None:
+             verbose: bool, scores: dict) -> None:
         """The epoch's row, as runtime/train.py makes it from the Python loop's sums."""
         examples = self.examples
         row: dict[str, Any] = {"epoch": epoch, "loss": sums[0] / examples}
         for column, (name, *_) in enumerate(self.terms, start=1):
             row[name] = sums[column] / examples
+        row.update(scores)
         for name, step, constant in self.lr_steps:
             row[name] = constant if constant is not None else step.learning_rate(global_step)
         first = 1 + len(self.terms)

@@ -31,6 +31,23 @@ from ..source import Span
 def to_class_ids(predictions, labels, threshold: float = 0.5, ignore_index: int | None = None,
                  ) -> tuple[np.ndarray, np.ndarray, int]:
     """Flatten predictions and labels to integer class ids; also return the class count seen."""
+    predicted, truth, classes = _class_ids(predictions, labels, threshold)
+    if ignore_index is not None:
+        keep = truth != ignore_index
+        truth, predicted = truth[keep], predicted[keep]
+    _check_non_negative(truth, predicted)
+    seen = int(max(truth.max(initial=-1), predicted.max(initial=-1))) + 1
+    return predicted.reshape(-1), truth.reshape(-1), max(classes, seen)
+
+
+def _check_non_negative(truth: np.ndarray, predicted: np.ndarray) -> None:
+    if truth.size and (truth.min() < 0 or predicted.min() < 0):
+        raise Error("metric labels and predicted classes must be non-negative class ids")
+
+
+def _class_ids(predictions, labels, threshold: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Predicted and true class ids, of one shape (not yet flattened or filtered), and the
+    class count the predictions' or labels' shape says (0 when neither does)."""
     predictions, labels = np.asarray(predictions), np.asarray(labels)
     if predictions.ndim == 0 or labels.ndim == 0:
         raise Error("metrics need arrays with one entry per example, got a scalar")
@@ -65,13 +82,40 @@ def to_class_ids(predictions, labels, threshold: float = 0.5, ignore_index: int 
                     f"shape {list(predicted.shape)}, labels {list(truth.shape)}",
                     hint="predictions are [N, C] scores, [N, 1] / [N] probabilities or [N] class ids; "
                          "labels [N] ids or [N, C] one-hot")
+    return predicted, truth, classes
+
+
+def epoch_confusions(predictions, labels, threshold: float = 0.5,
+                     ignore_index: int | None = None,
+                     num_classes: int | None = None) -> list[np.ndarray]:
+    """Per epoch, the confusion matrix that a MetricSet fed the epoch's batches would count,
+    for `predictions` and `labels` of shape [epochs, examples, ...] (an epoch's rows in the
+    order they ran): the same counts and the same size (the classes the shapes say, or seen
+    in that epoch, or `num_classes`), from one pass over all the epochs (compiled epochs,
+    runtime/compiled_epochs.py)."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    epochs, examples = predictions.shape[:2]
+    predicted, truth, classes = _class_ids(
+        predictions.reshape((epochs * examples,) + predictions.shape[2:]),
+        labels.reshape((epochs * examples,) + labels.shape[2:]), threshold)
+    epoch = np.repeat(np.arange(epochs), predicted.size // max(epochs, 1))
+    predicted, truth = predicted.reshape(-1), truth.reshape(-1)
     if ignore_index is not None:
         keep = truth != ignore_index
-        truth, predicted = truth[keep], predicted[keep]
-    if truth.size and (truth.min() < 0 or predicted.min() < 0):
-        raise Error("metric labels and predicted classes must be non-negative class ids")
-    seen = int(max(truth.max(initial=-1), predicted.max(initial=-1))) + 1
-    return predicted.reshape(-1), truth.reshape(-1), max(classes, seen)
+        truth, predicted, epoch = truth[keep], predicted[keep], epoch[keep]
+    _check_non_negative(truth, predicted)
+    seen = np.full(epochs, -1, np.int64)
+    np.maximum.at(seen, epoch, np.maximum(truth, predicted))
+    sizes = np.maximum(seen + 1, classes)
+    if num_classes is not None:
+        if sizes.max(initial=0) > num_classes:
+            raise Error(f"the metric expects {num_classes} classes but the predictions or "
+                        f"labels have {int(sizes.max())}")
+        sizes[:] = num_classes
+    size = int(sizes.max(initial=0))
+    counts = np.bincount((epoch * size + truth) * size + predicted,
+                         minlength=epochs * size * size).reshape(epochs, size, size)
+    return [counts[e, :sizes[e], :sizes[e]].copy() for e in range(epochs)]
 
 
 def confusion(predictions, labels, num_classes: int | None = None, threshold: float = 0.5,

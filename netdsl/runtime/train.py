@@ -275,14 +275,19 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     lr_steps = [(name, step, step.learning_rate(1) if step.schedule.name == "constant" else None)
                 for name, step in zip(lr_names, steps)]
     no_metrics = MetricSet({})
+
+    def new_metrics() -> dict:
+        """Fresh training metrics, by column (an epoch's, of the loop or of a block)."""
+        return {name: make_metric(name, ignore_index=ignore_index) for name in metric_names}
     plateaus = [step.schedule.plateau for step in steps if step.schedule.plateau is not None]
     # Tiny epochs: after the first few here, blocks of them in compiled code (compiled_epochs.py).
     blocks = CompiledEpochs(plan, config, train_data, terms=terms, norms=norms, watch=watch,
                             snapshots=resume is None or watch._copy, should_stop=should_stop,
                             snapshot=snapshot, result=result, printer=printer, columns=columns,
-                            lr_steps=lr_steps, partial_first=skip > 0) \
+                            lr_steps=lr_steps, partial_first=skip > 0,
+                            metrics=new_metrics if metric_names else None, label=label) \
         if CompiledEpochs.applies(plan, config, validating=evaluator is not None,
-                                  plateaus=plateaus, epoch_end=epoch_end) else None
+                                  plateaus=plateaus, epoch_end=epoch_end, label=label) else None
     blocked_until, row = 0, {}                  # row: the last epoch the loop below ran
     for epoch in range(first_epoch, config.epochs + 1):
         if epoch < blocked_until:               # run by the last block
@@ -303,8 +308,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
         norms.start(resume.partial.get("norms") if skip else None)
         totals, counts, term_totals = partial_sums(resume.partial, len(steps), len(terms), source) \
             if skip else ([0.0] * len(steps), [0] * len(steps), [0.0] * len(terms))
-        train_metrics = {name: make_metric(name, ignore_index=ignore_index)
-                         for name in metric_names}
+        train_metrics = new_metrics()
         if skip:                    # the steps before the interrupt count towards the metrics
             partial_metrics(resume.partial, train_metrics, source)
         sums = EpochSums(totals, counts, term_totals,

@@ -74,7 +74,8 @@ def _same(a, b) -> None:
         assert list(row) == list(other)                     # the same columns, in order
         for key in row:
             if key not in ("seconds", "examples_per_second"):
-                assert row[key] == other[key], (row["epoch"], key, row[key], other[key])
+                assert np.array_equal(row[key], other[key]), \
+                    (row["epoch"], key, row[key], other[key])
     for part in ("weights", "optimizer_state"):
         for name, array in getattr(a, part).items():
             assert np.array_equal(array, getattr(b, part)[name]), name
@@ -107,11 +108,80 @@ def test_read_only_data_runs_in_blocks(tiny, monkeypatch):
     _same(python, compiled)
 
 
-def test_short_runs_and_metrics_stay_in_python(tiny, monkeypatch):
+def test_short_runs_stay_in_python(tiny, monkeypatch):
     shortest = compiled_epochs.MIN_EPOCHS + compiled_epochs.MEASURED_EPOCHS
     assert _fit(tiny, monkeypatch, True, epochs=shortest)[1] >= 1
     assert _fit(tiny, monkeypatch, True, epochs=shortest - 1)[1] == 0
-    assert _fit(tiny, monkeypatch, True, metrics=["accuracy"])[1] == 0
+
+
+@pytest.mark.parametrize("options", [
+    {},                                             # batches 4, 4, 2 shuffled
+    {"shuffle": False, "batch": 3},
+])
+def test_training_metrics_in_blocks_are_the_python_loop(tiny, monkeypatch, options):
+    metrics = ["accuracy", "f1", "precision", "confusion"]
+    python, none = _fit(tiny, monkeypatch, False, metrics=metrics, **options)
+    compiled, blocks = _fit(tiny, monkeypatch, True, metrics=metrics, **options)
+    assert none == 0 and blocks >= 1
+    _same(python, compiled)
+    last = compiled.history[-1]
+    assert 0 < last["accuracy"] <= 1 and last["confusion"].sum() == 10
+
+
+BINARY = """
+model Binary {
+    in  x: f32[B, 2]
+    in  y: f32[B, 1]
+    logits = x |> Dense(4) |> tanh |> Dense(1)
+    out prob = sigmoid(logits)
+    loss bce_logits(logits, y)
+}
+
+train Binary {
+    batch     = 3
+    epochs    = 40
+    split     = 1.0
+    optimizer = Adam(lr=0.05)
+    metrics   = [accuracy, recall]
+    seed      = 0
+}
+"""
+
+
+def test_a_binary_prediction_of_one_column_in_blocks_is_the_python_loop(tmp_path, monkeypatch):
+    # A probability per example against float labels (XOR's kind): thresholded at 0.5.
+    path = tmp_path / "binary.net"
+    path.write_text(BINARY)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((7, 2)).astype(np.float32)
+    binary = (netdsl.load(path), {"x": x, "y": (x[:, :1] * x[:, 1:] > 0).astype(np.float32)})
+    python, _ = _fit(binary, monkeypatch, False)
+    compiled, blocks = _fit(binary, monkeypatch, True)
+    assert blocks >= 1
+    _same(python, compiled)
+    assert {"accuracy", "recall"} <= set(compiled.history[-1])
+
+
+def test_epoch_confusions_count_as_a_metric_set_fed_batch_by_batch():
+    from netdsl.runtime.metrics import MetricSet, epoch_confusions, make_metric
+    rng = np.random.default_rng(0)
+    scores = rng.standard_normal((3, 8, 4))
+    labels = rng.integers(0, 3, (3, 8))
+    labels[1, 2] = -1                               # ignored
+    scores[2, :, 3] = -10                           # class 3 never predicted in epoch 2 ...
+    matrices = epoch_confusions(scores, labels, ignore_index=-1)
+    for epoch in range(3):
+        metrics = {"confusion": make_metric("confusion", ignore_index=-1)}
+        fed = MetricSet(metrics)
+        for start in range(0, 8, 3):
+            fed.update(scores[epoch, start:start + 3], labels[epoch, start:start + 3])
+        want = fed.results()["confusion"]
+        assert matrices[epoch].shape == want.shape == (4, 4)    # ... but the scores say 4
+        assert np.array_equal(matrices[epoch], want)
+    with pytest.raises(Error, match="non-negative class ids"):
+        epoch_confusions(scores, labels)
+    with pytest.raises(Error, match="expects 2 classes"):
+        epoch_confusions(scores, labels, ignore_index=-1, num_classes=2)
 
 
 def test_auto_compiles_the_runner_only_where_it_pays(tiny, monkeypatch, tmp_path):
@@ -216,3 +286,7 @@ def test_the_runner_source_calls_the_step_with_its_arguments():
     assert "outputs = _step(x_0, lr, f_0, f_1, offsets)" in source
     assert "sums[epoch, 1] += np.float64(outputs[2][()])\n" in source
     compile(source, "runner", "exec")
+    rows = epoch_runner.runner_source("abc", params, ["x"], {0: (0, True)}, prediction=(1, 2))
+    assert "def run(" in rows and ", sums, predictions):" in rows
+    assert "predictions[epoch, start + row, column] = predicted[row, column]" in rows
+    compile(rows, "runner", "exec")

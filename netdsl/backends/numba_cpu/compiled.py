@@ -102,11 +102,14 @@ class CompiledGraph:
         return step
 
     def epoch_runner(self, storage: Mapping[str, np.ndarray], batch_inputs: Sequence[str],
-                     data: Mapping[str, np.ndarray], batch: int, columns, loss_index: int):
+                     data: Mapping[str, np.ndarray], batch: int, columns, loss_index: int,
+                     prediction: int | None = None):
         """A runner of whole epochs of this training step in compiled code, bound to `storage`
-        and `data` (epoch_runner.py; what runtime/compiled_epochs.py asks a target for)."""
+        and `data` (epoch_runner.py; what runtime/compiled_epochs.py asks a target for);
+        `prediction`: the output whose rows the training metrics read."""
         from .epoch_runner import BlockRunner
-        return BlockRunner(self, storage, list(batch_inputs), data, batch, columns, loss_index)
+        return BlockRunner(self, storage, list(batch_inputs), data, batch, columns, loss_index,
+                           prediction)
 
 
 class BoundStep:

@@ -42,10 +42,12 @@ COMPILE_SECONDS = 0.7
 
 
 def runner_source(step_key: str, params: list, batch_inputs: list[str],
-                  scalar_outputs: dict) -> str:
+                  scalar_outputs: dict, prediction: tuple[int, int] | None = None) -> str:
     """The runner module for the step module `step_key` whose driver takes `params` ((kind,
     key) pairs, codegen's order).  `scalar_outputs`: sums column -> (output index, weighted by
-    the batch's examples); column 0 is the loss."""
+    the batch's examples); column 0 is the loss.  `prediction`: (output index, rank) of an
+    output whose rows each step copies into `predictions[epoch, example position]` (as rows
+    of scalars), for the training metrics."""
     data = [f"data_{k}" for k in range(len(batch_inputs))]
     buffers = [f"buffer_{k}" for k in range(len(batch_inputs))]
     # The same data and buffers as rows of scalars: a row copied element by element (Numba's
@@ -66,7 +68,8 @@ def runner_source(step_key: str, params: list, batch_inputs: list[str],
     hyper = [_HYPER[key] for kind, key in params if kind == "input" and key in _HYPER]
     arguments = ["epochs", "shuffle", "batch", "first", "rates", "orders", *data, *buffers,
                  *rows, *buffer_rows,
-                 *hyper, *fixed, "offsets_full", "offsets_last", "sums"]
+                 *hyper, *fixed, "offsets_full", "offsets_last", "sums",
+                 *(["predictions"] if prediction is not None else [])]
     lines = ['"""netdsl generated epoch runner (backends/numba_cpu/epoch_runner.py)"""',
              "import numpy as np",
              "from netdsl.backends.numba_cpu.jit import njit",
@@ -103,6 +106,14 @@ def runner_source(step_key: str, params: list, batch_inputs: list[str],
         lines.append("            stream[()] = first + done + 1")
     lines += [f"            outputs = _step({', '.join(call)})",
               "            done += 1"]
+    if prediction is not None:                  # rank 1 or 2 (BlockRunner)
+        output, rank = prediction
+        lines += [f"            predicted = outputs[{output}]",
+                  "            for row in range(size):"]
+        lines += ["                predictions[epoch, start + row, 0] = predicted[row]"] \
+            if rank == 1 else \
+            ["                for column in range(predictions.shape[2]):",
+             "                    predictions[epoch, start + row, column] = predicted[row, column]"]
     for column, (output, weighted) in scalar_outputs.items():
         value = f"np.float64(outputs[{output}][()])"
         if column == 0:
@@ -124,14 +135,17 @@ class BlockRunner:
     `run(epochs, shuffle, rng, first, rates)` runs `epochs` epochs from global step `first`
     (steps done before), drawing their orders from `rng` when shuffling, and returns (epochs
     done, batch at which a non-finite loss stopped it or None, sums): sums[e] = [loss x
-    examples, then each `columns` entry's sum].  Its module is loaded, and compiled unless
-    Numba's cache has it (`compile_seconds`), by `load` or the first `run`.  A step it cannot
-    run (a rank-0 batch input, a loss or gradient norm that is not a scalar) raises ValueError
-    when it is made: the caller keeps its Python loop."""
+    examples, then each `columns` entry's sum].  With a `prediction` output (rank 1 or 2,
+    batch first), `predictions` then holds its rows of each epoch in the order the examples
+    ran, and `orders` that order (None unshuffled): what the training metrics read.  Its
+    module is loaded, and compiled unless Numba's cache has it (`compile_seconds`), by `load`
+    or the first `run`.  A step it cannot run (a rank-0 batch input, a loss or gradient norm
+    that is not a scalar, a prediction of another rank) raises ValueError when it is made: the
+    caller keeps its Python loop."""
 
     def __init__(self, compiled, storage: dict[str, np.ndarray], batch_inputs: list[str],
                  data: dict[str, np.ndarray], batch: int, columns: list[tuple[int, bool]],
-                 loss_index: int):
+                 loss_index: int, prediction: int | None = None):
         graph = compiled.graph
         self.compiled, self.batch, self.names = compiled, batch, list(batch_inputs)
         by_name = {v.name: v for v in graph.inputs}
@@ -168,10 +182,18 @@ class BlockRunner:
         self.fixed = [arg for (kind, key), arg in zip(compiled.generated.params, args)
                       if kind not in ("input", "offsets")]
         self.offsets = (layouts[0][1], layouts[1][1])
+        self.prediction = prediction
+        self.predictions, self.orders = None, None
+        if prediction is not None:
+            self.prediction_shape = _prediction_shape(graph, prediction,
+                                                      [feeds for feeds, _ in layouts], sizes)
+            self.prediction_dtype = _output_values(graph)[prediction].dtype.numpy
         from .. import cache
         from .numba_cache import toolchain
         self.source = runner_source(compiled.report.key, compiled.generated.params,
-                                    batch_inputs, scalar_outputs)
+                                    batch_inputs, scalar_outputs,
+                                    None if prediction is None else
+                                    (prediction, output_ranks[prediction]))
         self.key = cache.cache_key(self.source, "cpu", toolchain())
         self.path = Path(compiled.report.module_path).parent / f"nd_{self.key}.py"
         self.function = None                    # loaded (and compiled if need be) by `run`
@@ -189,7 +211,8 @@ class BlockRunner:
         call for no epochs, since Numba compiles a function at its first call."""
         if self.function is None:
             self.function = _load(self.path, self.key, self.source)
-            self._call(0, False, self._unshuffled, 0, np.zeros(0), np.zeros((0, self.width)))
+            self._call(0, False, self._unshuffled, 0, np.zeros(0), np.zeros((0, self.width)),
+                       self._predictions(0))
 
     @property
     def start_seconds(self) -> float:
@@ -209,28 +232,64 @@ class BlockRunner:
         examples = len(self.data[0])
         orders = rng.permuted(np.tile(np.arange(examples), (epochs, 1)), axis=1) \
             if shuffle else self._unshuffled
-        done, position = self._call(epochs, shuffle, orders, first, rates, sums)
+        self.predictions = self._predictions(epochs)
+        self.orders = orders if shuffle else None
+        done, position = self._call(epochs, shuffle, orders, first, rates, sums,
+                                    self.predictions)
         if done < epochs:
             return done, position, sums
         return done, None, sums
 
-    def _call(self, epochs, shuffle, orders, first, rates, sums) -> tuple[int, int]:
+    def _predictions(self, epochs: int) -> np.ndarray | None:
+        """Where a call of `epochs` epochs writes the prediction's rows (None without one)."""
+        if self.prediction is None:
+            return None
+        width = int(np.prod(self.prediction_shape, dtype=np.int64))
+        return np.zeros((epochs, len(self.data[0]), width), self.prediction_dtype)
+
+    def _call(self, epochs, shuffle, orders, first, rates, sums,
+              predictions) -> tuple[int, int]:
         """The compiled function's call: (epochs done, batch of a non-finite loss or 0)."""
         buffers = self.buffers if shuffle else self.data
+        extra = [] if predictions is None else [predictions]
         try:
             return self.function(
                 epochs, shuffle, self.batch, first, rates, orders, *self.data, *buffers,
-                *self.rows, *self.buffer_rows, *self.hyper, *self.fixed, *self.offsets, sums)
+                *self.rows, *self.buffer_rows, *self.hyper, *self.fixed, *self.offsets, sums,
+                *extra)
         except IndexError as error:
             raise index_error(self.compiled.graph, dict(zip(self.names, self.data)),
                               error) from None
 
 
+def _output_values(graph) -> list:
+    return list(graph.outputs.values()) + [loss.value for loss in graph.losses]
+
+
 def _output_ranks(graph, names: list[str]) -> list[int]:
-    values = list(graph.outputs.values()) + [loss.value for loss in graph.losses]
+    values = _output_values(graph)
     if len(values) != len(names):
         raise ValueError("the outputs do not match the graph's")
     return [value.rank for value in values]
+
+
+def _prediction_shape(graph, index: int, feeds: list[dict], sizes: list[int]) -> tuple:
+    """The shape of one example's row of output `index`: rank 1 or 2 with the batch first, in
+    both layouts (else ValueError: the training metrics stay in the Python loop)."""
+    from ...ir.types import evaluate_dim
+    value = _output_values(graph)[index]
+    name = list(graph.outputs)[index] if index < len(graph.outputs) else "a loss"
+    if value.rank not in (1, 2):
+        raise ValueError(f"the prediction {name} has rank {value.rank}")
+    shapes = []
+    for fed, size in zip(feeds, sizes):
+        shape = tuple(evaluate_dim(dim, bind_dims(graph, fed)) for dim in value.shape)
+        if shape[0] != size:
+            raise ValueError(f"the prediction {name} is not one row per example")
+        shapes.append(shape[1:])
+    if shapes[0] != shapes[1]:
+        raise ValueError(f"the prediction {name} changes shape with the batch")
+    return shapes[0]
 
 
 def _load(path: Path, key: str, source: str):
