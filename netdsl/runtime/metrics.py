@@ -286,8 +286,12 @@ class MetricSet:
 
 
 def _pad(matrix: np.ndarray, size: int) -> np.ndarray:
-    grow = size - len(matrix)
-    return np.pad(matrix, ((0, grow), (0, grow))) if grow else matrix
+    """`matrix` grown with zeros to [size, size] (itself when it has that size already)."""
+    if len(matrix) == size:
+        return matrix
+    grown = np.zeros((size, size), dtype=np.int64)      # not np.pad: ~30 us a call of the
+    grown[:len(matrix), :len(matrix)] = matrix          # ~90 an epoch of XOR's metrics
+    return grown
 
 
 def _lookup(name: str, span: Span | None):
