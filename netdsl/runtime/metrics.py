@@ -45,6 +45,13 @@ def _check_non_negative(truth: np.ndarray, predicted: np.ndarray) -> None:
         raise Error("metric labels and predicted classes must be non-negative class ids")
 
 
+def _check_classes(classes: int, num_classes: int | None) -> None:
+    """An Error when the predictions or labels have more classes than the metric expects."""
+    if num_classes is not None and classes > num_classes:
+        raise Error(f"the metric expects {num_classes} classes but the predictions or "
+                    f"labels have {classes}")
+
+
 def _class_ids(predictions, labels, threshold: float) -> tuple[np.ndarray, np.ndarray, int]:
     """Predicted and true class ids, of one shape (not yet flattened or filtered), and the
     class count the predictions' or labels' shape says (0 when neither does)."""
@@ -107,10 +114,8 @@ def epoch_confusions(predictions, labels, threshold: float = 0.5,
     seen = np.full(epochs, -1, np.int64)
     np.maximum.at(seen, epoch, np.maximum(truth, predicted))
     sizes = np.maximum(seen + 1, classes)
+    _check_classes(int(sizes.max(initial=0)), num_classes)
     if num_classes is not None:
-        if sizes.max(initial=0) > num_classes:
-            raise Error(f"the metric expects {num_classes} classes but the predictions or "
-                        f"labels have {int(sizes.max())}")
         sizes[:] = num_classes
     size = int(sizes.max(initial=0))
     counts = np.bincount((epoch * size + truth) * size + predicted,
@@ -122,10 +127,8 @@ def confusion(predictions, labels, num_classes: int | None = None, threshold: fl
               ignore_index: int | None = None) -> np.ndarray:
     """The confusion matrix [C, C]: entry [t, p] counts examples of class t predicted as p."""
     predicted, truth, classes = to_class_ids(predictions, labels, threshold, ignore_index)
+    _check_classes(classes, num_classes)
     if num_classes is not None:
-        if classes > num_classes:
-            raise Error(f"the metric expects {num_classes} classes but the predictions or "
-                        f"labels have {classes}")
         classes = num_classes
     flat = np.bincount(truth * classes + predicted, minlength=classes * classes)
     return flat.reshape(classes, classes).astype(np.int64)
@@ -255,9 +258,7 @@ class MetricSet:
             return
         predicted, truth, classes = to_class_ids(predictions, labels, self.threshold,
                                                  self.ignore_index)
-        if self.num_classes is not None and classes > self.num_classes:
-            raise Error(f"the metric expects {self.num_classes} classes but the predictions "
-                        f"or labels have {classes}")
+        _check_classes(classes, self.num_classes)
         self._predicted.append(predicted)
         self._truth.append(truth)
         self._classes = max(self._classes, classes)
