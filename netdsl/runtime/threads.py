@@ -4,7 +4,7 @@ netdsl's matmuls and convolutions are many small BLAS calls inside one compiled 
 threads spin-wait between calls; on a small or busy machine two of them made a 256×64×128 gemm
 200× slower (11.8 ms against 0.05 ms single-threaded, measured here).  The compiled products
 therefore choose their own count by size (backends/numba_cpu/blas_threads.py: one thread below
-2^21 multiply-adds, what BLAS allows above), and BLAS keeps its own limit otherwise: at two
+2^22 multiply-adds, what BLAS allows above), and BLAS keeps its own limit otherwise: at two
 threads that made the MLP's whole fit 1.24× faster than with BLAS held to one thread (92
 against 114 ms, 48 steps of batch 128; LeNet's, whose products are small, unchanged).
 

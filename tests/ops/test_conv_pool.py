@@ -133,6 +133,50 @@ def test_compiled_conv_kernels_match_the_references(x_shape, w_shape, attrs):
                                rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((64, 1, 28, 28), (6, 1, 5, 5), {"padding": 2}),      # LeNet-5's conv1: 8 chunks
+    ((64, 6, 14, 14), (16, 6, 5, 5), {}),                  # conv2
+    ((11, 4, 9, 9), (6, 2, 3, 3), {"groups": 2, "stride": 2, "padding": 1}),
+    ((1, 3, 6, 6), (4, 3, 3, 3), {}),                      # one chunk: runs serially
+])
+def test_parallel_conv_kernels_give_the_serial_kernels_numbers(x_shape, w_shape, attrs):
+    """The `_parallel` kernels run whole chunks of images on Numba's threads, each chunk's gemm
+    on one BLAS thread: the same chunks and products as the serial kernels, so the same bits."""
+    x, w = normal(*x_shape, dtype=np.float32), normal(*w_shape, dtype=np.float32, seed=1)
+    conv = emitted("conv2d", [x, w], **attrs)
+    g = normal(*conv.shape, dtype=np.float32, seed=2)
+    attrs_w = dict(attrs, kernel_size=w_shape[2:])
+    for name, arrays, op_attrs in [("conv2d", [x, w], attrs),
+                                   ("conv2d_grad_input", [g, w, x], attrs),
+                                   ("conv2d_grad_weight", [x, g], attrs_w)]:
+        serial = emitted(name, arrays, **op_attrs)
+        parallel = emitted(name, arrays, parallel=True, **op_attrs)
+        assert np.array_equal(serial, parallel), name
+
+
+def test_convolutions_of_many_multiply_adds_call_the_parallel_kernels():
+    """From 4 * parallel_min multiply-adds at the size hint (LeNet-5's convolutions at batch
+    128: 15M and 31M); a small convolution stays serial."""
+    from netdsl.backends.numba_cpu.emit import EmitContext
+    from netdsl.backends.numba_cpu.lowerings import conv as lowerings
+    from netdsl.ir.graph import GraphBuilder
+
+    def lowered(x_type, w_type, **attrs):
+        b = GraphBuilder()
+        x, w = b.input("x", x_type), b.input("w", w_type)
+        out = b.op("conv2d", x, w, **attrs)
+        grad_input = b.op("conv2d_grad_input", out, w, x, **attrs)
+        grad_weight = b.op("conv2d_grad_weight", x, out, kernel_size=w_type.shape[2:], **attrs)
+        ctx = EmitContext(parallel=False, parallel_min=1 << 20, size_hint=128)
+        return " ".join(rule(ctx, v.producer, ["a", "b", "c"], ["o"])[0] for rule, v in [
+            (lowerings.lower_conv2d, out), (lowerings.lower_conv2d_grad_input, grad_input),
+            (lowerings.lower_conv2d_grad_weight, grad_weight)])
+
+    lenet = lowered(t(B, 6, 14, 14), t(16, 6, 5, 5))
+    assert lenet.count("_parallel(") == 3
+    assert "_parallel(" not in lowered(t(B, 3, 8, 8), t(4, 3, 3, 3))
+
+
 def test_compiled_grad_input_overwrites_a_dirty_buffer():
     """Buffers are reused between kernels: the kernel must not rely on a zeroed output."""
     from netdsl.backends.numba_cpu.emit import compile_single_node

@@ -11,6 +11,11 @@ here at load 3.8 (two cores), 1 thread against 2: [64, 128] @ [128, 128] (2^20 m
 (2^23) 346 against 180 us; [256, 512] @ [512, 512] 3.3 against 0.65 ms.  So `matmul_2d`
 (lowerings/linalg.py) runs products of fewer than SERIAL_WORK multiply-adds with one thread
 and gives the count back after the call (a set costs nanoseconds: OpenBLAS only records it).
+SERIAL_WORK is 2^22, not 2^21: after a product on its threads, OpenBLAS's worker spins for a
+while (its `blas_thread_server`), on the core the next parallel kernel's threads want; LeNet-5's
+dense products at batch 64 (3.1M multiply-adds) on two threads left it spinning through the
+convolutions (42% of the step's samples in blas_thread_server) and the two-thread step took
+4.5-4.8 ms, against 3.0 ms with them on one thread (the MLP's, 8.4M and up, still split).
 It never raises the count: where `fit` limits BLAS to one thread (runtime/threads.py), every
 product runs with one.
 
@@ -74,7 +79,7 @@ _FALLBACK = None
 _bind()
 
 # Products with fewer multiply-adds than this run with one BLAS thread (see above).
-SERIAL_WORK = 1 << 21
+SERIAL_WORK = 1 << 22
 
 
 @intrinsic

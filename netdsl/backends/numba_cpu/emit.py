@@ -7,7 +7,7 @@ imports them into the generated module and returns the name to call.  `ctx.fresh
 `ctx.parallel` says whether the kernel may use `prange`; `ctx.large(type)` whether an op on
 `type` is big enough for a library kernel's parallel variant to pay for its threads (always, with
 `parallel`; else `parallel_min` elements with symbolic dims at `size_hint`, as the graph compiler
-judges its own loop nests).
+judges its own loop nests), `ctx.large_product(multiply_adds)` the same for a kernel of products.
 """
 from __future__ import annotations
 
@@ -40,14 +40,24 @@ class EmitContext:
         """Whether an op over a tensor of `type_` should call a kernel's parallel variant."""
         if self.parallel:
             return True
-        if self.parallel_min <= 0:
-            return False
+        return self.parallel_min > 0 and self.elements(type_.shape) >= self.parallel_min
+
+    def large_product(self, multiply_adds: int) -> bool:
+        """Whether a kernel of products (a convolution) doing `multiply_adds` (at size_hint)
+        should call its parallel variant: from 4 * parallel_min, 2^22 by default, ~60 us of
+        one core's gemm, which two threads halve for a few microseconds of hand-over."""
+        if self.parallel:
+            return True
+        return self.parallel_min > 0 and multiply_adds >= 4 * self.parallel_min
+
+    def elements(self, shape) -> int:
+        """The product of a shape's dims, the symbolic ones at size_hint."""
         from ...ir.types import Sym, evaluate_dim
         total = 1
-        for d in type_.shape:
+        for d in shape:
             names = d.symbols if isinstance(d, Sym) else ()
             total *= evaluate_dim(d, {n: self.size_hint for n in names})
-        return total >= self.parallel_min
+        return total
 
     def fresh(self, prefix: str = "t") -> str:
         return f"{prefix}_{next(self._counter)}"

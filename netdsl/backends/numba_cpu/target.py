@@ -108,14 +108,21 @@ def _start_thread_pool() -> None:
     conv2d's or log_softmax's) whose thread pool nothing has started in this process.  Their
     cached machine code links against the pool's symbols (allocate_sched), so start the pool
     before loading anything: get_num_threads() launches it once, and is public API.
-    The threading layer is chosen when the pool starts: netdsl prefers `workqueue`, because
-    OpenMP's spinning threads made a LeNet step 15x slower on a loaded 2-core machine (558 ms
-    against 38 ms, measured here).  NUMBA_THREADING_LAYER, when set, still decides."""
+    The threading layer is chosen when the pool starts: netdsl prefers TBB (a dependency on
+    x86-64), then `workqueue`, never OpenMP by default.  Measured on a 2-core VM (Xeon), a
+    parallel loop of two 50 us halves (100 us serially): workqueue 284 us (its sleeping workers
+    took 150-170 us to start a region, so no parallel kernel paid), OpenMP spinning 51 us,
+    OpenMP passive 128 us, TBB 58 us.  OpenMP's spinning threads made a LeNet step 15x
+    slower on a loaded 2-core machine (558 ms against 38 ms), and GNU OpenMP is not fork-safe
+    (the compile helper forks); TBB is thread- and fork-safe.  LeNet-5's step at batch 64, two
+    threads, one core busy with another process: 4.5 ms with TBB against 14.3 with workqueue
+    and OpenBLAS's threads.  NUMBA_THREADING_LAYER, when set, still decides."""
     import numba
     from numba.np.ufunc import parallel
     if "NUMBA_THREADING_LAYER" not in os.environ and \
             not getattr(parallel, "_is_initialized", False):
-        numba.config.THREADING_LAYER = "workqueue"
+        numba.config.THREADING_LAYER = "default"        # the first of the priority that loads
+        numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
     numba.get_num_threads()
 
 

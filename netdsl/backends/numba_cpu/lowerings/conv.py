@@ -1,9 +1,9 @@
 """CPU lowerings of conv2d and its gradients (netdsl/ops/conv.py): calls of conv_kernels.py.
 
 The kernels unfold a chunk of images into columns (im2col) and multiply with one gemm
-per chunk: on LeNet shapes 20x faster than direct loops in Numba.  BLAS is never called inside a
-parallel region; the `_parallel` variants unfold a chunk's images in parallel, for large tensors
-only.
+per chunk: on LeNet shapes 20x faster than direct loops in Numba.  The `_parallel` variants run
+the chunks on Numba's threads, for convolutions of at least EmitContext.large_product's
+multiply-adds (LeNet-5's at batch 64 among them).
 """
 from __future__ import annotations
 
@@ -23,23 +23,31 @@ def _kernel_args(attrs, kernel) -> str:
     return ", ".join(f"np.int64({v})" for v in (sh, sw, pt, pl, dh, dw, attrs.get("groups", 1)))
 
 
+def _parallel(ctx, planes, weights) -> bool:
+    """Whether the convolution's multiply-adds (the planes' elements times C/groups * kh * kw,
+    at the size hint) pay for the kernel's parallel variant."""
+    return ctx.large_product(ctx.elements(planes.shape) * ctx.elements(weights.shape[1:]))
+
+
 @lowering('conv2d')
 def lower_conv2d(ctx, node, ins, outs):
     args = _kernel_args(node.attrs, node.inputs[1].shape[2:])
-    kernel = conv2d_kernel_parallel if ctx.large(node.outputs[0].type) else conv2d_kernel
+    parallel = _parallel(ctx, node.outputs[0].type, node.inputs[1].type)
+    kernel = conv2d_kernel_parallel if parallel else conv2d_kernel
     return [f"{ctx.use(kernel)}({ins[0]}, {ins[1]}, {outs[0]}, {args}, np.bool_(False))"]
 
 
 @lowering('conv2d_grad_input')
 def lower_conv2d_grad_input(ctx, node, ins, outs):
     args = _kernel_args(node.attrs, node.inputs[1].shape[2:])
-    kernel = conv2d_kernel_parallel if ctx.large(node.outputs[0].type) else conv2d_kernel
+    parallel = _parallel(ctx, node.inputs[0].type, node.inputs[1].type)
+    kernel = conv2d_kernel_parallel if parallel else conv2d_kernel
     return [f"{ctx.use(kernel)}({outs[0]}, {ins[1]}, {ins[0]}, {args}, np.bool_(True))"]
 
 
 @lowering('conv2d_grad_weight')
 def lower_conv2d_grad_weight(ctx, node, ins, outs):
     args = _kernel_args(node.attrs, node.attrs["kernel_size"])
-    kernel = conv2d_backward_weight_parallel if ctx.large(node.inputs[0].type) else \
-        conv2d_backward_weight
+    parallel = _parallel(ctx, node.inputs[1].type, node.outputs[0].type)
+    kernel = conv2d_backward_weight_parallel if parallel else conv2d_backward_weight
     return [f"{ctx.use(kernel)}({ins[0]}, {ins[1]}, {outs[0]}, {args})"]

@@ -1,9 +1,9 @@
-"""Numba kernels of conv2d and its gradients: im2col unfolding plus one gemm per chunk (BLAS
-through linalg.matmul_2d, with its thread policy by size, or loops for few output channels).
+"""Numba kernels of conv2d and its gradients: im2col unfolding plus one BLAS gemm per chunk of
+images (through linalg.matmul_2d, with its thread policy by size).
 
 Kept apart from the lowerings in conv.py so each file stays readable; they call these through
-`ctx.use`.  BLAS is never called inside a parallel region: the `_parallel`
-variants unfold a chunk's images with `prange`, then multiply outside it.
+`ctx.use`.  The `_parallel` variants run whole chunks on Numba's threads, with BLAS held at one
+thread meanwhile (see the note above conv2d_kernel).
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 from numba import prange
 from numba import uint64 as u64
 
+from ..blas_threads import blas_threads
 from ..jit import njit
 from ..separate import separately
 from .linalg import matmul_2d
@@ -86,61 +87,19 @@ def side_by_side(a3, first, count, o0, chunk, gather):
                     a3[first + i, o0 + o, q] = chunk[o, u64(i * p + q)]
 
 
-# The products of a convolution with few output channels per group (LeNet's 6 and 16) run in
-# the loops below instead of BLAS: OpenBLAS packs the whole column operand for a product with
-# 6 result rows, and measured on one core the loops took half the time ([6, 25] @ [25, 6272]:
-# 74 -> 37 us; [16, 150] @ [150, 800]: 72 -> 50 us) and a third for the weight gradient's
-# a @ bᵀ ([6, 6272] @ [6272, 25]: 99 -> 33 us).  From 32 rows on BLAS is faster (106 against
-# 122 us at [32, 150] @ [150, 800]).  They also keep these products off BLAS's threads, whose
-# hand-over made a 2-thread conv1 forward 11 ms against 0.8 ms on one on a busy machine.
-SMALL_ROWS = 16
-_LOOP_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}   # as generated code (codegen.py)
+# Every product of a convolution is one BLAS gemm.  Products with few result rows (LeNet's 6 and
+# 16 channels) once ran in compiled loops, measured 2x faster than OpenBLAS on an AMD EPYC; on
+# this Intel Xeon (Sapphire Rapids, OpenBLAS's SkylakeX kernels, one thread) BLAS is 2.5-4.5x
+# faster than those loops on every LeNet shape ([6, 25] @ [25, 6272]: 14 against 61 us;
+# [16, 150] @ [150, 800]: 50 against 140 us; a @ bᵀ [6, 6272] @ [6272, 25]: 25 against 68 us)
+# and the LeNet step took 4.3-4.7 ms against 5.7, so the loops are gone.
 
-
-@njit(cache=True, fastmath=_LOOP_FASTMATH)
-def product(a, b, out):
-    """out = a @ b: loops over the rows of `out` when it has at most SMALL_ROWS, else BLAS."""
-    if a.shape[0] > SMALL_ROWS:
-        _matmul_2d(a, b, out, False, False)
-        return
-    for i in range(a.shape[0]):
-        for q in range(b.shape[1]):
-            out[i, q] = 0.0
-        for k in range(a.shape[1]):
-            scale = a[i, k]
-            for q in range(b.shape[1]):
-                out[i, q] += scale * b[k, q]
-
-
-@njit(cache=True, fastmath=_LOOP_FASTMATH)
-def product_transposed(a, b, out):
-    """out = a @ bᵀ: a dot product of rows per element when `out` has at most SMALL_ROWS rows
-    (the sum over the long axis vectorises), else BLAS."""
-    if a.shape[0] > SMALL_ROWS:
-        _matmul_2d(a, b, out, False, True)
-        return
-    for i in range(a.shape[0]):
-        for j in range(b.shape[0]):
-            total = a[i, 0] * b[j, 0]          # typed like the operands; the axis is not empty
-            for q in range(1, a.shape[1]):
-                total += a[i, q] * b[j, q]
-            out[i, j] = total
-
-
-# The kernels call their loop helpers separately (numba_cpu/separate.py): each helper is compiled
-# once, not again inside each of the four kernels that call it (a cold LeNet compile spent ~3 s
+# The kernels call their helpers separately (numba_cpu/separate.py): each helper is compiled
+# once, not again inside each of the kernels that call it (a cold LeNet compile spent ~3 s
 # compiling these helpers' code into their callers).  A call costs nanoseconds; an unfold or a
 # product, microseconds.
-_unfold, _side_by_side, _product, _product_transposed, _matmul_2d = map(
-    separately, (unfold, side_by_side, product, product_transposed, matmul_2d))
+_unfold, _side_by_side, _matmul_2d = map(separately, (unfold, side_by_side, matmul_2d))
 
-# Two variants of each convolution kernel, with the same chunks and the same gemms (so the same
-# numbers): a serial one, and a `_parallel` one whose im2col / col2im and scatter loops run in
-# prange over the images of a chunk.  BLAS is always called outside the parallel regions
-# (OpenBLAS runs its own threads; called inside prange it warned "Detect OpenMP Loop and this
-# application may hang" and oversubscribed the cores).  The code generator picks the parallel
-# variant only for large tensors (EmitContext.large); on two busy cores the barriers of small
-# parallel regions cost more than they save, and a parallel kernel is slow to compile.
 
 @njit(cache=True, fastmath=True, inline="always")
 def _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, dtype):
@@ -149,78 +108,108 @@ def _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, dtype):
 
 
 @njit(cache=True, fastmath=True)
-def conv2d_kernel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back):
-    """Forward (back=False): planes = conv2d(images, w), per chunk of images im2col side by side
-    then one gemm per group.  Input gradient (back=True): images = wᵀ @ planes per chunk in one
-    gemm, then col2im."""
-    n_images = images.shape[0]
-    o_total, cg, kh, kw = w.shape
-    og = o_total // groups
-    ho, wo = planes.shape[2], planes.shape[3]
-    k, p = cg * kh * kw, ho * wo
-    w2 = w.reshape(o_total, k)
-    planes3 = planes.reshape(n_images, o_total, p)
-    per = images_per_chunk(n_images, k * p)
-    padded = _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, planes.dtype)
-    for t in range((n_images + per - 1) // per):
-        first = t * per
-        count = min(per, n_images - first)
-        cols = np.empty((k, count * p), dtype=planes.dtype)
-        chunk = np.empty((og, count * p), dtype=planes.dtype)
-        for grp in range(groups):
-            if back:
-                _side_by_side(planes3, first, count, grp * og, chunk, True)
-                _matmul_2d(w2[grp * og:(grp + 1) * og], chunk, cols, True, False)
-            for i in range(count):
-                _unfold(images, first + i, grp * cg, padded, cols, i * p,
-                        kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back)
-            if not back:
-                _product(w2[grp * og:(grp + 1) * og], cols, chunk)
-                _side_by_side(planes3, first, count, grp * og, chunk, False)
+def conv_chunk(images, w2, planes3, first, count, padded, geometry, back):
+    """One chunk of conv2d_kernel: images first .. first + count - 1.  Forward (back=False):
+    im2col side by side, one gemm per group, the result scattered into planes3.  Input gradient
+    (back=True): the planes gathered side by side, wᵀ @ them in one gemm per group, col2im.
+    `geometry` is (cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups)."""
+    cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups = geometry
+    og = w2.shape[0] // groups
+    p = ho * wo
+    cols = np.empty((w2.shape[1], count * p), dtype=planes3.dtype)
+    chunk = np.empty((og, count * p), dtype=planes3.dtype)
+    for grp in range(groups):
+        weights = w2[grp * og:(grp + 1) * og]
+        if back:
+            _side_by_side(planes3, first, count, grp * og, chunk, True)
+            _matmul_2d(weights, chunk, cols, True, False)
+        for i in range(count):
+            _unfold(images, first + i, grp * cg, padded, cols, i * p,
+                    kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back)
+        if not back:
+            _matmul_2d(weights, cols, chunk, False, False)
+            _side_by_side(planes3, first, count, grp * og, chunk, False)
 
 
 @njit(cache=True, fastmath=True)
-def _side_by_side_one(a3, first, i, o0, chunk, gather):
-    """side_by_side for image i of the chunk only (the parallel kernels' loop body)."""
-    p = a3.shape[2]
-    for o in range(chunk.shape[0]):
-        for q in range(p):
-            if gather:
-                chunk[o, u64(i * p + q)] = a3[first + i, o0 + o, q]
-            else:
-                a3[first + i, o0 + o, q] = chunk[o, u64(i * p + q)]
+def weight_worker(x, g3, partial, worker, per, chunks, workers, padded, geometry):
+    """conv2d_backward_weight's share of one worker: partial[worker] += g_chunk @ im2col(x_chunk)ᵀ
+    over chunks worker, worker + workers, ...; `geometry` as conv_chunk's."""
+    cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups = geometry
+    og = partial.shape[1] // groups
+    k, p = partial.shape[2], ho * wo
+    result = np.empty((og, k), dtype=x.dtype)
+    for t in range(worker, chunks, workers):
+        first = t * per
+        count = min(per, x.shape[0] - first)
+        gathered = np.empty((og, count * p), dtype=x.dtype)
+        cols = np.empty((k, count * p), dtype=x.dtype)
+        for grp in range(groups):
+            _side_by_side(g3, first, count, grp * og, gathered, True)
+            for i in range(count):
+                _unfold(x, first + i, grp * cg, padded, cols, i * p,
+                        kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, np.bool_(False))
+            _matmul_2d(gathered, cols, result, False, True)
+            _accumulate(partial, worker, grp * og, result)
+
+
+_conv_chunk, _weight_worker = separately(conv_chunk), separately(weight_worker)
+
+# Two variants of each convolution kernel with the same chunks and the same gemms, so the same
+# numbers: a serial one, and a `_parallel` one running whole chunks (unfold, gemm, scatter) on
+# Numba's threads, each calling BLAS with one thread of its own.  BLAS is held at one thread for
+# the parallel loop (blas_threads): called from prange with its own threads as well, OpenBLAS
+# warned "Detect OpenMP Loop and this application may hang" and oversubscribed the cores.  Where
+# the BLAS offers no thread control, or there is one chunk, the parallel variant runs serially.
+# An earlier parallel variant ran only each chunk's unfold and scatter in prange and its
+# gemms between the parallel regions: on two idle cores it made LeNet's step no faster
+# (5.7 ms at one thread and at two).  Whole chunks on two threads: conv1's forward at batch
+# 64, 504 -> 261 us, conv2's weight gradient 1,241 -> 644 us (with the loop products).
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _layout(images, w, planes, sh, sw, pt, pl, dh, dw, groups):
+    """(w as [O, K], planes as [N, O, P], images per chunk, chunks, geometry)."""
+    n_images = images.shape[0]
+    o_total, cg, kh, kw = w.shape
+    ho, wo = planes.shape[2], planes.shape[3]
+    k, p = cg * kh * kw, ho * wo
+    per = images_per_chunk(n_images, k * p)
+    return (w.reshape(o_total, k), planes.reshape(n_images, o_total, p), per,
+            (n_images + per - 1) // per, (cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups))
+
+
+@njit(cache=True, fastmath=True)
+def conv2d_kernel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back):
+    """Forward (back=False): planes = conv2d(images, w); input gradient (back=True):
+    images = conv2d's transpose of planes.  Chunk by chunk (conv_chunk)."""
+    w2, planes3, per, chunks, geometry = _layout(images, w, planes, sh, sw, pt, pl, dh, dw,
+                                                 groups)
+    padded = _padded(w.shape[1], planes.shape[2], planes.shape[3], w.shape[2], w.shape[3],
+                     sh, sw, dh, dw, planes.dtype)
+    for t in range(chunks):
+        first = t * per
+        _conv_chunk(images, w2, planes3, first, min(per, images.shape[0] - first), padded,
+                    geometry, back)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
 def conv2d_kernel_parallel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back):
-    """conv2d_kernel with each chunk's im2col/col2im and scatter in parallel over its images;
-    the gemms (the same as conv2d_kernel's) between the parallel regions."""
-    n_images = images.shape[0]
-    o_total, cg, kh, kw = w.shape
-    og = o_total // groups
-    ho, wo = planes.shape[2], planes.shape[3]
-    k, p = cg * kh * kw, ho * wo
-    w2 = w.reshape(o_total, k)
-    planes3 = planes.reshape(n_images, o_total, p)
-    per = images_per_chunk(n_images, k * p)
-    for t in range((n_images + per - 1) // per):
+    """conv2d_kernel with its chunks on Numba's threads (see above)."""
+    w2, planes3, per, chunks, geometry = _layout(images, w, planes, sh, sw, pt, pl, dh, dw,
+                                                 groups)
+    before = blas_threads(np.int64(1)) if chunks > 1 else np.int64(0)
+    if before == 0:
+        conv2d_kernel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back)
+        return
+    for t in prange(chunks):
         first = t * per
-        count = min(per, n_images - first)
-        cols = np.empty((k, count * p), dtype=planes.dtype)
-        chunk = np.empty((og, count * p), dtype=planes.dtype)
-        for grp in range(groups):
-            if back:
-                for i in prange(count):
-                    _side_by_side_one(planes3, first, np.int64(i), grp * og, chunk, True)
-                _matmul_2d(w2[grp * og:(grp + 1) * og], chunk, cols, True, False)
-            for i in prange(count):
-                padded = _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, planes.dtype)
-                _unfold(images, first + np.int64(i), grp * cg, padded, cols, np.int64(i) * p,
-                        kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back)
-            if not back:
-                _product(w2[grp * og:(grp + 1) * og], cols, chunk)
-                for i in prange(count):
-                    _side_by_side_one(planes3, first, np.int64(i), grp * og, chunk, False)
+        padded = _padded(w.shape[1], planes.shape[2], planes.shape[3], w.shape[2], w.shape[3],
+                         sh, sw, dh, dw, planes.dtype)
+        _conv_chunk(images, w2, planes3, first, min(per, images.shape[0] - first), padded,
+                    geometry, back)
+    if before > 1:
+        blas_threads(before)
 
 
 @njit(cache=True, fastmath=True, inline="always")
@@ -257,63 +246,47 @@ def _sum_partials(partial, dw_out):
                 flat[o, j] += partial[worker, o, j]
 
 
+@njit(cache=True, fastmath=True, inline="always")
+def _weight_layout(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
+    """(g as [N, O, P], images per chunk, chunks, workers, zeroed partial sums, geometry)."""
+    o_total, cg, kh, kw = dw_out.shape
+    ho, wo = g.shape[2], g.shape[3]
+    k, p = cg * kh * kw, ho * wo
+    per, chunks, workers = _workers(x.shape[0], o_total, k, p)
+    return (g.reshape(x.shape[0], o_total, p), per, chunks, workers,
+            np.zeros((workers, o_total, k), dtype=x.dtype),
+            (cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups))
+
+
 @njit(cache=True, fastmath=True)
 def conv2d_backward_weight(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
     """dw = Σ_chunks g_chunk @ im2col(x_chunk)ᵀ: per-worker partial sums, then their sum."""
-    n_images = x.shape[0]
+    g3, per, chunks, workers, partial, geometry = _weight_layout(x, g, dw_out, sh, sw, pt, pl,
+                                                                 dh, dw, groups)
     o_total, cg, kh, kw = dw_out.shape
-    og = o_total // groups
-    ho, wo = g.shape[2], g.shape[3]
-    k, p = cg * kh * kw, ho * wo
-    g3 = g.reshape(n_images, o_total, p)
-    per, chunks, workers = _workers(n_images, o_total, k, p)
-    partial = np.zeros((workers, o_total, k), dtype=x.dtype)
-    padded = _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, x.dtype)
-    result = np.empty((og, k), dtype=x.dtype)
+    padded = _padded(cg, g.shape[2], g.shape[3], kh, kw, sh, sw, dh, dw, x.dtype)
     for worker in range(workers):
-        for t in range(worker, chunks, workers):
-            first = t * per
-            count = min(per, n_images - first)
-            gathered = np.empty((og, count * p), dtype=x.dtype)
-            cols = np.empty((k, count * p), dtype=x.dtype)
-            for grp in range(groups):
-                _side_by_side(g3, first, count, grp * og, gathered, True)
-                for i in range(count):
-                    _unfold(x, first + i, grp * cg, padded, cols, i * p,
-                            kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, np.bool_(False))
-                _product_transposed(gathered, cols, result)
-                _accumulate(partial, worker, grp * og, result)
+        _weight_worker(x, g3, partial, worker, per, chunks, workers, padded, geometry)
     _sum_partials(partial, dw_out)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
 def conv2d_backward_weight_parallel(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
-    """conv2d_backward_weight with each chunk's gather and im2col in parallel over its images;
-    the same gemms and partial sums, between the parallel regions."""
-    n_images = x.shape[0]
+    """conv2d_backward_weight with its workers on Numba's threads (the same partial sums,
+    summed in the same order)."""
+    g3, per, chunks, workers, partial, geometry = _weight_layout(x, g, dw_out, sh, sw, pt, pl,
+                                                                 dh, dw, groups)
+    before = blas_threads(np.int64(1)) if workers > 1 else np.int64(0)
+    if before == 0:
+        conv2d_backward_weight(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups)
+        return
     o_total, cg, kh, kw = dw_out.shape
-    og = o_total // groups
-    ho, wo = g.shape[2], g.shape[3]
-    k, p = cg * kh * kw, ho * wo
-    g3 = g.reshape(n_images, o_total, p)
-    per, chunks, workers = _workers(n_images, o_total, k, p)
-    partial = np.zeros((workers, o_total, k), dtype=x.dtype)
-    result = np.empty((og, k), dtype=x.dtype)
-    for worker in range(workers):
-        for t in range(worker, chunks, workers):
-            first = t * per
-            count = min(per, n_images - first)
-            gathered = np.empty((og, count * p), dtype=x.dtype)
-            cols = np.empty((k, count * p), dtype=x.dtype)
-            for grp in range(groups):
-                for i in prange(count):
-                    _side_by_side_one(g3, first, np.int64(i), grp * og, gathered, True)
-                    padded = _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, x.dtype)
-                    _unfold(x, first + np.int64(i), grp * cg, padded, cols, np.int64(i) * p,
-                            kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, np.bool_(False))
-                _product_transposed(gathered, cols, result)
-                _accumulate(partial, worker, grp * og, result)
+    for worker in prange(workers):
+        padded = _padded(cg, g.shape[2], g.shape[3], kh, kw, sh, sw, dh, dw, x.dtype)
+        _weight_worker(x, g3, partial, worker, per, chunks, workers, padded, geometry)
     _sum_partials(partial, dw_out)
+    if before > 1:
+        blas_threads(before)
 
 
 # ---------------------------------------------------------------------------------------------
