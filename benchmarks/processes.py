@@ -163,11 +163,13 @@ def run_child(command: list[str], env: dict, echo: bool = True) -> tuple[dict | 
 
 
 def child_env(threads: int, cache: Path | None = None) -> dict:
-    """The environment of a child: `threads` for Numba's pool and for OpenBLAS (which NumPy
-    and netdsl's matmuls call) unless the caller set OPENBLAS_NUM_THREADS; caches if given."""
+    """The environment of a child: `threads` for Numba's pool (netdsl's kernels, and its
+    products cut across threads on MKL), for OpenBLAS (NumPy's and netdsl's products) and for
+    MKL (torch's) unless the caller set OPENBLAS_NUM_THREADS / MKL_NUM_THREADS; caches if given."""
     env = dict(os.environ)
     env["NUMBA_NUM_THREADS"] = str(threads)
     env.setdefault("OPENBLAS_NUM_THREADS", str(threads))
+    env.setdefault("MKL_NUM_THREADS", str(threads))
     if cache is not None:
         env["NETDSL_CACHE_DIR"] = str(cache / "netdsl")
         env["NUMBA_CACHE_DIR"] = str(cache / "numba")    # also Numba's library-kernel caches

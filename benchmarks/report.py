@@ -58,15 +58,17 @@ def load_average() -> str:
 
 
 def compiled_blas() -> str:
-    """The BLAS netdsl's compiled products call (SciPy's), its version and the kernels it
-    picked for this processor, as threadpoolctl reports them."""
+    """The BLAS netdsl's compiled products call (blas_library.py: SciPy's OpenBLAS or MKL), its
+    version and the kernels it picked for this processor, as threadpoolctl reports them."""
     try:
-        import scipy.linalg.cython_blas  # noqa: F401  (the library Numba's gemm calls)
+        from netdsl.backends.numba_cpu.blas_library import chosen
         from threadpoolctl import threadpool_info
+        path = os.path.realpath(chosen().path)
     except ImportError:
         return "n/a"
     for library in threadpool_info():
-        if library.get("user_api") == "blas" and "scipy.libs" in library.get("filepath", ""):
+        if library.get("user_api") == "blas" and \
+                os.path.realpath(library.get("filepath", "")) == path:
             kernels = library.get("architecture")
             return (f"{library.get('internal_api', 'BLAS')} {library.get('version', '')}"
                     + (f", {kernels} kernels" if kernels else "")).strip()

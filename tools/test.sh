@@ -17,6 +17,11 @@ python -m pip install -q --disable-pip-version-check -e ".[test]"
 python -m pip install -q --disable-pip-version-check "torch==2.13.0" \
     || echo "warning: torch could not be installed; parity tests will be skipped" >&2
 
+# Intel MKL, so that the tests run netdsl's products on it where the processor is Intel's (and
+# test_blas_library.py checks both libraries); they run on OpenBLAS without it.
+python -m pip install -q --disable-pip-version-check -e ".[mkl]" \
+    || echo "warning: mkl could not be installed; products run on OpenBLAS only" >&2
+
 # One compile cache for the whole run, so each model is compiled by LLVM once.
 export NETDSL_CACHE_DIR="${NETDSL_CACHE_DIR:-$PWD/.netdsl-cache}"
 export NUMBA_ENABLE_CUDASIM="${NUMBA_ENABLE_CUDASIM:-1}"

@@ -62,13 +62,16 @@ def _controller():
 
 
 def _load_compiled_blas() -> None:
-    """Load the BLAS that Numba's compiled matmuls call (SciPy's, not NumPy's) before the limit
-    is set: threadpoolctl limits only libraries already loaded, and Numba loads SciPy's during
-    the first compile or cache load, inside the limited block.  Without this the first fit of a
-    process ran its matmuls on SciPy's default thread count (slower on a busy machine, and
-    summing in another order: its history differed from the next fit's in the 8th digit)."""
+    """Load the BLAS that the compiled matmuls call (SciPy's OpenBLAS, not NumPy's, or MKL:
+    backends/numba_cpu/blas_library.py) before the limit is set: threadpoolctl limits only
+    libraries already loaded, and the compiled code loads its library during the first compile
+    or cache load, inside the limited block.  Without this the first fit of a process ran its
+    matmuls on the library's default thread count (slower on a busy machine, and summing in
+    another order: its history differed from the next fit's in the 8th digit)."""
+    from ..backends.numba_cpu.blas_library import chosen
     from ..backends.scipy_blas import load_cython_blas
     try:
-        load_cython_blas()
+        load_cython_blas()               # Numba's own np.dot calls it, whichever is chosen
+        chosen()
     except ImportError:                  # without SciPy, Numba has no BLAS matmul to limit
         pass

@@ -302,7 +302,6 @@ SERIAL_ONLY = {
     "one_hot": "its lowering loops with ctx.range, which the graph compiler never makes prange",
     "take": "its lowering loops with ctx.range, which the graph compiler never makes prange",
     "take_grad": "scatter-add: its ctx.range loop is never prange in the graph compiler",
-    "matmul": "BLAS, never called inside a parallel region",
     "constant": "not a kernel: an argument of the step",
     "reshape": "a view: no code",
     "numel": "writes one number",

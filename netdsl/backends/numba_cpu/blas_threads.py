@@ -19,64 +19,24 @@ convolutions (42% of the step's samples in blas_thread_server) and the two-threa
 It never raises the count: where `fit` limits BLAS to one thread (runtime/threads.py), every
 product runs with one.
 
-The functions are OpenBLAS's `openblas_set_num_threads` / `openblas_get_num_threads` (named with
-a `scipy_` prefix in SciPy's build) of the library SciPy's `cython_blas`, and with it Numba, calls.
-They are bound by symbol name for LLVM (`llvmlite.binding.add_symbol`) when this module is
-imported, which the generated module does before Numba loads its cached code; the compiled code
-refers to the names only, so it caches like any other.
+The functions are the chosen BLAS library's (blas_library.py: OpenBLAS's
+`openblas_set_num_threads` / `openblas_get_num_threads`, named with a `scipy_` prefix in SciPy's
+build, or MKL's `MKL_Set_Num_Threads` / `MKL_Get_Max_Threads`), bound by symbol name for LLVM
+when this module is imported, which the generated module does before Numba loads its cached
+code; the compiled code refers to the names only, so it caches like any other.
 """
 from __future__ import annotations
 
-import ctypes
-
-import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .blas_library import SYMBOLS, bind
 from .jit import njit
 
-_SET, _GET = "netdsl_blas_set_num_threads", "netdsl_blas_get_num_threads"
-_NAMES = (("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
-          ("openblas_set_num_threads", "openblas_get_num_threads"))
-_SET_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_int)
-_GET_TYPE = ctypes.CFUNCTYPE(ctypes.c_int)
-
-
-def _openblas() -> tuple[int, int] | None:
-    """Addresses of (set, get) in the OpenBLAS that SciPy's cython_blas loaded, or None."""
-    try:
-        from ..scipy_blas import load_cython_blas
-        load_cython_blas()                  # loads the library Numba's gemm calls
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
-    except (ImportError, OSError):
-        return None
-    for path in sorted(paths):
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for set_name, get_name in _NAMES:     # the 64-bit-integer build's names end in 64_
-            if hasattr(library, set_name) and hasattr(library, get_name):
-                return (ctypes.cast(getattr(library, set_name), ctypes.c_void_p).value,
-                        ctypes.cast(getattr(library, get_name), ctypes.c_void_p).value)
-    return None
-
-
-def _bind() -> None:
-    found = _openblas()
-    if found is None:                         # no OpenBLAS: counts are 0, setting is a no-op
-        global _FALLBACK
-        _FALLBACK = (_SET_TYPE(lambda n: None), _GET_TYPE(lambda: 0))
-        found = tuple(ctypes.cast(f, ctypes.c_void_p).value for f in _FALLBACK)
-    llvm.add_symbol(_SET, found[0])
-    llvm.add_symbol(_GET, found[1])
-
-
-_FALLBACK = None
-_bind()
+_SET, _GET = SYMBOLS[2], SYMBOLS[3]
+bind()
 
 # Products with fewer multiply-adds than this run with one BLAS thread (see above).
 SERIAL_WORK = 1 << 22

@@ -1,18 +1,22 @@
 """CPU lowering of matmul (netdsl/ops/linalg.py): BLAS gemm with transpose flags.
 
-The kernels call Numba's own BLAS entry point (`numba_xxgemm`, what np.dot calls) through an
-intrinsic, passing transpose flags rather than transposed views, so that one compiled signature
-per dtype serves every combination.  A [..., M, K] @ [K, N] product is one gemm over all batch
-rows; other batched products are one gemm per matrix in a serial loop (matmul_batched), or, in a
-context that is parallel throughout, small matrices in a compiled kernel over the batch in
-parallel (matmul_batched_parallel, batched_matmul.py).
+The kernels call the chosen BLAS library's gemm (blas_library.py: SciPy's OpenBLAS, or MKL)
+through an intrinsic, passing transpose flags rather than transposed views, so that one
+compiled signature per dtype serves every combination.  A [..., M, K] @ [K, N] product is one
+gemm over all batch rows; other batched products are one gemm per matrix in a serial loop
+(matmul_batched), or, in a context that is parallel throughout, small matrices in a compiled
+kernel over the batch in parallel (matmul_batched_parallel, batched_matmul.py).
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import types
+from numba import prange, types
 from numba.extending import intrinsic
+# Numba's own intrinsic behind get_num_threads(), bound by symbol: the public function binds a
+# ctypes pointer, which kept Numba from caching the kernel that calls it.
+from numba.np.ufunc.parallel import _iget_num_threads
 
+from ..blas_library import SYMBOLS
 from ..blas_threads import SERIAL_WORK, blas_threads
 from ..jit import njit
 from . import lowering
@@ -20,50 +24,77 @@ from .batched_matmul import SMALL_WORK, batch_index, small_batched
 
 
 @intrinsic
-def _xxgemm(typingctx, kind, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):
-    """Numba's own BLAS entry point (helperlib `numba_xxgemm`, what np.dot calls), column-major:
-    c[m, n] = op(a) @ op(b), with alpha 1 and beta 0; returns BLAS's status."""
+def _gemm(typingctx, transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc):
+    """Fortran gemm of the chosen BLAS (`netdsl_sgemm` / `netdsl_dgemm`, blas_library.py),
+    column-major: c[m, n] = op(a) @ op(b), with alpha 1 and beta 0, each matrix starting a0, b0,
+    c0 elements into its array; transa and transb are the characters' codes (110 'n', 116 't');
+    sizes must fit 32 bits (matmul_2d checks)."""
     arrays = (a, b, c)
-    if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 2 and
-               x.dtype == c.dtype for x in arrays if isinstance(x, types.Array)) or \
-            not all(isinstance(x, types.Array) for x in arrays) or \
+    if not all(isinstance(x, types.Array) for x in arrays) or \
+            not all(x.layout == "C" and x.ndim == 2 and x.dtype == c.dtype for x in arrays) or \
             c.dtype not in (types.float32, types.float64):
         return None
+    symbol = SYMBOLS[0] if c.dtype == types.float32 else SYMBOLS[1]
 
     def codegen(context, builder, signature, args):
         from llvmlite import ir
         from numba.core import cgutils
         from numba.np.arrayobj import make_array
-        from numba.np.linalg import make_constant_slot
-        char, intp = ir.IntType(8), context.get_value_type(types.intp)
-        void_p = ir.IntType(8).as_pointer()
-        fnty = ir.FunctionType(ir.IntType(32), [char, char, char, intp, intp, intp, void_p,
-                                                void_p, intp, void_p, intp, void_p, void_p,
-                                                intp])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
-        kind_v, ta_v, tb_v, m_v, n_v, k_v, a_v, lda_v, b_v, ldb_v, c_v, ldc_v = args
-        dtype = c.dtype
-        alpha = make_constant_slot(context, builder, dtype, 1.0)
-        beta = make_constant_slot(context, builder, dtype, 0.0)
-
-        def data(ty, value):
-            return builder.bitcast(make_array(ty)(context, builder, value).data, void_p)
-
-        def byte(value, ty):
-            return builder.trunc(context.cast(builder, value, ty, types.int64), char)
-
-        def size(value, ty):
-            return context.cast(builder, value, ty, types.intp)
-
+        char, int32 = ir.IntType(8), ir.IntType(32)
+        element = context.get_value_type(c.dtype)
+        pointers = [char.as_pointer()] * 2 + [int32.as_pointer()] * 3 + [
+            element.as_pointer(), element.as_pointer(), int32.as_pointer(),
+            element.as_pointer(), int32.as_pointer(), element.as_pointer(),
+            element.as_pointer(), int32.as_pointer()]
+        fn = cgutils.get_or_insert_function(builder.module,
+                                            ir.FunctionType(ir.VoidType(), pointers), symbol)
         t = signature.args
-        return builder.call(fn, (byte(kind_v, t[0]), byte(ta_v, t[1]), byte(tb_v, t[2]),
-                                 size(m_v, t[3]), size(n_v, t[4]), size(k_v, t[5]),
-                                 builder.bitcast(alpha, void_p), data(a, a_v),
-                                 size(lda_v, t[7]), data(b, b_v), size(ldb_v, t[9]),
-                                 builder.bitcast(beta, void_p), data(c, c_v),
-                                 size(ldc_v, t[11])))
 
-    return types.int32(kind, transa, transb, m, n, k, a, lda, b, ldb, c, ldc), codegen
+        def slot(value, ty, as_type):       # Fortran takes every argument by address
+            cast = context.cast(builder, value, ty, types.int64)
+            return cgutils.alloca_once_value(builder, builder.trunc(cast, as_type))
+
+        def data(ty, value, offset, offset_type):
+            first = make_array(ty)(context, builder, value).data
+            return builder.gep(first, [context.cast(builder, offset, offset_type, types.intp)])
+
+        ta, tb, m_v, n_v, k_v, a_v, a0, lda_v, b_v, b0, ldb_v, c_v, c0, ldc_v = args
+        one = cgutils.alloca_once_value(builder, ir.Constant(element, 1.0))
+        zero = cgutils.alloca_once_value(builder, ir.Constant(element, 0.0))
+        builder.call(fn, (slot(ta, t[0], char), slot(tb, t[1], char), slot(m_v, t[2], int32),
+                          slot(n_v, t[3], int32), slot(k_v, t[4], int32), one,
+                          data(a, a_v, a0, t[6]), slot(lda_v, t[7], int32),
+                          data(b, b_v, b0, t[9]), slot(ldb_v, t[10], int32), zero,
+                          data(c, c_v, c0, t[12]), slot(ldc_v, t[13], int32)))
+        return ir.Constant(int32, 0)
+
+    return types.int32(transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc), codegen
+
+
+@njit(cache=True)
+def _checked(a, b, out, transpose_a, transpose_b):
+    """(M, N, K) of out = op(a) @ op(b), checked to match and to fit BLAS's 32-bit sizes."""
+    m = a.shape[1] if transpose_a else a.shape[0]
+    k = a.shape[0] if transpose_a else a.shape[1]
+    n = b.shape[0] if transpose_b else b.shape[1]
+    k2 = b.shape[1] if transpose_b else b.shape[0]
+    if k != k2 or out.shape[0] != m or out.shape[1] != n:
+        raise ValueError("matmul_2d: shapes do not match")
+    if max(m, n, k) > 2147483647:
+        raise ValueError("matmul_2d: a dimension over 2^31 - 1, more than BLAS's 32-bit sizes")
+    return m, n, k
+
+
+@njit(cache=True)
+def _block(a, b, out, transpose_a, transpose_b, k, m0, m1, n0, n1):
+    """out[m0:m1, n0:n1] = (op(a) @ op(b))[m0:m1, n0:n1] for C-contiguous 2-D arrays: one gemm
+    of the block's rows of op(a) and columns of op(b).  Each element is the same sum over K,
+    in the same order, as in one gemm of the whole product."""
+    n = out.shape[1]
+    # Row-major out = op(a) @ op(b) is column-major out' = op(b)' @ op(a)'.
+    _gemm(116 if transpose_b else 110, 116 if transpose_a else 110, n1 - n0, m1 - m0, k,
+          b, n0 * b.shape[1] if transpose_b else n0, b.shape[1],
+          a, m0 if transpose_a else m0 * a.shape[1], a.shape[1], out, m0 * n + n0, n)
 
 
 @njit(cache=True)
@@ -72,12 +103,7 @@ def matmul_2d(a, b, out, transpose_a, transpose_b):
     one BLAS gemm, on one thread below SERIAL_WORK multiply-adds.  Flags instead of transposed
     views (`w.T`), so that one compiled signature per dtype serves every combination (each
     layout combination of np.dot compiled anew)."""
-    m = a.shape[1] if transpose_a else a.shape[0]
-    k = a.shape[0] if transpose_a else a.shape[1]
-    n = b.shape[0] if transpose_b else b.shape[1]
-    k2 = b.shape[1] if transpose_b else b.shape[0]
-    if k != k2 or out.shape[0] != m or out.shape[1] != n:
-        raise ValueError("matmul_2d: shapes do not match")
+    m, n, k = _checked(a, b, out, transpose_a, transpose_b)
     if m == 0 or n == 0:
         return
     if k == 0:
@@ -86,14 +112,35 @@ def matmul_2d(a, b, out, transpose_a, transpose_b):
     # A small product runs on one BLAS thread (blas_threads.py says why and what it measured);
     # np.int64(1), not 1: a literal would compile blas_threads a second time, for Literal[int].
     before = blas_threads(np.int64(1)) if m * n * k < SERIAL_WORK else 0
-    # Row-major out = op(a) @ op(b) is column-major out' = op(b)' @ op(a)'.
-    status = _xxgemm(115 if out.itemsize == 4 else 100,
-                     116 if transpose_b else 110, 116 if transpose_a else 110,
-                     n, m, k, b, b.shape[1], a, a.shape[1], out, n)
+    _block(a, b, out, transpose_a, transpose_b, k, 0, m, 0, n)
     if before > 1:
         blas_threads(before)
-    if status != 0:
-        raise RuntimeError("matmul_2d: BLAS gemm failed")
+
+
+@njit(cache=True, parallel=True)
+def matmul_2d_parallel(a, b, out, transpose_a, transpose_b):
+    """matmul_2d, but where the BLAS runs one thread (MKL as netdsl loads it: blas_library.py)
+    a product of 2 * SERIAL_WORK multiply-adds or more is cut into one block of rows (or of
+    columns, the longer side) per Numba thread, each one gemm, in prange.  OpenBLAS, with
+    threads of its own, gets the whole product (matmul_2d).  The blocks depend on the thread
+    count only, so a run repeats its numbers; MKL may round a block of another width slightly
+    differently from the whole product (5e-5 in [128, 784] @ [784, 256]), as its own threads
+    would.  Measured with MKL at two threads, [128, 784] @ [784, 256]: 315 us whole, 227 cut."""
+    m, n, k = _checked(a, b, out, transpose_a, transpose_b)
+    threads = _iget_num_threads()
+    if m * n * k < 2 * SERIAL_WORK or threads < 2 or blas_threads(np.int64(0)) != 1:
+        matmul_2d(a, b, out, transpose_a, transpose_b)
+        return
+    extent = max(m, n)
+    # Blocks a multiple of 16 long: whole tiles of the BLAS's kernels, as in one call.
+    size = ((extent + threads - 1) // threads + 15) // 16 * 16
+    for block in prange((extent + size - 1) // size):
+        low = block * size
+        high = min(extent, low + size)
+        if m >= n:
+            _block(a, b, out, transpose_a, transpose_b, k, low, high, 0, n)
+        else:
+            _block(a, b, out, transpose_a, transpose_b, k, 0, m, low, high)
 
 
 @njit(cache=True)
@@ -172,15 +219,19 @@ def lower_matmul(ctx, node, ins, outs):
         b = _reshape_expr(b, [f"{b}.shape[0]", "1"])
     rows = "1" if ra == 1 else f"{out}.shape[{ro - 1 - (rb > 1)}]"
     cols = "1" if rb == 1 else f"{out}.shape[{ro - 1}]"
+    # One gemm: cut across Numba's threads, where the BLAS runs one, if it may be large.
+    contracted = a_type.shape[-2] if ta and ra > 1 else a_type.shape[-1]
+    one_gemm = ctx.use(matmul_2d_parallel if ctx.large_product(
+        ctx.elements(node.outputs[0].type.shape) * ctx.elements((contracted,))) else matmul_2d)
     if ra <= 2 and rb <= 2:
         out2 = out if ro == 2 else _reshape_expr(out, [rows, cols])
-        return [f"{ctx.use(matmul_2d)}({a}, {b}, {out2}, {_flag(ta)}, {_flag(tb)})"]
+        return [f"{one_gemm}({a}, {b}, {out2}, {_flag(ta)}, {_flag(tb)})"]
     if rb <= 2 and not ta:
         # [..., M, K] @ [K, N]: all batch rows in one gemm on a (P, K) view.
         flat = " * ".join(f"{ins[0]}.shape[{d}]" for d in range(ra - 1))
         a2 = _reshape_expr(ins[0], [flat, f"{ins[0]}.shape[{ra - 1}]"])
         out2 = _reshape_expr(out, [flat, cols])
-        return [f"{ctx.use(matmul_2d)}({a2}, {b}, {out2}, {_flag(False)}, {_flag(tb)})"]
+        return [f"{one_gemm}({a2}, {b}, {out2}, {_flag(False)}, {_flag(tb)})"]
     # General batched case: give a, b and out the same rank with leading 1-axes.
     rank = max(ra, rb, 2)
     nbatch = rank - 2

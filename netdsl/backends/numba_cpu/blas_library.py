@@ -1,0 +1,159 @@
+"""Which BLAS netdsl's compiled products call: SciPy's OpenBLAS, or Intel's MKL.
+
+The products (lowerings/linalg.py) call `netdsl_sgemm` / `netdsl_dgemm`, Fortran gemm (every
+argument by address, 32-bit integers), and blas_threads.py sets the thread count through
+`netdsl_blas_set_num_threads` / `netdsl_blas_get_num_threads`.  `bind()` points these four
+symbols at one library for LLVM (`llvmlite.binding.add_symbol`) when blas_threads.py is imported,
+which every generated module does before Numba loads its cached code; the machine code names the
+symbols only, so the same cached kernels run on either library.
+
+Why two: on an Intel Xeon (Sapphire Rapids, 2 cores) MKL ran the benchmark's products faster
+than OpenBLAS's SkylakeX kernels, one thread each: [128, 784] @ [784, 256] 328 against 402 us,
+[32, 128] @ [128, 512] (an LSTM step's) 32 against 52 us; the MLP step 1.41 -> 1.20-1.28 ms,
+the LSTM step 8.0-8.7 -> 6.5 ms.  On AMD processors MKL does not use its AVX-512 kernels, so
+OpenBLAS stays their default.
+
+`NETDSL_BLAS=openblas|mkl` chooses; unset or `auto`: MKL where the `mkl` package is installed
+(`pip install netdsl[mkl]`) and the processor is Intel's, else OpenBLAS.
+
+MKL runs sequentially (unless MKL_THREADING_LAYER says otherwise) and netdsl cuts its large
+products across Numba's threads (linalg.matmul_2d_parallel).  MKL's own threads were a little
+faster (MLP step at two threads: TBB layer 0.87-0.91 ms, GNU OpenMP 0.92, Intel OpenMP 0.96;
+cut across Numba's: 0.96), but each costs more than that: on TBB, Numba's fork handler (the
+compile helper forks) waited forever for MKL's TBB workers; OpenMP's threads spin, which a
+busy machine pays for, and GNU OpenMP does not survive a fork.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import glob
+import os
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+
+SYMBOLS = ("netdsl_sgemm", "netdsl_dgemm", "netdsl_blas_set_num_threads",
+           "netdsl_blas_get_num_threads")
+_OPENBLAS_THREADS = (("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+                     ("openblas_set_num_threads", "openblas_get_num_threads"))
+_MKL_THREADING = {"INTEL": 0, "SEQUENTIAL": 1, "TBB": 2, "GNU": 3}
+_SET_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_int)
+_GET_TYPE = ctypes.CFUNCTYPE(ctypes.c_int)
+_KEEP = []                                  # ctypes callbacks whose addresses LLVM holds
+
+
+@dataclass(frozen=True)
+class BlasLibrary:
+    name: str                               # "openblas" | "mkl"
+    path: str
+    addresses: tuple[int, int, int, int]    # sgemm, dgemm, set threads, get threads
+
+
+def choose(requested: str, mkl_installed: bool, intel: bool) -> str:
+    """The library's name for NETDSL_BLAS=`requested` (a netdsl.Error for an unknown one or
+    for mkl where it is not installed)."""
+    from ...errors import Error
+    requested = requested.strip().lower() or "auto"
+    if requested not in ("auto", "openblas", "mkl"):
+        raise Error(f"NETDSL_BLAS must be openblas, mkl or auto, got {requested!r}",
+                    hint="unset it to let netdsl choose (MKL on Intel processors where the "
+                         "mkl package is installed)")
+    if requested == "mkl" and not mkl_installed:
+        raise Error("NETDSL_BLAS=mkl, but Intel MKL is not installed",
+                    hint="pip install mkl (or netdsl[mkl]), or unset NETDSL_BLAS")
+    if requested == "auto":
+        return "mkl" if mkl_installed and intel else "openblas"
+    return requested
+
+
+@lru_cache(maxsize=1)
+def chosen() -> BlasLibrary:
+    """The library this process's products call, loaded (once)."""
+    mkl_path = _mkl_path()
+    name = choose(os.environ.get("NETDSL_BLAS", ""), mkl_path is not None, _intel())
+    return _mkl(mkl_path) if name == "mkl" else _openblas()
+
+
+def bind() -> BlasLibrary:
+    """Point the four symbols at the chosen library; returns it."""
+    import llvmlite.binding as llvm
+    library = chosen()
+    for symbol, address in zip(SYMBOLS, library.addresses):
+        llvm.add_symbol(symbol, address)
+    return library
+
+
+def _intel() -> bool:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("vendor_id"):
+                    return "GenuineIntel" in line
+    except OSError:
+        pass
+    import platform
+    return "intel" in platform.processor().lower()
+
+
+def _mkl_path() -> str | None:
+    """libmkl_rt where the mkl package (or a system MKL) put it, or None."""
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        found = sorted(glob.glob(os.path.join(prefix, "lib", "libmkl_rt.so*")))
+        if found:
+            return found[-1]
+    return ctypes.util.find_library("mkl_rt")
+
+
+def _address(function) -> int:
+    return ctypes.cast(function, ctypes.c_void_p).value
+
+
+def _mkl(path: str) -> BlasLibrary:
+    library = ctypes.CDLL(path)
+    # Sequential: netdsl cuts large products across Numba's threads itself (linalg.py).  The
+    # threading layer is fixed by MKL's first call; MKL_THREADING_LAYER, if set, decides.
+    if "MKL_THREADING_LAYER" not in os.environ:
+        library.MKL_Set_Threading_Layer(_MKL_THREADING["SEQUENTIAL"])
+    return BlasLibrary("mkl", path, (_address(library.sgemm), _address(library.dgemm),
+                                     _address(library.MKL_Set_Num_Threads),
+                                     _address(library.MKL_Get_Max_Threads)))
+
+
+def _openblas() -> BlasLibrary:
+    """SciPy's OpenBLAS: gemm from its cython_blas table (what Numba's np.dot calls), the
+    thread functions by name from the library file it loaded."""
+    from ..scipy_blas import load_cython_blas
+    table = load_cython_blas().__pyx_capi__
+    pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    pointer.restype, pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    name_of = ctypes.pythonapi.PyCapsule_GetName
+    name_of.restype, name_of.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    gemms = tuple(pointer(table[f], name_of(table[f])) for f in ("sgemm", "dgemm"))
+    path, threads = _openblas_threads()
+    return BlasLibrary("openblas", path, gemms + threads)
+
+
+def _openblas_threads() -> tuple[str, tuple[int, int]]:
+    """The OpenBLAS file SciPy loaded and its (set, get) thread functions; where there is
+    none, functions that do nothing and report 0 threads (blas_threads: no control)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    except OSError:
+        paths = set()
+    for path in sorted(paths):
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for set_name, get_name in _OPENBLAS_THREADS:  # the 64-bit-integer build's end in 64_
+            if hasattr(library, set_name) and hasattr(library, get_name):
+                return path, (_address(getattr(library, set_name)),
+                              _address(getattr(library, get_name)))
+    fallback = (_SET_TYPE(lambda n: None), _GET_TYPE(lambda: 0))
+    _KEEP.extend(fallback)
+    return "", tuple(_address(f) for f in fallback)
+
+
+__all__ = ["BlasLibrary", "bind", "choose", "chosen"]

@@ -1,0 +1,86 @@
+"""The BLAS netdsl's compiled products call (numba_cpu/blas_library.py): how it is chosen, and
+every product agreeing with NumPy on each library installed here (SciPy's OpenBLAS always; MKL
+where the mkl package is)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netdsl.backends.numba_cpu.blas_library import _mkl_path, choose
+from netdsl.errors import Error
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize("requested, installed, intel, expected", [
+    ("", True, True, "mkl"), ("auto", True, False, "openblas"), ("", False, True, "openblas"),
+    ("openblas", True, True, "openblas"), ("MKL", True, False, "mkl"),
+    (" OpenBLAS ", False, False, "openblas"),
+])
+def test_the_choice(requested, installed, intel, expected):
+    assert choose(requested, installed, intel) == expected
+
+
+def test_mkl_asked_for_where_it_is_not_installed_is_an_error():
+    with pytest.raises(Error) as error:
+        choose("mkl", False, True)
+    assert "not installed" in str(error.value) and "pip install mkl" in str(error.value)
+
+
+def test_an_unknown_library_through_the_cli_is_one_line_and_exit_1(tmp_path):
+    environment = dict(os.environ, NETDSL_BLAS="bogus", NETDSL_CACHE_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "netdsl", "train", str(EXAMPLES / "xor.net"),
+                             "--epochs", "1"], capture_output=True, text=True, env=environment,
+                            timeout=300)
+    assert result.returncode == 1
+    assert "error: NETDSL_BLAS must be openblas, mkl or auto, got 'bogus'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+PRODUCTS = """
+import itertools, numpy as np
+from netdsl.backends.numba_cpu.blas_library import chosen
+from netdsl.backends.numba_cpu.lowerings.linalg import matmul_2d
+rng = np.random.default_rng(0)
+for dtype, (m, k, n), ta, tb in itertools.product(
+        (np.float32, np.float64), [(37, 301, 100), (5, 3, 2), (0, 4, 4), (4, 0, 4), (1, 9, 1)],
+        (False, True), (False, True)):
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    out = np.full((m, n), 7, dtype)
+    matmul_2d(a, b, out, ta, tb)
+    expected = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+    tolerance = 1e-4 if dtype == np.float32 else 1e-12
+    assert np.allclose(out, expected, rtol=tolerance, atol=tolerance), (dtype, m, k, n, ta, tb)
+# Large enough to be cut into one block per thread where the BLAS runs one (MKL; OpenBLAS
+# held to one thread), in rows and in columns.
+from netdsl.backends.numba_cpu.lowerings.linalg import matmul_2d_parallel
+from netdsl.backends.numba_cpu.target import _start_thread_pool
+_start_thread_pool()
+for (m, k, n), ta, tb in itertools.product([(300, 400, 200), (70, 500, 333)], (False, True),
+                                           (False, True)):
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    out = np.full((m, n), 7, np.float32)
+    matmul_2d_parallel(a, b, out, ta, tb)
+    expected = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+    assert np.allclose(out, expected, rtol=1e-4, atol=1e-3), (m, k, n, ta, tb)
+print(chosen().name)
+"""
+
+
+@pytest.mark.parametrize("library, blas_threads", [("openblas", "2"), ("openblas", "1"),
+                                                   ("mkl", "2")])
+def test_every_product_agrees_with_numpy_on_each_library(library, blas_threads, tmp_path):
+    if library == "mkl" and _mkl_path() is None:
+        pytest.skip("Intel MKL is not installed (pip install mkl)")
+    environment = dict(os.environ, NETDSL_BLAS=library, NUMBA_CACHE_DIR=str(tmp_path),
+                       NUMBA_NUM_THREADS="2", OPENBLAS_NUM_THREADS=blas_threads)
+    result = subprocess.run([sys.executable, "-c", PRODUCTS], capture_output=True, text=True,
+                            env=environment, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == library
