@@ -43,9 +43,9 @@ class EmitContext:
         return self.parallel_min > 0 and self.elements(type_.shape) >= self.parallel_min
 
     def large_product(self, multiply_adds: int) -> bool:
-        """Whether a kernel of products (a convolution) doing `multiply_adds` (at size_hint)
-        should call its parallel variant: from 4 * parallel_min, 2^22 by default, ~60 us of
-        one core's gemm, which two threads halve for a few microseconds of hand-over."""
+        """Whether a kernel of products (a convolution, a matmul) doing `multiply_adds` (at
+        size_hint) should call its parallel variant: from 4 * parallel_min, 2^22 by default,
+        ~60 us of one core's gemm, which two threads halve for ~20 us of hand-over (TBB's)."""
         if self.parallel:
             return True
         return self.parallel_min > 0 and multiply_adds >= 4 * self.parallel_min

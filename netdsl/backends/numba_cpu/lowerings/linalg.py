@@ -28,7 +28,7 @@ def _gemm(typingctx, transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc
     """Fortran gemm of the chosen BLAS (`netdsl_sgemm` / `netdsl_dgemm`, blas_library.py),
     column-major: c[m, n] = op(a) @ op(b), with alpha 1 and beta 0, each matrix starting a0, b0,
     c0 elements into its array; transa and transb are the characters' codes (110 'n', 116 't');
-    sizes must fit 32 bits (matmul_2d checks)."""
+    sizes must fit 32 bits (matmul_2d checks).  Fortran's gemm returns nothing: this, 0."""
     arrays = (a, b, c)
     if not all(isinstance(x, types.Array) for x in arrays) or \
             not all(x.layout == "C" and x.ndim == 2 and x.dtype == c.dtype for x in arrays) or \
@@ -88,8 +88,8 @@ def _checked(a, b, out, transpose_a, transpose_b):
 @njit(cache=True)
 def _block(a, b, out, transpose_a, transpose_b, k, m0, m1, n0, n1):
     """out[m0:m1, n0:n1] = (op(a) @ op(b))[m0:m1, n0:n1] for C-contiguous 2-D arrays: one gemm
-    of the block's rows of op(a) and columns of op(b).  Each element is the same sum over K,
-    in the same order, as in one gemm of the whole product."""
+    of the block's rows of op(a) and columns of op(b) (with OpenBLAS the same sums in the same
+    order as one gemm of the whole product; see matmul_2d_parallel for MKL)."""
     n = out.shape[1]
     # Row-major out = op(a) @ op(b) is column-major out' = op(b)' @ op(a)'.
     _gemm(116 if transpose_b else 110, 116 if transpose_a else 110, n1 - n0, m1 - m0, k,
