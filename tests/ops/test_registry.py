@@ -292,6 +292,13 @@ def _broadcast_cases():
 
 EMITTED = [case for case in CASES if _cpu_compiles(case.values[0])] + _broadcast_cases()
 
+def _blas_threads_itself() -> bool:
+    """Whether the BLAS the products call runs its own threads (OpenBLAS), so that matmul has
+    no parallel form of its own (numba_cpu/blas_library.py)."""
+    from netdsl.backends.numba_cpu.blas_library import chosen
+    return chosen().own_threads
+
+
 # Ops whose production code has no parallel form, and why.  test_parallel_forms_are_listed
 # keeps this exact: an op that gains a parallel form must join test_compiled_parallel.
 SERIAL_ONLY = {
@@ -303,6 +310,8 @@ SERIAL_ONLY = {
     "take": "its lowering loops with ctx.range, which the graph compiler never makes prange",
     "take_grad": "scatter-add: its ctx.range loop is never prange in the graph compiler",
     "constant": "not a kernel: an argument of the step",
+    **({"matmul": "OpenBLAS runs each product on threads of its own"}
+       if _blas_threads_itself() else {}),
     "reshape": "a view: no code",
     "numel": "writes one number",
     "iota": "a small serial fill (positions and masks are [T] or [T, S], never batched)",

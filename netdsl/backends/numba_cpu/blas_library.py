@@ -48,6 +48,9 @@ class BlasLibrary:
     name: str                               # "openblas" | "mkl"
     path: str
     addresses: tuple[int, int, int, int]    # sgemm, dgemm, set threads, get threads
+    # Whether it runs a product on threads of its own (OpenBLAS; MKL on a threading layer set
+    # by MKL_THREADING_LAYER), or on one thread, netdsl cutting large products across Numba's.
+    own_threads: bool = True
 
 
 def choose(requested: str, mkl_installed: bool, intel: bool) -> str:
@@ -113,11 +116,13 @@ def _mkl(path: str) -> BlasLibrary:
     library = ctypes.CDLL(path)
     # Sequential: netdsl cuts large products across Numba's threads itself (linalg.py).  The
     # threading layer is fixed by MKL's first call; MKL_THREADING_LAYER, if set, decides.
-    if "MKL_THREADING_LAYER" not in os.environ:
+    sequential = "MKL_THREADING_LAYER" not in os.environ
+    if sequential:
         library.MKL_Set_Threading_Layer(_MKL_THREADING["SEQUENTIAL"])
     return BlasLibrary("mkl", path, (_address(library.sgemm), _address(library.dgemm),
                                      _address(library.MKL_Set_Num_Threads),
-                                     _address(library.MKL_Get_Max_Threads)))
+                                     _address(library.MKL_Get_Max_Threads)),
+                       own_threads=not sequential)
 
 
 def _openblas() -> BlasLibrary:

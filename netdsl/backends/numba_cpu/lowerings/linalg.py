@@ -16,9 +16,10 @@ from numba.extending import intrinsic
 # ctypes pointer, which kept Numba from caching the kernel that calls it.
 from numba.np.ufunc.parallel import _iget_num_threads
 
-from ..blas_library import SYMBOLS
+from ..blas_library import SYMBOLS, chosen
 from ..blas_threads import SERIAL_WORK, blas_threads
 from ..jit import njit
+from ..separate import separately
 from . import lowering
 from .batched_matmul import SMALL_WORK, batch_index, small_batched
 
@@ -71,7 +72,7 @@ def _gemm(typingctx, transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc
     return types.int32(transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc), codegen
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _checked(a, b, out, transpose_a, transpose_b):
     """(M, N, K) of out = op(a) @ op(b), checked to match and to fit BLAS's 32-bit sizes."""
     m = a.shape[1] if transpose_a else a.shape[0]
@@ -85,7 +86,7 @@ def _checked(a, b, out, transpose_a, transpose_b):
     return m, n, k
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _block(a, b, out, transpose_a, transpose_b, k, m0, m1, n0, n1):
     """out[m0:m1, n0:n1] = (op(a) @ op(b))[m0:m1, n0:n1] for C-contiguous 2-D arrays: one gemm
     of the block's rows of op(a) and columns of op(b) (with OpenBLAS the same sums in the same
@@ -117,6 +118,11 @@ def matmul_2d(a, b, out, transpose_a, transpose_b):
         blas_threads(before)
 
 
+# Called separately (separate.py): its code is compiled once, not again into the parallel
+# variant's module.
+_matmul_2d = separately(matmul_2d)
+
+
 @njit(cache=True, parallel=True)
 def matmul_2d_parallel(a, b, out, transpose_a, transpose_b):
     """matmul_2d, but where the BLAS runs one thread (MKL as netdsl loads it: blas_library.py)
@@ -129,7 +135,7 @@ def matmul_2d_parallel(a, b, out, transpose_a, transpose_b):
     m, n, k = _checked(a, b, out, transpose_a, transpose_b)
     threads = _iget_num_threads()
     if m * n * k < 2 * SERIAL_WORK or threads < 2 or blas_threads(np.int64(0)) != 1:
-        matmul_2d(a, b, out, transpose_a, transpose_b)
+        _matmul_2d(a, b, out, transpose_a, transpose_b)
         return
     extent = max(m, n)
     # Blocks a multiple of 16 long: whole tiles of the BLAS's kernels, as in one call.
@@ -219,10 +225,12 @@ def lower_matmul(ctx, node, ins, outs):
         b = _reshape_expr(b, [f"{b}.shape[0]", "1"])
     rows = "1" if ra == 1 else f"{out}.shape[{ro - 1 - (rb > 1)}]"
     cols = "1" if rb == 1 else f"{out}.shape[{ro - 1}]"
-    # One gemm: cut across Numba's threads, where the BLAS runs one, if it may be large.
+    # One gemm, cut across Numba's threads where the BLAS runs one (MKL) and the product may be
+    # large; OpenBLAS runs its own (a parallel kernel would only add ~0.6 s to a cold compile).
     contracted = a_type.shape[-2] if ta and ra > 1 else a_type.shape[-1]
-    one_gemm = ctx.use(matmul_2d_parallel if ctx.large_product(
-        ctx.elements(node.outputs[0].type.shape) * ctx.elements((contracted,))) else matmul_2d)
+    cut = ctx.parallel or not chosen().own_threads and ctx.large_product(
+        ctx.elements(node.outputs[0].type.shape) * ctx.elements((contracted,)))
+    one_gemm = ctx.use(matmul_2d_parallel if cut else matmul_2d)
     if ra <= 2 and rb <= 2:
         out2 = out if ro == 2 else _reshape_expr(out, [rows, cols])
         return [f"{one_gemm}({a}, {b}, {out2}, {_flag(ta)}, {_flag(tb)})"]
