@@ -70,8 +70,10 @@ def compiled_blas() -> str:
         if library.get("user_api") == "blas" and \
                 os.path.realpath(library.get("filepath", "")) == path:
             kernels = library.get("architecture")
-            return (f"{library.get('internal_api', 'BLAS')} {library.get('version', '')}"
-                    + (f", {kernels} kernels" if kernels else "")).strip()
+            owner = "Intel MKL, sequential" if chosen().name == "mkl" else "SciPy's OpenBLAS"
+            return (f"{owner} ({library.get('internal_api', 'BLAS')} "
+                    f"{library.get('version', '')}"
+                    + (f", {kernels} kernels" if kernels else "") + ")")
     return "n/a"
 
 
@@ -179,10 +181,9 @@ def render_results(rows, compile_result, info, args) -> str:
     layers = sorted({row.threading_layer for row in rows if row.threading_layer})
     lines += [f"- CPU: {info['cpu']}, {info['cores']} cores ({info['os']})",
               f"- Python {info['python']}, NumPy {info['numpy']}, Numba {info['numba']}, "
-              f"PyTorch {info['torch']}; netdsl's products: SciPy's "
-              f"{info.get('blas', 'n/a')}",
-              f"- threads N (per row): torch.set_num_threads(N), NUMBA_NUM_THREADS=N and "
-              f"OPENBLAS_NUM_THREADS=N (unless set); Numba threading layer: "
+              f"PyTorch {info['torch']}; netdsl's products: {info.get('blas', 'n/a')}",
+              f"- threads N (per row): torch.set_num_threads(N), NUMBA_NUM_THREADS=N, "
+              f"OPENBLAS_NUM_THREADS=N and MKL_NUM_THREADS=N (unless set); Numba threading layer: "
               f"{', '.join(layers) or 'n/a'}; settings in the environment: {info['env']}",
               f"- load average (1/5/15 min) at the start: {args.load_at_start}, at the end: "
               f"{info['load']} (the machine is shared: other work competes for the cores)",

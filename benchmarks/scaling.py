@@ -131,7 +131,7 @@ def render_section(children: list[dict], command: str, info: dict, seconds: floa
              "the medians (> 1: netdsl is faster), measured interleaved in one process per "
              f"thread count. torch eager with {', '.join(optimisers) or 'no torch'}; "
              "torch.compile not timed. Threads N: torch.set_num_threads(N), NUMBA_NUM_THREADS=N, "
-             "OPENBLAS_NUM_THREADS=N (unless set); Numba threading layer: "
+             "OPENBLAS_NUM_THREADS=N, MKL_NUM_THREADS=N (unless set); Numba threading layer: "
              f"{', '.join(sorted({c['threading_layer'] for c in children}))}.",
              "",
              f"Load average (1/5/15 min) at the start → end of each process: {loads}. The "
