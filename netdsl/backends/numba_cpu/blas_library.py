@@ -41,6 +41,8 @@ _MKL_THREADING = {"INTEL": 0, "SEQUENTIAL": 1, "TBB": 2, "GNU": 3}
 _SET_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_int)
 _GET_TYPE = ctypes.CFUNCTYPE(ctypes.c_int)
 _KEEP = []                                  # ctypes callbacks whose addresses LLVM holds
+_CAPSULE_POINTER = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)
+_CAPSULE_NAME = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)
 
 
 @dataclass(frozen=True)
@@ -130,10 +132,10 @@ def _openblas() -> BlasLibrary:
     thread functions by name from the library file it loaded."""
     from ..scipy_blas import load_cython_blas
     table = load_cython_blas().__pyx_capi__
-    pointer = ctypes.pythonapi.PyCapsule_GetPointer
-    pointer.restype, pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    name_of = ctypes.pythonapi.PyCapsule_GetName
-    name_of.restype, name_of.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    # Prototypes of our own: setting argtypes on ctypes.pythonapi's would change them for
+    # everything else in the process that calls these functions.
+    pointer = _CAPSULE_POINTER(("PyCapsule_GetPointer", ctypes.pythonapi))
+    name_of = _CAPSULE_NAME(("PyCapsule_GetName", ctypes.pythonapi))
     gemms = tuple(pointer(table[f], name_of(table[f])) for f in ("sgemm", "dgemm"))
     path, threads = _openblas_threads()
     return BlasLibrary("openblas", path, gemms + threads)

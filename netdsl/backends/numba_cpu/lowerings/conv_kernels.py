@@ -101,10 +101,12 @@ def side_by_side(a3, first, count, o0, chunk, gather):
 _unfold, _side_by_side, _matmul_2d = map(separately, (unfold, side_by_side, matmul_2d))
 
 
-@njit(cache=True, fastmath=True, inline="always")
-def _padded(cg, ho, wo, kh, kw, sh, sw, dh, dw, dtype):
-    return np.zeros((cg, (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1),
-                    dtype=dtype)
+@njit(cache=True)
+def _padded_shape(geometry):
+    """The shape of one channel group's image as far as the windows reach, which unfold reads
+    zero-padded (`geometry` as conv_chunk's)."""
+    cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups = geometry
+    return (cg, (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1)
 
 
 @njit(cache=True, fastmath=True)
@@ -187,8 +189,7 @@ def conv2d_kernel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back):
     images = conv2d's transpose of planes.  Chunk by chunk (conv_chunk)."""
     w2, planes3, per, chunks, geometry = _layout(images, w, planes, sh, sw, pt, pl, dh, dw,
                                                  groups)
-    padded = _padded(w.shape[1], planes.shape[2], planes.shape[3], w.shape[2], w.shape[3],
-                     sh, sw, dh, dw, planes.dtype)
+    padded = np.zeros(_padded_shape(geometry), dtype=planes.dtype)
     for t in range(chunks):
         first = t * per
         _conv_chunk(images, w2, planes3, first, min(per, images.shape[0] - first), padded,
@@ -200,11 +201,11 @@ def conv2d_kernel_parallel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, ba
     """conv2d_kernel with its chunks on Numba's threads (see above)."""
     w2, planes3, per, chunks, geometry = _layout(images, w, planes, sh, sw, pt, pl, dh, dw,
                                                  groups)
+    shape = _padded_shape(geometry)
     before = blas_threads(np.int64(1))
     for t in prange(chunks):
         first = t * per
-        padded = _padded(w.shape[1], planes.shape[2], planes.shape[3], w.shape[2], w.shape[3],
-                         sh, sw, dh, dw, planes.dtype)
+        padded = np.zeros(shape, dtype=planes.dtype)
         _conv_chunk(images, w2, planes3, first, min(per, images.shape[0] - first), padded,
                     geometry, back)
     if before > 1:
@@ -262,8 +263,7 @@ def conv2d_backward_weight(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
     """dw = Σ_chunks g_chunk @ im2col(x_chunk)ᵀ: per-worker partial sums, then their sum."""
     g3, per, chunks, workers, partial, geometry = _weight_layout(x, g, dw_out, sh, sw, pt, pl,
                                                                  dh, dw, groups)
-    o_total, cg, kh, kw = dw_out.shape
-    padded = _padded(cg, g.shape[2], g.shape[3], kh, kw, sh, sw, dh, dw, x.dtype)
+    padded = np.zeros(_padded_shape(geometry), dtype=x.dtype)
     for worker in range(workers):
         _weight_worker(x, g3, partial, worker, per, chunks, workers, padded, geometry)
     _sum_partials(partial, dw_out)
@@ -275,10 +275,10 @@ def conv2d_backward_weight_parallel(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups
     summed in the same order)."""
     g3, per, chunks, workers, partial, geometry = _weight_layout(x, g, dw_out, sh, sw, pt, pl,
                                                                  dh, dw, groups)
+    shape = _padded_shape(geometry)
     before = blas_threads(np.int64(1))
-    o_total, cg, kh, kw = dw_out.shape
     for worker in prange(workers):
-        padded = _padded(cg, g.shape[2], g.shape[3], kh, kw, sh, sw, dh, dw, x.dtype)
+        padded = np.zeros(shape, dtype=x.dtype)
         _weight_worker(x, g3, partial, worker, per, chunks, workers, padded, geometry)
     _sum_partials(partial, dw_out)
     if before > 1:
