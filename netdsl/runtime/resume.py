@@ -24,6 +24,7 @@ type and range and raises a netdsl Error naming the file, never a traceback.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,7 @@ class ResumeState:
     step: int                           # batches of it already done
     global_step: int                    # batches of the whole run
     rng: dict                           # the shuffling generator's state as `epoch` began
-    fingerprint: dict
+    fingerprint: Mapping               # a dict, or a LazyFingerprint (fit's own states)
     history: list[dict] = field(default_factory=list)
     # A partial epoch's sums: loss per step, examples per step, loss per column term, and
     # each training metric's running confusion matrix.
@@ -63,7 +64,7 @@ class ResumeState:
         """The JSON-able dict stored under the checkpoint meta's "resume" key."""
         out = {"version": VERSION, "epoch": self.epoch, "step": self.step,
                "global_step": self.global_step, "rng": self.rng,
-               "fingerprint": self.fingerprint,
+               "fingerprint": dict(self.fingerprint),
                "history": [{key: _to_json(value) for key, value in row.items()}
                            for row in self.history],
                "partial": self.partial, "early": self.early, "finished": self.finished,
@@ -175,6 +176,35 @@ class ResumeState:
                 best[name].shape == storage[name].shape for name in parameters):
             return {name: np.array(best[name], dtype=storage[name].dtype) for name in parameters}
         return None
+
+
+class LazyFingerprint(Mapping):
+    """`fingerprint(...)`, computed when first read: its CRC of the training data costs about
+    0.4 ms per MB (2.7 ms of the MLP benchmark's 56 ms fit), and a fit that neither resumes nor
+    saves a resume state never reads it.  Until then it holds the training data it will sum
+    (the data as it is when read: change the arrays in place after `fit` and a saved resume
+    state describes the changed data)."""
+
+    def __init__(self, compute: Callable[[], dict]):
+        self._compute: Callable[[], dict] | None = compute
+        self._value: dict | None = None
+
+    def _dict(self) -> dict:
+        if self._value is None:
+            self._value, self._compute = self._compute(), None
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def __repr__(self) -> str:
+        return repr(self._dict()) if self._value is not None else "LazyFingerprint(not read)"
 
 
 def fingerprint(model, config, train_data: dict[str, np.ndarray], objectives: list) -> dict:
@@ -322,5 +352,5 @@ def partial_metrics(partial: dict, metrics: dict, source: str) -> None:
         metric.matrix = matrix
 
 
-__all__ = ["BEST_PREFIX", "ResumeState", "fingerprint", "matrix_from_json", "monitored",
+__all__ = ["BEST_PREFIX", "LazyFingerprint", "ResumeState", "fingerprint", "matrix_from_json", "monitored",
            "partial_metrics", "partial_sums"]

@@ -88,6 +88,15 @@ class TrainingPlan:
         for synchronize in self._synchronizers:
             synchronize()
 
+    def release(self) -> None:
+        """The run is over: each step's scratch memory goes to the next binding of its
+        compiled graph (the next fit of the model) rather than to the allocator; the steps
+        stay usable."""
+        for step in self.steps:
+            release = getattr(getattr(step.call, "bound", None), "release", None)
+            if release is not None:
+                release()
+
     def to_device(self) -> None:
         """Send `storage` to where the steps keep it, after the caller changed it (a resumed
         run's restored state)."""

@@ -162,6 +162,26 @@ def test_bound_step_with_a_short_last_batch():
         np.testing.assert_allclose(state[p.name], theirs[p.name], rtol=1e-4, atol=1e-6)
 
 
+def test_a_released_binding_hands_its_arenas_to_the_next_and_still_runs():
+    """BoundStep.release (a fit's end): the next binding of the graph takes the arenas (no
+    fresh memory to page in), and the released one lays out arenas of its own when called."""
+    graph = mlp_graph((4, 8, 3))
+    compiled = compile_graph(graph)
+    arrays = random_arrays(graph)
+    x, y = arrays["x"], arrays["y"]
+    first = compiled.bind({k: v.copy() for k, v in arrays.items()}, inputs=["x", "y"])
+    expected = [np.array(out) for out in first(x, y)]
+    arenas = first.bound._arenas
+    first.bound.release()
+    second = compiled.bind({k: v.copy() for k, v in arrays.items()}, inputs=["x", "y"])
+    assert second.bound._arenas is arenas and not compiled._spare_arenas
+    for got, want in zip(first(x, y), expected):        # its own arenas now
+        np.testing.assert_array_equal(got, want)
+    assert first.bound._arenas is not arenas
+    for got, want in zip(second(x, y), expected):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_bound_step_converts_inputs_of_another_dtype():
     graph = mlp_graph((4, 3))
     arrays = random_arrays(graph, batch=2)

@@ -238,3 +238,21 @@ def test_model_fit_takes_resume(small, tmp_path):
     resumed = model.fit({}, data=data, target="reference", resume=tmp_path / "p.npz")
     for name in whole.weights:
         np.testing.assert_array_equal(resumed.weights[name], whole.weights[name])
+
+
+def test_a_fit_sums_its_data_only_when_a_resume_state_is_read(small):
+    """The fingerprint's CRC of the training data is computed when a resume state is saved or
+    checked, not by every fit; read, it is what `fingerprint` computes."""
+    from netdsl.runtime.resume import LazyFingerprint, fingerprint
+    from netdsl.runtime.train import objectives_of, prepare_splits
+    model, data = small
+    config = model.train_config
+    result = fit(model, model.init(seed=3), config, data=data, target="reference",
+                 verbose=False)
+    lazy = result.resume.fingerprint
+    assert isinstance(lazy, LazyFingerprint) and repr(lazy) == "LazyFingerprint(not read)"
+    train, _, _ = prepare_splits(model, config, data)
+    assert dict(lazy) == fingerprint(model, config, train, objectives_of(model))
+    assert json.loads(json.dumps(result.resume.meta()))["fingerprint"] == dict(lazy)
+    # The run is over: its resume state holds the run's arrays, as the result does.
+    assert all(result.resume.weights[name] is result.weights[name] for name in result.weights)
