@@ -127,7 +127,7 @@ class ModuleWriter:
                        "bodies": 0, "segments": 0, "segment_calls": 0, "parts": 0}
         self.repeated: dict[str, int] = {}
         self.ctx.subgraph_compiler = self.body_function
-        self.bodies: dict[int, str] = {}
+        self.bodies: dict[tuple[int, bool], str] = {}      # (id of a body, serial) -> name
         self.segments: dict[str, str] = {}           # canonical run of groups -> function
         self.definitions: dict[str, list[str]] = {}  # module function name -> its lines
         self.segment_modules: dict[str, str] = {}    # cache key -> source of a segment module
@@ -150,7 +150,8 @@ class ModuleWriter:
     def global_names(self) -> set[str]:
         """Names a driver line may read from the module (not from the driver's locals)."""
         return (set(self.functions.values()) | set(self.bodies.values()) |
-                set(self.segments.values()) | set(self.ctx.imports) | _MODULE_NAMES)
+                set(self.segments.values()) | set(self.definitions) | set(self.ctx.imports) |
+                _MODULE_NAMES)
 
     def separate_names(self) -> set[str]:
         """Names of the functions generated code calls separately (separate.py): library
@@ -181,19 +182,26 @@ class ModuleWriter:
         self.counts["segment_calls"] += 1
         return name
 
-    def body_function(self, graph: Graph) -> str:
-        """An njit function `f(*inputs, *outputs)` computing `graph` (a scan body)."""
+    def body_function(self, graph: Graph, serial: bool = False) -> str:
+        """An njit function `f(*inputs, *outputs)` computing `graph` (a scan body); `serial`:
+        without parallel kernels of its own (it runs inside a parallel region: scan_rows.py)."""
         from ...passes.fusion import fuse
         from ...passes.memory import plan_memory
-        if id(graph) not in self.bodies:
+        key = (id(graph), serial)
+        if key not in self.bodies:
             fused = fuse(graph)
-            writer = FunctionWriter(fused, plan_memory(fused), self)
             name = f"body_{len(self.bodies)}"
-            self.bodies[id(graph)] = name
-            lines = writer.body(name)
+            self.bodies[key] = name
+            saved = self.options.parallel_min, self.ctx.parallel_min
+            if serial:                  # no prange kernel, no parallel library kernel
+                self.options.parallel_min = self.ctx.parallel_min = 0
+            try:
+                lines = FunctionWriter(fused, plan_memory(fused), self).body(name)
+            finally:
+                self.options.parallel_min, self.ctx.parallel_min = saved
             self.add_function(name, [_INTERNAL_DECORATOR, *lines])
             self.counts["bodies"] += 1
-        return self.bodies[id(graph)]
+        return self.bodies[key]
 
     def _segment_module(self, lines: list[str]) -> str | None:
         """The source of a module holding a segment's function (`lines`, renamed `segment`)

@@ -19,12 +19,24 @@ from ...ir.types import dim_prod
 
 
 def emit_scan(writer, node, ins: list[str], outs: list[str]) -> list[str]:
-    """Driver lines for a scan node (writer: numba_cpu.FunctionWriter)."""
+    """Driver lines for a scan node (writer: numba_cpu.FunctionWriter): the loop over its
+    steps, or, for a loop whose body keeps the rows of the batch apart, a choice at run time
+    between that loop and blocks of rows on Numba's threads (scan_rows.py)."""
+    from .scan_rows import emit_row_scan, row_parallel
+    body = node.attrs["body"]
+    if row_parallel(writer, node):
+        function = writer.module.body_function(body, serial=True)
+        return emit_row_scan(writer, node, ins, outs, function,
+                             _loop(writer, node, ins, outs, function))
+    return _loop(writer, node, ins, outs, writer.module.body_function(body))
+
+
+def _loop(writer, node, ins: list[str], outs: list[str], function: str) -> list[str]:
+    """The loop over the steps in the driver, calling body `function` once per step."""
     attrs = node.attrs
     body = attrs["body"]
     n_carry, n_seq, axis = attrs["n_carry"], attrs["n_seq"], attrs["axis"]
     reverse, stack = bool(attrs.get("reverse", False)), bool(attrs.get("stack_carries", False))
-    function = writer.module.body_function(body)
     ctx = writer.ctx
     take, put = ctx.use(_take()), ctx.use(_put())
     carries, sequences = node.inputs[:n_carry], node.inputs[n_carry:n_carry + n_seq]

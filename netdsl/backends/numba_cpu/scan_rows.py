@@ -1,0 +1,196 @@
+"""A `scan` whose body keeps the rows of its batch apart, run as one loop per block of rows,
+the blocks in parallel on Numba's threads.
+
+Which loops qualify is passes/scan_rows.py's `rows_independent` (a recurrent layer's loop and
+its gradient's do).  Each such scan gets a `parallel=True` function of the generated module,
+`scan_rows_<k>(chunks, steps, inputs..., outputs...)`: a `prange` over `chunks` blocks of rows,
+each running every step of the loop for its rows alone, with carries, step buffers and body
+arenas of its own, reading its rows of the sequences and writing its rows of the outputs.
+The threads meet once per loop instead of once per step (a step of the LSTM benchmark is a
+[32, 128] @ [128, 512] product and 4k gate values: 30-60 us, less than the fork and join of
+a step split across threads would leave of it).
+
+The driver asks `scan_chunks` at run time for the number of blocks: the threads, at most one
+per row, where rows x steps x the body's work per row (passes/scan_rows.py `row_work`)
+reaches 4 x the codegen's `parallel_min` (the threshold of a parallel product, 2^22 by
+default); else 1, and the loop runs as before, in the driver.  Both paths call one body
+function, compiled serially (no parallel kernel inside a parallel region: Numba's workqueue
+layer would abort on it), so a large product inside a loop of a few rows no longer splits
+across threads: the batch does.
+
+The numbers per row are the serial loop's, except that BLAS may round a product of fewer rows
+differently (MKL picks kernels by size): a run repeats its numbers at a given thread count.
+"""
+from __future__ import annotations
+
+from numba.np.ufunc.parallel import _iget_num_threads
+
+from ...ir.graph import Value
+from ...passes.scan_rows import row_work, rows_independent
+from .function import INTERNAL
+from .jit import njit
+
+_DECORATOR = (f"@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', parallel=True, "
+              f"{INTERNAL})")
+
+
+@njit(cache=True)
+def scan_chunks(rows, steps, work, minimum):
+    """Blocks of rows to run a row-independent scan in: one per thread (at most one per row)
+    where rows * steps * work reaches `minimum`, else 1."""
+    threads = _iget_num_threads()
+    if threads < 2 or rows < 2 or rows * steps * work < minimum:
+        return 1
+    return min(threads, rows)
+
+
+def row_parallel(writer, node) -> bool:
+    """Whether to emit scan `node` with a parallel path over blocks of rows."""
+    return writer.options.parallel_min > 0 and writer.ctx.parallel_min > 0 and \
+        rows_independent(node)
+
+
+def emit_row_scan(writer, node, ins: list[str], outs: list[str], function: str,
+                  serial: list[str]) -> list[str]:
+    """Driver lines: the blocks' count, then the parallel function over them, or `serial`
+    (the loop in the driver) for one block.  `function`: the body function (serial)."""
+    ctx = writer.ctx
+    p = ctx.fresh("rows")
+    name = _row_function(writer, node, function)
+    attrs = node.attrs
+    n_carry, n_seq = attrs["n_carry"], attrs["n_seq"]
+    steps = f"{ins[n_carry]}.shape[{attrs['axis']}]" if n_seq else str(int(attrs["length"]))
+    first = node.inputs[0]
+    rows = writer.dim(first.shape[0])
+    work = row_work(node, writer.options.size_hint)
+    minimum = 4 * writer.options.parallel_min
+    chunks = ctx.use(scan_chunks)
+    return [f"{p}_k = {chunks}(np.int64({rows}), np.int64({steps}), np.int64({work}), "
+            f"np.int64({minimum}))",
+            f"if {p}_k > 1:",
+            f"    {name}({p}_k, np.int64({steps}), {', '.join(ins + outs)})",
+            "else:", *("    " + line for line in serial)]
+
+
+def _row_function(writer, node, function: str) -> str:
+    """Define the module's parallel function for scan `node`; returns its name."""
+    from .scan import _arenas, _put, _take
+    module, ctx = writer.module, writer.ctx
+    attrs = node.attrs
+    body = attrs["body"]
+    n_carry, n_seq, axis = attrs["n_carry"], attrs["n_seq"], attrs["axis"]
+    reverse, stack = bool(attrs.get("reverse", False)), bool(attrs.get("stack_carries", False))
+    n_ys = len(body.outputs) - n_carry
+    take, put = ctx.use(_take()), ctx.use(_put())
+    ins = [f"i{k}" for k in range(len(node.inputs))]
+    outs = [f"o{k}" for k in range(len(node.outputs))]
+    carries, sequences = ins[:n_carry], ins[n_carry:n_carry + n_seq]
+    constants = ins[n_carry + n_seq:]
+    ys = outs[n_carry:n_carry + n_ys]
+    stored = outs[n_carry + n_ys:] if stack else []
+    values = dict(zip(ins + outs, node.inputs + node.outputs))
+    inner = ["rows = hi - lo"]
+    current, following = [], []
+    for k, carry in enumerate(carries):
+        value = values[carry]
+        inner += [f"c{k} = np.empty({_row_shape(carry, value, None)}, "
+                  f"dtype=np.{value.dtype.numpy.name})", f"n{k} = np.empty_like(c{k})"]
+        inner += _copy(f"c{k}", _rows(carry, value), _per_row(carry, value), f"r{k}")
+        current.append(f"c{k}")
+        following.append(f"n{k}")
+    slices = []
+    for j, sequence in enumerate(sequences):
+        value = values[sequence]
+        inner.append(f"x{j} = np.empty({_row_shape(sequence, value, axis)}, "
+                     f"dtype=np.{value.dtype.numpy.name})")
+        slices.append(f"x{j}")
+    step_ys = []
+    for j, y in enumerate(ys):
+        value = values[y]
+        inner.append(f"y{j} = np.empty({_row_shape(y, value, axis)}, "
+                     f"dtype=np.{value.dtype.numpy.name})")
+        step_ys.append(f"y{j}")
+    owned = []
+    for k, (_, dtype) in enumerate(_arenas(writer, function)):
+        inner.append(f"a{k} = np.empty(0, dtype=np.{dtype})")
+        owned.append(f"a{k}")
+    loop = ["t = steps - 1 - s" if reverse else "t = s"]
+    for i, out in enumerate(stored):
+        loop.append(f"{put}({_pq(current[i], out, values[out], axis)}, "
+                    f"{_ptq(out, values[out], axis)}, t)")
+    for j, sequence in enumerate(sequences):
+        loop.append(f"{take}({_ptq(sequence, values[sequence], axis)}, t, "
+                    f"{_pq(slices[j], sequence, values[sequence], axis)})")
+    call = f"{function}({', '.join(current + slices + constants + following + step_ys + owned)})"
+    loop.append(f"{''.join(a + ', ' for a in owned)}= {call}" if owned else call)
+    for j, y in enumerate(ys):
+        loop.append(f"{put}({_pq(step_ys[j], y, values[y], axis)}, {_ptq(y, values[y], axis)}, t)")
+    for k in range(n_carry):                   # the new carries become the current ones
+        loop += [f"w{k} = c{k}", f"c{k} = n{k}", f"n{k} = w{k}"]
+    inner += ["for s in range(steps):", *("    " + line for line in loop)]
+    for k, carry in enumerate(carries):
+        out = outs[k]
+        inner += _copy(_rows(out, values[out]), f"c{k}", _per_row(out, values[out]), f"q{k}",
+                       into=True)
+    first = ins[0]
+    name = f"scan_rows_{module.counts.setdefault('row_scans', 0)}"
+    module.counts["row_scans"] += 1
+    lines = [_DECORATOR, f"def {name}(chunks, steps, {', '.join(ins + outs)}):",
+             f"    total = {first}.shape[0]",
+             "    size = (total + chunks - 1) // chunks",
+             "    for chunk in prange(chunks):",
+             "        lo = chunk * size",
+             "        hi = min(total, lo + size)",
+             "        if lo < hi:",
+             *("            " + line for line in inner),
+             "    return 0"]
+    module.add_function(name, lines)
+    module.counts["parallel"] += 1
+    return name
+
+
+def _extent(name: str, axes) -> str:
+    """The product of `name`'s extents along `axes` (source), 1 for none."""
+    return " * ".join(f"{name}.shape[{k}]" for k in axes) or "1"
+
+
+def _per_row(name: str, value: Value) -> str:
+    return f"({_extent(name, range(1, value.rank))})"
+
+
+def _rows(name: str, value: Value) -> str:
+    """Rows lo:hi of `name` as a flat C-contiguous view."""
+    per_row = _per_row(name, value)
+    return f"_view({name}, lo * {per_row}, (rows * {per_row},))"
+
+
+def _row_shape(name: str, value: Value, axis: int | None) -> str:
+    """The shape of `rows` rows of `name` (without its time `axis`, when given)."""
+    dims = ["rows"] + [f"{name}.shape[{k}]" for k in range(1, value.rank) if k != axis]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def _ptq(name: str, value: Value, axis: int) -> str:
+    """Rows lo:hi of a stacked `name` as a (P, T, Q) view: P rows x the axes before time."""
+    per_row = _per_row(name, value)
+    before, after = _extent(name, range(1, axis)), _extent(name, range(axis + 1, value.rank))
+    return (f"_view({name}, lo * {per_row}, (rows * ({before}), {name}.shape[{axis}], "
+            f"({after})))")
+
+
+def _pq(buffer: str, name: str, value: Value, axis: int) -> str:
+    """A step's buffer of rows of stacked `name` as a (P, Q) view."""
+    before, after = _extent(name, range(1, axis)), _extent(name, range(axis + 1, value.rank))
+    return f"_view({buffer}, 0, (rows * ({before}), ({after})))"
+
+
+def _copy(target: str, source: str, size: str, prefix: str, into: bool = False) -> list[str]:
+    """Copy `rows * size` elements between a flat rows view and a block's own buffer (`into`:
+    from the buffer `source` into the rows view `target`), through views named `prefix`."""
+    flat = f"_view({source if into else target}, 0, (rows * {size},))"
+    to, read = (target, flat) if into else (flat, source)
+    return [f"{prefix}_t = {to}", f"{prefix}_s = {read}",
+            f"for {prefix} in range(rows * {size}):", f"    {prefix}_t[{prefix}] = {prefix}_s[{prefix}]"]
+
+
+__all__ = ["emit_row_scan", "row_parallel", "scan_chunks"]
