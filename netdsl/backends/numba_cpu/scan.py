@@ -20,14 +20,13 @@ from ...ir.types import dim_prod
 
 def emit_scan(writer, node, ins: list[str], outs: list[str]) -> list[str]:
     """Driver lines for a scan node (writer: numba_cpu.FunctionWriter): the loop over its
-    steps, or, for a loop whose body keeps the rows of the batch apart, a choice at run time
-    between that loop and blocks of rows on Numba's threads (scan_rows.py)."""
+    steps, or, for a loop whose body keeps the rows of the batch apart, a function of the
+    module running blocks of its rows on Numba's threads, or one block (scan_rows.py)."""
     from .scan_rows import emit_row_scan, row_parallel
     body = node.attrs["body"]
     if row_parallel(writer, node):
-        function = writer.module.body_function(body, serial=True)
-        return emit_row_scan(writer, node, ins, outs, function,
-                             _loop(writer, node, ins, outs, function))
+        return emit_row_scan(writer, node, ins, outs,
+                             writer.module.body_function(body, serial=True))
     return _loop(writer, node, ins, outs, writer.module.body_function(body))
 
 

@@ -4,7 +4,7 @@ the blocks in parallel on Numba's threads.
 Which loops qualify is passes/scan_rows.py's `rows_independent` (a recurrent layer's loop and
 its gradient's do).  Each such scan gets a `parallel=True` function of the generated module,
 `scan_rows_<k>(chunks, steps, inputs..., outputs...)`: a `prange` over `chunks` blocks of rows,
-each running every step of the loop for its rows alone, with carries, step buffers and body
+each a call of `scan_rows_<k>_block` running every step of the loop for its rows alone, with carries, step buffers and body
 arenas of its own, reading its rows of the sequences and writing its rows of the outputs.
 The threads meet once per loop instead of once per step (a step of the LSTM benchmark is a
 [32, 128] @ [128, 512] product and 4k gate values: 30-60 us, less than the fork and join of
@@ -13,8 +13,9 @@ a step split across threads would leave of it).
 The driver asks `scan_chunks` at run time for the number of blocks: the threads, at most one
 per row, where rows x steps x the body's work per row (passes/scan_rows.py `row_work`)
 reaches 4 x the codegen's `parallel_min` (the threshold of a parallel product, 2^22 by
-default); else 1, and the loop runs as before, in the driver.  Both paths call one body
-function, compiled serially (no parallel kernel inside a parallel region: Numba's workqueue
+default); else 1, and the driver calls the block function once, over every row (the loop is
+compiled once, not also into the driver).  Both paths call one body function, compiled
+serially (no parallel kernel inside a parallel region: Numba's workqueue
 layer would abort on it), so a large product inside a loop of a few rows no longer splits
 across threads: the batch does.
 
@@ -32,6 +33,7 @@ from .jit import njit
 
 _DECORATOR = (f"@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', parallel=True, "
               f"{INTERNAL})")
+_BLOCK_DECORATOR = f"@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', {INTERNAL})"
 
 
 @njit(cache=True)
@@ -50,26 +52,26 @@ def row_parallel(writer, node) -> bool:
         rows_independent(node)
 
 
-def emit_row_scan(writer, node, ins: list[str], outs: list[str], function: str,
-                  serial: list[str]) -> list[str]:
-    """Driver lines: the blocks' count, then the parallel function over them, or `serial`
-    (the loop in the driver) for one block.  `function`: the body function (serial)."""
+def emit_row_scan(writer, node, ins: list[str], outs: list[str], function: str) -> list[str]:
+    """Driver lines: the blocks' count, then the parallel function over them, or its one
+    block over every row.  `function`: the body function (compiled serially)."""
     ctx = writer.ctx
     p = ctx.fresh("rows")
     name = _row_function(writer, node, function)
     attrs = node.attrs
     n_carry, n_seq = attrs["n_carry"], attrs["n_seq"]
     steps = f"{ins[n_carry]}.shape[{attrs['axis']}]" if n_seq else str(int(attrs["length"]))
-    first = node.inputs[0]
-    rows = writer.dim(first.shape[0])
+    rows = writer.dim(node.inputs[0].shape[0])
     work = row_work(node, writer.options.size_hint)
     minimum = 4 * writer.options.parallel_min
     chunks = ctx.use(scan_chunks)
+    arrays = ", ".join(ins + outs)
     return [f"{p}_k = {chunks}(np.int64({rows}), np.int64({steps}), np.int64({work}), "
             f"np.int64({minimum}))",
             f"if {p}_k > 1:",
-            f"    {name}({p}_k, np.int64({steps}), {', '.join(ins + outs)})",
-            "else:", *("    " + line for line in serial)]
+            f"    {name}({p}_k, np.int64({steps}), {arrays})",
+            "else:",
+            f"    {name}_block(0, 1, np.int64({steps}), {arrays})"]
 
 
 def _row_function(writer, node, function: str) -> str:
@@ -132,19 +134,24 @@ def _row_function(writer, node, function: str) -> str:
         out = outs[k]
         inner += _copy(_rows(out, values[out]), f"c{k}", _per_row(out, values[out]), f"q{k}",
                        into=True)
-    first = ins[0]
     name = f"scan_rows_{module.counts.setdefault('row_scans', 0)}"
     module.counts["row_scans"] += 1
-    lines = [_DECORATOR, f"def {name}(chunks, steps, {', '.join(ins + outs)}):",
-             f"    total = {first}.shape[0]",
-             "    size = (total + chunks - 1) // chunks",
-             "    for chunk in prange(chunks):",
-             "        lo = chunk * size",
-             "        hi = min(total, lo + size)",
-             "        if lo < hi:",
-             *("            " + line for line in inner),
-             "    return 0"]
-    module.add_function(name, lines)
+    arrays = ", ".join(ins + outs)
+    # One block in a serial function, the prange calling it: Numba's parfor passes take
+    # time with the size of the loop's body (2.3 s for the LSTM's loop written inside it).
+    module.add_function(f"{name}_block", [
+        _BLOCK_DECORATOR, f"def {name}_block(chunk, chunks, steps, {arrays}):",
+        f"    total = {ins[0]}.shape[0]",
+        "    size = (total + chunks - 1) // chunks",
+        "    lo = chunk * size",
+        "    hi = min(total, lo + size)",
+        "    if lo < hi:", *("        " + line for line in inner),
+        "    return 0"])
+    module.add_function(name, [
+        _DECORATOR, f"def {name}(chunks, steps, {arrays}):",
+        "    for chunk in prange(chunks):",
+        f"        {name}_block(chunk, chunks, steps, {arrays})",
+        "    return 0"])
     module.counts["parallel"] += 1
     return name
 
