@@ -44,6 +44,7 @@ class FunctionWriter:
         self.sym_var = {name: f"d_{k}" for k, name in enumerate(sorted(self.symbols))}
         self.names: dict[int, str] = {}
         self.const_nodes = {n.id: n for n in fused.constants}
+        self.outputs_in_place: dict[int, str] = {}    # value id -> the body output it is made in
 
     # -- dims ----------------------------------------------------------------------------
     def dim(self, d: DimLike) -> str:
@@ -154,15 +155,40 @@ class FunctionWriter:
             arena = f"arena_{dtype.value}"
             body += [f"if {arena}.shape[0] < {total}:",
                      f"    {arena} = {self.empty(total, dtype)}"]
+        self._write_outputs_in_place(outs)
         carves = {self.names[v.id]: self._carve(v, f"o_{plan.location[v.id].slot}")
                   for v in self._buffers()}
         lines = self._kernels(carves)
         for out, value in zip(outs, graph.outputs.values()):
-            lines += self._copy(out, self.names[value.id], value)
+            if self.names[value.id] != out:
+                lines += self._copy(out, self.names[value.id], value)
         body += carves_for(lines, carves) + lines
         args = [f"in_{i}" for i in range(len(graph.inputs))] + outs + arenas
         returned = "return (" + "".join(f"{a}, " for a in arenas) + ")"
         return [f"def {name}({', '.join(args)}):"] + ["    " + l for l in body + [returned]]
+
+    def _write_outputs_in_place(self, outs: list[str]) -> None:
+        """A body output that a kernel of the body makes, in an arena slot of its own, is
+        made straight in the output array the caller passes rather than copied there at the
+        end: an LSTM step's new state and gates, 768 values a row, twice per step (the
+        forward loop and its gradient's).  Inputs, constants, views and a value returned
+        twice keep the copy.  `memory` keys such a value by its output, not its slot."""
+        values = list(self.graph.outputs.values())
+        for out, value in zip(outs, values):
+            where = self.plan.location.get(value.id)
+            if where is not None and where.kind == "slot" and value.id not in self.names \
+                    and sum(v.id == value.id for v in values) == 1:
+                self.names[value.id] = out
+                self.outputs_in_place[value.id] = out
+
+    def memory(self, value: Value):
+        """Which memory a value occupies (memory_key), an output made in place by its own."""
+        source, where = value.id, self.plan.location.get(value.id)
+        while where is not None and where.kind == "alias":
+            source, where = where.alias, self.plan.location.get(where.alias)
+        if source in self.outputs_in_place:
+            return ("output", self.outputs_in_place[source])
+        return memory_key(self.plan, value)
 
     def empty(self, shape: str, dtype) -> str:
         """Source allocating an uninitialised array (a target's own memory: the cuda writer
@@ -320,7 +346,7 @@ class FunctionWriter:
                     self.size_at_hint(nest.shape) >= self.options.parallel_min)
         if parallel:
             nest = mark_parallel(nest)
-        source, arrays = kernel_source(nest, lambda v: memory_key(self.plan, v))
+        source, arrays = kernel_source(nest, self.memory)
         shared = module.functions.get(source)
         repeats = self.options.share_repeated and module.repeated.get(source, 0) > 1
         if shared is None and (parallel or repeats):

@@ -18,7 +18,7 @@ from ...errors import Error
 from ...passes.fusion import FusedGraph, KernelGroup
 from ...passes.memory import MemoryPlan
 from ..loopir import build_loop_nest, collapse, extents
-from ..numba_cpu.function import FunctionWriter, memory_key
+from ..numba_cpu.function import FunctionWriter
 from .context import HostContext
 from .render import kernel_source
 
@@ -105,7 +105,7 @@ class CudaFunctionWriter(FunctionWriter):
         nest = collapse(build_loop_nest(group, self.const_nodes))
         sizes = [self.dim(d) for d in extents(nest)]
         threads = self.module.options.threads
-        memory = lambda v: memory_key(self.plan, v)          # noqa: E731
+        memory = self.memory          # a body's outputs made in place: keyed by the output
         source, arrays = kernel_source(nest, memory, threads=threads)
         name = self.module.kernel(source)
         self.module.counts["launches"] += 1
