@@ -3,7 +3,9 @@ the generative examples' training steps, each beside equivalent PyTorch code.
 
     forward    MLP 784-256-256-10 inference at batch 128: netdsl's compiled forward (the
                inference graph bound to the weights, as `Model.forward` runs it, without the
-               per-call input checks) against the torch module under `torch.inference_mode()`
+               per-call input checks) against the torch module under `torch.inference_mode()`,
+               both ending with the softmax the model's `out probs` is (until 2026-12-04
+               torch returned the logits, one op less)
     vae        examples/vae_digits.net: encoder 64-128-(8, 8), reparameterised z, decoder
                8-128-64 with sigmoid, loss 64 * bce + kl_normal, batch 32, Adam(2e-3)
     gan        examples/gan_ring.net: generator 16-128-128-2, critic on packs of 4 points
@@ -104,7 +106,7 @@ def torch_forward(torch, workload, arrays):
 
     def run():
         with torch.inference_mode():
-            return module(x)
+            return torch.softmax(module(x), dim=1)      # the model's `out probs`
     run.loss = lambda: float(run().sum())
     return run, "inference_mode"
 
