@@ -51,7 +51,7 @@ def _show(seed: int, statements: int, target: str = "cpu") -> int:
     from .generate import Config, generate
     from .oracle import check, options_for
     program = generate(seed, Config(statements=statements))
-    options = options_for(seed, target=target)
+    options = options_for(seed, target=target, tags=program.tags)
     print(program.text(f"seed {seed}; bindings {program.bindings}; {options}"))
     finding = check(program, options)
     print("agrees" if finding is None else f"{finding.kind}: {finding.detail}")

@@ -61,7 +61,7 @@ def check_seed(seed: int, statements: int = 12, cache_dir: str | None = None,
     checks one mode per program (grad, forward, train in turn) instead of all three."""
     start = time.perf_counter()
     program = generate(seed, Config(statements=statements))
-    options = options_for(seed, rotate, target)
+    options = options_for(seed, rotate, target, program.tags)
     options.cache_dir = cache_dir
     finding = check(program, options)
     return Result(seed, finding, time.perf_counter() - start, getattr(program, "tags", []))
@@ -170,7 +170,7 @@ def _shrink_failures(failures: list[Result], out: Path, statements: int, rotate:
             continue
         seen.add(kind)
         program = generate(result.seed, Config(statements=statements))
-        options = options_for(result.seed, rotate, target)
+        options = options_for(result.seed, rotate, target, program.tags)
         small, finding = shrink(program, options, result.finding)
         name = kind.replace(":", "-") + f"-{result.seed}.net"
         path = out / name

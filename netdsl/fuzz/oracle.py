@@ -79,12 +79,16 @@ class Options:
         return Options(**data)
 
 
-def options_for(seed: int, rotate: bool = False, target: str = "cpu") -> Options:
+def options_for(seed: int, rotate: bool = False, target: str = "cpu",
+                tags=()) -> Options:
     """The compile and training options a campaign uses for program `seed` (varied); with
-    `rotate`, one mode per program, in turn; `target` is the compiled target checked."""
+    `rotate`, one mode per program, in turn; `target` is the compiled target checked.
+    A program `tags` says has a scan gets every kernel parallel half the time, not a fifth:
+    its loop then also runs over blocks of rows where it can (numba_cpu/scan_rows.py)."""
     rng = np.random.default_rng(seed + 7919)
+    parallel = 0.5 if "scan" in tags else 0.2
     return Options(modes=(MODES[seed % len(MODES)],) if rotate else MODES,
-                   parallel_min=1 if rng.random() < 0.2 else None,
+                   parallel_min=1 if rng.random() < parallel else None,
                    optimizer=str(rng.choice(["adam", "sgd", "rmsprop", "adamw"])),
                    clip_norm=1.0 if rng.random() < 0.25 else None,
                    weight_decay=0.01 if rng.random() < 0.25 else 0.0, target=target)

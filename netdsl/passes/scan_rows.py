@@ -12,7 +12,9 @@ gate values, far too small to split across threads, 64 times per training step).
 inputs.  A value is ROW (its axis 0 is the batch: row b depends on row b of the row inputs
 only) or FREE (it depends on the loop's constants only, and is the same for every block).
 The carries and the sequences' slices are ROW, with axis 0 the batch dim `d` (the first
-carry's); the constants are FREE.  An op with only FREE inputs gives FREE (random ops
+carry's), which must be symbolic and appear nowhere else in the body: a block's body takes it
+from its inputs' shapes, as its rows (a static batch is compiled into the body's loops); the
+constants are FREE.  An op with only FREE inputs gives FREE (random ops
 excepted: a block would draw other numbers).  An op with a ROW input gives ROW by its rule:
 
 * elementwise ops and `cast`: every ROW input of the output's rank, every FREE input of lower
@@ -51,7 +53,7 @@ def rows_independent(node: Node) -> bool:
     if any(v.rank == 0 for v in row_inputs):
         return False
     batch = row_inputs[0].shape[0]
-    if any(v.shape[0] != batch for v in row_inputs):
+    if not isinstance(batch, Sym) or any(v.shape[0] != batch for v in row_inputs):
         return False
     kinds: dict[int, str] = {v.id: ROW for v in row_inputs}
     kinds.update({v.id: FREE for v in body.inputs[n_carry + n_seq:]})
@@ -60,8 +62,22 @@ def rows_independent(node: Node) -> bool:
         if kind is None:
             return False
         kinds.update({out.id: kind for out in inner.outputs})
+    values = list(body.inputs) + [v for inner in body.nodes for v in inner.outputs]
     return all(kinds.get(v.id) == ROW and v.rank >= 1 and v.shape[0] == batch
-               for v in body.outputs.values())
+               for v in body.outputs.values()) and \
+        all(_batch_only_leads(v, kinds[v.id], batch) for v in values)
+
+
+def _batch_only_leads(value: Value, kind: str, batch: Sym) -> bool:
+    """The batch's symbols appear in `value`'s shape only as the leading dim of a ROW value:
+    a block's body reads the batch from its inputs' shapes (its rows), so a dim that is the
+    batch anywhere else (a constant's [H, B], a [B, B] product) would be the block's too."""
+    names = set(batch.symbols)
+    for axis, d in enumerate(value.shape):
+        if isinstance(d, Sym) and names & set(d.symbols) and \
+                not (axis == 0 and kind == ROW and d == batch):
+            return False
+    return True
 
 
 def _kind(node: Node, kinds: list[str], batch) -> str | None:

@@ -170,6 +170,8 @@ def test_a_released_binding_hands_its_arenas_to_the_next_and_still_runs():
     arrays = random_arrays(graph)
     x, y = arrays["x"], arrays["y"]
     first = compiled.bind({k: v.copy() for k, v in arrays.items()}, inputs=["x", "y"])
+    if not hasattr(first.bound, "release"):
+        pytest.skip("this target's bindings keep their arenas (on the device)")
     expected = [np.array(out) for out in first(x, y)]
     arenas = first.bound._arenas
     first.bound.release()

@@ -80,6 +80,20 @@ def test_a_time_major_loop_is_left_serial():
     assert not rows_independent(_scans(_loop(_gates, axis=0))[0])
 
 
+def test_a_static_batch_or_the_batch_elsewhere_is_refused():
+    # the registry's example, batch 2: its body is compiled for 2 rows, and would run 2 rows
+    # in a block of 1
+    from netdsl.ops.registry import get_op
+    types, attrs = get_op("scan").examples()[0][:2]
+    b = GraphBuilder(Graph(name="static"))
+    node_inputs = [b.input(f"i{k}", t) for k, t in enumerate(types)]
+    b.op("scan", *node_inputs, **attrs)
+    assert not rows_independent(b.graph.nodes[-1])
+    # a constant [3, B]: h @ c is [B, B], its second axis the whole batch, not the block's
+    mixed = _loop(lambda c, h, x, w, u, e: c.op("matmul", c.op("matmul", h, e), h), extra=t32(3, B))
+    assert not rows_independent(_scans(mixed)[0])
+
+
 def test_scan_chunks_splits_only_enough_work():
     threads = numba.get_num_threads()
     assert scan_chunks(np.int64(1), np.int64(100), np.int64(10 ** 6), np.int64(1)) == 1
