@@ -100,18 +100,9 @@ def _row_function(writer, node, function: str) -> str:
         inner += _copy(f"c{k}", _rows(carry, value), _per_row(carry, value), f"r{k}")
         current.append(f"c{k}")
         following.append(f"n{k}")
-    slices = []
-    for j, sequence in enumerate(sequences):
-        value = values[sequence]
-        inner.append(f"x{j} = np.empty({_row_shape(sequence, value, axis)}, "
-                     f"dtype=np.{value.dtype.numpy.name})")
-        slices.append(f"x{j}")
-    step_ys = []
-    for j, y in enumerate(ys):
-        value = values[y]
-        inner.append(f"y{j} = np.empty({_row_shape(y, value, axis)}, "
-                     f"dtype=np.{value.dtype.numpy.name})")
-        step_ys.append(f"y{j}")
+    # A step's buffers: its slice of each sequence (x), and of each stacked y.
+    slices = _step_buffers("x", sequences, values, axis, inner)
+    step_ys = _step_buffers("y", ys, values, axis, inner)
     owned = []
     for k, (_, dtype) in enumerate(_arenas(writer, function)):
         inner.append(f"a{k} = np.empty(0, dtype=np.{dtype})")
@@ -154,6 +145,19 @@ def _row_function(writer, node, function: str) -> str:
         "    return 0"])
     module.counts["parallel"] += 1
     return name
+
+
+def _step_buffers(prefix: str, names: list[str], values: dict, axis: int,
+                  inner: list[str]) -> list[str]:
+    """Allocate (lines appended to `inner`) one step of `rows` rows of each stacked array in
+    `names`, without its time axis; returns the buffers' names."""
+    buffers = []
+    for j, name in enumerate(names):
+        value = values[name]
+        inner.append(f"{prefix}{j} = np.empty({_row_shape(name, value, axis)}, "
+                     f"dtype=np.{value.dtype.numpy.name})")
+        buffers.append(f"{prefix}{j}")
+    return buffers
 
 
 def _extent(name: str, axes) -> str:
