@@ -2,22 +2,22 @@
 the blocks in parallel on Numba's threads.
 
 Which loops qualify is passes/scan_rows.py's `rows_independent` (a recurrent layer's loop and
-its gradient's do).  Each such scan gets a `parallel=True` function of the generated module,
-`scan_rows_<k>(chunks, steps, inputs..., outputs...)`: a `prange` over `chunks` blocks of rows,
-each a call of `scan_rows_<k>_block` running every step of the loop for its rows alone, with carries, step buffers and body
-arenas of its own, reading its rows of the sequences and writing its rows of the outputs.
-The threads meet once per loop instead of once per step (a step of the LSTM benchmark is a
-[32, 128] @ [128, 512] product and 4k gate values: 30-60 us, less than the fork and join of
-a step split across threads would leave of it).
+its gradient's do).  Each such scan gets two functions in the generated module:
+`scan_rows_<k>_block(chunk, chunks, steps, inputs..., outputs...)` runs every step of the loop
+for one block of rows alone, with carries, step buffers and body arenas of its own, reading
+its rows of the sequences and writing its rows of the outputs; `scan_rows_<k>` is a `prange`
+over the blocks that calls it (Numba's parfor passes take time with the size of the loop's
+body: 2.3 s for the LSTM's loop written inside the prange).  The threads meet once per loop
+instead of once per step (a step of the LSTM benchmark is a [32, 128] @ [128, 512] product
+and 4k gate values, 30-60 us: too little to split across threads 64 times a training step).
 
 The driver asks `scan_chunks` at run time for the number of blocks: the threads, at most one
 per row, where rows x steps x the body's work per row (passes/scan_rows.py `row_work`)
-reaches 4 x the codegen's `parallel_min` (the threshold of a parallel product, 2^22 by
-default); else 1, and the driver calls the block function once, over every row (the loop is
-compiled once, not also into the driver).  Both paths call one body function, compiled
-serially (no parallel kernel inside a parallel region: Numba's workqueue
-layer would abort on it), so a large product inside a loop of a few rows no longer splits
-across threads: the batch does.
+reaches 4 x the codegen's `parallel_min` (2^22 by default, as for a parallel product); else
+1, and the driver calls the block function once, over every row, so the loop is compiled
+once.  Both paths call one body function, compiled serially (no parallel kernel inside a
+parallel region: Numba's workqueue layer aborts on one), so a large product inside a loop of
+a few rows no longer splits across threads: the batch does.
 
 The numbers per row are the serial loop's, except that BLAS may round a product of fewer rows
 differently (MKL picks kernels by size): a run repeats its numbers at a given thread count.
@@ -75,7 +75,8 @@ def emit_row_scan(writer, node, ins: list[str], outs: list[str], function: str) 
 
 
 def _row_function(writer, node, function: str) -> str:
-    """Define the module's parallel function for scan `node`; returns its name."""
+    """Define the module's block function and the parallel function over its blocks for scan
+    `node`; returns the parallel one's name (the block's is it + `_block`)."""
     from .scan import _arenas, _put, _take
     module, ctx = writer.module, writer.ctx
     attrs = node.attrs
