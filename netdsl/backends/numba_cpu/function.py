@@ -183,12 +183,7 @@ class FunctionWriter:
 
     def memory(self, value: Value):
         """Which memory a value occupies (memory_key), an output made in place by its own."""
-        source, where = value.id, self.plan.location.get(value.id)
-        while where is not None and where.kind == "alias":
-            source, where = where.alias, self.plan.location.get(where.alias)
-        if source in self.outputs_in_place:
-            return ("output", self.outputs_in_place[source])
-        return memory_key(self.plan, value)
+        return memory_key(self.plan, value, self.outputs_in_place)
 
     def empty(self, shape: str, dtype) -> str:
         """Source allocating an uninitialised array (a target's own memory: the cuda writer
@@ -434,12 +429,14 @@ def _top_level_split(text: str) -> list[str]:
     return [*parts, current] if current.strip() or not parts else parts
 
 
-def memory_key(plan: MemoryPlan, value: Value):
-    """Which memory a value occupies (views resolved to their source)."""
-    where = plan.location.get(value.id)
+def memory_key(plan: MemoryPlan, value: Value, outputs_in_place: dict | None = None):
+    """Which memory a value occupies (views resolved to their source): a body's output made
+    in place (`outputs_in_place`: source value id -> output) by that output, not its slot."""
+    source, where = value.id, plan.location.get(value.id)
     while where is not None and where.kind == "alias":
-        value_id = where.alias
-        where = plan.location.get(value_id)
+        source, where = where.alias, plan.location.get(where.alias)
+    if outputs_in_place and source in outputs_in_place:
+        return ("output", outputs_in_place[source])
     if where is None:
         return ("value", value.id)
     return (where.kind, where.slot, where.name)

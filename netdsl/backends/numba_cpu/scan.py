@@ -43,8 +43,7 @@ def _loop(writer, node, ins: list[str], outs: list[str], function: str) -> list[
     y_values = node.outputs[n_carry:n_carry + n_ys]
     stored = node.outputs[n_carry + n_ys:] if stack else ()
     p = ctx.fresh("scan")
-    steps = f"{ins[n_carry]}.shape[{axis}]" if n_seq else str(int(attrs["length"]))
-    lines = [f"{p}_T = {steps}"]
+    lines = [f"{p}_T = {steps_source(node, ins)}"]
     current, following = [], []
     for i, carry in enumerate(carries):
         current.append(f"{p}_c{i}")
@@ -58,28 +57,47 @@ def _loop(writer, node, ins: list[str], outs: list[str], function: str) -> list[
               for j, sequence in enumerate(sequences)]
     ys = [_step_buffer(writer, y, axis, outs[n_carry + j], f"{p}_y{j}", p, lines)
           for j, y in enumerate(y_values)]
-    loop = [f"{p}_t = {p}_T - 1 - {p}_s" if reverse else f"{p}_t = {p}_s"]
-    for i, value in enumerate(stored):
-        loop.append(f"{put}({_pq(writer, value, axis, current[i])}, "
-                    f"{_ptq(writer, value, axis, outs[n_carry + n_ys + i])}, {p}_t)")
-    for j, sequence in enumerate(sequences):
-        if not _time_major(sequence, axis):
-            loop.append(f"{take}({_ptq(writer, sequence, axis, ins[n_carry + j])}, {p}_t, "
-                        f"{_pq(writer, sequence, axis, slices[j])})")
-    constants = ins[n_carry + n_seq:]
+    before = [f"{put}({_pq(writer, value, axis, current[i])}, "
+              f"{_ptq(writer, value, axis, outs[n_carry + n_ys + i])}, {p}_t)"
+              for i, value in enumerate(stored)]
+    before += [f"{take}({_ptq(writer, sequence, axis, ins[n_carry + j])}, {p}_t, "
+               f"{_pq(writer, sequence, axis, slices[j])})"
+               for j, sequence in enumerate(sequences) if not _time_major(sequence, axis)]
+    after = [f"{put}({_pq(writer, y, axis, ys[j])}, "
+             f"{_ptq(writer, y, axis, outs[n_carry + j])}, {p}_t)"
+             for j, y in enumerate(y_values) if not _time_major(y, axis)]
     owned = [f"{p}_a{k}" for k in range(len(arenas))]
-    call = f"{function}({', '.join(current + slices + constants + following + ys + owned)})"
-    loop.append(f"{''.join(a + ', ' for a in owned)}= {call}" if owned else call)
-    for j, y in enumerate(y_values):
-        if not _time_major(y, axis):
-            loop.append(f"{put}({_pq(writer, y, axis, ys[j])}, "
-                        f"{_ptq(writer, y, axis, outs[n_carry + j])}, {p}_t)")
-    for i in range(n_carry):                  # the new carries become the current ones
-        loop += [f"{p}_o{i} = {p}_c{i}", f"{p}_c{i} = {p}_n{i}", f"{p}_n{i} = {p}_o{i}"]
-    lines += [f"for {p}_s in range({p}_T):"] + ["    " + line for line in loop]
+    lines += step_loop((f"{p}_T", f"{p}_s", f"{p}_t", f"{p}_o"), reverse, before, function,
+                       [current, slices, ins[n_carry + n_seq:], following, ys, owned], after)
     for i, carry in enumerate(carries):
         lines += writer._copy(outs[i], current[i], carry)
     return lines
+
+
+def steps_source(node, ins: list[str]) -> str:
+    """Source of scan `node`'s number of steps: its first sequence's extent along the axis
+    (`ins`: the names of its inputs), or its `length`."""
+    attrs = node.attrs
+    if attrs["n_seq"]:
+        return f"{ins[attrs['n_carry']]}.shape[{attrs['axis']}]"
+    return str(int(attrs["length"]))
+
+
+def step_loop(names: tuple[str, str, str, str], reverse: bool, before: list[str],
+              function: str, arguments: list[list[str]], after: list[str]) -> list[str]:
+    """The loop over the steps: `names` are (the count, the loop variable, the step index it
+    gives, the prefix of the swap temporaries); per step the index, the lines `before` (stacked
+    carries stored, sequences' steps taken), the body call with `arguments` ([current
+    carries, sequence steps, constants, next carries, ys, arenas]: the arenas it returns
+    replace them), the lines `after` (ys stored), then the new carries become the current."""
+    count, step, index, spare = names
+    current, following, owned = arguments[0], arguments[3], arguments[5]
+    call = f"{function}({', '.join(a for group in arguments for a in group)})"
+    loop = [f"{index} = {count} - 1 - {step}" if reverse else f"{index} = {step}", *before,
+            f"{''.join(a + ', ' for a in owned)}= {call}" if owned else call, *after]
+    for k, (now, then) in enumerate(zip(current, following)):
+        loop += [f"{spare}{k} = {now}", f"{now} = {then}", f"{then} = {spare}{k}"]
+    return [f"for {step} in range({count}):", *("    " + line for line in loop)]
 
 
 def _arenas(writer, function: str) -> list[tuple[str, str]]:

@@ -58,9 +58,8 @@ def emit_row_scan(writer, node, ins: list[str], outs: list[str], function: str) 
     ctx = writer.ctx
     p = ctx.fresh("rows")
     name = _row_function(writer, node, function)
-    attrs = node.attrs
-    n_carry, n_seq = attrs["n_carry"], attrs["n_seq"]
-    steps = f"{ins[n_carry]}.shape[{attrs['axis']}]" if n_seq else str(int(attrs["length"]))
+    from .scan import steps_source
+    steps = steps_source(node, ins)
     rows = writer.dim(node.inputs[0].shape[0])
     work = row_work(node, writer.options.size_hint)
     minimum = 4 * writer.options.parallel_min
@@ -77,7 +76,7 @@ def emit_row_scan(writer, node, ins: list[str], outs: list[str], function: str) 
 def _row_function(writer, node, function: str) -> str:
     """Define the module's block function and the parallel function over its blocks for scan
     `node`; returns the parallel one's name (the block's is it + `_block`)."""
-    from .scan import _arenas, _put, _take
+    from .scan import _arenas, _put, _take, step_loop
     module, ctx = writer.module, writer.ctx
     attrs = node.attrs
     body = attrs["body"]
@@ -108,20 +107,15 @@ def _row_function(writer, node, function: str) -> str:
     for k, (_, dtype) in enumerate(_arenas(writer, function)):
         inner.append(f"a{k} = np.empty(0, dtype=np.{dtype})")
         owned.append(f"a{k}")
-    loop = ["t = steps - 1 - s" if reverse else "t = s"]
-    for i, out in enumerate(stored):
-        loop.append(f"{put}({_pq(current[i], out, values[out], axis)}, "
-                    f"{_ptq(out, values[out], axis)}, t)")
-    for j, sequence in enumerate(sequences):
-        loop.append(f"{take}({_ptq(sequence, values[sequence], axis)}, t, "
-                    f"{_pq(slices[j], sequence, values[sequence], axis)})")
-    call = f"{function}({', '.join(current + slices + constants + following + step_ys + owned)})"
-    loop.append(f"{''.join(a + ', ' for a in owned)}= {call}" if owned else call)
-    for j, y in enumerate(ys):
-        loop.append(f"{put}({_pq(step_ys[j], y, values[y], axis)}, {_ptq(y, values[y], axis)}, t)")
-    for k in range(n_carry):                   # the new carries become the current ones
-        loop += [f"w{k} = c{k}", f"c{k} = n{k}", f"n{k} = w{k}"]
-    inner += ["for s in range(steps):", *("    " + line for line in loop)]
+    before = [f"{put}({_pq(current[i], out, values[out], axis)}, "
+              f"{_ptq(out, values[out], axis)}, t)" for i, out in enumerate(stored)]
+    before += [f"{take}({_ptq(sequence, values[sequence], axis)}, t, "
+               f"{_pq(slices[j], sequence, values[sequence], axis)})"
+               for j, sequence in enumerate(sequences)]
+    after = [f"{put}({_pq(step_ys[j], y, values[y], axis)}, {_ptq(y, values[y], axis)}, t)"
+             for j, y in enumerate(ys)]
+    inner += step_loop(("steps", "s", "t", "w"), reverse, before, function,
+                       [current, slices, constants, following, step_ys, owned], after)
     for k, carry in enumerate(carries):
         out = outs[k]
         inner += _copy(_rows(out, values[out]), f"c{k}", _per_row(out, values[out]), f"q{k}",
