@@ -82,9 +82,7 @@ class TrainingPlan:
         """Bring the storage up to date where steps keep it elsewhere (the cuda target keeps
         parameters and optimiser state on the device): before anything reads `storage`."""
         if self._synchronizers is None:         # found once: fit calls this every epoch
-            self._synchronizers = [
-                synchronize for step in self.steps if (synchronize := getattr(
-                    getattr(step.call, "bound", None), "synchronize", None)) is not None]
+            self._synchronizers = self._bound_methods("synchronize")
         for synchronize in self._synchronizers:
             synchronize()
 
@@ -92,18 +90,19 @@ class TrainingPlan:
         """The run is over: each step's scratch memory goes to the next binding of its
         compiled graph (the next fit of the model) rather than to the allocator; the steps
         stay usable."""
-        for step in self.steps:
-            release = getattr(getattr(step.call, "bound", None), "release", None)
-            if release is not None:
-                release()
+        for release in self._bound_methods("release"):
+            release()
 
     def to_device(self) -> None:
         """Send `storage` to where the steps keep it, after the caller changed it (a resumed
         run's restored state)."""
-        for step in self.steps:
-            upload = getattr(getattr(step.call, "bound", None), "upload", None)
-            if upload is not None:
-                upload()
+        for upload in self._bound_methods("upload"):
+            upload()
+
+    def _bound_methods(self, name: str) -> list:
+        """Method `name` of each step's bound step, where its target's binding has one."""
+        return [method for step in self.steps if (method := getattr(
+            getattr(step.call, "bound", None), name, None)) is not None]
 
     @property
     def batch_inputs(self) -> list[str]:
