@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from netdsl.backends.numba_cpu.emit import compile_single_node, run_single_node
-from netdsl.backends.numba_cpu.lowerings.batched_matmul import SMALL_WORK, small_batched
-from netdsl.backends.numba_cpu.lowerings.linalg import matmul_batched, matmul_batched_parallel
+from netdsl.backends.numba_cpu.jit import python_entry
+from netdsl.backends.numba_cpu.lowerings import batched_matmul, linalg
+from netdsl.backends.numba_cpu.lowerings.batched_matmul import SMALL_WORK
 from netdsl.ir.graph import GraphBuilder
 from netdsl.ir.types import DType, TensorType
 
@@ -31,6 +32,10 @@ SHAPES = [
 ]
 # Work per matrix exactly SMALL_WORK (compiled kernel) and just above it (one gemm per matrix).
 BOUNDARY = [((2,), (1,), 64, 64, 64), ((1,), (2,), 64, 65, 64)]
+# The kernels with an entry point for calls from Python (library kernels have none).
+matmul_batched = python_entry(linalg.matmul_batched)
+matmul_batched_parallel = python_entry(linalg.matmul_batched_parallel)
+small_batched = python_entry(batched_matmul.small_batched)
 
 
 def _operands(rng, batch_a, batch_b, m, k, n, ta, tb, dtype):

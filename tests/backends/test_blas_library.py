@@ -44,7 +44,9 @@ def test_an_unknown_library_through_the_cli_is_one_line_and_exit_1(tmp_path):
 PRODUCTS = """
 import itertools, numpy as np
 from netdsl.backends.numba_cpu.blas_library import chosen
-from netdsl.backends.numba_cpu.lowerings.linalg import matmul_2d
+from netdsl.backends.numba_cpu.jit import python_entry
+from netdsl.backends.numba_cpu.lowerings import linalg
+matmul_2d = python_entry(linalg.matmul_2d)
 rng = np.random.default_rng(0)
 for dtype, (m, k, n), ta, tb in itertools.product(
         (np.float32, np.float64), [(37, 301, 100), (5, 3, 2), (0, 4, 4), (4, 0, 4), (1, 9, 1)],
@@ -58,7 +60,7 @@ for dtype, (m, k, n), ta, tb in itertools.product(
     assert np.allclose(out, expected, rtol=tolerance, atol=tolerance), (dtype, m, k, n, ta, tb)
 # Large enough to be cut into one block per thread where the BLAS runs one (MKL; OpenBLAS
 # held to one thread), in rows and in columns.
-from netdsl.backends.numba_cpu.lowerings.linalg import matmul_2d_parallel
+matmul_2d_parallel = python_entry(linalg.matmul_2d_parallel)
 from netdsl.backends.numba_cpu.target import _start_thread_pool
 _start_thread_pool()
 for (m, k, n), ta, tb in itertools.product([(300, 400, 200), (70, 500, 333)], (False, True),

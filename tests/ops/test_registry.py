@@ -464,12 +464,23 @@ def test_parallel_forms_are_listed(name):
 
 def _uses_threads(generated) -> bool:
     """Does the generated driver run parallel code: a `parallel=True` function of its own, or
-    a library kernel it imports that was compiled with parallel=True?"""
+    a library kernel it imports that was compiled with parallel=True or calls one (the
+    parallel kernels keep their prange in a function of its own, called separately)?"""
     import importlib
     if "parallel=True" in generated.source:
         return True
-    for module, attribute in generated.imports:
-        function = getattr(importlib.import_module(module), attribute, None)
-        if getattr(function, "targetoptions", {}).get("parallel"):
-            return True
-    return False
+    return any(_runs_threads(getattr(importlib.import_module(module), attribute, None))
+               for module, attribute in generated.imports)
+
+
+def _runs_threads(function, depth: int = 3) -> bool:
+    """Is `function` (a dispatcher, or separately's intrinsic) parallel, or does it name one
+    among its globals, `depth` calls deep?"""
+    function = getattr(function, "dispatcher", function)
+    if getattr(function, "targetoptions", {}).get("parallel"):
+        return True
+    code = getattr(getattr(function, "py_func", None), "__code__", None)
+    if code is None or depth == 0:
+        return False
+    names = function.py_func.__globals__
+    return any(_runs_threads(names.get(name), depth - 1) for name in code.co_names)

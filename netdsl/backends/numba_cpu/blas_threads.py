@@ -33,7 +33,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .blas_library import SYMBOLS, bind
-from .jit import njit
+from .jit import kernel
 
 _SET, _GET = SYMBOLS[2], SYMBOLS[3]
 bind()
@@ -66,7 +66,7 @@ def _get_threads(typingctx):
     return types.int64(), codegen
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def blas_threads(n):
     """Set the BLAS thread count to `n` (> 0); returns the count before (0: no control)."""
     before = _get_threads()

@@ -61,10 +61,10 @@ __all__ = ["view"]
 
 # Scan helpers: a sequence is viewed as (P, T, Q) -- the axes before the time axis, time, the
 # axes after -- so one compiled specialisation per dtype serves every rank and time axis.
-from .jit import njit  # noqa: E402
+from .jit import kernel  # noqa: E402
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def take_step(sequence, t, out):
     """out[p, q] = sequence[p, t, q]: one time step of a (P, T, Q) sequence."""
     for p in range(sequence.shape[0]):
@@ -72,7 +72,7 @@ def take_step(sequence, t, out):
             out[p, q] = sequence[p, t, q]
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def put_step(value, sequence, t):
     """sequence[p, t, q] = value[p, q]: store one time step."""
     for p in range(sequence.shape[0]):

@@ -97,8 +97,10 @@ def test_random_over_a_symbolic_shape(cache_dir):
                          ids=["uniform", "normal", "dropout"])
 def test_launcher_is_the_cpu_kernel(kind, p):
     from numba import cuda
-    from netdsl.backends.numba_cpu.lowerings.random import random_kernel
+    from netdsl.backends.numba_cpu.jit import python_entry
+    from netdsl.backends.numba_cpu.lowerings import random as cpu_random
     from netdsl.backends.numba_cuda.lowerings.random import draw as draw_on_device
+    random_kernel = python_entry(cpu_random.random_kernel)
     for dtype, seed, counter in [(np.float32, -2 ** 63, 2 ** 63 - 1), (np.float64, 2 ** 62, -1),
                                  (np.float32, 12345, 0)]:
         want = np.empty((3, 11), dtype)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ..jit import njit
+from ..jit import kernel
 
 # Multiply-adds per matrix (M * N * K) up to which matmul_batched_parallel uses the kernel here:
 # up to 64^3 OpenBLAS runs each gemm on one core (2 threads were no faster than 1), so the
@@ -26,7 +26,7 @@ from ..jit import njit
 SMALL_WORK = 1 << 18
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def batch_index(i, a_shape, b_shape, out_shape):
     """The a and b matrices of output matrix i (batch axes of extent 1 broadcast)."""
     rest = np.int64(i)      # prange indices may be unsigned; keep the arithmetic integral
@@ -46,13 +46,13 @@ def batch_index(i, a_shape, b_shape, out_shape):
     return index_a, index_b
 
 
-@njit(cache=True, inline="always")
+@kernel(cache=True, inline="always")
 def _at(a, i, kk, transpose_a):
     """op(a)[i, kk]."""
     return a[kk, i] if transpose_a else a[i, kk]
 
 
-@njit(cache=True, fastmath={"contract"})
+@kernel(cache=True, fastmath={"contract"})
 def small_gemm(a, b, out, transpose_a, transpose_b, pack):
     """out = op(a) @ op(b) for small C-contiguous 2-D arrays; `pack` is a [K, N] scratch that
     receives bᵀ when transpose_b (unused otherwise).  Shapes are checked by the caller.
@@ -97,7 +97,7 @@ def small_gemm(a, b, out, transpose_a, transpose_b, pack):
         _row_tail(a, rows, out, r, 0, k, transpose_a)
 
 
-@njit(cache=True, fastmath={"contract"})
+@kernel(cache=True, fastmath={"contract"})
 def _row_tail(a, rows, out, i, k0, k1, transpose_a):
     """out[i] += op(a)[i, k0:k1] @ rows[k0:k1] (rows and k left over by the 4 x 4 blocks)."""
     for kk in range(k0, k1):
@@ -106,7 +106,7 @@ def _row_tail(a, rows, out, i, k0, k1, transpose_a):
             out[i, j] += scale * rows[kk, j]
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def _small_one(a3, b3, out3, a_shape, b_shape, out_shape, i, transpose_a, transpose_b):
     """Output matrix i of the batch by small_gemm, with its own packing scratch."""
     index_a, index_b = batch_index(i, a_shape, b_shape, out_shape)
@@ -115,7 +115,7 @@ def _small_one(a3, b3, out3, a_shape, b_shape, out_shape, i, transpose_a, transp
     small_gemm(a3[index_a], b3[index_b], out3[i], transpose_a, transpose_b, pack)
 
 
-@njit(cache=True, parallel=True)
+@kernel(cache=True, parallel=True)
 def small_batched(a3, b3, out3, a_shape, b_shape, out_shape, transpose_a, transpose_b):
     """out3[i] = op(a3[ia]) @ op(b3[ib]) for every output matrix i by small_gemm, in a prange
     over the batch (Numba's pool: NUMBA_NUM_THREADS threads, the runtime's setting)."""

@@ -13,14 +13,15 @@ from .conv_kernels import (conv2d_backward_weight, conv2d_backward_weight_parall
                            conv2d_kernel, conv2d_kernel_parallel)
 
 
-def _kernel_args(attrs, kernel) -> str:
+def _kernel_args(attrs, kernel) -> tuple[str, str]:
     """The geometry as arguments of the compiled kernels, typed int64 rather than literal
     (`np.int64(2)`, not `2`): one compiled kernel then serves every convolution of a dtype,
     where literals compiled a specialisation per geometry (~5 s each for the weight gradient).
-    unfold still passes im2col literal 1s for unit stride and dilation."""
+    And the kernels' `strided` argument: None for unit stride and dilation (conv_kernels.py)."""
     (sh, sw), (pt, _, pl, _), (dh, dw) = geometry(
         tuple(kernel), attrs.get("stride", 1), attrs.get("padding", 0), attrs.get("dilation", 1))
-    return ", ".join(f"np.int64({v})" for v in (sh, sw, pt, pl, dh, dw, attrs.get("groups", 1)))
+    args = ", ".join(f"np.int64({v})" for v in (sh, sw, pt, pl, dh, dw, attrs.get("groups", 1)))
+    return args, "None" if (sh, sw, dh, dw) == (1, 1, 1, 1) else "np.bool_(True)"
 
 
 def _parallel(ctx, planes, weights) -> bool:
@@ -31,23 +32,25 @@ def _parallel(ctx, planes, weights) -> bool:
 
 @lowering('conv2d')
 def lower_conv2d(ctx, node, ins, outs):
-    args = _kernel_args(node.attrs, node.inputs[1].shape[2:])
+    args, strided = _kernel_args(node.attrs, node.inputs[1].shape[2:])
     parallel = _parallel(ctx, node.outputs[0].type, node.inputs[1].type)
     kernel = conv2d_kernel_parallel if parallel else conv2d_kernel
-    return [f"{ctx.use(kernel)}({ins[0]}, {ins[1]}, {outs[0]}, {args}, np.bool_(False))"]
+    return [(f"{ctx.use(kernel)}({ins[0]}, {ins[1]}, {outs[0]}, {args}, np.bool_(False), "
+             f"{strided})")]
 
 
 @lowering('conv2d_grad_input')
 def lower_conv2d_grad_input(ctx, node, ins, outs):
-    args = _kernel_args(node.attrs, node.inputs[1].shape[2:])
+    args, strided = _kernel_args(node.attrs, node.inputs[1].shape[2:])
     parallel = _parallel(ctx, node.inputs[0].type, node.inputs[1].type)
     kernel = conv2d_kernel_parallel if parallel else conv2d_kernel
-    return [f"{ctx.use(kernel)}({outs[0]}, {ins[1]}, {ins[0]}, {args}, np.bool_(True))"]
+    return [(f"{ctx.use(kernel)}({outs[0]}, {ins[1]}, {ins[0]}, {args}, np.bool_(True), "
+             f"{strided})")]
 
 
 @lowering('conv2d_grad_weight')
 def lower_conv2d_grad_weight(ctx, node, ins, outs):
-    args = _kernel_args(node.attrs, node.attrs["kernel_size"])
+    args, strided = _kernel_args(node.attrs, node.attrs["kernel_size"])
     parallel = _parallel(ctx, node.inputs[1].type, node.outputs[0].type)
     kernel = conv2d_backward_weight_parallel if parallel else conv2d_backward_weight
-    return [f"{ctx.use(kernel)}({ins[0]}, {ins[1]}, {outs[0]}, {args})"]
+    return [f"{ctx.use(kernel)}({ins[0]}, {ins[1]}, {outs[0]}, {args}, {strided})"]

@@ -12,12 +12,12 @@ from numba import prange
 from numba import uint64 as u64
 
 from ..blas_threads import blas_threads
-from ..jit import njit
+from ..jit import kernel
 from ..separate import separately
 from .linalg import matmul_2d
 
 
-@njit(cache=True, fastmath=True)
+@kernel(cache=True, fastmath=True)
 def im2col(padded, cols, col0, kh, kw, sh, sw, dh, dw, ho, wo, transpose):
     """cols[(c, i, j), col0 + (y, x)] = padded[c, y*sh + i*dh, x*sw + j*dw], or with
     `transpose` (col2im) padded[...] += cols[...].
@@ -42,11 +42,25 @@ def im2col(padded, cols, col0, kh, kw, sh, sw, dh, dw, ho, wo, transpose):
                 row += 1
 
 
-@njit(cache=True, fastmath=True)
-def unfold(image, n, c0, padded, cols, col0, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back):
+@kernel(cache=True, fastmath=True)
+def im2col_unit(padded, cols, col0, kh, kw, ho, wo, transpose):
+    """im2col at unit stride and dilation, with literal 1s (see im2col)."""
+    im2col(padded, cols, col0, kh, kw, 1, 1, 1, 1, ho, wo, transpose)
+
+
+# unfold calls the copies separately: taken into unfold's own code (inlined beside its
+# padding loops) the same copies ran slower, LeNet's second convolution at batch 64 in
+# 520-540 us against 430-440 (forward; the weight gradient 740 against 625; one thread).
+_im2col_unit, _im2col = separately(im2col_unit), separately(im2col)
+
+
+@kernel(cache=True, fastmath=True)
+def unfold(image, n, c0, padded, cols, col0, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back,
+           strided):
     """im2col of image n's channel group c0.. via the interior of `padded` (rows/columns no
     window reaches are dropped; the border is zeroed by the caller), or with `back` col2im into
-    `padded` and its interior written to the image (pixels no window reaches get 0)."""
+    `padded` and its interior written to the image (pixels no window reaches get 0).
+    `strided` is None for unit stride and dilation (see below), else np.bool_(True)."""
     if back:
         padded[:] = 0
     else:
@@ -54,10 +68,10 @@ def unfold(image, n, c0, padded, cols, col0, kh, kw, sh, sw, pt, pl, dh, dw, ho,
             for y in range(min(image.shape[2], padded.shape[1] - pt)):
                 for xx in range(min(image.shape[3], padded.shape[2] - pl)):
                     padded[c, pt + y, u64(pl + xx)] = image[n, c0 + c, y, xx]
-    if sh == 1 and sw == 1 and dh == 1 and dw == 1:
-        im2col(padded, cols, col0, kh, kw, 1, 1, 1, 1, ho, wo, back)
+    if strided is None:
+        _im2col_unit(padded, cols, col0, kh, kw, ho, wo, back)
     else:
-        im2col(padded, cols, col0, kh, kw, sh, sw, dh, dw, ho, wo, back)
+        _im2col(padded, cols, col0, kh, kw, sh, sw, dh, dw, ho, wo, back)
     if back:
         for c in range(padded.shape[0]):
             for y in range(image.shape[2]):
@@ -66,14 +80,14 @@ def unfold(image, n, c0, padded, cols, col0, kh, kw, sh, sw, pt, pl, dh, dw, ho,
                     image[n, c0 + c, y, xx] = padded[c, pt + y, u64(pl + xx)] if inside else 0.0
 
 
-@njit(cache=True, inline="always")
+@kernel(cache=True, inline="always")
 def images_per_chunk(n_images, column_elements):
     """Images whose columns share one gemm: enough for an efficient product, few enough for
     the column buffer (~1 MB) to stay in cache and for at least 8 chunks to run in parallel."""
     return max(1, min(262144 // max(1, column_elements), (n_images + 7) // 8))
 
 
-@njit(cache=True, fastmath=True)
+@kernel(cache=True, fastmath=True)
 def side_by_side(a3, first, count, o0, chunk, gather):
     """chunk[o, i*P + q] = a3[first + i, o0 + o, q] (gather) or the reverse assignment: a chunk
     of images' [O, P] planes side by side, as one gemm operand or result."""
@@ -94,6 +108,12 @@ def side_by_side(a3, first, count, o0, chunk, gather):
 # [16, 150] @ [150, 800]: 50 against 140 us; a @ bᵀ [6, 6272] @ [6272, 25]: 25 against 68 us)
 # and the LeNet step took 4.3-4.7 ms against 5.7, so the loops are gone.
 
+# Unit stride and dilation (LeNet's convolutions, a ResNet's 3x3s) take im2col with literal 1s,
+# 1.5x faster.  The lowering says which a convolution has: the kernels' last argument,
+# `strided`, is None for unit stride and dilation and np.bool_(True) otherwise.  Numba compiles
+# a specialisation per type and drops the branch a None rules out, so a model compiles only
+# the im2col it runs (a test at run time compiled both: 0.26 s more of a cold LeNet).
+
 # The kernels call their helpers separately (numba_cpu/separate.py): each helper is compiled
 # once, not again inside each of the kernels that call it (a cold LeNet compile spent ~3 s
 # compiling these helpers' code into their callers).  A call costs nanoseconds; an unfold or a
@@ -101,7 +121,7 @@ def side_by_side(a3, first, count, o0, chunk, gather):
 _unfold, _side_by_side, _matmul_2d = map(separately, (unfold, side_by_side, matmul_2d))
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def _padded_shape(geometry):
     """The shape of one channel group's image as far as the windows reach, which unfold reads
     zero-padded (`geometry` as conv_chunk's)."""
@@ -109,8 +129,8 @@ def _padded_shape(geometry):
     return (cg, (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1)
 
 
-@njit(cache=True, fastmath=True)
-def conv_chunk(images, w2, planes3, first, count, padded, geometry, back):
+@kernel(cache=True, fastmath=True)
+def conv_chunk(images, w2, planes3, first, count, geometry, back, strided):
     """One chunk of conv2d_kernel: images first .. first + count - 1.  Forward (back=False):
     im2col side by side, one gemm per group, the result scattered into planes3.  Input gradient
     (back=True): the planes gathered side by side, wᵀ @ them in one gemm per group, col2im.
@@ -120,6 +140,7 @@ def conv_chunk(images, w2, planes3, first, count, padded, geometry, back):
     p = ho * wo
     cols = np.empty((w2.shape[1], count * p), dtype=planes3.dtype)
     chunk = np.empty((og, count * p), dtype=planes3.dtype)
+    padded = np.zeros(_padded_shape(geometry), dtype=planes3.dtype)
     for grp in range(groups):
         weights = w2[grp * og:(grp + 1) * og]
         if back:
@@ -127,17 +148,18 @@ def conv_chunk(images, w2, planes3, first, count, padded, geometry, back):
             _matmul_2d(weights, chunk, cols, True, False)
         for i in range(count):
             _unfold(images, first + i, grp * cg, padded, cols, i * p,
-                    kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back)
+                    kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, back, strided)
         if not back:
             _matmul_2d(weights, cols, chunk, False, False)
             _side_by_side(planes3, first, count, grp * og, chunk, False)
 
 
-@njit(cache=True, fastmath=True)
-def weight_worker(x, g3, partial, worker, per, chunks, workers, padded, geometry):
+@kernel(cache=True, fastmath=True)
+def weight_worker(x, g3, partial, worker, per, chunks, workers, geometry, strided):
     """conv2d_backward_weight's share of one worker: partial[worker] += g_chunk @ im2col(x_chunk)ᵀ
     over chunks worker, worker + workers, ...; `geometry` as conv_chunk's."""
     cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups = geometry
+    padded = np.zeros(_padded_shape(geometry), dtype=x.dtype)
     og = partial.shape[1] // groups
     k, p = partial.shape[2], ho * wo
     result = np.empty((og, k), dtype=x.dtype)
@@ -150,12 +172,36 @@ def weight_worker(x, g3, partial, worker, per, chunks, workers, padded, geometry
             _side_by_side(g3, first, count, grp * og, gathered, True)
             for i in range(count):
                 _unfold(x, first + i, grp * cg, padded, cols, i * p,
-                        kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, np.bool_(False))
+                        kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, np.bool_(False), strided)
             _matmul_2d(gathered, cols, result, False, True)
             _accumulate(partial, worker, grp * og, result)
 
 
 _conv_chunk, _weight_worker = separately(conv_chunk), separately(weight_worker)
+
+
+# The parallel loops are functions of their own holding nothing but the prange, called
+# separately: Numba's parfor passes analyse every statement of a parallel function, and with
+# the layout, the BLAS thread count and the final sum beside the loop the weight gradient's
+# parallel kernel took 1.15 s to compile, against 0.51 s split so (0.28 s of it the loop).
+# Each chunk carves its own zero-padded image (a few kB).
+@kernel(cache=True, parallel=True, fastmath=True)
+def _chunks_in_parallel(images, w2, planes3, per, chunks, geometry, back, strided):
+    for t in prange(chunks):
+        first = np.int64(t) * per
+        _conv_chunk(images, w2, planes3, first, min(per, images.shape[0] - first), geometry,
+                    back, strided)
+
+
+@kernel(cache=True, parallel=True, fastmath=True)
+def _workers_in_parallel(x, g3, partial, per, chunks, workers, geometry, strided):
+    for worker in prange(workers):
+        _weight_worker(x, g3, partial, np.int64(worker), per, chunks, workers, geometry,
+                       strided)
+
+
+_chunks_in_parallel_call = separately(_chunks_in_parallel)
+_workers_in_parallel_call = separately(_workers_in_parallel)
 
 # Two variants of each convolution kernel with the same chunks and the same gemms, so the same
 # numbers: a serial one, and a `_parallel` one running whole chunks (unfold, gemm, scatter) on
@@ -171,7 +217,7 @@ _conv_chunk, _weight_worker = separately(conv_chunk), separately(weight_worker)
 # 64, 504 -> 261 us, conv2's weight gradient 1,241 -> 644 us (with the loop products).
 
 
-@njit(cache=True, fastmath=True, inline="always")
+@kernel(cache=True, fastmath=True, inline="always")
 def _layout(images, w, planes, sh, sw, pt, pl, dh, dw, groups):
     """(w as [O, K], planes as [N, O, P], images per chunk, chunks, geometry)."""
     n_images = images.shape[0]
@@ -183,36 +229,30 @@ def _layout(images, w, planes, sh, sw, pt, pl, dh, dw, groups):
             (n_images + per - 1) // per, (cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups))
 
 
-@njit(cache=True, fastmath=True)
-def conv2d_kernel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back):
+@kernel(cache=True, fastmath=True)
+def conv2d_kernel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back, strided):
     """Forward (back=False): planes = conv2d(images, w); input gradient (back=True):
     images = conv2d's transpose of planes.  Chunk by chunk (conv_chunk)."""
     w2, planes3, per, chunks, geometry = _layout(images, w, planes, sh, sw, pt, pl, dh, dw,
                                                  groups)
-    padded = np.zeros(_padded_shape(geometry), dtype=planes.dtype)
     for t in range(chunks):
         first = t * per
-        _conv_chunk(images, w2, planes3, first, min(per, images.shape[0] - first), padded,
-                    geometry, back)
+        _conv_chunk(images, w2, planes3, first, min(per, images.shape[0] - first), geometry,
+                    back, strided)
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def conv2d_kernel_parallel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back):
+@kernel(cache=True, fastmath=True)
+def conv2d_kernel_parallel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back, strided):
     """conv2d_kernel with its chunks on Numba's threads (see above)."""
     w2, planes3, per, chunks, geometry = _layout(images, w, planes, sh, sw, pt, pl, dh, dw,
                                                  groups)
-    shape = _padded_shape(geometry)
     before = blas_threads(np.int64(1))
-    for t in prange(chunks):
-        first = t * per
-        padded = np.zeros(shape, dtype=planes.dtype)
-        _conv_chunk(images, w2, planes3, first, min(per, images.shape[0] - first), padded,
-                    geometry, back)
+    _chunks_in_parallel_call(images, w2, planes3, per, chunks, geometry, back, strided)
     if before > 1:
         blas_threads(before)
 
 
-@njit(cache=True, fastmath=True, inline="always")
+@kernel(cache=True, fastmath=True, inline="always")
 def _workers(n_images, o_total, k, p):
     """(images per chunk, chunks, workers): chunk t adds into partial sum t % workers.  A fixed
     count (get_num_threads() would stop Numba caching the kernels), bounded so the partial sums
@@ -223,7 +263,7 @@ def _workers(n_images, o_total, k, p):
     return per, chunks, workers
 
 
-@njit(cache=True, fastmath=True)
+@kernel(cache=True, fastmath=True)
 def _accumulate(partial, worker, o0, values):
     """partial[worker, o0:o0 + O] += values, in loops: slice assignment would compile Numba's
     shape-error formatting (seconds; see numba_cpu/support.assign)."""
@@ -232,7 +272,7 @@ def _accumulate(partial, worker, o0, values):
             partial[worker, o0 + o, j] += values[o, j]
 
 
-@njit(cache=True, fastmath=True)
+@kernel(cache=True, fastmath=True)
 def _sum_partials(partial, dw_out):
     """dw_out = partial[0] + partial[1] + ... (in that order)."""
     o_total, k = partial.shape[1], partial.shape[2]
@@ -246,7 +286,7 @@ def _sum_partials(partial, dw_out):
                 flat[o, j] += partial[worker, o, j]
 
 
-@njit(cache=True, fastmath=True, inline="always")
+@kernel(cache=True, fastmath=True, inline="always")
 def _weight_layout(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
     """(g as [N, O, P], images per chunk, chunks, workers, zeroed partial sums, geometry)."""
     o_total, cg, kh, kw = dw_out.shape
@@ -258,28 +298,24 @@ def _weight_layout(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
             (cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups))
 
 
-@njit(cache=True, fastmath=True)
-def conv2d_backward_weight(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
+@kernel(cache=True, fastmath=True)
+def conv2d_backward_weight(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups, strided):
     """dw = Σ_chunks g_chunk @ im2col(x_chunk)ᵀ: per-worker partial sums, then their sum."""
     g3, per, chunks, workers, partial, geometry = _weight_layout(x, g, dw_out, sh, sw, pt, pl,
                                                                  dh, dw, groups)
-    padded = np.zeros(_padded_shape(geometry), dtype=x.dtype)
     for worker in range(workers):
-        _weight_worker(x, g3, partial, worker, per, chunks, workers, padded, geometry)
+        _weight_worker(x, g3, partial, worker, per, chunks, workers, geometry, strided)
     _sum_partials(partial, dw_out)
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def conv2d_backward_weight_parallel(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
+@kernel(cache=True, fastmath=True)
+def conv2d_backward_weight_parallel(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups, strided):
     """conv2d_backward_weight with its workers on Numba's threads (the same partial sums,
     summed in the same order)."""
     g3, per, chunks, workers, partial, geometry = _weight_layout(x, g, dw_out, sh, sw, pt, pl,
                                                                  dh, dw, groups)
-    shape = _padded_shape(geometry)
     before = blas_threads(np.int64(1))
-    for worker in prange(workers):
-        padded = np.zeros(shape, dtype=x.dtype)
-        _weight_worker(x, g3, partial, worker, per, chunks, workers, padded, geometry)
+    _workers_in_parallel_call(x, g3, partial, per, chunks, workers, geometry, strided)
     _sum_partials(partial, dw_out)
     if before > 1:
         blas_threads(before)

@@ -18,7 +18,7 @@ from numba.np.ufunc.parallel import _iget_num_threads
 
 from ..blas_library import SYMBOLS, chosen
 from ..blas_threads import SERIAL_WORK, blas_threads
-from ..jit import njit
+from ..jit import kernel
 from ..separate import separately
 from . import lowering
 from .batched_matmul import SMALL_WORK, batch_index, small_batched
@@ -72,7 +72,7 @@ def _gemm(typingctx, transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc
     return types.int32(transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc), codegen
 
 
-@njit(cache=True, inline="always")
+@kernel(cache=True, inline="always")
 def _checked(a, b, out, transpose_a, transpose_b):
     """(M, N, K) of out = op(a) @ op(b), checked to match and to fit BLAS's 32-bit sizes."""
     m = a.shape[1] if transpose_a else a.shape[0]
@@ -86,7 +86,7 @@ def _checked(a, b, out, transpose_a, transpose_b):
     return m, n, k
 
 
-@njit(cache=True, inline="always")
+@kernel(cache=True, inline="always")
 def _block(a, b, out, transpose_a, transpose_b, k, m0, m1, n0, n1):
     """out[m0:m1, n0:n1] = (op(a) @ op(b))[m0:m1, n0:n1] for C-contiguous 2-D arrays: one gemm
     of the block's rows of op(a) and columns of op(b) (with OpenBLAS the same sums in the same
@@ -98,7 +98,7 @@ def _block(a, b, out, transpose_a, transpose_b, k, m0, m1, n0, n1):
           a, m0 if transpose_a else m0 * a.shape[1], a.shape[1], out, m0 * n + n0, n)
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def matmul_2d(a, b, out, transpose_a, transpose_b):
     """out = op(a) @ op(b) for C-contiguous 2-D arrays, op transposing where its flag is set:
     one BLAS gemm, on one thread below SERIAL_WORK multiply-adds.  Flags instead of transposed
@@ -123,7 +123,30 @@ def matmul_2d(a, b, out, transpose_a, transpose_b):
 _matmul_2d = separately(matmul_2d)
 
 
-@njit(cache=True, parallel=True)
+_block_call = separately(_block)
+
+
+@kernel(cache=True, parallel=True)
+def _blocks_in_parallel(a, b, out, transpose_a, transpose_b, k, size, blocks):
+    """matmul_2d_parallel's blocks of `size` rows (or of columns, where out has more of those)
+    on Numba's threads: a function holding nothing but the prange, called separately (Numba's
+    parfor passes analyse every statement of a parallel function: with the checks and the
+    thread policy beside the loop it compiled in 0.69 s, against 0.46 s apart)."""
+    m, n = out.shape[0], out.shape[1]
+    extent = max(m, n)
+    for block in prange(blocks):
+        low = np.int64(block) * size
+        high = min(extent, low + size)
+        if m >= n:
+            _block_call(a, b, out, transpose_a, transpose_b, k, low, high, 0, n)
+        else:
+            _block_call(a, b, out, transpose_a, transpose_b, k, 0, m, low, high)
+
+
+_blocks_in_parallel_call = separately(_blocks_in_parallel)
+
+
+@kernel(cache=True)
 def matmul_2d_parallel(a, b, out, transpose_a, transpose_b):
     """matmul_2d, but where the BLAS runs one thread (MKL as netdsl loads it: blas_library.py)
     a product of 2 * SERIAL_WORK multiply-adds or more is cut into one block of rows (or of
@@ -140,16 +163,11 @@ def matmul_2d_parallel(a, b, out, transpose_a, transpose_b):
     extent = max(m, n)
     # Blocks a multiple of 16 long: whole tiles of the BLAS's kernels, as in one call.
     size = ((extent + threads - 1) // threads + 15) // 16 * 16
-    for block in prange((extent + size - 1) // size):
-        low = block * size
-        high = min(extent, low + size)
-        if m >= n:
-            _block(a, b, out, transpose_a, transpose_b, k, low, high, 0, n)
-        else:
-            _block(a, b, out, transpose_a, transpose_b, k, 0, m, low, high)
+    _blocks_in_parallel_call(a, b, out, transpose_a, transpose_b, k, size,
+                             (extent + size - 1) // size)
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def _batch_views(a, b, out, transpose_a, transpose_b):
     """a, b, out as [count, rows, cols] views, checked to multiply; and M * N * K."""
     rank = out.ndim
@@ -172,7 +190,7 @@ def _batch_views(a, b, out, transpose_a, transpose_b):
     return a3, b3, out3, m * n * k
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def _gemm_per_matrix(a, b, out, a3, b3, out3, transpose_a, transpose_b):
     """One gemm per output matrix, in a serial loop: BLAS is never called inside a parallel
     region (it runs its own threads; nested, OpenBLAS warns that it may hang)."""
@@ -181,7 +199,7 @@ def _gemm_per_matrix(a, b, out, a3, b3, out3, transpose_a, transpose_b):
         matmul_2d(a3[index_a], b3[index_b], out3[i], transpose_a, transpose_b)
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def matmul_batched(a, b, out, transpose_a, transpose_b):
     """Batched gemm; a, b, out have equal rank >= 3, batch axes of a/b are 1 or out's extent.
     One BLAS gemm per matrix: on one core OpenBLAS beat the compiled kernel at every size
@@ -190,7 +208,7 @@ def matmul_batched(a, b, out, transpose_a, transpose_b):
     _gemm_per_matrix(a, b, out, a3, b3, out3, transpose_a, transpose_b)
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def matmul_batched_parallel(a, b, out, transpose_a, transpose_b):
     """matmul_batched with matrices of at most SMALL_WORK multiply-adds in parallel over the
     batch (batched_matmul.small_batched: no BLAS call); larger ones one gemm each."""

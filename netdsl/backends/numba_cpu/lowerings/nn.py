@@ -7,11 +7,11 @@ import numpy as np
 from numba import prange
 
 from ....ir.types import normalize_axis
-from ..jit import njit
+from ..jit import kernel
 from . import lowering
 
 
-@njit(cache=True, inline="always")
+@kernel(cache=True, inline="always")
 def _log_softmax_task(x3, out3, task):
     """log_softmax of one (outer, inner) line of [outer, n, inner] views; sum in float64."""
     outer, n, inner = x3.shape
@@ -32,14 +32,14 @@ def _log_softmax_task(x3, out3, task):
 # code generator calls the parallel one only for tensors of at least CodegenOptions.
 # parallel_min elements (ctx.large): a prange over a [128, 10] batch cost a thread-pool barrier
 # per call, slow on busy cores, and a parallel kernel takes ~1 s to compile against ~0.1 s.
-@njit(cache=True)
+@kernel(cache=True)
 def log_softmax_kernel(x3, out3):
     """log_softmax over axis 1 of [outer, n, inner] views; sums accumulate in float64."""
     for task in range(x3.shape[0] * x3.shape[2]):
         _log_softmax_task(x3, out3, task)
 
 
-@njit(cache=True, parallel=True)
+@kernel(cache=True, parallel=True)
 def log_softmax_kernel_parallel(x3, out3):
     """log_softmax_kernel with the lines in parallel."""
     for task in prange(x3.shape[0] * x3.shape[2]):
@@ -50,7 +50,7 @@ def _product(name: str, dims: range) -> str:
     return " * ".join(f"{name}.shape[{d}]" for d in dims) or "1"
 
 
-@njit(cache=True, inline="always")
+@kernel(cache=True, inline="always")
 def _row_max_and_sum(logits2, r):
     """(max, sum of exp(logit - max)) of row r, the sum in float64."""
     top = -np.inf
@@ -62,7 +62,7 @@ def _row_max_and_sum(logits2, r):
     return top, total
 
 
-@njit(cache=True, inline="always")
+@kernel(cache=True, inline="always")
 def _cross_entropy_row(logits2, labels1, out1, r):
     top, total = _row_max_and_sum(logits2, r)
     label = labels1[r]
@@ -72,21 +72,21 @@ def _cross_entropy_row(logits2, labels1, out1, r):
         out1[r] = np.nan
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def cross_entropy_kernel(logits2, labels1, out1):
     """out1[r] = logsumexp(row r) - logits2[r, label]; a label out of range gives NaN."""
     for r in range(logits2.shape[0]):
         _cross_entropy_row(logits2, labels1, out1, r)
 
 
-@njit(cache=True, parallel=True)
+@kernel(cache=True, parallel=True)
 def cross_entropy_kernel_parallel(logits2, labels1, out1):
     """cross_entropy_kernel with the rows in parallel."""
     for r in prange(logits2.shape[0]):
         _cross_entropy_row(logits2, labels1, out1, np.int64(r))
 
 
-@njit(cache=True, inline="always")
+@kernel(cache=True, inline="always")
 def _cross_entropy_grad_row(logits2, labels1, out2, r):
     top, total = _row_max_and_sum(logits2, r)
     label = labels1[r]
@@ -96,14 +96,14 @@ def _cross_entropy_grad_row(logits2, labels1, out2, r):
         out2[r, j] = math.exp(logits2[r, j] - top) / total - hot if valid else np.nan
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def cross_entropy_grad_kernel(logits2, labels1, out2):
     """out2[r] = softmax(row r) - one_hot(label); a label out of range gives NaNs."""
     for r in range(logits2.shape[0]):
         _cross_entropy_grad_row(logits2, labels1, out2, r)
 
 
-@njit(cache=True, parallel=True)
+@kernel(cache=True, parallel=True)
 def cross_entropy_grad_kernel_parallel(logits2, labels1, out2):
     """cross_entropy_grad_kernel with the rows in parallel."""
     for r in prange(logits2.shape[0]):

@@ -9,7 +9,7 @@ from numba import prange
 from ....ir.types import DType
 from ....ops.random import (_GOLDEN, _LOW32, _M1, _M2, _S11, _S27, _S30, _S31, _S32, _S40,
                             _TWO_PI)
-from ..jit import njit
+from ..jit import kernel
 from . import lowering
 
 
@@ -21,7 +21,7 @@ def _emit(kind: int, ctx, node, ins, outs, p=0.0) -> list[str]:
     return [f"{kernel}({outs[0]}, {seed}, {ins[0]}[()], {kind}, {float(p)!r}, {narrow})"]
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def _mix(z):
     """splitmix64's finaliser: a bijection of uint64 with good avalanche."""
     z = (z ^ (z >> _S30)) * _M1
@@ -29,7 +29,7 @@ def _mix(z):
     return z ^ (z >> _S31)
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def _random_element(flat, i, key, kind, p, narrow, scale):
     bits = _mix(key + (np.uint64(i) + np.uint64(1)) * _GOLDEN)
     if kind == 0:
@@ -46,7 +46,7 @@ def _random_element(flat, i, key, kind, p, narrow, scale):
         flat[i] = scale if keep else 0.0
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def random_kernel(out, seed, counter, kind, p, narrow):
     """Fill `out` (any shape, C order): kind 0 uniform, 1 normal, 2 dropout mask with rate p;
     `narrow` says out is f32 (24-bit uniforms).  Element i depends only on (seed, counter, i),
@@ -58,7 +58,7 @@ def random_kernel(out, seed, counter, kind, p, narrow):
         _random_element(flat, np.uint64(i), key, kind, p, narrow, scale)
 
 
-@njit(cache=True, parallel=True)
+@kernel(cache=True, parallel=True)
 def random_kernel_parallel(out, seed, counter, kind, p, narrow):
     """random_kernel with the elements in parallel."""
     flat = out.reshape(out.size)

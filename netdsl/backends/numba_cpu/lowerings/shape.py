@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..jit import njit
+from ..jit import kernel
 from . import lowering
 
 
@@ -81,7 +81,7 @@ def lower_broadcast_to(ctx, node, ins, outs):
     return _copy(outs, source)
 
 
-@njit(cache=True)
+@kernel(cache=True)
 def iota_kernel(out3):
     """out3[i, j, k] = j: an iota along the middle axis of a (before, along, after) view."""
     for i in range(out3.shape[0]):
