@@ -181,7 +181,7 @@ def test_a_whole_driver_has_a_reversed_twin_of_its_first_library_calls(tmp_path,
     assert module.warm_up.signatures == [signature]
 
 
-def test_the_twin_is_helped_only_where_a_library_kernel_is_uncached(tmp_path, monkeypatch):
+def test_the_twin_is_helped_only_where_a_separate_function_is_uncached(tmp_path, monkeypatch):
     from netdsl.backends.numba_cpu import numba_cache, target
     monkeypatch.setenv("NETDSL_COMPILE_JOBS", "2")
     helped = []
@@ -191,11 +191,11 @@ def test_the_twin_is_helped_only_where_a_library_kernel_is_uncached(tmp_path, mo
     spawned, spawn = [], compile_helper._spawn
     monkeypatch.setattr(compile_helper, "_spawn",
                         lambda work: spawned.append(spawn(work)) or spawned[-1])
-    monkeypatch.setattr(numba_cache, "library_uncached", lambda module: False)
+    monkeypatch.setattr(numba_cache, "separate_uncached", lambda module: False)
     _, compile_tiny = _tiny_step(tmp_path / "cached")
     compile_tiny()
     assert helped == [[]] and spawned == []
-    monkeypatch.setattr(numba_cache, "library_uncached", lambda module: True)
+    monkeypatch.setattr(numba_cache, "separate_uncached", lambda module: True)
     compiled = _tiny_step(tmp_path / "uncached")[1]()
     assert helped[-1] == ["warm_up"] and len(spawned) == 1 and spawned[0] > 0
     assert compile_helper._session is None and not compile_helper._helpers

@@ -15,8 +15,8 @@ function is typed, lowered, optimised and compiled to machine code on its own, ~
 for a small kernel, and a plain call makes Numba link its IR into every caller's module,
 where LLVM optimises and compiles it again), except
   * loop nests that occur several times with the same source (Adam's update of every 2-D
-    weight, a ReLU epilogue per layer): one shared `@njit` function, typed once (and linked
-    into the driver: small, and a separate call would cost its own cache load warm),
+    weight, a ReLU epilogue per layer): one shared `@njit` function, typed once and called
+    separately, so that a compile helper can compile it beside the driver,
   * loop nests large enough to pay for threads (`parallel_min` elements with every symbolic
     dim at `size_hint`, default 2^20): a `parallel=True` function whose outermost loop is a
     `prange` (about 0.3-1 s more compile each, and threads only pay on idle cores), and
@@ -28,8 +28,8 @@ where LLVM optimises and compiles it again), except
     its content hash: the driver imports it (`from netdsl_generated_<key> import segment as
     block_0`) and the target loads it first, so another model (a 6-block net after a 12-block
     one) that repeats the same block loads it from Numba's cache instead of compiling it.
-Library kernels (lowerings/), segments, scan bodies and parallel kernels are called
-separately (separate.py): the caller declares the callee's compiled function under a stable
+Library kernels (lowerings/), shared and parallel loop nests, segments and scan bodies are
+called separately (separate.py): the caller declares the callee's compiled function under a stable
 symbol instead of taking in its code, so each is compiled once, in its own module (LeNet's
 cold compile 20.5 -> 16.1 s, deep_residual's step 44.6 -> 37.0 s).
 A long driver (over parts.SPLIT_ABOVE statements) is cut into parts of about 40 statements,
@@ -95,9 +95,10 @@ class CodegenOptions:
     share_repeated: bool = True      # nests that repeat become one shared njit function
     # Parameters from which the driver takes them as one table of addresses (param_table.py);
     # 0: always.  Below it one argument each compiles as fast or faster (MLP, 18 parameters:
-    # ~2% less CPU time with arguments; deep_residual, 236: its driver's LLVM time ~3x less
-    # with the table).
-    param_table_min: int = 40
+    # ~2% less CPU time with arguments, and the same cold compile within the noise; LeNet-5,
+    # 30, a driver in three parts each taking every argument: 5.3-5.7 s cold against 5.7-6.2
+    # with arguments, three runs each; deep_residual, 236: its driver's LLVM time ~3x less).
+    param_table_min: int = 20
     fastmath: frozenset = FASTMATH
 
 

@@ -349,13 +349,13 @@ class FunctionWriter:
             module.functions[source] = shared
             decorator = (f"@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', "
                          f"parallel={parallel}, {INTERNAL})")
-            # A small repeated nest is linked into the driver as before (measured: called
-            # separately, LeNet's cold compile took 18.1 s against 16.1 s and its warm load
-            # 0.79 s against 0.67 s, each a cache load of its own); a parallel one, whose
-            # compile is long, separately (separate.py).
+            # Called separately (separate.py), so that a compile helper can compile it beside
+            # the driver (compile_helper.py: the MLP step's cold compile 3.2-3.4 s linked,
+            # 2.45-2.5 s so; LeNet's the same within the noise; warm loads and the steps'
+            # times unchanged).  Before the helpers, linked was faster (LeNet 16.1 s against
+            # 18.1 s separately).
             module.add_function(shared, [decorator, source.replace("def kernel(",
-                                                                   f"def {shared}(", 1)],
-                                separate=parallel)
+                                                                   f"def {shared}(", 1)])
             module.counts["parallel" if parallel else "shared"] += 1
         if shared is not None:
             module.counts["calls"] += 1

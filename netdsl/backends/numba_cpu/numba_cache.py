@@ -69,13 +69,14 @@ def holds(dispatcher, signature: tuple) -> bool:
         return False
 
 
-def library_uncached(module) -> bool:
-    """Whether a library kernel that `module` (a generated module) calls separately has no
-    entry at all in Numba's cache (a machine, or a cache directory, that never compiled it);
-    False where Numba's internals are not what this expects."""
+def separate_uncached(module) -> bool:
+    """Whether a function that `module` (a generated module) calls separately, a library
+    kernel or one of its own, has no entry at all in Numba's cache (a machine, or a cache
+    directory, that never compiled it); False where Numba's internals are not what this
+    expects."""
     for value in vars(module).values():
         dispatcher = getattr(value, "dispatcher", None)
-        if dispatcher is None or dispatcher.py_func.__module__ == module.__name__:
+        if dispatcher is None:
             continue
         try:
             if not _index(dispatcher):

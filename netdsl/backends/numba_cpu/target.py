@@ -88,9 +88,10 @@ class NumbaCpuTarget(Target):
 
 def _helped(module, generated, driver, signature) -> list[str]:
     """What a helper compiles beside the driver (compile_helper.py): the parts of a split
-    driver; the reversed twin of a whole one (parts.warm_up) where a library kernel it calls
-    was never compiled into Numba's cache (else the twin's work is all linked loop nests,
-    which both processes would compile); nothing where Numba's cache holds the driver."""
+    driver; the reversed twin of a whole one (parts.warm_up) where a function it calls
+    separately (a library kernel, a shared loop nest) was never compiled into Numba's cache
+    (else the twin's work is all linked loop nests, which both processes would compile);
+    nothing where Numba's cache holds the driver."""
     from . import numba_cache
     if numba_cache.holds(driver, signature):
         return []
@@ -98,7 +99,7 @@ def _helped(module, generated, driver, signature) -> list[str]:
     if parts:
         return parts
     return ["warm_up"] if hasattr(module, "warm_up") and \
-        numba_cache.library_uncached(module) else []
+        numba_cache.separate_uncached(module) else []
 
 
 def _start_thread_pool() -> None:
