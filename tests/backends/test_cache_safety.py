@@ -82,7 +82,9 @@ def _copy(good: Path, tmp_path: Path) -> Path:
 
 
 def _module(cache: Path) -> Path:
-    (module,) = cache.glob("nd_*.py")
+    """The driver's module (the others hold shared loop nests and segments)."""
+    (module,) = [path for path in cache.glob("nd_*.py")
+                 if not path.read_text().startswith('"""netdsl generated segment')]
     return module
 
 

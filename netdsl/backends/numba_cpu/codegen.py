@@ -16,7 +16,9 @@ for a small kernel, and a plain call makes Numba link its IR into every caller's
 where LLVM optimises and compiles it again), except
   * loop nests that occur several times with the same source (Adam's update of every 2-D
     weight, a ReLU epilogue per layer): one shared `@njit` function, typed once and called
-    separately, so that a compile helper can compile it beside the driver,
+    separately, so that a compile helper can compile it beside the driver; each in a module
+    of its own named by its content hash, like a segment (below), so that another model with
+    the same nest (Adam's update, an epilogue) loads it from Numba's cache,
   * loop nests large enough to pay for threads (`parallel_min` elements with every symbolic
     dim at `size_hint`, default 2^20): a `parallel=True` function whose outermost loop is a
     `prange` (about 0.3-1 s more compile each, and threads only pay on idle cores), and
@@ -133,6 +135,7 @@ class ModuleWriter:
         self.definitions: dict[str, list[str]] = {}  # module function name -> its lines
         self.segment_modules: dict[str, str] = {}    # cache key -> source of a segment module
         self.segment_imports: list[str] = []
+        self.standalone: set[str] = set()            # names imported from segment modules
 
     def add_function(self, name: str, lines: list[str], separate: bool = True) -> None:
         """A module-level function (decorator and definition lines), which only generated code
@@ -151,14 +154,14 @@ class ModuleWriter:
     def global_names(self) -> set[str]:
         """Names a driver line may read from the module (not from the driver's locals)."""
         return (set(self.functions.values()) | set(self.bodies.values()) |
-                set(self.segments.values()) | set(self.definitions) | set(self.ctx.imports) |
-                _MODULE_NAMES)
+                set(self.segments.values()) | self.standalone | set(self.definitions) |
+                set(self.ctx.imports) | _MODULE_NAMES)
 
     def separate_names(self) -> set[str]:
         """Names of the functions generated code calls separately (separate.py): library
         kernels, and this module's functions and segments compiled on their own."""
         return {local for local, (module, attribute) in self.ctx.imports.items()
-                if called_separately(module, attribute)} | set(self.segments.values()) | \
+                if called_separately(module, attribute)} | self.standalone | \
             {name for name, lines in self.definitions.items() if lines[0] == _SEPARATELY}
 
     def segment_function(self, text: str, n_params: int) -> str:
@@ -169,19 +172,26 @@ class ModuleWriter:
             params = ", ".join(f"a{k}" for k in range(n_params))
             lines = [_INTERNAL_DECORATOR, f"def {name}({params}):",
                      *("    " + line for line in text.splitlines()), "    return 0"]
-            source = self._segment_module(lines)
-            if source is None:                      # reads something only this module has
-                self.add_function(name, lines)
-            else:
-                from .. import cache
-                from .numba_cache import toolchain
-                key = cache.cache_key(source, "cpu", toolchain())
-                self.segment_modules[key] = source
-                self.segment_imports.append(
-                    f"from netdsl_generated_{key} import segment as {name}")
+            self.add_standalone(name, lines, "a repeated run of kernel groups")
             self.counts["segments"] += 1
         self.counts["segment_calls"] += 1
         return name
+
+    def add_standalone(self, name: str, lines: list[str], what: str) -> None:
+        """A function only generated code calls (decorator and definition lines), in a module
+        of its own named by its content hash where it can be (see the module docstring), so
+        that other models with the same function load it from Numba's cache; else in this
+        module.  Called separately either way."""
+        source = self._segment_module(lines, what)
+        if source is None:                          # reads something only this module has
+            self.add_function(name, lines)
+            return
+        from .. import cache
+        from .numba_cache import toolchain
+        key = cache.cache_key(source, "cpu", toolchain())
+        self.segment_modules[key] = source
+        self.segment_imports.append(f"from netdsl_generated_{key} import segment as {name}")
+        self.standalone.add(name)
 
     def body_function(self, graph: Graph, serial: bool = False) -> str:
         """An njit function `f(*inputs, *outputs)` computing `graph` (a scan body); `serial`:
@@ -204,7 +214,7 @@ class ModuleWriter:
             self.counts["bodies"] += 1
         return self.bodies[key]
 
-    def _segment_module(self, lines: list[str]) -> str | None:
+    def _segment_module(self, lines: list[str], what: str) -> str | None:
         """The source of a module holding a segment's function (`lines`, renamed `segment`)
         and the functions it calls, each renamed `f_<k>` in order of first use, so that the
         text (and its cache key) does not depend on the rest of the model; None when the
@@ -243,7 +253,7 @@ class ModuleWriter:
         segment = [_SEPARATELY, lines[0], re.sub(r"^def \w+\(", "def segment(", rename(lines[1])),
                    *(rename(line) for line in lines[2:])]
         import_lines = self.ctx.import_lines(only=imports)
-        return "\n".join(['"""netdsl generated segment (a repeated run of kernel groups)"""',
+        return "\n".join([f'"""netdsl generated segment ({what})"""',
                           *_HEADER, *import_lines, "", self.fastmath_line(), "",
                           *body, *segment]) + "\n"
 

@@ -354,8 +354,8 @@ class FunctionWriter:
             # 2.45-2.5 s so; LeNet's the same within the noise; warm loads and the steps'
             # times unchanged).  Before the helpers, linked was faster (LeNet 16.1 s against
             # 18.1 s separately).
-            module.add_function(shared, [decorator, source.replace("def kernel(",
-                                                                   f"def {shared}(", 1)])
+            module.add_standalone(shared, [decorator, *source.replace(
+                "def kernel(", f"def {shared}(", 1).splitlines()], "a shared loop nest")
             module.counts["parallel" if parallel else "shared"] += 1
         if shared is not None:
             module.counts["calls"] += 1
