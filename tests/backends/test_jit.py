@@ -43,6 +43,30 @@ def test_a_caller_keeps_no_weak_copy_that_another_loaded_definition_could_replac
     assert llvm.Linkage.internal in linkages.values()
 
 
+def _cube_in_parallel(n, a, b):
+    for i in numba.prange(n):
+        b[i] = a[i] ** 3
+
+
+def test_a_parallel_loop_is_private_to_its_caller():
+    """Numba defines a parallel loop's gufunc `weak_odr`, named after the parfor object's id
+    and a process-wide counter, which a forked compile helper repeats: a loop compiled there
+    and another here could share a name, and the JIT ran the one's code for the other's
+    (found by the differential tester: `t1 ** 3` computed `exp(t1)`).  Ours are internal."""
+    signature = (numba.int64, numba.float32[::1], numba.float32[::1])
+    ours = njit(parallel=True)(_cube_in_parallel)
+    numbas = numba.njit(parallel=True)(_cube_in_parallel)
+    for compiled in (ours, numbas):
+        compiled.compile(signature)
+    assert llvm.Linkage.weak_odr in _linked_definitions(numbas).values()
+    linkages = _linked_definitions(ours)
+    gufuncs = {name: linkage for name, linkage in linkages.items() if "parfor_gufunc" in name}
+    assert gufuncs and set(gufuncs.values()) == {llvm.Linkage.internal}
+    a, b = np.linspace(-3.0, 3.0, 7).astype(np.float32), np.zeros(7, np.float32)
+    ours(7, a, b)
+    np.testing.assert_allclose(b, a ** 3, rtol=1e-6)
+
+
 def test_the_pipeline_is_the_default_and_an_explicit_one_is_kept():
     from numba.core.compiler import Compiler
 

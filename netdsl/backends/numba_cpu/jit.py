@@ -16,6 +16,14 @@ Here the linked copies become `internal` before the caller's module is optimised
 caller's object code, the one Numba caches, always calls its own copies, compiled or loaded.
 (Functions called through separate.py are not linked at all: one copy, called by symbol.)
 
+The same goes for a parallel loop's gufunc, which Numba defines `weak_odr` under a name made
+of the id of its parfor object and a process-wide counter (`__gufunc__...
+__numba_parfor_gufunc_0x7f...B2v6...`).  A compile helper (compile_helper.py) is forked from
+this process and numbers its objects alike, so two different loops, one compiled in each
+process, could get one name; once both were loaded, the JIT bound calls of one to the other's
+code.  The differential tester found it: `t1 ** 3` computed `exp(t1)`, whose loop had the
+same argument types, in 5 of 8 runs of two programs.  Internal, each loop is its caller's.
+
 `kernel` is `njit` for the library kernels beside the lowerings, which only compiled code
 calls: without Numba's entry points for Python and C callers (`no_cpython_wrapper`,
 `no_cfunc_wrapper`).  Numba builds those wrappers for every signature it compiles, ~0.07 s
@@ -32,12 +40,18 @@ from numba.core import compiler
 from numba.core.codegen import JITCodeLibrary
 
 
+# Linkages of what Numba links into a caller (copies of callees, parallel loops' gufuncs);
+# the library's own functions, which Numba finds by name, are `external`.
+_LINKED = frozenset({llvm.Linkage.linkonce_odr, llvm.Linkage.linkonce_any,
+                     llvm.Linkage.weak_odr, llvm.Linkage.weak_any})
+
+
 class OwnCopiesLibrary(JITCodeLibrary):
     """A code library whose linked-in functions are private to it (see the module docstring)."""
 
     def _optimize_final_module(self):
         for function in self._final_module.functions:
-            if not function.is_declaration and function.linkage == llvm.Linkage.linkonce_odr:
+            if not function.is_declaration and function.linkage in _LINKED:
                 function.linkage = "internal"
         super()._optimize_final_module()
 

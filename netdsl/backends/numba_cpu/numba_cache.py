@@ -18,10 +18,16 @@ from pathlib import Path
 from ..cache import _remove, _shorten, note
 
 
+# Bumped when the machine code netdsl caches changes meaning for the same source (2: parallel
+# loops' gufuncs private to their caller, jit.py), so that no older entry is loaded.
+OBJECT_FORMAT = 2
+
+
 def toolchain() -> str:
-    """What the compile cache key names for this target's compiler: Numba and its version."""
+    """What the compile cache key names for this target's compiler: Numba and its version,
+    and netdsl's OBJECT_FORMAT."""
     import numba
-    return f"numba {numba.__version__}"
+    return f"numba {numba.__version__}; objects {OBJECT_FORMAT}"
 
 
 def guard(module, module_path: Path) -> None:
