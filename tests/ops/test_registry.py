@@ -463,11 +463,13 @@ def test_parallel_forms_are_listed(name):
 
 
 def _uses_threads(generated) -> bool:
-    """Does the generated driver run parallel code: a `parallel=True` function of its own, or
-    a library kernel it imports that was compiled with parallel=True or calls one (the
-    parallel kernels keep their prange in a function of its own, called separately)?"""
+    """Does the generated driver run parallel code: a `parallel=True` function of its own or
+    of a segment module it imports (a shared loop nest), or a library kernel it imports that
+    was compiled with parallel=True or calls one (the parallel kernels keep their prange in a
+    function of its own, called separately)?"""
     import importlib
-    if "parallel=True" in generated.source:
+    if any("parallel=True" in source
+           for source in [generated.source, *generated.segments.values()]):
         return True
     return any(_runs_threads(getattr(importlib.import_module(module), attribute, None))
                for module, attribute in generated.imports)
