@@ -41,7 +41,8 @@ def max_pool2d_2x2_kernel(x, out):
     CNNs'), unrolled: 3.4x faster on LeNet's first pooling (0.30 -> 0.09 ms at b64).  The
     maxima are taken in the general loop's order, so NaN and ties come out the same.  A
     kernel of its own, picked when the code is generated, so that a model compiles only the
-    loops it runs (both, behind a test at run time, cost 0.26 s more of a cold LeNet)."""
+    loops it runs (both, behind a test at run time, with the gradient's two: a cold LeNet in
+    6.3 s against 5.9)."""
     n, c, height, width = x.shape
     x3 = x.reshape(n * c, height, width)
     out3 = out.reshape(n * c, out.shape[2], out.shape[3])
