@@ -16,16 +16,16 @@ from ...ir.types import DimLike, Sym, evaluate_dim, opaque_source, opaque_symbol
 from ...passes.fusion import FusedGraph, KernelGroup
 from ...passes.memory import ALIGN, MemoryPlan
 from ..loopir import build_loop_nest, collapse, extents, mark_parallel, parallelizable
-from .jit import INTERNAL_OPTIONS
 from .parts import carves_for, split_driver, warm_up
 from .render import kernel_source, render_nest
 from .segments import share_repeats
 
 # The njit options of the functions only generated code calls (shared kernels, segments, scan
-# bodies): no entry points for Python or C callers, as jit.kernel's for library kernels.
-# Numba's wrappers unbox (or box) every array argument, about as much IR as a small kernel
-# itself, compiled and then never used.
-INTERNAL = ", ".join(f"{option}={value}" for option, value in INTERNAL_OPTIONS.items())
+# bodies): no entry points for Python or C callers, as jit.INTERNAL_OPTIONS for library kernels
+# (written out here: this module must import without Numba, for `netdsl check`).  Numba's
+# wrappers unbox (or box) every array argument, about as much IR as a small kernel itself,
+# compiled and then never used.
+INTERNAL = "no_cpython_wrapper=True, no_cfunc_wrapper=True"
 # The driver's reversed twin is only ever compiled, in a helper: not cached (nothing loads it).
 _WARM_UP_DECORATOR = f"@njit(fastmath=_FASTMATH, error_model='numpy', {INTERNAL})"
 
