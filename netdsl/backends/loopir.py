@@ -1,12 +1,14 @@
 """Loop IR: a target-neutral loop nest for elementwise, reduction and epilogue kernel groups.
 
 A `LoopNest` is an index space (a shape, with symbolic dims), the loads of the group's inputs
-(each array dim either follows a loop axis or is broadcast), a straight-line scalar body of
+(each array dim either follows a loop axis or is broadcast; a window's load adds its offset per
+axis: passes/fusion.py), a straight-line scalar body of
 expression trees (backends/expr.py: one typed local per node, parsed from the ops' kernel
 templates), full-index stores of the values the group exports, and at most one reduction over
 some axes, accumulated by the reduction op's own rule (identity, combine, finish).
 `collapse()` drops axes of extent 1 and merges adjacent axes that every array indexes the same
-way (a contiguous elementwise chain becomes one flat loop; `x[B, N] + b[N]` stays two loops),
+way (a contiguous elementwise chain becomes one flat loop; `x[B, N] + b[N]` stays two loops;
+a nest with a shifted load or store keeps every axis, each indexed on its own),
 and marks each loop serial or reduce; `mark_parallel()` marks the outermost loop parallel where
 that is allowed.  Each target renders the nest in its own dialect (numba_cpu/render.py).
 
@@ -21,17 +23,20 @@ import numpy as np
 
 from ..ir.graph import Node, Value
 from ..ir.types import DimLike, DType, dim_prod
-from ..passes.fusion import KernelGroup, elementwise_template, is_scalar_constant
+from ..passes.fusion import (KernelGroup, elementwise_template, is_identity_window,
+                             is_scalar_constant, tile_offsets, window_offsets)
 from .expr import Cast, Const, Expr, Ref, parse_template
 
 
 @dataclass
 class Load:
-    """An input array; axes[k] is 'i' (follows the loop axis), 'b' (broadcast) or None (absent)."""
+    """An input array; axes[k] is 'i' (follows the loop axis), 'b' (broadcast) or None (absent).
+    `offsets`, for a window's load: added to the array's index per array axis."""
 
     value: Value
     axes: tuple[str | None, ...]
     local: str
+    offsets: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -43,8 +48,11 @@ class Stmt:
 
 @dataclass
 class Store:
+    """A full-index store; `offsets`, for a tiling node's store: added to the index per axis."""
+
     value: Value
     local: str
+    offsets: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -124,9 +132,31 @@ def build_loop_nest(group: KernelGroup, constants: dict[int, Node]) -> LoopNest:
             local_of[value.id] = Ref(local, value.dtype)
         return local_of[value.id]
 
+    def window(node: Node) -> list[Expr] | None:
+        """A window node's shifted load (None for any other node)."""
+        offsets = window_offsets(node) if elementwise_template(node) is None else None
+        if offsets is None:
+            return None
+        if is_identity_window(node, offsets):
+            return [operand(node.inputs[0])]
+        local = f"x{len(loads)}"
+        source = node.inputs[0]
+        loads.append(Load(source, _axes_of(node.outputs[0], shape), local, offsets))
+        return [Ref(local, source.dtype)]
+
+    tiled: list[Store] = []
     for node in nodes:
-        template, data = elementwise_template(node)
-        operands = [operand(node.inputs[i]) for i in data]
+        tiles = tile_offsets(node) if elementwise_template(node) is None else None
+        if tiles is not None:                      # each input stored at its offset
+            tiled += [Store(node.outputs[0], local_of[v.id].name, offsets)
+                      for v, offsets in zip(node.inputs, tiles)]
+            continue
+        operands = window(node)
+        if operands is not None:
+            template = "{0}"
+        else:
+            template, data = elementwise_template(node)
+            operands = [operand(node.inputs[i]) for i in data]
         expr = parse_template(template, operands, node.attrs, _float_dtype(node))
         local = f"t{len(body)}"
         out = node.outputs[0]
@@ -134,7 +164,7 @@ def build_loop_nest(group: KernelGroup, constants: dict[int, Node]) -> LoopNest:
         local_of[out.id] = Ref(local, out.dtype)
     exported = {v.id for v in group.outputs}
     stores = [Store(n.outputs[0], local_of[n.outputs[0].id].name) for n in nodes
-              if n.outputs[0].id in exported]
+              if n.outputs[0].id in exported and n.outputs[0].id in local_of] + tiled
     reduction = None
     if group.kind == "reduction":
         anchor = group.anchor
@@ -152,6 +182,9 @@ def _kind(reduction: Reduction | None, axis: int) -> str:
 def collapse(nest: LoopNest) -> LoopNest:
     """Drop extent-1 axes and merge adjacent axes that all arrays treat alike."""
     reduced = nest.reduction.axes if nest.reduction else frozenset()
+    if any(x.offsets is not None for x in (*nest.loads, *nest.stores)):   # each axis indexed
+        return replace(nest, groups=[[a] for a in range(len(nest.shape))],
+                       kinds=[_kind(nest.reduction, a) for a in range(len(nest.shape))])
     keep = [a for a in range(len(nest.shape)) if nest.shape[a] != 1]
 
     def signature(axis: int) -> tuple:

@@ -48,6 +48,17 @@ class Concat:
         pieces = b.op("split", grads[0], *inputs, axis=axis)
         return tuple(pieces)
 
+    def tiles(*types, axis: int = 0):
+        """Each input's start in the output per axis (None past a symbolic size)."""
+        axis = normalize_axis(axis, types[0].rank)
+        starts, offset = [], 0
+        for t in types:
+            if not isinstance(offset, int):
+                return None
+            starts.append(tuple(offset if k == axis else 0 for k in range(t.rank)))
+            offset = dim_add(offset, t.shape[axis])
+        return starts
+
     def examples():
         f32 = DType.f32
         return [((TensorType(f32, (2, 3)), TensorType(f32, (2, 5))), {"axis": 1}),

@@ -143,6 +143,25 @@ class Slice:
         return (b.op("slice_grad", grads[0], inputs[0], starts=starts, stops=stops, steps=steps,
                      squeeze=squeeze),)
 
+    def window(a, starts=(), stops=(), steps=(), squeeze=()):
+        """The start of the box per axis, for unit steps and no squeeze (else None); on a
+        symbolic axis only a start counted from the front (it cannot be clamped)."""
+        if squeeze:
+            return None
+        offsets = []
+        for dim, (start, _, step) in zip(a.shape, _axes(a.rank, starts, stops, steps)):
+            if step != 1 or not (start is None or isinstance(start, int)):
+                return None
+            if start is None:
+                start = 0
+            elif not isinstance(dim, int):
+                if start < 0:
+                    return None
+            else:
+                start = min(max(dim + start, 0) if start < 0 else start, dim)
+            offsets.append(start)
+        return tuple(offsets)
+
     def examples():
         f32 = DType.f32
         return [((TensorType(f32, (4, 6, 5)),), slice_attrs(np.s_[:, 1:-1:2, -2])),

@@ -33,6 +33,13 @@ Rules (all plain functions written without `self`; the decorator reads them off 
 * Ops that are not elementwise but that loop nests may still fuse as a scalar expression set
   `fusion_kernel = (template, data inputs)`: broadcast_to and cast `("{0}", (0,))` (a load of
   input 0), full `("{value}", ())`; their other inputs are read for their shape only.
+* Ops whose output is a box of input 0 at unit steps (slice) give `window(input type, **attrs)`:
+  the box's start per axis (ints), or None where this node is not such a box.  A target that
+  asks for it (`fuse(graph, windows=True)`) fuses the node into loop nests as a load of input 0
+  at those offsets, so the box is never copied out.  Ops whose output is their inputs laid
+  side by side (concat) give `tiles(*input types, **attrs)`: each input's start in the output
+  per axis, or None; such a node joins the loop nest that makes all its inputs as stores at
+  those offsets.
 * Ops whose nodes may merge although their attributes differ, or that can drop unused outputs
   and inputs, give the rules CSE and DCE apply (scan does; other ops need neither):
   `merge_key(attrs)` -- nodes of the op on the same inputs with equal keys compute one thing, the
@@ -88,6 +95,8 @@ class OpDef:
     examples: Callable[[], list] | None = None
     reduction: ReductionRule | None = None
     fusion_kernel: tuple[str, tuple[int, ...]] | None = None
+    window: Callable[..., tuple[int, ...] | None] | None = None
+    tiles: Callable[..., list[tuple[int, ...]] | None] | None = None
     merge_key: Callable[[dict], tuple] | None = None
     widen: Callable[[dict], dict] | None = None
     prune: Callable[..., Pruning | None] | None = None
@@ -131,6 +140,8 @@ def op(name: str) -> Callable[[type], OpDef]:
             examples=rule("examples"),
             reduction=members.get("reduction"),
             fusion_kernel=members.get("fusion_kernel"),
+            window=rule("window"),
+            tiles=rule("tiles"),
             merge_key=rule("merge_key"),
             widen=rule("widen"),
             prune=rule("prune"),

@@ -18,6 +18,14 @@ Algorithm (one greedy pass over the nodes in topological order):
   copy).  Scalar constants ("constant" trait) are inlined into the expressions that read them;
   other constants become arguments.  broadcast_to, cast and full fuse as elementwise through
   their `fusion_kernel` rule.
+* With `windows=True` (the cpu target), a node with a `window` rule (a slice at unit steps) opens
+  an elementwise group of its output's shape that reads its input at the window's offsets (a
+  shifted load in the loop nest, no copy); elementwise consumers join it as usual.  A group never
+  holds both a window and the producer of the window's input: an epilogue may run in place over
+  its product, and the shifted reads would see elements already overwritten.  Likewise a node
+  with a `tiles` rule (concat) whose inputs all come from one open elementwise or epilogue group
+  of their shape joins it: the loop nest stores each input at its offset in the output, and the
+  pieces are never stored on their own (unless used elsewhere).
 
 What fusion knows of an op comes from its rules and traits, never its name.
 
@@ -175,6 +183,30 @@ def is_elementwise(node: Node) -> bool:
     return elementwise_template(node) is not None
 
 
+def window_offsets(node: Node) -> tuple[int, ...] | None:
+    """The offsets at which a window node (see the module docstring) reads its input 0, or
+    None when the node is not one."""
+    if node.op.window is None or len(node.outputs) != 1 or not node.inputs:
+        return None
+    offsets = node.op.window(node.inputs[0].type, **node.attrs)
+    if offsets is None or len(offsets) != node.outputs[0].rank:
+        return None
+    return tuple(offsets)
+
+
+def tile_offsets(node: Node) -> list[tuple[int, ...]] | None:
+    """Where a tiling node (see the module docstring) stores each input in its output, or
+    None when the node is not one."""
+    if node.op.tiles is None or len(node.outputs) != 1 or len(node.inputs) < 2:
+        return None
+    return node.op.tiles(*(v.type for v in node.inputs), **node.attrs)
+
+
+def is_identity_window(node: Node, offsets: tuple[int, ...]) -> bool:
+    """A window that is its whole input (x[0:n] of n): a plain elementwise copy."""
+    return not any(offsets) and tuple(node.inputs[0].shape) == tuple(node.outputs[0].shape)
+
+
 def is_fusable_reduction(node: Node) -> bool:
     """A reduction the loop IR knows how to emit (else it is an op group)."""
     return (node.op.reduction is not None and len(node.inputs) == 1
@@ -193,8 +225,9 @@ def anchor_kind(node: Node) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # the pass
 
-def fuse(graph: Graph) -> FusedGraph:
-    """Partition `graph` into kernel groups (see the module docstring)."""
+def fuse(graph: Graph, windows: bool = False) -> FusedGraph:
+    """Partition `graph` into kernel groups (see the module docstring); `windows`: fuse window
+    nodes as shifted loads (a target whose loop nests render them asks for it)."""
     part = Partition(graph)
     constants: list[Node] = []
     for node in graph.nodes:
@@ -202,8 +235,15 @@ def fuse(graph: Graph) -> FusedGraph:
             constants.append(node)
             continue
         template = elementwise_template(node)
+        offsets = window_offsets(node) if windows and template is None else None
         if template is not None:
             _place_elementwise(part, node, template[1])
+        elif offsets is not None and is_identity_window(node, offsets):
+            _place_elementwise(part, node, (0,))
+        elif offsets is not None:
+            part.new("elementwise", node, tuple(node.outputs[0].shape))
+        elif windows and _place_tiles(part, node):
+            pass
         elif is_fusable_reduction(node):
             source = node.inputs[0]
             candidate = part.group_of_value(source)
@@ -244,7 +284,8 @@ def _place_elementwise(part: Partition, node: Node, data: tuple[int, ...]) -> No
     for g in candidates:
         if g.anchor is not None and any(c.anchor is not None for c in chosen):
             continue                                   # one matmul/conv per group
-        if part.acyclic(chosen + [g], node) and not _feeds_anchor(part, chosen + [g]):
+        if part.acyclic(chosen + [g], node) and not _feeds_anchor(part, chosen + [g]) \
+                and not _window_meets_source(chosen + [g]):
             chosen.append(g)
     if not chosen:
         part.new("elementwise", node, shape)
@@ -257,12 +298,40 @@ def _place_elementwise(part: Partition, node: Node, data: tuple[int, ...]) -> No
     part.add(target, node)
 
 
+def _place_tiles(part: Partition, node: Node) -> bool:
+    """Add a tiling node to the open group that makes all its inputs, if there is one."""
+    if tile_offsets(node) is None:
+        return False
+    groups = {id(g): g for g in (part.group_of_value(v) for v in node.inputs)}
+    if len(groups) != 1:
+        return False
+    group = next(iter(groups.values()))
+    if group is None or not group.open or group.kind not in ("elementwise", "matmul", "conv") \
+            or any(tuple(v.shape) != group.shape for v in node.inputs) \
+            or (group.anchor is not None and group.anchor.outputs[0] in node.inputs):
+        return False
+    part.add(group, node)
+    return True
+
+
 def _feeds_anchor(part: Partition, groups: list[KernelGroup]) -> bool:
     """Would one group's nodes produce an input of another's matmul/conv anchor?  An anchored
     kernel runs its anchor first and its epilogue after, so a producer of the anchor's
     operands (`tanh(x)` in `tanh(x) @ w + tanh(x)`) must stay in a kernel of its own."""
     return any(a.anchor is not None and a.kind in ("matmul", "conv") and
                part.deps[a.id] & part.bits[b.id] for a in groups for b in groups if b is not a)
+
+
+def _window_meets_source(groups: list[KernelGroup]) -> bool:
+    """Would one kernel hold a window and the producer of the window's input?"""
+    nodes = [n for g in groups for n in g.nodes]
+    sources = set()
+    for n in nodes:
+        if n.op.window is not None and elementwise_template(n) is None:
+            offsets = window_offsets(n)
+            if offsets is not None and not is_identity_window(n, offsets):
+                sources.add(n.inputs[0].id)
+    return bool(sources) and any(v.id in sources for n in nodes for v in n.outputs)
 
 
 def _compute_interfaces(graph: Graph, groups: list[KernelGroup],
@@ -292,4 +361,5 @@ def _compute_interfaces(graph: Graph, groups: list[KernelGroup],
                         group.outputs.append(value)
 
 
-__all__ = ["FusedGraph", "FusionReport", "KernelGroup", "fuse", "value_names"]
+__all__ = ["FusedGraph", "FusionReport", "KernelGroup", "fuse", "is_identity_window",
+           "tile_offsets", "value_names", "window_offsets"]

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..ir.graph import Value
 from ..ir.types import DType, evaluate_dim
-from .fusion import FusedGraph, KernelGroup
+from .fusion import FusedGraph, KernelGroup, elementwise_template, window_offsets
 
 ALIGN = 16            # elements; 64 bytes for f32
 SIZE_HINT = 64        # a symbolic dim's assumed value when choosing between slots of other sizes
@@ -130,6 +130,8 @@ def plan_memory(fused: FusedGraph) -> MemoryPlan:
             value_id = root[value_id]
         return value_id
 
+    windowed = {n.inputs[0].id for g in groups if g.kind != "op" for n in g.nodes
+                if window_offsets(n) is not None and elementwise_template(n) is None}
     for t, group in enumerate(groups):
         if group.kind == "view":
             source, out = group.nodes[0].inputs[0], group.nodes[0].outputs[0]
@@ -142,7 +144,10 @@ def plan_memory(fused: FusedGraph) -> MemoryPlan:
             last[r] = max(last.get(r, -1), t)
             anchor_reads = group.anchor is not None and group.kind != "reduction" and \
                 value in group.anchor.inputs
-            reads.setdefault(r, []).append((t, not anchor_reads and r == value.id))
+            # A window reads other elements than the one written in the same iteration.
+            shifted = value.id in windowed
+            reads.setdefault(r, []).append((t, not anchor_reads and not shifted and
+                                            r == value.id))
         for value in _buffered(group):
             defined.setdefault(value.id, t)
             last.setdefault(value.id, t)

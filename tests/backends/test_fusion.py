@@ -134,3 +134,114 @@ def test_matmul_group_holds_no_producer_of_its_operands():
 def test_residual_around_a_matmul_compiles_right():
     graph = _prologue_graph()
     assert_matches_reference(graph, random_arrays(graph))
+
+
+# ---------------------------------------------------------------------------------------------
+# windows: slices at unit steps read as shifted loads (the cpu target's fuse(windows=True))
+
+def _gates_graph() -> Graph:
+    """An LSTM cell's shape of computation: one [B, 8] product split into four gates."""
+    b = GraphBuilder(Graph())
+    x, w = b.input("x", t32(B, 3)), b.input("w", t32(3, 8))
+    c = b.input("c", t32(B, 2))
+    z = b.op("tanh", b.op("matmul", x, w))
+    gates = [b.op("slice", z, starts=(None, 2 * k), stops=(None, 2 * k + 2)) for k in range(4)]
+    i, f, g, o = (b.op(name, gate) for name, gate in zip(("sigmoid",) * 2 + ("tanh", "sigmoid"),
+                                                            gates))
+    cell = b.op("add", b.op("mul", f, c), b.op("mul", i, g))
+    b.graph.outputs = {"h": b.op("mul", o, b.op("tanh", cell)), "c": cell}
+    return b.graph
+
+
+def test_slices_fuse_into_their_consumers_as_shifted_loads_only_where_asked():
+    graph = _gates_graph()
+    assert [k for k, _ in kinds(fuse(graph))].count("op") == 4          # four copies
+    fused = fuse(graph, windows=True)
+    assert kinds(fused)[0] == ("matmul", ["matmul", "tanh"])
+    assert kinds(fused)[1][0] == "elementwise" and \
+        [n for n in kinds(fused)[1][1] if n == "slice"] == ["slice"] * 4
+    assert len(fused.groups) == 2
+    assert_matches_reference(graph, random_arrays(graph, batch=5),
+                             compile_graph(graph, "cpu"))
+
+
+def test_a_window_never_shares_a_kernel_with_the_producer_of_what_it_reads():
+    """`m[:, 1:] + m[:, :-1]` after a matmul: the epilogue writes over m in place, so the
+    shifted reads of m must run in a kernel after it."""
+    b = GraphBuilder(Graph())
+    m = b.op("matmul", b.input("x", t32(B, 3)), b.input("w", t32(3, 5)))
+    right = b.op("slice", m, starts=(None, 1))
+    left = b.op("slice", m, starts=(None, 0), stops=(None, -1))
+    b.graph.outputs = {"y": b.op("add", b.op("relu", left), right)}
+    fused = fuse(b.graph, windows=True)
+    for group in fused.groups:
+        sources = {n.inputs[0].id for n in group.nodes if n.op.name == "slice"}
+        assert not sources & {v.id for n in group.nodes for v in n.outputs}
+    assert_matches_reference(b.graph, random_arrays(b.graph, batch=4),
+                             compile_graph(b.graph, "cpu"))
+
+
+@pytest.mark.parametrize("key", [(slice(None), slice(1, 3), slice(None)),     # middle axis
+                                 (slice(None), slice(None), slice(-3, None)),  # from the end
+                                 (slice(None), slice(1, 4), slice(2, 5)),     # two axes
+                                 (slice(None), slice(None), slice(0, 2, 1))])
+def test_shifted_loads_of_a_rank_three_tensor_match_the_reference(key):
+    from netdsl.ops.indexing import slice_attrs
+    b = GraphBuilder(Graph())
+    x = b.input("x", t32(B, 4, 6))
+    part = b.op("slice", x, **slice_attrs(key))
+    like = b.input("y", part.type)
+    b.graph.outputs = {"y": b.op("mul", b.op("exp", part), like),
+                       "s": b.op("sum", b.op("mul", part, part), axes=(1,))}
+    assert all(g.kind != "op" for g in fuse(b.graph, windows=True).groups)
+    assert_matches_reference(b.graph, random_arrays(b.graph, batch=3),
+                             compile_graph(b.graph, "cpu"))
+
+
+def test_a_broadcast_window_and_an_update_of_the_parameter_it_reads():
+    """A row of w broadcast over the batch, and `w <- w - 0.5 * w[0:1]`: the update reads row 0
+    for every row it writes.  (A window's group has the window's shape, so the row is made in
+    a kernel before the update's; memory.py still counts a shifted read as no elementwise one.)"""
+    b = GraphBuilder(Graph())
+    w = b.param("w", t32(3, 4), init=None)
+    x = b.input("x", t32(B, 1, 4))
+    b.graph.outputs = {"y": b.op("add", x, b.op("slice", w, starts=(1,), stops=(2,)))}
+    first = b.op("slice", w, starts=(0,), stops=(1,))                       # [1, 4]
+    b.graph.state_updates = {"w": b.op("sub", w, b.op("mul", first, scalar_constant(b, 0.5)))}
+    assert_matches_reference(b.graph, random_arrays(b.graph, batch=2), steps=2,
+                             compiled=compile_graph(b.graph, "cpu"))
+
+
+def test_a_concat_of_one_kernels_results_is_stored_by_that_kernel():
+    b = GraphBuilder(Graph())
+    x, y = b.input("x", t32(B, 3)), b.input("y", t32(B, 3))
+    s = b.op("add", x, y)
+    d = b.op("mul", s, y)
+    joined = b.op("concat", s, b.op("tanh", d), s, axis=1)
+    b.graph.outputs = {"j": joined, "d": d}                     # d is also used on its own
+    assert kinds(fuse(b.graph)) == [("elementwise", ["add", "mul", "tanh"]),
+                                    ("op", ["concat"])]
+    fused = fuse(b.graph, windows=True)
+    assert kinds(fused) == [("elementwise", ["add", "mul", "tanh", "concat"])]
+    assert {v.producer.op.name for v in fused.groups[0].outputs} == {"concat", "mul"}
+    assert_matches_reference(b.graph, random_arrays(b.graph, batch=4),
+                             compile_graph(b.graph, "cpu"))
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_concat_tiles_along_each_axis_and_after_an_epilogue(axis):
+    """Along the batch axis, a middle and the last axis; one concat after a matmul's epilogue
+    (the product itself is not tiled: it stays an op), one feeding a reduction."""
+    b = GraphBuilder(Graph())
+    x, y = b.input("x", t32(2, 3, 4)), b.input("y", t32(2, 3, 4))
+    joined = b.op("concat", b.op("exp", x), b.op("sub", x, y), axis=axis)
+    m = b.op("matmul", b.input("a", t32(B, 3)), b.input("w", t32(3, 4)))
+    act = b.op("relu", m)
+    b.graph.outputs = {"j": joined, "total": b.op("sum", b.op("mul", joined, joined)),
+                       "e": b.op("concat", act, b.op("neg", act), axis=1),
+                       "raw": b.op("concat", m, act, axis=0)}
+    fused = fuse(b.graph, windows=True)
+    assert [n.op.name for n in fused.group_of[m.producer.id].nodes][:4] == \
+        ["matmul", "relu", "neg", "concat"]
+    assert_matches_reference(b.graph, random_arrays(b.graph, batch=3),
+                             compile_graph(b.graph, "cpu"))

@@ -200,7 +200,7 @@ class ModuleWriter:
         from ...passes.memory import plan_memory
         key = (id(graph), serial)
         if key not in self.bodies:
-            fused = fuse(graph)
+            fused = fuse(graph, windows=True)
             name = f"body_{len(self.bodies)}"
             self.bodies[key] = name
             saved = self.options.parallel_min, self.ctx.parallel_min

@@ -346,7 +346,12 @@ class FunctionWriter:
         source, arrays = kernel_source(nest, self.memory)
         shared = module.functions.get(source)
         repeats = self.options.share_repeated and module.repeated.get(source, 0) > 1
-        if shared is None and (parallel or repeats):
+        # A nest with shifted loads or stores (windows, tiles) is a function of its own: inline,
+        # its 2-D loop over views of one arena (a gate read from one, a result stored to
+        # another) ran 11x slower (GRU gradient cell, 117 against 10.8 us: LLVM sees the
+        # views share a base and no longer vectorises); as a callee its arrays are arguments.
+        shifted = any(x.offsets is not None for x in (*nest.loads, *nest.stores))
+        if shared is None and (parallel or repeats or shifted):
             shared = f"kernel_{len(module.functions)}"
             module.functions[source] = shared
             decorator = (f"@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', "

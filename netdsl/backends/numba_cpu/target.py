@@ -37,7 +37,7 @@ class NumbaCpuTarget(Target):
 
         report = CompileReport(self.name)
         clock = StageClock(report, trace, stop_after)
-        fused = fuse(graph)
+        fused = fuse(graph, windows=True)
         if clock.done("fuse", fused):
             return fused
         plan = plan_memory(fused)

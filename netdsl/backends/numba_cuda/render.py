@@ -94,6 +94,10 @@ def kernel_source(nest: LoopNest, memory=None, name: str = "kernel",
             arrays.append(value)
             params.append(by_memory[key])
         names[value.id] = by_memory[key]
+    # Flat indices assume every array follows the loops' extents: this target fuses no window or
+    # tile (fuse(graph) without windows), so a shifted load or store here is a bug upstream.
+    assert all(x.offsets is None for x in (*nest.loads, *nest.stores)), \
+        "cuda: a shifted load or store in a loop nest"
     loads = [f"{load.local} = {names[load.value.id]}"
              f"[{_flat_index(_loop_marks(nest, load.axes), extent)}]" for load in nest.loads]
     body = [f"{stmt.local} = {_expr(stmt.expr)}" for stmt in nest.body]
