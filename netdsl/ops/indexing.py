@@ -154,10 +154,9 @@ class Slice:
                 return None
             if start is None:
                 start = 0
-            elif not isinstance(dim, int):
-                if start < 0:
-                    return None
-            else:
+            elif not isinstance(dim, int) and start < 0:
+                return None
+            elif isinstance(dim, int):
                 start = min(max(dim + start, 0) if start < 0 else start, dim)
             offsets.append(start)
         return tuple(offsets)

@@ -245,3 +245,16 @@ def test_concat_tiles_along_each_axis_and_after_an_epilogue(axis):
         ["matmul", "relu", "neg", "concat"]
     assert_matches_reference(b.graph, random_arrays(b.graph, batch=3),
                              compile_graph(b.graph, "cpu"))
+
+
+def test_window_rules_of_slice_and_concat():
+    from netdsl.ops import all_ops
+    ops = all_ops()
+    slice_window, tiles = ops["slice"].window, ops["concat"].tiles
+    assert slice_window(t32(4, 6), starts=(1, -2), stops=(-1, None)) == (1, 4)
+    assert slice_window(t32(B, 6), starts=(None, 2)) == (0, 2)
+    assert slice_window(t32(B, 6), starts=(-1,)) is None          # counted from an end
+    assert slice_window(t32(4, 6), starts=(None, 0), steps=(None, 2)) is None
+    assert slice_window(t32(4, 6), starts=(1,), stops=(2,), squeeze=(0,)) is None
+    assert tiles(t32(2, 3), t32(2, 5), axis=1) == [(0, 0), (0, 3)]
+    assert tiles(t32(B, 3), t32(2, 3), axis=0) is None

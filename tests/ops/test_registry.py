@@ -191,6 +191,29 @@ def test_infer_matches_reference(name, example, example_inputs):
             f"infer says {value.type}, reference gives dtype {result.dtype}"
 
 
+@pytest.mark.parametrize("name, example",
+                         [c for c in CASES if OPS[c.values[0]].window or OPS[c.values[0]].tiles])
+def test_window_and_tiles_match_reference(name, example, example_inputs):
+    """A `window` is the box the reference cuts out; `tiles` put the inputs where the reference
+    puts them (the cpu target's loop nests read and write at these offsets instead)."""
+    _check_example(example)
+    opdef = OPS[name]
+    types, attrs, options = example
+    arrays = example_inputs(types, options, _rng(name, example))
+    (result,) = _reference(opdef, arrays, attrs)
+    if opdef.window is not None:
+        offsets = opdef.window(*types, **attrs)
+        if offsets is not None:
+            box = tuple(slice(o, o + n) for o, n in zip(offsets, np.shape(result)))
+            np.testing.assert_array_equal(np.asarray(arrays[0])[box], result)
+    if opdef.tiles is not None:
+        starts = opdef.tiles(*types, **attrs)
+        if starts is not None:
+            for array, start in zip(arrays, starts):
+                box = tuple(slice(o, o + n) for o, n in zip(start, np.shape(array)))
+                np.testing.assert_array_equal(np.asarray(result)[box], array)
+
+
 def _f64(value):
     """Example types and attrs in float64 (a DType attribute too: cast(f32) becomes cast(f64);
     a body subgraph is rebuilt in float64)."""
