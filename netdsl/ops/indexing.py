@@ -144,19 +144,22 @@ class Slice:
                      squeeze=squeeze),)
 
     def window(a, starts=(), stops=(), steps=(), squeeze=()):
-        """The start of the box per axis, for unit steps and no squeeze (else None); on a
-        symbolic axis only a start counted from the front (it cannot be clamped)."""
+        """The start of the box per axis, for unit steps and no squeeze (else None).  A
+        symbolic axis must be taken whole: `x[:, 0:8]` on T has length 8 whatever T is, and a
+        loop reading 8 elements of a shorter axis would read past its end."""
         if squeeze:
             return None
         offsets = []
-        for dim, (start, _, step) in zip(a.shape, _axes(a.rank, starts, stops, steps)):
+        for dim, (start, stop, step) in zip(a.shape, _axes(a.rank, starts, stops, steps)):
             if step != 1 or not (start is None or isinstance(start, int)):
                 return None
-            if start is None:
+            if not isinstance(dim, int):
+                if start not in (None, 0) or stop is not None:
+                    return None
                 start = 0
-            elif not isinstance(dim, int) and start < 0:
-                return None
-            elif isinstance(dim, int):
+            elif start is None:
+                start = 0
+            else:
                 start = min(max(dim + start, 0) if start < 0 else start, dim)
             offsets.append(start)
         return tuple(offsets)

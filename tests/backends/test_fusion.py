@@ -253,7 +253,9 @@ def test_window_rules_of_slice_and_concat():
     slice_window, tiles = ops["slice"].window, ops["concat"].tiles
     assert slice_window(t32(4, 6), starts=(1, -2), stops=(-1, None)) == (1, 4)
     assert slice_window(t32(B, 6), starts=(None, 2)) == (0, 2)
-    assert slice_window(t32(B, 6), starts=(-1,)) is None          # counted from an end
+    assert slice_window(t32(B, 6), starts=(-1,)) is None          # a symbolic axis: whole
+    assert slice_window(t32(B, 6), starts=(1,)) is None
+    assert slice_window(t32(B, 6), stops=(4,)) is None
     assert slice_window(t32(4, 6), starts=(None, 0), steps=(None, 2)) is None
     assert slice_window(t32(4, 6), starts=(1,), stops=(2,), squeeze=(0,)) is None
     assert tiles(t32(2, 3), t32(2, 5), axis=1) == [(0, 0), (0, 3)]
