@@ -134,7 +134,7 @@ def build_loop_nest(group: KernelGroup, constants: dict[int, Node]) -> LoopNest:
 
     def window(node: Node) -> list[Expr] | None:
         """A window node's shifted load (None for any other node)."""
-        offsets = window_offsets(node) if elementwise_template(node) is None else None
+        offsets = window_offsets(node)
         if offsets is None:
             return None
         if is_identity_window(node, offsets):
@@ -146,7 +146,7 @@ def build_loop_nest(group: KernelGroup, constants: dict[int, Node]) -> LoopNest:
 
     tiled: list[Store] = []
     for node in nodes:
-        tiles = tile_offsets(node) if elementwise_template(node) is None else None
+        tiles = tile_offsets(node)
         if tiles is not None:                      # each input stored at its offset
             tiled += [Store(node.outputs[0], local_of[v.id].name, offsets)
                       for v, offsets in zip(node.inputs, tiles)]

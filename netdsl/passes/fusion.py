@@ -185,8 +185,9 @@ def is_elementwise(node: Node) -> bool:
 
 def window_offsets(node: Node) -> tuple[int, ...] | None:
     """The offsets at which a window node (see the module docstring) reads its input 0, or
-    None when the node is not one."""
-    if node.op.window is None or len(node.outputs) != 1 or not node.inputs:
+    None when the node is not one (an op that fuses as elementwise never is)."""
+    if node.op.window is None or len(node.outputs) != 1 or not node.inputs or \
+            elementwise_template(node) is not None:
         return None
     offsets = node.op.window(node.inputs[0].type, **node.attrs)
     if offsets is None or len(offsets) != node.outputs[0].rank:
@@ -196,8 +197,9 @@ def window_offsets(node: Node) -> tuple[int, ...] | None:
 
 def tile_offsets(node: Node) -> list[tuple[int, ...]] | None:
     """Where a tiling node (see the module docstring) stores each input in its output, or
-    None when the node is not one."""
-    if node.op.tiles is None or len(node.outputs) != 1 or len(node.inputs) < 2:
+    None when the node is not one (an op that fuses as elementwise never is)."""
+    if node.op.tiles is None or len(node.outputs) != 1 or len(node.inputs) < 2 or \
+            elementwise_template(node) is not None:
         return None
     return node.op.tiles(*(v.type for v in node.inputs), **node.attrs)
 
@@ -205,6 +207,12 @@ def tile_offsets(node: Node) -> list[tuple[int, ...]] | None:
 def is_identity_window(node: Node, offsets: tuple[int, ...]) -> bool:
     """A window that is its whole input (x[0:n] of n): a plain elementwise copy."""
     return not any(offsets) and tuple(node.inputs[0].shape) == tuple(node.outputs[0].shape)
+
+
+def shifted_window(node: Node) -> bool:
+    """Is the node a window read as a shifted load (a window, not its whole input)?"""
+    offsets = window_offsets(node)
+    return offsets is not None and not is_identity_window(node, offsets)
 
 
 def is_fusable_reduction(node: Node) -> bool:
@@ -235,7 +243,7 @@ def fuse(graph: Graph, windows: bool = False) -> FusedGraph:
             constants.append(node)
             continue
         template = elementwise_template(node)
-        offsets = window_offsets(node) if windows and template is None else None
+        offsets = window_offsets(node) if windows else None
         if template is not None:
             _place_elementwise(part, node, template[1])
         elif offsets is not None and is_identity_window(node, offsets):
@@ -325,12 +333,7 @@ def _feeds_anchor(part: Partition, groups: list[KernelGroup]) -> bool:
 def _window_meets_source(groups: list[KernelGroup]) -> bool:
     """Would one kernel hold a window and the producer of the window's input?"""
     nodes = [n for g in groups for n in g.nodes]
-    sources = set()
-    for n in nodes:
-        if n.op.window is not None and elementwise_template(n) is None:
-            offsets = window_offsets(n)
-            if offsets is not None and not is_identity_window(n, offsets):
-                sources.add(n.inputs[0].id)
+    sources = {n.inputs[0].id for n in nodes if shifted_window(n)}
     return bool(sources) and any(v.id in sources for n in nodes for v in n.outputs)
 
 
@@ -362,4 +365,4 @@ def _compute_interfaces(graph: Graph, groups: list[KernelGroup],
 
 
 __all__ = ["FusedGraph", "FusionReport", "KernelGroup", "fuse", "is_identity_window",
-           "tile_offsets", "value_names", "window_offsets"]
+           "shifted_window", "tile_offsets", "value_names", "window_offsets"]

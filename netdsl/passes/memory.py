@@ -30,7 +30,7 @@ import numpy as np
 
 from ..ir.graph import Value
 from ..ir.types import DType, evaluate_dim
-from .fusion import FusedGraph, KernelGroup, elementwise_template, window_offsets
+from .fusion import FusedGraph, KernelGroup, window_offsets
 
 ALIGN = 16            # elements; 64 bytes for f32
 SIZE_HINT = 64        # a symbolic dim's assumed value when choosing between slots of other sizes
@@ -131,7 +131,7 @@ def plan_memory(fused: FusedGraph) -> MemoryPlan:
         return value_id
 
     windowed = {n.inputs[0].id for g in groups if g.kind != "op" for n in g.nodes
-                if window_offsets(n) is not None and elementwise_template(n) is None}
+                if window_offsets(n) is not None}
     for t, group in enumerate(groups):
         if group.kind == "view":
             source, out = group.nodes[0].inputs[0], group.nodes[0].outputs[0]

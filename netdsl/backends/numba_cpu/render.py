@@ -61,19 +61,17 @@ def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
         lines.append(f"{local} = _view({name}, 0, ({', '.join(dims)},))")
         return local, subs
 
-    def shifted(load) -> tuple[str, list[str]]:
-        """A window's load: its array as is, each axis at the loop index plus the offset
-        (collapse kept every axis as a loop of its own)."""
-        marks = [m for m in load.axes if m is not None]
-        followed = [k for k, m in enumerate(load.axes) if m is not None]
-        subs = [(index[k] if mark == "i" else "0") + (f" + {offset}" if offset else "")
-                for k, mark, offset in zip(followed, marks, load.offsets)]
-        return names[load.value.id], subs
+    def shifted(position: str, offset: int) -> str:
+        """An index of a window's load or a tile's store (collapse kept every axis a loop)."""
+        return f"{position} + {offset}" if offset else position
 
     loop_loads, hoisted = [], []
     for load in nest.loads:
         if load.offsets is not None:
-            array, subs = shifted(load)
+            followed = [(k, mark) for k, mark in enumerate(load.axes) if mark is not None]
+            array = names[load.value.id]
+            subs = [shifted(index[k] if mark == "i" else "0", offset)
+                    for (k, mark), offset in zip(followed, load.offsets)]
         else:
             array, subs = view(load.value, load.axes, names[load.value.id])
         target = loop_loads if any(s != "0" for s in subs) else hoisted
@@ -83,8 +81,7 @@ def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
     for store in nest.stores:
         if store.offsets is not None:              # a tile: every axis is a loop of its own
             array = names[store.value.id]
-            subs = [index[k] + (f" + {offset}" if offset else "")
-                    for k, offset in enumerate(store.offsets)]
+            subs = [shifted(index[k], offset) for k, offset in enumerate(store.offsets)]
         else:
             array, subs = view(store.value, ("i",) * len(nest.shape), names[store.value.id])
         stores.append(f"{array}[{', '.join(subs) if subs else '()'}] = {p}{store.local}")
