@@ -10,12 +10,13 @@ outputs somebody reads and returns the inputs, attributes and outputs it keeps (
 Nodes that CSE would merge (equal op, inputs and `merge_key`, e.g. a forward scan and its
 gradient's `stack_carries` twin) are pruned alike, with the union of their needs, so they still
 merge.  This is what removes, from a training step, the gradient of an RNN w.r.t. its input
-data and every weight gradient that nobody asked for.  Bodies are then cleaned recursively with
+data and every weight gradient that nobody asked for.  Pruning runs to a fixed point: a loop
+pruned of a sequence may leave another loop's stacked y unread, which is then pruned too.  Bodies are then cleaned recursively with
 their outputs as roots.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..ir.graph import Graph
 from ..ops.registry import Pruning
@@ -30,8 +31,12 @@ def eliminate_dead_code(graph: Graph, bodies: Callable[[Graph], Graph]) -> Graph
     roots.update(loss.value.id for loss in graph.losses)
     roots.update(v.id for v in graph.state_updates.values())
     live = _liveness(graph, roots, {})
-    prunings = _prunings(graph, live)
-    live = _liveness(graph, roots, prunings)
+    while True:         # a pruned loop may stop reading another loop's output: fixed point
+        prunings = _prunings(graph, live)
+        pruned_live = _liveness(graph, roots, prunings)
+        if pruned_live == live:
+            break
+        live = pruned_live
     rebuilder = Rebuilder(graph)
     for node in graph.nodes:
         if not any(v.id in live for v in node.outputs):

@@ -14,7 +14,8 @@ with `pass: Graph -> Graph`; names are unique, so `netdsl compile --emit <name>`
     fold      evaluate small computations on constants
     simplify  algebraic identities (x * 1, neg(neg x), transpose of transpose, ...)
     scan_hoist  a scan body's products of a sequence slice with a constant become one product
-              before the loop, or read the forward loop's own (passes/scan_hoist.py)
+              before the loop, or read the forward loop's own (passes/scan_hoist.py); a
+              gradient loop reads the forward loop's step values (passes/scan_residuals.py)
     cleanup   CSE and DCE again (the rewrites expose new duplicates and dead nodes), then verify
 
 Targets continue from the result with their own stages (`Target.stages`; the cpu target's

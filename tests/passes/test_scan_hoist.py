@@ -104,9 +104,12 @@ def test_products_of_carries_and_transposed_slices_stay():
 def test_the_gradient_reads_the_forward_loops_own_products():
     """After hoisting, the reverse loop's h_{t-1} @ wh over the stored carries is no product of
     its own: the forward loop yields its step products and the gradient reads those."""
-    from netdsl.passes.pipeline import run_pipeline
+    from netdsl.passes.pipeline import cleanup, run_pipeline
+    from netdsl.passes.scan_hoist import reuse_loop_products
     graph = vjp_graph(build_elman(False, "both"), elman_arrays(), ["x", "h0", "wx", "wh", "b"])
-    full = run_pipeline(graph)
+    # the stages before scan_hoist, then its first two steps (not reuse_loop_values, which
+    # goes further: tests/passes/test_scan_residuals.py)
+    full = cleanup(reuse_loop_products(hoist_scan_products(run_pipeline(graph, "simplify"))))
     forward = _scans(full)[0]
     assert forward.attrs["stack_carries"]
     stored = set(forward.outputs[-forward.attrs["n_carry"]:])
