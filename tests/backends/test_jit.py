@@ -74,3 +74,26 @@ def test_the_pipeline_is_the_default_and_an_explicit_one_is_kept():
     assert njit(_callee)._compiler.pipeline_class is OwnCopiesCompiler           # @njit
     assert njit(cache=True)(_callee)._compiler.pipeline_class is OwnCopiesCompiler  # @njit(...)
     assert njit(pipeline_class=Compiler)(_callee)._compiler.pipeline_class is Compiler
+
+
+def test_float32_loops_use_the_full_vector_width():
+    """vector_width.py: with AVX-512, Numba's target machine drops LLVM's 256-bit preference,
+    so a float32 exp loop runs in 512-bit registers (unless the user set the CPU features)."""
+    import pytest
+
+    from netdsl.backends.numba_cpu.fast_math import exp
+    features = llvm.get_host_cpu_features()
+    if not features.get("avx512f") or "NUMBA_CPU_FEATURES" in __import__("os").environ:
+        pytest.skip("no AVX-512F on this host, or the CPU features are set by the user")
+    assert numba.config.CPU_FEATURES.endswith(",-prefer-256-bit")
+
+    @njit(fastmath=True)
+    def exps(x, out):
+        for i in range(x.shape[0]):
+            out[i] = exp(x[i])
+
+    x = np.linspace(-3, 3, 1000, dtype=np.float32)
+    out = np.empty_like(x)
+    exps(x, out)
+    np.testing.assert_allclose(out, np.exp(x), rtol=1e-6)
+    assert "zmm" in exps.inspect_asm(exps.signatures[0])

@@ -39,6 +39,10 @@ import numba
 from numba.core import compiler
 from numba.core.codegen import JITCodeLibrary
 
+from .vector_width import prefer_full_vectors
+
+prefer_full_vectors()         # before Numba's first compile creates its target machine
+
 
 # Linkages of what Numba links into a caller (copies of callees, parallel loops' gufuncs);
 # the library's own functions, which Numba finds by name, are `external`.
