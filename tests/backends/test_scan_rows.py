@@ -125,3 +125,24 @@ def test_without_parallel_kernels_the_loop_stays_in_the_driver():
     compiled = compile_graph(training_graph(_loop(_gates), "sgd"),
                              options=CodegenOptions(parallel_min=0))
     assert "scan_rows_" not in compiled.source
+
+
+@pytest.mark.parametrize("parallel_min", [0, 1], ids=["loop in the driver", "blocks of rows"])
+def test_what_only_the_gradient_loop_reads_is_stored_step_major(parallel_min):
+    """scan.py `step_major`: the forward loop's step values that only the gradient loop reads
+    (passes/scan_residuals.py) are written and read in place, one contiguous block per step;
+    the stored carries that the weight gradient reads as [B*T, H] rows are copied as before.
+    The numbers are the reference's."""
+    train = training_graph(_loop(_gates), "adam")
+    compiled = compile_graph(train, options=CodegenOptions(parallel_min=parallel_min))
+    source = compiled.source
+    step = "t * " if parallel_min else "_t * "
+    # three step values of the forward loop, written by it and read by the gradient loop
+    assert source.count(step) >= 6
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))   # blocks from row 0 and 3
+    try:
+        assert_matches_reference(train, training_arrays(train, batch=5), compiled=compiled,
+                                 steps=2, rtol=1e-4, atol=1e-5)
+    finally:
+        numba.set_num_threads(previous)

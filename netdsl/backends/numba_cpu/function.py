@@ -47,6 +47,7 @@ class FunctionWriter:
         self.names: dict[int, str] = {}
         self.const_nodes = {n.id: n for n in fused.constants}
         self.outputs_in_place: dict[int, str] = {}    # value id -> the body output it is made in
+        self.consumers = fused.graph.consumers()        # value id -> the nodes reading it
 
     # -- dims ----------------------------------------------------------------------------
     def dim(self, d: DimLike) -> str:

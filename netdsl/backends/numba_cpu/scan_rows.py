@@ -76,7 +76,7 @@ def emit_row_scan(writer, node, ins: list[str], outs: list[str], function: str) 
 def _row_function(writer, node, function: str) -> str:
     """Define the module's block function and the parallel function over its blocks for scan
     `node`; returns the parallel one's name (the block's is it + `_block`)."""
-    from .scan import _arenas, _put, _take, step_loop
+    from .scan import _arenas, _assign, _put, _take, step_loop, step_major
     module, ctx = writer.module, writer.ctx
     attrs = node.attrs
     body = attrs["body"]
@@ -100,20 +100,24 @@ def _row_function(writer, node, function: str) -> str:
         inner += _copy(f"c{k}", _rows(carry, value), _per_row(carry, value), f"r{k}")
         current.append(f"c{k}")
         following.append(f"n{k}")
-    # A step's buffers: its slice of each sequence (x), and of each stacked y.
-    slices = _step_buffers("x", sequences, values, axis, inner)
-    step_ys = _step_buffers("y", ys, values, axis, inner)
+    # A step's buffers: its slice of each sequence (x), and of each stacked y; a view of rows
+    # lo:hi of the step where the stacked array is laid out step-major (scan.py `step_major`).
+    in_place = {name for name in sequences + ys + stored if step_major(writer, values[name])}
+    slices = _step_buffers("x", sequences, values, axis, inner, in_place)
+    step_ys = _step_buffers("y", ys, values, axis, inner, in_place)
     owned = []
     for k, (_, dtype) in enumerate(_arenas(writer, function)):
         inner.append(f"a{k} = np.empty(0, dtype=np.{dtype})")
         owned.append(f"a{k}")
-    before = [f"{put}({_pq(current[i], out, values[out], axis)}, "
+    assign = ctx.use(_assign())
+    before = [f"{assign}({_step_rows(out, values[out], axis)}, {current[i]})" if out in in_place
+              else f"{put}({_pq(current[i], out, values[out], axis)}, "
               f"{_ptq(out, values[out], axis)}, t)" for i, out in enumerate(stored)]
     before += [f"{take}({_ptq(sequence, values[sequence], axis)}, t, "
                f"{_pq(slices[j], sequence, values[sequence], axis)})"
-               for j, sequence in enumerate(sequences)]
+               for j, sequence in enumerate(sequences) if sequence not in in_place]
     after = [f"{put}({_pq(step_ys[j], y, values[y], axis)}, {_ptq(y, values[y], axis)}, t)"
-             for j, y in enumerate(ys)]
+             for j, y in enumerate(ys) if y not in in_place]
     inner += step_loop(("steps", "s", "t", "w"), reverse, before, function,
                        [current, slices, constants, following, step_ys, owned], after)
     for k, carry in enumerate(carries):
@@ -143,16 +147,27 @@ def _row_function(writer, node, function: str) -> str:
 
 
 def _step_buffers(prefix: str, names: list[str], values: dict, axis: int,
-                  inner: list[str]) -> list[str]:
+                  inner: list[str], in_place: set[str]) -> list[str]:
     """Allocate (lines appended to `inner`) one step of `rows` rows of each stacked array in
-    `names`, without its time axis; returns the buffers' names."""
+    `names`, without its time axis, or take a view of them for those `in_place`; returns the
+    buffers' names or the views' source."""
     buffers = []
     for j, name in enumerate(names):
         value = values[name]
+        if name in in_place:
+            buffers.append(_step_rows(name, value, axis))
+            continue
         inner.append(f"{prefix}{j} = np.empty({_row_shape(name, value, axis)}, "
                      f"dtype=np.{value.dtype.numpy.name})")
         buffers.append(f"{prefix}{j}")
     return buffers
+
+
+def _step_rows(name: str, value: Value, axis: int) -> str:
+    """Rows lo:hi of step t of a step-major stacked `name`, a C-contiguous view."""
+    per_row = _extent(name, [k for k in range(1, value.rank) if k != axis])
+    return (f"_view({name}, t * {name}.shape[0] * {per_row} + lo * {per_row}, "
+            f"{_row_shape(name, value, axis)})")
 
 
 def _extent(name: str, axes) -> str:
