@@ -102,6 +102,8 @@ class CodegenOptions:
     # with arguments, three runs each; deep_residual, 236: its driver's LLVM time ~3x less).
     param_table_min: int = 20
     fastmath: frozenset = FASTMATH
+    # The driver runs with subnormal floats flushed to zero (denormals.py says why).
+    flush_denormals: bool = True
 
 
 @dataclass

@@ -256,7 +256,11 @@ def driver_args(params, feeds, user, constants, arenas, offsets) -> list:
 
 
 def index_error(graph: Graph, feeds: Mapping[str, np.ndarray], error: IndexError) -> Exception:
-    """The Error for a kernel's INDEX_ERROR (any other IndexError is returned unchanged)."""
+    """The Error for a kernel's INDEX_ERROR (any other IndexError is returned unchanged).
+    The driver raised before putting the floating-point state back: the flush goes off here
+    (denormals.py)."""
+    from .denormals import clear_flush
+    clear_flush()
     if not str(error).startswith(INDEX_ERROR):
         return error
     from ...ir.index_ranges import check_index_ranges, index_ranges

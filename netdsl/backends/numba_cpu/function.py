@@ -95,7 +95,9 @@ class FunctionWriter:
         values = [plan.returned.get(v.id, v) for v in values]   # snapshots of updated state
         returned = ", ".join(self.names[v.id] for v in values)
         ending = [f"return ({returned}{',' if len(values) == 1 else ''})"]
-        body = self._prologue() + carves_for(statements + ending, carves) + statements + ending
+        enter, leave = self._floating_point()
+        body = self._prologue() + enter + carves_for(statements + ending, carves) + \
+            statements + leave + ending
         text = "\n".join(body)
         used = [k for k in range(len(self.fused.constants)) if re.search(rf"\bc_{k}\b", text)]
         params += [("const", k) for k in used]
@@ -109,7 +111,8 @@ class FunctionWriter:
             self._prologue(), [s for s in statements if s not in views.values()], ending,
             carves | views, args, self.module.global_names(), add_part)
         if calls is not None:                  # a long driver: parts (parts.py)
-            body = self._prologue() + carves_for(ending, carves | views) + calls + ending
+            body = self._prologue() + enter + carves_for(ending, carves | views) + calls + \
+                leave + ending
         elif add_part is not None:             # a helper's reversed twin (parts.warm_up)
             twin = warm_up(self._prologue(), [s for s in statements if s not in views.values()],
                            carves | views, args, self.module.global_names(),
@@ -118,6 +121,15 @@ class FunctionWriter:
                 self.module.add_function("warm_up", [_WARM_UP_DECORATOR, *twin], separate=False)
         outputs = list(graph.outputs) + [loss.name for loss in graph.losses]
         return [f"def step({', '.join(args)}):"] + ["    " + l for l in body], params, outputs
+
+    def _floating_point(self) -> tuple[list[str], list[str]]:
+        """The driver's first and last lines around its work: subnormals flushed to zero while
+        it runs, where the options ask (denormals.py; the CUDA host driver: never)."""
+        if not getattr(self.options, "flush_denormals", False):
+            return [], []
+        from .denormals import flush_denormals, restore_floating_point
+        flush, restore = self.ctx.use(flush_denormals), self.ctx.use(restore_floating_point)
+        return [f"_fp_state = {flush}()"], [f"{restore}(_fp_state)"]
 
     def _param_table(self) -> bool:
         """Whether the driver takes its parameters as one table of addresses (param_table.py):
