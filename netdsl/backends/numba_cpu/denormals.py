@@ -55,7 +55,9 @@ def _swap_mxcsr(typingctx, value):
     return types.int64(types.int64), codegen
 
 
-@kernel(cache=True)
+# Inlined where the driver calls them (`inline="always"`): four instructions each, not worth a
+# separately compiled function (separate.py) and its call.
+@kernel(inline="always")
 def flush_denormals():
     """Turn the flush on; returns the floating-point state to give `restore_floating_point`."""
     before = _swap_mxcsr(0x1F80)             # the default state while reading it
@@ -63,7 +65,7 @@ def flush_denormals():
     return before
 
 
-@kernel(cache=True)
+@kernel(inline="always")
 def restore_floating_point(state):
     """Put back the state `flush_denormals` returned."""
     _swap_mxcsr(state)
