@@ -85,6 +85,9 @@ class CompiledGraph:
             results = self.driver(*self._args(feeds, user, offsets, arenas))
         except IndexError as error:
             raise index_error(graph, feeds, error) from None
+        except Exception:                       # left before putting the flush back
+            _clear_flush()
+            raise
         for name, ready in write_back:
             arrays[name][...] = ready
         return {name: np.array(result) for name, result in zip(self.output_names, results)}
@@ -167,7 +170,8 @@ class BoundStep:
         scalars = {i: np.zeros((), v.dtype.numpy) for i, v in enumerate(fed) if v.rank == 0}
         arrays = [i for i in range(len(fed)) if i not in scalars]
         namespace = {"_driver": self.compiled.driver, "_rebind": self._rebind,
-                     "_convert": self._convert, "_index_error": self._index_error}
+                     "_convert": self._convert, "_index_error": self._index_error,
+                     "_clear_flush": _clear_flush}
         namespace.update({f"_s{i}": a for i, a in scalars.items()})
         namespace.update({f"_shape{i}": None for i in arrays})
         position = {n: i for i, n in enumerate(self.input_names)}
@@ -194,7 +198,10 @@ class BoundStep:
                   "    except TypeError:",
                   f"        return _convert({', '.join(params)})",
                   "    except IndexError as error:",
-                  f"        _index_error(error, {', '.join(params)})"]
+                  f"        _index_error(error, {', '.join(params)})",
+                  "    except Exception:",
+                  "        _clear_flush()",
+                  "        raise"]
         exec(compile("\n".join(lines), "<netdsl bound step>", "exec"), namespace)
         self._namespace, self._arrays = namespace, arrays
         self._call = namespace["step"]
@@ -259,8 +266,7 @@ def index_error(graph: Graph, feeds: Mapping[str, np.ndarray], error: IndexError
     """The Error for a kernel's INDEX_ERROR (any other IndexError is returned unchanged).
     The driver raised before putting the floating-point state back: the flush goes off here
     (denormals.py)."""
-    from .denormals import clear_flush
-    clear_flush()
+    _clear_flush()
     if not str(error).startswith(INDEX_ERROR):
         return error
     from ...ir.index_ranges import check_index_ranges, index_ranges
@@ -270,6 +276,13 @@ def index_error(graph: Graph, feeds: Mapping[str, np.ndarray], error: IndexError
     return Error("an index computed by the model is out of range for take (an Embedding "
                  "lookup): no row of the table has it", span,
                  hint="ids must lie in [0, vocabulary); check how the ids are computed")
+
+
+def _clear_flush() -> None:
+    """A driver that raised left subnormals flushed in this thread: turn that off
+    (denormals.py; any exception out of compiled code comes through here)."""
+    from .denormals import clear_flush
+    clear_flush()
 
 
 def _contiguous(array, dtype) -> np.ndarray:

@@ -14,8 +14,9 @@ puts the register back before it returns, so the Python thread's arithmetic (Num
 user's) is untouched; oneTBB runs a parallel region's tasks under the calling thread's
 floating-point settings, so Numba's workers flush inside the step too (checked: a prange's
 iterations on the worker read MXCSR 0x9fe0 with the flush, 0x1fa0 without).  A kernel that
-raises (an index out of range) leaves before the restore: the bound step's error path clears
-the two bits (`clear_flush`).  The numbers differ from unflushed arithmetic only where a value
+raises (an index out of range, a failed allocation) leaves before the restore: every caller of
+a driver (compiled.py's `run` and bound step, epoch_runner.py) clears the two bits on its
+error path (`clear_flush`).  The numbers differ from unflushed arithmetic only where a value
 or an operand is below 1.2e-38, where the fast exp (fast_math.py) flushed already.
 
 On other processors (no MXCSR) both functions do nothing.
@@ -80,4 +81,11 @@ def clear_flush():
     return 0
 
 
-__all__ = ["clear_flush", "flush_denormals", "restore_floating_point"]
+def driver_lines(ctx) -> tuple[list[str], list[str]]:
+    """A step driver's first lines (the flush on, the caller's state kept) and its last before
+    it returns (that state back); ctx: the emit context whose imports they use."""
+    flush, restore = ctx.use(flush_denormals), ctx.use(restore_floating_point)
+    return [f"_fp_state = {flush}()"], [f"{restore}(_fp_state)"]
+
+
+__all__ = ["clear_flush", "driver_lines", "flush_denormals", "restore_floating_point"]

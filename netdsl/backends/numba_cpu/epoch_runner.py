@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..reference import bind_dims
-from .compiled import _contiguous, driver_args, index_error
+from .compiled import _clear_flush, _contiguous, driver_args, index_error
 
 _HYPER = {"__lr__": "lr", "__step__": "number", "__rng__": "stream"}
 # Loading a compiled runner from Numba's cache, once per process (~20 ms measured for XOR's).
@@ -260,6 +260,9 @@ class BlockRunner:
         except IndexError as error:
             raise index_error(self.compiled.graph, dict(zip(self.names, self.data)),
                               error) from None
+        except Exception:                       # left before putting the flush back
+            _clear_flush()
+            raise
 
 
 def _output_values(graph) -> list:

@@ -123,13 +123,12 @@ class FunctionWriter:
         return [f"def step({', '.join(args)}):"] + ["    " + l for l in body], params, outputs
 
     def _floating_point(self) -> tuple[list[str], list[str]]:
-        """The driver's first and last lines around its work: subnormals flushed to zero while
-        it runs, where the options ask (denormals.py; the CUDA host driver: never)."""
+        """The driver's first and last lines around its work (denormals.py), where the options
+        ask for them (the CUDA host driver's never do)."""
         if not getattr(self.options, "flush_denormals", False):
             return [], []
-        from .denormals import flush_denormals, restore_floating_point
-        flush, restore = self.ctx.use(flush_denormals), self.ctx.use(restore_floating_point)
-        return [f"_fp_state = {flush}()"], [f"{restore}(_fp_state)"]
+        from .denormals import driver_lines
+        return driver_lines(self.ctx)
 
     def _param_table(self) -> bool:
         """Whether the driver takes its parameters as one table of addresses (param_table.py):
