@@ -11,8 +11,8 @@ Nodes that CSE would merge (equal op, inputs and `merge_key`, e.g. a forward sca
 gradient's `stack_carries` twin) are pruned alike, with the union of their needs, so they still
 merge.  This is what removes, from a training step, the gradient of an RNN w.r.t. its input
 data and every weight gradient that nobody asked for.  Pruning runs to a fixed point: a loop
-pruned of a sequence may leave another loop's stacked y unread, which is then pruned too.  Bodies are then cleaned recursively with
-their outputs as roots.
+pruned of a sequence may leave another loop's stacked y unread, which is then pruned too.
+Bodies are then cleaned recursively with their outputs as roots.
 """
 from __future__ import annotations
 

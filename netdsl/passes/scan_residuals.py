@@ -193,10 +193,6 @@ def _plan(loop: Node) -> tuple[Node, list[tuple[Value, Value]]] | None:
     return None
 
 
-def _stacked_type(step_type: TensorType, axis: int, steps) -> TensorType:
-    return step_type.with_shape(step_type.shape[:axis] + (steps,) + step_type.shape[axis:])
-
-
 def _with_ys(rebuilder: Rebuilder, node: Node, values: list[Value]) -> list[Value]:
     """Emit `node` (a scan) yielding `values` of its body as stacked ys (new ones unless it
     yields them already); its old outputs are mapped, and the ys returned in order."""
