@@ -36,48 +36,59 @@ _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 _FLUSH_BITS = 0x8040
 
 
+def _mxcsr_call(builder, name: str, slot) -> None:
+    """Call `llvm.x86.sse.<name>` (stmxcsr stores the register to `slot`, ldmxcsr loads it)."""
+    i8p = ir.IntType(8).as_pointer()
+    function = builder.module.declare_intrinsic(
+        f"llvm.x86.sse.{name}", fnty=ir.FunctionType(ir.VoidType(), [i8p]))
+    builder.call(function, [builder.bitcast(slot, i8p)])
+
+
 @intrinsic
-def _swap_mxcsr(typingctx, value):
-    """The MXCSR before the call (int64); the register then holds `value` (0 and no effect
-    off x86)."""
+def _read_mxcsr(typingctx):
+    """The MXCSR (int64; 0 off x86)."""
     def codegen(context, builder, signature, args):
         if not _X86:
             return ir.Constant(ir.IntType(64), 0)
-        i8p = ir.IntType(8).as_pointer()
-        function_type = ir.FunctionType(ir.VoidType(), [i8p])
-        store = builder.module.declare_intrinsic("llvm.x86.sse.stmxcsr", fnty=function_type)
-        load = builder.module.declare_intrinsic("llvm.x86.sse.ldmxcsr", fnty=function_type)
         slot = builder.alloca(ir.IntType(32))
-        builder.call(store, [builder.bitcast(slot, i8p)])
-        before = builder.load(slot)
-        builder.store(builder.trunc(args[0], ir.IntType(32)), slot)
-        builder.call(load, [builder.bitcast(slot, i8p)])
-        return builder.zext(before, ir.IntType(64))
-    return types.int64(types.int64), codegen
+        _mxcsr_call(builder, "stmxcsr", slot)
+        return builder.zext(builder.load(slot), ir.IntType(64))
+    return types.int64(), codegen
 
 
-# Inlined where the driver calls them (`inline="always"`): four instructions each, not worth a
-# separately compiled function (separate.py) and its call.
+@intrinsic
+def _write_mxcsr(typingctx, value):
+    """Set the MXCSR to `value` (no effect off x86)."""
+    def codegen(context, builder, signature, args):
+        if _X86:
+            slot = builder.alloca(ir.IntType(32))
+            builder.store(builder.trunc(args[0], ir.IntType(32)), slot)
+            _mxcsr_call(builder, "ldmxcsr", slot)
+        return context.get_dummy_value()
+    return types.none(types.int64), codegen
+
+
+# Inlined where the driver calls them (`inline="always"`): two or three instructions each, not
+# worth a separately compiled function (separate.py) and its call.
 @kernel(inline="always")
 def flush_denormals():
     """Turn the flush on; returns the floating-point state to give `restore_floating_point`."""
-    before = _swap_mxcsr(0x1F80)             # the default state while reading it
-    _swap_mxcsr(before | _FLUSH_BITS)
+    before = _read_mxcsr()
+    _write_mxcsr(before | _FLUSH_BITS)
     return before
 
 
 @kernel(inline="always")
 def restore_floating_point(state):
     """Put back the state `flush_denormals` returned."""
-    _swap_mxcsr(state)
+    _write_mxcsr(state)
     return 0
 
 
 @kernel(cache=True, no_cpython_wrapper=False)
 def clear_flush():
     """Turn the flush off in this thread (a step that raised left it on)."""
-    before = _swap_mxcsr(0x1F80)
-    _swap_mxcsr(before & ~_FLUSH_BITS)
+    _write_mxcsr(_read_mxcsr() & ~_FLUSH_BITS)
     return 0
 
 
