@@ -197,7 +197,10 @@ def reuse_loop_products(graph: Graph) -> Graph:
 def hoist_and_reuse(graph: Graph) -> Graph:
     """The pipeline's scan_hoist stage: hoist_scan_products, reuse_loop_products, then
     reuse_loop_values (passes/scan_residuals.py), after CSE has made the products hoisted out
-    of both loops one (the correspondence starts from values the loops share)."""
+    of both loops one (the correspondence starts from values the loops share).  A graph
+    without loops is returned as it is (no copy, no second CSE)."""
+    if not any(node.op.name == "scan" for node in graph.nodes):
+        return graph
     reused = reuse_loop_products(hoist_scan_products(graph))
     return reuse_loop_values(eliminate_common_subexpressions(reused))
 

@@ -116,9 +116,8 @@ def _varying(body: Graph, n_steps: int) -> set[int]:
 _CHEAP = frozenset({"add", "sub", "mul", "neg", "square", "maximum", "minimum"})
 
 
-def _trimmed(body: Graph, frontier: list[Value], n_steps: int) -> list[Value]:
+def _trimmed(body: Graph, frontier: list[Value], varying: set[int]) -> list[Value]:
     """The frontier without the values cheaply remade from the rest (see `_CHEAP`)."""
-    varying = _varying(body, n_steps)
     inputs = {v.id for v in body.inputs}
     kept = list(frontier)
     changed = True
@@ -137,13 +136,11 @@ def _trimmed(body: Graph, frontier: list[Value], n_steps: int) -> list[Value]:
     return kept
 
 
-def _frontier(body: Graph, known: dict[int, Value], n_steps: int) -> list[Value]:
+def _frontier(body: Graph, known: dict[int, Value], varying: set[int]) -> list[Value]:
     """The recomputed values that a live value without a twin, or an output, reads.  Only
-    values that change from step to step (that read one of the first `n_steps` body inputs,
-    the carries and sequences), of single-output nodes (the rewrite replaces whole nodes);
-    never body inputs."""
+    values that change from step to step (`varying`), of single-output nodes (the rewrite
+    replaces whole nodes); never body inputs."""
     live = _live(body, set())
-    varying = _varying(body, n_steps)
     frontier: dict[int, Value] = {}
 
     def recomputed(v: Value) -> bool:
@@ -182,10 +179,11 @@ def _plan(loop: Node) -> tuple[Node, list[tuple[Value, Value]]] | None:
         if producer is not None and producer.op.name == "scan" and producer is not loop and \
                 producer.attrs["axis"] == loop.attrs["axis"] and producer not in partners:
             partners.append(producer)
+    body = loop.attrs["body"]
+    varying = _varying(body, n_carry + n_seq)          # values that read a carry or sequence
     for partner in partners:
         known = _correspondence(loop, partner)
-        frontier = _frontier(loop.attrs["body"], known, n_carry + n_seq)
-        frontier = _trimmed(loop.attrs["body"], frontier, n_carry + n_seq)
+        frontier = _trimmed(body, _frontier(body, known, varying), varying)
         if not frontier or any(v.rank < loop.attrs["axis"] for v in frontier):
             continue
         if sum(_step_bytes(v.type) for v in frontier) <= _freed_bytes(loop, frontier):
