@@ -39,7 +39,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any, Callable, Sequence
 
 from ..errors import Error, did_you_mean
@@ -281,7 +281,7 @@ def schedule_parameters(name: str) -> list[str]:
             if parameter.name != "base_lr" and parameter.kind is not inspect.Parameter.KEYWORD_ONLY]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _signature(name: str):
     """The parameters of schedule `name`'s builder: read once (inspect.signature took ~0.1 ms
     a call, and every fit asked three times)."""
