@@ -2,9 +2,10 @@
 carved from the arenas at `offsets`) or a scan body (arenas passed in, grown when too small and
 returned, so that a scan allocates them once).
 
-Each kernel group becomes driver lines: a loop nest rendered inline (render.py) or a call of a
-shared kernel function, an op's CPU lowering, or a scan; back-to-back repeats of runs of groups
-then become calls of shared segment functions (segments.py).  See codegen.py for the module.
+Each kernel group becomes driver lines: a loop nest inline or a call of a shared kernel
+function (kernel_nests.py), an op's CPU lowering (its lines rewritten by line_rewrites.py), or
+a scan; back-to-back repeats of runs of groups then become calls of shared segment functions
+(segments.py).  See codegen.py for the module.
 """
 from __future__ import annotations
 
@@ -15,24 +16,13 @@ from ...ir.graph import Graph, Value
 from ...ir.types import DimLike, Sym, evaluate_dim, opaque_source, opaque_symbols
 from ...passes.fusion import FusedGraph, KernelGroup
 from ...passes.memory import ALIGN, MemoryPlan
-from ..loopir import build_loop_nest, collapse, extents, mark_parallel, parallelizable
+from .kernel_nests import INTERNAL, emit_nest, has_nest
+from .line_rewrites import reshapes_as_views, slice_assignments
 from .parts import carves_for, split_driver, warm_up
-from .render import kernel_source, render_nest
 from .segments import share_repeats
 
-# The njit options of the functions only generated code calls (shared kernels, segments, scan
-# bodies): no entry points for Python or C callers, as jit.INTERNAL_OPTIONS for library kernels
-# (written out here: this module must import without Numba, for `netdsl check`).  Numba's
-# wrappers unbox (or box) every array argument, about as much IR as a small kernel itself,
-# compiled and then never used.
-INTERNAL = "no_cpython_wrapper=True, no_cfunc_wrapper=True"
 # The driver's reversed twin is only ever compiled, in a helper: not cached (nothing loads it).
 _WARM_UP_DECORATOR = f"@njit(fastmath=_FASTMATH, error_model='numpy', {INTERNAL})"
-
-
-def has_nest(group: KernelGroup) -> bool:
-    return group.kind in ("elementwise", "reduction") or (
-        group.kind in ("matmul", "conv") and bool(group.epilogue))
 
 
 class FunctionWriter:
@@ -329,123 +319,14 @@ class FunctionWriter:
             raise Error(f"the Numba backend cannot compile op '{node.op.name}': it has no "
                         f"CPU lowering", node.span)
         return [reshapes_as_views(line) for line in
-                self._assignments(lower(self.ctx, node, ins, outs))]
-
-    def _assignments(self, lines) -> list[str]:
-        """Slice assignments `x[...] = value`, `x[a:b, 2] = value` as `assign(x[...], value)`
-        (numba_support.assign): Numba's slice assignment compiles string-formatting code for
-        its error message, seconds per process.  Element stores (`x[i, j] = v`) stay."""
-        from .support import assign      # imports Numba: only when generating code
-
-        result = []
-        for line in lines:
-            match = _SLICE_ASSIGN.match(line)
-            if match and (":" in match.group(3) or "..." in match.group(3)):
-                indent, target, key, value = match.groups()
-                view = target if key == "..." else f"{target}[{key}]"
-                line = f"{indent}{self.ctx.use(assign)}({view}, {value})"
-            result.append(line)
-        return result
+                slice_assignments(lower(self.ctx, node, ins, outs), self.ctx)]
 
     def nest(self, t: int, group: KernelGroup) -> list[str]:
-        module = self.module
-        nest = collapse(build_loop_nest(group, self.const_nodes))
-        sizes = extents(nest)
-        parallel = (self.options.parallel_min > 0 and parallelizable(nest) and
-                    self.size_at_hint(nest.shape) >= self.options.parallel_min)
-        if parallel:
-            nest = mark_parallel(nest)
-        source, arrays = kernel_source(nest, self.memory)
-        shared = module.functions.get(source)
-        repeats = self.options.share_repeated and module.repeated.get(source, 0) > 1
-        # A nest with shifted loads or stores (windows, tiles) is a function of its own: inline,
-        # its 2-D loop over views of one arena (a gate read from one, a result stored to
-        # another) ran 11x slower (GRU gradient cell, 117 against 10.8 us: LLVM sees the
-        # views share a base and no longer vectorises); as a callee its arrays are arguments.
-        shifted = any(x.offsets is not None for x in (*nest.loads, *nest.stores))
-        if shared is None and (parallel or repeats or shifted):
-            shared = f"kernel_{len(module.functions)}"
-            module.functions[source] = shared
-            decorator = (f"@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', "
-                         f"parallel={parallel}, {INTERNAL})")
-            # Called separately (separate.py), so that a compile helper can compile it beside
-            # the driver (compile_helper.py: the MLP step's cold compile 3.2-3.4 s linked,
-            # 2.45-2.5 s so; LeNet's the same within the noise; warm loads and the steps'
-            # times unchanged).  Before the helpers, linked was faster (LeNet 16.1 s against
-            # 18.1 s separately).
-            module.add_standalone(shared, [decorator, *source.replace(
-                "def kernel(", f"def {shared}(", 1).splitlines()], "a shared loop nest")
-            module.counts["parallel" if parallel else "shared"] += 1
-        if shared is not None:
-            module.counts["calls"] += 1
-            # np.int64(): a bare literal would make Numba specialise the kernel per value
-            args = [f"np.int64({self.dim(d)})" for d in sizes] + \
-                [self.names[v.id] for v in arrays]
-            return [f"{shared}({', '.join(args)})"]
-        module.counts["inlined"] += 1
-        return render_nest(nest, self.names, [self.dim(d) for d in sizes], f"g{t}_")
+        return emit_nest(self, t, group)
 
 
 # A view group's line (FunctionWriter.group), not a write into a view (`v_view_3[0] = ...`).
 _VIEW_LINE = re.compile(r"(v_view_\d+) = _view\(")
-# A buffer, input or parameter of generated code: a C-contiguous array (bind makes inputs so).
-_RESHAPED = re.compile(r"\b((?:v|v_view|in|p)_\d+)\.reshape\(")
-
-
-def reshapes_as_views(line: str) -> str:
-    """`v_3.reshape(a, b)` / `.reshape((a, b))` / `.reshape(x.shape)` of a buffer, input or
-    parameter as `_view(v_3, 0, (a, b))`: Numba's reshape compiles a shape-checking helper
-    (`normalize_reshape_value`, ~0.2 s of the MLP step's cold compile) and as much IR per
-    call as a small kernel; a view of a C-contiguous array of the same size is the same
-    array (`view` refuses any other layout, at compile time).  Left as it is: a reshape
-    with an inferred (-1) dimension."""
-    match = _RESHAPED.search(line)
-    if match is None:
-        return line
-    close = _closing(line, match.end() - 1) + 1
-    if close == 0:                      # unbalanced: not generated code's, left as it is
-        return line
-    inner = line[match.end():close - 1]
-    arguments = _top_level_split(inner)
-    rest = reshapes_as_views(line[close:])
-    if any(argument.strip() == "-1" for argument in arguments):
-        return line[:close] + rest
-    if len(arguments) == 1:
-        only = arguments[0].strip()
-        if only.startswith("(") and _closing(only, 0) == len(only) - 1 or \
-                only.endswith(".shape"):
-            shape = only
-        else:
-            shape = f"({only},)"
-    else:
-        shape = f"({inner})"
-    return f"{line[:match.start()]}_view({match.group(1)}, 0, {shape}){rest}"
-
-
-def _closing(text: str, start: int) -> int:
-    """The index of the parenthesis closing the one at `start`."""
-    depth = 0
-    for index in range(start, len(text)):
-        depth += {"(": 1, ")": -1}.get(text[index], 0)
-        if depth == 0:
-            return index
-    return -1
-
-
-def _top_level_split(text: str) -> list[str]:
-    """`text` split at its commas outside brackets."""
-    parts, depth, current = [], 0, ""
-    for char in text:
-        if char in "([":
-            depth += 1
-        elif char in ")]":
-            depth -= 1
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    return [*parts, current] if current.strip() or not parts else parts
 
 
 def memory_key(plan: MemoryPlan, value: Value, outputs_in_place: dict | None = None):
@@ -498,8 +379,6 @@ def _symbol_sources(graph: Graph) -> dict[str, str]:
                 solved = True
     return found
 
-
-_SLICE_ASSIGN = re.compile(r"^(\s*)([A-Za-z_][A-Za-z_0-9]*)\[(.+?)\] = (.+)$")
 
 
 __all__ = ["FunctionWriter", "has_nest", "memory_key"]
