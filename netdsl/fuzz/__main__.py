@@ -3,6 +3,7 @@
     python -m netdsl.fuzz --minutes 30 --seed 7            # a long run on demand
     python -m netdsl.fuzz --programs 50 --seed 0 --jobs 2  # a fixed set
     python -m netdsl.fuzz --show 123                       # print program 123 and check it
+    python -m netdsl.fuzz --minutes 5 --focus scan         # loops in most programs
 
 Exit status 0 when every program agreed, 1 when there were findings.
 """
@@ -33,24 +34,29 @@ def main(argv=None) -> int:
     parser.add_argument("--target", default="cpu", choices=("cpu", "cuda"),
                         help="the compiled target to check (default cpu; cuda needs a GPU or "
                              "NUMBA_ENABLE_CUDASIM=1)")
+    parser.add_argument("--focus", choices=("scan",),
+                        help="weight the generator towards one family of programs (scan: "
+                             "loops in most programs); a seed's program depends on it")
     parser.add_argument("--show", type=int, metavar="SEED",
                         help="print the program of SEED, check it and print the finding")
     args = parser.parse_args(argv)
     if args.show is not None:
-        return _show(args.show, args.statements, args.target)
+        return _show(args.show, args.statements, args.target, args.focus)
     from .campaign import run_campaign
     summary = run_campaign(args.seed, minutes=args.minutes, programs=args.programs,
                            jobs=args.jobs, statements=args.statements, out=args.out,
                            shrink=not args.no_shrink, rotate=args.rotate,
-                           report=lambda line: print(line, flush=True), target=args.target)
+                           report=lambda line: print(line, flush=True), target=args.target,
+                           focus=args.focus)
     print(summary.format())
     return 1 if summary.failures else 0
 
 
-def _show(seed: int, statements: int, target: str = "cpu") -> int:
+def _show(seed: int, statements: int, target: str = "cpu", focus: str | None = None) -> int:
+    from .campaign import FOCUSES
     from .generate import Config, generate
     from .oracle import check, options_for
-    program = generate(seed, Config(statements=statements))
+    program = generate(seed, Config(statements=statements, weights=FOCUSES.get(focus)))
     options = options_for(seed, target=target, tags=program.tags)
     print(program.text(f"seed {seed}; bindings {program.bindings}; {options}"))
     finding = check(program, options)

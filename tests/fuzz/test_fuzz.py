@@ -2,7 +2,8 @@
 
 The campaign (test_generated_programs_agree) checks a fixed set of programs, one mode each,
 in two worker processes; NETDSL_FUZZ_PROGRAMS sets how many (default 100, about
-2 minutes on two busy cores).  Longer runs are
+2 minutes on two busy cores); a second one (NETDSL_FUZZ_SCAN_PROGRAMS, default 24) programs
+with loops in most of them.  Longer runs are
 `python -m netdsl.fuzz --minutes 30`.
 """
 from __future__ import annotations
@@ -71,6 +72,16 @@ def test_generator_covers_the_menu():
     assert size_one > GENERATED // 2 and fan_out > GENERATED // 2 and symbolic > GENERATED // 5
 
 
+def test_the_scan_focus_makes_loops_common():
+    """`--focus scan` weights the menu towards loops: most of its programs have one, against
+    about one in ten unfocused, and a seed's focused program is still the same each time."""
+    from netdsl.fuzz.campaign import FOCUSES
+    focused = Config(weights=FOCUSES["scan"])
+    with_loops = sum("scan" in generate(seed, focused).tags for seed in range(40))
+    without = sum("scan" in generate(seed).tags for seed in range(40))
+    assert with_loops >= 20 and with_loops >= 3 * without, (with_loops, without)
+    assert generate(5, focused).text() == generate(5, Config(weights=FOCUSES["scan"])).text()
+
 def test_oracle_reports_a_planted_bug(monkeypatch):
     """The tester can fail: a wrong reduction in the loop IR is a mismatch."""
     from dataclasses import replace
@@ -134,6 +145,20 @@ def test_generated_programs_agree():
     assert not summary.failures, "\n".join(lines) + "\n" + summary.format() + \
         "\nreproduce with: python -m netdsl.fuzz --show SEED --statements 6"
 
+
+@pytest.mark.skipif(os.environ.get("NETDSL_FUZZ_SCAN_PROGRAMS") == "0", reason="disabled")
+def test_generated_loop_programs_agree():
+    """A campaign focused on loops (`--focus scan`): the loop passes (scan_hoist, the reuse of
+    the forward loop's values by the gradient loop, the rows split) on many more programs than
+    the campaign above gives them.  NETDSL_FUZZ_SCAN_PROGRAMS sets how many (default 24)."""
+    count = int(os.environ.get("NETDSL_FUZZ_SCAN_PROGRAMS", "24"))
+    lines: list[str] = []
+    summary = run_campaign(seed=20261205, programs=count, jobs=2, statements=8, rotate=True,
+                           shrink=False, report=lines.append, focus="scan")
+    print(summary.format())
+    assert summary.tried == count and summary.by_tag["scan"] >= count // 2
+    assert not summary.failures, "\n".join(lines) + "\n" + summary.format() + \
+        "\nreproduce with: python -m netdsl.fuzz --focus scan --show SEED --statements 8"
 
 def _cuda_ready() -> bool:
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
