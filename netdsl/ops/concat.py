@@ -1,7 +1,8 @@
 """Joining and cutting along axes: concat, split (concat's gradient) and pad (constant padding).
 
 Same conventions as shape.py: split takes its sizes from an attribute or from `like` inputs, so
-the gradient of a concat along a symbolic axis needs no symbolic dims in attributes.
+the gradient of a concat along a symbolic axis needs no symbolic dims in attributes (along a
+static axis it takes the attribute, and reads no forward value).
 """
 from __future__ import annotations
 
@@ -45,7 +46,14 @@ class Concat:
         return np.concatenate(arrays, axis=axis)
 
     def vjp(b, grads, inputs, outputs, axis: int = 0):
-        pieces = b.op("split", grads[0], *inputs, axis=axis)
+        sizes = [value.shape[normalize_axis(axis, value.rank)] for value in inputs]
+        if all(isinstance(size, int) for size in sizes):
+            # Static sizes go in the attribute: with the inputs as `like` operands the gradient
+            # read the forward values for nothing but their shapes, which kept them alive until
+            # the backward pass and made a loop's gradient store them step by step.
+            pieces = b.op("split", grads[0], axis=axis, sizes=tuple(sizes))
+        else:
+            pieces = b.op("split", grads[0], *inputs, axis=axis)
         return tuple(pieces)
 
     def tiles(*types, axis: int = 0):

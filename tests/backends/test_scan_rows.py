@@ -137,8 +137,9 @@ def test_what_only_the_gradient_loop_reads_is_stored_step_major(parallel_min):
     compiled = compile_graph(train, options=CodegenOptions(parallel_min=parallel_min))
     source = compiled.source
     step = "t * " if parallel_min else "_t * "
-    # three step values of the forward loop, written by it and read by the gradient loop
-    assert source.count(step) >= 6
+    # two step values of the forward loop (the sigmoid's and the tanh's), written by it and
+    # read by the gradient loop; the concat's gradient reads none (a split by sizes)
+    assert source.count(step) >= 4
     previous = numba.get_num_threads()
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))   # blocks from row 0 and 3
     try:

@@ -116,3 +116,24 @@ def test_wrong_vjp_shape_is_an_internal_error():
     y = b.op("sum", b.op(bad, x), axes=(0,), keepdims=False)
     with pytest.raises(InternalError, match="vjp of 'bad' gave a gradient of type"):
         gradients(b, y, [x])
+
+
+def test_a_concat_along_a_static_axis_differentiates_without_reading_its_inputs():
+    """Its gradient is a split by sizes: the forward values are not kept alive for their
+    shapes (nor stored step by step by a loop's gradient, passes/scan_residuals.py).  Along a
+    symbolic axis the split still takes its sizes from them."""
+    def build(b, v):
+        joined = b.op("concat", b.op("tanh", v["x"]), b.op("sigmoid", v["y"]), axis=1)
+        return b.op("mul", joined, joined)
+    graph = check_gradients(build, {"x": arr(2, 3), "y": arr(2, 4)})
+    (split,) = [n for n in graph.nodes if n.op.name == "split"]
+    assert len(split.inputs) == 1 and split.attrs["sizes"] == (3, 4)
+
+    from netdsl.ir.types import DType, Sym, TensorType
+    b = GraphBuilder(Graph(name="symbolic"))
+    rows = TensorType(DType.f64, (Sym.named("B"), 3))
+    x, y = b.input("x", rows), b.input("y", rows)
+    out = b.op("concat", x, y, axis=0)
+    grads = vjp(b, [out], [b.input("cot", out.type)], [x, y])
+    (split,) = [n for n in b.graph.nodes if n.op.name == "split"]
+    assert len(split.inputs) == 3 and all(g is not None for g in grads)
