@@ -146,7 +146,14 @@ class Reshape:
         return a.reshape(like.shape if like is not None else concrete(shape, "reshape"))
 
     def vjp(b, grads, inputs, outputs, shape=None):
-        return (b.op("reshape", grads[0], inputs[0]),) + (None,) * (len(inputs) - 1)
+        dims = tuple(inputs[0].shape)
+        if all(isinstance(d, int) for d in dims):
+            # A static shape goes in the attribute, so that the gradient does not read the
+            # forward value for its shape only (see concat's gradient).
+            back = b.op("reshape", grads[0], shape=dims)
+        else:
+            back = b.op("reshape", grads[0], inputs[0])
+        return (back,) + (None,) * (len(inputs) - 1)
 
     def examples():
         f32 = DType.f32

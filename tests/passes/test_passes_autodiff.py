@@ -137,3 +137,13 @@ def test_a_concat_along_a_static_axis_differentiates_without_reading_its_inputs(
     grads = vjp(b, [out], [b.input("cot", out.type)], [x, y])
     (split,) = [n for n in b.graph.nodes if n.op.name == "split"]
     assert len(split.inputs) == 3 and all(g is not None for g in grads)
+
+
+def test_a_static_reshape_differentiates_without_reading_its_input():
+    def build(b, v):
+        flat = b.op("reshape", b.op("tanh", v["x"]), shape=(6,))
+        return b.op("mul", flat, flat)
+    graph = check_gradients(build, {"x": arr(2, 3)})
+    backward = [n for n in graph.nodes if n.op.name == "reshape" and n.scope[:1] == ("grad",)]
+    assert backward and all(len(n.inputs) == 1 and n.attrs["shape"] == (2, 3)
+                            for n in backward)
