@@ -64,7 +64,9 @@ def emit_row_scan(writer, node, ins: list[str], outs: list[str], function: str) 
     work = row_work(node, writer.options.size_hint)
     minimum = 4 * writer.options.parallel_min
     chunks = ctx.use(scan_chunks)
-    arrays = ", ".join(ins + outs)
+    # A rank-0 array goes in as a one-element view (see _row_function).
+    arrays = ", ".join(f"_view({arg}, 0, (1,))" if value.rank == 0 else arg
+                       for arg, value in zip(ins + outs, node.inputs + node.outputs))
     return [f"{p}_k = {chunks}(np.int64({rows}), np.int64({steps}), np.int64({work}), "
             f"np.int64({minimum}))",
             f"if {p}_k > 1:",
@@ -126,11 +128,16 @@ def _row_function(writer, node, function: str) -> str:
                        into=True)
     name = f"scan_rows_{module.counts.setdefault('row_scans', 0)}"
     module.counts["row_scans"] += 1
-    arrays = ", ".join(ins + outs)
+    # A rank-0 array (a scalar the body captures) is passed as a one-element 1-D view and
+    # made 0-d again inside the block: Numba's parfor turns a 0-d array that a prange body
+    # reads into a scalar, and the block, typed for an array, then failed to compile.
+    scalars = [arg for arg in ins + outs if values[arg].rank == 0]
+    arrays = ", ".join(f"{arg}_1" if arg in scalars else arg for arg in ins + outs)
+    unwrap = [f"    {arg} = _view({arg}_1, 0, ())" for arg in scalars]
     # One block in a serial function, the prange calling it: Numba's parfor passes take
     # time with the size of the loop's body (2.3 s for the LSTM's loop written inside it).
     module.add_function(f"{name}_block", [
-        _BLOCK_DECORATOR, f"def {name}_block(chunk, chunks, steps, {arrays}):",
+        _BLOCK_DECORATOR, f"def {name}_block(chunk, chunks, steps, {arrays}):", *unwrap,
         f"    total = {ins[0]}.shape[0]",
         "    size = (total + chunks - 1) // chunks",
         "    lo = chunk * size",
