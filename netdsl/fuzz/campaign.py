@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from .generate import Config, generate
+from .oracle import Finding, check, header, options_for
 
 # --focus: menu weights (generate.Config.weights) that make one family of programs common.
 # scan: loops in two programs of three rather than one in ten, so that the passes on loops
@@ -28,7 +29,6 @@ from .generate import Config, generate
 # them: scan_residuals' reuse of the forward loop's values rewrote 49 of 200 programs against
 # 9 of 400 unfocused.
 FOCUSES: dict[str, dict[str, int]] = {"scan": {"scan": 12}}
-from .oracle import Finding, check, header, options_for
 
 
 @dataclass
