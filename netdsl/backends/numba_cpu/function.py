@@ -10,6 +10,7 @@ a scan; back-to-back repeats of runs of groups then become calls of shared segme
 from __future__ import annotations
 
 import re
+from functools import cached_property
 
 from ...errors import Error
 from ...ir.graph import Graph, Value
@@ -37,7 +38,12 @@ class FunctionWriter:
         self.names: dict[int, str] = {}
         self.const_nodes = {n.id: n for n in fused.constants}
         self.outputs_in_place: dict[int, str] = {}    # value id -> the body output it is made in
-        self.consumers = fused.graph.consumers()        # value id -> the nodes reading it
+
+    @cached_property
+    def consumers(self) -> dict:
+        """Value id -> the nodes reading it: built on first use (scan.step_major asks, for a
+        graph with loops), not for every function written."""
+        return self.graph.consumers()
 
     # -- dims ----------------------------------------------------------------------------
     def dim(self, d: DimLike) -> str:
@@ -378,7 +384,6 @@ def _symbol_sources(graph: Graph) -> dict[str, str]:
                 found[unknown[0]] = f"({arg}.shape[{axis}] // ({' * '.join(factors)}))"
                 solved = True
     return found
-
 
 
 __all__ = ["FunctionWriter", "has_nest", "memory_key"]
