@@ -28,6 +28,7 @@ from numba.np.ufunc.parallel import _iget_num_threads
 
 from ...ir.graph import Value
 from ...passes.scan_rows import row_work, rows_independent
+from .builtins_inline import min2
 from .function import INTERNAL
 from .jit import njit
 
@@ -43,7 +44,7 @@ def scan_chunks(rows, steps, work, minimum):
     threads = _iget_num_threads()
     if threads < 2 or rows < 2 or rows * steps * work < minimum:
         return 1
-    return min(threads, rows)
+    return min2(threads, rows)
 
 
 def row_parallel(writer, node) -> bool:
@@ -141,7 +142,7 @@ def _row_function(writer, node, function: str) -> str:
         f"    total = {ins[0]}.shape[0]",
         "    size = (total + chunks - 1) // chunks",
         "    lo = chunk * size",
-        "    hi = min(total, lo + size)",
+        "    hi = _min2(total, lo + size)",
         "    if lo < hi:", *("        " + line for line in inner),
         "    return 0"])
     module.add_function(name, [

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from ..builtins_inline import empty
 from ..jit import kernel
 
 # Multiply-adds per matrix (M * N * K) up to which matmul_batched_parallel uses the kernel here:
@@ -111,7 +112,7 @@ def _small_one(a3, b3, out3, a_shape, b_shape, out_shape, i, transpose_a, transp
     """Output matrix i of the batch by small_gemm, with its own packing scratch."""
     index_a, index_b = batch_index(i, a_shape, b_shape, out_shape)
     k = a3.shape[1] if transpose_a else a3.shape[2]
-    pack = np.empty((k if transpose_b else 0, out3.shape[2] if transpose_b else 0), out3.dtype)
+    pack = empty((k if transpose_b else 0, out3.shape[2] if transpose_b else 0), out3.dtype)
     small_gemm(a3[index_a], b3[index_b], out3[i], transpose_a, transpose_b, pack)
 
 

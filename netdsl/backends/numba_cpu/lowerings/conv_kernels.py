@@ -12,6 +12,7 @@ from numba import prange
 from numba import uint64 as u64
 
 from ..blas_threads import blas_threads
+from ..builtins_inline import empty, max2, min2, zeros
 from ..jit import kernel
 from ..separate import separately
 from .linalg import matmul_2d
@@ -65,8 +66,8 @@ def unfold(image, n, c0, padded, cols, col0, kh, kw, sh, sw, pt, pl, dh, dw, ho,
         padded[:] = 0
     else:
         for c in range(padded.shape[0]):
-            for y in range(min(image.shape[2], padded.shape[1] - pt)):
-                for xx in range(min(image.shape[3], padded.shape[2] - pl)):
+            for y in range(min2(image.shape[2], padded.shape[1] - pt)):
+                for xx in range(min2(image.shape[3], padded.shape[2] - pl)):
                     padded[c, pt + y, u64(pl + xx)] = image[n, c0 + c, y, xx]
     if strided is None:
         _im2col_unit(padded, cols, col0, kh, kw, ho, wo, back)
@@ -84,7 +85,7 @@ def unfold(image, n, c0, padded, cols, col0, kh, kw, sh, sw, pt, pl, dh, dw, ho,
 def images_per_chunk(n_images, column_elements):
     """Images whose columns share one gemm: enough for an efficient product, few enough for
     the column buffer (~1 MB) to stay in cache and for at least 8 chunks to run in parallel."""
-    return max(1, min(262144 // max(1, column_elements), (n_images + 7) // 8))
+    return max2(1, min2(262144 // max2(1, column_elements), (n_images + 7) // 8))
 
 
 @kernel(cache=True, fastmath=True)
@@ -138,9 +139,9 @@ def conv_chunk(images, w2, planes3, first, count, geometry, back, strided):
     cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups = geometry
     og = w2.shape[0] // groups
     p = ho * wo
-    cols = np.empty((w2.shape[1], count * p), dtype=planes3.dtype)
-    chunk = np.empty((og, count * p), dtype=planes3.dtype)
-    padded = np.zeros(_padded_shape(geometry), dtype=planes3.dtype)
+    cols = empty((w2.shape[1], count * p), planes3.dtype)
+    chunk = empty((og, count * p), planes3.dtype)
+    padded = zeros(_padded_shape(geometry), planes3.dtype)
     for grp in range(groups):
         weights = w2[grp * og:(grp + 1) * og]
         if back:
@@ -159,15 +160,15 @@ def weight_worker(x, g3, partial, worker, per, chunks, workers, geometry, stride
     """conv2d_backward_weight's share of one worker: partial[worker] += g_chunk @ im2col(x_chunk)ᵀ
     over chunks worker, worker + workers, ...; `geometry` as conv_chunk's."""
     cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups = geometry
-    padded = np.zeros(_padded_shape(geometry), dtype=x.dtype)
+    padded = zeros(_padded_shape(geometry), x.dtype)
     og = partial.shape[1] // groups
     k, p = partial.shape[2], ho * wo
-    result = np.empty((og, k), dtype=x.dtype)
+    result = empty((og, k), x.dtype)
     for t in range(worker, chunks, workers):
         first = t * per
-        count = min(per, x.shape[0] - first)
-        gathered = np.empty((og, count * p), dtype=x.dtype)
-        cols = np.empty((k, count * p), dtype=x.dtype)
+        count = min2(per, x.shape[0] - first)
+        gathered = empty((og, count * p), x.dtype)
+        cols = empty((k, count * p), x.dtype)
         for grp in range(groups):
             _side_by_side(g3, first, count, grp * og, gathered, True)
             for i in range(count):
@@ -189,7 +190,7 @@ _conv_chunk, _weight_worker = separately(conv_chunk), separately(weight_worker)
 def _chunks_in_parallel(images, w2, planes3, per, chunks, geometry, back, strided):
     for t in prange(chunks):
         first = np.int64(t) * per
-        _conv_chunk(images, w2, planes3, first, min(per, images.shape[0] - first), geometry,
+        _conv_chunk(images, w2, planes3, first, min2(per, images.shape[0] - first), geometry,
                     back, strided)
 
 
@@ -237,7 +238,7 @@ def conv2d_kernel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back, strid
                                                  groups)
     for t in range(chunks):
         first = t * per
-        _conv_chunk(images, w2, planes3, first, min(per, images.shape[0] - first), geometry,
+        _conv_chunk(images, w2, planes3, first, min2(per, images.shape[0] - first), geometry,
                     back, strided)
 
 
@@ -259,7 +260,7 @@ def _workers(n_images, o_total, k, p):
     stay small; the serial and parallel kernels share it, so their sums are the same."""
     per = images_per_chunk(n_images, k * p)
     chunks = (n_images + per - 1) // per
-    workers = max(1, min(chunks, 16, 4_000_000 // max(1, o_total * k)))
+    workers = max2(1, min2(min2(chunks, 16), 4_000_000 // max2(1, o_total * k)))
     return per, chunks, workers
 
 
@@ -294,7 +295,7 @@ def _weight_layout(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
     k, p = cg * kh * kw, ho * wo
     per, chunks, workers = _workers(x.shape[0], o_total, k, p)
     return (g.reshape(x.shape[0], o_total, p), per, chunks, workers,
-            np.zeros((workers, o_total, k), dtype=x.dtype),
+            zeros((workers, o_total, k), x.dtype),
             (cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups))
 
 

@@ -18,6 +18,7 @@ from numba.np.ufunc.parallel import _iget_num_threads
 
 from ..blas_library import SYMBOLS, chosen
 from ..blas_threads import SERIAL_WORK, blas_threads
+from ..builtins_inline import max2, min2
 from ..jit import kernel
 from ..separate import separately
 from . import lowering
@@ -81,7 +82,7 @@ def _checked(a, b, out, transpose_a, transpose_b):
     k2 = b.shape[1] if transpose_b else b.shape[0]
     if k != k2 or out.shape[0] != m or out.shape[1] != n:
         raise ValueError("matmul_2d: shapes do not match")
-    if max(m, n, k) > 2147483647:
+    if max2(max2(m, n), k) > 2147483647:
         raise ValueError("matmul_2d: a dimension over 2^31 - 1, more than BLAS's 32-bit sizes")
     return m, n, k
 
@@ -134,10 +135,10 @@ def _blocks_in_parallel(a, b, out, transpose_a, transpose_b, k, size, blocks):
     with the checks, the thread policy and the inlined gemm in one parallel function,
     matmul_2d_parallel took 0.9 s to compile, matmul_2d aside; split so, 0.64 s)."""
     m, n = out.shape[0], out.shape[1]
-    extent = max(m, n)
+    extent = max2(m, n)
     for block in prange(blocks):
         low = np.int64(block) * size
-        high = min(extent, low + size)
+        high = min2(extent, low + size)
         if m >= n:
             _block_call(a, b, out, transpose_a, transpose_b, k, low, high, 0, n)
         else:
@@ -161,7 +162,7 @@ def matmul_2d_parallel(a, b, out, transpose_a, transpose_b):
     if m * n * k < 2 * SERIAL_WORK or threads < 2 or blas_threads(np.int64(0)) != 1:
         _matmul_2d(a, b, out, transpose_a, transpose_b)
         return
-    extent = max(m, n)
+    extent = max2(m, n)
     # Blocks a multiple of 16 long: whole tiles of the BLAS's kernels, as in one call.
     size = ((extent + threads - 1) // threads + 15) // 16 * 16
     _blocks_in_parallel_call(a, b, out, transpose_a, transpose_b, k, size,

@@ -7,6 +7,7 @@ import numpy as np
 from numba import prange
 
 from ....ir.types import normalize_axis
+from ..builtins_inline import max2
 from ..jit import kernel
 from . import lowering
 
@@ -19,7 +20,7 @@ def _log_softmax_task(x3, out3, task):
     k = task % inner
     top = -np.inf
     for j in range(n):
-        top = max(top, x3[o, j, k])
+        top = max2(top, x3[o, j, k])
     total = 0.0
     for j in range(n):
         total += math.exp(x3[o, j, k] - top)
@@ -55,7 +56,7 @@ def _row_max_and_sum(logits2, r):
     """(max, sum of exp(logit - max)) of row r, the sum in float64."""
     top = -np.inf
     for j in range(logits2.shape[1]):
-        top = max(top, logits2[r, j])
+        top = max2(top, logits2[r, j])
     total = 0.0
     for j in range(logits2.shape[1]):
         total += math.exp(logits2[r, j] - top)

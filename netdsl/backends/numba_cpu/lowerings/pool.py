@@ -10,6 +10,7 @@ from numba import prange
 from numba import uint64 as u64
 
 from ....ops.pool import window
+from ..builtins_inline import max2, min2
 from ..jit import kernel
 from ..separate import separately
 from . import lowering
@@ -18,7 +19,7 @@ from . import lowering
 @kernel(cache=True, inline="always")
 def _span(position, stride, pad, size, length):
     start = position * stride - pad
-    return max(start, 0), min(start + size, length)
+    return max2(start, 0), min2(start + size, length)
 
 
 @kernel(cache=True)
@@ -31,7 +32,7 @@ def _max_pool_plane(x3, out3, plane, kh, kw, sh, sw, ph, pw):
             best = -np.inf
             for iy in range(y0, y1):
                 for ix in range(x0, x1):
-                    best = max(best, x3[plane, u64(iy), u64(ix)])
+                    best = max2(best, x3[plane, u64(iy), u64(ix)])
             out3[plane, y, xx] = best
 
 
@@ -51,10 +52,10 @@ def max_pool2d_2x2_kernel(x, out):
             top, bottom = u64(2 * y), u64(2 * y + 1)
             for xx in range(out3.shape[2]):
                 left, right = u64(2 * xx), u64(2 * xx + 1)
-                best = max(-np.inf, x3[plane, top, left])
-                best = max(best, x3[plane, top, right])
-                best = max(best, x3[plane, bottom, left])
-                out3[plane, y, xx] = max(best, x3[plane, bottom, right])
+                best = max2(-np.inf, x3[plane, top, left])
+                best = max2(best, x3[plane, top, right])
+                best = max2(best, x3[plane, bottom, left])
+                out3[plane, y, xx] = max2(best, x3[plane, bottom, right])
 
 
 @kernel(cache=True)
