@@ -2,7 +2,11 @@
 
 The module holds one `@njit(cache=True)` driver, `step(inputs..., params, constants...,
 arenas..., offsets)`, that runs every kernel group of the schedule in order over preallocated
-memory and returns the outputs and losses: a training step is one Python call.  Buffers are
+memory and returns the outputs and losses that its arenas do not hold (the caller views the
+others in the arenas: GeneratedModule.output_places): a training step is one Python call.
+Returning an array to Python boxes it, ~0.3 us a call each, and the boxing code took ~6 ms
+each to compile (a deep_residual step returned 43, a third of the driver's own compile; an
+XOR step, 2 of its 5.7 us).  Buffers are
 views (`numba_support.view`) into one flat arena per dtype at the offsets of the memory plan
 (`offsets` is computed in Python once per binding of the symbolic dims); symbolic dims are read
 from the inputs' shapes at the top of the driver.  Parameters (weights, optimiser state) are
@@ -118,10 +122,16 @@ class GeneratedModule:
     imports: list[tuple[str, str]] = field(default_factory=list)   # (module, function)
     # the shared segments' modules, cache key -> source; the target loads them before `source`
     segments: dict[str, str] = field(default_factory=dict)
+    # per output, (arena dtype, slot, shape) where the driver leaves it in its arena without
+    # returning it (the caller views it there: compiled.output_views), else None; empty: all
+    # returned
+    output_places: list = field(default_factory=list)
 
 
 class ModuleWriter:
     """What the functions of one generated module share: imports, kernels, body functions."""
+
+    outputs_in_arena = True          # the driver returns only what its arenas do not hold
 
     def __init__(self, options: CodegenOptions):
         self.options = options
@@ -278,13 +288,15 @@ def generate_module(fused: FusedGraph, plan: MemoryPlan, options: CodegenOptions
     """The Python source of the module for a fused, planned graph."""
     module = ModuleWriter(options or CodegenOptions())
     module.count_sources(fused, plan)
-    driver, params, outputs = FunctionWriter(fused, plan, module).driver()
+    writer = FunctionWriter(fused, plan, module)
+    driver, params, outputs = writer.driver()
     header = [f'"""netdsl generated module: {title}"""', *_HEADER,
               *module.ctx.import_lines(), *module.segment_imports, "", module.fastmath_line(), ""]
     source = "\n".join(header + module.lines + module.ctx.helper_lines() +
                        [_DECORATOR] + driver) + "\n"
     return GeneratedModule(source, params, outputs, dict(module.counts),
-                           sorted(module.ctx.imports.values()), dict(module.segment_modules))
+                           sorted(module.ctx.imports.values()), dict(module.segment_modules),
+                           writer.output_places)
 
 
 _HEADER = ["import math", "import numpy as np", "from numba import prange",

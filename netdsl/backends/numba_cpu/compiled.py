@@ -20,12 +20,14 @@ Both calling conventions turn it into an Error that names the input, the value a
 """
 from __future__ import annotations
 
+from math import prod
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from ...errors import Error
 from ...ir.graph import Graph
+from ...ir.types import evaluate_dim
 from ...ops.indexing import INDEX_ERROR
 from ..reference import bind_dims
 
@@ -85,7 +87,7 @@ class CompiledGraph:
             user[info.name] = ready
         offsets, arenas = self._layout(bindings, self._arenas)
         try:
-            results = self.driver(*self._args(feeds, user, offsets, arenas))
+            returned = self.driver(*self._args(feeds, user, offsets, arenas))
         except IndexError as error:
             raise index_error(graph, feeds, error) from None
         except Exception:                       # left before putting the flush back
@@ -93,7 +95,14 @@ class CompiledGraph:
             raise
         for name, ready in write_back:
             arrays[name][...] = ready
+        results = merged(self.output_views(arenas, offsets, bindings), returned)
         return {name: np.array(result) for name, result in zip(self.output_names, results)}
+
+    def output_views(self, arenas: dict, offsets: np.ndarray, bindings: Mapping[str, int]):
+        """The outputs the driver leaves in its arenas, as views of them (None for those it
+        returns): see GeneratedModule.output_places."""
+        return output_views(self.generated.output_places or [None] * len(self.output_names),
+                            arenas, offsets, bindings)
 
     __call__ = run
 
@@ -162,6 +171,7 @@ class BoundStep:
         for i in self._arrays:              # the next call's shapes differ: it rebinds
             self._namespace[f"_shape{i}"] = None
         self._namespace["_bound"], self._namespace["_tail"] = None, ()
+        self._namespace["_outputs"] = None
         if len(self.compiled._spare_arenas) < 2:
             self.compiled._spare_arenas.append(spare)
 
@@ -172,7 +182,7 @@ class BoundStep:
         params = [f"a{i}" for i in range(len(fed))]
         scalars = {i: np.zeros((), v.dtype.numpy) for i, v in enumerate(fed) if v.rank == 0}
         arrays = [i for i in range(len(fed)) if i not in scalars]
-        namespace = {"_driver": self.compiled.driver, "_rebind": self._rebind,
+        namespace = {"_driver": self.compiled.driver, "_rebind": self._rebind, "_outputs": None,
                      "_convert": self._convert, "_index_error": self._index_error,
                      "_clear_flush": _clear_flush}
         namespace.update({f"_s{i}": a for i, a in scalars.items()})
@@ -197,8 +207,20 @@ class BoundStep:
                  f"        _rebind({', '.join(params)})"]
         lines += [f"    _s{i}[()] = a{i}" for i in scalars]
         call = ", ".join(driver_args)
-        lines += ["    try:", f"        return _driver({call})",
-                  "    except TypeError:",
+        # The outputs the driver leaves in its arenas are views made at each rebind
+        # (`_outputs`, see output_views); it returns the others (`_r`).
+        places = self.compiled.generated.output_places
+        if not any(places):
+            lines += ["    try:", f"        return _driver({call})"]
+        elif all(places):
+            lines += ["    try:", f"        _driver({call})", "        return _outputs"]
+        else:
+            returned = iter(range(len(places)))
+            parts = [f"_outputs[{i}]" if place is not None else f"_r[{next(returned)}]"
+                     for i, place in enumerate(places)]
+            lines += ["    try:", f"        _r = _driver({call})",
+                      f"        return ({', '.join(parts)},)"]
+        lines += ["    except TypeError:",
                   f"        return _convert({', '.join(params)})",
                   "    except IndexError as error:",
                   f"        _index_error(error, {', '.join(params)})",
@@ -226,6 +248,8 @@ class BoundStep:
         bindings = bind_dims(self.compiled.graph, feeds)
         offsets, arenas = self.compiled._layout(bindings, self._arenas)
         bound = self.compiled._args(feeds, self._user, offsets, arenas)
+        self._namespace["_outputs"] = tuple(self.compiled.output_views(arenas, offsets,
+                                                                       bindings))
         self._namespace["_bound"] = bound
         self._namespace["_tail"] = tuple(bound[self._suffix:])
         for i in self._arrays:
@@ -268,6 +292,31 @@ def driver_args(params, feeds, user, constants, arenas, offsets) -> list:
         else:
             args.append(offsets)
     return args
+
+
+def output_views(places: list, arenas: dict, offsets: np.ndarray,
+                 bindings: Mapping[str, int]) -> list:
+    """Per output, a view of the arena where the driver leaves it, for a place (arena dtype,
+    slot, shape: GeneratedModule.output_places) under the dims `bindings` and the layout
+    `offsets` (MemoryPlan.layout): the C-contiguous array the driver's own `_view` of it
+    would be; None where the place is None (the driver returns that output)."""
+    views = []
+    for place in places:
+        if place is None:
+            views.append(None)
+            continue
+        dtype, slot, shape = place
+        dims = tuple(evaluate_dim(d, bindings) for d in shape)
+        start = int(offsets[slot])
+        views.append(arenas[dtype][start:start + prod(dims)].reshape(dims))
+    return views
+
+
+def merged(views: list, returned) -> list:
+    """The outputs in order: `views` (output_views), with the driver's `returned` tuple
+    filling the places that are None."""
+    rest = iter(returned)
+    return [next(rest) if view is None else view for view in views]
 
 
 def index_error(graph: Graph, feeds: Mapping[str, np.ndarray], error: IndexError) -> Exception:

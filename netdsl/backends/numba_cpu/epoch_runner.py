@@ -42,20 +42,25 @@ COMPILE_SECONDS = 0.7
 
 
 def runner_source(step_key: str, params: list, batch_inputs: list[str],
-                  scalar_outputs: dict, prediction: tuple[int, int] | None = None) -> str:
+                  scalar_outputs: dict, prediction: tuple[int, int] | None = None,
+                  places: list | None = None) -> str:
     """The runner module for the step module `step_key` whose driver takes `params` ((kind,
     key) pairs, codegen's order).  `scalar_outputs`: sums column -> (output index, weighted by
     the batch's examples); column 0 is the loss.  `prediction`: (output index, rank) of an
     output whose rows each step copies into `predictions[epoch, example position]` (as rows
-    of scalars), for the training metrics."""
+    of scalars), for the training metrics.  `places`: the step's GeneratedModule.
+    output_places (an output with a place is read from its arena, not from what the driver
+    returns)."""
     data = [f"data_{k}" for k in range(len(batch_inputs))]
     buffers = [f"buffer_{k}" for k in range(len(batch_inputs))]
     # The same data and buffers as rows of scalars: a row copied element by element (Numba's
     # `buffer[row] = data[source]` costs ~4 s of compile, for its shape-mismatch error path).
     rows = [f"rows_{k}" for k in range(len(batch_inputs))]
     buffer_rows = [f"buffer_rows_{k}" for k in range(len(batch_inputs))]
-    fixed, call = [], []
+    fixed, call, arenas = [], [], {}
     for kind, key in params:
+        if kind == "arena":
+            arenas[key] = f"f_{len(fixed)}"
         if kind == "input" and key in batch_inputs:
             call.append(f"x_{batch_inputs.index(key)}")
         elif kind == "input":
@@ -72,7 +77,9 @@ def runner_source(step_key: str, params: list, batch_inputs: list[str],
                  *(["predictions"] if prediction is not None else [])]
     lines = ['"""netdsl generated epoch runner (backends/numba_cpu/epoch_runner.py)"""',
              "import numpy as np",
+             "from netdsl.backends.numba_cpu.builtins_inline import min2",
              "from netdsl.backends.numba_cpu.jit import njit",
+             "from netdsl.backends.numba_cpu.support import view as _view",
              "from netdsl.backends.numba_cpu.separate import separately",
              f"from netdsl_generated_{step_key} import step as _step",
              "_step = separately(_step)      # its code stays in its own module (separate.py)",
@@ -86,7 +93,7 @@ def runner_source(step_key: str, params: list, batch_inputs: list[str],
              "    for epoch in range(epochs):",
              "        for position in range(batches):",
              "            start = position * batch",
-             "            size = min(start + batch, examples) - start",
+             "            size = min2(start + batch, examples) - start",
              "            if shuffle:",
              "                for row in range(size):",
              "                    source = orders[epoch, start + row]"]
@@ -106,16 +113,26 @@ def runner_source(step_key: str, params: list, batch_inputs: list[str],
         lines.append("            stream[()] = first + done + 1")
     lines += [f"            outputs = _step({', '.join(call)})",
               "            done += 1"]
+    places = places or []
+
+    def read(output: int, shape: str) -> str:
+        """Source of output `output` after the step: a view of its arena where it has a
+        place there (its `shape` there), else its item of the tuple the driver returns."""
+        place = places[output] if places else None
+        if place is None:
+            return f"outputs[{sum(p is None for p in places[:output]) if places else output}]"
+        return f"_view({arenas[place[0]]}, offsets[{place[1]}], {shape})"
     if prediction is not None:                  # rank 1 or 2 (BlockRunner)
         output, rank = prediction
-        lines += [f"            predicted = outputs[{output}]",
+        shape = "(size,)" if rank == 1 else "(size, predictions.shape[2])"
+        lines += [f"            predicted = {read(output, shape)}",
                   "            for row in range(size):"]
         lines += ["                predictions[epoch, start + row, 0] = predicted[row]"] \
             if rank == 1 else \
             ["                for column in range(predictions.shape[2]):",
              "                    predictions[epoch, start + row, column] = predicted[row, column]"]
     for column, (output, weighted) in scalar_outputs.items():
-        value = f"np.float64(outputs[{output}][()])"
+        value = f"np.float64({read(output, '()')}[()])"
         if column == 0:
             lines += [f"            loss = {value}",
                       "            if not np.isfinite(loss):",
@@ -193,7 +210,8 @@ class BlockRunner:
         self.source = runner_source(compiled.report.key, compiled.generated.params,
                                     batch_inputs, scalar_outputs,
                                     None if prediction is None else
-                                    (prediction, output_ranks[prediction]))
+                                    (prediction, output_ranks[prediction]),
+                                    compiled.generated.output_places)
         self.key = cache.cache_key(self.source, "cpu", toolchain())
         self.path = Path(compiled.report.module_path).parent / f"nd_{self.key}.py"
         self.function = None                    # loaded (and compiled if need be) by `run`
