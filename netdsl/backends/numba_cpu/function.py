@@ -219,7 +219,7 @@ class FunctionWriter:
     def empty(self, shape: str, dtype) -> str:
         """Source allocating an uninitialised array (a target's own memory: the cuda writer
         allocates on the device)."""
-        return f"np.empty({shape}, dtype=np.{dtype.numpy.name})"
+        return f"_empty({shape}, np.{dtype.numpy.name})"
 
     def constant_lines(self, node, name: str) -> list[str]:
         """Lines filling the array `name` with a constant node's value."""

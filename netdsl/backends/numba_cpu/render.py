@@ -15,7 +15,8 @@ from ..python_source import render as render_python
 
 # exp, tanh and erf through fast_math.py: vectorisable float32 forms (libm's are scalar calls
 # that keep LLVM from vectorising a loop); min and max through builtins_inline.py, the same
-# code without compiling Numba's overload per pair of argument types.  The generated module
+# code without compiling Numba's overload per pair of argument types (and np.empty, as
+# `_empty`).  The generated module
 # imports them under these names.
 CPU_FUNCTIONS = {**FUNCTIONS, "exp": "_fast_exp", "tanh": "_fast_tanh", "erf": "_fast_erf",
                  "max": "_max2", "min": "_min2"}
@@ -23,7 +24,8 @@ FAST_MATH_IMPORTS = ["from netdsl.backends.numba_cpu.fast_math import exp as _fa
                      "from netdsl.backends.numba_cpu.fast_math import tanh as _fast_tanh",
                      "from netdsl.backends.numba_cpu.fast_math import erf as _fast_erf",
                      "from netdsl.backends.numba_cpu.builtins_inline import max2 as _max2",
-                     "from netdsl.backends.numba_cpu.builtins_inline import min2 as _min2"]
+                     "from netdsl.backends.numba_cpu.builtins_inline import min2 as _min2",
+                     "from netdsl.backends.numba_cpu.builtins_inline import empty as _empty"]
 
 
 def render(expr: Expr, prefix: str = "") -> str:

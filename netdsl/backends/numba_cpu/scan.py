@@ -56,11 +56,12 @@ def _loop(writer, node, ins: list[str], outs: list[str], function: str) -> list[
     for i, carry in enumerate(carries):
         current.append(f"{p}_c{i}")
         following.append(f"{p}_n{i}")
-        lines += [f"{p}_c{i} = np.empty_like({ins[i]})", f"{p}_n{i} = np.empty_like({ins[i]})"]
+        lines += [f"{p}_c{i} = _empty({ins[i]}.shape, {ins[i]}.dtype)",
+                  f"{p}_n{i} = _empty({ins[i]}.shape, {ins[i]}.dtype)"]
         lines += writer._copy(f"{p}_c{i}", ins[i], carry)
     arenas = _arenas(writer, function)
     for k, (arena, dtype) in enumerate(arenas):
-        lines.append(f"{p}_a{k} = np.empty(0, dtype=np.{dtype})")
+        lines.append(f"{p}_a{k} = _empty(0, np.{dtype})")
     slices = [_step_buffer(writer, sequence, axis, ins[n_carry + j], f"{p}_x{j}", p, lines)
               for j, sequence in enumerate(sequences)]
     ys = [_step_buffer(writer, y, axis, outs[n_carry + j], f"{p}_y{j}", p, lines)
@@ -131,8 +132,8 @@ def _step_buffer(writer, value, axis: int, whole: str, scratch: str, p: str,
     buffer (its allocation appended to `lines`) that the loop copies through."""
     if _in_place(writer, value, axis):
         return _step_view(writer, value, axis, whole, p)
-    lines.append(f"{scratch} = np.empty({_without(writer, value, axis)}, "
-                 f"dtype=np.{value.dtype.numpy.name})")
+    lines.append(f"{scratch} = _empty({_without(writer, value, axis)}, "
+                 f"np.{value.dtype.numpy.name})")
     return scratch
 
 

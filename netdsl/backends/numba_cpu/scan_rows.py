@@ -98,8 +98,8 @@ def _row_function(writer, node, function: str) -> str:
     current, following = [], []
     for k, carry in enumerate(carries):
         value = values[carry]
-        inner += [f"c{k} = np.empty({_row_shape(carry, value, None)}, "
-                  f"dtype=np.{value.dtype.numpy.name})", f"n{k} = np.empty_like(c{k})"]
+        inner += [f"c{k} = _empty({_row_shape(carry, value, None)}, "
+                  f"np.{value.dtype.numpy.name})", f"n{k} = _empty(c{k}.shape, c{k}.dtype)"]
         inner += _copy(f"c{k}", _rows(carry, value), _per_row(carry, value), f"r{k}")
         current.append(f"c{k}")
         following.append(f"n{k}")
@@ -110,7 +110,7 @@ def _row_function(writer, node, function: str) -> str:
     step_ys = _step_buffers("y", ys, values, axis, inner, in_place)
     owned = []
     for k, (_, dtype) in enumerate(_arenas(writer, function)):
-        inner.append(f"a{k} = np.empty(0, dtype=np.{dtype})")
+        inner.append(f"a{k} = _empty(0, np.{dtype})")
         owned.append(f"a{k}")
     assign = ctx.use(_assign())
     before = [f"{assign}({_step_rows(out, values[out], axis)}, {current[i]})" if out in in_place
@@ -165,8 +165,8 @@ def _step_buffers(prefix: str, names: list[str], values: dict, axis: int,
         if name in in_place:
             buffers.append(_step_rows(name, value, axis))
             continue
-        inner.append(f"{prefix}{j} = np.empty({_row_shape(name, value, axis)}, "
-                     f"dtype=np.{value.dtype.numpy.name})")
+        inner.append(f"{prefix}{j} = _empty({_row_shape(name, value, axis)}, "
+                     f"np.{value.dtype.numpy.name})")
         buffers.append(f"{prefix}{j}")
     return buffers
 
