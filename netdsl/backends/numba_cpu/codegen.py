@@ -79,7 +79,7 @@ from ...passes.memory import MemoryPlan
 from ..loopir import build_loop_nest, collapse
 from .emit import EmitContext, called_separately
 from .function import INTERNAL, FunctionWriter, has_nest, memory_key
-from .render import FAST_MATH_IMPORTS, kernel_source
+from .render import HELPER_IMPORTS, kernel_source
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 # Module-level names of every generated module (its imports) and Python's builtins.
@@ -305,7 +305,7 @@ _HEADER = ["import math", "import numpy as np", "from numba import prange",
            "from netdsl.backends.numba_cpu.support import view as _view",
            "from netdsl.backends.numba_cpu.param_table import param_view as _param_view",
            "from netdsl.backends.numba_cpu.separate import separately as _separately",
-           *FAST_MATH_IMPORTS]
+           *HELPER_IMPORTS]
 # The driver, called from Python: its C entry point (for C callers) is never used.
 _DECORATOR = "@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', no_cfunc_wrapper=True)"
 _INTERNAL_DECORATOR = f"@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', {INTERNAL})"

@@ -16,11 +16,10 @@ from ..python_source import render as render_python
 # exp, tanh and erf through fast_math.py: vectorisable float32 forms (libm's are scalar calls
 # that keep LLVM from vectorising a loop); min and max through builtins_inline.py, the same
 # code without compiling Numba's overload per pair of argument types (and np.empty, as
-# `_empty`).  The generated module
-# imports them under these names.
+# `_empty`).  The generated module imports them under these names.
 CPU_FUNCTIONS = {**FUNCTIONS, "exp": "_fast_exp", "tanh": "_fast_tanh", "erf": "_fast_erf",
                  "max": "_max2", "min": "_min2"}
-FAST_MATH_IMPORTS = ["from netdsl.backends.numba_cpu.fast_math import exp as _fast_exp",
+HELPER_IMPORTS = ["from netdsl.backends.numba_cpu.fast_math import exp as _fast_exp",
                      "from netdsl.backends.numba_cpu.fast_math import tanh as _fast_tanh",
                      "from netdsl.backends.numba_cpu.fast_math import erf as _fast_erf",
                      "from netdsl.backends.numba_cpu.builtins_inline import max2 as _max2",
@@ -185,5 +184,13 @@ def kernel_source(nest: LoopNest, memory=None, name: str = "kernel") -> tuple[st
                      ["    return 0"]), arrays
 
 
-__all__ = ["CPU_FUNCTIONS", "FAST_MATH_IMPORTS", "FUNCTIONS", "kernel_source", "literal",
-           "render", "render_nest", "scalar_type"]
+__all__ = [
+    "CPU_FUNCTIONS",
+    "FUNCTIONS",
+    "HELPER_IMPORTS",
+    "kernel_source",
+    "literal",
+    "render",
+    "render_nest",
+    "scalar_type",
+]

@@ -132,8 +132,7 @@ def _step_buffer(writer, value, axis: int, whole: str, scratch: str, p: str,
     buffer (its allocation appended to `lines`) that the loop copies through."""
     if _in_place(writer, value, axis):
         return _step_view(writer, value, axis, whole, p)
-    lines.append(f"{scratch} = _empty({_without(writer, value, axis)}, "
-                 f"np.{value.dtype.numpy.name})")
+    lines.append(f"{scratch} = {writer.empty(_without(writer, value, axis), value.dtype)}")
     return scratch
 
 

@@ -98,8 +98,8 @@ def _row_function(writer, node, function: str) -> str:
     current, following = [], []
     for k, carry in enumerate(carries):
         value = values[carry]
-        inner += [f"c{k} = _empty({_row_shape(carry, value, None)}, "
-                  f"np.{value.dtype.numpy.name})", f"n{k} = _empty(c{k}.shape, c{k}.dtype)"]
+        inner += [f"c{k} = {writer.empty(_row_shape(carry, value, None), value.dtype)}",
+                  f"n{k} = _empty(c{k}.shape, c{k}.dtype)"]
         inner += _copy(f"c{k}", _rows(carry, value), _per_row(carry, value), f"r{k}")
         current.append(f"c{k}")
         following.append(f"n{k}")
