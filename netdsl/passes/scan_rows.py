@@ -58,17 +58,17 @@ def rows_independent(node: Node) -> bool:
     kinds: dict[int, str] = {v.id: ROW for v in row_inputs}
     kinds.update({v.id: FREE for v in body.inputs[n_carry + n_seq:]})
     for inner in body.nodes:
-        kind = _kind(inner, [kinds[v.id] for v in inner.inputs], batch)
+        kind = row_kind(inner, [kinds[v.id] for v in inner.inputs], batch)
         if kind is None:
             return False
         kinds.update({out.id: kind for out in inner.outputs})
     values = list(body.inputs) + [v for inner in body.nodes for v in inner.outputs]
     return all(kinds.get(v.id) == ROW and v.rank >= 1 and v.shape[0] == batch
                for v in body.outputs.values()) and \
-        all(_batch_only_leads(v, kinds[v.id], batch) for v in values)
+        all(batch_only_leads(v, kinds[v.id], batch) for v in values)
 
 
-def _batch_only_leads(value: Value, kind: str, batch: Sym) -> bool:
+def batch_only_leads(value: Value, kind: str, batch: Sym) -> bool:
     """The batch's symbols appear in `value`'s shape only as the leading dim of a ROW value:
     a block's body reads the batch from its inputs' shapes (its rows), so a dim that is the
     batch anywhere else (a constant's [H, B], a [B, B] product) would be the block's too."""
@@ -80,7 +80,7 @@ def _batch_only_leads(value: Value, kind: str, batch: Sym) -> bool:
     return True
 
 
-def _kind(node: Node, kinds: list[str], batch) -> str | None:
+def row_kind(node: Node, kinds: list[str], batch) -> str | None:
     """ROW, FREE, or None where `node` would mix rows (or it is not known not to)."""
     op = node.op
     if op.has("random") or op.name == "scan" and ROW in kinds:
@@ -144,7 +144,11 @@ def _axes(node: Node, rank: int) -> set[int]:
 def row_work(node: Node, size_hint: int = 128) -> int:
     """A step's work per row of scan `node`'s body: multiply-adds of its products plus the
     elements its other ops write, per row of the batch (other symbolic dims at `size_hint`)."""
-    body: Graph = node.attrs["body"]
+    return body_row_work(node.attrs["body"], size_hint)
+
+
+def body_row_work(body: Graph, size_hint: int = 128) -> int:
+    """`row_work` of a body graph whose values' axis 0 is the batch (a `row_blocks` body)."""
     total = 0
     for inner in body.nodes:
         for out in inner.outputs:
@@ -171,4 +175,4 @@ def _at_hint(d, size_hint: int) -> int:
         else size_hint
 
 
-__all__ = ["rows_independent", "row_work"]
+__all__ = ["FREE", "ROW", "batch_only_leads", "body_row_work", "row_kind", "row_work", "rows_independent"]

@@ -59,6 +59,8 @@ NO_EXAMPLES = {
 NOT_LOWERED = {
     ("scan", "cpu"): "control flow: numba_cpu/scan.py writes its loop around the body's kernels",
     ("scan", "cuda"): "control flow: numba_cuda/scan.py loops on the host over the body's kernels",
+    ("row_blocks", "cpu"): "control flow: numba_cpu/row_blocks.py runs its body on blocks of rows",
+    ("row_blocks", "cuda"): "made only by the cpu target's own pass (passes/row_regions.py)",
 }
 
 
@@ -282,8 +284,9 @@ def test_vjp_finite_differences(name, example, example_inputs):
 
 
 def _cpu_compiles(name: str) -> bool:
-    """Does the CPU compiler make code for the op (scan: around its body's kernels)?"""
-    return _cpu_lowers(name) or name == "scan"
+    """Does the CPU compiler make code for the op (scan, row_blocks: around their bodies'
+    kernels)?"""
+    return _cpu_lowers(name) or name in ("scan", "row_blocks")
 
 
 B = Sym.named("B")

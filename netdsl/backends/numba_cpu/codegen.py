@@ -101,6 +101,18 @@ class CodegenOptions:
     parallel_min: int = field(default_factory=_parallel_min)
     size_hint: int = 128             # assumed value of symbolic dims when judging sizes
     share_repeated: bool = True      # nests that repeat become one shared njit function
+    # Which graphs run their runs of ops that keep the batch's rows apart as blocks of rows
+    # in parallel (passes/row_regions.py, row_blocks.py; only where parallel_min > 0):
+    # "inference" (graphs without losses or state updates), "always" or "never".  The MLP
+    # forward at two threads: 317 -> 274 us.  A training step measured slower so (MLP, two
+    # threads: 1.11 -> 1.26 ms) although its forward region ran as fast as the inference
+    # one (283 us): not found why, left off.
+    row_regions: str = "inference"
+
+    def regions_for(self, graph: Graph) -> bool:
+        """Whether `graph` gets row regions (see `row_regions`)."""
+        return self.parallel_min > 0 and (self.row_regions == "always" or (
+            self.row_regions == "inference" and not graph.losses and not graph.state_updates))
     # Parameters from which the driver takes them as one table of addresses (param_table.py);
     # 0: always.  Below it one argument each compiles as fast or faster (MLP, 18 parameters:
     # ~2% less CPU time with arguments, and the same cold compile within the noise; LeNet-5,

@@ -340,6 +340,9 @@ class FunctionWriter:
         if node.op.name == "scan":
             from .scan import emit_scan
             return emit_scan(self, node, ins, outs)
+        if node.op.name == "row_blocks":
+            from .row_blocks import emit_row_blocks
+            return emit_row_blocks(self, node, ins, outs)
         from .lowerings import lowering_for
         lower = lowering_for(node.op)
         if lower is None:

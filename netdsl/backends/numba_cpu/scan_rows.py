@@ -137,21 +137,31 @@ def _row_function(writer, node, function: str) -> str:
     unwrap = [f"    {arg} = _view({arg}_1, 0, ())" for arg in scalars]
     # One block in a serial function, the prange calling it: Numba's parfor passes take
     # time with the size of the loop's body (2.3 s for the LSTM's loop written inside it).
+    add_block_functions(module, name, f"steps, {arrays}", ins[0], unwrap, inner)
+    return name
+
+
+def add_block_functions(module, name: str, arguments: str, rows: str, prologue: list[str],
+                        inner: list[str]) -> None:
+    """Define `<name>_block(chunk, chunks, <arguments>)`, running `inner` (lines) on rows
+    lo:hi of block `chunk` of `chunks` over the rows of argument `rows` (after the
+    `prologue` lines), and `<name>(chunks, <arguments>)`, a prange over the blocks calling it
+    (Numba's parfor passes take time with the size of the loop's body, so it holds the call
+    alone)."""
     module.add_function(f"{name}_block", [
-        _BLOCK_DECORATOR, f"def {name}_block(chunk, chunks, steps, {arrays}):", *unwrap,
-        f"    total = {ins[0]}.shape[0]",
+        _BLOCK_DECORATOR, f"def {name}_block(chunk, chunks, {arguments}):", *prologue,
+        f"    total = {rows}.shape[0]",
         "    size = (total + chunks - 1) // chunks",
         "    lo = chunk * size",
         "    hi = _min2(total, lo + size)",
         "    if lo < hi:", *("        " + line for line in inner),
         "    return 0"])
     module.add_function(name, [
-        _DECORATOR, f"def {name}(chunks, steps, {arrays}):",
+        _DECORATOR, f"def {name}(chunks, {arguments}):",
         "    for chunk in prange(chunks):",
-        f"        {name}_block(chunk, chunks, steps, {arrays})",
+        f"        {name}_block(chunk, chunks, {arguments})",
         "    return 0"])
     module.counts["parallel"] += 1
-    return name
 
 
 def _step_buffers(prefix: str, names: list[str], values: dict, axis: int,
@@ -222,4 +232,4 @@ def _copy(target: str, source: str, size: str, prefix: str, into: bool = False) 
             f"for {prefix} in range(rows * {size}):", f"    {prefix}_t[{prefix}] = {prefix}_s[{prefix}]"]
 
 
-__all__ = ["emit_row_scan", "row_parallel", "scan_chunks"]
+__all__ = ["add_block_functions", "emit_row_scan", "row_parallel", "scan_chunks"]

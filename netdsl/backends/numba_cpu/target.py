@@ -35,16 +35,19 @@ class NumbaCpuTarget(Target):
         from .codegen import CodegenOptions, generate_module
         from .compiled import CompiledGraph
 
+        from ...passes.row_regions import row_regions
+        options = options or CodegenOptions()
         report = CompileReport(self.name)
         clock = StageClock(report, trace, stop_after)
-        fused = fuse(graph, windows=True)
+        regions = row_regions(graph) if options.regions_for(graph) else graph
+        fused = fuse(regions, windows=True)
         if clock.done("fuse", fused):
             return fused
         plan = plan_memory(fused)
         if clock.done("plan_memory", plan, phase="plan"):
             return plan
         self.check_support(graph)            # before codegen: fuse and plan work on f16 too
-        generated = generate_module(fused, plan, options or CodegenOptions(), title=graph.name)
+        generated = generate_module(fused, plan, options, title=graph.name)
         if clock.done("codegen", generated):
             return generated
         directory = cache.cache_dir(cache_dir)
