@@ -11,7 +11,8 @@ Which values keep rows apart follows passes/scan_rows.py (`row_kind`): the graph
 whose axis 0 is the batch are ROW, parameters and constants FREE, and each node's kind follows
 from its inputs' by that module's rules.  A node that mixes rows (a reduction over the batch,
 a weight's gradient `x^T @ dy`, a convolution: not proven) ends a run; its outputs, computed
-before any later run starts, count as ROW where their axis 0 is the batch and FREE otherwise.
+before any later run starts, count as ROW where their axis 0 is the batch and FREE otherwise,
+as do a FREE node's (`zeros([B])`: the same for every row, but a block reads its rows).
 A run keeps its FREE nodes outside, before its `row_blocks` node (they depend on no ROW value),
 and copies the constants its ROW nodes read into the body (a scalar stays a literal there).
 Only runs with a matrix product are wrapped (a run of elementwise work is one loop nest
@@ -40,30 +41,34 @@ def row_regions(graph: Graph) -> Graph:
     kinds: dict[int, str] = {v.id: _outside(v, batch) for v in graph.inputs}
     kinds.update({info.value.id: FREE for info in graph.params})
     runs: list[list[Node]] = [[]]
+    inside: set[int] = set()                # ids of the ROW nodes: a body computes them
     for node in graph.nodes:
         kind = row_kind(node, [kinds.get(v.id, FREE) for v in node.inputs], batch)
         if kind == ROW and not (all(batch_only_leads(v, ROW, batch) for v in node.outputs) and
                                 all(v.rank or _is_constant(v) for v in node.inputs)):
             kind = None         # a rank-0 input would reach the body as a 0-d array: left out
         if kind is None:
-            kinds.update({v.id: _outside(v, batch) for v in node.outputs})
             runs.append([])
         else:
-            kinds.update({v.id: kind for v in node.outputs})
             runs[-1].append(node)
-    wrapped = {id(run[0]): run for run in runs if _worth(run, kinds)}
+        if kind == ROW:
+            inside.add(node.id)
+            kinds.update({v.id: ROW for v in node.outputs})
+        else:       # computed before any later run: its rows are there to read (zeros([B]))
+            kinds.update({v.id: _outside(v, batch) for v in node.outputs})
+    wrapped = {id(run[0]): run for run in runs if _worth(run, inside, kinds)}
     if not wrapped:
         return graph
     rebuilder = Rebuilder(graph)
     region: dict[int, int] = {}             # node id -> the run that computes it
     for k, run in enumerate(wrapped.values()):
-        region.update({node.id: k for node in run if kinds[node.outputs[0].id] == ROW})
+        region.update({node.id: k for node in run if node.id in inside})
     leaving = _leaving(graph, region)
     moved = {node.id for run in wrapped.values() for node in run}
     for node in graph.nodes:
         run = wrapped.get(id(node))
         if run is not None:
-            _wrap(rebuilder, run, kinds, leaving, batch)
+            _wrap(rebuilder, run, inside, kinds, leaving)
         elif node.id not in moved:
             rebuilder.copy(node)
     return rebuilder.finish()
@@ -82,12 +87,12 @@ def _outside(value: Value, batch: Sym) -> str:
         batch_only_leads(value, ROW, batch) else FREE
 
 
-def _worth(run: list[Node], kinds: dict[int, str]) -> bool:
+def _worth(run: list[Node], inside: set[int], kinds: dict[int, str]) -> bool:
     """A run with a product of its rows by weights (one op, or a run without one, gains
     nothing), whose weights are at most MAX_WEIGHTS elements: each thread reads all of them,
     where a product cut by columns reads its share (784-1024-1024-10 at batch 8 would stream
     twice the 7 MB of weights)."""
-    rows = [node for node in run if kinds[node.outputs[0].id] == ROW]
+    rows = [node for node in run if node.id in inside]
     weights = [node.inputs[1] for node in rows if node.op.name == "matmul" and
                kinds.get(node.inputs[1].id, FREE) == FREE]
     return len(rows) >= 2 and bool(weights) and \
@@ -132,12 +137,12 @@ def _leaving(graph: Graph, region: dict[int, int]) -> set[int]:
     return read
 
 
-def _wrap(rebuilder: Rebuilder, run: list[Node], kinds: dict[int, str],
-          leaving_ids: set[int], batch: Sym) -> None:
+def _wrap(rebuilder: Rebuilder, run: list[Node], inside: set[int], kinds: dict[int, str],
+          leaving_ids: set[int]) -> None:
     """Emit the run's FREE nodes, then one `row_blocks` node computing its ROW nodes."""
-    rows = [node for node in run if kinds[node.outputs[0].id] == ROW]
+    rows = [node for node in run if node.id in inside]
     for node in run:
-        if kinds[node.outputs[0].id] == FREE:
+        if node.id not in inside:
             rebuilder.copy(node)
     made = {v.id for node in rows for v in node.outputs}
     row_inputs: list[Value] = []

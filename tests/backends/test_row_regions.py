@@ -123,3 +123,40 @@ def test_row_chunks_split_only_enough_rows_of_enough_work():
     assert row_chunks(16 * threads - 1, 16, 10**6, 1) == 1     # too few rows per block
     assert row_chunks(64, 1, 10, 1 << 20) == 1                  # too little work
     assert row_chunks(2, 1, 10**6, 1) == 2
+
+
+def test_the_environment_chooses_the_mode_and_a_bad_value_is_an_error(monkeypatch):
+    import netdsl
+    monkeypatch.setenv("NETDSL_ROW_REGIONS", " Never ")
+    assert CodegenOptions().row_regions == "never"
+    monkeypatch.setenv("NETDSL_ROW_REGIONS", "sometimes")
+    with pytest.raises(netdsl.Error, match="NETDSL_ROW_REGIONS must be"):
+        CodegenOptions()
+    monkeypatch.delenv("NETDSL_ROW_REGIONS")
+    monkeypatch.setenv("NETDSL_PARALLEL_MIN", "1e6")
+    with pytest.raises(netdsl.Error, match="NETDSL_PARALLEL_MIN must be a whole number"):
+        CodegenOptions()
+
+
+def test_a_loop_body_that_mixes_rows_gets_its_own_regions():
+    """The body's mean over the batch keeps the loop serial (no row scan); its dense layers
+    still run on blocks of rows, step by step."""
+    from netdsl.ops.control import scan
+    cell = GraphBuilder(Graph(name="cell"))
+    h = cell.input("h", t32(B, 8))
+    x_t = cell.input("x_t", t32(B, 8))
+    w, u = cell.input("w", t32(8, 8)), cell.input("u", t32(8, 8))
+    hidden = cell.op("tanh", cell.op("matmul", cell.op("add", h, x_t), w))
+    new = cell.op("sub", cell.op("matmul", hidden, u), cell.op("mean", hidden, axes=(0,)))
+    cell.graph.outputs = {"h": new, "y": new}
+    b = GraphBuilder(Graph(name="loop"))
+    xs, h0 = b.input("xs", t32(B, 3, 8)), b.input("h0", t32(B, 8))
+    w, u = b.param("w", t32(8, 8), init=None), b.param("u", t32(8, 8), init=None)
+    (final,), _ = scan(b, cell.graph, [h0], [xs], [w, u], axis=1)
+    b.graph.outputs = {"final": final}
+    compiled = compile_graph(b.graph, options=ALWAYS)
+    assert compiled.report.kernels.get("row_blocks") == 1
+    for batch in (2, 40):
+        arrays = random_arrays(b.graph, batch=batch, seed=batch)
+        arrays["w"], arrays["u"] = arrays["w"] * np.float32(0.3), arrays["u"] * np.float32(0.3)
+        assert_matches_reference(b.graph, arrays, compiled, rtol=2e-5, atol=2e-6)

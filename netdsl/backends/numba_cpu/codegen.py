@@ -90,7 +90,26 @@ _MODULE_NAMES = frozenset({"np", "math", "njit", "prange", "_view", "_param_view
 
 
 def _parallel_min() -> int:
-    return int(os.environ.get("NETDSL_PARALLEL_MIN", 1 << 20))
+    text = os.environ.get("NETDSL_PARALLEL_MIN", "").strip()
+    if not text:
+        return 1 << 20
+    if not text.isdigit():
+        from ...errors import Error
+        raise Error(f"NETDSL_PARALLEL_MIN must be a whole number of elements, got {text!r}",
+                    hint="0 turns parallel kernels off; unset it for the default (1048576)")
+    return int(text)
+
+
+ROW_REGION_MODES = ("inference", "always", "never")
+
+
+def _row_regions() -> str:
+    text = os.environ.get("NETDSL_ROW_REGIONS", "").strip().lower() or "inference"
+    if text not in ROW_REGION_MODES:
+        from ...errors import Error
+        raise Error(f"NETDSL_ROW_REGIONS must be inference, always or never, got {text!r}",
+                    hint="unset it for the default (inference graphs only)")
+    return text
 
 
 @dataclass
@@ -103,11 +122,13 @@ class CodegenOptions:
     share_repeated: bool = True      # nests that repeat become one shared njit function
     # Which graphs run their runs of ops that keep the batch's rows apart as blocks of rows
     # in parallel (passes/row_regions.py, row_blocks.py; only where parallel_min > 0):
-    # "inference" (graphs without losses or state updates), "always" or "never".  The MLP
-    # forward at two threads: 317 -> 274 us.  A training step measured slower so (MLP, two
-    # threads: 1.11 -> 1.26 ms) although its forward region ran as fast as the inference
-    # one (283 us): not found why, left off.
-    row_regions: str = "inference"
+    # "inference" (graphs without losses or state updates), "always" or "never";
+    # $NETDSL_ROW_REGIONS overrides it.  The MLP forward at two threads: 317 -> 274 us.  A
+    # training step ran slower so (MLP, two threads: 1.09 -> 1.24 ms), its forward region
+    # as fast as the inference one alone (283 us): each thread reads every weight, and in a
+    # step the backward and the update push them out of the cores' caches in between, so
+    # both cores fetch all of them again (perf: MKL's kernels 356 -> 395 us a step).
+    row_regions: str = field(default_factory=_row_regions)
 
     def regions_for(self, graph: Graph) -> bool:
         """Whether `graph` gets row regions (see `row_regions`)."""
@@ -162,6 +183,9 @@ class ModuleWriter:
         self.segment_modules: dict[str, str] = {}    # cache key -> source of a segment module
         self.segment_imports: list[str] = []
         self.standalone: set[str] = set()            # names imported from segment modules
+        # Whether loop bodies that run serially over their rows get row regions too (the
+        # driver's graph does: generate_module sets it).
+        self.row_regions = False
 
     def add_function(self, name: str, lines: list[str], separate: bool = True) -> None:
         """A module-level function (decorator and definition lines), which only generated code
@@ -226,6 +250,9 @@ class ModuleWriter:
         from ...passes.memory import plan_memory
         key = (id(graph), serial)
         if key not in self.bodies:
+            if self.row_regions and not serial:     # a loop over steps of row-parallel work
+                from ...passes.row_regions import row_regions
+                graph = row_regions(graph)
             fused = fuse(graph, windows=True)
             name = f"body_{len(self.bodies)}"
             self.bodies[key] = name
@@ -300,6 +327,7 @@ def generate_module(fused: FusedGraph, plan: MemoryPlan, options: CodegenOptions
                     title: str = "") -> GeneratedModule:
     """The Python source of the module for a fused, planned graph."""
     module = ModuleWriter(options or CodegenOptions())
+    module.row_regions = module.options.regions_for(fused.graph)
     module.count_sources(fused, plan)
     writer = FunctionWriter(fused, plan, module)
     driver, params, outputs = writer.driver()
