@@ -90,8 +90,8 @@ def _outside(value: Value, batch: Sym) -> str:
 def _worth(run: list[Node], inside: set[int], kinds: dict[int, str]) -> bool:
     """A run with a product of its rows by weights (one op, or a run without one, gains
     nothing), whose weights are at most MAX_WEIGHTS elements: each thread reads all of them,
-    where a product cut by columns reads its share (784-1024-1024-10 at batch 8 would stream
-    twice the 7 MB of weights)."""
+    where a product cut by columns reads its share (784-1024-1024-10's 7 MB would be read by
+    both cores from memory, not from their caches)."""
     rows = [node for node in run if node.id in inside]
     weights = [node.inputs[1] for node in rows if node.op.name == "matmul" and
                kinds.get(node.inputs[1].id, FREE) == FREE]

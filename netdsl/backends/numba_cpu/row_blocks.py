@@ -8,13 +8,15 @@ made by one of its kernels is written straight into the caller's rows) and the w
 constants; `row_blocks_<k>` is a prange over the blocks calling it (Numba's parfor passes
 take time with the size of a loop's body, so the prange holds the call alone).
 
-The driver asks `row_chunks` at run time for the number of blocks: one per thread where the
-batch has at least MIN_BLOCK_ROWS rows per thread and rows x the body's work per row (its
-products' multiply-adds and the elements its other ops write: passes/scan_rows.py
-`body_row_work`) reaches the codegen's `parallel_min`; else 1, and the driver calls the block
-function once, over every row: the body runs serially, a large product of few rows included
-(MLP 784-1024-1024-10 at batch 8 is the shape that loses, its products no longer cut across
-the threads: see benchmarks/README.md).
+The driver asks `row_chunks` at run time for the number of blocks: one per thread where
+every block gets MIN_BLOCK_ROWS rows of its largest product (a [B, T, F] @ W has T of them per
+batch row) and rows x the body's work per row (its products' multiply-adds and the elements
+its other ops write: passes/scan_rows.py `body_row_work`) reaches the codegen's
+`parallel_min`; else 1, and the driver calls the block function once, over every row.  Each
+thread reads every weight (passes/row_regions.py caps them at 2^20), which the MLP's forward
+(1.07 M weights) paid back at every batch that splits, against products cut by columns: two
+threads, batch 4 28.1 -> 26.1 us, 8 55.6 -> 42.5, 16 85.8 -> 63.5, 32 139 -> 102, 128
+305 -> 267, 1024 2166 -> 1955 (benchmarks/README.md).
 
 Each block's body arenas start empty and grow to its rows on the call (one allocation per
 block and call, reused by malloc from the call before).  The numbers per row are the whole
@@ -31,7 +33,7 @@ from .builtins_inline import min2
 from .jit import njit
 from .scan_rows import add_block_functions
 
-MIN_BLOCK_ROWS = 16
+MIN_BLOCK_ROWS = 2
 
 
 @njit(cache=True)
