@@ -88,12 +88,12 @@ def _outside(value: Value, batch: Sym) -> str:
 
 
 def _worth(run: list[Node], inside: set[int], kinds: dict[int, str]) -> bool:
-    """A run with a product of its rows by weights (one op, or a run without one, gains
-    nothing), whose weights are at most MAX_WEIGHTS elements: each thread reads all of them,
-    where a product cut by columns reads its share (784-1024-1024-10's 7 MB would be read by
-    both cores from memory, not from their caches)."""
+    """A run with a product of its rows by weights or a convolution (one op, or a run
+    without one, gains nothing), whose weights are at most MAX_WEIGHTS elements: each thread
+    reads all of them, where a product cut by columns reads its share (784-1024-1024-10's
+    7 MB would be read by both cores from memory, not from their caches)."""
     rows = [node for node in run if node.id in inside]
-    weights = [node.inputs[1] for node in rows if node.op.name == "matmul" and
+    weights = [node.inputs[1] for node in rows if node.op.name in ("matmul", "conv2d") and
                kinds.get(node.inputs[1].id, FREE) == FREE]
     return len(rows) >= 2 and bool(weights) and \
         sum(_elements(w) for w in weights) <= MAX_WEIGHTS

@@ -21,17 +21,20 @@ excepted: a block would draw other numbers).  An op with a ROW input gives ROW b
   rank (broadcast over the trailing axes) or with axis 0 of extent 1;
 * `matmul`: a ROW `a` (not transposed if 2-D) with a FREE 2-D `b`, or ROW `a` and `b` of one
   rank >= 3 (the batch axes lead);
+* `conv2d` of a ROW image batch (NCHW) by FREE filters, `max_pool2d` and `avg_pool2d` of ROW
+  images;
 * `slice` (and its gradient), `concat`, `split`, `log_softmax`, `expand_dims`, `squeeze`,
   `transpose`, the reductions: only where axis 0 is left as it is (every output's axis 0 `d`); `reshape` and `broadcast_to` where axis 0 stays `d`;
-* anything else (take, whose index errors cannot leave a thread; pooling, convolutions,
-  random ops, nested scans, cumulative sums over axis 0, ...): not proven, the loop stays
-  serial.
+* anything else (take, whose index errors cannot leave a thread; the gradients of pooling
+  and convolutions, random ops, nested scans, cumulative sums over axis 0, ...): not proven,
+  the loop stays serial.
 Every output of the body must be ROW.  The sequences' time axis must not be axis 0 (a
 time-major sequence keeps rows apart too, but no loop in netdsl lowers to one today).
 
-`row_work(node, size_hint)` is a step's work per row (multiply-adds of its products plus the
-elements its other ops write, the body's other symbolic dims at `size_hint`): the target
-splits a loop only where rows x steps x that reaches its parallel threshold.
+`row_work(node, size_hint)` is a step's work per row (multiply-adds of its products and
+convolutions plus the elements its other ops write, the body's other symbolic dims at
+`size_hint`): the target splits a loop only where rows x steps x that reaches its parallel
+threshold.
 """
 from __future__ import annotations
 
@@ -119,6 +122,10 @@ def row_kind(node: Node, kinds: list[str], batch) -> str | None:
     if op.name == "transpose":
         perm = attrs.get("perm")
         return ROW if perm is not None and tuple(perm)[0] == 0 else None
+    if op.name == "conv2d":                 # NCHW: image n of the output from image n alone
+        return ROW if kinds == [ROW, FREE] else None
+    if op.name in ("max_pool2d", "avg_pool2d"):
+        return ROW
     if op.name in ("reshape", "broadcast_to"):
         source = ins[0]
         return ROW if kinds[0] == ROW and source.rank >= 1 and source.shape[0] == batch \
@@ -158,6 +165,9 @@ def body_row_work(body: Graph, size_hint: int = 128) -> int:
             inner_dim = a.shape[-2] if inner.attrs.get("transpose_a") and a.rank >= 2 \
                 else a.shape[-1]
             total += _per_row(inner.outputs[0], size_hint) * _at_hint(inner_dim, size_hint)
+        elif inner.op.name == "conv2d":     # each output element: C/groups * kh * kw
+            total += _per_row(inner.outputs[0], size_hint) * _per_row(inner.inputs[1],
+                                                                    size_hint)
     return max(total, 1)
 
 

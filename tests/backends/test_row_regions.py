@@ -160,3 +160,23 @@ def test_a_loop_body_that_mixes_rows_gets_its_own_regions():
         arrays = random_arrays(b.graph, batch=batch, seed=batch)
         arrays["w"], arrays["u"] = arrays["w"] * np.float32(0.3), arrays["u"] * np.float32(0.3)
         assert_matches_reference(b.graph, arrays, compiled, rtol=2e-5, atol=2e-6)
+
+
+def test_convolutions_and_pooling_run_on_blocks_of_images():
+    """A small CNN's inference: conv, bias, relu, max pool, conv, avg pool, flatten, dense."""
+    b = GraphBuilder(Graph(name="cnn"))
+    x = b.input("x", t32(B, 2, 9, 9))
+    w1, w2 = b.param("w1", t32(4, 2, 3, 3), init=None), b.param("w2", t32(3, 4, 2, 2), init=None)
+    bias = b.param("bias", t32(4, 1, 1), init=None)
+    h = b.op("relu", b.op("add", b.op("conv2d", x, w1, padding=1), bias))
+    h = b.op("max_pool2d", h, size=(2, 2))
+    h = b.op("avg_pool2d", b.op("conv2d", h, w2, stride=2), size=(2, 2), stride=1)
+    flat = b.op("reshape", h, shape=(B, 3))
+    b.graph.outputs = {"y": b.op("matmul", flat, b.param("w3", t32(5, 3), init=None),
+                                 transpose_b=True)}
+    (region,) = _regions(row_regions(b.graph))
+    assert [n.op.name for n in region.attrs["body"].nodes].count("conv2d") == 2
+    compiled = compile_graph(b.graph, options=ALWAYS)
+    for batch in (1, 5, 40):
+        assert_matches_reference(b.graph, random_arrays(b.graph, batch=batch, seed=batch),
+                                 compiled, rtol=2e-5, atol=2e-5)
