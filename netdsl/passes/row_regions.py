@@ -10,13 +10,13 @@ threads and the elementwise work on one.
 Which values keep rows apart follows passes/scan_rows.py (`row_kind`): the graph's inputs
 whose axis 0 is the batch are ROW, parameters and constants FREE, and each node's kind follows
 from its inputs' by that module's rules.  A node that mixes rows (a reduction over the batch,
-a weight's gradient `x^T @ dy`, a convolution: not proven) ends a run; its outputs, computed
+a weight's gradient `x^T @ dy`, a gather by index: not proven) ends a run; its outputs, computed
 before any later run starts, count as ROW where their axis 0 is the batch and FREE otherwise,
 as do a FREE node's (`zeros([B])`: the same for every row, but a block reads its rows).
 A run keeps its FREE nodes outside, before its `row_blocks` node (they depend on no ROW value),
 and copies the constants its ROW nodes read into the body (a scalar stays a literal there).
-Only runs with a matrix product are wrapped (a run of elementwise work is one loop nest
-already), and only where every value of the run has the batch as its leading dim alone
+Only runs with a product by weights or a convolution are wrapped (a run of elementwise work
+is one loop nest already), and only where every value of the run has the batch as its leading dim alone
 (`batch_only_leads`): the body reads its rows from its inputs' shapes.
 
 The batch is the leading dim of the graph's first input whose axis 0 is a symbol; a graph

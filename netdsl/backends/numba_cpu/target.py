@@ -1,6 +1,8 @@
 """The "cpu" target's stages: fuse -> plan_memory -> codegen -> cache -> load.
 
-fuse groups the graph's nodes into kernels (passes/fusion.py), plan_memory lays the
+fuse first wraps an inference graph's runs of ops that keep the batch's rows apart in
+`row_blocks` nodes (passes/row_regions.py; `CodegenOptions.row_regions`), then groups the
+graph's nodes into kernels (passes/fusion.py); plan_memory lays the
 intermediate buffers out in arenas (passes/memory.py), codegen writes one Python module with
 an `@njit` driver, cache stores it under its content hash (backends/cache.py, keyed by the
 target's name too) beside the modules of its shared segments (each under its own content hash,
@@ -30,12 +32,12 @@ class NumbaCpuTarget(Target):
         kernel, sharing of repeated nests; cache_dir overrides $NETDSL_CACHE_DIR."""
         from ...passes.fusion import fuse
         from ...passes.memory import plan_memory
+        from ...passes.row_regions import row_regions
         from .. import cache
         from . import compile_helper, numba_cache
         from .codegen import CodegenOptions, generate_module
         from .compiled import CompiledGraph
 
-        from ...passes.row_regions import row_regions
         options = options or CodegenOptions()
         report = CompileReport(self.name)
         clock = StageClock(report, trace, stop_after)
