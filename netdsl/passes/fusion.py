@@ -120,13 +120,20 @@ class FusedGraph:
             saved_bytes_evaluated=evaluate_dim(saved, binding), bindings=binding)
 
     def format(self) -> str:
-        """The `--emit kernels` listing: one line per kernel, inputs and outputs by name."""
+        """The `--emit kernels` listing: one line per kernel, inputs and outputs by name; a
+        loop's or a row region's body (a Graph attribute) listed below it, indented, as a
+        target fuses it."""
         names = value_names(self.graph)
         lines = []
         for group in self.groups:
             ins = ", ".join(names.get(v.id, "?") for v in group.inputs)
             outs = ", ".join(names.get(v.id, "?") for v in group.outputs)
             lines.append(f"{group.describe()}  ({ins}) -> ({outs})")
+            for node in group.nodes:
+                for key, body in node.attrs.items():
+                    if isinstance(body, Graph):
+                        listing = fuse(body, windows=True).format().splitlines()
+                        lines += [f"    {key}: {line}" for line in listing]
         lines.append(self.report().format())
         return "\n".join(lines)
 

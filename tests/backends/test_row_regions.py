@@ -180,3 +180,10 @@ def test_convolutions_and_pooling_run_on_blocks_of_images():
     for batch in (1, 5, 40):
         assert_matches_reference(b.graph, random_arrays(b.graph, batch=batch, seed=batch),
                                  compiled, rtol=2e-5, atol=2e-5)
+
+
+def test_the_kernel_listing_shows_a_region_body():
+    from netdsl.passes.fusion import fuse
+    listing = fuse(row_regions(_forward()), windows=True).format()
+    assert "op[]: row_blocks" in listing
+    assert "    body: k0 matmul[B, 40]: matmul add relu" in listing
