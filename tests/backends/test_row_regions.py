@@ -119,10 +119,12 @@ def test_row_chunks_split_only_enough_rows_of_enough_work():
     threads = numba.get_num_threads()
     if threads < 2:
         pytest.skip("one Numba thread")
-    assert row_chunks(64, 16, 1000, 1000) == min(threads, 64)
-    assert row_chunks(16 * threads - 1, 16, 10**6, 1) == 1     # too few rows per block
+    assert row_chunks(64, 16, 1000, 1000) == min(threads, 4)
+    assert row_chunks(31, 16, 10**6, 1) == 1                    # too few rows for two blocks
+    assert row_chunks(32, 16, 10**6, 1) == 2                    # two blocks of 16, not more
     assert row_chunks(64, 1, 10, 1 << 20) == 1                  # too little work
     assert row_chunks(2, 1, 10**6, 1) == 2
+    assert row_chunks(10**6, 1, 10**6, 1) == threads
 
 
 def test_the_environment_chooses_the_mode_and_a_bad_value_is_an_error(monkeypatch):

@@ -8,15 +8,15 @@ made by one of its kernels is written straight into the caller's rows) and the w
 constants; `row_blocks_<k>` is a prange over the blocks calling it (Numba's parfor passes
 take time with the size of a loop's body, so the prange holds the call alone).
 
-The driver asks `row_chunks` at run time for the number of blocks: one per thread where
-every block gets MIN_BLOCK_ROWS rows of its largest product (a [B, T, F] @ W has T of them per
-batch row) and rows x the body's work per row (its products' multiply-adds and the elements
-its other ops write: passes/scan_rows.py `body_row_work`) reaches the codegen's
-`parallel_min`; else 1, and the driver calls the block function once, over every row.  Each
-thread reads every weight (passes/row_regions.py caps them at 2^20), which the MLP's forward
-(1.07 M weights) paid back at every batch that splits, against products cut by columns: two
-threads, batch 4 28.1 -> 26.1 us, 8 55.6 -> 42.5, 16 85.8 -> 63.5, 32 139 -> 102, 128
-305 -> 267, 1024 2166 -> 1955 (benchmarks/README.md).
+The driver asks `row_chunks` at run time for the number of blocks: one per thread, or fewer
+so that every block gets MIN_BLOCK_ROWS rows of its largest product (a [B, T, F] @ W has T of
+them per batch row), where that makes two or more and rows x the body's work per row (its
+products' multiply-adds and the elements its other ops write: passes/scan_rows.py
+`body_row_work`) reaches the codegen's `parallel_min`; else 1, and the driver calls the block
+function once, over every row.  Each thread reads every weight (passes/row_regions.py caps
+them at 2^20), which the MLP's forward (1.07 M weights) paid back at every batch that splits,
+against products cut by columns: two threads, batch 4 28.1 -> 26.1 us, 8 55.6 -> 42.5, 16
+85.8 -> 63.5, 32 139 -> 102, 128 305 -> 267, 1024 2166 -> 1955 (benchmarks/README.md).
 
 Each block's body arenas start empty and grow to its rows on the call (one allocation per
 block and call, reused by malloc from the call before).  The numbers per row are the whole
@@ -29,7 +29,7 @@ from numba.np.ufunc.parallel import _iget_num_threads
 
 from ...passes.row_regions import product_rows
 from ...passes.scan_rows import body_row_work
-from .builtins_inline import min2
+from .builtins_inline import max2, min2
 from .jit import njit
 from .scan_rows import add_block_functions
 
@@ -38,12 +38,13 @@ MIN_BLOCK_ROWS = 2
 
 @njit(cache=True)
 def row_chunks(rows, least, work, minimum):
-    """Blocks of rows to run a `row_blocks` body in: one per thread where every block gets
-    `least` rows or more and rows * work reaches `minimum`, else 1."""
-    threads = _iget_num_threads()
-    if threads < 2 or rows < least * threads or rows * work < minimum:
+    """Blocks of rows to run a `row_blocks` body in: one per thread, or fewer so that each
+    gets `least` rows or more, where that makes two or more and rows * work reaches
+    `minimum`; else 1."""
+    blocks = min2(_iget_num_threads(), rows // max2(least, 1))
+    if blocks < 2 or rows * work < minimum:
         return 1
-    return min2(threads, rows)
+    return blocks
 
 
 def emit_row_blocks(writer, node, ins: list[str], outs: list[str]) -> list[str]:
