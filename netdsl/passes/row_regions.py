@@ -144,14 +144,14 @@ def _wrap(rebuilder: Rebuilder, run: list[Node], inside: set[int], kinds: dict[i
     for node in run:
         if node.id not in inside:
             rebuilder.copy(node)
-    made = {v.id for node in rows for v in node.outputs}
+    seen = {v.id for node in rows for v in node.outputs}     # made inside, or taken already
     row_inputs: list[Value] = []
     free_inputs: list[Value] = []
     for node in rows:
         for value in node.inputs:
-            if value.id in made or _is_constant(value) or \
-                    any(value is v for v in row_inputs + free_inputs):
+            if value.id in seen or _is_constant(value):
                 continue
+            seen.add(value.id)
             (row_inputs if kinds.get(value.id) == ROW else free_inputs).append(value)
     body = Graph(name="rows")
     builder = GraphBuilder(body)

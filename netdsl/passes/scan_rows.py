@@ -149,8 +149,9 @@ def _axes(node: Node, rank: int) -> set[int]:
 
 
 def row_work(node: Node, size_hint: int = 128) -> int:
-    """A step's work per row of scan `node`'s body: multiply-adds of its products plus the
-    elements its other ops write, per row of the batch (other symbolic dims at `size_hint`)."""
+    """A step's work per row of scan `node`'s body: multiply-adds of its products and
+    convolutions plus the elements its ops write, per row of the batch (other symbolic dims
+    at `size_hint`)."""
     return body_row_work(node.attrs["body"], size_hint)
 
 

@@ -79,12 +79,12 @@ def _functions(writer, node, function: str) -> str:
     outs = [f"o{k}" for k in range(len(node.outputs))]
     values = dict(zip(ins + outs, node.inputs + node.outputs))
     rowed = ins[:n_rows] + outs
-    arenas = [f"a{k}" for k in range(len(_arenas(writer, function)))]
+    dtypes = [dtype for _, dtype in _arenas(writer, function)]
+    arenas = [f"a{k}" for k in range(len(dtypes))]
     arguments = [_rows(name, values[name].rank) if name in rowed else name
                  for name in ins + outs]
-    inner = ["rows = hi - lo"]
-    inner += [f"a{k} = _empty(0, np.{dtype})"
-              for k, (_, dtype) in enumerate(_arenas(writer, function))]
+    inner = ["rows = hi - lo"] + [f"{arena} = _empty(0, np.{dtype})"
+                                  for arena, dtype in zip(arenas, dtypes)]
     call = f"{function}({', '.join(arguments + arenas)})"
     inner.append(f"{''.join(a + ', ' for a in arenas)}= {call}" if arenas else call)
     name = f"row_blocks_{module.counts.setdefault('row_blocks', 0)}"
