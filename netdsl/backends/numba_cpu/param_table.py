@@ -18,11 +18,12 @@ C-contiguous, as both calling conventions ensure.
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import types
-from numba.core import cgutils
 from numba.core.imputils import impl_ret_untracked
 from numba.extending import intrinsic
-from numba.np.arrayobj import make_array, populate_array
+
+from .support import array_value, shape_dims
 
 
 @intrinsic
@@ -32,27 +33,21 @@ def param_view(typingctx, address, shape, dtype):
             not isinstance(dtype, (types.NumberClass, types.DType)):
         return None
     element = dtype.instance_type if isinstance(dtype, types.NumberClass) else dtype.dtype
-    ndim = len(shape)
-    result = types.Array(element, ndim, "C")
+    result = types.Array(element, len(shape), "C")
 
     def codegen(context, builder, signature, args):
         address_value, shape_value, _ = args
-        target = make_array(result)(context, builder)
-        dims = [context.cast(builder, v, t, types.intp) for v, t in
-                zip(cgutils.unpack_tuple(builder, shape_value, ndim), shape.types)]
-        itemsize = context.get_constant(
-            types.intp, context.get_abi_sizeof(context.get_data_type(element)))
-        strides, stride = [], itemsize
-        for d in reversed(dims):
-            strides.append(stride)
-            stride = builder.mul(stride, d)
-        strides.reverse()
         pointer_type = context.get_data_type(element).as_pointer()
         data = builder.inttoptr(context.cast(builder, address_value, signature.args[0],
                                              types.intp), pointer_type)
-        populate_array(target, data=data, shape=dims, strides=strides, itemsize=itemsize,
-                       meminfo=None)
-        return impl_ret_untracked(context, builder, result, target._getvalue())
+        datamodel = context.data_model_manager[result]
+
+        def null(name):                    # no owner: the caller keeps the arrays alive
+            return ir.Constant(context.get_value_type(datamodel.get_type(name)), None)
+        value = array_value(context, builder, result, data,
+                            shape_dims(context, builder, shape, shape_value),
+                            null("meminfo"), null("parent"))
+        return impl_ret_untracked(context, builder, result, value)
 
     return result(address, shape, dtype), codegen
 

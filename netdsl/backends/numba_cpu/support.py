@@ -9,11 +9,47 @@ view shares the array's memory owner, so it keeps the arena alive like any NumPy
 """
 from __future__ import annotations
 
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils, ir_utils
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
-from numba.np.arrayobj import make_array, populate_array
+from numba.np.arrayobj import make_array
+
+
+def array_value(context, builder, array_type, data, dims, meminfo, parent):
+    """The LLVM value of a C-contiguous array of `array_type` over `data` (a pointer to its
+    first element) with `dims` (intp values), built field by field in registers.
+
+    Numba's own helpers (`make_array(...)`, `populate_array`) keep the struct in a stack slot
+    and store each field into it: four more instructions per field, and LLVM's SROA pass then
+    takes time superlinear in the slots of a function.  A driver with 80 views compiled in
+    0.74 s so, 0.52 s this way (120 views: 1.57 -> 0.83 s)."""
+    datamodel = context.data_model_manager[array_type]
+    intp = context.get_value_type(types.intp)
+    itemsize = context.get_constant(
+        types.intp, context.get_abi_sizeof(context.get_data_type(array_type.dtype)))
+    strides, stride = [], itemsize
+    for d in reversed(dims):
+        strides.append(stride)
+        stride = builder.mul(stride, d)
+    strides.reverse()
+    nitems = context.get_constant(types.intp, 1)
+    for d in dims:
+        nitems = builder.mul(nitems, d, flags=["nsw"])
+    fields = {"meminfo": meminfo, "parent": parent, "nitems": nitems, "itemsize": itemsize,
+              "data": data, "shape": cgutils.pack_array(builder, dims, intp),
+              "strides": cgutils.pack_array(builder, strides, intp)}
+    value = ir.Constant(datamodel.get_value_type(), ir.Undefined)
+    for name, field in fields.items():
+        value = builder.insert_value(value, field, datamodel.get_field_position(name))
+    return value
+
+
+def shape_dims(context, builder, shape_type, shape_value) -> list:
+    """The values of a shape tuple as intp."""
+    return [context.cast(builder, v, t, types.intp) for v, t in
+            zip(cgutils.unpack_tuple(builder, shape_value, len(shape_type)), shape_type.types)]
 
 
 @intrinsic
@@ -22,27 +58,19 @@ def view(typingctx, array, offset, shape):
     if not isinstance(array, types.Array) or not isinstance(shape, types.BaseTuple) or \
             not isinstance(offset, types.Integer) or array.layout != "C":
         return None
-    ndim = len(shape)
-    result = types.Array(array.dtype, ndim, "C")
+    result = types.Array(array.dtype, len(shape), "C")
 
     def codegen(context, builder, signature, args):
-        array_value, offset_value, shape_value = args
-        source = make_array(array)(context, builder, array_value)
-        target = make_array(result)(context, builder)
-        dims = [context.cast(builder, v, t, types.intp) for v, t in
-                zip(cgutils.unpack_tuple(builder, shape_value, ndim), shape.types)]
-        itemsize = context.get_constant(
-            types.intp, context.get_abi_sizeof(context.get_data_type(array.dtype)))
-        strides, stride = [], itemsize
-        for d in reversed(dims):
-            strides.append(stride)
-            stride = builder.mul(stride, d)
-        strides.reverse()
+        array_value_, offset_value, shape_value = args
+        source = context.data_model_manager[array]
+
+        def field(name):
+            return builder.extract_value(array_value_, source.get_field_position(name))
         start = context.cast(builder, offset_value, signature.args[1], types.intp)
-        populate_array(target, data=builder.gep(source.data, [start]), shape=dims,
-                       strides=strides, itemsize=itemsize, meminfo=source.meminfo,
-                       parent=source.parent)
-        return impl_ret_borrowed(context, builder, result, target._getvalue())
+        value = array_value(context, builder, result, builder.gep(field("data"), [start]),
+                            shape_dims(context, builder, shape, shape_value),
+                            field("meminfo"), field("parent"))
+        return impl_ret_borrowed(context, builder, result, value)
 
     return result(array, offset, shape), codegen
 
