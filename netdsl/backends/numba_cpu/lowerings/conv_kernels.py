@@ -15,6 +15,7 @@ from ..blas_threads import blas_threads
 from ..builtins_inline import empty, max2, min2, zeros
 from ..jit import kernel
 from ..separate import separately
+from ..support import view as _view
 from .linalg import matmul_2d
 
 
@@ -235,7 +236,7 @@ def _layout(images, w, planes, sh, sw, pt, pl, dh, dw, groups):
     ho, wo = planes.shape[2], planes.shape[3]
     k, p = cg * kh * kw, ho * wo
     per = images_per_chunk(n_images, k * p)
-    return (w.reshape(o_total, k), planes.reshape(n_images, o_total, p), per,
+    return (_view(w, 0, (o_total, k)), _view(planes, 0, (n_images, o_total, p)), per,
             (n_images + per - 1) // per, (cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups))
 
 
@@ -286,7 +287,7 @@ def _accumulate(partial, worker, o0, values):
 def _sum_partials(partial, dw_out):
     """dw_out = partial[0] + partial[1] + ... (in that order)."""
     o_total, k = partial.shape[1], partial.shape[2]
-    flat = dw_out.reshape(o_total, k)
+    flat = _view(dw_out, 0, (o_total, k))
     for o in range(o_total):
         for j in range(k):
             flat[o, j] = partial[0, o, j]
@@ -303,7 +304,7 @@ def _weight_layout(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups):
     ho, wo = g.shape[2], g.shape[3]
     k, p = cg * kh * kw, ho * wo
     per, chunks, workers = _workers(x.shape[0], o_total, k, p)
-    return (g.reshape(x.shape[0], o_total, p), per, chunks, workers,
+    return (_view(g, 0, (x.shape[0], o_total, p)), per, chunks, workers,
             zeros((workers, o_total, k), x.dtype),
             (cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups))
 

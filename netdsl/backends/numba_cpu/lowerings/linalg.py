@@ -21,6 +21,7 @@ from ..blas_threads import SERIAL_WORK, blas_threads
 from ..builtins_inline import max2, min2
 from ..jit import kernel
 from ..separate import separately
+from ..support import view as _view
 from . import lowering
 from .batched_matmul import SMALL_WORK, batch_index, small_batched
 
@@ -180,9 +181,9 @@ def _batch_views(a, b, out, transpose_a, transpose_b):
         count_a *= a.shape[d]
         count_b *= b.shape[d]
         count *= out.shape[d]
-    a3 = a.reshape(count_a, a.shape[rank - 2], a.shape[rank - 1])
-    b3 = b.reshape(count_b, b.shape[rank - 2], b.shape[rank - 1])
-    out3 = out.reshape(count, out.shape[rank - 2], out.shape[rank - 1])
+    a3 = _view(a, 0, (count_a, a.shape[rank - 2], a.shape[rank - 1]))
+    b3 = _view(b, 0, (count_b, b.shape[rank - 2], b.shape[rank - 1]))
+    out3 = _view(out, 0, (count, out.shape[rank - 2], out.shape[rank - 1]))
     m = a3.shape[2] if transpose_a else a3.shape[1]
     k = a3.shape[1] if transpose_a else a3.shape[2]
     n = b3.shape[1] if transpose_b else b3.shape[2]

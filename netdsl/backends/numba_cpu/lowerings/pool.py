@@ -13,6 +13,7 @@ from ....ops.pool import window
 from ..builtins_inline import max2, min2
 from ..jit import kernel
 from ..separate import separately
+from ..support import view as _view
 from . import lowering
 
 
@@ -45,8 +46,8 @@ def max_pool2d_2x2_kernel(x, out):
     loops it runs (both, behind a test at run time, with the gradient's two: a cold LeNet in
     6.3 s against 5.9)."""
     n, c, height, width = x.shape
-    x3 = x.reshape(n * c, height, width)
-    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    x3 = _view(x, 0, (n * c, height, width))
+    out3 = _view(out, 0, (n * c, out.shape[2], out.shape[3]))
     for plane in range(n * c):
         for y in range(out3.shape[1]):
             top, bottom = u64(2 * y), u64(2 * y + 1)
@@ -62,8 +63,8 @@ def max_pool2d_2x2_kernel(x, out):
 def max_pool2d_kernel(x, out, kh, kw, sh, sw, ph, pw):
     """out = the maximum of each window of x."""
     n, c, height, width = x.shape
-    x3 = x.reshape(n * c, height, width)
-    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    x3 = _view(x, 0, (n * c, height, width))
+    out3 = _view(out, 0, (n * c, out.shape[2], out.shape[3]))
     for plane in range(n * c):
         separate_max_pool_plane(x3, out3, plane, kh, kw, sh, sw, ph, pw)
 
@@ -72,8 +73,8 @@ def max_pool2d_kernel(x, out, kh, kw, sh, sw, ph, pw):
 def max_pool2d_kernel_parallel(x, out, kh, kw, sh, sw, ph, pw):
     """max_pool2d_kernel, planes in parallel."""
     n, c, height, width = x.shape
-    x3 = x.reshape(n * c, height, width)
-    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    x3 = _view(x, 0, (n * c, height, width))
+    out3 = _view(out, 0, (n * c, out.shape[2], out.shape[3]))
     for plane in prange(n * c):
         separate_max_pool_plane(x3, out3, np.int64(plane), kh, kw, sh, sw, ph, pw)
 
@@ -106,9 +107,9 @@ def max_pool2d_route_2x2(x, v, out, gather):
     row-major order, by strict >, as in the general loop.  Picked when the code is generated,
     as max_pool2d_2x2_kernel."""
     n, c, height, width = x.shape
-    x3 = x.reshape(n * c, height, width)
-    v3 = v.reshape(n * c, v.shape[2], v.shape[3])
-    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    x3 = _view(x, 0, (n * c, height, width))
+    v3 = _view(v, 0, (n * c, v.shape[2], v.shape[3]))
+    out3 = _view(out, 0, (n * c, out.shape[2], out.shape[3]))
     pooled = out3 if gather else v3
     for plane in range(n * c):
         if not gather and (x3.shape[1] % 2 or x3.shape[2] % 2):
@@ -142,9 +143,9 @@ def max_pool2d_route(x, v, out, kh, kw, sh, sw, ph, pw, gather):
     gather, out (pooled) = v (like x) at the argmax; else out (like x) = v (pooled) scattered
     to the argmax, summed where windows overlap."""
     n, c, height, width = x.shape
-    x3 = x.reshape(n * c, height, width)
-    v3 = v.reshape(n * c, v.shape[2], v.shape[3])
-    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    x3 = _view(x, 0, (n * c, height, width))
+    v3 = _view(v, 0, (n * c, v.shape[2], v.shape[3]))
+    out3 = _view(out, 0, (n * c, out.shape[2], out.shape[3]))
     for plane in range(n * c):
         separate_max_route_plane(x3, v3, out3, plane, kh, kw, sh, sw, ph, pw, gather)
 
@@ -153,9 +154,9 @@ def max_pool2d_route(x, v, out, kh, kw, sh, sw, ph, pw, gather):
 def max_pool2d_route_parallel(x, v, out, kh, kw, sh, sw, ph, pw, gather):
     """max_pool2d_route, planes in parallel."""
     n, c, height, width = x.shape
-    x3 = x.reshape(n * c, height, width)
-    v3 = v.reshape(n * c, v.shape[2], v.shape[3])
-    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    x3 = _view(x, 0, (n * c, height, width))
+    v3 = _view(v, 0, (n * c, v.shape[2], v.shape[3]))
+    out3 = _view(out, 0, (n * c, out.shape[2], out.shape[3]))
     for plane in prange(n * c):
         separate_max_route_plane(x3, v3, out3, np.int64(plane), kh, kw, sh, sw, ph, pw, gather)
 
@@ -189,8 +190,8 @@ def avg_pool2d_kernel(source, out, kh, kw, sh, sw, ph, pw, include_pad, backward
     """Forward: out = window means of source.  Backward: out (shaped like x) = the pooled
     gradient `source` spread evenly over each window."""
     n, c = source.shape[0], source.shape[1]
-    s3 = source.reshape(n * c, source.shape[2], source.shape[3])
-    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    s3 = _view(source, 0, (n * c, source.shape[2], source.shape[3]))
+    out3 = _view(out, 0, (n * c, out.shape[2], out.shape[3]))
     for plane in range(n * c):
         separate_avg_pool_plane(s3, out3, plane, kh, kw, sh, sw, ph, pw, include_pad, backward)
 
@@ -199,8 +200,8 @@ def avg_pool2d_kernel(source, out, kh, kw, sh, sw, ph, pw, include_pad, backward
 def avg_pool2d_kernel_parallel(source, out, kh, kw, sh, sw, ph, pw, include_pad, backward):
     """avg_pool2d_kernel, planes in parallel."""
     n, c = source.shape[0], source.shape[1]
-    s3 = source.reshape(n * c, source.shape[2], source.shape[3])
-    out3 = out.reshape(n * c, out.shape[2], out.shape[3])
+    s3 = _view(source, 0, (n * c, source.shape[2], source.shape[3]))
+    out3 = _view(out, 0, (n * c, out.shape[2], out.shape[3]))
     for plane in prange(n * c):
         separate_avg_pool_plane(s3, out3, np.int64(plane), kh, kw, sh, sw, ph, pw, include_pad,
                         backward)

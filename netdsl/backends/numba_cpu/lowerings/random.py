@@ -10,6 +10,7 @@ from ....ir.types import DType
 from ....ops.random import (_GOLDEN, _LOW32, _M1, _M2, _S11, _S27, _S30, _S31, _S32, _S40,
                             _TWO_PI)
 from ..jit import kernel
+from ..support import view as _view
 from . import lowering
 
 
@@ -51,7 +52,7 @@ def random_kernel(out, seed, counter, kind, p, narrow):
     """Fill `out` (any shape, C order): kind 0 uniform, 1 normal, 2 dropout mask with rate p;
     `narrow` says out is f32 (24-bit uniforms).  Element i depends only on (seed, counter, i),
     so random_kernel_parallel (used for large tensors) gives the same numbers."""
-    flat = out.reshape(out.size)
+    flat = _view(out, 0, (out.size,))
     key = _mix(_mix(np.uint64(np.int64(seed))) ^ _mix(np.uint64(np.int64(counter)) + _GOLDEN))
     scale = 1.0 / (1.0 - p)
     for i in range(flat.size):
@@ -61,7 +62,7 @@ def random_kernel(out, seed, counter, kind, p, narrow):
 @kernel(cache=True, parallel=True)
 def random_kernel_parallel(out, seed, counter, kind, p, narrow):
     """random_kernel with the elements in parallel."""
-    flat = out.reshape(out.size)
+    flat = _view(out, 0, (out.size,))
     key = _mix(_mix(np.uint64(np.int64(seed))) ^ _mix(np.uint64(np.int64(counter)) + _GOLDEN))
     scale = 1.0 / (1.0 - p)
     for i in prange(flat.size):
