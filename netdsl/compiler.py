@@ -18,6 +18,8 @@ target's stage made) and `stop_after=stage` returns that result instead of a com
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -75,6 +77,32 @@ def compile_step(graph: Graph, target: str = "cpu", training: Training | None = 
     `training` turns a forward graph into a training step first (see `Training`); without it
     the graph is compiled as it is (an inference or evaluation graph).  cache_dir and options
     go to the target (the cpu target: $NETDSL_CACHE_DIR override, CodegenOptions)."""
+    with collector_paused():
+        return _compile_step(graph, target, training, trace=trace, stop_after=stop_after,
+                             cache_dir=cache_dir, options=options)
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Python's cyclic garbage collector off for the body (on again after, if it was).
+
+    A compile allocates millions of objects that live until it ends (Numba's IR, types and
+    LLVM IR builders).  Each full collection walks them all, and the collector's rule for a
+    full one (a quarter more long-lived objects than at the last) trips again and again as
+    they pile up: a cold LeNet-5 step compile ran 9 of them.  Paused, the compile's garbage
+    is walked once, by the first collection after it (in this process; a compile helper
+    exits without one).  LeNet-5's cold compile 8.8 -> 8.5 s on one process, 4.9 -> 4.7 s
+    on two; peak memory 218 -> 290 MB (deep_residual's +56 MB)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _compile_step(graph, target, training, *, trace, stop_after, cache_dir, options):
     from .backends.target import get_target
     from .passes.pipeline import run_pipeline, stage_names as pass_names
     chosen = get_target(target)
