@@ -91,7 +91,7 @@ def collector_paused():
     full one (a quarter more long-lived objects than at the last) trips again and again as
     they pile up: a cold LeNet-5 step compile ran 9 of them.  Paused, the compile's garbage
     is walked once, by the first collection after it (in this process; a compile helper
-    exits without one).  LeNet-5's cold compile 8.8 -> 8.5 s on one process, 4.9 -> 4.7 s
+    exits without one).  LeNet-5's cold compile 8.8 -> 8.5 s on one process, 4.9 -> 4.6 s
     on two; peak memory 218 -> 290 MB (deep_residual's +56 MB)."""
     enabled = gc.isenabled()
     gc.disable()
@@ -103,6 +103,7 @@ def collector_paused():
 
 
 def _compile_step(graph, target, training, *, trace, stop_after, cache_dir, options):
+    """compile_step's stages (see there)."""
     from .backends.target import get_target
     from .passes.pipeline import run_pipeline, stage_names as pass_names
     chosen = get_target(target)
