@@ -177,7 +177,7 @@ class FunctionWriter:
         totals: dict = {}
         for slot in plan.slots:                       # lay the arena out from the dims
             sizes = {self.dim(v.type.size) for v in slot.values}
-            size = _nested_max(sorted(sizes))
+            size = self.largest(sorted(sizes))
             start = totals.get(slot.dtype, "0")
             body.append(f"o_{slot.index} = {start}")
             totals[slot.dtype] = f"o_{slot.index} + ({size} + {ALIGN - 1}) // {ALIGN} * {ALIGN}"
@@ -215,6 +215,14 @@ class FunctionWriter:
     def memory(self, value: Value):
         """Which memory a value occupies (memory_key), an output made in place by its own."""
         return memory_key(self.plan, value, self.outputs_in_place)
+
+    def largest(self, sizes: list[str]) -> str:
+        """The largest of `sizes` (source expressions), as nested `_max2` calls: Python's
+        `max` in compiled code is an overload Numba compiles apart, per argument count and
+        types (25 ms of a cold compile)."""
+        if len(sizes) == 1:
+            return sizes[0]
+        return f"_max2({sizes[0]}, {self.largest(sizes[1:])})"
 
     def empty(self, shape: str, dtype) -> str:
         """Source allocating an uninitialised array (a target's own memory: the cuda writer
@@ -370,14 +378,6 @@ def memory_key(plan: MemoryPlan, value: Value, outputs_in_place: dict | None = N
     if where is None:
         return ("value", value.id)
     return (where.kind, where.slot, where.name)
-
-
-def _nested_max(sizes: list[str]) -> str:
-    """The largest of `sizes` (source expressions) as nested `_max2` calls: Python's `max`
-    compiles an overload of its own per argument count and types (25 ms a cold compile)."""
-    if len(sizes) == 1:
-        return sizes[0]
-    return f"_max2({sizes[0]}, {_nested_max(sizes[1:])})"
 
 
 def _inlined_only(node, fused: FusedGraph) -> bool:

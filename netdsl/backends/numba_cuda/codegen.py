@@ -97,6 +97,9 @@ class CudaFunctionWriter(FunctionWriter):
     def empty(self, shape: str, dtype) -> str:
         return f"cuda.device_array({shape}, dtype=np.{dtype.numpy.name})"
 
+    def largest(self, sizes: list[str]) -> str:
+        return sizes[0] if len(sizes) == 1 else f"max({', '.join(sizes)})"   # Python's
+
     def constant_lines(self, node, name: str) -> list[str]:
         from .lowerings import lowering_for
         return lowering_for(node.op)(self.module.ctx, node, [], [name])
