@@ -75,12 +75,16 @@ def compile_child(workload_key: str, preinit: bool = False) -> dict:
     """Build and compile one training step in this fresh process, then run one step (which
     checks that what was compiled or loaded from the cache runs).
 
-    `preinit`: initialise Numba's CPU target (its lazily imported lowering registries, which
-    pull in scipy.linalg for BLAS) before the clock starts, to show how much of a warm compile
-    is that one-time cost of the process rather than netdsl's."""
+    `preinit`: initialise Numba's CPU target (its lazily imported lowering registries) before
+    the clock starts, to show how much of a warm compile is that one-time cost of the process
+    rather than netdsl's."""
     clock = time.perf_counter
     started = clock()
     import numba  # noqa: F401  - library imports are not compile time
+    # netdsl's jit sets Numba's CPU features before its target machine exists (vector_width.py):
+    # initialised before it, the target kept the default features, the cached code's key
+    # missed, and the "warm" pre-initialised run compiled everything (16 LLVM compiles)
+    import netdsl.backends.numba_cpu.jit  # noqa: F401
     numba_init = 0.0
     if preinit:
         from numba.core.registry import cpu_target

@@ -219,7 +219,7 @@ def render_results(rows, compile_result, info, args) -> str:
                   "training graph + pipeline (Python) + CompileReport.total; imports are shown "
                   "apart and not counted. The first step (bind + one call) checks that the "
                   "compiled or cached code runs. The last row initialises Numba's CPU target "
-                  "(lowering registries, scipy.linalg for BLAS: a one-time cost per process, "
+                  "(its lowering registries: a one-time cost per process, "
                   f"{_numba_init(compile_result)}) before the clock starts; it is shown for "
                   "information, the verdict uses the plain warm runs.", "",
                   "| run | total | graph building | compile report | phases (ms) | cache hit "
