@@ -98,7 +98,8 @@ class CudaFunctionWriter(FunctionWriter):
         return f"cuda.device_array({shape}, dtype=np.{dtype.numpy.name})"
 
     def largest(self, sizes: list[str]) -> str:
-        return sizes[0] if len(sizes) == 1 else f"max({', '.join(sizes)})"   # Python's
+        """Python's `max`: this host driver runs as Python, which has no `_max2`."""
+        return sizes[0] if len(sizes) == 1 else f"max({', '.join(sizes)})"
 
     def constant_lines(self, node, name: str) -> list[str]:
         from .lowerings import lowering_for
