@@ -11,6 +11,13 @@ from typing import Callable
 
 import numpy as np
 
+# Idle time before each block: the previous contender's threads go to sleep first.  Numba's TBB
+# workers spin ~0.1 s after their last parallel loop and torch's OpenMP threads ~10 ms; one
+# untimed step does not absorb that, and a block begun meanwhile shares the two cores with the
+# spinning threads (torch's MLP step, 2 threads, after netdsl's block: p90 5.3 ms against
+# 1.1 ms at p10).
+SETTLE_S = 0.15
+
 
 @dataclass
 class Timing:
@@ -45,8 +52,8 @@ def interleaved(contenders: dict[str, Callable], rounds: int, block_s: float,
                 warmup_s: float, budget_s: float) -> dict[str, Timing]:
     """Time every contender step by step in blocks of ~block_s, alternating A B | B A | ...
 
-    Each block first runs one untimed step (so that whatever the previous block left behind,
-    e.g. spinning thread pools or cold caches, is paid outside the measurement).  `rounds`
+    Each block begins after SETTLE_S of idle time (the previous block's thread pools stop
+    spinning) and one untimed step (cold caches are paid outside the measurement).  `rounds`
     rounds, fewer (at least 4) when they would take longer than `budget_s`, as slow steps on a
     loaded machine do.  The garbage collector is off while timing."""
     estimate = {name: _warm_up(fn, warmup_s) for name, fn in contenders.items()}
@@ -63,6 +70,7 @@ def interleaved(contenders: dict[str, Callable], rounds: int, block_s: float,
         for r in range(rounds):
             for name in (names if r % 2 == 0 else names[::-1]):
                 fn, out = contenders[name], samples[name]
+                time.sleep(SETTLE_S)
                 fn()
                 for _ in range(block[name]):
                     start = clock()

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from netdsl.backends.numba_cpu.blas_library import _mkl_path, choose
+from netdsl.backends.numba_cpu.blas_library import (
+    _mkl_path,
+    _openblas_held_back,
+    choose,
+)
 from netdsl.errors import Error
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -23,6 +27,26 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ])
 def test_the_choice(requested, installed, intel, expected):
     assert choose(requested, installed, intel) == expected
+
+
+@pytest.mark.parametrize("installed, held_back, expected", [
+    (True, True, "mkl"), (True, False, "openblas"), (False, True, "openblas")])
+def test_amd_takes_mkl_where_openblas_is_held_below_its_avx512_kernels(installed, held_back,
+                                                                      expected):
+    assert choose("", installed, False, held_back) == expected
+    assert choose("openblas", installed, False, held_back) == "openblas"
+
+
+AVX512 = frozenset({"fma", "avx2", "avx512f", "avx512bw", "avx512dq", "avx512vl"})
+
+
+@pytest.mark.parametrize("coretype, flags, expected", [
+    ("Haswell", AVX512, True), (" zen ", AVX512, True), ("SkylakeX", AVX512, False),
+    ("COOPERLAKE", AVX512, False), ("sapphirerapids", AVX512, False), (None, AVX512, False),
+    ("", AVX512, False), ("Haswell", frozenset({"fma", "avx2"}), False),
+    ("Haswell", AVX512 - {"avx512vl"}, False)])
+def test_openblas_held_back(coretype, flags, expected):
+    assert _openblas_held_back(coretype, flags) is expected
 
 
 def test_mkl_asked_for_where_it_is_not_installed_is_an_error():

@@ -11,10 +11,17 @@ Why two: on an Intel Xeon (Sapphire Rapids, 2 cores) MKL ran the benchmark's pro
 than OpenBLAS's SkylakeX kernels, one thread each: [128, 784] @ [784, 256] 328 against 402 us,
 [32, 128] @ [128, 512] (an LSTM step's) 32 against 52 us; the MLP step 1.41 -> 1.20-1.28 ms,
 the LSTM step 8.0-8.7 -> 6.5 ms.  On AMD processors MKL does not use its AVX-512 kernels, so
-OpenBLAS stays their default.
+OpenBLAS stays their default, unless OPENBLAS_CORETYPE holds OpenBLAS to kernels without
+AVX-512 on an AVX-512 processor (`Haswell`, as the environment of the AMD EPYC (Zen 5) of
+2026-12-05 set it).  Then both run AVX2 kernels and MKL's were as fast or faster: sgemm
+[128, 784] @ [784, 256] 474 against 470 us, [32, 128] @ [128, 512] 46 against 55 us, one
+thread; the steps at two / one threads, MKL against OpenBLAS: LeNet-5 2.04 / 3.22 against
+2.53 / 4.54 ms, LSTM 4.4 / 7.2 against 7.0 / 7.6, GRU 3.1 / 5.2 against 5.0 / 5.7, the MLP's
+forward 0.35 / 0.67 against 0.40 / 0.69; the MLP's step 1.01 / 1.59 against 0.86 / 1.51.
 
 `NETDSL_BLAS=openblas|mkl` chooses; unset or `auto`: MKL where the `mkl` package is installed
-(`pip install netdsl[mkl]`) and the processor is Intel's, else OpenBLAS.
+(`pip install netdsl[mkl]`) and the processor is Intel's or OpenBLAS is held below its
+AVX-512 kernels as above, else OpenBLAS.
 
 MKL runs sequentially (unless MKL_THREADING_LAYER says otherwise) and netdsl cuts its large
 products across Numba's threads (linalg.matmul_2d_parallel).  MKL's own threads were a little
@@ -55,9 +62,11 @@ class BlasLibrary:
     own_threads: bool = True
 
 
-def choose(requested: str, mkl_installed: bool, intel: bool) -> str:
+def choose(requested: str, mkl_installed: bool, intel: bool,
+           openblas_held_back: bool = False) -> str:
     """The library's name for NETDSL_BLAS=`requested` (a netdsl.Error for an unknown one or
-    for mkl where it is not installed)."""
+    for mkl where it is not installed); `openblas_held_back`: OPENBLAS_CORETYPE keeps OpenBLAS
+    from the processor's AVX-512 kernels (`_openblas_held_back`)."""
     from ...errors import Error
     requested = requested.strip().lower() or "auto"
     if requested not in ("auto", "openblas", "mkl"):
@@ -68,7 +77,7 @@ def choose(requested: str, mkl_installed: bool, intel: bool) -> str:
         raise Error("NETDSL_BLAS=mkl, but Intel MKL is not installed",
                     hint="pip install mkl (or netdsl[mkl]), or unset NETDSL_BLAS")
     if requested == "auto":
-        return "mkl" if mkl_installed and intel else "openblas"
+        return "mkl" if mkl_installed and (intel or openblas_held_back) else "openblas"
     return requested
 
 
@@ -76,7 +85,8 @@ def choose(requested: str, mkl_installed: bool, intel: bool) -> str:
 def chosen() -> BlasLibrary:
     """The library this process's products call, loaded (once)."""
     mkl_path = _mkl_path()
-    name = choose(os.environ.get("NETDSL_BLAS", ""), mkl_path is not None, _intel())
+    name = choose(os.environ.get("NETDSL_BLAS", ""), mkl_path is not None, _intel(),
+                  _openblas_held_back(os.environ.get("OPENBLAS_CORETYPE"), _cpu_flags()))
     return _mkl(mkl_path) if name == "mkl" else _openblas()
 
 
@@ -87,6 +97,30 @@ def bind() -> BlasLibrary:
     for symbol, address in zip(SYMBOLS, library.addresses):
         llvm.add_symbol(symbol, address)
     return library
+
+
+# OpenBLAS's names (OPENBLAS_CORETYPE, any case) of its kernels that use AVX-512.
+_AVX512_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+_AVX512 = frozenset({"avx512f", "avx512bw", "avx512dq", "avx512vl"})   # what those kernels use
+
+
+def _openblas_held_back(coretype: str | None, flags: frozenset[str]) -> bool:
+    """Whether OPENBLAS_CORETYPE=`coretype` names kernels without AVX-512 on a processor with
+    `flags` that has it (unset or empty: OpenBLAS chooses for the processor itself)."""
+    coretype = (coretype or "").strip().lower()
+    return bool(coretype) and coretype not in _AVX512_CORES and _AVX512 <= flags
+
+
+def _cpu_flags() -> frozenset[str]:
+    """The processor's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
 
 
 def _intel() -> bool:
