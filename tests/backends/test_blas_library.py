@@ -95,18 +95,43 @@ for (m, k, n), ta, tb in itertools.product([(300, 400, 200), (70, 500, 333)], (F
     matmul_2d_parallel(a, b, out, ta, tb)
     expected = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
     assert np.allclose(out, expected, rtol=1e-4, atol=1e-3), (m, k, n, ta, tb)
-print(chosen().name)
+# netdsl's own a @ bᵀ where NETDSL_SGEMM chose it: tiles of 4 and the rows and columns left
+# over, K from 1 to a few vector widths, and blocks of a product (matmul_2d_parallel's cut).
+from netdsl.backends.numba_cpu.blas_library import own_sgemm
+for m, k, n in [(1, 1, 1), (4, 16, 4), (7, 33, 9), (13, 100, 6), (64, 784, 37)]:
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k)).astype(np.float32)
+    out = np.full((m, n), 7, np.float32)
+    matmul_2d(a, b, out, False, True)
+    expected = a.astype(np.float64) @ b.T.astype(np.float64)
+    assert np.allclose(out, expected, rtol=1e-4, atol=1e-4), (m, k, n)
+print(chosen().name, own_sgemm())
 """
 
 
-@pytest.mark.parametrize("library, blas_threads", [("openblas", "2"), ("openblas", "1"),
-                                                   ("mkl", "2")])
-def test_every_product_agrees_with_numpy_on_each_library(library, blas_threads, tmp_path):
+# sgemm: NETDSL_SGEMM, whether float32 a @ bᵀ runs in netdsl's own kernel (gemm_nt.py) or
+# the BLAS; both everywhere, whatever this processor's automatic choice.
+@pytest.mark.parametrize("library, blas_threads, sgemm", [
+    ("openblas", "2", "blas"), ("openblas", "1", "blas"), ("mkl", "2", "blas"),
+    ("openblas", "2", "netdsl"), ("mkl", "2", "netdsl")])
+def test_every_product_agrees_with_numpy_on_each_library(library, blas_threads, sgemm,
+                                                         tmp_path):
     if library == "mkl" and _mkl_path() is None:
         pytest.skip("Intel MKL is not installed (pip install mkl)")
     environment = dict(os.environ, NETDSL_BLAS=library, NUMBA_CACHE_DIR=str(tmp_path),
-                       NUMBA_NUM_THREADS="2", OPENBLAS_NUM_THREADS=blas_threads)
+                       NUMBA_NUM_THREADS="2", OPENBLAS_NUM_THREADS=blas_threads,
+                       NETDSL_SGEMM=sgemm)
     result = subprocess.run([sys.executable, "-c", PRODUCTS], capture_output=True, text=True,
                             env=environment, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[-1] == library
+    assert result.stdout.split()[-2:] == [library, str(sgemm == "netdsl")]
+
+
+def test_an_unknown_sgemm_choice_through_the_cli_is_one_line_and_exit_1(tmp_path):
+    environment = dict(os.environ, NETDSL_SGEMM="fast", NETDSL_CACHE_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "netdsl", "train", str(EXAMPLES / "xor.net"),
+                             "--epochs", "1"], capture_output=True, text=True, env=environment,
+                            timeout=300)
+    assert result.returncode == 1
+    assert "error: NETDSL_SGEMM must be netdsl, blas or auto, got 'fast'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -48,6 +48,14 @@ _MKL_THREADING = {"INTEL": 0, "SEQUENTIAL": 1, "TBB": 2, "GNU": 3}
 _SET_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_int)
 _GET_TYPE = ctypes.CFUNCTYPE(ctypes.c_int)
 _KEEP = []                                  # ctypes callbacks whose addresses LLVM holds
+# An int32 that compiled code reads before a float32 a @ bᵀ: 1 where it runs in netdsl's own
+# kernel (own_sgemm), and that kernel as a C function (gemm_nt.py), both bound by symbol like
+# the four above, so that cached code follows the process's choice.  Where the kernel does not
+# run, its symbol names a function that does nothing, never called.
+OWN_SGEMM, GEMM_NT = "netdsl_own_sgemm", "netdsl_gemm_nt_f32"
+_OWN_SGEMM_FLAG = ctypes.c_int32(0)
+_NO_GEMM_NT = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 7))(
+    lambda *args: None)
 _CAPSULE_POINTER = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)
 _CAPSULE_NAME = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)
 
@@ -91,12 +99,42 @@ def chosen() -> BlasLibrary:
 
 
 def bind() -> BlasLibrary:
-    """Point the four symbols at the chosen library; returns it."""
+    """Point the four symbols at the chosen library, and OWN_SGEMM at its flag; returns it."""
     import llvmlite.binding as llvm
     library = chosen()
     for symbol, address in zip(SYMBOLS, library.addresses):
         llvm.add_symbol(symbol, address)
+    own = own_sgemm()
+    _OWN_SGEMM_FLAG.value = int(own)
+    llvm.add_symbol(OWN_SGEMM, ctypes.addressof(_OWN_SGEMM_FLAG))
+    if own:
+        from .gemm_nt import gemm_nt_c
+        llvm.add_symbol(GEMM_NT, gemm_nt_c.address)
+    else:
+        llvm.add_symbol(GEMM_NT, _address(_NO_GEMM_NT))
     return library
+
+
+@lru_cache(maxsize=1)
+def own_sgemm() -> bool:
+    """Whether float32 a @ bᵀ runs in netdsl's own kernel (lowerings/gemm_nt.py: 1.6-1.9x
+    MKL's AVX2 kernels on an AVX-512 processor) rather than in the BLAS.  NETDSL_SGEMM=netdsl
+    or blas chooses; unset or auto: where the processor has AVX-512 and the chosen BLAS runs
+    without it here (MKL on a processor not Intel's, OpenBLAS held back by OPENBLAS_CORETYPE)."""
+    from ...errors import Error
+    requested = os.environ.get("NETDSL_SGEMM", "").strip().lower() or "auto"
+    if requested not in ("auto", "netdsl", "blas"):
+        raise Error(f"NETDSL_SGEMM must be netdsl, blas or auto, got {requested!r}",
+                    hint="unset it to let netdsl choose (its own float32 a @ bᵀ kernel where "
+                         "the BLAS runs without the processor's AVX-512)")
+    if requested != "auto":
+        return requested == "netdsl"
+    flags = _cpu_flags()
+    if not _AVX512 <= flags:
+        return False
+    if chosen().name == "mkl":
+        return not _intel()
+    return _openblas_held_back(os.environ.get("OPENBLAS_CORETYPE"), flags)
 
 
 # OpenBLAS's names (OPENBLAS_CORETYPE, any case) of its kernels that use AVX-512.
@@ -197,4 +235,4 @@ def _openblas_threads() -> tuple[str, tuple[int, int]]:
     return "", tuple(_address(f) for f in fallback)
 
 
-__all__ = ["BlasLibrary", "bind", "choose", "chosen"]
+__all__ = ["GEMM_NT", "OWN_SGEMM", "BlasLibrary", "bind", "choose", "chosen", "own_sgemm"]

@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 from numba import prange, types
 from numba.extending import intrinsic
+
 # Numba's own intrinsic behind get_num_threads(), bound by symbol: the public function binds a
 # ctypes pointer, which kept Numba from caching the kernel that calls it.
 from numba.np.ufunc.parallel import _iget_num_threads
 
-from ..blas_library import SYMBOLS, chosen
+from ..blas_library import GEMM_NT, OWN_SGEMM, SYMBOLS, chosen
 from ..blas_threads import SERIAL_WORK, blas_threads
 from ..builtins_inline import max2, min2
 from ..jit import kernel
@@ -74,6 +75,54 @@ def _gemm(typingctx, transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc
     return types.int32(transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc), codegen
 
 
+@intrinsic
+def _own_sgemm(typingctx, out):
+    """Whether out = a @ bᵀ runs in gemm_nt: for a float32 out, the flag blas_library.bind()
+    set for this process (own_sgemm), read at run time so that cached code follows the
+    process's choice; for other dtypes a constant False."""
+    def codegen(context, builder, signature, args):
+        from llvmlite import ir
+        if out.dtype != types.float32:
+            return ir.Constant(ir.IntType(1), 0)
+        flag = builder.module.globals.get(OWN_SGEMM)
+        if flag is None:
+            flag = ir.GlobalVariable(builder.module, ir.IntType(32), OWN_SGEMM)
+        return builder.icmp_unsigned("!=", builder.load(flag), ir.Constant(ir.IntType(32), 0))
+
+    return types.boolean(out), codegen
+
+
+@intrinsic
+def _gemm_nt_own(typingctx, a, b, out, m0, m1, n0, n1):
+    """out[m0:m1, n0:n1] = a[m0:m1] @ b[n0:n1]ᵀ by netdsl's own kernel (gemm_nt.py), called
+    by its symbol; for arrays not float32, nothing (_own_sgemm keeps such calls from running)."""
+    arrays = (a, b, out)
+    if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 2
+               for x in arrays):
+        return None
+
+    def codegen(context, builder, signature, args):
+        from llvmlite import ir
+        from numba.core import cgutils
+        from numba.np.arrayobj import make_array
+        if not all(x.dtype == types.float32 for x in arrays):
+            return context.get_dummy_value()
+        int64, pointer = ir.IntType(64), ir.FloatType().as_pointer()
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [pointer] * 3 + [int64] * 7),
+            GEMM_NT)
+        data = [make_array(ty)(context, builder, value) for ty, value in zip(arrays, args[:3])]
+        sizes = [data[0].shape, data[1].shape]
+        m, k = cgutils.unpack_tuple(builder, sizes[0], 2)
+        n = cgutils.unpack_tuple(builder, sizes[1], 2)[0]
+        block = [context.cast(builder, value, ty, types.int64)
+                 for value, ty in zip(args[3:], signature.args[3:])]
+        builder.call(fn, [item.data for item in data] + [m, n, k] + block)
+        return context.get_dummy_value()
+
+    return types.none(a, b, out, m0, m1, n0, n1), codegen
+
+
 @kernel(cache=True, inline="always")
 def _checked(a, b, out, transpose_a, transpose_b):
     """(M, N, K) of out = op(a) @ op(b), checked to match and to fit BLAS's 32-bit sizes."""
@@ -94,6 +143,9 @@ def _block(a, b, out, transpose_a, transpose_b, k, m0, m1, n0, n1):
     of the block's rows of op(a) and columns of op(b) (with OpenBLAS the same sums in the same
     order as one gemm of the whole product; see matmul_2d_parallel for MKL)."""
     n = out.shape[1]
+    if transpose_b and not transpose_a and _own_sgemm(out):
+        _gemm_nt_own(a, b, out, m0, m1, n0, n1)
+        return
     # Row-major out = op(a) @ op(b) is column-major out' = op(b)' @ op(a)'.
     _gemm(116 if transpose_b else 110, 116 if transpose_a else 110, n1 - n0, m1 - m0, k,
           b, n0 * b.shape[1] if transpose_b else n0, b.shape[1],
@@ -160,7 +212,10 @@ def matmul_2d_parallel(a, b, out, transpose_a, transpose_b):
     would.  Measured with MKL at two threads, [128, 784] @ [784, 256]: 315 us whole, 227 cut."""
     m, n, k = _checked(a, b, out, transpose_a, transpose_b)
     threads = _iget_num_threads()
-    if m * n * k < 2 * SERIAL_WORK or threads < 2 or blas_threads(np.int64(0)) != 1:
+    # A BLAS with threads of its own gets the whole product, unless netdsl's kernel runs it.
+    own = transpose_b and not transpose_a and _own_sgemm(out)
+    if m * n * k < 2 * SERIAL_WORK or threads < 2 or \
+            (blas_threads(np.int64(0)) != 1 and not own):
         _matmul_2d(a, b, out, transpose_a, transpose_b)
         return
     extent = max2(m, n)
