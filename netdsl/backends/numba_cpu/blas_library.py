@@ -48,14 +48,14 @@ _MKL_THREADING = {"INTEL": 0, "SEQUENTIAL": 1, "TBB": 2, "GNU": 3}
 _SET_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_int)
 _GET_TYPE = ctypes.CFUNCTYPE(ctypes.c_int)
 _KEEP = []                                  # ctypes callbacks whose addresses LLVM holds
-# An int32 that compiled code reads before a float32 a @ bᵀ: 1 where it runs in netdsl's own
-# kernel (own_sgemm), and that kernel as a C function (gemm_nt.py), both bound by symbol like
+# An int32 that compiled code reads before a float32 product: 1 where it runs in netdsl's own
+# kernels (own_sgemm), and those kernels as C functions (gemm_nt.py, gemm_nn.py), bound by symbol like
 # the four above, so that cached code follows the process's choice.  Where the kernel does not
 # run, its symbol names a function that does nothing, never called.
-OWN_SGEMM, GEMM_NT = "netdsl_own_sgemm", "netdsl_gemm_nt_f32"
+OWN_SGEMM, GEMM_NT, GEMM_NN = "netdsl_own_sgemm", "netdsl_gemm_nt_f32", "netdsl_gemm_nn_f32"
 _OWN_SGEMM_FLAG = ctypes.c_int32(0)
-_NO_GEMM_NT = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 7))(
-    lambda *args: None)
+_NO_GEMM = {symbol: ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 3 + [ctypes.c_int64] * count))(
+    lambda *args: None) for symbol, count in ((GEMM_NT, 7), (GEMM_NN, 8))}
 _CAPSULE_POINTER = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)
 _CAPSULE_NAME = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)
 
@@ -108,17 +108,20 @@ def bind() -> BlasLibrary:
     _OWN_SGEMM_FLAG.value = int(own)
     llvm.add_symbol(OWN_SGEMM, ctypes.addressof(_OWN_SGEMM_FLAG))
     if own:
+        from .gemm_nn import gemm_nn_c
         from .gemm_nt import gemm_nt_c
         llvm.add_symbol(GEMM_NT, gemm_nt_c.address)
+        llvm.add_symbol(GEMM_NN, gemm_nn_c.address)
     else:
-        llvm.add_symbol(GEMM_NT, _address(_NO_GEMM_NT))
+        for symbol, function in _NO_GEMM.items():
+            llvm.add_symbol(symbol, _address(function))
     return library
 
 
 @lru_cache(maxsize=1)
 def own_sgemm() -> bool:
-    """Whether float32 a @ bᵀ runs in netdsl's own kernel (lowerings/gemm_nt.py: 1.6-1.9x
-    MKL's AVX2 kernels on an AVX-512 processor) rather than in the BLAS.  NETDSL_SGEMM=netdsl
+    """Whether float32 products (but aᵀ @ bᵀ) run in netdsl's own kernels (gemm_nt.py,
+    gemm_nn.py: 1.5-2x MKL's AVX2 kernels on an AVX-512 processor) rather than in the BLAS.  NETDSL_SGEMM=netdsl
     or blas chooses; unset or auto: where the processor has AVX-512 and the chosen BLAS runs
     without it here (MKL on a processor not Intel's, OpenBLAS held back by OPENBLAS_CORETYPE)."""
     from ...errors import Error
@@ -235,4 +238,4 @@ def _openblas_threads() -> tuple[str, tuple[int, int]]:
     return "", tuple(_address(f) for f in fallback)
 
 
-__all__ = ["GEMM_NT", "OWN_SGEMM", "BlasLibrary", "bind", "choose", "chosen", "own_sgemm"]
+__all__ = ["GEMM_NN", "GEMM_NT", "OWN_SGEMM", "BlasLibrary", "bind", "choose", "chosen", "own_sgemm"]

@@ -17,7 +17,7 @@ from numba.extending import intrinsic
 # ctypes pointer, which kept Numba from caching the kernel that calls it.
 from numba.np.ufunc.parallel import _iget_num_threads
 
-from ..blas_library import GEMM_NT, OWN_SGEMM, SYMBOLS, chosen
+from ..blas_library import GEMM_NN, GEMM_NT, OWN_SGEMM, SYMBOLS, chosen
 from ..blas_threads import SERIAL_WORK, blas_threads
 from ..builtins_inline import max2, min2
 from ..jit import kernel
@@ -92,35 +92,47 @@ def _own_sgemm(typingctx, out):
     return types.boolean(out), codegen
 
 
+def _own_product(symbol: str, flagged: bool):
+    """The typer of an intrinsic calling netdsl's own float32 kernel by its symbol
+    (blas_library.bind), writing out[m0:m1, n0:n1]: for a @ bᵀ (gemm_nt.py) the arguments
+    (a, b, out, m0, m1, n0, n1), for op(a) @ b (gemm_nn.py) (a, b, out, transpose_a, m0, m1,
+    n0, n1); for arrays not float32 the call does nothing (_own_sgemm keeps it from running)."""
+    def typer(typingctx, a, b, out, *rest):
+        arrays = (a, b, out)
+        if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 2
+                   for x in arrays):
+            return None
+
+        def codegen(context, builder, signature, args):
+            from llvmlite import ir
+            from numba.core import cgutils
+            from numba.np.arrayobj import make_array
+            if not all(x.dtype == types.float32 for x in arrays):
+                return context.get_dummy_value()
+            int64, pointer = ir.IntType(64), ir.FloatType().as_pointer()
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                ir.VoidType(), [pointer] * 3 + [int64] * (3 + len(rest))), symbol)
+            data = [make_array(ty)(context, builder, value)
+                    for ty, value in zip(arrays, args[:3])]
+            m, n = cgutils.unpack_tuple(builder, data[2].shape, 2)
+            k = cgutils.unpack_tuple(builder, data[1].shape, 2)[0 if flagged else 1]
+            extra = [context.cast(builder, value, ty, types.int64)
+                     for value, ty in zip(args[3:], signature.args[3:])]
+            builder.call(fn, [item.data for item in data] + [m, n, k] + extra)
+            return context.get_dummy_value()
+
+        return types.none(a, b, out, *rest), codegen
+    return typer
+
+
 @intrinsic
 def _gemm_nt_own(typingctx, a, b, out, m0, m1, n0, n1):
-    """out[m0:m1, n0:n1] = a[m0:m1] @ b[n0:n1]ᵀ by netdsl's own kernel (gemm_nt.py), called
-    by its symbol; for arrays not float32, nothing (_own_sgemm keeps such calls from running)."""
-    arrays = (a, b, out)
-    if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 2
-               for x in arrays):
-        return None
+    return _own_product(GEMM_NT, False)(typingctx, a, b, out, m0, m1, n0, n1)
 
-    def codegen(context, builder, signature, args):
-        from llvmlite import ir
-        from numba.core import cgutils
-        from numba.np.arrayobj import make_array
-        if not all(x.dtype == types.float32 for x in arrays):
-            return context.get_dummy_value()
-        int64, pointer = ir.IntType(64), ir.FloatType().as_pointer()
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [pointer] * 3 + [int64] * 7),
-            GEMM_NT)
-        data = [make_array(ty)(context, builder, value) for ty, value in zip(arrays, args[:3])]
-        sizes = [data[0].shape, data[1].shape]
-        m, k = cgutils.unpack_tuple(builder, sizes[0], 2)
-        n = cgutils.unpack_tuple(builder, sizes[1], 2)[0]
-        block = [context.cast(builder, value, ty, types.int64)
-                 for value, ty in zip(args[3:], signature.args[3:])]
-        builder.call(fn, [item.data for item in data] + [m, n, k] + block)
-        return context.get_dummy_value()
 
-    return types.none(a, b, out, m0, m1, n0, n1), codegen
+@intrinsic
+def _gemm_nn_own(typingctx, a, b, out, transpose_a, m0, m1, n0, n1):
+    return _own_product(GEMM_NN, True)(typingctx, a, b, out, transpose_a, m0, m1, n0, n1)
 
 
 @kernel(cache=True, inline="always")
@@ -143,8 +155,11 @@ def _block(a, b, out, transpose_a, transpose_b, k, m0, m1, n0, n1):
     of the block's rows of op(a) and columns of op(b) (with OpenBLAS the same sums in the same
     order as one gemm of the whole product; see matmul_2d_parallel for MKL)."""
     n = out.shape[1]
-    if transpose_b and not transpose_a and _own_sgemm(out):
-        _gemm_nt_own(a, b, out, m0, m1, n0, n1)
+    if not (transpose_a and transpose_b) and _own_sgemm(out):
+        if transpose_b:
+            _gemm_nt_own(a, b, out, m0, m1, n0, n1)
+        else:
+            _gemm_nn_own(a, b, out, transpose_a, m0, m1, n0, n1)
         return
     # Row-major out = op(a) @ op(b) is column-major out' = op(b)' @ op(a)'.
     _gemm(116 if transpose_b else 110, 116 if transpose_a else 110, n1 - n0, m1 - m0, k,
@@ -213,7 +228,7 @@ def matmul_2d_parallel(a, b, out, transpose_a, transpose_b):
     m, n, k = _checked(a, b, out, transpose_a, transpose_b)
     threads = _iget_num_threads()
     # A BLAS with threads of its own gets the whole product, unless netdsl's kernel runs it.
-    own = transpose_b and not transpose_a and _own_sgemm(out)
+    own = not (transpose_a and transpose_b) and _own_sgemm(out)
     if m * n * k < 2 * SERIAL_WORK or threads < 2 or \
             (blas_threads(np.int64(0)) != 1 and not own):
         _matmul_2d(a, b, out, transpose_a, transpose_b)

@@ -1,0 +1,183 @@
+"""netdsl's own float32 product out = op(a) @ b, b [K, N] not transposed, for the processors
+where gemm_nt.py's a @ bᵀ runs (blas_library.own_sgemm): the backward's products, a @ b (a
+dense layer's input gradient, dy @ W) and aᵀ @ b (its weight gradient, dyᵀ @ x).
+
+Here b's rows are contiguous along N, not K, so the kernel works in outer products: a tile of
+4 rows by 32 columns of out is 8 vectors of 16 float32 held in registers through the loop over
+K, each step one FMA of a broadcast element of op(a) with one of b's row segments.  LLVM does
+not build such a tile out of scalar code (128 scalar accumulators stayed scalar: 7 GFLOP/s), so
+`_tile` writes the loop in LLVM IR with <16 x float> values (`llvm.fma`); op(a)'s elements are
+read through two strides, which covers a [M, K] and aᵀ alike.  Columns left over by the 32-wide
+tiles go through a 16-wide one, then with rows left over through a loop over K and N that LLVM
+vectorises along N.  Each element sums its K products in order, one FMA each, as BLAS does.
+"""
+from __future__ import annotations
+
+from numba import carray, cfunc, types
+from numba.extending import intrinsic
+
+from .builtins_inline import min2
+from .jit import kernel
+from .support import view
+
+_WIDTH = 16                                   # float32 lanes of an AVX-512 register
+_ROWS = 4                                     # rows of the tallest tile
+
+
+def _tile_intrinsic(rows: int, vectors: int):
+    """An intrinsic `tile(a, a0, a_row, a_k, b, b0, ldb, out, o0, ldo, k)` writing
+    out[rows rows, vectors * 16 columns] = Σ_kk op(a)[r, kk] * b[kk, columns], where
+    op(a)[r, kk] is a[a0 + r * a_row + kk * a_k] and b[kk, c] is b[b0 + kk * ldb + c] (flat
+    element offsets); k >= 1."""
+    @intrinsic
+    def tile(typingctx, a, a0, a_row, a_k, b, b0, ldb, out, o0, ldo, k):
+        if not all(isinstance(x, types.Array) and x.dtype == types.float32 and x.layout == "C"
+                   for x in (a, b, out)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            from llvmlite import ir
+            from numba.np.arrayobj import make_array
+            float32, int64 = ir.FloatType(), ir.IntType(64)
+            vector = ir.VectorType(float32, _WIDTH)
+            fma = builder.module.globals.get("llvm.fma.v16f32") or ir.Function(
+                builder.module, ir.FunctionType(vector, [vector] * 3), "llvm.fma.v16f32")
+            (a_v, a0_v, a_row_v, a_k_v, b_v, b0_v, ldb_v, out_v, o0_v, ldo_v, k_v) = args
+            types_ = signature.args
+            a_ptr = make_array(types_[0])(context, builder, a_v).data
+            b_ptr = make_array(types_[4])(context, builder, b_v).data
+            out_ptr = make_array(types_[7])(context, builder, out_v).data
+
+            def i64(value, ty):
+                return context.cast(builder, value, ty, types.int64)
+            a0, a_row, a_k = i64(a0_v, types_[1]), i64(a_row_v, types_[2]), i64(a_k_v, types_[3])
+            b0, ldb = i64(b0_v, types_[5]), i64(ldb_v, types_[6])
+            o0, ldo, k = i64(o0_v, types_[8]), i64(ldo_v, types_[9]), i64(k_v, types_[10])
+
+            def vector_at(pointer, offset):
+                return builder.bitcast(builder.gep(pointer, [offset]), vector.as_pointer())
+
+            zero = ir.Constant(vector, None)
+            entry = builder.block
+            loop = builder.append_basic_block("tile_loop")
+            done = builder.append_basic_block("tile_done")
+            builder.branch(loop)
+            builder.position_at_end(loop)
+            kk = builder.phi(int64)
+            kk.add_incoming(ir.Constant(int64, 0), entry)
+            sums = [[builder.phi(vector) for _ in range(vectors)] for _ in range(rows)]
+            for row in sums:
+                for value in row:
+                    value.add_incoming(zero, entry)
+            row_start = builder.add(b0, builder.mul(kk, ldb))
+            segments = [builder.load(vector_at(b_ptr, builder.add(
+                row_start, ir.Constant(int64, _WIDTH * c))), align=4) for c in range(vectors)]
+            a_at_k = builder.add(a0, builder.mul(kk, a_k))
+            after = []
+            for r, row in enumerate(sums):
+                offset = builder.add(a_at_k, builder.mul(a_row, ir.Constant(int64, r)))
+                element = builder.load(builder.gep(a_ptr, [offset]), align=4)
+                single = builder.insert_element(ir.Constant(vector, ir.Undefined), element,
+                                                ir.Constant(ir.IntType(32), 0))
+                broadcast = builder.shuffle_vector(
+                    single, ir.Constant(vector, ir.Undefined),
+                    ir.Constant(ir.VectorType(ir.IntType(32), _WIDTH), [0] * _WIDTH))
+                after.append([builder.call(fma, [broadcast, segments[c], value])
+                              for c, value in enumerate(row)])
+                for value, updated in zip(row, after[-1]):
+                    value.add_incoming(updated, loop)
+            following = builder.add(kk, ir.Constant(int64, 1))
+            kk.add_incoming(following, loop)
+            builder.cbranch(builder.icmp_signed("<", following, k), loop, done)
+            builder.position_at_end(done)
+            for r, row in enumerate(after):          # the sums after the last step
+                row_offset = builder.add(o0, builder.mul(ldo, ir.Constant(int64, r)))
+                for c, value in enumerate(row):
+                    builder.store(value, vector_at(out_ptr, builder.add(
+                        row_offset, ir.Constant(int64, _WIDTH * c))), align=4)
+            return context.get_dummy_value()
+
+        return types.none(a, a0, a_row, a_k, b, b0, ldb, out, o0, ldo, k), codegen
+    return tile
+
+
+# Tiles of 1 to 4 rows (the rows left over by fours get one of their own height) by 32 and 16
+# columns.
+_T1W2, _T2W2, _T3W2, _T4W2 = (_tile_intrinsic(rows, 2) for rows in range(1, 5))
+_T1W1, _T2W1, _T3W1, _T4W1 = (_tile_intrinsic(rows, 1) for rows in range(1, 5))
+
+
+@kernel(cache=True, inline="always")
+def _tiles(a, a_row, a_k, b, out, i, rows, j, vectors, k):
+    """out[i:i + rows, j:j + 16 * vectors] by the tile of that height and width."""
+    n = out.shape[1]
+    a0, o0 = i * a_row, i * n + j
+    if vectors == 2:
+        if rows == 4:
+            _T4W2(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
+        elif rows == 3:
+            _T3W2(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
+        elif rows == 2:
+            _T2W2(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
+        else:
+            _T1W2(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
+    elif rows == 4:
+        _T4W1(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
+    elif rows == 3:
+        _T3W1(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
+    elif rows == 2:
+        _T2W1(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
+    else:
+        _T1W1(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
+
+
+@kernel(cache=True, fastmath={"contract"})
+def _rest(a, a_row, a_k, b, out, r, j0, j1, k):
+    """out[r, j0:j1] = op(a)[r] @ b[:, j0:j1] (a flat [.] view of op(a) by its strides)."""
+    for jj in range(j0, j1):
+        out[r, jj] = 0
+    for kk in range(k):
+        scale = a[r * a_row + kk * a_k]
+        for jj in range(j0, j1):
+            out[r, jj] += scale * b[kk, jj]
+
+
+@kernel(cache=True)
+def gemm_nn(a, b, out, transpose_a, m0, m1, n0, n1):
+    """out[m0:m1, n0:n1] = (op(a) @ b)[m0:m1, n0:n1] for C-contiguous float32 a ([M, K], or
+    [K, M] where transpose_a), b [K, N] and out [M, N]; K >= 1 (checked by the caller)."""
+    k = b.shape[0]
+    flat = view(a, 0, (a.size,))
+    a_row, a_k = (1, a.shape[1]) if transpose_a else (a.shape[1], 1)
+    i = m0
+    while i < m1:
+        rows = min2(_ROWS, m1 - i)
+        j = n0
+        while j + 2 * _WIDTH <= n1:
+            _tiles(a, a_row, a_k, b, out, i, rows, j, 2, k)
+            j += 2 * _WIDTH
+        if j + _WIDTH <= n1:
+            _tiles(a, a_row, a_k, b, out, i, rows, j, 1, k)
+            j += _WIDTH
+        if j < n1:
+            for r in range(i, i + rows):
+                _rest(flat, a_row, a_k, b, out, r, j, n1, k)
+        i += rows
+
+
+# What compiled products call (linalg._gemm_nn_own, by the symbol blas_library.GEMM_NN), bound
+# like gemm_nt.gemm_nt_c: pointers to the arrays, M, N, K, the flag and the block.
+SIGNATURE = types.void(types.CPointer(types.float32), types.CPointer(types.float32),
+                       types.CPointer(types.float32), types.int64, types.int64, types.int64,
+                       types.int64, types.int64, types.int64, types.int64, types.int64)
+
+
+@cfunc(SIGNATURE, cache=True)
+def gemm_nn_c(a, b, out, m, n, k, transpose_a, m0, m1, n0, n1):
+    """gemm_nn of arrays given by their first elements: a [M, K] or, where transpose_a, [K, M]."""
+    shape = (k, m) if transpose_a else (m, k)
+    gemm_nn(carray(a, shape), carray(b, (k, n)), carray(out, (m, n)), transpose_a != 0,
+            m0, m1, n0, n1)
+
+
+__all__ = ["SIGNATURE", "gemm_nn", "gemm_nn_c"]
