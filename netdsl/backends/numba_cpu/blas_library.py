@@ -49,13 +49,13 @@ _SET_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_int)
 _GET_TYPE = ctypes.CFUNCTYPE(ctypes.c_int)
 _KEEP = []                                  # ctypes callbacks whose addresses LLVM holds
 # An int32 that compiled code reads before a float32 product: 1 where it runs in netdsl's own
-# kernels (own_sgemm), and those kernels as C functions (gemm_nt.py, gemm_nn.py), bound by symbol like
-# the four above, so that cached code follows the process's choice.  Where the kernel does not
-# run, its symbol names a function that does nothing, never called.
-OWN_SGEMM, GEMM_NT, GEMM_NN = "netdsl_own_sgemm", "netdsl_gemm_nt_f32", "netdsl_gemm_nn_f32"
+# kernels (own_sgemm), and those kernels' C entry point (own_gemm.py), both bound by symbol like
+# the four above, so that cached code follows the process's choice.  Where the kernels do not
+# run, the entry point's symbol names a function that does nothing, never called.
+OWN_SGEMM, OWN_GEMM = "netdsl_own_sgemm", "netdsl_own_gemm_f32"
 _OWN_SGEMM_FLAG = ctypes.c_int32(0)
-_NO_GEMM = {symbol: ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 3 + [ctypes.c_int64] * count))(
-    lambda *args: None) for symbol, count in ((GEMM_NT, 7), (GEMM_NN, 8))}
+_NO_GEMM = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 8))(
+    lambda *args: None)
 _CAPSULE_POINTER = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)
 _CAPSULE_NAME = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)
 
@@ -108,13 +108,10 @@ def bind() -> BlasLibrary:
     _OWN_SGEMM_FLAG.value = int(own)
     llvm.add_symbol(OWN_SGEMM, ctypes.addressof(_OWN_SGEMM_FLAG))
     if own:
-        from .gemm_nn import gemm_nn_c
-        from .gemm_nt import gemm_nt_c
-        llvm.add_symbol(GEMM_NT, gemm_nt_c.address)
-        llvm.add_symbol(GEMM_NN, gemm_nn_c.address)
+        from .own_gemm import own_gemm_c
+        llvm.add_symbol(OWN_GEMM, own_gemm_c.address)
     else:
-        for symbol, function in _NO_GEMM.items():
-            llvm.add_symbol(symbol, _address(function))
+        llvm.add_symbol(OWN_GEMM, _address(_NO_GEMM))
     return library
 
 
@@ -238,4 +235,4 @@ def _openblas_threads() -> tuple[str, tuple[int, int]]:
     return "", tuple(_address(f) for f in fallback)
 
 
-__all__ = ["GEMM_NN", "GEMM_NT", "OWN_SGEMM", "BlasLibrary", "bind", "choose", "chosen", "own_sgemm"]
+__all__ = ["OWN_GEMM", "OWN_SGEMM", "BlasLibrary", "bind", "choose", "chosen", "own_sgemm"]

@@ -13,10 +13,9 @@ vectorises along N.  Each element sums its K products in order, one FMA each, as
 """
 from __future__ import annotations
 
-from numba import carray, cfunc, types
+from numba import types
 from numba.extending import intrinsic
 
-from .builtins_inline import min2
 from .jit import kernel
 from .support import view
 
@@ -101,32 +100,23 @@ def _tile_intrinsic(rows: int, vectors: int):
     return tile
 
 
-# Tiles of 1 to 4 rows (the rows left over by fours get one of their own height) by 32 and 16
-# columns.
-_T1W2, _T2W2, _T3W2, _T4W2 = (_tile_intrinsic(rows, 2) for rows in range(1, 5))
-_T1W1, _T2W1, _T3W1, _T4W1 = (_tile_intrinsic(rows, 1) for rows in range(1, 5))
+# Tiles of 4 rows and of 1 (for the rows left over by fours), by 32 and 16 columns.
+_T4W2, _T1W2, _T4W1, _T1W1 = (_tile_intrinsic(rows, vectors)
+                              for vectors in (2, 1) for rows in (4, 1))
 
 
 @kernel(cache=True, inline="always")
 def _tiles(a, a_row, a_k, b, out, i, rows, j, vectors, k):
-    """out[i:i + rows, j:j + 16 * vectors] by the tile of that height and width."""
+    """out[i:i + rows, j:j + 16 * vectors] (rows 4 or 1) by the tile of that size."""
     n = out.shape[1]
     a0, o0 = i * a_row, i * n + j
     if vectors == 2:
         if rows == 4:
             _T4W2(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
-        elif rows == 3:
-            _T3W2(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
-        elif rows == 2:
-            _T2W2(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
         else:
             _T1W2(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
     elif rows == 4:
         _T4W1(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
-    elif rows == 3:
-        _T3W1(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
-    elif rows == 2:
-        _T2W1(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
     else:
         _T1W1(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
 
@@ -151,7 +141,7 @@ def gemm_nn(a, b, out, transpose_a, m0, m1, n0, n1):
     a_row, a_k = (1, a.shape[1]) if transpose_a else (a.shape[1], 1)
     i = m0
     while i < m1:
-        rows = min2(_ROWS, m1 - i)
+        rows = _ROWS if i + _ROWS <= m1 else 1
         j = n0
         while j + 2 * _WIDTH <= n1:
             _tiles(a, a_row, a_k, b, out, i, rows, j, 2, k)
@@ -165,19 +155,4 @@ def gemm_nn(a, b, out, transpose_a, m0, m1, n0, n1):
         i += rows
 
 
-# What compiled products call (linalg._gemm_nn_own, by the symbol blas_library.GEMM_NN), bound
-# like gemm_nt.gemm_nt_c: pointers to the arrays, M, N, K, the flag and the block.
-SIGNATURE = types.void(types.CPointer(types.float32), types.CPointer(types.float32),
-                       types.CPointer(types.float32), types.int64, types.int64, types.int64,
-                       types.int64, types.int64, types.int64, types.int64, types.int64)
-
-
-@cfunc(SIGNATURE, cache=True)
-def gemm_nn_c(a, b, out, m, n, k, transpose_a, m0, m1, n0, n1):
-    """gemm_nn of arrays given by their first elements: a [M, K] or, where transpose_a, [K, M]."""
-    shape = (k, m) if transpose_a else (m, k)
-    gemm_nn(carray(a, shape), carray(b, (k, n)), carray(out, (m, n)), transpose_a != 0,
-            m0, m1, n0, n1)
-
-
-__all__ = ["SIGNATURE", "gemm_nn", "gemm_nn_c"]
+__all__ = ["gemm_nn"]

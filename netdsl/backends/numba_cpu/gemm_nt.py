@@ -19,90 +19,134 @@ rows or columns (matmul_2d_parallel) sums each element exactly as the whole prod
 """
 from __future__ import annotations
 
-import numpy as np
-from numba import carray, cfunc, types
+from numba import types
+from numba.extending import intrinsic
 
 from .jit import kernel
 
-# Reassociation lets LLVM keep a vector of partial sums per dot product; contraction makes each
-# multiply-add one fused instruction.  No assumption about NaN or infinity: they propagate.
-_FLAGS = {"reassoc", "contract"}
+_WIDTH = 16                                   # float32 lanes of an AVX-512 register
 
 
-@kernel(cache=True, fastmath=_FLAGS, inline="always")
-def _dot(a, i, b, j, k):
-    """a[i] · b[j] over the first k elements."""
-    total = np.float32(0)
-    for kk in range(k):
-        total += a[i, kk] * b[j, kk]
-    return total
+def _tile_intrinsic(rows: int, columns: int):
+    """An intrinsic `tile(a, a0, b, b0, k, out, o0, ldo)` writing out[o0 + r * ldo + c] =
+    a[a0 + r * k:][:k] · b[b0 + c * k:][:k] for r < rows, c < columns (flat element offsets
+    of rows k long): rows x columns vectors of 16 partial sums through the loop over K, 16
+    elements a step, the last step's loads masked to the K left; then each vector's sum."""
+    @intrinsic
+    def tile(typingctx, a, a0, b, b0, k, out, o0, ldo):
+        if not all(isinstance(x, types.Array) and x.dtype == types.float32 and x.layout == "C"
+                   for x in (a, b, out)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            from llvmlite import ir
+            from numba.np.arrayobj import make_array
+            float32, int64, bit = ir.FloatType(), ir.IntType(64), ir.IntType(1)
+            vector = ir.VectorType(float32, _WIDTH)
+            module = builder.module
+
+            def declared(name, function_type):
+                return module.globals.get(name) or ir.Function(module, function_type, name)
+            fma = declared("llvm.fma.v16f32", ir.FunctionType(vector, [vector] * 3))
+            load = declared("llvm.masked.load.v16f32.p0", ir.FunctionType(
+                vector, [float32.as_pointer(), ir.IntType(32), ir.VectorType(bit, _WIDTH),
+                         vector]))
+            a_t, _, b_t, _, _, out_t, _, _ = signature.args
+            pointers = [make_array(ty)(context, builder, value).data
+                        for ty, value in ((a_t, args[0]), (b_t, args[2]), (out_t, args[5]))]
+            a0, b0, k, o0, ldo = (context.cast(builder, args[i], signature.args[i], types.int64)
+                                  for i in (1, 3, 4, 6, 7))
+            zero = ir.Constant(vector, None)
+            lanes = ir.Constant(ir.VectorType(int64, _WIDTH), list(range(_WIDTH)))
+            entry, loop = builder.block, builder.append_basic_block("nt_loop")
+            done = builder.append_basic_block("nt_done")
+            builder.cbranch(builder.icmp_signed(">", k, ir.Constant(int64, 0)), loop, done)
+            builder.position_at_end(loop)
+            kk = builder.phi(int64)
+            kk.add_incoming(ir.Constant(int64, 0), entry)
+            sums = [[builder.phi(vector) for _ in range(columns)] for _ in range(rows)]
+            for row in sums:
+                for value in row:
+                    value.add_incoming(zero, entry)
+            left = builder.sub(k, kk)
+            spread = builder.insert_element(ir.Constant(ir.VectorType(int64, _WIDTH),
+                                                        ir.Undefined), left,
+                                            ir.Constant(ir.IntType(32), 0))
+            spread = builder.shuffle_vector(spread, ir.Constant(ir.VectorType(int64, _WIDTH),
+                                                                ir.Undefined),
+                                            ir.Constant(ir.VectorType(ir.IntType(32), _WIDTH),
+                                                        [0] * _WIDTH))
+            mask = builder.icmp_signed("<", lanes, spread)
+
+            def loaded(pointer, start, index):
+                offset = builder.add(builder.add(start, builder.mul(index, k)), kk)
+                return builder.call(load, [builder.gep(pointer, [offset]),
+                                           ir.Constant(ir.IntType(32), 4), mask, zero])
+            a_rows = [loaded(pointers[0], a0, ir.Constant(int64, r)) for r in range(rows)]
+            b_rows = [loaded(pointers[1], b0, ir.Constant(int64, c)) for c in range(columns)]
+            after = [[builder.call(fma, [a_rows[r], b_rows[c], sums[r][c]])
+                      for c in range(columns)] for r in range(rows)]
+            for row, updated in zip(sums, after):
+                for value, new in zip(row, updated):
+                    value.add_incoming(new, loop)
+            following = builder.add(kk, ir.Constant(int64, _WIDTH))
+            kk.add_incoming(following, loop)
+            builder.cbranch(builder.icmp_signed("<", following, k), loop, done)
+            builder.position_at_end(done)
+            finals = [[builder.phi(vector) for _ in range(columns)] for _ in range(rows)]
+            for r in range(rows):
+                for c in range(columns):
+                    final = finals[r][c]
+                    final.add_incoming(zero, entry)
+                    final.add_incoming(after[r][c], loop)
+                    # The 16 partial sums added pairwise: halves, quarters, ...
+                    width = _WIDTH
+                    while width > 1:
+                        width //= 2
+                        upper = builder.shuffle_vector(final, ir.Constant(vector, ir.Undefined), ir.Constant(
+                            ir.VectorType(ir.IntType(32), _WIDTH),
+                            [width + i if i < width else i for i in range(_WIDTH)]))
+                        final = builder.fadd(final, upper)
+                    total = builder.extract_element(final, ir.Constant(ir.IntType(32), 0))
+                    offset = builder.add(o0, builder.add(builder.mul(ldo, ir.Constant(int64, r)),
+                                                         ir.Constant(int64, c)))
+                    builder.store(total, builder.gep(pointers[2], [offset]))
+            return context.get_dummy_value()
+
+        return types.none(a, a0, b, b0, k, out, o0, ldo), codegen
+    return tile
 
 
-@kernel(cache=True, fastmath=_FLAGS)
+# Tiles of 4 x 4 outputs, and of 4 x 1, 1 x 4, 1 x 1 for the rows and columns left over.
+_T44, _T41, _T14, _T11 = (_tile_intrinsic(rows, columns) for rows, columns in
+                          ((4, 4), (4, 1), (1, 4), (1, 1)))
+
+
+@kernel(cache=True)
 def gemm_nt(a, b, out, m0, m1, n0, n1):
     """out[m0:m1, n0:n1] = a[m0:m1] @ b[n0:n1]ᵀ for C-contiguous float32 a [M, K], b [N, K]
     and out [M, N] (shapes checked by the caller): tiles of 4 x 4 outputs, the rows and
-    columns left over one dot product each."""
-    k = a.shape[1]
+    columns left over in tiles of 4 x 1, 1 x 4 and 1 x 1."""
+    k, n = a.shape[1], out.shape[1]
     i = m0
-    while i + 4 <= m1:
+    while i < m1:
         j = n0
-        while j + 4 <= n1:
-            s00 = s01 = s02 = s03 = np.float32(0)
-            s10 = s11 = s12 = s13 = np.float32(0)
-            s20 = s21 = s22 = s23 = np.float32(0)
-            s30 = s31 = s32 = s33 = np.float32(0)
-            for kk in range(k):
-                a0, a1, a2, a3 = a[i, kk], a[i + 1, kk], a[i + 2, kk], a[i + 3, kk]
-                b0, b1, b2, b3 = b[j, kk], b[j + 1, kk], b[j + 2, kk], b[j + 3, kk]
-                s00 += a0 * b0
-                s01 += a0 * b1
-                s02 += a0 * b2
-                s03 += a0 * b3
-                s10 += a1 * b0
-                s11 += a1 * b1
-                s12 += a1 * b2
-                s13 += a1 * b3
-                s20 += a2 * b0
-                s21 += a2 * b1
-                s22 += a2 * b2
-                s23 += a2 * b3
-                s30 += a3 * b0
-                s31 += a3 * b1
-                s32 += a3 * b2
-                s33 += a3 * b3
-            out[i, j], out[i, j + 1], out[i, j + 2], out[i, j + 3] = s00, s01, s02, s03
-            out[i + 1, j], out[i + 1, j + 1], out[i + 1, j + 2], out[i + 1, j + 3] = \
-                s10, s11, s12, s13
-            out[i + 2, j], out[i + 2, j + 1], out[i + 2, j + 2], out[i + 2, j + 3] = \
-                s20, s21, s22, s23
-            out[i + 3, j], out[i + 3, j + 1], out[i + 3, j + 2], out[i + 3, j + 3] = \
-                s30, s31, s32, s33
-            j += 4
-        for r in range(i, i + 4):
-            for jj in range(j, n1):
-                out[r, jj] = _dot(a, r, b, jj, k)
-        i += 4
-    for r in range(i, m1):
-        for jj in range(n0, n1):
-            out[r, jj] = _dot(a, r, b, jj, k)
+        if i + 4 <= m1:
+            while j + 4 <= n1:
+                _T44(a, i * k, b, j * k, k, out, i * n + j, n)
+                j += 4
+            while j < n1:
+                _T41(a, i * k, b, j * k, k, out, i * n + j, n)
+                j += 1
+            i += 4
+        else:
+            while j + 4 <= n1:
+                _T14(a, i * k, b, j * k, k, out, i * n + j, n)
+                j += 4
+            while j < n1:
+                _T11(a, i * k, b, j * k, k, out, i * n + j, n)
+                j += 1
+            i += 1
 
 
-
-# What compiled products call (linalg._gemm_nt_own, by the symbol blas_library.GEMM_NT): a C
-# function of pointers to the three C-contiguous arrays, their sizes and the block, bound by
-# symbol like the BLAS's gemm, so that only a process that runs it compiles it (or loads it from
-# Numba's cache): blas_library.bind imports this module where own_sgemm() holds, and every
-# product's kernel calls the symbol without typing gemm_nt into its own compile.
-SIGNATURE = types.void(types.CPointer(types.float32), types.CPointer(types.float32),
-                       types.CPointer(types.float32), types.int64, types.int64, types.int64,
-                       types.int64, types.int64, types.int64, types.int64)
-
-
-@cfunc(SIGNATURE, cache=True, fastmath=_FLAGS)
-def gemm_nt_c(a, b, out, m, n, k, m0, m1, n0, n1):
-    """gemm_nt of a [m, k], b [n, k] and out [m, n] given by their first elements."""
-    gemm_nt(carray(a, (m, k)), carray(b, (n, k)), carray(out, (m, n)), m0, m1, n0, n1)
-
-
-__all__ = ["SIGNATURE", "gemm_nt", "gemm_nt_c"]
+__all__ = ["gemm_nt"]

@@ -17,7 +17,7 @@ from numba.extending import intrinsic
 # ctypes pointer, which kept Numba from caching the kernel that calls it.
 from numba.np.ufunc.parallel import _iget_num_threads
 
-from ..blas_library import GEMM_NN, GEMM_NT, OWN_SGEMM, SYMBOLS, chosen
+from ..blas_library import OWN_GEMM, OWN_SGEMM, SYMBOLS, chosen
 from ..blas_threads import SERIAL_WORK, blas_threads
 from ..builtins_inline import max2, min2
 from ..jit import kernel
@@ -92,47 +92,37 @@ def _own_sgemm(typingctx, out):
     return types.boolean(out), codegen
 
 
-def _own_product(symbol: str, flagged: bool):
-    """The typer of an intrinsic calling netdsl's own float32 kernel by its symbol
-    (blas_library.bind), writing out[m0:m1, n0:n1]: for a @ bᵀ (gemm_nt.py) the arguments
-    (a, b, out, m0, m1, n0, n1), for op(a) @ b (gemm_nn.py) (a, b, out, transpose_a, m0, m1,
-    n0, n1); for arrays not float32 the call does nothing (_own_sgemm keeps it from running)."""
-    def typer(typingctx, a, b, out, *rest):
-        arrays = (a, b, out)
-        if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 2
-                   for x in arrays):
-            return None
+@intrinsic
+def _own_gemm(typingctx, a, b, out, kind, m0, m1, n0, n1):
+    """out[m0:m1, n0:n1] of the product `kind` (0 a @ bᵀ, 1 a @ b, 2 aᵀ @ b) by netdsl's own
+    float32 kernels, called by their entry point's symbol (own_gemm.py, blas_library.bind);
+    for arrays not float32, nothing (_own_sgemm keeps such calls from running)."""
+    arrays = (a, b, out)
+    if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 2 for x in arrays):
+        return None
 
-        def codegen(context, builder, signature, args):
-            from llvmlite import ir
-            from numba.core import cgutils
-            from numba.np.arrayobj import make_array
-            if not all(x.dtype == types.float32 for x in arrays):
-                return context.get_dummy_value()
-            int64, pointer = ir.IntType(64), ir.FloatType().as_pointer()
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
-                ir.VoidType(), [pointer] * 3 + [int64] * (3 + len(rest))), symbol)
-            data = [make_array(ty)(context, builder, value)
-                    for ty, value in zip(arrays, args[:3])]
-            m, n = cgutils.unpack_tuple(builder, data[2].shape, 2)
-            k = cgutils.unpack_tuple(builder, data[1].shape, 2)[0 if flagged else 1]
-            extra = [context.cast(builder, value, ty, types.int64)
-                     for value, ty in zip(args[3:], signature.args[3:])]
-            builder.call(fn, [item.data for item in data] + [m, n, k] + extra)
+    def codegen(context, builder, signature, args):
+        from llvmlite import ir
+        from numba.core import cgutils
+        from numba.np.arrayobj import make_array
+        if not all(x.dtype == types.float32 for x in arrays):
             return context.get_dummy_value()
+        int64, pointer = ir.IntType(64), ir.FloatType().as_pointer()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+            ir.VoidType(), [pointer] * 3 + [int64] * 8), OWN_GEMM)
+        data = [make_array(ty)(context, builder, value) for ty, value in zip(arrays, args[:3])]
+        m, n = cgutils.unpack_tuple(builder, data[2].shape, 2)
+        kind_value = context.cast(builder, args[3], signature.args[3], types.int64)
+        b_rows, b_columns = cgutils.unpack_tuple(builder, data[1].shape, 2)
+        # K: b's columns for a @ bᵀ (kind 0), else its rows.
+        k = builder.select(builder.icmp_signed("==", kind_value, ir.Constant(int64, 0)),
+                           b_columns, b_rows)
+        block = [context.cast(builder, value, ty, types.int64)
+                 for value, ty in zip(args[4:], signature.args[4:])]
+        builder.call(fn, [item.data for item in data] + [m, n, k, kind_value] + block)
+        return context.get_dummy_value()
 
-        return types.none(a, b, out, *rest), codegen
-    return typer
-
-
-@intrinsic
-def _gemm_nt_own(typingctx, a, b, out, m0, m1, n0, n1):
-    return _own_product(GEMM_NT, False)(typingctx, a, b, out, m0, m1, n0, n1)
-
-
-@intrinsic
-def _gemm_nn_own(typingctx, a, b, out, transpose_a, m0, m1, n0, n1):
-    return _own_product(GEMM_NN, True)(typingctx, a, b, out, transpose_a, m0, m1, n0, n1)
+    return types.none(a, b, out, kind, m0, m1, n0, n1), codegen
 
 
 @kernel(cache=True, inline="always")
@@ -156,10 +146,7 @@ def _block(a, b, out, transpose_a, transpose_b, k, m0, m1, n0, n1):
     order as one gemm of the whole product; see matmul_2d_parallel for MKL)."""
     n = out.shape[1]
     if not (transpose_a and transpose_b) and _own_sgemm(out):
-        if transpose_b:
-            _gemm_nt_own(a, b, out, m0, m1, n0, n1)
-        else:
-            _gemm_nn_own(a, b, out, transpose_a, m0, m1, n0, n1)
+        _own_gemm(a, b, out, 0 if transpose_b else (2 if transpose_a else 1), m0, m1, n0, n1)
         return
     # Row-major out = op(a) @ op(b) is column-major out' = op(b)' @ op(a)'.
     _gemm(116 if transpose_b else 110, 116 if transpose_a else 110, n1 - n0, m1 - m0, k,

@@ -1,0 +1,34 @@
+"""The C entry point of netdsl's own float32 products (gemm_nt.py, gemm_nn.py), which compiled
+products call by the symbol blas_library.OWN_GEMM where blas_library.own_sgemm() holds.
+
+One C function, bound by symbol like the BLAS's gemm, so that only a process that runs the
+kernels compiles them (or loads them from Numba's cache: blas_library.bind imports this module
+where own_sgemm() holds) and no product's kernel types them into its own compile.  One rather
+than one per kernel: each C wrapper cost ~0.2 s of a cold compile.
+"""
+from __future__ import annotations
+
+from numba import carray, cfunc, types
+
+from .gemm_nn import gemm_nn
+from .gemm_nt import gemm_nt
+
+# Pointers to a, b and out (C-contiguous), M, N, K, the product's kind and the block of out:
+# kind 0 is a [M, K] @ b [N, K]ᵀ, 1 a [M, K] @ b [K, N], 2 a [K, M]ᵀ @ b [K, N].
+SIGNATURE = types.void(types.CPointer(types.float32), types.CPointer(types.float32),
+                       types.CPointer(types.float32), types.int64, types.int64, types.int64,
+                       types.int64, types.int64, types.int64, types.int64, types.int64)
+
+
+@cfunc(SIGNATURE, cache=True)
+def own_gemm_c(a, b, out, m, n, k, kind, m0, m1, n0, n1):
+    """out[m0:m1, n0:n1] of the product `kind` of arrays given by their first elements."""
+    c = carray(out, (m, n))
+    if kind == 0:
+        gemm_nt(carray(a, (m, k)), carray(b, (n, k)), c, m0, m1, n0, n1)
+    else:
+        gemm_nn(carray(a, (k, m) if kind == 2 else (m, k)), carray(b, (k, n)), c, kind == 2,
+                m0, m1, n0, n1)
+
+
+__all__ = ["SIGNATURE", "own_gemm_c"]
