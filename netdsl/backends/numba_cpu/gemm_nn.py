@@ -7,9 +7,11 @@ Here b's rows are contiguous along N, not K, so the kernel works in outer produc
 K, each step one FMA of a broadcast element of op(a) with one of b's row segments.  LLVM does
 not build such a tile out of scalar code (128 scalar accumulators stayed scalar: 7 GFLOP/s), so
 `_tile` writes the loop in LLVM IR with <16 x float> values (`llvm.fma`); op(a)'s elements are
-read through two strides, which covers a [M, K] and aᵀ alike.  Columns left over by the 32-wide
-tiles go through a 16-wide one, then with rows left over through a loop over K and N that LLVM
-vectorises along N.  Each element sums its K products in order, one FMA each, as BLAS does.
+read through two strides, which covers a [M, K] and aᵀ alike.  Rows left over by fours go
+through tiles of one row (LeNet's 6 output channels: a loop over them ran its [6, 25] @
+[25, 3136] 4.7x slower than MKL, tiles 1.6x faster), columns left over by the 32-wide tiles
+through a 16-wide one, then through a loop over K and N that LLVM vectorises along N.  Each
+element sums its K products in order, one FMA each, as BLAS does.
 """
 from __future__ import annotations
 

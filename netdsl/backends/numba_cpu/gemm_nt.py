@@ -5,13 +5,15 @@ kernels).
 a @ bᵀ, with a [M, K] and b [N, K] both contiguous along K, is what a dense layer's forward
 computes (x @ Wᵀ, W stored [out, in]) and a recurrent step's h @ W_hhᵀ.  Every output element
 is a dot product of two contiguous rows, so the kernel takes 4 rows of a and 4 of b at a time
-and sums their 16 products along K in one loop, which LLVM vectorises along K at the
-processor's width (16 float32 lanes with AVX-512, `reassoc`: partial sums per lane, added at
-the end).  On the AMD EPYC (Zen 5) of 2026-12-05, whose environment held OpenBLAS to its
-Haswell kernels and where MKL runs AVX2 kernels, one thread: [128, 784] @ [256, 784]ᵀ 265 us
-against MKL's 502 (194 against 102 GFLOP/s), [128, 256] @ [256, 256]ᵀ 90 against 167 us,
-[32, 128] @ [512, 128]ᵀ (an LSTM step's) 29 against 47 us; OpenBLAS's own AVX-512 (SkylakeX)
-kernels ran the first 266 us.
+and keeps their 16 dot products as 16 vectors of 16 partial sums (one per lane) through one
+loop over K, 16 elements a step (the last step's loads masked to the K left), then adds each
+vector's lanes pairwise.  `_tile` writes that loop in LLVM IR: the same tile as scalar Numba
+code with `reassoc` ran as fast, but LLVM's loop vectoriser took ~0.3 s more of a cold compile
+to find it.  On the AMD EPYC (Zen 5) of 2026-12-05, whose environment held OpenBLAS to its
+Haswell kernels and where MKL runs AVX2 kernels, one thread: [128, 784] @ [256, 784]ᵀ 233-306
+us against MKL's 440-502 (~190 against ~105 GFLOP/s), [128, 256] @ [256, 256]ᵀ 90-101 against
+143-167 us, [32, 128] @ [512, 128]ᵀ (an LSTM step's) 29-31 against 38-47 us; OpenBLAS's own
+AVX-512 (SkylakeX) kernels ran the first in 266 us.
 
 The sums differ from BLAS's in rounding only (each element is the same K products, summed in
 16 partial sums instead of one running sum), and do not depend on the thread count: a block of
