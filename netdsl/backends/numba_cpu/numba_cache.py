@@ -103,6 +103,21 @@ def _guard(dispatcher, module_path: Path) -> None:
     if not isinstance(numba_cache, Cache):
         return
     dispatcher._netdsl_guarded = True
+    _guard_cache(numba_cache, module_path)
+
+
+def guard_cfunc(function) -> None:
+    """`guard` for a Numba cfunc made with caching on but not yet compiled (own_gemm.py): its
+    cache loads without Numba's registry refresh, and a damaged entry compiles again."""
+    import inspect
+
+    from numba.core.caching import Cache
+    numba_cache = getattr(function, "_cache", None)
+    if isinstance(numba_cache, Cache):
+        _guard_cache(numba_cache, Path(inspect.getfile(function._pyfunc)))
+
+
+def _guard_cache(numba_cache, module_path: Path) -> None:
     load, save = numba_cache.load_overload, numba_cache.save_overload
 
     def load_overload(sig, target_context):

@@ -8,7 +8,7 @@ than one per kernel: each C wrapper cost ~0.2 s of a cold compile.
 """
 from __future__ import annotations
 
-from numba import carray, cfunc, types
+from numba import carray, types
 
 from .gemm_nn import gemm_nn
 from .gemm_nt import gemm_nt
@@ -20,8 +20,7 @@ SIGNATURE = types.void(types.CPointer(types.float32), types.CPointer(types.float
                        types.int64, types.int64, types.int64, types.int64, types.int64)
 
 
-@cfunc(SIGNATURE, cache=True)
-def own_gemm_c(a, b, out, m, n, k, kind, m0, m1, n0, n1):
+def _own_gemm(a, b, out, m, n, k, kind, m0, m1, n0, n1):
     """out[m0:m1, n0:n1] of the product `kind` of arrays given by their first elements."""
     c = carray(out, (m, n))
     if kind == 0:
@@ -30,5 +29,22 @@ def own_gemm_c(a, b, out, m, n, k, kind, m0, m1, n0, n1):
         gemm_nn(carray(a, (k, m) if kind == 2 else (m, k)), carray(b, (k, n)), c, kind == 2,
                 m0, m1, n0, n1)
 
+
+def _compiled():
+    """_own_gemm as a cached cfunc, as `@cfunc(SIGNATURE, cache=True)` makes it, but loaded
+    from Numba's cache without its registry refresh (numba_cache.guard_cfunc: ~0.1 s of a warm
+    start, which otherwise loads cached code without it)."""
+    from numba.core import sigutils
+    from numba.core.ccallback import CFunc
+
+    from .numba_cache import guard_cfunc
+    function = CFunc(_own_gemm, sigutils.normalize_signature(SIGNATURE), locals={}, options={})
+    function.enable_caching()
+    guard_cfunc(function)
+    function.compile()
+    return function
+
+
+own_gemm_c = _compiled()
 
 __all__ = ["SIGNATURE", "own_gemm_c"]
