@@ -99,7 +99,8 @@ def chosen() -> BlasLibrary:
 
 
 def bind() -> BlasLibrary:
-    """Point the four symbols at the chosen library, and OWN_SGEMM at its flag; returns it."""
+    """Point the four symbols at the chosen library, OWN_SGEMM at its flag and OWN_GEMM at
+    netdsl's own kernels' entry point (or a no-op where they do not run); returns it."""
     import llvmlite.binding as llvm
     library = chosen()
     for symbol, address in zip(SYMBOLS, library.addresses):
@@ -118,14 +119,15 @@ def bind() -> BlasLibrary:
 @lru_cache(maxsize=1)
 def own_sgemm() -> bool:
     """Whether float32 products (but aᵀ @ bᵀ) run in netdsl's own kernels (gemm_nt.py,
-    gemm_nn.py: 1.5-2x MKL's AVX2 kernels on an AVX-512 processor) rather than in the BLAS.  NETDSL_SGEMM=netdsl
-    or blas chooses; unset or auto: where the processor has AVX-512 and the chosen BLAS runs
-    without it here (MKL on a processor not Intel's, OpenBLAS held back by OPENBLAS_CORETYPE)."""
+    gemm_nn.py: 1.4-2.5x MKL's AVX2 kernels on an AVX-512 processor) rather than in the BLAS.
+    NETDSL_SGEMM=netdsl or blas chooses; unset or auto: where the processor has AVX-512 and
+    the chosen BLAS runs without it here (MKL on a processor not Intel's, OpenBLAS held back
+    by OPENBLAS_CORETYPE)."""
     from ...errors import Error
     requested = os.environ.get("NETDSL_SGEMM", "").strip().lower() or "auto"
     if requested not in ("auto", "netdsl", "blas"):
         raise Error(f"NETDSL_SGEMM must be netdsl, blas or auto, got {requested!r}",
-                    hint="unset it to let netdsl choose (its own float32 a @ bᵀ kernel where "
+                    hint="unset it to let netdsl choose (its own float32 products where "
                          "the BLAS runs without the processor's AVX-512)")
     if requested != "auto":
         return requested == "netdsl"

@@ -77,9 +77,9 @@ def _gemm(typingctx, transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc
 
 @intrinsic
 def _own_sgemm(typingctx, out):
-    """Whether out = a @ bᵀ runs in gemm_nt: for a float32 out, the flag blas_library.bind()
-    set for this process (own_sgemm), read at run time so that cached code follows the
-    process's choice; for other dtypes a constant False."""
+    """Whether a product into `out` runs in netdsl's own kernels (own_gemm.py): for a float32
+    out, the flag blas_library.bind() set for this process (own_sgemm), read at run time so
+    that cached code follows the process's choice; for other dtypes a constant False."""
     def codegen(context, builder, signature, args):
         from llvmlite import ir
         if out.dtype != types.float32:
@@ -143,7 +143,9 @@ def _checked(a, b, out, transpose_a, transpose_b):
 def _block(a, b, out, transpose_a, transpose_b, k, m0, m1, n0, n1):
     """out[m0:m1, n0:n1] = (op(a) @ op(b))[m0:m1, n0:n1] for C-contiguous 2-D arrays: one gemm
     of the block's rows of op(a) and columns of op(b) (with OpenBLAS the same sums in the same
-    order as one gemm of the whole product; see matmul_2d_parallel for MKL)."""
+    order as one gemm of the whole product; see matmul_2d_parallel for MKL).  Where
+    blas_library.own_sgemm() holds, a float32 product but aᵀ @ bᵀ runs in netdsl's own kernels
+    instead (gemm_nt.py, gemm_nn.py)."""
     n = out.shape[1]
     if not (transpose_a and transpose_b) and _own_sgemm(out):
         _own_gemm(a, b, out, 0 if transpose_b else (2 if transpose_a else 1), m0, m1, n0, n1)
