@@ -40,9 +40,27 @@ def _compiled():
     from .numba_cache import guard_cfunc
     function = CFunc(_own_gemm, sigutils.normalize_signature(SIGNATURE), locals={}, options={})
     function.enable_caching()
+    _stamp_with_kernels(function)
     guard_cfunc(function)
     function.compile()
     return function
+
+
+def _stamp_with_kernels(function) -> None:
+    """The entry point takes gemm_nt.py's and gemm_nn.py's code in, but Numba checks only this
+    file's stamp (modification time and size) before loading it from its cache: the kernels'
+    files go into the stamp too, so that a change to them alone compiles it again."""
+    import os
+
+    from . import gemm_nn as nn_module
+    from . import gemm_nt as nt_module
+    cache_file = getattr(getattr(function, "_cache", None), "_cache_file", None)
+    stamp = getattr(cache_file, "_source_stamp", None)
+    if stamp is None:                      # Numba's internals are not what this expects
+        return
+    kernels = tuple((os.stat(module.__file__).st_mtime, os.stat(module.__file__).st_size)
+                    for module in (nt_module, nn_module))
+    cache_file._source_stamp = (stamp, kernels)
 
 
 own_gemm_c = _compiled()
