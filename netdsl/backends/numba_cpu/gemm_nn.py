@@ -20,6 +20,7 @@ from numba.extending import intrinsic
 
 from .jit import kernel
 from .support import view
+from .tile_ir import open_loop, splat
 
 _WIDTH = 16                                   # float32 lanes of an AVX-512 register
 _ROWS = 4                                     # rows of the tallest tile
@@ -58,18 +59,7 @@ def _tile_intrinsic(rows: int, vectors: int):
             def vector_at(pointer, offset):
                 return builder.bitcast(builder.gep(pointer, [offset]), vector.as_pointer())
 
-            zero = ir.Constant(vector, None)
-            entry = builder.block
-            loop = builder.append_basic_block("tile_loop")
-            done = builder.append_basic_block("tile_done")
-            builder.branch(loop)
-            builder.position_at_end(loop)
-            kk = builder.phi(int64)
-            kk.add_incoming(ir.Constant(int64, 0), entry)
-            sums = [[builder.phi(vector) for _ in range(vectors)] for _ in range(rows)]
-            for row in sums:
-                for value in row:
-                    value.add_incoming(zero, entry)
+            _, loop, done, kk, sums = open_loop(builder, "tile", rows, vectors, vector)
             row_start = builder.add(b0, builder.mul(kk, ldb))
             segments = [builder.load(vector_at(b_ptr, builder.add(
                 row_start, ir.Constant(int64, _WIDTH * c))), align=4) for c in range(vectors)]
@@ -78,11 +68,7 @@ def _tile_intrinsic(rows: int, vectors: int):
             for r, row in enumerate(sums):
                 offset = builder.add(a_at_k, builder.mul(a_row, ir.Constant(int64, r)))
                 element = builder.load(builder.gep(a_ptr, [offset]), align=4)
-                single = builder.insert_element(ir.Constant(vector, ir.Undefined), element,
-                                                ir.Constant(ir.IntType(32), 0))
-                broadcast = builder.shuffle_vector(
-                    single, ir.Constant(vector, ir.Undefined),
-                    ir.Constant(ir.VectorType(ir.IntType(32), _WIDTH), [0] * _WIDTH))
+                broadcast = splat(builder, element, vector)
                 after.append([builder.call(fma, [broadcast, segments[c], value])
                               for c, value in enumerate(row)])
                 for value, updated in zip(row, after[-1]):

@@ -25,6 +25,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .jit import kernel
+from .tile_ir import open_loop, splat
 
 _WIDTH = 16                                   # float32 lanes of an AVX-512 register
 
@@ -60,25 +61,9 @@ def _tile_intrinsic(rows: int, columns: int):
                                   for i in (1, 3, 4, 6, 7))
             zero = ir.Constant(vector, None)
             lanes = ir.Constant(ir.VectorType(int64, _WIDTH), list(range(_WIDTH)))
-            entry, loop = builder.block, builder.append_basic_block("nt_loop")
-            done = builder.append_basic_block("nt_done")
-            builder.cbranch(builder.icmp_signed(">", k, ir.Constant(int64, 0)), loop, done)
-            builder.position_at_end(loop)
-            kk = builder.phi(int64)
-            kk.add_incoming(ir.Constant(int64, 0), entry)
-            sums = [[builder.phi(vector) for _ in range(columns)] for _ in range(rows)]
-            for row in sums:
-                for value in row:
-                    value.add_incoming(zero, entry)
-            left = builder.sub(k, kk)
-            spread = builder.insert_element(ir.Constant(ir.VectorType(int64, _WIDTH),
-                                                        ir.Undefined), left,
-                                            ir.Constant(ir.IntType(32), 0))
-            spread = builder.shuffle_vector(spread, ir.Constant(ir.VectorType(int64, _WIDTH),
-                                                                ir.Undefined),
-                                            ir.Constant(ir.VectorType(ir.IntType(32), _WIDTH),
-                                                        [0] * _WIDTH))
-            mask = builder.icmp_signed("<", lanes, spread)
+            entry, loop, done, kk, sums = open_loop(builder, "nt", rows, columns, vector, k)
+            left = splat(builder, builder.sub(k, kk), ir.VectorType(int64, _WIDTH))
+            mask = builder.icmp_signed("<", lanes, left)
 
             def loaded(pointer, start, index):
                 offset = builder.add(builder.add(start, builder.mul(index, k)), kk)
