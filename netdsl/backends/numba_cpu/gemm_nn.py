@@ -93,7 +93,7 @@ _T4W2, _T1W2, _T4W1, _T1W1 = (_tile_intrinsic(rows, vectors)
                               for vectors in (2, 1) for rows in (4, 1))
 
 
-@kernel(cache=True, inline="always")
+@kernel(inline="always")
 def _tiles(a, a_row, a_k, b, out, i, rows, j, vectors, k):
     """out[i:i + rows, j:j + 16 * vectors] (rows 4 or 1) by the tile of that size."""
     n = out.shape[1]
@@ -109,7 +109,7 @@ def _tiles(a, a_row, a_k, b, out, i, rows, j, vectors, k):
         _T1W1(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
 
 
-@kernel(cache=True, fastmath={"contract"})
+@kernel(fastmath={"contract"})
 def _rest(a, a_row, a_k, b, out, r, j0, j1, k):
     """out[r, j0:j1] = op(a)[r] @ b[:, j0:j1] (a flat [.] view of op(a) by its strides)."""
     for jj in range(j0, j1):
@@ -120,7 +120,7 @@ def _rest(a, a_row, a_k, b, out, r, j0, j1, k):
             out[r, jj] += scale * b[kk, jj]
 
 
-@kernel(cache=True)
+@kernel()
 def gemm_nn(a, b, out, transpose_a, m0, m1, n0, n1):
     """out[m0:m1, n0:n1] = (op(a) @ b)[m0:m1, n0:n1] for C-contiguous float32 a ([M, K], or
     [K, M] where transpose_a), b [K, N] and out [M, N]; K >= 1 (checked by the caller)."""

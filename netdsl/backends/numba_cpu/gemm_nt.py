@@ -109,7 +109,7 @@ _T44, _T41, _T14, _T11 = (_tile_intrinsic(rows, columns) for rows, columns in
                           ((4, 4), (4, 1), (1, 4), (1, 1)))
 
 
-@kernel(cache=True)
+@kernel()
 def gemm_nt(a, b, out, m0, m1, n0, n1):
     """out[m0:m1, n0:n1] = a[m0:m1] @ b[n0:n1]ᵀ for C-contiguous float32 a [M, K], b [N, K]
     and out [M, N] (shapes checked by the caller): tiles of 4 x 4 outputs, the rows and

@@ -47,19 +47,21 @@ def _compiled():
 
 
 def _stamp_with_kernels(function) -> None:
-    """The entry point takes gemm_nt.py's and gemm_nn.py's code in, but Numba checks only this
+    """The entry point takes gemm_nt.py's, gemm_nn.py's and tile_ir.py's code in (the kernels
+    are not cached on their own: this is their one cache entry), but Numba checks only this
     file's stamp (modification time and size) before loading it from its cache: the kernels'
     files go into the stamp too, so that a change to them alone compiles it again."""
     import os
 
     from . import gemm_nn as nn_module
     from . import gemm_nt as nt_module
+    from . import tile_ir as ir_module
     cache_file = getattr(getattr(function, "_cache", None), "_cache_file", None)
     stamp = getattr(cache_file, "_source_stamp", None)
     if stamp is None:                      # Numba's internals are not what this expects
         return
     kernels = tuple((os.stat(module.__file__).st_mtime, os.stat(module.__file__).st_size)
-                    for module in (nt_module, nn_module))
+                    for module in (nt_module, nn_module, ir_module))
     cache_file._source_stamp = (stamp, kernels)
 
 
