@@ -20,9 +20,9 @@ from numba.extending import intrinsic
 
 from .jit import kernel
 from .support import view
-from .tile_ir import open_loop, splat
+from .tile_ir import WIDTH as _WIDTH
+from .tile_ir import declared, open_loop, splat
 
-_WIDTH = 16                                   # float32 lanes of an AVX-512 register
 _ROWS = 4                                     # rows of the tallest tile
 
 
@@ -42,8 +42,8 @@ def _tile_intrinsic(rows: int, vectors: int):
             from numba.np.arrayobj import make_array
             float32, int64 = ir.FloatType(), ir.IntType(64)
             vector = ir.VectorType(float32, _WIDTH)
-            fma = builder.module.globals.get("llvm.fma.v16f32") or ir.Function(
-                builder.module, ir.FunctionType(vector, [vector] * 3), "llvm.fma.v16f32")
+            fma = declared(builder.module, "llvm.fma.v16f32",
+                           ir.FunctionType(vector, [vector] * 3))
             (a_v, a0_v, a_row_v, a_k_v, b_v, b0_v, ldb_v, out_v, o0_v, ldo_v, k_v) = args
             types_ = signature.args
             a_ptr = make_array(types_[0])(context, builder, a_v).data

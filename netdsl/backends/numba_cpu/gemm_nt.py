@@ -25,9 +25,10 @@ from numba import types
 from numba.extending import intrinsic
 
 from .jit import kernel
-from .tile_ir import open_loop, splat
+from .tile_ir import WIDTH as _WIDTH
+from .tile_ir import declared, open_loop, splat
 
-_WIDTH = 16                                   # float32 lanes of an AVX-512 register
+_SIDE = 4                                     # rows and columns of the largest tile
 
 
 def _tile_intrinsic(rows: int, columns: int):
@@ -47,11 +48,8 @@ def _tile_intrinsic(rows: int, columns: int):
             float32, int64, bit = ir.FloatType(), ir.IntType(64), ir.IntType(1)
             vector = ir.VectorType(float32, _WIDTH)
             module = builder.module
-
-            def declared(name, function_type):
-                return module.globals.get(name) or ir.Function(module, function_type, name)
-            fma = declared("llvm.fma.v16f32", ir.FunctionType(vector, [vector] * 3))
-            load = declared("llvm.masked.load.v16f32.p0", ir.FunctionType(
+            fma = declared(module, "llvm.fma.v16f32", ir.FunctionType(vector, [vector] * 3))
+            load = declared(module, "llvm.masked.load.v16f32.p0", ir.FunctionType(
                 vector, [float32.as_pointer(), ir.IntType(32), ir.VectorType(bit, _WIDTH),
                          vector]))
             a_t, _, b_t, _, _, out_t, _, _ = signature.args
@@ -109,31 +107,37 @@ _T44, _T41, _T14, _T11 = (_tile_intrinsic(rows, columns) for rows, columns in
                           ((4, 4), (4, 1), (1, 4), (1, 1)))
 
 
+@kernel(inline="always")
+def _tile(a, b, out, i, rows, j, columns, k):
+    """out[i:i + rows, j:j + columns] (rows and columns 4 or 1) by the tile of that size."""
+    n = out.shape[1]
+    a0, b0, o0 = i * k, j * k, i * n + j
+    if rows == 4:
+        if columns == 4:
+            _T44(a, a0, b, b0, k, out, o0, n)
+        else:
+            _T41(a, a0, b, b0, k, out, o0, n)
+    elif columns == 4:
+        _T14(a, a0, b, b0, k, out, o0, n)
+    else:
+        _T11(a, a0, b, b0, k, out, o0, n)
+
+
 @kernel()
 def gemm_nt(a, b, out, m0, m1, n0, n1):
     """out[m0:m1, n0:n1] = a[m0:m1] @ b[n0:n1]ᵀ for C-contiguous float32 a [M, K], b [N, K]
     and out [M, N] (shapes checked by the caller): tiles of 4 x 4 outputs, the rows and
     columns left over in tiles of 4 x 1, 1 x 4 and 1 x 1."""
-    k, n = a.shape[1], out.shape[1]
+    k = a.shape[1]
     i = m0
     while i < m1:
+        rows = _SIDE if i + _SIDE <= m1 else 1
         j = n0
-        if i + 4 <= m1:
-            while j + 4 <= n1:
-                _T44(a, i * k, b, j * k, k, out, i * n + j, n)
-                j += 4
-            while j < n1:
-                _T41(a, i * k, b, j * k, k, out, i * n + j, n)
-                j += 1
-            i += 4
-        else:
-            while j + 4 <= n1:
-                _T14(a, i * k, b, j * k, k, out, i * n + j, n)
-                j += 4
-            while j < n1:
-                _T11(a, i * k, b, j * k, k, out, i * n + j, n)
-                j += 1
-            i += 1
+        while j < n1:
+            columns = _SIDE if j + _SIDE <= n1 else 1
+            _tile(a, b, out, i, rows, j, columns, k)
+            j += columns
+        i += rows
 
 
 __all__ = ["gemm_nt"]

@@ -1,9 +1,16 @@
-"""LLVM IR pieces that netdsl's own product kernels share (gemm_nt.py, gemm_nn.py): a value
-broadcast to every lane of a vector, and the head of a loop over K carrying a grid of vector
-sums."""
+"""LLVM IR pieces that netdsl's own product kernels share (gemm_nt.py, gemm_nn.py): their
+vector width, LLVM's intrinsics declared once per module, a value broadcast to every lane of a
+vector, and the head of a loop over K carrying a grid of vector sums."""
 from __future__ import annotations
 
 from llvmlite import ir
+
+WIDTH = 16                                    # float32 lanes of an AVX-512 register
+
+
+def declared(module: ir.Module, name: str, function_type: ir.FunctionType) -> ir.Function:
+    """The function `name` (an LLVM intrinsic) of `module`, declared there if it is not yet."""
+    return module.globals.get(name) or ir.Function(module, function_type, name)
 
 
 def splat(builder: ir.IRBuilder, value: ir.Value, vector: ir.VectorType) -> ir.Value:
@@ -40,4 +47,4 @@ def open_loop(builder: ir.IRBuilder, name: str, rows: int, columns: int,
     return entry, loop, done, index, sums
 
 
-__all__ = ["open_loop", "splat"]
+__all__ = ["WIDTH", "declared", "open_loop", "splat"]
