@@ -153,24 +153,29 @@ def _openblas_held_back(coretype: str | None, flags: frozenset[str]) -> bool:
 
 def _cpu_flags() -> frozenset[str]:
     """The processor's feature flags from /proc/cpuinfo (empty where there is none)."""
+    return frozenset(_cpuinfo().get("flags", "").split())
+
+
+@lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo, read once (empty where there is none)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
+                if not line.strip():
+                    break                        # the end of the first processor's block
+                name, _, value = line.partition(":")
+                fields.setdefault(name.strip(), value.strip())
     except OSError:
         pass
-    return frozenset()
+    return fields
 
 
 def _intel() -> bool:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("vendor_id"):
-                    return "GenuineIntel" in line
-    except OSError:
-        pass
+    vendor = _cpuinfo().get("vendor_id")
+    if vendor is not None:
+        return "GenuineIntel" in vendor
     import platform
     return "intel" in platform.processor().lower()
 
