@@ -57,10 +57,11 @@ SMOKE_RUNS = {"xor": (4, 20, 2), "mlp": (256, 1, 2), "lenet": (128, 1, 2)}
 BATCH = {"xor": 4, "mlp": 128, "lenet": 64}
 FIRST_FITS = 3                          # fits of a freshly loaded model, for their setup
 STEP_BLOCK_S = 0.1                      # each round's block of single steps, per side
-# Idle time before each timed fit: the previous contender's threads go to sleep first.  Numba's
-# TBB workers spin ~0.1 s after their last parallel loop, torch's OpenMP threads ~10 ms; a fit
-# started meanwhile ran against them on the two cores (MLP at 2 threads: torch's fit 110
-# against 47 ms after netdsl's steps, netdsl's 38-62 against 28-33 ms after torch's).
+# Idle time before each timed fit: the previous contender's threads go to sleep first.
+# OpenBLAS's worker spins ~0.1 s after a threaded product (2^28 cycles), torch's OpenMP threads
+# ~10 ms; a fit started meanwhile ran against them on the two cores (MLP at 2 threads, netdsl
+# on OpenBLAS: torch's fit 110 against 47 ms after netdsl's steps, netdsl's 38-62 against
+# 28-33 ms after torch's).
 SETTLE_S = 0.2
 # Rounds stop early (after at least MIN_ROUNDS) once a run has taken this long: on a busy
 # machine torch's thread pool can make XOR's 2,000 epochs take seconds each.

@@ -11,11 +11,11 @@ from typing import Callable
 
 import numpy as np
 
-# Idle time before each block: the previous contender's threads go to sleep first.  Numba's TBB
-# workers spin ~0.1 s after their last parallel loop and torch's OpenMP threads ~10 ms; one
-# untimed step does not absorb that, and a block begun meanwhile shares the two cores with the
-# spinning threads (torch's MLP step, 2 threads, after netdsl's block: p90 5.3 ms against
-# 1.1 ms at p10).
+# Idle time before each block: the previous contender's threads go to sleep first.
+# OpenBLAS's worker spins ~0.1 s after a threaded product (2^28 cycles) and torch's OpenMP
+# threads ~10 ms; one untimed step does not absorb that, and a block begun meanwhile shares the
+# two cores with the spinning threads (torch's MLP step, 2 threads, after netdsl's block on
+# OpenBLAS: p90 5.3 ms against 1.1 ms at p10).
 SETTLE_S = 0.15
 
 
