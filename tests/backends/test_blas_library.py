@@ -77,12 +77,15 @@ from netdsl.backends.numba_cpu.lowerings import linalg
 matmul_2d = python_entry(linalg.matmul_2d)
 rng = np.random.default_rng(0)
 # The later shapes for netdsl's own kernels where NETDSL_SGEMM chose them (float32 but
-# aᵀ @ bᵀ): a @ bᵀ in tiles of 4 x 4, a @ b and aᵀ @ b in tiles of 4 x 32 and 4 x 16, and the
-# rows and columns left over; K from 1 to a few vector widths.
+# aᵀ @ bᵀ): a @ bᵀ in tiles of 4 x 4 dot products, or from 16 rows through b transposed
+# (16 x 16 blocks, the last one of K overlapping) and a @ b's tiles; a @ b and aᵀ @ b in tiles
+# of 8, 4 and 1 rows by 32 and 16 columns, and the columns left over; K from 1 to a few
+# vector widths.
 for dtype, (m, k, n), ta, tb in itertools.product(
         (np.float32, np.float64), [(37, 301, 100), (5, 3, 2), (0, 4, 4), (4, 0, 4), (1, 9, 1),
                                    (1, 1, 1), (4, 16, 4), (7, 33, 9), (13, 100, 6),
-                                   (64, 784, 37), (8, 5, 48), (6, 70, 81)],
+                                   (64, 784, 37), (8, 5, 48), (6, 70, 81), (16, 32, 48),
+                                   (24, 40, 17), (64, 16, 16), (70, 15, 40)],
         (False, True), (False, True)):
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)

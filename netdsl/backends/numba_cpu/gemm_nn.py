@@ -2,16 +2,21 @@
 where gemm_nt.py's a @ bᵀ runs (blas_library.own_sgemm): the backward's products, a @ b (a
 dense layer's input gradient, dy @ W) and aᵀ @ b (its weight gradient, dyᵀ @ x).
 
+gemm_nt.py's a @ bᵀ runs here too, through b transposed (gemm_pack.py, own_gemm.py).
+
 Here b's rows are contiguous along N, not K, so the kernel works in outer products: a tile of
-4 rows by 32 columns of out is 8 vectors of 16 float32 held in registers through the loop over
-K, each step one FMA of a broadcast element of op(a) with one of b's row segments.  LLVM does
-not build such a tile out of scalar code (128 scalar accumulators stayed scalar: 7 GFLOP/s), so
-`_tile` writes the loop in LLVM IR with <16 x float> values (`llvm.fma`); op(a)'s elements are
-read through two strides, which covers a [M, K] and aᵀ alike.  Rows left over by fours go
-through tiles of one row (LeNet's 6 output channels: a loop over them ran its [6, 25] @
-[25, 3136] 4.7x slower than MKL, tiles 1.6x faster), columns left over by the 32-wide tiles
-through a 16-wide one, then through a loop over K and N that LLVM vectorises along N.  Each
-element sums its K products in order, one FMA each, as BLAS does.
+8 rows by 32 columns of out is 16 vectors of 16 float32 held in registers through the loop
+over K, each step two loads of b's row segments and 16 FMAs with broadcast elements of op(a).
+LLVM does not build such a tile out of scalar code (128 scalar accumulators stayed scalar: 7
+GFLOP/s), so `_tile` writes the loop in LLVM IR with <16 x float> values (`llvm.fma`); op(a)'s
+elements are read through two strides, which covers a [M, K] and aᵀ alike.  Tiles of 4 rows
+(8 vectors, two loads per 8 FMAs) ran at 109-219 GFLOP/s on the AMD EPYC (Zen 5) of
+2026-12-06, those of 8 at 204-261: [512, 1024]ᵀ @ [1024, 128] (an LSTM's recurrent weight
+gradient) 1,237 -> 657 us, [32, 512] @ [512, 128] 26 -> 16 us.  Rows left over by eights go
+through a tile of 4, then tiles of one row (LeNet's 6 output channels: a loop over them ran its
+[6, 25] @ [25, 3136] 4.7x slower than MKL, tiles 1.6x faster), columns left over by the
+32-wide tiles through a 16-wide one, then through a loop over K and N that LLVM vectorises
+along N.  Each element sums its K products in order, one FMA each, as BLAS does.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from .support import view
 from .tile_ir import WIDTH as _WIDTH
 from .tile_ir import declared, open_loop, splat
 
-_ROWS = 4                                     # rows of the tallest tile
+_ROWS = 8                                     # rows of the tallest tile
 
 
 def _tile_intrinsic(rows: int, vectors: int):
@@ -88,58 +93,67 @@ def _tile_intrinsic(rows: int, vectors: int):
     return tile
 
 
-# Tiles of 4 rows and of 1 (for the rows left over by fours), by 32 and 16 columns.
-_T4W2, _T1W2, _T4W1, _T1W1 = (_tile_intrinsic(rows, vectors)
-                              for vectors in (2, 1) for rows in (4, 1))
+# Tiles of 8 rows, of 4 and of 1 (for the rows left over by eights), by 32 and 16 columns.
+_TILES = {(rows, vectors): _tile_intrinsic(rows, vectors) for rows in (8, 4, 1)
+          for vectors in (2, 1)}
+_T8W2, _T4W2, _T1W2 = _TILES[8, 2], _TILES[4, 2], _TILES[1, 2]     # global names: Numba
+_T8W1, _T4W1, _T1W1 = _TILES[8, 1], _TILES[4, 1], _TILES[1, 1]     # calls them by name
 
 
 @kernel(inline="always")
-def _tiles(a, a_row, a_k, b, out, i, rows, j, vectors, k):
-    """out[i:i + rows, j:j + 16 * vectors] (rows 4 or 1) by the tile of that size."""
-    n = out.shape[1]
-    a0, o0 = i * a_row, i * n + j
+def _tiles(a, a_row, a_k, b, shift, out, i, rows, j, vectors, k):
+    """out[i:i + rows, j:j + 16 * vectors] (rows 8, 4 or 1) by the tile of that size, out's
+    column j being b's column j - shift."""
+    n, ldb = out.shape[1], b.shape[1]
+    a0, b0, o0 = i * a_row, j - shift, i * n + j
     if vectors == 2:
-        if rows == 4:
-            _T4W2(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
+        if rows == 8:
+            _T8W2(a, a0, a_row, a_k, b, b0, ldb, out, o0, n, k)
+        elif rows == 4:
+            _T4W2(a, a0, a_row, a_k, b, b0, ldb, out, o0, n, k)
         else:
-            _T1W2(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
+            _T1W2(a, a0, a_row, a_k, b, b0, ldb, out, o0, n, k)
+    elif rows == 8:
+        _T8W1(a, a0, a_row, a_k, b, b0, ldb, out, o0, n, k)
     elif rows == 4:
-        _T4W1(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
+        _T4W1(a, a0, a_row, a_k, b, b0, ldb, out, o0, n, k)
     else:
-        _T1W1(a, a0, a_row, a_k, b, j, n, out, o0, n, k)
+        _T1W1(a, a0, a_row, a_k, b, b0, ldb, out, o0, n, k)
 
 
 @kernel(fastmath={"contract"})
-def _rest(a, a_row, a_k, b, out, r, j0, j1, k):
-    """out[r, j0:j1] = op(a)[r] @ b[:, j0:j1] (a flat [.] view of op(a) by its strides)."""
+def _rest(a, a_row, a_k, b, shift, out, r, j0, j1, k):
+    """out[r, j0:j1] = op(a)[r] @ b[:, j0 - shift:j1 - shift] (a flat [.] view of op(a) by
+    its strides)."""
     for jj in range(j0, j1):
         out[r, jj] = 0
     for kk in range(k):
         scale = a[r * a_row + kk * a_k]
         for jj in range(j0, j1):
-            out[r, jj] += scale * b[kk, jj]
+            out[r, jj] += scale * b[kk, jj - shift]
 
 
-@kernel()
-def gemm_nn(a, b, out, transpose_a, m0, m1, n0, n1):
+@kernel(inline="always")
+def gemm_nn(a, b, shift, out, transpose_a, m0, m1, n0, n1):
     """out[m0:m1, n0:n1] = (op(a) @ b)[m0:m1, n0:n1] for C-contiguous float32 a ([M, K], or
-    [K, M] where transpose_a), b [K, N] and out [M, N]; K >= 1 (checked by the caller)."""
+    [K, M] where transpose_a), b [K, N'] and out [M, N], out's column j being b's column
+    j - shift (0, or n0 for gemm_nt's panel of the block's columns); K >= 1 (checked by the
+    caller)."""
     k = b.shape[0]
     flat = view(a, 0, (a.size,))
     a_row, a_k = (1, a.shape[1]) if transpose_a else (a.shape[1], 1)
     i = m0
     while i < m1:
-        rows = _ROWS if i + _ROWS <= m1 else 1
+        rows = _ROWS if i + _ROWS <= m1 else (4 if i + 4 <= m1 else 1)
         j = n0
-        while j + 2 * _WIDTH <= n1:
-            _tiles(a, a_row, a_k, b, out, i, rows, j, 2, k)
-            j += 2 * _WIDTH
-        if j + _WIDTH <= n1:
-            _tiles(a, a_row, a_k, b, out, i, rows, j, 1, k)
-            j += _WIDTH
+        while j + _WIDTH <= n1:
+            # One call site, an int64 width: a literal 2 or 1 compiles _tiles once for each.
+            vectors = 2 if j + 2 * _WIDTH <= n1 else 1
+            _tiles(a, a_row, a_k, b, shift, out, i, rows, j, vectors, k)
+            j += vectors * _WIDTH
         if j < n1:
             for r in range(i, i + rows):
-                _rest(flat, a_row, a_k, b, out, r, j, n1, k)
+                _rest(flat, a_row, a_k, b, shift, out, r, j, n1, k)
         i += rows
 
 

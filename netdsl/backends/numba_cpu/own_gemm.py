@@ -4,14 +4,19 @@ products call by the symbol blas_library.OWN_GEMM where blas_library.own_sgemm()
 One C function, bound by symbol like the BLAS's gemm, so that only a process that runs the
 kernels compiles them (or loads them from Numba's cache: blas_library.bind imports this module
 where own_sgemm() holds) and no product's kernel types them into its own compile.  One rather
-than one per kernel: each C wrapper cost ~0.2 s of a cold compile.
+than one per kernel: each C wrapper cost ~0.2 s of a cold compile.  The kernels are inlined
+into it (`inline="always"`, one call site each), one LLVM module: Numba links a called
+function's module into its caller's and optimises it again there, and the entry point's
+compile took 2.1 s with them as calls (three levels deep), 1.0 s inlined.
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import carray, types
 
 from .gemm_nn import gemm_nn
-from .gemm_nt import gemm_nt
+from .gemm_nt import dot_tiles, packed_until
+from .gemm_pack import transpose
 
 # Pointers to a, b and out (C-contiguous), M, N, K, the product's kind and the block of out:
 # kind 0 is a [M, K] @ b [N, K]ᵀ, 1 a [M, K] @ b [K, N], 2 a [K, M]ᵀ @ b [K, N].
@@ -21,13 +26,25 @@ SIGNATURE = types.void(types.CPointer(types.float32), types.CPointer(types.float
 
 
 def _own_gemm(a, b, out, m, n, k, kind, m0, m1, n0, n1):
-    """out[m0:m1, n0:n1] of the product `kind` of arrays given by their first elements."""
+    """out[m0:m1, n0:n1] of the product `kind` of arrays given by their first elements.  a @ bᵀ
+    runs where gemm_nt.packed_until says through b's rows transposed into a panel
+    (gemm_pack.py) and gemm_nn's tiles, the columns left by the dot-product tiles."""
     c = carray(out, (m, n))
+    # Every gemm_nn call is one call site with run-time values: literal arguments (a shift of
+    # 0, transpose_a False) would compile it once more for each.
     if kind == 0:
-        gemm_nt(carray(a, (m, k)), carray(b, (n, k)), c, m0, m1, n0, n1)
+        a_rows, b_rows = carray(a, (m, k)), carray(b, (n, k))
+        last = packed_until(m1 - m0, k, n0, n1)
+        if last < n1:
+            dot_tiles(a_rows, b_rows, c, m0, m1, last, n1)
+        if last == n0:
+            return
+        left, right, shift = a_rows, np.empty((k, last - n0), np.float32), n0
+        transpose(b_rows, n0, last, right)
     else:
-        gemm_nn(carray(a, (k, m) if kind == 2 else (m, k)), carray(b, (k, n)), c, kind == 2,
-                m0, m1, n0, n1)
+        left, right = carray(a, (k, m) if kind == 2 else (m, k)), carray(b, (k, n))
+        shift, last = 0, n1
+    gemm_nn(left, right, shift, c, kind == 2, m0, m1, n0, last)
 
 
 def _compiled():
@@ -47,21 +64,22 @@ def _compiled():
 
 
 def _stamp_with_kernels(function) -> None:
-    """The entry point takes gemm_nt.py's, gemm_nn.py's and tile_ir.py's code in (the kernels
-    are not cached on their own: this is their one cache entry), but Numba checks only this
+    """The entry point takes gemm_nt.py's, gemm_nn.py's, gemm_pack.py's and tile_ir.py's code
+    in (the kernels are not cached on their own: this is their one cache entry), but Numba checks only this
     file's stamp (modification time and size) before loading it from its cache: the kernels'
     files go into the stamp too, so that a change to them alone compiles it again."""
     import os
 
     from . import gemm_nn as nn_module
     from . import gemm_nt as nt_module
+    from . import gemm_pack as pack_module
     from . import tile_ir as ir_module
     cache_file = getattr(getattr(function, "_cache", None), "_cache_file", None)
     stamp = getattr(cache_file, "_source_stamp", None)
     if stamp is None:                      # Numba's internals are not what this expects
         return
     kernels = tuple((os.stat(module.__file__).st_mtime, os.stat(module.__file__).st_size)
-                    for module in (nt_module, nn_module, ir_module))
+                    for module in (nt_module, nn_module, pack_module, ir_module))
     cache_file._source_stamp = (stamp, kernels)
 
 
