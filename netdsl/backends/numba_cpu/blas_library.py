@@ -49,9 +49,10 @@ _SET_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_int)
 _GET_TYPE = ctypes.CFUNCTYPE(ctypes.c_int)
 _KEEP = []                                  # ctypes callbacks whose addresses LLVM holds
 # An int32 that compiled code reads before a float32 product: 1 where it runs in netdsl's own
-# kernels (own_sgemm), and those kernels' C entry point (own_gemm.py), both bound by symbol like
-# the four above, so that cached code follows the process's choice.  Where the kernels do not
-# run, the entry point's symbol names a function that does nothing, never called.
+# kernels (own_sgemm) and they are loaded (own_entry.load), and the function it then calls
+# (own_entry.trampoline, to their C entry point own_gemm.py), both bound by symbol like the
+# four above, so that cached code follows the process's choice.  Where the kernels do not
+# run, the function's symbol names one that does nothing, never called.
 OWN_SGEMM, OWN_GEMM = "netdsl_own_sgemm", "netdsl_own_gemm_f32"
 _OWN_SGEMM_FLAG = ctypes.c_int32(0)
 _NO_GEMM = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 8))(
@@ -99,21 +100,26 @@ def chosen() -> BlasLibrary:
 
 
 def bind() -> BlasLibrary:
-    """Point the four symbols at the chosen library, OWN_SGEMM at its flag and OWN_GEMM at
-    netdsl's own kernels' entry point (or a no-op where they do not run); returns it."""
+    """Point the four symbols at the chosen library, OWN_SGEMM at its flag (0 until
+    own_entry.load raises it) and OWN_GEMM at the trampoline to netdsl's own kernels (or a
+    no-op where they do not run); returns it."""
     import llvmlite.binding as llvm
     library = chosen()
     for symbol, address in zip(SYMBOLS, library.addresses):
         llvm.add_symbol(symbol, address)
-    own = own_sgemm()
-    _OWN_SGEMM_FLAG.value = int(own)
     llvm.add_symbol(OWN_SGEMM, ctypes.addressof(_OWN_SGEMM_FLAG))
-    if own:
-        from .own_gemm import own_gemm_c
-        llvm.add_symbol(OWN_GEMM, own_gemm_c.address)
+    if own_sgemm():
+        from .own_entry import trampoline
+        llvm.add_symbol(OWN_GEMM, trampoline())
     else:
         llvm.add_symbol(OWN_GEMM, _address(_NO_GEMM))
     return library
+
+
+def set_own_sgemm_flag() -> None:
+    """Float32 products run in netdsl's own kernels from now on (own_entry.load, once their
+    entry point is loaded)."""
+    _OWN_SGEMM_FLAG.value = 1
 
 
 @lru_cache(maxsize=1)

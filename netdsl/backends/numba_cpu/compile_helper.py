@@ -161,6 +161,21 @@ def ahead(work):
             _stop(handle.pid)
 
 
+def beside(work) -> Ahead | None:
+    """Run `work()` (a compile, for its cache entries) in a forked helper from now on, past
+    the compile that starts it (own_entry.py); the handle's `join()` waits for it.  None
+    without a helper (one job, or inside a helper)."""
+    if not _may_fork():
+        return None
+    pid = _spawn(work)
+    return Ahead(pid) if pid else None
+
+
+def in_helper() -> bool:
+    """Whether this process is a compile's helper (which only compiles into the caches)."""
+    return _in_helper
+
+
 def _compile_parts(module, names: list[str], signature: tuple) -> None:
     parent = os.getppid()
     for name in reversed(names):
@@ -226,4 +241,4 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-__all__ = ["Ahead", "ahead", "function_lock", "helping", "jobs"]
+__all__ = ["Ahead", "ahead", "beside", "function_lock", "helping", "in_helper", "jobs"]

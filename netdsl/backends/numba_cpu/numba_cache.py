@@ -75,6 +75,15 @@ def holds(dispatcher, signature: tuple) -> bool:
         return False
 
 
+def holds_any(function) -> bool:
+    """Whether Numba's cache holds `function` (a dispatcher, or a cfunc with caching on) for
+    any types (without loading it); False where Numba's internals are not what this expects."""
+    try:
+        return bool(_index(function))
+    except Exception:
+        return False
+
+
 def separate_uncached(module) -> bool:
     """Whether a function that `module` (a generated module) calls separately, a library
     kernel or one of its own, has no entry at all in Numba's cache (a machine, or a cache

@@ -1,15 +1,18 @@
 """The C entry point of netdsl's own float32 products (gemm_nt.py, gemm_nn.py), which compiled
-products call by the symbol blas_library.OWN_GEMM where blas_library.own_sgemm() holds.
+products call through the symbol blas_library.OWN_GEMM where blas_library.own_sgemm() holds
+(own_entry.py: a trampoline, pointed at `entry()` once it is loaded).
 
-One C function, bound by symbol like the BLAS's gemm, so that only a process that runs the
-kernels compiles them (or loads them from Numba's cache: blas_library.bind imports this module
-where own_sgemm() holds) and no product's kernel types them into its own compile.  One rather
+One C function, reached by symbol like the BLAS's gemm, so that only a process that runs the
+kernels compiles them (or loads them from Numba's cache: own_entry.load) and no product's
+kernel types them into its own compile.  One rather
 than one per kernel: each C wrapper cost ~0.2 s of a cold compile.  The kernels are inlined
 into it (`inline="always"`, one call site each), one LLVM module: Numba links a called
 function's module into its caller's and optimises it again there, and the entry point's
 compile took 2.1 s with them as calls (three levels deep), 1.0 s inlined.
 """
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 from numba import carray, types
@@ -47,10 +50,11 @@ def _own_gemm(a, b, out, m, n, k, kind, m0, m1, n0, n1):
     gemm_nn(left, right, shift, c, kind == 2, m0, m1, n0, last)
 
 
-def _compiled():
-    """_own_gemm as a cached cfunc, as `@cfunc(SIGNATURE, cache=True)` makes it, but loaded
-    from Numba's cache without its registry refresh (numba_cache.guard_cfunc: ~0.1 s of a warm
-    start, which otherwise loads cached code without it)."""
+@lru_cache(maxsize=1)
+def _function():
+    """_own_gemm as a cfunc, as `@cfunc(SIGNATURE, cache=True)` makes it but not compiled yet,
+    loaded from Numba's cache without its registry refresh (numba_cache.guard_cfunc: ~0.1 s of
+    a warm start, which otherwise loads cached code without it)."""
     from numba.core import sigutils
     from numba.core.ccallback import CFunc
 
@@ -59,15 +63,30 @@ def _compiled():
     function.enable_caching()
     _stamp_with_kernels(function)
     guard_cfunc(function)
+    return function
+
+
+@lru_cache(maxsize=1)
+def entry():
+    """The entry point, compiled (or loaded from Numba's cache) on the first call."""
+    function = _function()
     function.compile()
     return function
 
 
+def cached() -> bool:
+    """Whether Numba's cache holds the entry point for these kernels' files (without loading
+    it)."""
+    from .numba_cache import holds_any
+    return holds_any(_function())
+
+
 def _stamp_with_kernels(function) -> None:
     """The entry point takes gemm_nt.py's, gemm_nn.py's, gemm_pack.py's and tile_ir.py's code
-    in (the kernels are not cached on their own: this is their one cache entry), but Numba checks only this
-    file's stamp (modification time and size) before loading it from its cache: the kernels'
-    files go into the stamp too, so that a change to them alone compiles it again."""
+    in (the kernels are not cached on their own: this is their one cache entry), but Numba
+    checks only this file's stamp (modification time and size) before loading it from its
+    cache: the kernels' files go into the stamp too, so that a change to them alone compiles
+    it again."""
     import os
 
     from . import gemm_nn as nn_module
@@ -83,6 +102,4 @@ def _stamp_with_kernels(function) -> None:
     cache_file._source_stamp = (stamp, kernels)
 
 
-own_gemm_c = _compiled()
-
-__all__ = ["SIGNATURE", "own_gemm_c"]
+__all__ = ["SIGNATURE", "cached", "entry"]

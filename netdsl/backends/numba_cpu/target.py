@@ -34,10 +34,11 @@ class NumbaCpuTarget(Target):
         from ...passes.memory import plan_memory
         from ...passes.row_regions import row_regions
         from .. import cache
-        from . import compile_helper, numba_cache
+        from . import compile_helper, numba_cache, own_entry
         from .codegen import CodegenOptions, generate_module
         from .compiled import CompiledGraph
 
+        own_entry.prepare()          # netdsl's own products compile beside this, where they run
         options = options or CodegenOptions()
         report = CompileReport(self.name)
         clock = StageClock(report, trace, stop_after)
@@ -85,6 +86,7 @@ class NumbaCpuTarget(Target):
         report.fusion = fused.report()
         report.memory = plan.report(report.fusion.bindings)
         constants = {k: _writeable(node.attrs["value"]) for k, node in enumerate(fused.constants)}
+        own_entry.load()             # before anything runs the graph
         compiled = CompiledGraph(graph, driver, generated, plan, fused, report, constants)
         if trace is not None:
             trace("load", compiled)
