@@ -15,7 +15,9 @@ with `pass: Graph -> Graph`; names are unique, so `netdsl compile --emit <name>`
     simplify  algebraic identities (x * 1, neg(neg x), transpose of transpose, ...)
     scan_hoist  a scan body's products of a sequence slice with a constant become one product
               before the loop, or read the forward loop's own (passes/scan_hoist.py); a
-              gradient loop reads the forward loop's step values (passes/scan_residuals.py)
+              gradient loop reads the forward loop's step values (passes/scan_residuals.py);
+              a constant a body multiplies by transposed is transposed before the loop
+              (passes/scan_transpose.py)
     cleanup   CSE and DCE again (the rewrites expose new duplicates and dead nodes), then verify
 
 Targets continue from the result with their own stages (`Target.stages`; the cpu target's

@@ -40,6 +40,7 @@ from ..ir.graph import Graph, GraphBuilder, Node, Value
 from .cse import eliminate_common_subexpressions
 from .rewrite import Rebuilder, as_values, graph_pass, map_bodies
 from .scan_residuals import reuse_loop_values
+from .scan_transpose import transpose_loop_constants
 
 
 def _hoistable(node: Node, sequences: dict[int, int], constants: dict[int, int],
@@ -197,12 +198,14 @@ def reuse_loop_products(graph: Graph) -> Graph:
 def hoist_and_reuse(graph: Graph) -> Graph:
     """The pipeline's scan_hoist stage: hoist_scan_products, reuse_loop_products, then
     reuse_loop_values (passes/scan_residuals.py), after CSE has made the products hoisted out
-    of both loops one (the correspondence starts from values the loops share).  A graph
-    without loops is returned as it is (no copy, no second CSE)."""
+    of both loops one (the correspondence starts from values the loops share), and last
+    transpose_loop_constants (passes/scan_transpose.py: it changes the bodies' products, which
+    the two reuses match).  A graph without loops is returned as it is (no copy, no second
+    CSE)."""
     if not any(node.op.name == "scan" for node in graph.nodes):
         return graph
     reused = reuse_loop_products(hoist_scan_products(graph))
-    return reuse_loop_values(eliminate_common_subexpressions(reused))
+    return transpose_loop_constants(reuse_loop_values(eliminate_common_subexpressions(reused)))
 
 
 __all__ = ["hoist_and_reuse", "hoist_scan_products", "reuse_loop_products"]

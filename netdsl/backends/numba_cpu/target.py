@@ -38,7 +38,8 @@ class NumbaCpuTarget(Target):
         from .codegen import CodegenOptions, generate_module
         from .compiled import CompiledGraph
 
-        own_entry.prepare()          # netdsl's own products compile beside this, where they run
+        if stop_after is None:       # netdsl's own products compile beside this, where they run
+            own_entry.prepare()
         options = options or CodegenOptions()
         report = CompileReport(self.name)
         clock = StageClock(report, trace, stop_after)
