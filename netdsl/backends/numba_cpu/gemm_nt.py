@@ -128,9 +128,9 @@ def _tile(a, b, out, i, rows, j, columns, k):
 def packed_until(rows, k, n0, n1):
     """The column up to which a block of `rows` rows of a @ bᵀ, columns n0:n1, runs through b's
     rows transposed into a panel and gemm_nn's tiles (by sixteens, and for K >= 16 only, as
-    gemm_pack.transpose takes them; n0 where it does not): the
-    panel's transposition (~0.1 ns an element) is paid once for all the rows, the dot-product
-    tiles' sums across lanes once per K.  Measured on the AMD EPYC of 2026-12-06 at N = 256
+    gemm_pack.transpose takes them; n0 where it does not): the panel's transposition (~0.1 ns
+    an element) is paid once for all the rows, the dot-product tiles' sums across lanes once
+    per K.  Measured on the AMD EPYC of 2026-12-06 at N = 256
     (dot-product time / packed time): 16 rows 1.44x at K = 64, 1.08 at 128, 0.98 at 256, 0.94
     at 400; 32 rows 1.40 at 128, 1.14 at 400, 0.96 at 512, 0.95 at 784; 64 and 128 rows
     1.25-2.4 at every K."""

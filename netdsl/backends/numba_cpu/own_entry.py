@@ -22,7 +22,7 @@ from __future__ import annotations
 import ctypes
 
 POINTER = "netdsl_own_gemm_entry"           # the symbol of the pointer the trampoline reads
-_entry = ctypes.c_void_p(0)                  # own_gemm_c's address once loaded
+_entry = ctypes.c_void_p(0)                  # the entry point's address once loaded
 _helper = None                               # the helper compiling it (compile_helper.Ahead)
 _trampoline_library = None                   # keeps the trampoline's code alive
 

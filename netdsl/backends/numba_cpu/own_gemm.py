@@ -4,11 +4,11 @@ products call through the symbol blas_library.OWN_GEMM where blas_library.own_sg
 
 One C function, reached by symbol like the BLAS's gemm, so that only a process that runs the
 kernels compiles them (or loads them from Numba's cache: own_entry.load) and no product's
-kernel types them into its own compile.  One rather
-than one per kernel: each C wrapper cost ~0.2 s of a cold compile.  The kernels are inlined
-into it (`inline="always"`, one call site each), one LLVM module: Numba links a called
-function's module into its caller's and optimises it again there, and the entry point's
-compile took 2.1 s with them as calls (three levels deep), 1.0 s inlined.
+kernel types them into its own compile.  One rather than one per kernel: each C wrapper cost
+~0.2 s of a cold compile.  The kernels are inlined into it (`inline="always"`, one call site
+each), one LLVM module: Numba links a called function's module into its caller's and
+optimises it again there, and the entry point's compile took 2.1 s with them as calls (three
+levels deep), 1.0 s inlined.
 """
 from __future__ import annotations
 
