@@ -106,6 +106,27 @@ def map_bodies(node: Node, transform: Callable[[Graph], Graph]) -> dict[str, Any
     return attrs if changed else None
 
 
+def rebuild_scans(graph: Graph, bodies: Callable[[Graph], Graph],
+                  rule: Callable[..., Sequence[Value] | None]) -> Graph:
+    """Copy `graph` (inside a `graph_pass`), its subgraphs through `bodies`, asking
+    `rule(builder, node, inputs, attrs)` for each `scan` node (its inputs remapped, its attrs
+    with the bodies already rewritten): None keeps the node; a sequence of values replaces its
+    outputs by them.  The builder emits beside the node, with its span and scope."""
+    rebuilder = Rebuilder(graph)
+    for node in graph.nodes:
+        attrs = map_bodies(node, bodies)
+        if node.op.name == "scan":
+            with rebuilder.like(node) as builder:
+                outputs = rule(builder, node, rebuilder.inputs_of(node),
+                               attrs if attrs is not None else node.attrs)
+            if outputs is not None:
+                for old, new in zip(node.outputs, outputs):
+                    rebuilder.replace(old, new)
+                continue
+        rebuilder.copy(node, attrs)
+    return rebuilder.finish()
+
+
 def inline_graph(b: GraphBuilder, graph: Graph, arguments: Sequence[Value]) -> list[Value]:
     """Emit copies of `graph`'s nodes into `b` with its inputs bound to `arguments` (in order);
     returns the copies of its outputs in order.  Copied nodes keep their spans and scopes."""

@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 from ..ir.graph import Graph, GraphBuilder, Node, Value
 from .cse import eliminate_common_subexpressions
-from .rewrite import Rebuilder, as_values, graph_pass, map_bodies
+from .rewrite import Rebuilder, as_values, graph_pass, rebuild_scans
 from .scan_residuals import reuse_loop_values
 from .scan_transpose import transpose_loop_constants
 
@@ -98,19 +98,7 @@ def _hoist(builder: GraphBuilder, node: Node, inputs: tuple[Value, ...],
 @graph_pass
 def hoist_scan_products(graph: Graph, bodies: Callable[[Graph], Graph]) -> Graph:
     """A new graph in which no scan body multiplies a sequence slice by a loop constant."""
-    rebuilder = Rebuilder(graph)
-    for node in graph.nodes:
-        attrs = map_bodies(node, bodies)
-        if node.op.name == "scan":
-            effective = attrs if attrs is not None else node.attrs
-            with rebuilder.like(node) as builder:
-                outputs = _hoist(builder, node, rebuilder.inputs_of(node), effective)
-            if outputs is not None:
-                for old, new in zip(node.outputs, outputs):
-                    rebuilder.replace(old, new)
-                continue
-        rebuilder.copy(node, attrs)
-    return rebuilder.finish()
+    return rebuild_scans(graph, bodies, _hoist)
 
 
 def _stacked_type(step_type, axis: int, steps):

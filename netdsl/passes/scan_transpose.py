@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..ir.graph import Graph, Node, Value
-from .rewrite import Rebuilder, as_values, graph_pass, map_bodies
+from .rewrite import Rebuilder, as_values, graph_pass, rebuild_scans
 
 
 def _transposable(node: Node, constants: dict[int, int]) -> int | None:
@@ -74,20 +74,7 @@ def _transpose_constants(builder, node: Node, inputs: tuple[Value, ...],
 @graph_pass
 def transpose_loop_constants(graph: Graph, bodies: Callable[[Graph], Graph]) -> Graph:
     """A new graph in which no scan body multiplies by one of its constants transposed."""
-    rebuilder = Rebuilder(graph)
-    for node in graph.nodes:
-        attrs = map_bodies(node, bodies)
-        if node.op.name == "scan":
-            effective = attrs if attrs is not None else node.attrs
-            with rebuilder.like(node) as builder:
-                outputs = _transpose_constants(builder, node, rebuilder.inputs_of(node),
-                                               effective)
-            if outputs is not None:
-                for old, new in zip(node.outputs, outputs):
-                    rebuilder.replace(old, new)
-                continue
-        rebuilder.copy(node, attrs)
-    return rebuilder.finish()
+    return rebuild_scans(graph, bodies, _transpose_constants)
 
 
 __all__ = ["transpose_loop_constants"]
