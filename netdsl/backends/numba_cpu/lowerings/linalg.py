@@ -78,8 +78,9 @@ def _gemm(typingctx, transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc
 @intrinsic
 def _own_sgemm(typingctx, out):
     """Whether a product into `out` runs in netdsl's own kernels (own_gemm.py): for a float32
-    out, the flag blas_library.bind() set for this process (own_sgemm), read at run time so
-    that cached code follows the process's choice; for other dtypes a constant False."""
+    out, the flag blas_library.OWN_SGEMM names, raised once this process has loaded them
+    (own_entry.load, where own_sgemm holds) and read at run time so that cached code follows
+    the process's choice; for other dtypes a constant False."""
     def codegen(context, builder, signature, args):
         from llvmlite import ir
         if out.dtype != types.float32:
@@ -95,8 +96,9 @@ def _own_sgemm(typingctx, out):
 @intrinsic
 def _own_gemm(typingctx, a, b, out, kind, m0, m1, n0, n1):
     """out[m0:m1, n0:n1] of the product `kind` (0 a @ bᵀ, 1 a @ b, 2 aᵀ @ b) by netdsl's own
-    float32 kernels, called by their entry point's symbol (own_gemm.py, blas_library.bind);
-    for arrays not float32, nothing (_own_sgemm keeps such calls from running)."""
+    float32 kernels, called through the symbol blas_library.OWN_GEMM (own_entry.py's
+    trampoline to own_gemm.py's entry point); for arrays not float32, nothing (_own_sgemm
+    keeps such calls from running)."""
     arrays = (a, b, out)
     if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 2 for x in arrays):
         return None
