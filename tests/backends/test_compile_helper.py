@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 
+import numba
 import pytest
 from backend_helpers import assert_matches_reference, mlp_graph, training_arrays, training_graph
 from netdsl.backends import compile_graph
 from netdsl.backends.numba_cpu import compile_helper
+from netdsl.backends.numba_cpu.separate import separately
 
 
 @pytest.fixture(autouse=True)
@@ -187,7 +189,31 @@ def test_a_whole_driver_has_a_reversed_twin_of_its_first_library_calls(tmp_path,
     module = sys.modules[f"netdsl_generated_{compiled.report.key}"]
     signature = compiled.driver.signatures[0]
     compile_helper._compile_parts(module, ["warm_up"], signature)   # as a helper would
-    assert module.warm_up.signatures == [signature]
+    assert module.warm_up.signatures == []         # typed for the signature, not compiled
+
+
+@numba.njit
+def _plus_one(x):
+    return x + 1.0
+
+
+_plus_one_separately = separately(_plus_one)
+
+
+@numba.njit
+def _calls_plus_one(x):
+    return _plus_one_separately(x)
+
+
+def test_typing_the_twin_compiles_what_it_calls_separately_and_not_the_twin():
+    """The helper only types a twin (compile_helper._type_only): typing a separate call
+    compiles the callee, which is what the parent will load; the twin itself is never
+    lowered, so it has no compiled signature."""
+    assert _plus_one.signatures == [] and _calls_plus_one.signatures == []
+    compile_helper._type_only(_calls_plus_one, (numba.float64,))
+    assert _plus_one.signatures == [(numba.float64,)]
+    assert _calls_plus_one.signatures == []
+    assert _calls_plus_one(1.5) == 2.5             # and it still compiles as usual after
 
 
 def test_the_twin_is_helped_only_where_a_separate_function_is_uncached(tmp_path, monkeypatch):

@@ -112,7 +112,7 @@ class FunctionWriter:
         if calls is not None:                  # a long driver: parts (parts.py)
             body = self._prologue() + enter + carves_for(ending, carves | views) + calls + \
                 leave + ending
-        elif add_part is not None:             # a helper's reversed twin (parts.warm_up)
+        if add_part is not None:               # a helper's reversed twin (parts.warm_up)
             twin = warm_up(self._prologue(), [s for s in statements if s not in views.values()],
                            carves | views, args, self.module.global_names(),
                            self.module.separate_names())

@@ -58,15 +58,15 @@ def split_driver(prologue: list[str], body: list[str], returned: list[str],
 
 def warm_up(prologue: list[str], body: list[str], carves: dict[str, str],
             arguments: list[str], known: set[str], separate: set[str]) -> list[str] | None:
-    """The definition lines of `warm_up(arguments)`: the statements of a driver that stays
-    whole (`body`), in runs that share no local, those of the runs that make the first call
-    of a separately compiled function (a name in `separate`) in reverse order; None where
-    fewer than two runs do.  It is never run: a helper process compiles it while this one
-    compiles the driver (compile_helper.py), so that typing it compiles the separately called
-    kernels from the driver's last (into Numba's cache) while the driver's own typing compiles
-    them from the first.  Later calls of a function are left out (most have the same types,
-    and the helper would start with what the driver compiles first), as are runs of linked
-    loop nests only (both processes would compile them)."""
+    """The definition lines of `warm_up(arguments)`: the statements of a driver (`body`,
+    whole or split into parts), in runs that share no local, those of the runs that make the
+    first call of a separately compiled function (a name in `separate`) in reverse order; None
+    where fewer than two runs do.  It is never run nor compiled: a helper process types it
+    while this one compiles the driver (compile_helper.py), so that typing it compiles the
+    separately called kernels from the driver's last (into Numba's cache) while the driver's
+    own typing compiles them from the first.  Later calls of a function are left out (most
+    have the same types, and the helper would start with what the driver compiles first), as
+    are runs of linked loop nests only (both processes would compile them)."""
     available = set(arguments) | set(carves) | known | _assigned(prologue)
     kept, seen = [], set()
     for run in _runs(_statements(body), available, 1) or []:
