@@ -71,29 +71,64 @@ def _may_fork() -> bool:
 
 
 @contextlib.contextmanager
-def function_lock(module: str, name: str):
-    """Hold the compile lock of `module.name` while a session is active (else nothing)."""
+def function_lock(module: str, name: str, wait: bool = True):
+    """Hold the compile lock of `module.name` while a session is active (else nothing);
+    yields whether it is held, which is always so unless `wait=False` found another process
+    holding it."""
     session = _session
     if session is None:
-        yield
+        yield True
         return
     import fcntl
     digest = hashlib.sha256(f"{module}.{name}".encode()).hexdigest()[:24]
     descriptor = os.open(session / f"{digest}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    held = False
     try:
         started = time.monotonic()
-        while True:
+        while not held:
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                held = True
             except BlockingIOError:
+                if not wait:
+                    break
                 if _helpers and time.monotonic() - started > WAIT_SECONDS:
                     for pid in list(_helpers):  # one is stuck for minutes: do its work here
                         _stop(pid)
                 time.sleep(0.005)
-        yield
+        yield held
     finally:
         os.close(descriptor)                  # closing releases the lock
+
+
+def take_parts(module, names: list[str], signature: tuple) -> None:
+    """Compile (or load) the separately called functions `names` of `module` for
+    `signature`, in order, passing over one that the other process is compiling and coming
+    back to it after the rest.  Both processes take parts so, this one before typing the
+    driver and the helper after the twin: each takes the next part nobody has, and neither
+    waits while a part is left (LeNet-5's helper took the second and last part from the end,
+    and this process, done with the first, waited 0.45 s for the second)."""
+    pending = list(names)
+    while pending:
+        for name in pending:
+            if _compile(module, name, signature, wait=False):
+                pending.remove(name)
+                break
+        else:                               # the other process holds every one left
+            _compile(module, pending.pop(0), signature, wait=True)
+
+
+def _compile(module, name: str, signature: tuple, wait: bool) -> bool:
+    """Compile `module.name` for `signature` under its lock (into Numba's cache, or loaded
+    from it where the other process compiled it); False where `wait` is False and the other
+    process holds the lock."""
+    dispatcher = getattr(module, name)
+    dispatcher = getattr(dispatcher, "dispatcher", dispatcher)
+    with function_lock(dispatcher.py_func.__module__, dispatcher.py_func.__name__,
+                       wait) as held:
+        if held:
+            dispatcher.compile(signature)
+        return held
 
 
 @contextlib.contextmanager
@@ -181,17 +216,10 @@ def in_helper() -> bool:
 
 
 def _compile_parts(module, names: list[str], signature: tuple) -> None:
-    parent = os.getppid()
-    for name in reversed(names):
-        if os.getppid() != parent:
-            break                                       # the compile this served is over
-        dispatcher = getattr(module, name)
-        if name == TWIN:
-            _type_only(dispatcher, signature)
-            continue
-        dispatcher = getattr(dispatcher, "dispatcher", dispatcher)
-        with function_lock(dispatcher.py_func.__module__, dispatcher.py_func.__name__):
-            dispatcher.compile(signature)               # into Numba's cache, for the parent
+    """The helper's work: type the twin (TWIN) where `names` has it, then take the parts."""
+    if TWIN in names:
+        _type_only(getattr(module, TWIN), signature)
+    take_parts(module, [name for name in names if name != TWIN], signature)
 
 
 TWIN = "warm_up"                    # a driver's reversed twin (parts.warm_up): typed only

@@ -74,8 +74,13 @@ class NumbaCpuTarget(Target):
             hits_before = sum(driver.stats.cache_hits.values())
             if not driver.signatures:
                 signature = _signature(generated, graph, fused)
-                with compile_helper.helping(module, _helped(module, generated, driver,
-                                                            signature), signature):
+                helped = _helped(module, generated, driver, signature)
+                with compile_helper.helping(module, helped, signature):
+                    # A split driver's parts first, each by whichever of the two processes
+                    # gets to it first; the driver's typing then finds them compiled.
+                    compile_helper.take_parts(
+                        module, [name for name in helped if name.startswith("part_")],
+                        signature)
                     driver.compile(signature)
             driver.disable_compile()
             clock.lap("compile")
@@ -95,17 +100,16 @@ class NumbaCpuTarget(Target):
 
 
 def _helped(module, generated, driver, signature) -> list[str]:
-    """What a helper compiles beside the driver (compile_helper.py), in the order given
-    (it takes them last first): the parts of a split driver, then the driver's reversed twin
-    (parts.warm_up), typed only, where a function it calls separately (a library kernel, a
-    shared loop nest) was never compiled into Numba's cache; nothing where Numba's cache
-    holds the driver.
+    """What a helper compiles beside the driver (compile_helper.py): the driver's reversed
+    twin (parts.warm_up), typed only, where a function it calls separately (a library
+    kernel, a shared loop nest) was never compiled into Numba's cache, then the parts of a
+    split driver, each part nobody has taken yet (compile_helper.take_parts); nothing where
+    Numba's cache holds the driver.
 
-    The helper types the twin first: its typing compiles the library kernels from the
-    driver's last while this process compiles them from its first, whatever part each is
-    in.  Parts alone were too coarse: LeNet-5's first part holds every forward kernel, 4.2 of
-    the 6.8 s of its serial compile, and the helper, done with the later parts, waited
-    for it."""
+    The twin comes first: its typing compiles the library kernels from the driver's last
+    while this process compiles them from its first, whatever part each is in.  Parts alone
+    were too coarse: LeNet-5's first part holds every forward kernel, 4.2 of the 6.8 s of
+    its serial compile, and the helper, done with the later parts, waited for it."""
     from . import numba_cache
     if numba_cache.holds(driver, signature):
         return []
