@@ -1,21 +1,23 @@
 """Cold compiles on two cores: forked helpers compile into the caches what this process is
-about to need (a driver's reversed twin of its library calls, then a split driver's parts
-from the last, a fit's validation graph) while it compiles the rest.
+about to need (a driver's reversed twin of its library calls, a split driver's parts, a fit's
+validation graph) while it compiles the rest.
 
 Numba compiles one function at a time under a process-wide lock, so a cold compile uses one
 core however many the machine has.  A driver cut into parts (parts.py) calls every part
 separately (separate.py), with the driver's own argument types, and each part is cached on
 its own by Numba: the parts, the segments and library kernels they call, are independent
 units of work.  `helping(module, names, signature)` forks this process (the child shares the
-imported modules and the loaded code; nothing to start) and the child compiles the parts
-`names` in reverse order for `signature` into Numba's cache, while this process types the
-driver, which compiles its parts in order; the two meet in the middle.  Before the parts,
-and for a driver that stays whole, the helper types the driver's twin `warm_up`
-(parts.warm_up), whose typing compiles the driver's library kernels last first; the twin is
-typed only, never lowered (`_type_only`).  With parts alone a part was the smallest unit:
-LeNet-5's first part holds every forward kernel (4.2 of its 6.8 s serial compile), and the
-helper, done with the later parts, waited for it; with the twin first, LeNet-5's cold step
-compile went 4.31 -> 4.04 s and deep_residual's 5.80 -> 5.36 s (medians of alternated runs).  `ahead(work)` runs a whole compile in a helper
+imported modules and the loaded code; nothing to start).  The child first types the driver's
+twin `warm_up` (parts.warm_up) where `names` holds it: typing it compiles the driver's
+library kernels last first while this process compiles them from the first, and the twin
+itself is never lowered (`_type_only`).  Then both processes take the parts in order, each
+passing over a part the other is compiling (`take_parts`), and this process types the
+driver, which finds every part compiled.  With the parts alone, and the helper taking them
+from the last, a part was the smallest unit of work: LeNet-5's first part holds every
+forward kernel (4.2 of its 6.8 s serial compile) and the helper, done with the later parts,
+waited for it.  LeNet-5's cold step compile, alternated runs: 4.31 -> 4.04 s with the twin
+first, 3.78 -> 3.50 s with the parts taken in order (a quieter hour); deep_residual's
+5.80 -> 5.36 s with the twin.  `ahead(work)` runs a whole compile in a helper
 (`fit` compiles its validation graph so while it compiles the training step) and `join()`
 waits for it before this process compiles the same graph, which then loads from the caches.
 
