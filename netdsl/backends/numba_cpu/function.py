@@ -398,24 +398,38 @@ def _symbol_sources(graph: Graph) -> dict[str, str]:
         for axis, d in enumerate(value.shape):
             if isinstance(d, Sym) and d.is_single_symbol and d.name not in found:
                 found[d.name] = f"{arg}.shape[{axis}]"
-    # A dim like 4*T or B*T, where T appears nowhere alone (a scan body that captures
-    # reshape(x, [B, 4*T])), still gives T: divide the extent by the known factors.
+    # A dim like 4*T, B*T or B + 1, where the symbol appears nowhere alone (a scan body that
+    # captures reshape(x, [B, 4*T]), or passes an input of [B + 1] through), still gives it:
+    # take the other terms from the extent and divide by the known factors.
     solved = True
     while solved:
         solved = False
         for arg, value in sources:
             for axis, d in enumerate(value.shape):
-                if not isinstance(d, Sym) or len(d.terms) != 1:
-                    continue
-                monomial, coefficient = d.terms[0]
-                unknown = [n for n in set(monomial) if n not in found]
-                if len(unknown) != 1 or monomial.count(unknown[0]) != 1:
-                    continue
-                factors = [str(coefficient)] + [f"({found[n]})" for n in monomial
-                                                if n != unknown[0]]
-                found[unknown[0]] = f"({arg}.shape[{axis}] // ({' * '.join(factors)}))"
-                solved = True
+                if isinstance(d, Sym) and (solution := _solve(d, found)) is not None:
+                    name, (rest, factors) = solution
+                    extent = f"{arg}.shape[{axis}]" + (f" - ({rest})" if rest else "")
+                    found[name] = f"(({extent}) // ({factors}))"
+                    solved = True
     return found
+
+
+def _solve(d: Sym, found: dict[str, str]) -> tuple[str, tuple[str, str]] | None:
+    """(symbol, (source of the other terms, source of its factors)) where exactly one
+    symbol of `d` is not in `found` and it appears in one term, once: the extent is
+    rest + factors * symbol."""
+    unknown = {n for monomial, _ in d.terms for n in monomial if n not in found}
+    if len(unknown) != 1:
+        return None
+    name = unknown.pop()
+    holding = [(monomial, coefficient) for monomial, coefficient in d.terms if name in monomial]
+    if len(holding) != 1 or holding[0][0].count(name) != 1:
+        return None
+    monomial, coefficient = holding[0]
+    factors = " * ".join([str(coefficient)] + [f"({found[n]})" for n in monomial if n != name])
+    rest = " + ".join(" * ".join([str(c)] + [f"({found[n]})" for n in m])
+                      for m, c in d.terms if name not in m)
+    return name, (rest, factors)
 
 
 __all__ = ["FunctionWriter", "has_nest", "memory_key"]
