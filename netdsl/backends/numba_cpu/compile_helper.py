@@ -108,8 +108,8 @@ def take_parts(module, names: list[str], signature: tuple) -> None:
     `signature`, in order, passing over one that the other process is compiling and coming
     back to it after the rest.  Both processes take parts so, this one before typing the
     driver and the helper after the twin: each takes the next part nobody has, and neither
-    waits while a part is left (LeNet-5's helper took the second and last part from the end,
-    and this process, done with the first, waited 0.45 s for the second)."""
+    waits while a part is left.  (The helper used to take the parts from the last: LeNet-5's
+    third, then its second, for which this process, done with the first, waited 0.45 s.)"""
     pending = list(names)
     while pending:
         for name in pending:
