@@ -74,6 +74,33 @@ def test_the_helper_compiles_parts_the_parent_then_loads(tmp_path, monkeypatch):
                              rtol=1e-4, atol=1e-5)
 
 
+def test_a_split_driver_is_helped_by_its_twin_then_its_parts(tmp_path, monkeypatch):
+    """A split driver's helper types the reversed twin first (where a separately called
+    function is uncached), then both processes take the parts in order: each part is
+    compiled once, by one of them, and the step agrees with the reference."""
+    from netdsl.backends.numba_cpu import numba_cache, target
+    monkeypatch.setenv("NETDSL_COMPILE_JOBS", "2")
+    monkeypatch.setattr(numba_cache, "separate_uncached", lambda module: True)
+    helped, helped_by = [], target._helped
+    monkeypatch.setattr(target, "_helped", lambda *args: helped.append(helped_by(*args)) or
+                        helped[-1])
+    spawned, spawn = [], compile_helper._spawn
+    monkeypatch.setattr(compile_helper, "_spawn",
+                        lambda work: spawned.append(spawn(work)) or spawned[-1])
+    graph = _long_graph(6)
+    record = tmp_path / "compiles.txt"
+    compiled, _ = _parts_compiled(graph, tmp_path / "cache", record)
+    parts = [f"part_{k}" for k in range(compiled.report.kernels["parts"])]
+    assert len(parts) >= 3 and helped[-1] == [*parts, "warm_up"]
+    assert len(spawned) == 1 and spawned[0] > 0
+    compiles = [line.split() for line in record.read_text().splitlines()]
+    assert sorted(name for _, name in compiles) == parts
+    assert {int(pid) for pid, _ in compiles} <= {os.getpid(), spawned[0]}
+    assert "def warm_up(" in compiled.generated.source
+    assert_matches_reference(graph, training_arrays(graph), compiled=compiled, steps=2,
+                             rtol=1e-4, atol=1e-5)
+
+
 def test_a_helper_that_fails_leaves_the_parent_to_compile_everything(tmp_path, monkeypatch):
     monkeypatch.setenv("NETDSL_COMPILE_JOBS", "2")
     forked = []
