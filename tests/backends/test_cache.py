@@ -95,3 +95,21 @@ def test_cache_dir_argument_overrides_the_environment(tmp_path):
     arrays = random_arrays(graph)
     np.testing.assert_allclose(compiled.run(dict(arrays))["out"],
                                reference_run(graph, dict(arrays))["out"], rtol=1e-5, atol=1e-6)
+
+
+def test_one_module_text_serves_graphs_of_other_argument_types(tmp_path):
+    """Two graphs whose generated code reads the same (a copy of a 2-d input, and of a 3-d
+    one: shapes are read at run time) share one module, named by its text; the second graph
+    compiles the driver for its own argument types too, rather than calling the first's
+    (a TypeError from Numba's dispatcher, before)."""
+    import netdsl
+    rng = np.random.default_rng(0)
+    for rank, dims in ((2, (2, 3)), (3, (2, 3, 4))):
+        shape = ", ".join(["B", *map(str, dims[1:])])
+        path = tmp_path / f"copy{rank}.net"
+        path.write_text(f"model Copy {{\n    in x: f32[{shape}]\n"
+                        f"    out y = transpose(x, {list(range(rank))})\n}}\n")
+        model = netdsl.load(path)
+        x = rng.standard_normal(dims).astype(np.float32)
+        got = model.forward({}, {"x": x}, target="cpu")["y"]
+        np.testing.assert_array_equal(got, x)

@@ -72,8 +72,12 @@ class NumbaCpuTarget(Target):
             clock.lap("load")
             driver = module.step
             hits_before = sum(driver.stats.cache_hits.values())
-            if not driver.signatures:
-                signature = _signature(generated, graph, fused)
+            signature = _signature(generated, graph, fused)
+            if signature not in driver.signatures:
+                # The module (named by its text) may hold the driver for other argument
+                # types already: two graphs can read the same, as a copy of a 2-d input and
+                # of a 3-d one do.  It compiles (or loads) for these types too.
+                driver.disable_compile(False)
                 helped = _helped(module, generated, driver, signature)
                 with compile_helper.helping(module, helped, signature):
                     # A split driver's parts first, each by whichever of the two processes
