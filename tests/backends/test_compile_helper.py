@@ -53,50 +53,33 @@ def _parts_compiled(graph, cache_dir, record):
     return compiled, compiled_here
 
 
-def test_the_helper_compiles_parts_the_parent_then_loads(tmp_path, monkeypatch):
-    monkeypatch.setenv("NETDSL_COMPILE_JOBS", "2")
-    spawned, spawn = [], compile_helper._spawn
-    monkeypatch.setattr(compile_helper, "_spawn",
-                        lambda work: spawned.append(spawn(work)) or spawned[-1])
-    graph = _long_graph(4)
-    record = tmp_path / "compiles.txt"
-    compiled, _ = _parts_compiled(graph, tmp_path / "cache", record)
-    parts = compiled.report.kernels["parts"]
-    assert parts >= 3 and len(spawned) == 1 and spawned[0] > 0
-    # Each part compiled once, in one of the two processes (which one, and how many each,
-    # depends on how the two were scheduled); the other loaded it from Numba's cache.
-    compiles = [line.split() for line in record.read_text().splitlines()]
-    assert sorted(name for _, name in compiles) == [f"part_{k}" for k in range(parts)]
-    assert {int(pid) for pid, _ in compiles} <= {os.getpid(), spawned[0]}
-    assert compile_helper._session is None and not compile_helper._helpers
-    assert not list(tmp_path.glob("netdsl-compile-*"))
-    assert_matches_reference(graph, training_arrays(graph), compiled=compiled, steps=2,
-                             rtol=1e-4, atol=1e-5)
-
-
-def test_a_split_driver_is_helped_by_its_twin_then_its_parts(tmp_path, monkeypatch):
-    """A split driver's helper types the reversed twin first (where a separately called
-    function is uncached), then both processes take the parts in order: each part is
-    compiled once, by one of them, and the step agrees with the reference."""
+@pytest.mark.parametrize("twin", [False, True], ids=["parts", "twin then parts"])
+def test_the_helper_compiles_parts_the_parent_then_loads(tmp_path, monkeypatch, twin):
+    """The helper takes the parts the parent has not (first typing the driver's reversed
+    twin, where a separately called function is uncached: `twin`); each part is compiled
+    once, by one of the two, and the step agrees with the reference."""
     from netdsl.backends.numba_cpu import numba_cache, target
     monkeypatch.setenv("NETDSL_COMPILE_JOBS", "2")
-    monkeypatch.setattr(numba_cache, "separate_uncached", lambda module: True)
+    monkeypatch.setattr(numba_cache, "separate_uncached", lambda module: twin)
     helped, helped_by = [], target._helped
     monkeypatch.setattr(target, "_helped", lambda *args: helped.append(helped_by(*args)) or
                         helped[-1])
     spawned, spawn = [], compile_helper._spawn
     monkeypatch.setattr(compile_helper, "_spawn",
                         lambda work: spawned.append(spawn(work)) or spawned[-1])
-    graph = _long_graph(6)
+    graph = _long_graph(6 if twin else 4)
     record = tmp_path / "compiles.txt"
     compiled, _ = _parts_compiled(graph, tmp_path / "cache", record)
     parts = [f"part_{k}" for k in range(compiled.report.kernels["parts"])]
-    assert len(parts) >= 3 and helped[-1] == [*parts, "warm_up"]
+    assert len(parts) >= 3 and helped[-1] == parts + (["warm_up"] if twin else [])
     assert len(spawned) == 1 and spawned[0] > 0
+    # Each part compiled once, in one of the two processes (which one, and how many each,
+    # depends on how the two were scheduled); the other loaded it from Numba's cache.
     compiles = [line.split() for line in record.read_text().splitlines()]
     assert sorted(name for _, name in compiles) == parts
     assert {int(pid) for pid, _ in compiles} <= {os.getpid(), spawned[0]}
-    assert "def warm_up(" in compiled.generated.source
+    assert compile_helper._session is None and not compile_helper._helpers
+    assert not list(tmp_path.glob("netdsl-compile-*"))
     assert_matches_reference(graph, training_arrays(graph), compiled=compiled, steps=2,
                              rtol=1e-4, atol=1e-5)
 
