@@ -39,6 +39,7 @@ $NETDSL_COMPILE_JOBS=1 turns helpers off; they are also off on one core and with
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -236,6 +237,19 @@ def _type_only(dispatcher, signature: tuple) -> None:
     compiles the functions it calls separately (separate.py) into Numba's cache, which is
     all the twin is for; lowering and optimising the twin itself (the whole driver's
     statements in one function) would be work for nothing."""
+    compiler_of = dispatcher._compiler
+    usual, compiler_of.pipeline_class = compiler_of.pipeline_class, _typing_pipeline()
+    try:
+        with contextlib.suppress(_Typed):
+            dispatcher.compile(signature)
+    finally:
+        compiler_of.pipeline_class = usual
+
+
+@functools.lru_cache(maxsize=1)
+def _typing_pipeline():
+    """A Numba compiler class whose pipeline ends after type inference (raising _Typed), its
+    pass registered with Numba once per process."""
     from numba.core import compiler, typed_passes
     from numba.core.compiler_machinery import FunctionPass, PassManager, register_pass
 
@@ -257,14 +271,7 @@ def _type_only(dispatcher, signature: tuple) -> None:
             typing.add_pass(_StopAfterTyping, "stop")
             typing.finalize()
             return [compiler.DefaultPassBuilder.define_untyped_pipeline(self.state), typing]
-
-    compiler_of = dispatcher._compiler
-    usual, compiler_of.pipeline_class = compiler_of.pipeline_class, TypeOnly
-    try:
-        with contextlib.suppress(_Typed):
-            dispatcher.compile(signature)
-    finally:
-        compiler_of.pipeline_class = usual
+    return TypeOnly
 
 
 def _stop(pid: int) -> None:
