@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     inputs = None
     if not args.synthetic and model.train_config.data is not None:
-        from ..runtime.train import prepare_data
+        from ..runtime.fit_data import prepare_data
         train, _ = prepare_data(model, model.train_config, None)
         inputs = {name: array[:args.batch] for name, array in train.items()}
     if inputs is None:

@@ -18,7 +18,6 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import Error
-from ..ir.graph import Graph
 from . import data as data_module
 from .anomaly import NonFiniteWatch
 from .batcher import Batcher
@@ -26,8 +25,8 @@ from .compiled_epochs import CompiledEpochs
 from .compiled_epochs import policy as epoch_blocks_policy
 from .epoch import EpochRunner, EpochSums
 from .evaluate import Evaluator
+from .fit_data import input_specs, prepare_data, prepare_splits  # noqa: F401 (re-exported)
 from .grad_norms import GradNorms
-from .input_checks import index_ranges
 from .metrics import MetricSet, check_metric_labels, make_metric, metric_sources
 from .progress import (ProgressBar, format_epoch_header, format_epoch_row, format_matrix,
                        format_value, is_matrix)
@@ -55,58 +54,6 @@ class FitResult:
     # The test set's scores with the final weights (`test` train key): loss, each loss column
     # and each metric, by the training column's name; None without a test set.
     test: dict[str, Any] | None = None
-
-
-def input_specs(graph: Graph) -> list[tuple]:
-    """(name, dtype, shape, span) of every data input of a graph, for data.bind_inputs."""
-    specs = []
-    for value in graph.inputs:
-        if value.name in HYPER_INPUTS:
-            continue
-        shape = tuple(d if isinstance(d, int) else str(d) for d in value.shape)
-        specs.append((value.name, str(value.dtype), shape, graph.input_spans.get(value.name)))
-    return specs
-
-
-def prepare_data(model, config: TrainConfig, data: Any) -> tuple[dict, dict | None]:
-    """(training, validation or None): the data loaded, bound to the inputs and split."""
-    train, validation, _ = prepare_splits(model, config, data)
-    return train, validation
-
-
-def prepare_splits(model, config: TrainConfig,
-                   data: Any) -> tuple[dict, dict | None, dict | None]:
-    """Load the data (built-in name, path or arrays), bind it to the inputs, and split it into
-    (training, validation or None, test or None); a test fraction is held out first."""
-    source = data if data is not None else config.data
-    span = config.spans.get("data")
-    if source is None:
-        raise Error(f"no training data for model {model.name}",
-                    hint="set `data = ...` in the train section or pass --data")
-    specs = input_specs(model.training_forward)
-    # Ids and labels are checked against their ranges here, once for the whole data set,
-    # rather than before every step (see runtime/input_checks.py).
-    checks = {"ranges": index_ranges(model.training_forward),
-              "allow_nonfinite": config.allow_nonfinite}
-
-    def bound(spec: Any, key: str) -> dict:
-        where = span if key == "data" else config.spans.get(key)
-        return data_module.bind_inputs(data_module.load_data(spec, model.base_dir, where),
-                                       specs, data_span=where, **checks)
-
-    train, test = bound(source, "data"), None
-    if isinstance(config.test, float):
-        train, test = data_module.hold_out(train, config.test, seed=config.seed,
-                                           span=config.spans.get("test"))
-    elif config.test is not None:
-        test = bound(config.test, "test")
-    if config.validation is not None:
-        return train, bound(config.validation, "validation"), test
-    if config.split >= 1.0:
-        return train, None, test
-    train, validation = data_module.split(train, config.split, seed=config.seed,
-                                          span=config.spans.get("split"))
-    return train, validation, test
 
 
 def _label_and_prediction(model, config: TrainConfig) -> tuple[str | None, str | None]:

@@ -13,7 +13,7 @@ import re
 from functools import cached_property
 
 from ...errors import Error
-from ...ir.graph import Graph, Value
+from ...ir.graph import Value
 from ...ir.types import DimLike, Sym, evaluate_dim, opaque_source, opaque_symbols
 from ...passes.fusion import FusedGraph, KernelGroup
 from ...passes.memory import ALIGN, MemoryPlan
@@ -21,6 +21,7 @@ from .kernel_nests import INTERNAL, emit_nest, has_nest
 from .line_rewrites import reshapes_as_views, slice_assignments
 from .parts import carves_for, split_driver, warm_up
 from .segments import share_repeats
+from .symbol_sources import symbol_sources
 
 # The driver's reversed twin is only ever compiled, in a helper: not cached (nothing loads it).
 _WARM_UP_DECORATOR = f"@njit(fastmath=_FASTMATH, error_model='numpy', {INTERNAL})"
@@ -33,7 +34,7 @@ class FunctionWriter:
         # module: the codegen.ModuleWriter whose functions, kernels and imports this shares
         self.graph, self.fused, self.plan, self.module = fused.graph, fused, plan, module
         self.options, self.ctx = module.options, module.ctx
-        self.symbols = _symbol_sources(fused.graph)
+        self.symbols = symbol_sources(fused.graph)
         self.sym_var = {name: f"d_{k}" for k, name in enumerate(sorted(self.symbols))}
         self.names: dict[int, str] = {}
         self.const_nodes = {n.id: n for n in fused.constants}
@@ -387,49 +388,6 @@ def _inlined_only(node, fused: FusedGraph) -> bool:
     return is_scalar_constant(node) and all(
         has_nest(g) and (g.anchor is None or value not in g.anchor.inputs)
         for g in fused.groups if value in g.inputs)
-
-
-def _symbol_sources(graph: Graph) -> dict[str, str]:
-    """symbol -> source reading it from an argument's shape (`in_0.shape[0]`)."""
-    found: dict[str, str] = {}
-    sources = [(f"in_{i}", v) for i, v in enumerate(graph.inputs)] + \
-        [(f"p_{i}", p.value) for i, p in enumerate(graph.params)]
-    for arg, value in sources:
-        for axis, d in enumerate(value.shape):
-            if isinstance(d, Sym) and d.is_single_symbol and d.name not in found:
-                found[d.name] = f"{arg}.shape[{axis}]"
-    # A dim like 4*T, B*T or B + 1, where the symbol appears nowhere alone (a scan body that
-    # captures reshape(x, [B, 4*T]), or passes an input of [B + 1] through), still gives it:
-    # take the other terms from the extent and divide by the known factors.
-    solved = True
-    while solved:
-        solved = False
-        for arg, value in sources:
-            for axis, d in enumerate(value.shape):
-                if isinstance(d, Sym) and (solution := _solve(d, found)) is not None:
-                    name, (rest, factors) = solution
-                    extent = f"{arg}.shape[{axis}]" + (f" - ({rest})" if rest else "")
-                    found[name] = f"(({extent}) // ({factors}))"
-                    solved = True
-    return found
-
-
-def _solve(d: Sym, found: dict[str, str]) -> tuple[str, tuple[str, str]] | None:
-    """(symbol, (source of the other terms, source of its factors)) where exactly one
-    symbol of `d` is not in `found` and it appears in one term, once: the extent is
-    rest + factors * symbol."""
-    unknown = {n for monomial, _ in d.terms for n in monomial if n not in found}
-    if len(unknown) != 1:
-        return None
-    name = unknown.pop()
-    holding = [(monomial, coefficient) for monomial, coefficient in d.terms if name in monomial]
-    if len(holding) != 1 or holding[0][0].count(name) != 1:
-        return None
-    monomial, coefficient = holding[0]
-    factors = " * ".join([str(coefficient)] + [f"({found[n]})" for n in monomial if n != name])
-    rest = " + ".join(" * ".join([str(c)] + [f"({found[n]})" for n in m])
-                      for m, c in d.terms if name not in m)
-    return name, (rest, factors)
 
 
 __all__ = ["FunctionWriter", "has_nest", "memory_key"]

@@ -1,0 +1,57 @@
+"""Where a generated function finds the value of each symbolic dimension at run time: an
+expression over its arguments' shapes (`in_0.shape[0]`), read once at the top of the function
+(function.FunctionWriter.dim writes dims in terms of them).
+
+A symbol that is some argument's whole extent is read straight from it.  One that appears only
+inside a larger dim (4*T, B*T, B + 1: a scan body capturing reshape(x, [B, 4*T]), or passing
+an input of [B + 1] through) is solved from that extent once the dim's other symbols are
+known, as often as another symbol becomes known.
+"""
+from __future__ import annotations
+
+from ...ir.graph import Graph
+from ...ir.types import Sym
+
+
+def symbol_sources(graph: Graph) -> dict[str, str]:
+    """symbol -> source reading it from an argument's shape (`in_0.shape[0]`)."""
+    found: dict[str, str] = {}
+    sources = [(f"in_{i}", v) for i, v in enumerate(graph.inputs)] + \
+        [(f"p_{i}", p.value) for i, p in enumerate(graph.params)]
+    for arg, value in sources:
+        for axis, d in enumerate(value.shape):
+            if isinstance(d, Sym) and d.is_single_symbol and d.name not in found:
+                found[d.name] = f"{arg}.shape[{axis}]"
+    # Take the other terms from the extent and divide by the known factors.
+    solved = True
+    while solved:
+        solved = False
+        for arg, value in sources:
+            for axis, d in enumerate(value.shape):
+                if isinstance(d, Sym) and (solution := _solve(d, found)) is not None:
+                    name, (rest, factors) = solution
+                    extent = f"{arg}.shape[{axis}]" + (f" - ({rest})" if rest else "")
+                    found[name] = f"(({extent}) // ({factors}))"
+                    solved = True
+    return found
+
+
+def _solve(d: Sym, found: dict[str, str]) -> tuple[str, tuple[str, str]] | None:
+    """(symbol, (source of the other terms, source of its factors)) where exactly one
+    symbol of `d` is not in `found` and it appears in one term, once: the extent is
+    rest + factors * symbol."""
+    unknown = {n for monomial, _ in d.terms for n in monomial if n not in found}
+    if len(unknown) != 1:
+        return None
+    name = unknown.pop()
+    holding = [(monomial, coefficient) for monomial, coefficient in d.terms if name in monomial]
+    if len(holding) != 1 or holding[0][0].count(name) != 1:
+        return None
+    monomial, coefficient = holding[0]
+    factors = " * ".join([str(coefficient)] + [f"({found[n]})" for n in monomial if n != name])
+    rest = " + ".join(" * ".join([str(c)] + [f"({found[n]})" for n in m])
+                      for m, c in d.terms if name not in m)
+    return name, (rest, factors)
+
+
+__all__ = ["symbol_sources"]
