@@ -268,10 +268,14 @@ def _say(text: str) -> None:
 
 
 def _exit_now(status: int, message: str) -> None:
-    """End the process at once: remove half-written files, keep what was printed."""
+    """End the process at once: remove half-written files and a compile's helpers, keep what
+    was printed."""
     files = sys.modules.get(f"{__package__}.runtime.files")
     if files is not None:
         files.discard_pending()
+    helpers = sys.modules.get(f"{__package__}.backends.numba_cpu.compile_helper")
+    if helpers is not None:                     # a compile in progress: its helpers, its locks
+        helpers.abandon()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -245,3 +245,20 @@ def test_the_twin_is_helped_only_where_a_separate_function_is_uncached(tmp_path,
     assert helped[-1] == ["warm_up"] and len(spawned) == 1 and spawned[0] > 0
     assert compile_helper._session is None and not compile_helper._helpers
     assert compiled.report.llvm_compiles > 0
+
+
+def test_abandon_stops_the_helpers_and_removes_the_lock_directory():
+    """What the CLI's exit on a signal calls (os._exit runs no `finally`): the helpers are
+    killed and reaped, the session's lock directory removed; leaving the session after that
+    (as a test does, where the process goes on) is harmless."""
+    import time
+    with compile_helper._active_session():
+        session = compile_helper._session
+        pid = compile_helper._spawn(lambda: time.sleep(60))
+        assert pid and session.is_dir()
+        compile_helper.abandon()
+        assert not session.exists() and compile_helper._session is None
+        assert pid not in compile_helper._helpers
+        with pytest.raises(ChildProcessError):          # killed and already reaped
+            os.waitpid(pid, os.WNOHANG)
+    assert compile_helper._session is None and compile_helper._depth == 0

@@ -62,9 +62,12 @@ def _default_signals() -> None:
 class Run:
     """`python -m netdsl ARGS` in a folder, its stdout read line by line as it comes."""
 
-    def __init__(self, folder: Path, args: list[str], cache: Path):
+    def __init__(self, folder: Path, args: list[str], cache: Path, temporary: Path | None = None):
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
                "NETDSL_CACHE_DIR": str(cache)}
+        if temporary is not None:               # its temporary files, where the test sees them
+            temporary.mkdir(exist_ok=True)
+            env["TMPDIR"] = str(temporary)
         self.started = time.monotonic()
         self.process = subprocess.Popen([sys.executable, "-m", "netdsl", *args], cwd=folder,
                                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -194,12 +197,17 @@ def test_interrupt_sweep_over_a_training_run(tiny, tmp_path):
     outcomes = []
     for name, cache, wait, number in points:
         folder = _case_folder(tiny, tmp_path, name.replace(" ", "_"))
-        run = Run(folder, argv + (["--epochs", "2"] if name == "shutting down" else []), cache)
+        temporary = tmp_path / f"tmp-{name.replace(' ', '_')}"
+        run = Run(folder, argv + (["--epochs", "2"] if name == "shutting down" else []), cache,
+                  temporary)
         wait(run)
         training_seen = run.header.is_set()
         run.process.send_signal(number)
         outcomes.append((name, check_outcome(name, run, folder, model, number, training_seen,
                                              finished=name == "shutting down")))
+        # Nor a cold compile's lock directory (compile_helper.abandon): one stayed per run
+        # interrupted while it compiled.
+        assert not list(temporary.glob("netdsl-compile-*")), name
     summary = "; ".join(f"{name}: {what}" for name, what in outcomes)
     assert outcomes[0][1] == "nothing written", summary
     assert outcomes[1][1] == "nothing written", summary

@@ -30,7 +30,8 @@ function waits for the lock, then loads the first's result from Numba's cache.  
 has no cycles, so two processes each holding a lock can never wait for each other's.
 
 A helper never outlives its compile: it is killed once this process has its driver (by then
-it can only be loading what this process already has) or has joined it, its output goes to
+it can only be loading what this process already has) or has joined it, or when this process
+ends at once on a signal (`abandon`, which also removes the lock directory), its output goes to
 /dev/null, an alarm ends it after HELPER_SECONDS whatever happens, and this process stops its
 helpers when it has waited WAIT_SECONDS for a lock or a join.  If a helper dies, this process
 compiles what was left, as it would without one.  Helpers start no helpers.
@@ -145,7 +146,7 @@ def _active_session():
         yield
     finally:
         _depth -= 1
-        if _depth == 0:
+        if _depth == 0 and _session is not None:       # (None once `abandon` removed it)
             shutil.rmtree(_session, ignore_errors=True)
             _session = None
 
@@ -272,6 +273,21 @@ def _typing_pipeline():
             typing.finalize()
             return [compiler.DefaultPassBuilder.define_untyped_pipeline(self.state), typing]
     return TypeOnly
+
+
+def abandon() -> None:
+    """This process is ending at once (the CLI's exit on a signal: os._exit runs no `finally`):
+    stop its helpers and remove its compile's lock directory, which would otherwise stay in
+    the temporary directory, one per interrupted compile.  A helper leaves both alone: its
+    parent still uses them."""
+    global _session
+    if _in_helper:
+        return
+    for pid in list(_helpers):
+        _stop(pid)
+    if _session is not None:
+        shutil.rmtree(_session, ignore_errors=True)
+        _session = None
 
 
 def _stop(pid: int) -> None:
