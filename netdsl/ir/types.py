@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from dataclasses import dataclass
+from functools import cached_property
 from enum import Enum
 from typing import Mapping, Union
 
@@ -305,8 +306,10 @@ class TensorType:
     def is_concrete(self) -> bool:
         return all(isinstance(d, int) for d in self.shape)
 
-    @property
+    @cached_property
     def size(self) -> DimLike:
+        # Cached (in the instance's __dict__, which a frozen dataclass still allows): the
+        # memory planner and code generation ask a type's size thousands of times per compile.
         return dim_prod(self.shape)
 
     def with_shape(self, shape) -> "TensorType":

@@ -186,9 +186,10 @@ def plan_memory(fused: FusedGraph) -> MemoryPlan:
     buffered = [v for g in groups for v in _buffered(g)
                 if v.id not in location and v.id not in products]
     buffered += [copy for _, copy in snapshots]
+    held: dict[int, tuple[list, int]] = {}      # slot index -> (its values' sizes, largest hint)
     for value in sorted(buffered, key=lambda v: defined[v.id]):
         _assign_slot(value, defined[value.id], last.get(value.id, defined[value.id]), slots,
-                     location)
+                     location, held)
     for product_id, value in products.items():
         location[product_id] = location[value.id]
     live = {vid: (defined[vid], last.get(vid, defined[vid])) for vid in defined}
@@ -237,20 +238,29 @@ def _choose_in_place(fused: FusedGraph, defined, reads, root_of):
     return in_place, copies
 
 
-def _assign_slot(value: Value, start: int, stop: int, slots: list[Slot], location) -> None:
+def _assign_slot(value: Value, start: int, stop: int, slots: list[Slot], location,
+                 held: dict[int, tuple[list, int]]) -> None:
+    """Put `value` (live from group `start` to `stop`) in a free slot of its dtype that held a
+    value of its size, else in the free one whose largest value is closest above it (below,
+    failing that), else in a new slot.  `held` keeps each slot's sizes and largest size at
+    the size hint: a size is a symbolic product, and recomputing them for every candidate
+    slot was a tenth of a second of a transformer's warm compile."""
     size = value.type.size
+    want = _hint(size)
     free = [s for s in slots if s.dtype == value.dtype and s.free_after < start]
-    exact = [s for s in free if any(v.type.size == size for v in s.values)]
+    exact = [s for s in free if size in held[s.index][0]]
     chosen = exact[0] if exact else None
     if chosen is None and free:
-        want = _hint(size)
-        chosen = min(free, key=lambda s: (max(_hint(v.type.size) for v in s.values) < want,
-                                          abs(max(_hint(v.type.size) for v in s.values) - want)))
+        chosen = min(free, key=lambda s: (held[s.index][1] < want, abs(held[s.index][1] - want)))
     if chosen is None:
         chosen = Slot(len(slots), value.dtype)
         slots.append(chosen)
+        held[chosen.index] = ([], want)
     chosen.values.append(value)
     chosen.free_after = stop
+    sizes, largest = held[chosen.index]
+    sizes.append(size)
+    held[chosen.index] = (sizes, max(largest, want))
     location[value.id] = Location("slot", slot=chosen.index)
 
 
