@@ -69,8 +69,8 @@ def warm_up(prologue: list[str], body: list[str], carves: dict[str, str],
     are runs of linked loop nests only (both processes would compile them)."""
     available = set(arguments) | set(carves) | known | _assigned(prologue)
     kept, seen = [], set()
-    for run in _runs(_statements(body), available, 1) or []:
-        calls = _loaded(run) & separate
+    for run, reads in _runs_read(_statements(body), available, 1) or []:
+        calls = reads & separate
         if calls - seen:            # a first call of some function: the driver's order of
             kept.append(run)        # first calls, which the helper takes from the last
             seen |= calls
@@ -87,21 +87,34 @@ def _runs(statements: list[list[str]], available: set[str],
     """`statements` in runs of at least `least` statements (the last may be shorter), cut
     only where no local assigned before the cut is read after it; None where a run would read
     a local that neither it assigns nor `available` holds, or there is one run only."""
+    found = _runs_read(statements, available, least)
+    return None if found is None else [run for run, _ in found]
+
+
+def _runs_read(statements: list[list[str]], available: set[str],
+               least: int) -> list[tuple[list[str], set[str]]] | None:
+    """_runs, each run with the names it reads.  A run's names are its statements' (each
+    statement parses alone), so no run is parsed again as a whole: that was a third of the
+    driver's splitting in a transformer's warm compile."""
     assigned = [_assigned(lines) for lines in statements]
-    loaded = [_loaded(lines) - available for lines in statements]
+    read = [_loaded(lines) for lines in statements]
+    loaded = [names - available for names in read]
     later: list[set[str]] = [set() for _ in range(len(statements) + 1)]
     for i in range(len(statements) - 1, -1, -1):
         later[i] = later[i + 1] | loaded[i]
-    runs: list[list[str]] = [[]]
+    runs: list[tuple[list[str], set[str], set[str]]] = [([], set(), set())]
     before: set[str] = set()
     for i, lines in enumerate(statements):
-        if _count(runs[-1]) >= least and not (before & later[i]):
-            runs.append([])
-        runs[-1].extend(lines)
+        if _count(runs[-1][0]) >= least and not (before & later[i]):
+            runs.append(([], set(), set()))
+        run, run_assigned, run_read = runs[-1]
+        run.extend(lines)
+        run_assigned |= assigned[i]
+        run_read |= read[i]
         before |= assigned[i]
-    if len(runs) < 2 or any(_free(lines, available) for lines in runs):
+    if len(runs) < 2 or any(reads - writes - available for _, writes, reads in runs):
         return None
-    return runs
+    return [(run, reads) for run, _, reads in runs]
 
 
 def _statements(body: list[str]) -> list[list[str]]:
