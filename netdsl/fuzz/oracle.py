@@ -168,13 +168,15 @@ def _step_for(mode: str, model, options: Options):
     if mode == "eval":
         return model.graph.restricted(keep_losses=True), None
     from ..passes.optimizers import OptimizerSpec
-    # eps 1e-3, not 1e-8: RMSprop and Adam divide a gradient by its own running magnitude, so
-    # a gradient that is zero in exact arithmetic (softmax cross-entropy's, summed over the
-    # classes of a broadcast logit) came out of float32 round-off (1e-8) as an lr-sized update
-    # whose sign depends on summation order (finding 85394).  With 1e-3 that round-off moves a
-    # weight by ~1e-6, while any gradient above ~1e-3 is still divided by its own magnitude.
+    # eps 0.1, not 1e-8: RMSprop and Adam divide a gradient by its own running magnitude plus
+    # eps, so a gradient that is zero in exact arithmetic (softmax cross-entropy's, summed over
+    # the classes of a broadcast logit; a LayerNorm's output summed over its axis) came out of
+    # float32 round-off (1e-8) as an lr-sized update whose sign depends on summation order
+    # (findings 85394, 86166: with eps 1e-3 the round-off still grew 50-fold a step).  With 0.1
+    # an update is at most lr/eps = 0.5 times its gradient, and every term of the update
+    # (moments, bias corrections, the square root, the division) is still computed and compared.
     spec = OptimizerSpec(options.optimizer, lr=0.05, momentum=0.9 if options.optimizer == "sgd"
-                         else 0.0, weight_decay=options.weight_decay, eps=1e-3)
+                         else 0.0, weight_decay=options.weight_decay, eps=0.1)
     return model.training_forward, Training(spec, clip_norm=options.clip_norm)
 
 
