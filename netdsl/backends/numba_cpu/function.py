@@ -10,6 +10,7 @@ a scan; back-to-back repeats of runs of groups then become calls of shared segme
 from __future__ import annotations
 
 import re
+from collections import Counter
 from functools import cached_property
 
 from ...errors import Error
@@ -21,7 +22,7 @@ from .kernel_nests import INTERNAL, emit_nest, has_nest
 from .line_rewrites import reshapes_as_views, slice_assignments
 from .parts import carves_for, split_driver, warm_up
 from .segments import share_repeats
-from .symbol_sources import symbol_sources
+from .symbol_sources import product_sources, symbol_sources
 
 # The driver's reversed twin is only ever compiled, in a helper: not cached (nothing loads it).
 _WARM_UP_DECORATOR = f"@njit(fastmath=_FASTMATH, error_model='numpy', {INTERNAL})"
@@ -36,6 +37,8 @@ class FunctionWriter:
         self.options, self.ctx = module.options, module.ctx
         self.symbols = symbol_sources(fused.graph)
         self.sym_var = {name: f"d_{k}" for k, name in enumerate(sorted(self.symbols))}
+        self.products = product_sources(fused.graph, self.symbols)
+        self.product_var = {m: f"m_{k}" for k, m in enumerate(sorted(self.products))}
         self.names: dict[int, str] = {}
         self.const_nodes = {n.id: n for n in fused.constants}
         self.outputs_in_place: dict[int, str] = {}    # value id -> the body output it is made in
@@ -52,16 +55,32 @@ class FunctionWriter:
         """Source of a dimension in terms of the dims read at the top of the function."""
         if isinstance(d, int):
             return str(d)
-        missing = {n for s in d.symbols for n in opaque_symbols(s)} - set(self.sym_var)
-        if missing:
-            raise Error(f"cannot compile: dimension {d} is not the dimension of any input, so "
-                        f"it is unknown at run time ({', '.join(sorted(missing))})")
         terms = []
         for monomial, coefficient in d.terms:
+            product, rest = self._factor(monomial)
+            if rest is None:
+                missing = {n for s in d.symbols for n in opaque_symbols(s)} - set(self.sym_var)
+                raise Error(f"cannot compile: dimension {d} is not the dimension of any input, "
+                            f"so it is unknown at run time ({', '.join(sorted(missing))})")
             factors = ([str(coefficient)] if coefficient != 1 or not monomial else []) + \
-                [self.sym_var.get(n) or opaque_source(n, self.sym_var) for n in monomial]
+                ([self.product_var[product]] if product else []) + \
+                [self.sym_var.get(n) or opaque_source(n, self.sym_var) for n in rest]
             terms.append(" * ".join(factors))
         return "(" + " + ".join(terms) + ")"
+
+    def _factor(self, monomial: tuple) -> tuple[tuple | None, tuple | None]:
+        """(a product read whole or None, the symbols left) covering `monomial` with known
+        symbols, or (None, None) where nothing does."""
+        def known(names) -> bool:
+            return all(opaque_symbols(n) <= self.sym_var.keys() for n in names)
+        if known(monomial):
+            return None, monomial
+        for product in self.product_var:
+            left = Counter(monomial)
+            left.subtract(product)
+            if min(left.values()) >= 0 and known(left.elements()):
+                return product, tuple(sorted(left.elements()))
+        return None, None
 
     def shape(self, value: Value) -> str:
         dims = [self.dim(d) for d in value.shape]
@@ -250,7 +269,9 @@ class FunctionWriter:
 
     def _prologue(self) -> list[str]:
         return [f"{var} = {self.symbols[name]}  # {name}"
-                for name, var in sorted(self.sym_var.items(), key=lambda t: t[1])]
+                for name, var in sorted(self.sym_var.items(), key=lambda t: t[1])] + \
+            [f"{var} = {self.products[product]}  # {'*'.join(product)}"
+             for product, var in self.product_var.items()]
 
     def _buffers(self) -> list[Value]:
         """Name every planned value; returns those that live in arena slots, in order."""
