@@ -24,6 +24,7 @@ any stage, a program the front end refuses -- is a `Finding`.
 """
 from __future__ import annotations
 
+import re
 import tempfile
 import traceback
 from dataclasses import dataclass
@@ -48,7 +49,20 @@ class Finding:
     mode: str = ""
 
     def same_kind(self, other: "Finding | None") -> bool:
-        return other is not None and other.kind == self.kind
+        """Whether `other` is this failure (what the shrinker keeps): the same kind, and for
+        a refusal the same complaint.  A shrink step that dropped the loss of a program the
+        compiler refused ("cannot compile: dimension 2*B*T ...") was refused too, for having
+        no loss, and the shrunk program showed that instead (seed 88076)."""
+        if other is None or other.kind != self.kind:
+            return False
+        return not self.kind.startswith("error:") or _gist(other.detail) == _gist(self.detail)
+
+
+def _gist(message: str) -> str:
+    """What an error message complains of: its text up to the first colon after `error: `,
+    names and numbers dropped ("cannot compile", "model has no loss to train")."""
+    text = message.split("error: ", 1)[-1].split(":", 1)[0].split("\n", 1)[0]
+    return " ".join(word for word in re.sub(r"'[^']*'|\d+", " ", text).split())
 
 
 @dataclass
