@@ -193,3 +193,17 @@ def test_a_dying_worker_is_a_finding_for_its_program_only(monkeypatch):
     kinds = {r.seed: (r.finding.kind if r.finding else None) for r in results}
     assert kinds == {s: ("crash:process" if s == fuzz_helpers.CRASHING_SEED else None)
                      for s in range(6)}
+
+
+def test_a_refusal_is_the_same_finding_only_with_the_same_complaint():
+    """The shrinker keeps a smaller program only where it fails the same way: for a refusal
+    (error:*), with the same complaint, whatever names and numbers it quotes."""
+    from netdsl.fuzz.oracle import Finding
+    refused = Finding("error:grad", "error: cannot compile: dimension 2*B*T is not the "
+                      "dimension of any input, so it is unknown at run time (B, T)", "grad")
+    assert refused.same_kind(Finding("error:grad", "error: cannot compile: dimension 4*T is "
+                                     "not the dimension of any input (T)", "grad"))
+    assert not refused.same_kind(Finding("error:grad", "error: model 'Fuzz' has no loss to "
+                                         "train", "grad"))
+    mismatch = Finding("mismatch:train", "step 1: w: cpu 1.0 != reference 2.0", "train")
+    assert mismatch.same_kind(Finding("mismatch:train", "after 2 steps: v: cpu 3 != 4", "train"))
