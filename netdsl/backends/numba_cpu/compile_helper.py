@@ -146,9 +146,16 @@ def _active_session():
         yield
     finally:
         _depth -= 1
-        if _depth == 0 and _session is not None:       # (None once `abandon` removed it)
-            shutil.rmtree(_session, ignore_errors=True)
-            _session = None
+        if _depth == 0:
+            _remove_session()
+
+
+def _remove_session() -> None:
+    """Remove the lock directory, once (`abandon` may have removed it already)."""
+    global _session
+    if _session is not None:
+        shutil.rmtree(_session, ignore_errors=True)
+        _session = None
 
 
 @contextlib.contextmanager
@@ -280,14 +287,11 @@ def abandon() -> None:
     stop its helpers and remove its compile's lock directory, which would otherwise stay in
     the temporary directory, one per interrupted compile.  A helper leaves both alone: its
     parent still uses them."""
-    global _session
     if _in_helper:
         return
     for pid in list(_helpers):
         _stop(pid)
-    if _session is not None:
-        shutil.rmtree(_session, ignore_errors=True)
-        _session = None
+    _remove_session()
 
 
 def _stop(pid: int) -> None:

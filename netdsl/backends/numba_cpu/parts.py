@@ -43,9 +43,10 @@ def split_driver(prologue: list[str], body: list[str], returned: list[str],
     available = set(arguments) | set(carves) | known | _assigned(prologue)
     if _free(returned, available):
         return None
-    parts = _runs(statements, available, PART_STATEMENTS)
-    if parts is None:
+    runs = _runs(statements, available, PART_STATEMENTS)
+    if runs is None:
         return None                       # a local crosses parts: keep the driver whole
+    parts = [lines for lines, _ in runs]
     signature = ", ".join(arguments)
     calls = []
     for k, lines in enumerate(parts):
@@ -69,7 +70,7 @@ def warm_up(prologue: list[str], body: list[str], carves: dict[str, str],
     are runs of linked loop nests only (both processes would compile them)."""
     available = set(arguments) | set(carves) | known | _assigned(prologue)
     kept, seen = [], set()
-    for run, reads in _runs_read(_statements(body), available, 1) or []:
+    for run, reads in _runs(_statements(body), available, 1) or []:
         calls = reads & separate
         if calls - seen:            # a first call of some function: the driver's order of
             kept.append(run)        # first calls, which the helper takes from the last
@@ -83,19 +84,13 @@ def warm_up(prologue: list[str], body: list[str], carves: dict[str, str],
 
 
 def _runs(statements: list[list[str]], available: set[str],
-          least: int) -> list[list[str]] | None:
+          least: int) -> list[tuple[list[str], set[str]]] | None:
     """`statements` in runs of at least `least` statements (the last may be shorter), cut
-    only where no local assigned before the cut is read after it; None where a run would read
-    a local that neither it assigns nor `available` holds, or there is one run only."""
-    found = _runs_read(statements, available, least)
-    return None if found is None else [run for run, _ in found]
-
-
-def _runs_read(statements: list[list[str]], available: set[str],
-               least: int) -> list[tuple[list[str], set[str]]] | None:
-    """_runs, each run with the names it reads.  A run's names are its statements' (each
-    statement parses alone), so no run is parsed again as a whole: that was a third of the
-    driver's splitting in a transformer's warm compile."""
+    only where no local assigned before the cut is read after it, each run with the names it
+    reads; None where a run would read a local that neither it assigns nor `available` holds,
+    or there is one run only.  A run's names are its statements' (each statement parses
+    alone), so no run is parsed again as a whole: that was a third of the driver's splitting
+    in a transformer's warm compile."""
     assigned = [_assigned(lines) for lines in statements]
     read = [_loaded(lines) for lines in statements]
     loaded = [names - available for names in read]
