@@ -9,7 +9,8 @@ compiled through `compiler.compile_step` up to the cpu target's `plan_memory` st
 * memory is what the step holds: its parameters and optimiser state (persistent arrays), one
   batch of inputs, the constants, and the arena the memory planner (passes/memory.py) lays out
   for every intermediate value (activations kept for the backward pass, gradients, temporaries),
-  buffers reused once their values are dead.
+  buffers reused once their values are dead, plus the arena the largest loop body (a `scan`,
+  or the row blocks the cpu target runs an inference forward in) lays out for itself.
 
 Every number is a dimension polynomial (ir/types.py) in the dims left free; with every dim
 bound the arena is exact (the planner's own layout, padding included), else it is the sum of
@@ -140,10 +141,64 @@ def _planned(cost: StepCost, graph: Graph, fused, plan, bindings) -> None:
     cost.constants = dim_add(cost.constants, sum(
         node.attrs["value"].nbytes for node in fused.constants))
     used, naive, exact = _arena(plan, bindings)
+    body = _largest_body(fused.graph, bindings)
+    if body is not None:              # the largest loop body's arena, on top while it runs
+        used, naive = dim_add(used, body.used), dim_add(naive, body.naive)
+        exact = exact and body.exact
+        cost.buffers += body.values
+        cost.slots += body.slots
     cost.arena, cost.without_reuse = dim_add(cost.arena, used), dim_add(cost.without_reuse, naive)
     cost.exact = cost.exact and exact
     cost.buffers += sum(len(slot.values) for slot in plan.slots)
     cost.slots += len(plan.slots)
+
+
+@dataclass
+class _BodyArena:
+    used: DimLike
+    naive: DimLike
+    exact: bool
+    values: int
+    slots: int
+
+
+def _largest_body(graph: Graph, bindings: Mapping[str, int]) -> _BodyArena | None:
+    """The largest arena a loop body lays out for itself, nested bodies included, or None.
+
+    A `row_blocks` or `scan` node's body is compiled as a function of its own with its own
+    arenas (backends/numba_cpu/codegen.py `body_function`: fused and planned alone), which it
+    allocates for the rows it runs while the node runs, beside the step's arena: a row-blocked
+    inference forward keeps its activations there (a ResNet's [B, 16, 28, 28] maps), not in
+    the step's arena.  One node runs at a time, so the largest body counts.  Planned here as
+    the codegen plans it, except that a scan body the codegen cuts into row blocks is planned
+    whole (the same values)."""
+    from .passes.fusion import fuse
+    from .passes.memory import plan_memory
+    largest, largest_size = None, -1
+    for node in graph.nodes:
+        body = node.attrs.get("body")
+        if not isinstance(body, Graph):
+            continue
+        fused = fuse(body, windows=True)
+        plan = plan_memory(fused)
+        used, naive, exact = _arena(plan, bindings)
+        arena = _BodyArena(used, naive, exact, sum(len(slot.values) for slot in plan.slots),
+                           len(plan.slots))
+        inner = _largest_body(fused.graph, bindings)
+        if inner is not None:
+            arena.used, arena.naive = dim_add(used, inner.used), dim_add(naive, inner.naive)
+            arena.exact = exact and inner.exact
+            arena.values, arena.slots = arena.values + inner.values, arena.slots + inner.slots
+        size = _estimate(arena.used, bindings)
+        if size > largest_size:
+            largest, largest_size = arena, size
+    return largest
+
+
+def _estimate(d: DimLike, bindings: Mapping[str, int]) -> int:
+    """`d` with the free dims at the planner's size hint (to compare arenas by size)."""
+    from .passes.memory import SIZE_HINT
+    return evaluate_dim(d, {**{name: SIZE_HINT for name in _symbols(d)}, **bindings})
 
 
 def inference_cost(model, bindings: Mapping[str, int],

@@ -112,6 +112,34 @@ def test_memory_of_both_steps_comes_from_the_planner(tmp_path, capsys):
     assert "optimiser state" in out and "memory planner" in out
 
 
+CONV = """\
+model Conv {
+    in  x: f32[B, 1, 8, 8]
+    in  y: i64[B]
+    logits = x |> Conv2D(4, kernel=3, padding=1) |> relu |> GlobalAvgPool |> Dense(3)
+    out probs = softmax(logits)
+    loss cross_entropy(logits, y)
+}
+"""
+
+
+def test_a_loop_bodys_own_arena_counts(tmp_path, capsys):
+    """The cpu target runs this inference forward in blocks of rows: a body function with
+    arenas of its own (backends/numba_cpu/row_blocks.py) that hold the convolution's
+    [B, 4, 8, 8] output.  The step's own arena is far smaller; the summary counts both."""
+    from netdsl.compiler import compile_step
+    data = _json(tmp_path, capsys, CONV, "--batch", "16")
+    inference = data["steps"]["inference"]
+    feature_map = 16 * 4 * 8 * 8 * 4
+    plan = compile_step(netdsl.load(tmp_path / "m.net").inference_graph, target="cpu",
+                        stop_after="plan_memory")
+    _, totals = plan.layout({"B": 16})
+    own = sum(n * dtype.numpy.itemsize for dtype, n in totals.items())
+    assert own < feature_map <= inference["arena"] and inference["exact"]
+    assert inference["total"] == (inference["parameters"] + inference["inputs"] +
+                                  inference["constants"] + inference["arena"])
+
+
 def test_symbolic_dims_are_expressions_until_bound(tmp_path, capsys):
     data = _json(tmp_path, capsys, SEQUENCE)
     assert _row(data, "matmul_1")["flops"] == "30*T"
