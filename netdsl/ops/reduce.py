@@ -224,6 +224,7 @@ class Numel:
     Reads only x's shape.  It is how a mean over a symbolic axis (the batch B) gets its divisor.
     """
     traits = {"pure", "no_grad"}
+    shape_inputs = (0,)
     vjp = None
 
     def infer(a, axes=None, dtype: DType = DType.f32):

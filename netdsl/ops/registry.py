@@ -33,6 +33,11 @@ Rules (all plain functions written without `self`; the decorator reads them off 
 * Ops that are not elementwise but that loop nests may still fuse as a scalar expression set
   `fusion_kernel = (template, data inputs)`: broadcast_to and cast `("{0}", (0,))` (a load of
   input 0), full `("{value}", ())`; their other inputs are read for their shape only.
+* `shape_inputs = (positions...)`: the inputs the op reads for their shape only, never their
+  values (broadcast_to's and full's `like`, numel's input).  The memory planner does not keep a
+  value's buffer alive for such a read (a mean's gradient reads the mean's input for its shape
+  after the whole forward pass), so every target's lowering must honour it; the registry test
+  checks the reference does.
 * Ops whose output is a box of input 0 at unit steps (slice) give `window(input type, **attrs)`:
   the box's start per axis (ints), or None where this node is not such a box.  A target that
   asks for it (`fuse(graph, windows=True)`) fuses the node into loop nests as a load of input 0
@@ -95,6 +100,7 @@ class OpDef:
     examples: Callable[[], list] | None = None
     reduction: ReductionRule | None = None
     fusion_kernel: tuple[str, tuple[int, ...]] | None = None
+    shape_inputs: tuple[int, ...] = ()
     window: Callable[..., tuple[int, ...] | None] | None = None
     tiles: Callable[..., list[tuple[int, ...]] | None] | None = None
     merge_key: Callable[[dict], tuple] | None = None
@@ -140,6 +146,7 @@ def op(name: str) -> Callable[[type], OpDef]:
             examples=rule("examples"),
             reduction=members.get("reduction"),
             fusion_kernel=members.get("fusion_kernel"),
+            shape_inputs=tuple(members.get("shape_inputs", ())),
             window=rule("window"),
             tiles=rule("tiles"),
             merge_key=rule("merge_key"),

@@ -91,6 +91,7 @@ class Full:
     """
     traits = {"pure", "no_grad"}
     fusion_kernel = ("{value}", ())
+    shape_inputs = (0,)
     vjp = None
 
     def infer(like=None, shape=None, value=0.0, dtype: DType | None = None):
@@ -119,6 +120,7 @@ class Reshape:
     f32[B, 4] to [16] is an error even though it would work when B = 4.
     """
     traits = {"shape", "view", "pure"}
+    shape_inputs = (1,)
 
     def infer(a, like=None, shape=None):
         dims = list(target("reshape", like, shape))
@@ -258,6 +260,7 @@ class BroadcastTo:
     """Broadcast x, NumPy-style, to `shape` (attr) or to the shape of a second input `like`."""
     traits = {"shape", "pure"}
     fusion_kernel = ("{0}", (0,))
+    shape_inputs = (1,)
 
     def infer(a, like=None, shape=None):
         dims = target("broadcast_to", like, shape)
@@ -293,6 +296,7 @@ class Iota:
     no [B, H, T, S] tensor of positions is ever built.  dtype defaults to i64.
     """
     traits = {"pure", "no_grad"}
+    shape_inputs = (0,)
     vjp = None
 
     def infer(like=None, shape=None, axis=0, dtype: DType | None = None):

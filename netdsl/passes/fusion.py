@@ -56,6 +56,9 @@ class KernelGroup:
     shape: tuple[DimLike, ...] = ()          # index space of the loop nest (elementwise part)
     anchor: Node | None = None               # the reduction / matmul / conv node, if any
     inputs: list[Value] = field(default_factory=list)    # values read from outside the group
+    # Ids of the inputs its nodes read for their shape only (ops' `shape_inputs`): the memory
+    # planner does not keep their buffers alive for this group.
+    shape_only: set[int] = field(default_factory=set)
     outputs: list[Value] = field(default_factory=list)   # values needed outside the group
     open: bool = True                        # can more elementwise nodes still join?
 
@@ -353,12 +356,18 @@ def _compute_interfaces(graph: Graph, groups: list[KernelGroup],
     used_outside: set[int] = set()
     for group in groups:
         seen: set[int] = set()
+        data: set[int] = set()            # inputs some node reads the values of
         for node in group.nodes:
-            for value in node.inputs:
-                if producer_group.get(value.id) is not group and value.id not in seen:
+            for position, value in enumerate(node.inputs):
+                if producer_group.get(value.id) is group:
+                    continue
+                if position not in node.op.shape_inputs:
+                    data.add(value.id)
+                if value.id not in seen:
                     seen.add(value.id)
                     group.inputs.append(value)
                     used_outside.add(value.id)
+        group.shape_only = seen - data
     for group in groups:
         for node in group.nodes:
             for value in node.outputs:

@@ -204,8 +204,8 @@ def _same_type(b, node, inputs):
 
 
 def _reduction(b, node, inputs):
-    axes = node.attrs.get("axes")
-    return inputs[0] if axes is not None and len(tuple(axes)) == 0 else None
+    axes = node.attrs.get("axes")            # None: every axis; an int: one (reduced_axes)
+    return inputs[0] if isinstance(axes, (tuple, list)) and len(axes) == 0 else None
 
 
 RULES: dict[str, Callable] = {

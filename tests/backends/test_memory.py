@@ -15,9 +15,9 @@ import pytest
 
 from backend_helpers import (B, assert_matches_reference, mlp_graph,
                              random_arrays, random_fusion_graph, random_graph, scalar_constant,
-                             t32, training_graph)
+                             t32, training_arrays, training_graph)
 from netdsl.backends import compile_graph
-from netdsl.ir.graph import Graph, GraphBuilder
+from netdsl.ir.graph import Graph, GraphBuilder, LossInfo
 from netdsl.ir.types import evaluate_dim
 from netdsl.passes.fusion import fuse
 from netdsl.passes.memory import Location, check_plan, plan_memory
@@ -58,9 +58,9 @@ def schedule_liveness(fused):
             continue
         inside = {v.id for node in group.nodes for v in node.outputs}
         for node in group.nodes:
-            for value in node.inputs:
-                if value.id in inside:
-                    continue
+            for position, value in enumerate(node.inputs):
+                if value.id in inside or position in node.op.shape_inputs:
+                    continue                # made here, or read for its shape only
                 r = root_of(value.id)
                 last[r] = max(last.get(r, -1), t)
                 reads.setdefault(r, []).append((t, group, node, r == value.id))
@@ -252,6 +252,71 @@ def test_buffers_are_reused():
     assert len(plan.slots) < values
     offsets, totals = plan.layout({"B": 16})
     assert all(offset % 16 == 0 for offset in offsets)
+
+
+def test_a_read_of_the_shape_alone_keeps_no_buffer():
+    """mean(x @ w)'s gradient broadcasts to the shape of x @ w (ops' `shape_inputs`): the
+    product's buffer is free once the mean has read it, not kept through the backward pass."""
+    b = GraphBuilder(Graph(name="mean_of_product"))
+    x, y = b.input("x", t32(B, 8)), b.input("y", t32(16))
+    w = b.param("w", t32(8, 16), init=None)
+    product = b.op("matmul", x, w)
+    d = b.op("sub", b.op("mean", product, axes=0), y)
+    b.graph.losses = [LossInfo("mse", b.op("mean", b.op("mul", d, d)))]
+    graph = training_graph(b.graph)
+    fused = fuse(graph)
+    plan = plan_memory(fused)
+    assert_sound(fused, plan)
+    products = [n.outputs[0] for n in graph.nodes if n.op.name == "matmul"
+                and tuple(n.outputs[0].shape) == (B, 16)]
+    (forward,) = products
+    readers = [t for t, g in enumerate(fused.groups) if forward in g.inputs]
+    shape_readers = [t for t, g in enumerate(fused.groups) if forward.id in g.shape_only]
+    assert shape_readers and max(shape_readers) > plan.live[forward.id][1] == min(readers)
+    assert_matches_reference(graph, training_arrays(graph), steps=2)
+
+
+RESIDUAL_BATCH_NORM = """\
+block Unit(channels: int) {
+    in  x: f32[B, channels, H, W]
+    h = x |> Conv2D(channels, kernel=3, padding=1, bias=false) |> BatchNorm |> relu
+          |> Conv2D(channels, kernel=3, padding=1, bias=false) |> BatchNorm
+    out relu(x + h)
+}
+model Net {
+    in  image: f32[B, 1, 12, 12]
+    in  label: i64[B]
+    logits = image |> Conv2D(8, kernel=3, padding=1, bias=false) |> BatchNorm |> relu
+        |> repeat(2, Unit(8)) |> GlobalAvgPool |> Dense(10)
+    loss cross_entropy(logits, label)
+}
+"""
+
+
+def test_long_lived_small_values_leave_large_slots_to_large_values(tmp_path):
+    """Batch norm keeps per-channel statistics from its forward to its backward pass; parked in
+    slots of [B, C, H, W] maps those kept the maps out, and the arena came to 1.4 times the
+    bytes ever live at once (a ResNet at batch 64: 95 MiB for 67).  Now within 5%."""
+    import netdsl
+    from netdsl.compiler import Training
+    from netdsl.summary_memory import plan_step
+    (tmp_path / "net.net").write_text(RESIDUAL_BATCH_NORM)
+    model = netdsl.load(tmp_path / "net.net")
+    _, fused, plan = plan_step(model.training_forward,
+                               Training.from_config(model.train_config, None))
+    assert_sound(fused, plan)
+    bindings = {"B": 64}
+    _, defined, last, _ = schedule_liveness(fused)
+    values = _values_by_id(fused, plan)
+    live_at = [0] * (len(fused.groups) + 1)
+    for vid, where in plan.location.items():
+        if where.kind == "slot":
+            size = evaluate_dim(values[vid].type.size, bindings) * values[vid].dtype.numpy.itemsize
+            for t in range(defined[vid], last.get(vid, defined[vid]) + 1):
+                live_at[t] += size
+    _, totals = plan.layout(bindings)
+    arena = sum(n * dtype.numpy.itemsize for dtype, n in totals.items())
+    assert arena <= 1.05 * max(live_at)
 
 
 def test_adam_updates_params_and_moments_in_place():
