@@ -1,4 +1,5 @@
-"""Elementwise activations: sigmoid, relu, leaky_relu, step, gelu, gelu_tanh, softplus, clip.
+"""Elementwise activations: sigmoid, relu (and relu_grad, its gradient), leaky_relu, step, gelu,
+gelu_tanh, softplus, clip.
 
 Same conventions as unary.py (`#c` constants keep the operand's dtype).  Sigmoid and softplus use
 the overflow-free forms; the kinks of relu/leaky_relu/clip take the gradient of the flat side
@@ -11,7 +12,7 @@ import math
 import numpy as np
 
 from ..ir.types import DType, TensorType
-from ._common import float_type
+from ._common import elementwise_type, float_type, unbroadcast
 from .registry import op
 from .unary import numeric_type, typed, unary_examples
 
@@ -53,7 +54,11 @@ class Relu:
         return np.where(a > 0, a, 0).astype(a.dtype)
 
     def vjp(b, grads, inputs, outputs):
-        return (b.op("mul", grads[0], b.op("step", inputs[0])),)
+        # From the output, which the next layer keeps for its own gradient anyway (y > 0
+        # exactly where x > 0): one op reading g and y, so fusion computes it in the backward
+        # kernel that makes g.  `g * step(x)` had step(x) fused into the forward kernel and
+        # a mask of the activation's size stored until the backward pass.
+        return (b.op("relu_grad", grads[0], outputs[0]),)
 
     def examples():
         return unary_examples(avoid=(0.0,))
@@ -97,6 +102,29 @@ class Step:
 
     def examples():
         return unary_examples(avoid=(0.0,))
+
+
+@op("relu_grad")
+class ReluGrad:
+    """relu's gradient from its output: g where y > 0, else 0 (broadcasting, as `mul`)."""
+    traits = {"elementwise", "pure"}
+    kernel = typed("({0} if {1} > #0 else #0)")
+
+    def infer(g, y):
+        return numeric_type(elementwise_type(g, y), "relu_grad")
+
+    def reference(g, y):
+        return np.where(y > 0, g, 0).astype(np.result_type(g, y))
+
+    def vjp(b, grads, inputs, outputs):
+        # Linear in g; piecewise constant in y (no gradient reaches it).
+        return (unbroadcast(b, b.op("relu_grad", grads[0], inputs[1]), inputs[0].type), None)
+
+    def examples():
+        f32 = DType.f32
+        return [((TensorType(f32, (2, 3, 5)), TensorType(f32, (2, 3, 5))), {}, {"avoid": (0.0,)}),
+                ((TensorType(f32, (3, 1)), TensorType(f32, (1, 5))), {}, {"avoid": (0.0,)}),
+                ((TensorType(f32, ()), TensorType(f32, ())), {}, {"avoid": (0.0,)})]
 
 
 _INV_SQRT2 = 1 / math.sqrt(2)
