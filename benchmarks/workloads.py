@@ -3,6 +3,8 @@
     xor      2-8-1 MLP, tanh, bce_logits, full batch of 4, Adam(lr=0.05)
     mlp      784-256-256-10 MLP, relu, cross_entropy, batch 128, Adam(lr=1e-3)
     lenet    LeNet-5 on f32[64, 1, 28, 28], cross_entropy, Adam(lr=1e-3)
+    resnet   a 3x3 stem to 16 channels and two identity blocks with batch norm, global average
+             pooling, Dense(10), on f32[64, 1, 28, 28], cross_entropy, Adam(lr=1e-3)
     lstm     Embedding(1000, 64) -> LSTM(128) -> Dense(10), ids [32, 32], cross_entropy, Adam
     gru      the same with GRU(128)
     transformer  Embedding(1000, 128) + PositionalEncoding -> 2 x TransformerEncoderLayer(128,
@@ -20,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 MODELS = Path(__file__).resolve().parent / "models"
-WORKLOADS = ("xor", "mlp", "lenet", "lstm", "gru", "transformer", "forward", "vae", "gan",
+WORKLOADS = ("xor", "mlp", "lenet", "resnet", "lstm", "gru", "transformer", "forward", "vae", "gan",
              "diffusion")
 
 
@@ -90,6 +92,27 @@ def lenet_torch(torch, side=28, channels=(6, 16), hidden=(120, 84)):
                          nn.Flatten(), mlp_torch(torch, (flat, *hidden, 10)))
 
 
+def resnet_torch(torch, channels=16, blocks=2):
+    """resnet.net's model: conv-BN-relu stem, identity blocks, global average pooling, Dense."""
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(channels)
+            self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(channels)
+
+        def forward(self, x):
+            h = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            return torch.relu(x + h)
+    return nn.Sequential(nn.Conv2d(1, channels, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(channels), nn.ReLU(),
+                         *(Block() for _ in range(blocks)),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 10))
+
+
 def _recurrent_torch(kind: str):
     def build(torch):
         nn = torch.nn
@@ -140,6 +163,8 @@ WORKLOAD_DEFS = {
                     mlp_data(128), mlp_torch, "ce"),
     "lenet": Workload("lenet", "LeNet-5 1x28x28, batch 64, Adam", MODELS / "lenet5.net", 1e-3,
                       lenet_data(64), lenet_torch, "ce"),
+    "resnet": Workload("resnet", "ResNet (batch norm) 16 ch, 2 blocks, 1x28x28, batch 64, Adam",
+                       MODELS / "resnet.net", 1e-3, lenet_data(64), resnet_torch, "ce"),
     "lstm": Workload("lstm", "LSTM emb 64, hidden 128, T 32, batch 32, Adam",
                      MODELS / "lstm.net", 1e-3, tokens_data(32, 32), _recurrent_torch("LSTM"),
                      "ce", ("tokens", "label")),
