@@ -43,15 +43,16 @@ class Sigmoid:
 
 @op("relu")
 class Relu:
-    """max(x, 0); gradient 1 where x > 0."""
+    """max(x, 0); gradient 1 where x > 0.  NaN stays NaN (as torch.relu), so a NaN made
+    upstream still reaches the loss and its watch rather than turning into 0."""
     traits = {"elementwise", "pure"}
-    kernel = typed("({0} if {0} > #0 else #0)")
+    kernel = typed("({0} if not ({0} <= #0) else #0)")
 
     def infer(a):
         return numeric_type(a, "relu")
 
     def reference(a):
-        return np.where(a > 0, a, 0).astype(a.dtype)
+        return np.where(a <= 0, 0, a).astype(a.dtype)
 
     def vjp(b, grads, inputs, outputs):
         # From the output, which the next layer keeps for its own gradient anyway (y > 0

@@ -163,9 +163,10 @@ def _select_vjp(b, grads, inputs, comparison):
 
 @op("maximum")
 class Maximum:
-    """Elementwise maximum with broadcasting; on ties the gradient goes to the first operand."""
+    """Elementwise maximum with broadcasting; on ties the gradient goes to the first operand.
+    A NaN in either operand gives NaN (np.maximum, torch.maximum)."""
     traits = {"elementwise", "pure"}
-    kernel = "({0} if {0} >= {1} else {1})"
+    kernel = "({0} if ({0} >= {1} or {0} != {0}) else {1})"
     examples = staticmethod(_examples_binary)
 
     def infer(a, b):
@@ -180,9 +181,10 @@ class Maximum:
 
 @op("minimum")
 class Minimum:
-    """Elementwise minimum with broadcasting; on ties the gradient goes to the first operand."""
+    """Elementwise minimum with broadcasting; on ties the gradient goes to the first operand.
+    A NaN in either operand gives NaN (np.minimum, torch.minimum)."""
     traits = {"elementwise", "pure"}
-    kernel = "({0} if {0} <= {1} else {1})"
+    kernel = "({0} if ({0} <= {1} or {0} != {0}) else {1})"
     examples = staticmethod(_examples_binary)
 
     def infer(a, b):

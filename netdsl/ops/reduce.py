@@ -136,7 +136,9 @@ def _extremum_vjp(b, grads, inputs, outputs, axes, keepdims):
 class Max:
     """Maximum over `axes` (None: all); ties share the gradient equally."""
     traits = {"reduction", "pure"}
-    reduction = ReductionRule(identity=_lowest, combine="max({0}, {1})")
+    # NaN wins and stays (np.max, torch.max); Python's max(acc, nan) kept acc.
+    reduction = ReductionRule(identity=_lowest,
+                              combine="({0} if ({0} >= {1} or {0} != {0}) else {1})")
     examples = staticmethod(_examples)
 
     def infer(a, axes=None, keepdims: bool = False):
@@ -154,7 +156,8 @@ class Max:
 class Min:
     """Minimum over `axes` (None: all); ties share the gradient equally."""
     traits = {"reduction", "pure"}
-    reduction = ReductionRule(identity=_highest, combine="min({0}, {1})")
+    reduction = ReductionRule(identity=_highest,
+                              combine="({0} if ({0} <= {1} or {0} != {0}) else {1})")
     examples = staticmethod(_examples)
 
     def infer(a, axes=None, keepdims: bool = False):

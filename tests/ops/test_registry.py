@@ -551,3 +551,62 @@ def test_shape_inputs_are_read_for_their_shape_only(name, example, example_input
         _, _, outputs = _build(opdef, types, attrs)
         for have, want in zip(run_single_node(outputs[0].producer, garbled), expected):
             np.testing.assert_array_equal(have, np.asarray(want))
+
+
+NAN_CASES = [pytest.param(name, id=name) for name, opdef in sorted(OPS.items())
+             if opdef.kernel is not None and opdef.examples is not None]
+
+
+@pytest.mark.parametrize("name", NAN_CASES)
+def test_elementwise_ops_treat_nan_as_their_reference_does(name, example_inputs):
+    """A NaN in any float operand of an elementwise op (relu, maximum, ...) gives what the
+    reference gives, NaN or not: a compiled kernel that dropped it (maximum's
+    `a if a >= b else b`) hid a NaN made upstream from the loss's non-finite watch."""
+    from netdsl.backends.numba_cpu.emit import run_single_node
+    opdef = OPS[name]
+    types, attrs, options = _normalize(opdef.examples()[0])
+    arrays = example_inputs(types, options, _rng(name, (types, attrs)))
+    for position, array in enumerate(arrays):
+        array = np.asarray(array)
+        if array.dtype.kind != "f" or array.size == 0:
+            continue
+        poisoned = list(arrays)
+        poisoned[position] = array.copy()
+        poisoned[position].reshape(-1)[::2] = np.nan
+        with np.errstate(all="ignore"):
+            expected = _reference(opdef, poisoned, attrs)
+        _, _, outputs = _build(opdef, types, attrs)
+        for have, want in zip(run_single_node(outputs[0].producer, poisoned), expected):
+            want = np.asarray(want)
+            if want.dtype.kind == "f":
+                np.testing.assert_array_equal(np.isnan(have), np.isnan(want),
+                                              err_msg=f"NaN in operand {position}")
+            else:
+                np.testing.assert_array_equal(have, want, err_msg=f"NaN in operand {position}")
+
+
+def test_relu_keeps_nan_as_torch_does():
+    """relu(NaN) is NaN (torch.relu's answer), not 0: the NaN goes on to the loss."""
+    result = _reference(OPS["relu"], [np.array([np.nan, -1.0, 2.0], np.float32)], {})[0]
+    assert np.isnan(result[0]) and list(result[1:]) == [0.0, 2.0]
+
+
+@pytest.mark.parametrize("name", ["max", "min", "argmax"])
+def test_extremum_reductions_treat_nan_as_numpy_does(name):
+    """max and min give NaN where a NaN is reduced, argmax the first NaN's index (np.max,
+    np.argmax, torch alike), in the cpu target's lowering and fused into a loop nest."""
+    from netdsl.backends.numba_cpu.emit import run_single_node
+    x = np.array([[1.0, np.nan, 3.0], [np.nan, 5.0, 0.5], [2.0, 7.0, np.nan],
+                  [4.0, 6.0, 1.0]], np.float32)
+    attrs = {"axis": 1} if name == "argmax" else {"axes": (1,)}
+    want = getattr(np, name)(x, axis=1)
+    _, _, outputs = _build(OPS[name], (TensorType(DType.f32, x.shape),), attrs)
+    (have,) = run_single_node(outputs[0].producer, [x])
+    np.testing.assert_array_equal(have, want)
+    if name != "argmax":                            # the loop-nest form: compiled graph
+        b = GraphBuilder()
+        value = b.input("x", TensorType(DType.f32, x.shape))
+        b.graph.outputs = {"y": b.op(name, b.op("exp", value), **attrs)}
+        compiled = compile_graph(b.graph)
+        np.testing.assert_allclose(compiled.run({"x": x})["y"],
+                                   getattr(np, name)(np.exp(x), axis=1), rtol=1e-6)

@@ -42,10 +42,14 @@ def _extremum_lines(comparison: str):
         best, j = ctx.fresh("best"), ctx.fresh("j")
 
         def row_extremum(row, i, result):
+            # A NaN wins and stays (np.max, torch.max): `v != v` is true for NaN alone.
             return [f"{best} = {row}[{i}, 0]",
                     f"for {j} in range(1, {row}.shape[1]):",
-                    f"    if {row}[{i}, {j}] {comparison} {best}:",
+                    f"    if {row}[{i}, {j}] {comparison} {best} or "
+                    f"{row}[{i}, {j}] != {row}[{i}, {j}]:",
                     f"        {best} = {row}[{i}, {j}]",
+                    f"        if {best} != {best}:",
+                    "            break",
                     f"{result} = {best}"]
         return reduction_lines(ctx, node, ins[0], outs[0], node.attrs.get("axes"), row_extremum)
     return emit
@@ -109,7 +113,9 @@ def lower_argmax(ctx, node, ins, outs):
         return [f"{best} = {row}[{i}, 0]",
                 f"{where} = 0",
                 f"for {j} in range(1, {row}.shape[1]):",
-                f"    if {row}[{i}, {j}] > {best}:",
+                f"    if {best} != {best}:",       # the first NaN is the maximum (np.argmax)
+                "        break",
+                f"    if {row}[{i}, {j}] > {best} or {row}[{i}, {j}] != {row}[{i}, {j}]:",
                 f"        {best} = {row}[{i}, {j}]",
                 f"        {where} = {j}",
                 f"{result} = {where}"]
