@@ -247,7 +247,7 @@ def _choose_in_place(fused: FusedGraph, defined, reads, root_of):
 
 
 def _assign_slot(value: Value, start: int, stop: int, slots: list[Slot], location,
-                 held: dict[int, tuple[list, int]], largest_from: "_LargestFrom") -> None:
+                 held: dict[int, tuple[list, int]], largest_from: _LargestFrom) -> None:
     """Put `value` (live from group `start` to `stop`) in a free slot of its dtype: one whose
     largest value is its size (one of its size first), else the smallest one up to twice its
     size, else the smallest larger one that no value it would suit (half its size or more)

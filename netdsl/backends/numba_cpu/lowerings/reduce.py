@@ -45,8 +45,8 @@ def _extremum_lines(comparison: str):
             # A NaN wins and stays (np.max, torch.max): `v != v` is true for NaN alone.
             return [f"{best} = {row}[{i}, 0]",
                     f"for {j} in range(1, {row}.shape[1]):",
-                    f"    if {row}[{i}, {j}] {comparison} {best} or "
-                    f"{row}[{i}, {j}] != {row}[{i}, {j}]:",
+                    (f"    if {row}[{i}, {j}] {comparison} {best} or "
+                     f"{row}[{i}, {j}] != {row}[{i}, {j}]:"),
                     f"        {best} = {row}[{i}, {j}]",
                     f"        if {best} != {best}:",
                     "            break",
