@@ -37,7 +37,7 @@ Rules (all plain functions written without `self`; the decorator reads them off 
   values (broadcast_to's and full's `like`, numel's input).  The memory planner does not keep a
   value's buffer alive for such a read (a mean's gradient reads the mean's input for its shape
   after the whole forward pass), so every target's lowering must honour it; the registry test
-  checks the reference does.
+  checks that the reference and the cpu lowering do (other values there, the same result).
 * Ops whose output is a box of input 0 at unit steps (slice) give `window(input type, **attrs)`:
   the box's start per axis (ints), or None where this node is not such a box.  A target that
   asks for it (`fuse(graph, windows=True)`) fuses the node into loop nests as a load of input 0
