@@ -42,11 +42,10 @@ def max_pool2d_2x2_kernel(x, out):
     """max_pool2d_kernel for 2x2 windows at stride 2 without padding (LeNet's, VGG's, most
     CNNs'), unrolled: 3.4x faster on LeNet's first pooling (0.30 -> 0.09 ms at b64).  The
     maxima are taken in the general loop's order, so ties come out the same; unlike the
-    general loop (still to do: stop 39's note), a NaN in a window gives NaN, as the
-    reference and torch give.  A
-    kernel of its own, picked when the code is generated, so that a model compiles only the
-    loops it runs (both, behind a test at run time, with the gradient's two: a cold LeNet in
-    6.3 s against 5.9)."""
+    general loop (still to do: tests/ops/test_conv_pool.py's xfail), a NaN in a window gives
+    NaN, as the reference and torch give.  A kernel of its own, picked when the code is
+    generated, so that a model compiles only the loops it runs (both, behind a test at run
+    time, with the gradient's two: a cold LeNet in 6.3 s against 5.9)."""
     n, c, height, width = x.shape
     x3 = _view(x, 0, (n * c, height, width))
     out3 = _view(out, 0, (n * c, out.shape[2], out.shape[3]))
@@ -59,8 +58,8 @@ def max_pool2d_2x2_kernel(x, out):
                 c, d = x3[plane, bottom, left], x3[plane, bottom, right]
                 best = max2(max2(max2(max2(-np.inf, a), b), c), d)
                 # max2 keeps its first operand over a NaN; a NaN in the window is the max
-                # (np.max, torch).  A select, no branch: 84.6 -> 40.5 us on LeNet's first
-                # pooling at batch 64 (the old chain was not vectorised either).
+                # (np.max, torch).  A select after the maxima, no branch: 84.6 -> 39-41 us
+                # on LeNet's first pooling at batch 64, one thread.
                 out3[plane, y, xx] = best if (a == a) & (b == b) & (c == c) & (d == d) \
                     else np.nan
 
