@@ -1,7 +1,14 @@
-"""Helpers shared by op families: elementwise type rules and un-broadcasting of gradients."""
+"""Helpers shared by op families: elementwise type rules, un-broadcasting of gradients, and
+the NaN-keeping max and min templates."""
 from __future__ import annotations
 
 from ..ir.types import DType, ShapeError, TensorType, broadcast_shapes, promote
+
+# The larger (smaller) of {0} and {1} as kernel templates, where a NaN in either wins, as in
+# np.maximum and np.max (`x != x` holds for NaN alone): maximum and minimum, and the max and
+# min reductions' combine rule.  `a if a >= b else b`, and Python's max, dropped a NaN in b.
+NAN_MAX = "({0} if ({0} >= {1} or {0} != {0}) else {1})"
+NAN_MIN = "({0} if ({0} <= {1} or {0} != {0}) else {1})"
 
 
 def elementwise_type(*types: TensorType, dtype: DType | None = None) -> TensorType:

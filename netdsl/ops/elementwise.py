@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import elementwise_type, unbroadcast
+from ._common import NAN_MAX, NAN_MIN, elementwise_type, unbroadcast
 from .registry import op
 
 
@@ -166,7 +166,7 @@ class Maximum:
     """Elementwise maximum with broadcasting; on ties the gradient goes to the first operand.
     A NaN in either operand gives NaN (np.maximum, torch.maximum)."""
     traits = {"elementwise", "pure"}
-    kernel = "({0} if ({0} >= {1} or {0} != {0}) else {1})"
+    kernel = NAN_MAX
     examples = staticmethod(_examples_binary)
 
     def infer(a, b):
@@ -184,7 +184,7 @@ class Minimum:
     """Elementwise minimum with broadcasting; on ties the gradient goes to the first operand.
     A NaN in either operand gives NaN (np.minimum, torch.minimum)."""
     traits = {"elementwise", "pure"}
-    kernel = "({0} if ({0} <= {1} or {0} != {0}) else {1})"
+    kernel = NAN_MIN
     examples = staticmethod(_examples_binary)
 
     def infer(a, b):

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from ..ir.types import DType, ShapeError, TensorType, dim_prod
+from ._common import NAN_MAX, NAN_MIN
 from .registry import ReductionRule, op
 
 
@@ -136,9 +137,7 @@ def _extremum_vjp(b, grads, inputs, outputs, axes, keepdims):
 class Max:
     """Maximum over `axes` (None: all); ties share the gradient equally."""
     traits = {"reduction", "pure"}
-    # NaN wins and stays (np.max, torch.max); Python's max(acc, nan) kept acc.
-    reduction = ReductionRule(identity=_lowest,
-                              combine="({0} if ({0} >= {1} or {0} != {0}) else {1})")
+    reduction = ReductionRule(identity=_lowest, combine=NAN_MAX)     # NaN wins and stays
     examples = staticmethod(_examples)
 
     def infer(a, axes=None, keepdims: bool = False):
@@ -156,8 +155,7 @@ class Max:
 class Min:
     """Minimum over `axes` (None: all); ties share the gradient equally."""
     traits = {"reduction", "pure"}
-    reduction = ReductionRule(identity=_highest,
-                              combine="({0} if ({0} <= {1} or {0} != {0}) else {1})")
+    reduction = ReductionRule(identity=_highest, combine=NAN_MIN)
     examples = staticmethod(_examples)
 
     def infer(a, axes=None, keepdims: bool = False):
