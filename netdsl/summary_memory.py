@@ -140,29 +140,40 @@ def _planned(cost: StepCost, graph: Graph, fused, plan, bindings) -> None:
     cost.flops = dim_add(cost.flops, substitute_dim(flops, bindings))
     cost.constants = dim_add(cost.constants, sum(
         node.attrs["value"].nbytes for node in fused.constants))
-    used, naive, exact = _arena(plan, bindings)
+    arena = _plan_arena(plan, bindings)
     body = _largest_body(fused.graph, bindings)
     if body is not None:              # the largest loop body's arena, on top while it runs
-        used, naive = dim_add(used, body.used), dim_add(naive, body.naive)
-        exact = exact and body.exact
-        cost.buffers += body.values
-        cost.slots += body.slots
-    cost.arena, cost.without_reuse = dim_add(cost.arena, used), dim_add(cost.without_reuse, naive)
-    cost.exact = cost.exact and exact
-    cost.buffers += sum(len(slot.values) for slot in plan.slots)
-    cost.slots += len(plan.slots)
+        arena = arena.plus(body)
+    cost.arena = dim_add(cost.arena, arena.used)
+    cost.without_reuse = dim_add(cost.without_reuse, arena.naive)
+    cost.exact = cost.exact and arena.exact
+    cost.buffers += arena.values
+    cost.slots += arena.slots
 
 
 @dataclass
-class _BodyArena:
+class _Arena:
+    """A planned arena: bytes used, bytes with one buffer per value, exact, values, slots."""
     used: DimLike
     naive: DimLike
     exact: bool
     values: int
     slots: int
 
+    def plus(self, other: _Arena) -> _Arena:
+        """Both arenas held at once."""
+        return _Arena(dim_add(self.used, other.used), dim_add(self.naive, other.naive),
+                      self.exact and other.exact, self.values + other.values,
+                      self.slots + other.slots)
 
-def _largest_body(graph: Graph, bindings: Mapping[str, int]) -> _BodyArena | None:
+
+def _plan_arena(plan, bindings: Mapping[str, int]) -> _Arena:
+    used, naive, exact = _arena(plan, bindings)
+    return _Arena(used, naive, exact, sum(len(slot.values) for slot in plan.slots),
+                  len(plan.slots))
+
+
+def _largest_body(graph: Graph, bindings: Mapping[str, int]) -> _Arena | None:
     """The largest arena a loop body lays out for itself, nested bodies included, or None.
 
     A `row_blocks` or `scan` node's body is compiled as a function of its own with its own
@@ -174,25 +185,15 @@ def _largest_body(graph: Graph, bindings: Mapping[str, int]) -> _BodyArena | Non
     whole (the same values)."""
     from .passes.fusion import fuse
     from .passes.memory import plan_memory
-    largest, largest_size = None, -1
+    arenas = []
     for node in graph.nodes:
         body = node.attrs.get("body")
-        if not isinstance(body, Graph):
-            continue
-        fused = fuse(body, windows=True)
-        plan = plan_memory(fused)
-        used, naive, exact = _arena(plan, bindings)
-        arena = _BodyArena(used, naive, exact, sum(len(slot.values) for slot in plan.slots),
-                           len(plan.slots))
-        inner = _largest_body(fused.graph, bindings)
-        if inner is not None:
-            arena.used, arena.naive = dim_add(used, inner.used), dim_add(naive, inner.naive)
-            arena.exact = exact and inner.exact
-            arena.values, arena.slots = arena.values + inner.values, arena.slots + inner.slots
-        size = _estimate(arena.used, bindings)
-        if size > largest_size:
-            largest, largest_size = arena, size
-    return largest
+        if isinstance(body, Graph):
+            fused = fuse(body, windows=True)
+            arena = _plan_arena(plan_memory(fused), bindings)
+            inner = _largest_body(fused.graph, bindings)
+            arenas.append(arena if inner is None else arena.plus(inner))
+    return max(arenas, key=lambda arena: _estimate(arena.used, bindings), default=None)
 
 
 def _estimate(d: DimLike, bindings: Mapping[str, int]) -> int:
