@@ -9,8 +9,8 @@ some axes, accumulated by the reduction op's own rule (identity, combine, finish
 `collapse()` drops axes of extent 1 and merges adjacent axes that every array indexes the same
 way (a contiguous elementwise chain becomes one flat loop; `x[B, N] + b[N]` stays two loops;
 a nest with a shifted load or store keeps every axis, each indexed on its own),
-and marks each loop serial or reduce; `mark_parallel()` marks the outermost loop parallel where
-that is allowed.  Each target renders the nest in its own dialect (numba_cpu/render.py).
+and marks each loop serial or reduce; `mark_parallel()` marks the outermost loop parallel (kept)
+or split (reduced: one chunk per thread, partial results combined).  Each target renders the nest in its own dialect (numba_cpu/render.py).
 
 Every node's scalar result is cast to the node's element type, and float literals in templates
 take the node's float type, so an f32 model computes in f32 as the reference interpreter does.
@@ -201,15 +201,20 @@ def collapse(nest: LoopNest) -> LoopNest:
 
 
 def mark_parallel(nest: LoopNest) -> LoopNest:
-    """The nest with its outermost loop marked parallel (the caller checked `parallelizable`)."""
-    return replace(nest, kinds=["parallel"] + nest.kinds[1:])
+    """The nest with its outermost loop run in parallel (the caller checked `parallelizable`):
+    marked "parallel" where it is kept, "split" where it is reduced.  A split loop is cut into
+    contiguous chunks, each accumulating its own partial result, combined at the end (the
+    target renders it so).  Batch norm's per-channel sums over [B, C, H*W] ran
+    serially before (the batch, outermost, is reduced), so a ResNet's batch norm took longer at
+    two threads than at one; running channels outermost instead read each map in 3 KiB runs
+    50 KiB apart, 1.5x slower from memory than the batch order (164 against 106 us serially)."""
+    reduced = nest.reduction is not None and nest.groups[0][0] in nest.reduction.axes
+    return replace(nest, kinds=["split" if reduced else "parallel"] + nest.kinds[1:])
 
 
 def parallelizable(nest: LoopNest) -> bool:
-    """Can the outermost loop run in parallel (it exists and is not reduced over)?"""
-    if not nest.groups:
-        return False
-    return nest.reduction is None or nest.groups[0][0] not in nest.reduction.axes
+    """Can the outermost loop run in parallel (it exists: a reduced one is split, above)?"""
+    return bool(nest.groups)
 
 
 def extents(nest: LoopNest) -> list[DimLike]:

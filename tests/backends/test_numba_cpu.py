@@ -284,10 +284,44 @@ def test_parallel_kernels_agree_with_the_reference():
     b.graph.outputs = {"y": y, "rows": b.op("sum", b.op("mul", y, x), axes=(1,)),
                        "cols": b.op("max", b.op("add", x, y), axes=(0,))}
     compiled = compile_graph(b.graph, options=CodegenOptions(parallel_min=1))
-    # The column maximum reduces the outer loop: no prange for it, so no parallel kernel.
-    assert compiled.report.kernels["parallel"] == 1
+    # The column maximum reduces the outer loop: split among the threads (a chunk of rows
+    # each, partial maxima combined), so it is parallel too.
+    assert compiled.report.kernels["parallel"] == 2
     assert "prange" in compiled.source
     assert_matches_reference(b.graph, random_arrays(b.graph, batch=9), compiled)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_parallel_reductions_over_the_outermost_axis_in_chunks(threads):
+    """A reduction over the outermost loop runs in chunks of it, each with its own partial
+    result (loopir.mark_parallel, render._split): right for every batch, one chunk (fewer
+    than 16 rows) or several, for sum, mean, max and min, with NaN kept."""
+    import numba
+    from netdsl.backends.numba_cpu import CodegenOptions
+    b = GraphBuilder(Graph(name="split"))
+    x = b.input("x", t32(B, 3, 4))
+    centred = b.op("sub", x, b.op("mean", x, axes=(0, 2), keepdims=True))
+    b.graph.outputs = {
+        "mean": b.op("mean", x, axes=(0, 2)), "var": b.op("mean", b.op("mul", centred, centred),
+                                                          axes=(0, 2)),
+        "sum_all": b.op("sum", b.op("exp", x)), "max": b.op("max", x, axes=(0, 2)),
+        "min_rows": b.op("min", x, axes=(0,)), "centred": centred}
+    compiled = compile_graph(b.graph, options=CodegenOptions(parallel_min=1))
+    assert compiled.source.count("chunks = ") + sum(
+        text.count("chunks = ") for text in compiled.generated.segments.values()) >= 4
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        for batch in (1, 3, 8, 37):
+            arrays = random_arrays(b.graph, batch=batch, seed=batch)
+            assert_matches_reference(b.graph, arrays, compiled)
+        arrays = random_arrays(b.graph, batch=40)
+        arrays["x"][37, 1, 2] = np.nan           # in the last of 5 chunks, channel 1 only
+        got = compiled.run(dict(arrays))
+        assert np.isnan(got["max"][1]) and not np.isnan(got["max"][[0, 2]]).any()
+        assert np.isnan(got["mean"][1]) and np.isnan(got["min_rows"][1, 2])
+    finally:
+        numba.set_num_threads(before)
 
 
 def test_small_lenet_with_pooling_and_cross_entropy():

@@ -27,6 +27,10 @@ HELPER_IMPORTS = ["from netdsl.backends.numba_cpu.fast_math import exp as _fast_
                      "from netdsl.backends.numba_cpu.builtins_inline import empty as _empty"]
 
 
+# Chunks of a split reduction's outermost loop (`_split`): enough for 16 threads.
+SPLIT_CHUNKS = 16
+
+
 def render(expr: Expr, prefix: str = "") -> str:
     """Source of a scalar expression in the cpu target's spelling."""
     return render_python(expr, prefix, CPU_FUNCTIONS)
@@ -44,7 +48,7 @@ def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
     p = prefix
     loops = nest.groups
     red = nest.reduction
-    reduced = [k for k, kind in enumerate(nest.kinds) if kind == "reduce"]
+    reduced = [k for k, kind in enumerate(nest.kinds) if kind in ("reduce", "split")]
     kept = [k for k in range(len(loops)) if k not in reduced]
     index = [f"{p}i{k}" for k in range(len(loops))]
     lines: list[str] = []
@@ -110,9 +114,10 @@ def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
     count = Ref("(" + (" * ".join(extent[k] for k in reduced) or "1") + ")", DType.i64)
     # The trailing reduced loops accumulate into a scalar (a register, not a store per
     # element); reduced loops outside the last kept one accumulate into the output itself.
+    # A split outermost loop (`_split`) stays outer, also where no loop is kept.
     last_kept = max(kept, default=-1)
-    trailing = [k for k in reduced if k > last_kept]
-    outer = [k for k in range(len(loops)) if k <= last_kept]
+    trailing = [k for k in reduced if k > last_kept and not (k == 0 and nest.kinds[0] == "split")]
+    outer = [k for k in range(len(loops)) if k not in trailing]
     acc = Ref(f"{p}acc", acc_dtype)
     cell = Ref(f"{out_view}[{out_index}]", dtype)
     combine = render(_combine(rule, acc, red.source, p))
@@ -124,6 +129,23 @@ def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
         lines.extend(_loops(nest, index, extent, outer, block) if outer else block)
         return lines
     flat, k = f"{p}{out_name}_f", f"{p}k"
+    if nest.kinds[0] == "split":
+        # Each thread's cells; names used inside the prange are used nowhere else, so that
+        # Numba's parfor pass finds no variable shared between the threads and the caller.
+        part_cell = Ref(f"{p}part_v[{out_index}]", acc_dtype)
+        block.append(f"{part_cell.name} = {render(_combine(rule, part_cell, acc))}")
+        lines += _split(nest, index, extent, outer, block, out_size, out_dims,
+                        literal(rule.identity(dtype), acc_dtype), acc_dtype, p)
+        total, other = Ref(f"{p}total", acc_dtype), Ref(f"{p}parts[{p}q * {out_size} + {k}]",
+                                                        acc_dtype)
+        result = _finish(rule, total, count) if rule.finish else total
+        lines += [f"{flat} = _view({out_name}, 0, ({out_size},))",
+                  f"for {k} in range({out_size}):",
+                  f"    {total.name} = {p}parts[{k}]",
+                  f"    for {p}q in range(1, {p}chunks):",
+                  f"        {total.name} = {render(_combine(rule, total, other))}",
+                  f"    {flat}[{k}] = {render(Cast(dtype, result))}"]
+        return lines
     lines += [f"{flat} = _view({out_name}, 0, ({out_size},))",
               f"for {k} in range({out_size}):",
               f"    {flat}[{k}] = {literal(rule.identity(dtype), dtype)}"]
@@ -134,6 +156,37 @@ def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
         lines += [f"for {k} in range({out_size}):",
                   f"    {element.name} = {render(_finish(rule, element, Cast(dtype, count)))}"]
     return lines
+
+
+def _split(nest: LoopNest, index: list[str], extent: list[str], outer: list[int],
+           block: list[str], out_size: str, out_dims: list[str], identity: str,
+           acc_dtype: DType, p: str) -> list[str]:
+    """A reduction whose outermost loop is reduced, in parallel (loopir.mark_parallel): that
+    loop cut into contiguous chunks, each accumulating into its own partial output
+    (`{p}parts`, in the accumulator's type), which the caller combines.  The reduced loop
+    keeps its place, so each chunk is read in the serial order."""
+    chunks, c, parts, j = f"{p}chunks", f"{p}c", f"{p}parts", f"{p}j"
+    first = index[outer[0]]
+    # `block`: the accumulator's start, its loops, the fold into the partial cell.  With no
+    # kept loop (a reduction to one number) the accumulator spans the chunk: a fold per row
+    # would store and load the one cell each time, a chain that does not vectorise.
+    start, end = (block[:1], block[-1:]) if len(outer) == 1 else ([], [])
+    inner = _loops(nest, index, extent, outer[1:], block[len(start):len(block) - len(end)])
+    # A fixed count of chunks, not one per thread: numba.get_num_threads() in a function
+    # keeps Numba from caching it (a "dynamic global").  Numba's prange hands each thread a
+    # contiguous run of chunks, so each still reads its rows in order.  Eight rows a chunk at
+    # least: the partial results (8 bytes each) then take at most a quarter of an f32 input.
+    return [f"{chunks} = max(1, min({SPLIT_CHUNKS}, {extent[outer[0]]} // 8))",
+            f"{parts} = _empty(({chunks} * {out_size},), {scalar_type(acc_dtype)})",
+            f"for {c} in prange({chunks}):",
+            f"    {p}part_v = _view({parts}, {c} * {out_size}, ({', '.join(out_dims) or '1'},))",
+            f"    for {j} in range({out_size}):",
+            f"        {parts}[{c} * {out_size} + {j}] = {identity}",
+            *["    " + line for line in start],
+            f"    for {first} in range({c} * {extent[outer[0]]} // {chunks}, "
+            f"({c} + 1) * {extent[outer[0]]} // {chunks}):",
+            *["        " + line for line in inner],
+            *["    " + line for line in end]]
 
 
 def _combine(rule, acc: Ref, value: Expr, prefix: str = "") -> Expr:
