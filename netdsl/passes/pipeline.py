@@ -19,6 +19,10 @@ with `pass: Graph -> Graph`; names are unique, so `netdsl compile --emit <name>`
               a constant a body multiplies by transposed is transposed before the loop
               (passes/scan_transpose.py)
     cleanup   CSE and DCE again (the rewrites expose new duplicates and dead nodes), then verify
+    recompute a late reader of a large value one elementwise op away from values kept anyway
+              computes its own copy (batch norm's x_hat in its backward pass), so that the
+              value need not be stored and kept (passes/recompute.py); after CSE, which would
+              merge the copies back
 
 Targets continue from the result with their own stages (`Target.stages`; the cpu target's
 are fuse, plan_memory, codegen, cache, load).  They are not in this list because their results
@@ -33,6 +37,7 @@ from ..ir.verify import verify
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold import fold_constants
+from .recompute import recompute_late_reads
 from .scan_hoist import hoist_and_reuse
 from .simplify import simplify_algebra
 
@@ -57,6 +62,7 @@ PIPELINE: list[tuple[str, Pass]] = [
     ("simplify", simplify_algebra),
     ("scan_hoist", hoist_and_reuse),
     ("cleanup", cleanup),
+    ("recompute", recompute_late_reads),
 ]
 
 def stage_names() -> list[str]:
