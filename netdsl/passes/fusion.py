@@ -347,6 +347,9 @@ def _window_meets_source(groups: list[KernelGroup]) -> bool:
     return bool(sources) and any(v.id in sources for n in nodes for v in n.outputs)
 
 
+_NEST_KINDS = ("elementwise", "reduction", "matmul", "conv")
+
+
 def _compute_interfaces(graph: Graph, groups: list[KernelGroup],
                         producer_group: dict[int, KernelGroup]) -> None:
     """Fill each group's inputs (read from outside) and outputs (needed outside)."""
@@ -360,6 +363,11 @@ def _compute_interfaces(graph: Graph, groups: list[KernelGroup],
         for node in group.nodes:
             for position, value in enumerate(node.inputs):
                 if producer_group.get(value.id) is group:
+                    continue
+                # A loop nest takes its extents from the group's shape, never from a value
+                # read for its shape (broadcast_to's `like`): no input, nothing to store.
+                # (Batch norm's squared deviations were stored for such a read alone.)
+                if position in node.op.shape_inputs and group.kind in _NEST_KINDS:
                     continue
                 if position not in node.op.shape_inputs:
                     data.add(value.id)

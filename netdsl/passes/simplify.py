@@ -23,6 +23,9 @@ Rules (a "one"/"zero" is a known constant whose elements are all 1/0, see `fold.
                                             ->  matmul(b, a) with both flags toggled
     slice_grad(g1, x, range 1) + slice_grad(g2, x, range 2) + ...  where the ranges of one
     axis cover it once                      ->  concat(g..., in range order)
+    numel(x) of a computed x                ->  the count from the graph inputs' dims
+                                                (numel of an input's axis, times constants),
+                                                so x is not kept or stored for its shape
     x * 0, 0 * x                            ->  zeros, ONLY for integer and boolean x.
 For floating-point x, `x * 0` is kept: it is NaN when x is NaN or infinite, and the gradient
 graph must not hide such values.  `cast(cast(x))` is kept (the inner cast may round), and so is
@@ -35,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from ..ir.graph import Graph, GraphBuilder, Node, Value
+from ..ir.types import DType, Sym
 from .fold import known_value
 from .rewrite import Rebuilder, graph_pass, map_bodies
 
@@ -203,6 +207,42 @@ def _same_type(b, node, inputs):
     return inputs[0]
 
 
+def _numel(b, node, inputs):
+    """numel of a computed value, counted from the graph inputs that carry its symbolic dims
+    (and its static ones): an input is an argument, in memory for the whole step, so no
+    computed value is kept or stored to be read for its shape.  (A mean's gradient counts its
+    input: batch norm's squared deviations were stored for that read alone.)"""
+    (x,) = inputs
+    if x.kind != "node":
+        return None
+    axes = node.attrs.get("axes")
+    chosen = range(x.rank) if axes is None else [int(a) % x.rank for a in np.atleast_1d(axes)]
+    carriers: dict[str, tuple[Value, int]] = {}
+    for value in b.graph.inputs:
+        for axis, d in enumerate(value.shape):
+            if isinstance(d, Sym) and len(d.terms) == 1 and d.terms[0][1] == 1 and \
+                    len(d.terms[0][0]) == 1:
+                carriers.setdefault(d.terms[0][0][0], (value, axis))
+    constant, factors = 1, []
+    for d in (x.shape[a] for a in chosen):
+        if isinstance(d, int):
+            constant *= d
+            continue
+        if len(d.terms) != 1 or any(name not in carriers for name in d.terms[0][0]):
+            return None
+        constant *= d.terms[0][1]
+        factors += [carriers[name] for name in d.terms[0][0]]
+    dtype = node.attrs.get("dtype", DType.f32)
+    count = None
+    for value, axis in factors:
+        factor = b.op("numel", value, axes=(axis,), dtype=dtype)
+        count = factor if count is None else b.op("mul", count, factor)
+    if count is None or constant != 1:
+        factor = b.constant(np.asarray(constant, dtype=dtype.numpy), dtype)
+        count = factor if count is None else b.op("mul", count, factor)
+    return count
+
+
 def _reduction(b, node, inputs):
     axes = node.attrs.get("axes")            # None: every axis; an int: one (reduced_axes)
     return inputs[0] if isinstance(axes, (tuple, list)) and len(axes) == 0 else None
@@ -213,7 +253,7 @@ RULES: dict[str, Callable] = {
     "neg": _neg, "reshape": _reshape, "transpose": _transpose,
     "broadcast_to": _same_type, "cast": _same_type, "identity": _same_type,
     "sum": _reduction, "mean": _reduction, "max": _reduction, "min": _reduction,
-    "matmul": _matmul,
+    "matmul": _matmul, "numel": _numel,
 }
 
 

@@ -218,3 +218,34 @@ def test_slice_grads_covering_an_axis_become_one_concat(ranges, merged):
     rng = np.random.default_rng(0)
     arrays = {v.name: rng.standard_normal(v.shape).astype(np.float32) for v in b.graph.inputs}
     np.testing.assert_array_equal(run(simplified, arrays)["y"], run(b.graph, arrays)["y"])
+
+
+def test_numel_of_a_computed_value_counts_from_the_inputs_dims():
+    """numel(tanh(x) * 2) is counted from x's dims (an argument, always in memory): no node
+    reads the computed value for its shape any more.  A dim that is not a product of symbols
+    the inputs carry (B + 1) keeps the numel as it was."""
+    from netdsl.ir.types import Sym
+    batch = Sym.named("B")
+    b = GraphBuilder(Graph(name="counts"))
+    x = b.input("x", TensorType(F32, (batch, 3, 4)))
+    y = b.op("mul", b.op("tanh", x), b.constant(2.0, F32))
+    b.graph.outputs = {"all": b.op("numel", y), "two": b.op("numel", y, axes=(0, 2)),
+                       "i64": b.op("numel", y, axes=(1,), dtype=DType.i64),
+                       "input": b.op("numel", x)}
+    simplified = simplify_algebra(b.graph)
+    readers = [n for n in simplified.nodes if n.op.name == "numel"]
+    assert readers and all(n.inputs[0] is x for n in readers)
+    arrays = {"x": np.random.default_rng(0).standard_normal((5, 3, 4)).astype(np.float32)}
+    got, want = run(simplified, dict(arrays)), run(b.graph, dict(arrays))
+    for name in want:
+        assert got[name].dtype == want[name].dtype and got[name] == want[name], name
+    assert int(got["all"]) == 60 and int(got["two"]) == 20 and int(got["i64"]) == 3
+
+    # [B + 1, 4]: a sum of terms, not a product of carried symbols; the numel stays.
+    b = GraphBuilder(Graph(name="uncarried"))
+    x = b.input("x", TensorType(F32, (batch, 4)))
+    grown = b.op("concat", b.op("tanh", x), b.input("row", TensorType(F32, (1, 4))), axis=0)
+    b.graph.outputs = {"count": b.op("numel", grown)}
+    simplified = simplify_algebra(b.graph)
+    (reader,) = [n for n in simplified.nodes if n.op.name == "numel"]
+    assert reader.inputs[0] is grown
