@@ -292,10 +292,6 @@ def test_two_by_two_max_pooling_gives_nan_for_a_window_with_nan():
     np.testing.assert_array_equal(pooled, get_op("max_pool2d").reference(x, **attrs))
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: the general max-pool kernel and the "
-                   "gradient's routing drop a NaN (max2 keeps its first operand; strict >); "
-                   "NaN-aware versions cost 28% (3x3 pooling) and 5x (the 2x2 routing) here, "
-                   "not shipped (stop 39's note)")
 @pytest.mark.parametrize("attrs", [{"size": (2, 2), "stride": (2, 2)},
                                    {"size": (3, 3), "stride": (1, 1), "padding": 1}],
                          ids=["2x2", "3x3-pad"])
