@@ -10,7 +10,8 @@ some axes, accumulated by the reduction op's own rule (identity, combine, finish
 way (a contiguous elementwise chain becomes one flat loop; `x[B, N] + b[N]` stays two loops;
 a nest with a shifted load or store keeps every axis, each indexed on its own),
 and marks each loop serial or reduce; `mark_parallel()` marks the outermost loop parallel (kept)
-or split (reduced: one chunk per thread, partial results combined).  Each target renders the nest in its own dialect (numba_cpu/render.py).
+or split (reduced: cut into chunks, each with a partial result, combined at the end).  Each
+target renders the nest in its own dialect (numba_cpu/render.py).
 
 Every node's scalar result is cast to the node's element type, and float literals in templates
 take the node's float type, so an f32 model computes in f32 as the reference interpreter does.
@@ -204,10 +205,10 @@ def mark_parallel(nest: LoopNest) -> LoopNest:
     """The nest with its outermost loop run in parallel (the caller checked `parallelizable`):
     marked "parallel" where it is kept, "split" where it is reduced.  A split loop is cut into
     contiguous chunks, each accumulating its own partial result, combined at the end (the
-    target renders it so).  Batch norm's per-channel sums over [B, C, H*W] ran
-    serially before (the batch, outermost, is reduced), so a ResNet's batch norm took longer at
-    two threads than at one; running channels outermost instead read each map in 3 KiB runs
-    50 KiB apart, 1.5x slower from memory than the batch order (164 against 106 us serially)."""
+    target renders it so).  Batch norm's per-channel sums over [B, C, H*W] ran serially before
+    (the batch, outermost, is reduced), so a ResNet's batch norm took longer at two threads
+    than at one; running the channels outermost instead read each map in 3 KiB runs 50 KiB
+    apart, 1.5x slower from memory than the batch order (164 against 106 us serially)."""
     reduced = nest.reduction is not None and nest.groups[0][0] in nest.reduction.axes
     return replace(nest, kinds=["split" if reduced else "parallel"] + nest.kinds[1:])
 

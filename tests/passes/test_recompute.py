@@ -50,7 +50,7 @@ def _producers_of(graph, op):
 
 
 def test_a_late_reader_gets_its_own_copy_and_the_value_is_no_longer_stored():
-    graph, x_hat = _normalise_and_read_late()
+    graph, _ = _normalise_and_read_late()
     after = recompute_late_reads(graph)
     assert len(_producers_of(after, "mul")) == len(_producers_of(graph, "mul")) + 1
     arrays = _arrays(graph)

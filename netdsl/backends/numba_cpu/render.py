@@ -183,8 +183,8 @@ def _split(nest: LoopNest, index: list[str], extent: list[str], outer: list[int]
             f"    for {j} in range({out_size}):",
             f"        {parts}[{c} * {out_size} + {j}] = {identity}",
             *["    " + line for line in start],
-            f"    for {first} in range({c} * {extent[outer[0]]} // {chunks}, "
-            f"({c} + 1) * {extent[outer[0]]} // {chunks}):",
+            (f"    for {first} in range({c} * {extent[outer[0]]} // {chunks}, "
+             f"({c} + 1) * {extent[outer[0]]} // {chunks}):"),
             *["        " + line for line in inner],
             *["    " + line for line in end]]
 

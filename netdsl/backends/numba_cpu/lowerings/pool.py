@@ -60,9 +60,9 @@ def max_pool2d_2x2_kernel(x, out):
     """max_pool2d_kernel for 2x2 windows at stride 2 without padding (LeNet's, VGG's, most
     CNNs'), unrolled: 3.4x faster on LeNet's first pooling (0.30 -> 0.09 ms at b64).  The
     maxima are taken in the general loop's order, so ties come out the same, and a NaN in a
-    window gives NaN, as the reference and torch give.  A kernel of its own, picked when the code is
-    generated, so that a model compiles only the loops it runs (both, behind a test at run
-    time, with the gradient's two: a cold LeNet in 6.3 s against 5.9)."""
+    window gives NaN, as the reference and torch give.  A kernel of its own, picked when the
+    code is generated, so that a model compiles only the loops it runs (both, behind a test at
+    run time, with the gradient's two: a cold LeNet in 6.3 s against 5.9)."""
     n, c, height, width = x.shape
     x3 = _view(x, 0, (n * c, height, width))
     out3 = _view(out, 0, (n * c, out.shape[2], out.shape[3]))
