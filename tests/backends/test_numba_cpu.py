@@ -284,8 +284,8 @@ def test_parallel_kernels_agree_with_the_reference():
     b.graph.outputs = {"y": y, "rows": b.op("sum", b.op("mul", y, x), axes=(1,)),
                        "cols": b.op("max", b.op("add", x, y), axes=(0,))}
     compiled = compile_graph(b.graph, options=CodegenOptions(parallel_min=1))
-    # The column maximum reduces the outer loop: split among the threads (a chunk of rows
-    # each, partial maxima combined), so it is parallel too.
+    # The column maximum reduces the outer loop: split into chunks of rows in a prange, their
+    # partial maxima combined, so it is parallel too.
     assert compiled.report.kernels["parallel"] == 2
     assert "prange" in compiled.source
     assert_matches_reference(b.graph, random_arrays(b.graph, batch=9), compiled)
