@@ -203,6 +203,16 @@ def evaluate_dim(d: DimLike, bindings: Mapping[str, int]) -> int:
     return total
 
 
+def elements_at(shape, size: int) -> int:
+    """The product of a shape's dims with every symbol at `size` (a size hint: how large a
+    value is taken to be when a choice is made before the batch is known)."""
+    total = 1
+    for d in shape:
+        names = d.symbols if isinstance(d, Sym) else ()
+        total *= evaluate_dim(d, {name: size for name in names})
+    return total
+
+
 def substitute_dim(d: DimLike, bindings: Mapping[str, int]) -> DimLike:
     """A dimension with the bound symbols replaced by their values and the others kept
     (`128*B*T` with B=32 is `4096*T`).  An opaque symbol is evaluated once all it reads is

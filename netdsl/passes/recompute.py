@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 
 from ..ir.graph import Graph, Node, Value
-from ..ir.types import Sym, evaluate_dim
+from ..ir.types import elements_at
 from .fusion import is_elementwise
 from .rewrite import Rebuilder
 
@@ -96,11 +96,7 @@ def _choose(graph: Graph) -> dict[int, list[Value]]:
 
 
 def _large(value: Value) -> bool:
-    size = 1
-    for d in value.shape:
-        names = d.symbols if isinstance(d, Sym) else ()
-        size *= evaluate_dim(d, {name: SIZE_HINT for name in names})
-    return size >= LARGE
+    return elements_at(value.shape, SIZE_HINT) >= LARGE
 
 
 __all__ = ["LARGE", "recompute_late_reads"]

@@ -52,12 +52,8 @@ class EmitContext:
 
     def elements(self, shape) -> int:
         """The product of a shape's dims, the symbolic ones at size_hint."""
-        from ...ir.types import Sym, evaluate_dim
-        total = 1
-        for d in shape:
-            names = d.symbols if isinstance(d, Sym) else ()
-            total *= evaluate_dim(d, {n: self.size_hint for n in names})
-        return total
+        from ...ir.types import elements_at
+        return elements_at(shape, self.size_hint)
 
     def fresh(self, prefix: str = "t") -> str:
         return f"{prefix}_{next(self._counter)}"

@@ -15,7 +15,7 @@ from functools import cached_property
 
 from ...errors import Error
 from ...ir.graph import Value
-from ...ir.types import DimLike, Sym, evaluate_dim, opaque_source, opaque_symbols
+from ...ir.types import DimLike, elements_at, opaque_source, opaque_symbols
 from ...passes.fusion import FusedGraph, KernelGroup
 from ...passes.memory import ALIGN, MemoryPlan
 from .kernel_nests import INTERNAL, emit_nest, has_nest
@@ -87,11 +87,7 @@ class FunctionWriter:
         return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
     def size_at_hint(self, dims) -> int:
-        total = 1
-        for d in dims:
-            names = d.symbols if isinstance(d, Sym) else ()
-            total *= evaluate_dim(d, {n: self.options.size_hint for n in names})
-        return total
+        return elements_at(dims, self.options.size_hint)
 
     # -- functions -----------------------------------------------------------------------
     def driver(self) -> tuple[list[str], list[tuple[str, object]], list[str]]:
