@@ -189,6 +189,13 @@ class Model:
         from .frontend.train_section import read_train
         return read_train(self.program.trains.get(self.name), self.program.consts)
 
+    @cached_property
+    def memory_pool(self):
+        """Where its fits' storage and batch buffers come from (runtime/memory_pool.py): the
+        memory of a fit whose result is gone goes to the next fit, without page faults."""
+        from .runtime.memory_pool import MemoryPool
+        return MemoryPool()
+
     def compiled_training_step(self, target: str, training, trace=None) -> tuple[Any, Graph, bool]:
         """The training step `training` (compiler.Training) builds from `training_forward`,
         compiled for `target`: (compiled step, the training stage's graph, whether it was

@@ -4,7 +4,8 @@
 `rng.permutation(examples)` per epoch when shuffling, so the generator's stream, resumes and the
 non-finite watch's replays are unchanged), and `gather(order, number)` returns batch `number`
 of it as a list of arrays, one per name: gathered with `ndarray.take(..., out=)` into buffers
-allocated once per batch size and reused, or, unshuffled, views of the data (consecutive rows
+allocated once per batch size (from the model's memory pool, memory_pool.py, when `fit` passes
+it) and reused, or, unshuffled, views of the data (consecutive rows
 of a C-contiguous array are one).  The arrays of a batch stay valid until the next `gather`:
 the compiled step reads them during its call and keeps nothing.
 """
@@ -17,8 +18,10 @@ class Batcher:
     """Batches of `batch_size` examples of `data[name]` for each of `names` (the last one
     shorter when the sizes do not divide)."""
 
-    def __init__(self, data: dict[str, np.ndarray], batch_size: int, names: list[str]):
+    def __init__(self, data: dict[str, np.ndarray], batch_size: int, names: list[str],
+                 pool=None):
         self.names = list(names)
+        self.pool = pool                # where buffers come from (memory_pool.py), if given
         self.arrays = [np.ascontiguousarray(data[name]) for name in self.names]
         self.examples = len(next(iter(data.values()))) if data else 0
         self.batch_size = batch_size
@@ -43,8 +46,9 @@ class Batcher:
             return [array[start:stop] for array in self.arrays]
         buffers = self._buffers.get(stop - start)
         if buffers is None:
-            buffers = self._buffers[stop - start] = [
-                np.empty((stop - start,) + array.shape[1:], array.dtype) for array in self.arrays]
+            specs = [((stop - start,) + array.shape[1:], array.dtype) for array in self.arrays]
+            buffers = self._buffers[stop - start] = self.pool.arrays(specs) \
+                if self.pool is not None else [np.empty(*spec) for spec in specs]
         index = order[start:stop]
         # mode="clip": `order` is a permutation of the examples, so no index is out of range,
         # and NumPy's default mode ("raise") with `out=` gathers into a temporary first and

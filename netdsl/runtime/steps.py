@@ -132,14 +132,18 @@ def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
     `on_step(step)` each step once compiled (what fit says while compiling).
 
     Storage starts as a copy of `weights` (every parameter of the model), then the zeros of
-    each state array (optimiser slots) a step adds."""
+    each state array (optimiser slots) a step adds; its arrays come from the model's memory
+    pool, which hands the last fit's memory on once nothing refers to it."""
     from ..compiler import Training
     from ..passes.training import LOSS_PART_PREFIX, state_names
     from .schedules import make_schedule
     from .grad_norms import norm_outputs
     forward = model.training_forward
-    storage = {info.name: np.array(weights[info.name], dtype=info.value.dtype.numpy, order="C")
-               for info in model.graph.params if info.name in weights}
+    pool = model.memory_pool
+    pool.begin()
+    storage: dict[str, np.ndarray] = {}
+    _add_storage(storage, pool, [info for info in model.graph.params if info.name in weights],
+                 weights)
     steps = []
     names = objectives(forward)
     _check_objective_lines(config, names, model.name)
@@ -152,11 +156,8 @@ def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
         compiled, training_graph, reused = model.compiled_training_step(
             target, Training.from_config(own, objective), trace=trace)
         graph = compiled.graph
-        for info in graph.params:
-            if info.name not in storage:
-                storage[info.name] = np.array(weights[info.name], dtype=info.value.dtype.numpy,
-                                              order="C") if info.name in weights else \
-                    np.zeros(tuple(info.value.shape), info.value.dtype.numpy)
+        _add_storage(storage, pool, [info for info in graph.params if info.name not in storage],
+                     weights)
         fed = {v.name for v in graph.inputs}
         batch_inputs = [v.name for v in graph.inputs if v.name not in HYPER_INPUTS]
         hyper = [name for name in HYPER_INPUTS if name in fed]
@@ -177,6 +178,21 @@ def build_plan(model, weights: dict[str, np.ndarray], config, target: str,
         if on_step is not None:
             on_step(steps[-1])
     return TrainingPlan(steps, storage)
+
+
+def _add_storage(storage: dict[str, np.ndarray], pool, params: list, weights) -> None:
+    """Storage for each of `params` (graph param infos) from the model's memory pool
+    (runtime/memory_pool.py): a copy of its weight where `weights` has one, else zeros."""
+    shapes = [np.shape(weights[info.name]) if info.name in weights else
+              tuple(info.value.shape) for info in params]
+    arrays = pool.arrays([(shape, info.value.dtype.numpy)
+                          for shape, info in zip(shapes, params)])
+    for info, array in zip(params, arrays):
+        if info.name in weights:
+            np.copyto(array, weights[info.name], casting="unsafe")
+        else:
+            array.fill(0)
+        storage[info.name] = array
 
 
 def _check_objective_lines(config, names: list[str | None], model: str) -> None:

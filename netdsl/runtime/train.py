@@ -224,7 +224,8 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     # The batches, each input gathered into buffers kept from batch to batch (batcher.py), and
     # the loop over them (epoch.py).
     batcher = Batcher(train_data, config.batch,
-                      batch_inputs + ([label] if label and label not in batch_inputs else []))
+                      batch_inputs + ([label] if label and label not in batch_inputs else []),
+                      pool=model.memory_pool)
     runner = EpochRunner(plan, batcher, terms, norms, watch, label, should_stop)
     # (column, step, its rate when the schedule is constant): the row's learning rates.
     lr_steps = [(name, step, step.learning_rate(1) if step.schedule.name == "constant" else None)
