@@ -309,9 +309,13 @@ def lower_matmul(ctx, node, ins, outs):
     cols = "1" if rb == 1 else f"{out}.shape[{ro - 1}]"
     # One gemm, cut across Numba's threads where the BLAS runs one (MKL) and the product may be
     # large; OpenBLAS runs its own (a parallel kernel would only add ~0.6 s to a cold compile).
+    # matmul_2d_parallel cuts from 2 * SERIAL_WORK multiply-adds (its test at run time), twice
+    # what large_product asks of a convolution: a product below that at the size hint calls
+    # matmul_2d, which every model compiles anyway (LeNet-5's three dense layers: the parallel
+    # kernel was 0.48 s of its cold compile's critical path, and never cut at batch 64).
     contracted = a_type.shape[-2] if ta and ra > 1 else a_type.shape[-1]
-    cut = ctx.parallel or not chosen().own_threads and ctx.large_product(
-        ctx.elements(node.outputs[0].type.shape) * ctx.elements((contracted,)))
+    work = ctx.elements(node.outputs[0].type.shape) * ctx.elements((contracted,))
+    cut = ctx.parallel or not chosen().own_threads and ctx.large_product(work // 2)
     one_gemm = ctx.use(matmul_2d_parallel if cut else matmul_2d)
     if ra <= 2 and rb <= 2:
         out2 = out if ro == 2 else _reshape_expr(out, [rows, cols])
