@@ -141,21 +141,26 @@ def max_pool2d_route_2x2(x, v, out, gather):
     """max_pool2d_route for 2x2 windows at stride 2 without padding, unrolled (the windows do
     not overlap, so the scatter writes each covered pixel once).  The first maximum in
     row-major order, by strict >, as in the general loop.  Picked when the code is generated,
-    as max_pool2d_2x2_kernel."""
+    as max_pool2d_2x2_kernel, and so is `gather`: None to scatter (the gradient), np.bool_(True)
+    to gather.  Numba compiles only the branch a None leaves (`gather is None` is a constant
+    for its type), so a training step compiles the scatter alone: this kernel with its NaN
+    plane loop, cold, 0.62 s with both branches, 0.53-0.57 s so (the loop called separately,
+    not optimised again inside the kernel)."""
     n, c, height, width = x.shape
     x3 = _view(x, 0, (n * c, height, width))
     v3 = _view(v, 0, (n * c, v.shape[2], v.shape[3]))
     out3 = _view(out, 0, (n * c, out.shape[2], out.shape[3]))
-    pooled = out3 if gather else v3
+    rows, columns = (v3.shape[1], v3.shape[2]) if gather is None else \
+        (out3.shape[1], out3.shape[2])
     for plane in range(n * c):
-        if not gather and (x3.shape[1] % 2 or x3.shape[2] % 2):
+        if gather is None and (x3.shape[1] % 2 or x3.shape[2] % 2):
             out3[plane] = 0                           # the last row or column no window covers
         if _plane_has_nan(x3, plane):
-            _route_2x2_plane_with_nan(x3, v3, out3, pooled, plane, gather)
+            _separate_route_2x2_plane_with_nan(x3, v3, out3, rows, columns, plane, gather)
             continue
-        for y in range(pooled.shape[1]):
+        for y in range(rows):
             top, bottom = u64(2 * y), u64(2 * y + 1)
-            for xx in range(pooled.shape[2]):
+            for xx in range(columns):
                 left, right = u64(2 * xx), u64(2 * xx + 1)
                 best, by, bx = -np.inf, top, left
                 if x3[plane, top, left] > best:
@@ -166,30 +171,31 @@ def max_pool2d_route_2x2(x, v, out, gather):
                     best, by, bx = x3[plane, bottom, left], bottom, left
                 if x3[plane, bottom, right] > best:
                     by, bx = bottom, right
-                if gather:
-                    out3[plane, y, xx] = v3[plane, by, bx]
-                else:
+                if gather is None:
                     value = v3[plane, y, xx]
                     out3[plane, top, left] = value if by == top and bx == left else 0.0
                     out3[plane, top, right] = value if by == top and bx == right else 0.0
                     out3[plane, bottom, left] = value if by == bottom and bx == left else 0.0
                     out3[plane, bottom, right] = value if by == bottom and bx == right else 0.0
+                else:
+                    out3[plane, y, xx] = v3[plane, by, bx]
 
 
 @kernel(cache=True)
-def _route_2x2_plane_with_nan(x3, v3, out3, pooled, plane, gather):
+def _route_2x2_plane_with_nan(x3, v3, out3, rows, columns, plane, gather):
     """max_pool2d_route_2x2's loop for a plane that holds a NaN (the window's first NaN is its
-    maximum), kept out of the unrolled loop, which vectorises only without the test."""
-    for y in range(pooled.shape[1]):
-        for xx in range(pooled.shape[2]):
+    maximum), kept out of the unrolled loop, which vectorises only without the test; `gather`
+    as the kernel's."""
+    for y in range(rows):
+        for xx in range(columns):
             by, bx = _window_argmax(x3, plane, 2 * y, 2 * y + 2, 2 * xx, 2 * xx + 2, True)
-            if gather:
-                out3[plane, y, xx] = v3[plane, u64(by), u64(bx)]
-            else:
+            if gather is None:
                 for iy in range(2 * y, 2 * y + 2):
                     for ix in range(2 * xx, 2 * xx + 2):
                         out3[plane, u64(iy), u64(ix)] = v3[plane, y, xx] \
                             if iy == by and ix == bx else 0.0
+            else:
+                out3[plane, y, xx] = v3[plane, u64(by), u64(bx)]
 
 
 @kernel(cache=True)
@@ -263,9 +269,10 @@ def avg_pool2d_kernel_parallel(source, out, kh, kw, sh, sw, ph, pw, include_pad,
 
 
 # The kernels call the plane loops separately (numba_cpu/separate.py): each is compiled once,
-# not again inside each kernel that calls it.
-separate_max_pool_plane, separate_max_route_plane, separate_avg_pool_plane = map(
-    separately, (_max_pool_plane, _max_route_plane, _avg_pool_plane))
+# not again inside each kernel that calls it (nor optimised again inside it by LLVM).
+separate_max_pool_plane, separate_max_route_plane, separate_avg_pool_plane, \
+    _separate_route_2x2_plane_with_nan = map(separately, (
+        _max_pool_plane, _max_route_plane, _avg_pool_plane, _route_2x2_plane_with_nan))
 
 
 def _pick(ctx, serial, parallel, type_):
@@ -300,7 +307,8 @@ def lower_max_pool2d(ctx, node, ins, outs):
 
 def _lower_route(ctx, node, ins, outs, gather: bool) -> list[str]:
     if _unrolled(ctx, node):
-        return [f"{ctx.use(max_pool2d_route_2x2)}({ins[0]}, {ins[1]}, {outs[0]}, {gather})"]
+        flag = "np.bool_(True)" if gather else "None"      # see max_pool2d_route_2x2
+        return [f"{ctx.use(max_pool2d_route_2x2)}({ins[0]}, {ins[1]}, {outs[0]}, {flag})"]
     kernel = _pick(ctx, max_pool2d_route, max_pool2d_route_parallel, node.inputs[0].type)
     return [f"{kernel}({ins[0]}, {ins[1]}, {outs[0]}, "
             f"{_geometry_args(node.attrs)}, {gather})"]
