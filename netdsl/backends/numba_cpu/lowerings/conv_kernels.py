@@ -19,38 +19,46 @@ from ..support import view as _view
 from .linalg import matmul_2d
 
 
-@kernel(cache=True, fastmath=True)
-def im2col(padded, cols, col0, kh, kw, sh, sw, dh, dw, ho, wo, transpose):
-    """cols[(c, i, j), col0 + (y, x)] = padded[c, y*sh + i*dh, x*sw + j*dw], or with
-    `transpose` (col2im) padded[...] += cols[...].
+def _im2col_kernel(name: str, unit: bool):
+    """The kernel `name`: cols[(c, i, j), col0 + (y, x)] = padded[c, y*sh + i*dh, x*sw + j*dw],
+    or with `transpose` (col2im) padded[...] += cols[...]; `unit`: at unit stride and dilation,
+    whatever `sh`, `sw`, `dh` and `dw` say.
 
     Reading a zero-padded copy keeps the inner loop free of bounds tests, and whole-array
     indexing (Numba builds per-row slices slowly) made this 10x faster.  Inner indices are
     unsigned (`u64`) so Numba emits no negative-index wraparound test and LLVM vectorises the
-    copy (4x); callers pass literal 1s for unit stride/dilation (1.5x more).  The other kernels
-    use `u64` in their inner loops for the same reason."""
-    row = 0
-    for c in range(padded.shape[0]):
-        for i in range(kh):
-            for j in range(kw):
-                for y in range(ho):
-                    source, base = y * sh + i * dh, col0 + y * wo
-                    if transpose:
-                        for xx in range(wo):
-                            padded[c, source, u64(xx * sw + j * dw)] += cols[row, u64(base + xx)]
-                    else:
-                        for xx in range(wo):
-                            cols[row, u64(base + xx)] = padded[c, source, u64(xx * sw + j * dw)]
-                row += 1
-
-
-@kernel(cache=True, fastmath=True)
-def im2col_unit(padded, cols, col0, kh, kw, ho, wo, transpose):
-    """im2col at unit stride and dilation, with literal 1s (see im2col).  It links im2col in,
-    which compiles im2col too (0.2 s of a cold compile): its loops taken in through Numba's
-    IR instead (`inline="always"`) ran slower, LeNet's second convolution's input gradient at
+    copy (4x); the other kernels use `u64` in their inner loops for the same reason.  With
+    constant 1s for unit stride and dilation the copy runs 1.5x faster still: `unit` is a
+    closure constant, which Numba folds, so `im2col_unit` is the same loops with literal 1s.
+    It used to call im2col with literal 1s, which compiled im2col as well (0.2 s of LeNet-5's
+    cold compile, whose convolutions are all unit); taken in through Numba's IR instead
+    (`inline="always"`) the loops ran slower, LeNet's second convolution's input gradient at
     batch 64 in 620 against 490 us (one thread)."""
-    im2col(padded, cols, col0, kh, kw, 1, 1, 1, 1, ho, wo, transpose)
+    def loops(padded, cols, col0, kh, kw, sh, sw, dh, dw, ho, wo, transpose):
+        if unit:
+            sh, sw, dh, dw = 1, 1, 1, 1
+        row = 0
+        for c in range(padded.shape[0]):
+            for i in range(kh):
+                for j in range(kw):
+                    for y in range(ho):
+                        source, base = y * sh + i * dh, col0 + y * wo
+                        if transpose:
+                            for xx in range(wo):
+                                padded[c, source, u64(xx * sw + j * dw)] += \
+                                    cols[row, u64(base + xx)]
+                        else:
+                            for xx in range(wo):
+                                cols[row, u64(base + xx)] = \
+                                    padded[c, source, u64(xx * sw + j * dw)]
+                    row += 1
+    # Named for separate.py's symbols and locks and for Numba's cache files: two functions.
+    loops.__name__ = loops.__qualname__ = name
+    return kernel(cache=True, fastmath=True)(loops)
+
+
+im2col = _im2col_kernel("im2col", unit=False)
+im2col_unit = _im2col_kernel("im2col_unit", unit=True)
 
 
 # unfold calls the copies separately: taken into unfold's own code (inlined beside its
@@ -74,7 +82,7 @@ def unfold(image, n, c0, padded, cols, col0, kh, kw, sh, sw, pt, pl, dh, dw, ho,
                 for xx in range(min2(image.shape[3], padded.shape[2] - pl)):
                     padded[c, pt + y, u64(pl + xx)] = image[n, c0 + c, y, xx]
     if strided is None:
-        _im2col_unit(padded, cols, col0, kh, kw, ho, wo, back)
+        _im2col_unit(padded, cols, col0, kh, kw, 1, 1, 1, 1, ho, wo, back)
     else:
         _im2col(padded, cols, col0, kh, kw, sh, sw, dh, dw, ho, wo, back)
     if back:
