@@ -192,7 +192,8 @@ class Model:
     @cached_property
     def memory_pool(self):
         """Where its fits' storage and batch buffers come from (runtime/memory_pool.py): the
-        memory of a fit whose result is gone goes to the next fit, without page faults."""
+        memory of a fit whose result is gone goes to the next fit, without page faults.  It
+        holds at most one fit's worth while the model lives; `clear()` gives it back."""
         from .runtime.memory_pool import MemoryPool
         return MemoryPool()
 

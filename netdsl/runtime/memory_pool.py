@@ -19,7 +19,7 @@ resident.  fit asks for the weights in one block, each step's optimiser state in
 the batch buffers in a third, so a caller who keeps the trained weights keeps their block
 alone (a block per array added ~0.3 ms to the MLP fit's 1.8 ms setup).  The pool keeps at
 most what one fit (from `begin()` on) asked for of each size: no more than the largest fit's
-storage, while its model lives.  The arrays are ordinary C-contiguous, writeable, 64-byte
+storage, while its model lives or until `clear()`.  The arrays are ordinary C-contiguous, writeable, 64-byte
 aligned ndarrays whose `base` is the block (NumPy's `resize` refuses them, as any view).
 """
 from __future__ import annotations
@@ -80,8 +80,14 @@ class MemoryPool:
 
     @property
     def spare_bytes(self) -> int:
-        """Bytes held for the next request (what tests and the memory summary read)."""
+        """Bytes held for the next request."""
         return sum(raw.nbytes for spare in self._free.values() for raw in spare)
+
+    def clear(self) -> None:
+        """Give the held bytes back to the allocator (a caller done with fitting this model
+        who keeps the model: `model.memory_pool.clear()`); arrays given out are untouched."""
+        self._free = {}
+        self._wanted = {}
 
 
 class _Block:

@@ -50,6 +50,10 @@ def test_memory_is_handed_on_only_when_nothing_refers_to_it():
     third = pool.arrays(SPECS)
     assert third[0].ctypes.data == address      # the first block again
     assert pool.spare_bytes == 0
+    pool.clear()                                # the held bytes go; given arrays stay
+    third[0][...] = 3.0
+    del third
+    assert pool.spare_bytes == 0                # nothing is wanted back after a clear
 
 
 def test_the_pool_keeps_no_more_than_one_fit_asked_for():
