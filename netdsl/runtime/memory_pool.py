@@ -91,8 +91,9 @@ class MemoryPool:
 
 
 class _Block:
-    """The owner of one array's bytes: NumPy views it through `__array_interface__` and keeps
-    it as the array's base; when the last view goes, its bytes go back to the pool."""
+    """The owner of one request's bytes: NumPy views it through `__array_interface__` and
+    keeps it as the base of the request's arrays; when the last of them goes, its bytes go
+    back to the pool."""
 
     __slots__ = ("__array_interface__", "pool", "raw")
 
