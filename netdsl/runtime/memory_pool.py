@@ -24,6 +24,7 @@ aligned ndarrays whose `base` is the block (NumPy's `resize` refuses them, as an
 """
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 
@@ -51,7 +52,7 @@ class MemoryPool:
         layout, nbytes = [], 0
         for shape, dtype in specs:
             dtype = np.dtype(dtype)
-            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            size = math.prod(shape) * dtype.itemsize      # np.prod: ~5 us an array
             layout.append((nbytes, size, shape, dtype))
             nbytes += -(-size // ALIGN) * ALIGN
         if nbytes == 0:

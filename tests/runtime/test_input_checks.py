@@ -102,15 +102,18 @@ def test_check_finite_names_the_first_bad_value_and_counts_them():
 def test_check_finite_is_not_fooled_by_an_overflowing_sum():
     check_finite("x", np.full(4, np.finfo(np.float64).max))      # the sum is inf, values are not
     check_finite("ids", np.array([1, 2]))                          # integers: nothing to check
-    # float32 data is summed in float32 and float16 in float32: each sum overflows here, and
-    # the exact count behind it finds every value finite.
+    # float32 and float64 data go through a dot product with themselves, float16 through a
+    # float32 sum: each overflows here (1e20 squared is past float32's range), and the exact
+    # count behind it finds every value finite.
     check_finite("x", np.full(8, np.finfo(np.float32).max, np.float32))
+    check_finite("x", np.full((3, 4), 1e20, np.float32).T)         # not contiguous either
     check_finite("h", np.full(100, 6e4, np.float16))
     for dtype in (np.float16, np.float32, np.float64, np.complex64):
-        bad = np.ones(5, dtype)
-        bad[3] = np.nan
-        with pytest.raises(Error, match=r"holds \(?nan.* at index \[3\]"):
-            check_finite("x", bad)
+        for value in (np.nan, np.inf, -np.inf):
+            bad = np.ones(5, dtype)
+            bad[3] = value
+            with pytest.raises(Error, match=r"holds \(?-?(nan|inf).* at index \[3\]"):
+                check_finite("x", bad)
 
 
 # --- bind_inputs: train's data ---------------------------------------------------------------
