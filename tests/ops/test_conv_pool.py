@@ -306,3 +306,22 @@ def test_max_pooling_routes_nan_as_the_reference_and_torch_do(attrs):
                                                                            dtype=np.float32))):
         np.testing.assert_allclose(emitted(name, [x, second], **attrs),     # sums in f32
                                    get_op(name).reference(x, second, **attrs), rtol=1e-6)
+
+
+def test_two_by_two_routing_takes_the_first_maximum_or_the_first_nan():
+    """The unrolled 2x2 routing picks, per window, its first NaN (after an inf too), else its
+    first maximum (ties and windows of -inf alike), as the reference's np.argmax does."""
+    x = np.zeros((1, 1, 2, 8), np.float32)
+    x[0, 0, :, 0:2] = [[np.inf, np.nan], [1.0, np.nan]]      # inf before NaN: the first NaN
+    x[0, 0, :, 2:4] = 3.0                                     # a tie of four: the first
+    x[0, 0, :, 4:6] = -np.inf                                 # nothing above -inf: the first
+    x[0, 0, :, 6:8] = [[0.0, 2.0], [2.0, np.inf]]             # inf last
+    attrs = {"size": (2, 2), "stride": (2, 2)}
+    g = np.arange(1.0, 5.0, dtype=np.float32).reshape(1, 1, 1, 4)
+    routed = emitted("max_pool2d_grad", [x, g], **attrs)
+    np.testing.assert_array_equal(routed, get_op("max_pool2d_grad").reference(x, g, **attrs))
+    np.testing.assert_array_equal(routed[0, 0], [[0, 1, 2, 0, 3, 0, 0, 0],
+                                                 [0, 0, 0, 0, 0, 0, 0, 4]])
+    values = np.arange(16, dtype=np.float32).reshape(1, 1, 2, 8)
+    np.testing.assert_array_equal(emitted("max_pool2d_gather", [x, values], **attrs)[0, 0, 0],
+                                  [1, 2, 4, 15])
