@@ -64,64 +64,50 @@ def _row_max_and_sum(logits2, r):
 
 
 @kernel(cache=True, inline="always")
-def _cross_entropy_row(logits2, labels1, out1, r):
-    top, total = _row_max_and_sum(logits2, r)
-    label = labels1[r]
-    if 0 <= label < logits2.shape[1]:
-        out1[r] = top + math.log(total) - logits2[r, label]
-    else:
-        out1[r] = np.nan
-
-
-@kernel(cache=True)
-def cross_entropy_kernel(logits2, labels1, out1):
-    """out1[r] = logsumexp(row r) - logits2[r, label]; a label out of range gives NaN."""
-    for r in range(logits2.shape[0]):
-        _cross_entropy_row(logits2, labels1, out1, r)
-
-
-@kernel(cache=True, parallel=True)
-def cross_entropy_kernel_parallel(logits2, labels1, out1):
-    """cross_entropy_kernel with the rows in parallel."""
-    for r in prange(logits2.shape[0]):
-        _cross_entropy_row(logits2, labels1, out1, np.int64(r))
-
-
-@kernel(cache=True, inline="always")
-def _cross_entropy_grad_row(logits2, labels1, out2, r):
+def _cross_entropy_row(logits2, labels1, loss1, grad2, r, gradient):
     top, total = _row_max_and_sum(logits2, r)
     label = labels1[r]
     valid = 0 <= label < logits2.shape[1]
-    for j in range(logits2.shape[1]):
-        hot = 1.0 if j == label else 0.0
-        out2[r, j] = math.exp(logits2[r, j] - top) / total - hot if valid else np.nan
+    if gradient:
+        for j in range(logits2.shape[1]):
+            hot = 1.0 if j == label else 0.0
+            grad2[r, j] = math.exp(logits2[r, j] - top) / total - hot if valid else np.nan
+    elif valid:
+        loss1[r] = top + math.log(total) - logits2[r, label]
+    else:
+        loss1[r] = np.nan
 
 
+# The loss and its gradient are one kernel with a flag, so a training step compiles one
+# function for both (0.1 s of a cold compile each): the forward call passes the logits as the
+# gradient it does not write, the gradient's call a flat view of its output as the loss.
 @kernel(cache=True)
-def cross_entropy_grad_kernel(logits2, labels1, out2):
-    """out2[r] = softmax(row r) - one_hot(label); a label out of range gives NaNs."""
+def cross_entropy_kernel(logits2, labels1, loss1, grad2, gradient):
+    """loss1[r] = logsumexp(row r) - logits2[r, label], or with `gradient`
+    grad2[r] = softmax(row r) - one_hot(label); a label out of range gives NaN(s)."""
     for r in range(logits2.shape[0]):
-        _cross_entropy_grad_row(logits2, labels1, out2, r)
+        _cross_entropy_row(logits2, labels1, loss1, grad2, r, gradient)
 
 
 @kernel(cache=True, parallel=True)
-def cross_entropy_grad_kernel_parallel(logits2, labels1, out2):
-    """cross_entropy_grad_kernel with the rows in parallel."""
+def cross_entropy_kernel_parallel(logits2, labels1, loss1, grad2, gradient):
+    """cross_entropy_kernel with the rows in parallel."""
     for r in prange(logits2.shape[0]):
-        _cross_entropy_grad_row(logits2, labels1, out2, np.int64(r))
+        _cross_entropy_row(logits2, labels1, loss1, grad2, np.int64(r), gradient)
 
 
 def _ce_emit(ctx, node, ins, outs, gradient: bool) -> list[str]:
     rank = node.inputs[0].rank
     rows = _product(ins[0], range(rank - 1))
     classes = f"{ins[0]}.shape[{rank - 1}]"
-    if ctx.large(node.inputs[0].type):
-        kernel = cross_entropy_grad_kernel_parallel if gradient else cross_entropy_kernel_parallel
+    kernel = ctx.use(cross_entropy_kernel_parallel if ctx.large(node.inputs[0].type) else
+                     cross_entropy_kernel)
+    logits = f"{ins[0]}.reshape({rows}, {classes})"
+    if gradient:
+        outputs = f"{outs[0]}.reshape(-1), {outs[0]}.reshape({rows}, {classes}), True"
     else:
-        kernel = cross_entropy_grad_kernel if gradient else cross_entropy_kernel
-    kernel = ctx.use(kernel)
-    out = f"{outs[0]}.reshape({rows}, {classes})" if gradient else f"{outs[0]}.reshape({rows})"
-    return [f"{kernel}({ins[0]}.reshape({rows}, {classes}), {ins[1]}.reshape({rows}), {out})"]
+        outputs = f"{outs[0]}.reshape({rows}), {logits}, False"
+    return [f"{kernel}({logits}, {ins[1]}.reshape({rows}), {outputs})"]
 
 
 @lowering('log_softmax')
