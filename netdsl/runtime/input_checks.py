@@ -11,7 +11,8 @@ ir/index_ranges.py: the targets use them too, to name the input when a kernel re
 
 The train loop checks index ranges over the whole data set once, before the first step, and
 inference checks each call's inputs.  `check_finite` refuses NaN and inf in float data with one
-pass (a finite sum of squares, or sum, proves every element finite; argwhere only on failure).
+pass (`sums_finite`: a finite sum of squares, or sum, proves every element finite; argwhere
+only on failure).
 """
 from __future__ import annotations
 
@@ -31,23 +32,27 @@ NONFINITE_HINT = ("remove or impute those values, or set `allow_nonfinite = true
                   "section to use them as they are")
 
 
-def check_finite(name: str, array: np.ndarray, span: Span | None = None,
-                 what: str = "input") -> None:
-    """Raise an Error naming the first NaN or inf of a float array and its position."""
-    array = np.asarray(array)
-    if array.dtype.kind not in "fc" or array.size == 0:
-        return
-    # One pass over the data: float32 and float64 as a BLAS dot product with itself (NaN and
-    # inf carry through the products and the sum), 73-82 against 215-275 us for the MLP
-    # benchmark's 1.6M floats with a float32 sum, itself twice as fast as a float64 one; other
-    # types as a sum in their own precision (float32 at least: float16 overflows at 65504).
-    # A sum that overflows on finite values only sends the check to the exact count below.
+def sums_finite(array: np.ndarray) -> bool:
+    """Whether one pass over a float array proves every element finite.  False only says
+    that the pass met a NaN or an inf, or overflowed on large finite values: an exact test
+    must tell which."""
+    # float32 and float64 as a BLAS dot product with itself (NaN and inf carry through the
+    # products and the sum): 73-82 against 215-275 us for the MLP benchmark's 1.6M floats
+    # with a float32 sum, itself twice as fast as a float64 one.  Other types as a sum in
+    # their own precision (float32 at least: float16 overflows at 65504).
     flat = array.reshape(-1)
     with np.errstate(all="ignore"):
         total = np.dot(flat, flat) if array.dtype in _BLAS_FLOATS else \
             np.add.reduce(flat, dtype=np.result_type(array.dtype, np.float32))
-        if np.isfinite(total):
-            return
+    return bool(np.isfinite(total))
+
+
+def check_finite(name: str, array: np.ndarray, span: Span | None = None,
+                 what: str = "input") -> None:
+    """Raise an Error naming the first NaN or inf of a float array and its position."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "fc" or array.size == 0 or sums_finite(array):
+        return
     bad = ~np.isfinite(array)
     if not bad.any():
         return                      # the sum overflowed; every element is finite
