@@ -167,10 +167,11 @@ def build_loop_nest(group: KernelGroup, constants: dict[int, Node]) -> LoopNest:
     stores = [Store(n.outputs[0], local_of[n.outputs[0].id].name) for n in nodes
               if n.outputs[0].id in exported and n.outputs[0].id in local_of] + tiled
     reduction = None
-    if group.kind == "reduction":
-        anchor = group.anchor
-        reduction = Reduction(anchor.outputs[0], operand(anchor.inputs[0]), anchor.op.name,
-                              anchor.op.reduction, reduction_axes(anchor))
+    # A reduction group's anchor, or an epilogue's tail (passes/fusion.py): the nest's reduction.
+    reducer = group.anchor if group.kind == "reduction" else group.tail
+    if reducer is not None:
+        reduction = Reduction(reducer.outputs[0], operand(reducer.inputs[0]), reducer.op.name,
+                              reducer.op.reduction, reduction_axes(reducer))
     axes = list(range(len(shape)))
     return LoopNest(shape, loads, body, stores, reduction, [[a] for a in axes],
                     [_kind(reduction, a) for a in axes])

@@ -12,7 +12,11 @@ Algorithm (one greedy pass over the nodes in topological order):
   and never stored.  The group is then closed.
 * "matmul" and "conv" ops (by trait) open an *anchored* group; elementwise consumers of the
   anchor's output shape join it as an epilogue (bias add, activation) run over the anchor's
-  output buffer, in place when the raw product is not needed elsewhere.
+  output buffer, in place when the raw product is not needed elsewhere.  With `tails=True`
+  (the cpu target), a reduction of an epilogue value over the group's index space joins as
+  the group's `tail`, accumulated in the epilogue's loop, and closes the group: a training
+  step's gradient norm sums each weight gradient's squares where Adam's epilogue computes
+  them, instead of storing them for a reduction kernel to read back.
 * Everything else (shape ops, pooling, random, scan, ...) is a one-node group, which the target
   lowers on its own; an op with the "view" trait (reshape) is a `view` group (an alias, no
   copy).  Scalar constants ("constant" trait) are inlined into the expressions that read them;
@@ -55,6 +59,7 @@ class KernelGroup:
     nodes: list[Node]
     shape: tuple[DimLike, ...] = ()          # index space of the loop nest (elementwise part)
     anchor: Node | None = None               # the reduction / matmul / conv node, if any
+    tail: Node | None = None                 # a matmul/conv group's reduction of its epilogue
     inputs: list[Value] = field(default_factory=list)    # values read from outside the group
     # Ids of the inputs its nodes read for their shape only (ops' `shape_inputs`): the memory
     # planner does not keep their buffers alive for this group.
@@ -64,8 +69,8 @@ class KernelGroup:
 
     @property
     def epilogue(self) -> list[Node]:
-        """The elementwise nodes of the group (all of them, minus the anchor)."""
-        return [n for n in self.nodes if n is not self.anchor]
+        """The elementwise nodes of the group (all of them, minus the anchor and the tail)."""
+        return [n for n in self.nodes if n is not self.anchor and n is not self.tail]
 
     def describe(self) -> str:
         ops = " ".join(n.op.name for n in self.nodes)
@@ -243,9 +248,12 @@ def anchor_kind(node: Node) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # the pass
 
-def fuse(graph: Graph, windows: bool = False) -> FusedGraph:
+def fuse(graph: Graph, windows: bool = False, tails: bool | None = None) -> FusedGraph:
     """Partition `graph` into kernel groups (see the module docstring); `windows`: fuse window
-    nodes as shifted loads (a target whose loop nests render them asks for it)."""
+    nodes as shifted loads (a target whose loop nests render them asks for it); `tails`: let
+    a reduction of an epilogue join its matmul/conv group (default: as `windows`, the cpu
+    target's loop nests render both)."""
+    tails = windows if tails is None else tails
     part = Partition(graph)
     constants: list[Node] = []
     for node in graph.nodes:
@@ -278,6 +286,8 @@ def fuse(graph: Graph, windows: bool = False) -> FusedGraph:
             part.new("view", node, tuple(node.outputs[0].shape), open_=False)
         else:
             part.new("op", node, open_=False)
+    if tails:
+        _attach_tails(part)
     groups = schedule(part)
     for index, group in enumerate(groups):
         group.id = index
@@ -285,6 +295,28 @@ def fuse(graph: Graph, windows: bool = False) -> FusedGraph:
     producer_group = {v.id: group for group in groups for n in group.nodes for v in n.outputs}
     _compute_interfaces(graph, groups, producer_group)
     return FusedGraph(graph, groups, constants, group_of)
+
+
+def _attach_tails(part: Partition) -> None:
+    """Merge each reduction group whose reduced value an epilogue makes over the same index
+    space into that matmul/conv group, as its tail (see the module docstring).
+
+    After the greedy pass, not in it: a training step's norm reads the squared gradient before
+    Adam's update of that weight is placed, and a tail joined then would close the group to
+    the update."""
+    for reduction in part.live_groups():
+        if reduction.kind != "reduction":
+            continue
+        source = reduction.anchor.inputs[0]
+        group = part.group_of_value(source)
+        if (group is None or group.kind not in ("matmul", "conv") or group.tail is not None
+                or group.shape != reduction.shape or source.producer not in group.epilogue
+                or not part.acyclic([group, reduction], reduction.anchor)):
+            continue
+        kind, anchor = group.kind, group.anchor
+        part.merge(group, reduction)
+        group.kind, group.anchor = kind, anchor
+        group.tail, group.open = reduction.anchor, False
 
 
 def _place_elementwise(part: Partition, node: Node, data: tuple[int, ...]) -> None:
@@ -382,7 +414,8 @@ def _compute_interfaces(graph: Graph, groups: list[KernelGroup],
                 if value.id in used_outside or value.id in needed_at_end:
                     group.outputs.append(value)
         for node in group.nodes:          # an op group's extra outputs still need buffers
-            if group.kind in ("op", "view") or node is group.anchor and group.kind == "reduction":
+            if group.kind in ("op", "view") or node is group.tail or \
+                    node is group.anchor and group.kind == "reduction":
                 for value in node.outputs:
                     if value not in group.outputs:
                         group.outputs.append(value)
