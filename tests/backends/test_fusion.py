@@ -1,10 +1,12 @@
 """The fusion pass: which nodes share a kernel, group interfaces, schedule order, the report."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from backend_helpers import (B, assert_matches_reference, mlp_graph,
-                             random_arrays, random_fusion_graph, random_graph, scalar_constant,
+                             random_arrays, training_arrays, random_fusion_graph, random_graph, scalar_constant,
                              t32, training_graph)
 from netdsl.backends import compile_graph
 from netdsl.ir.graph import Graph, GraphBuilder
@@ -83,6 +85,40 @@ def test_adam_update_fuses_into_the_weight_gradient_matmul():
     assert weight_updates, fused.format()
     assert len(fused.groups) < len([n for n in fused.graph.nodes
                                     if n.op.name != "constant"]) / 3
+
+
+def test_a_gradient_norm_sums_in_the_adam_epilogue_of_its_weight_only_where_asked():
+    """The norm's sum of a weight's squared gradient joins the group that computes the
+    gradient and Adam's update (its tail) on the cpu target; without tails (the cuda target)
+    it stays a reduction kernel of its own."""
+    graph = training_graph(mlp_graph((4, 8, 3)))
+    fused = fuse(graph, windows=True)
+    tails = [g for g in fused.groups if g.tail is not None]
+    weights = [g for g in tails if any(v.producer.op.name == "sub" for v in g.outputs)]
+    assert len(weights) == 2, fused.format()                 # w0 [4, 8] and w1 [8, 3]
+    for group in weights:
+        assert group.kind == "matmul" and group.tail.op.name == "sum" and not group.open
+        assert group.tail.outputs[0] in group.outputs
+        assert group.tail not in group.epilogue and group.tail in group.nodes
+        square = group.tail.inputs[0]
+        assert square.producer in group.epilogue and square not in group.outputs
+    apart = fuse(graph)
+    assert all(g.tail is None for g in apart.groups)
+    assert len(apart.groups) > len(fused.groups)
+
+
+@pytest.mark.parametrize("sizes", [(4, 8, 3), (40, 64, 3)], ids=["short", "blocked"])
+def test_a_step_with_norms_in_its_epilogues_matches_the_reference(sizes):
+    """Compiled, the tails agree with the reference: the gradient norms and the updated
+    weights.  [40, 64] (2,560 elements) sums in float32 blocks of 1,024 (render.py's
+    _blocked_sum: a full block, then a short one); [4, 8] in float64."""
+    graph = training_graph(mlp_graph(sizes))
+    compiled = compile_graph(graph)
+    texts = [compiled.generated.source, *map(str, compiled.generated.segments.values())]
+    blocked = re.search(r"for \w*b in range\(\(\S+ \+ 1023\) // 1024\):", "\n".join(texts))
+    assert bool(blocked) == (sizes[0] == 40)
+    assert_matches_reference(graph, training_arrays(graph, batch=7), compiled=compiled,
+                             steps=2)
 
 
 RANDOM_GRAPHS = [pytest.param(random_graph, seed, id=f"plain{seed}") for seed in range(12)] + \

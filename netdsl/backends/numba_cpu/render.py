@@ -3,7 +3,9 @@ as `for` loops over `_view`s of the arrays, `prange` for a loop marked parallel.
 
 Numerics: every statement's result is cast to its node's type (`np.float32(...)`), float
 literals are typed (`np.float32(0.5)`), and sum/mean accumulate in f64 registers
-(`_accumulator_dtype`) before the result is cast back once per output cell.
+(`_accumulator_dtype`) before the result is cast back once per output cell; an f32 sum over
+a trailing loop of at least SUM_BLOCK static elements adds f32 blocks into its f64 total
+(`_blocked_sum`).
 """
 from __future__ import annotations
 
