@@ -4,8 +4,9 @@ A `LoopNest` is an index space (a shape, with symbolic dims), the loads of the g
 (each array dim either follows a loop axis or is broadcast; a window's load adds its offset per
 axis: passes/fusion.py), a straight-line scalar body of
 expression trees (backends/expr.py: one typed local per node, parsed from the ops' kernel
-templates), full-index stores of the values the group exports, and at most one reduction over
-some axes, accumulated by the reduction op's own rule (identity, combine, finish).
+templates), full-index stores of the values the group exports, and reductions over some axes
+(one, or an epilogue's tails: several over the same axes, `reduction` and `also`), each
+accumulated by its op's own rule (identity, combine, finish).
 `collapse()` drops axes of extent 1 and merges adjacent axes that every array indexes the same
 way (a contiguous elementwise chain becomes one flat loop; `x[B, N] + b[N]` stays two loops;
 a nest with a shifted load or store keeps every axis, each indexed on its own),
@@ -24,8 +25,9 @@ import numpy as np
 
 from ..ir.graph import Node, Value
 from ..ir.types import DimLike, DType, dim_prod
-from ..passes.fusion import (KernelGroup, elementwise_template, is_identity_window,
-                             is_scalar_constant, tile_offsets, window_offsets)
+from ..passes.fusion import KernelGroup
+from ..passes.fusion_rules import (elementwise_template, is_identity_window, is_scalar_constant,
+                                   reduction_axes, tile_offsets, window_offsets)
 from .expr import Cast, Const, Expr, Ref, parse_template
 
 
@@ -76,12 +78,14 @@ class LoopNest:
     reduction: Reduction | None = None
     groups: list[list[int]] = field(default_factory=list)   # original axes per loop (collapse)
     kinds: list[str] = field(default_factory=list)          # per loop: parallel|serial|reduce
+    # Further reductions over the same axes (an epilogue's tails, passes/fusion.py).
+    also: list[Reduction] = field(default_factory=list)
 
     @property
     def arrays(self) -> list[Value]:
         """Kernel arguments in order: loads (non-literal), then stores, then the reduction."""
         return [l.value for l in self.loads] + [s.value for s in self.stores] + \
-            ([self.reduction.value] if self.reduction else [])
+            ([self.reduction.value] if self.reduction else []) + [r.value for r in self.also]
 
 
 def _float_dtype(node: Node) -> DType | None:
@@ -98,17 +102,6 @@ def _axes_of(value: Value, shape) -> tuple[str | None, ...]:
     for k, d in enumerate(value.shape):
         result.append("i" if d == shape[offset + k] else "b")
     return tuple(result)
-
-
-def reduction_axes(node: Node) -> frozenset[int]:
-    """Normalised `axes` attribute of a reduction node (None: all axes)."""
-    rank = node.inputs[0].rank
-    axes = node.attrs.get("axes", node.attrs.get("axis"))
-    if axes is None:
-        return frozenset(range(rank))
-    if isinstance(axes, int):
-        axes = (axes,)
-    return frozenset(a % rank for a in axes)
 
 
 def build_loop_nest(group: KernelGroup, constants: dict[int, Node]) -> LoopNest:
@@ -167,14 +160,14 @@ def build_loop_nest(group: KernelGroup, constants: dict[int, Node]) -> LoopNest:
     stores = [Store(n.outputs[0], local_of[n.outputs[0].id].name) for n in nodes
               if n.outputs[0].id in exported and n.outputs[0].id in local_of] + tiled
     reduction = None
-    # A reduction group's anchor, or an epilogue's tail (passes/fusion.py): the nest's reduction.
-    reducer = group.anchor if group.kind == "reduction" else group.tail
-    if reducer is not None:
-        reduction = Reduction(reducer.outputs[0], operand(reducer.inputs[0]), reducer.op.name,
-                              reducer.op.reduction, reduction_axes(reducer))
+    # A reduction group's anchor, or an epilogue's tails (passes/fusion.py): the reductions.
+    reducers = [group.anchor] if group.kind == "reduction" else group.tails
+    reductions = [Reduction(node.outputs[0], operand(node.inputs[0]), node.op.name,
+                            node.op.reduction, reduction_axes(node)) for node in reducers]
+    reduction = reductions[0] if reductions else None
     axes = list(range(len(shape)))
     return LoopNest(shape, loads, body, stores, reduction, [[a] for a in axes],
-                    [_kind(reduction, a) for a in axes])
+                    [_kind(reduction, a) for a in axes], reductions[1:])
 
 
 def _kind(reduction: Reduction | None, axis: int) -> str:

@@ -13,10 +13,12 @@ Algorithm (one greedy pass over the nodes in topological order):
 * "matmul" and "conv" ops (by trait) open an *anchored* group; elementwise consumers of the
   anchor's output shape join it as an epilogue (bias add, activation) run over the anchor's
   output buffer, in place when the raw product is not needed elsewhere.  With `tails=True`
-  (the cpu target), a reduction of an epilogue value over the group's index space joins as
-  the group's `tail`, accumulated in the epilogue's loop, and closes the group: a training
-  step's gradient norm sums each weight gradient's squares where Adam's epilogue computes
-  them, instead of storing them for a reduction kernel to read back.
+  (the cpu target), reductions of epilogue values over the group's index space join as the
+  group's `tails` (all over the same axes), accumulated in the epilogue's loop, and close the
+  group: a training step's gradient norm sums each weight gradient's squares where Adam's
+  epilogue computes them, and batch norm's backward sums its per-channel statistics where
+  the convolution's input gradient makes the maps, instead of storing them for reduction
+  kernels to read back.
 * Everything else (shape ops, pooling, random, scan, ...) is a one-node group, which the target
   lowers on its own; an op with the "view" trait (reshape) is a `view` group (an alias, no
   copy).  Scalar constants ("constant" trait) are inlined into the expressions that read them;
@@ -31,7 +33,7 @@ Algorithm (one greedy pass over the nodes in topological order):
   of their shape joins it: the loop nest stores each input at its offset in the output, and the
   pieces are never stored on their own (unless used elsewhere).
 
-What fusion knows of an op comes from its rules and traits, never its name.
+What fusion knows of an op comes from its rules and traits, never its name (fusion_rules.py).
 
 A node may only join a group if no path leaves the group and comes back to the node (that would
 make the group graph cyclic): every value carries the bit set of groups it depends on, and a
@@ -49,6 +51,9 @@ from typing import Mapping
 from ..ir.graph import Graph, Node, Value
 from ..ir.types import DimLike, dim_add, dim_mul, evaluate_dim
 from .fusion_partition import Partition, schedule
+from .fusion_rules import (anchor_kind, elementwise_template, is_fusable_reduction,
+                           is_identity_window, reduction_axes, shifted_window, tile_offsets,
+                           window_offsets)
 
 @dataclass(eq=False)
 class KernelGroup:
@@ -59,7 +64,8 @@ class KernelGroup:
     nodes: list[Node]
     shape: tuple[DimLike, ...] = ()          # index space of the loop nest (elementwise part)
     anchor: Node | None = None               # the reduction / matmul / conv node, if any
-    tail: Node | None = None                 # a matmul/conv group's reduction of its epilogue
+    # A matmul/conv group's reductions of its epilogue's values (over the same axes).
+    tails: list[Node] = field(default_factory=list)
     inputs: list[Value] = field(default_factory=list)    # values read from outside the group
     # Ids of the inputs its nodes read for their shape only (ops' `shape_inputs`): the memory
     # planner does not keep their buffers alive for this group.
@@ -69,8 +75,9 @@ class KernelGroup:
 
     @property
     def epilogue(self) -> list[Node]:
-        """The elementwise nodes of the group (all of them, minus the anchor and the tail)."""
-        return [n for n in self.nodes if n is not self.anchor and n is not self.tail]
+        """The elementwise nodes of the group (all of them, minus the anchor and the tails)."""
+        return [n for n in self.nodes if n is not self.anchor and
+                not any(n is tail for tail in self.tails)]
 
     def describe(self) -> str:
         ops = " ".join(n.op.name for n in self.nodes)
@@ -174,78 +181,6 @@ def value_names(graph: Graph) -> dict[int, str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# classification
-
-def is_scalar_constant(node: Node) -> bool:
-    """A constant small enough to inline as a literal (one element)."""
-    return node.op.has("constant") and getattr(node.attrs.get("value"), "size", 2) == 1
-
-
-def elementwise_template(node: Node) -> tuple[str, tuple[int, ...]] | None:
-    """The scalar template of a node the loop IR can fuse, and which inputs it reads as data.
-
-    Besides ops with a `kernel`, those with a `fusion_kernel` rule: broadcast_to (a
-    broadcasting load), cast (the loop IR casts every result to its node's dtype anyway) and
-    full (a literal); their `like` input is read for its shape only."""
-    if len(node.outputs) != 1:
-        return None
-    if node.op.kernel is not None:
-        return node.op.kernel, tuple(range(len(node.inputs)))
-    return node.op.fusion_kernel
-
-
-def is_elementwise(node: Node) -> bool:
-    return elementwise_template(node) is not None
-
-
-def window_offsets(node: Node) -> tuple[int, ...] | None:
-    """The offsets at which a window node (see the module docstring) reads its input 0, or
-    None when the node is not one (an op that fuses as elementwise never is)."""
-    if node.op.window is None or len(node.outputs) != 1 or not node.inputs or \
-            elementwise_template(node) is not None:
-        return None
-    offsets = node.op.window(node.inputs[0].type, **node.attrs)
-    if offsets is None or len(offsets) != node.outputs[0].rank:
-        return None
-    return tuple(offsets)
-
-
-def tile_offsets(node: Node) -> list[tuple[int, ...]] | None:
-    """Where a tiling node (see the module docstring) stores each input in its output, or
-    None when the node is not one (an op that fuses as elementwise never is)."""
-    if node.op.tiles is None or len(node.outputs) != 1 or len(node.inputs) < 2 or \
-            elementwise_template(node) is not None:
-        return None
-    return node.op.tiles(*(v.type for v in node.inputs), **node.attrs)
-
-
-def is_identity_window(node: Node, offsets: tuple[int, ...]) -> bool:
-    """A window that is its whole input (x[0:n] of n): a plain elementwise copy."""
-    return not any(offsets) and tuple(node.inputs[0].shape) == tuple(node.outputs[0].shape)
-
-
-def shifted_window(node: Node) -> bool:
-    """Is the node a window read as a shifted load (a window, not its whole input)?"""
-    offsets = window_offsets(node)
-    return offsets is not None and not is_identity_window(node, offsets)
-
-
-def is_fusable_reduction(node: Node) -> bool:
-    """A reduction the loop IR knows how to emit (else it is an op group)."""
-    return (node.op.reduction is not None and len(node.inputs) == 1
-            and len(node.outputs) == 1 and set(node.attrs) <= {"axes", "keepdims"}
-            and node.attrs.get("axes", None) != ())
-
-
-def anchor_kind(node: Node) -> str | None:
-    if node.op.has("matmul"):
-        return "matmul"
-    if node.op.has("conv"):
-        return "conv"
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
 # the pass
 
 def fuse(graph: Graph, windows: bool = False, tails: bool | None = None) -> FusedGraph:
@@ -299,7 +234,8 @@ def fuse(graph: Graph, windows: bool = False, tails: bool | None = None) -> Fuse
 
 def _attach_tails(part: Partition) -> None:
     """Merge each reduction group whose reduced value an epilogue makes over the same index
-    space into that matmul/conv group, as its tail (see the module docstring).
+    space into that matmul/conv group, as one of its tails (see the module docstring): the
+    first tail sets the axes the others must reduce too, so that one loop nest holds them.
 
     After the greedy pass, not in it: a training step's norm reads the squared gradient before
     Adam's update of that weight is placed, and a tail joined then would close the group to
@@ -309,14 +245,17 @@ def _attach_tails(part: Partition) -> None:
             continue
         source = reduction.anchor.inputs[0]
         group = part.group_of_value(source)
-        if (group is None or group.kind not in ("matmul", "conv") or group.tail is not None
+        if (group is None or group.kind not in ("matmul", "conv")
                 or group.shape != reduction.shape or source.producer not in group.epilogue
+                or group.tails and reduction_axes(group.tails[0]) != reduction_axes(
+                    reduction.anchor)
                 or not part.acyclic([group, reduction], reduction.anchor)):
             continue
         kind, anchor = group.kind, group.anchor
         part.merge(group, reduction)
         group.kind, group.anchor = kind, anchor
-        group.tail, group.open = reduction.anchor, False
+        group.tails.append(reduction.anchor)
+        group.open = False
 
 
 def _place_elementwise(part: Partition, node: Node, data: tuple[int, ...]) -> None:
@@ -414,12 +353,11 @@ def _compute_interfaces(graph: Graph, groups: list[KernelGroup],
                 if value.id in used_outside or value.id in needed_at_end:
                     group.outputs.append(value)
         for node in group.nodes:          # an op group's extra outputs still need buffers
-            if group.kind in ("op", "view") or node is group.tail or \
+            if group.kind in ("op", "view") or any(node is tail for tail in group.tails) or \
                     node is group.anchor and group.kind == "reduction":
                 for value in node.outputs:
                     if value not in group.outputs:
                         group.outputs.append(value)
 
 
-__all__ = ["FusedGraph", "FusionReport", "KernelGroup", "fuse", "is_identity_window",
-           "shifted_window", "tile_offsets", "value_names", "window_offsets"]
+__all__ = ["FusedGraph", "FusionReport", "KernelGroup", "fuse", "value_names"]

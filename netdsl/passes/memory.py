@@ -34,7 +34,8 @@ import numpy as np
 
 from ..ir.graph import Value
 from ..ir.types import DType, evaluate_dim
-from .fusion import FusedGraph, KernelGroup, window_offsets
+from .fusion import FusedGraph, KernelGroup
+from .fusion_rules import window_offsets
 
 ALIGN = 16            # elements; 64 bytes for f32
 SIZE_HINT = 64        # a symbolic dim's assumed value when choosing between slots of other sizes

@@ -31,7 +31,7 @@ import math
 
 from ..ir.graph import Graph, Node, Value
 from ..ir.types import elements_at
-from .fusion import is_elementwise
+from .fusion_rules import is_elementwise
 from .rewrite import Rebuilder
 
 LARGE = 1 << 14          # elements: 64 KiB of f32

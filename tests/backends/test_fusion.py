@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from backend_helpers import (B, assert_matches_reference, mlp_graph,
@@ -93,17 +94,18 @@ def test_a_gradient_norm_sums_in_the_adam_epilogue_of_its_weight_only_where_aske
     it stays a reduction kernel of its own."""
     graph = training_graph(mlp_graph((4, 8, 3)))
     fused = fuse(graph, windows=True)
-    tails = [g for g in fused.groups if g.tail is not None]
+    tails = [g for g in fused.groups if g.tails]
     weights = [g for g in tails if any(v.producer.op.name == "sub" for v in g.outputs)]
     assert len(weights) == 2, fused.format()                 # w0 [4, 8] and w1 [8, 3]
     for group in weights:
-        assert group.kind == "matmul" and group.tail.op.name == "sum" and not group.open
-        assert group.tail.outputs[0] in group.outputs
-        assert group.tail not in group.epilogue and group.tail in group.nodes
-        square = group.tail.inputs[0]
+        (tail,) = group.tails
+        assert group.kind == "matmul" and tail.op.name == "sum" and not group.open
+        assert tail.outputs[0] in group.outputs
+        assert tail not in group.epilogue and tail in group.nodes
+        square = tail.inputs[0]
         assert square.producer in group.epilogue and square not in group.outputs
     apart = fuse(graph)
-    assert all(g.tail is None for g in apart.groups)
+    assert all(not g.tails for g in apart.groups)
     assert len(apart.groups) > len(fused.groups)
 
 
@@ -119,6 +121,45 @@ def test_a_step_with_norms_in_its_epilogues_matches_the_reference(sizes):
     assert bool(blocked) == (sizes[0] == 40)
     assert_matches_reference(graph, training_arrays(graph, batch=7), compiled=compiled,
                              steps=2)
+
+
+BATCH_NORM = """\
+model Net {
+    in  image: f32[B, 2, 6, 6]
+    in  label: i64[B]
+    logits = image |> Conv2D(4, kernel=3, padding=1, bias=false) |> BatchNorm |> relu
+        |> Conv2D(4, kernel=3, padding=1, bias=false) |> BatchNorm |> relu
+        |> GlobalAvgPool |> Dense(3)
+    loss cross_entropy(logits, label)
+}
+"""
+
+
+@pytest.mark.parametrize("parallel_min", [0, 1], ids=["serial", "parallel"])
+def test_batch_norms_backward_sums_its_statistics_where_the_convolution_makes_the_maps(
+        tmp_path, parallel_min):
+    """The second convolution's input gradient computes, in its epilogue, the maps batch norm's
+    backward sums per channel: those sums join it as tails over the same axes (one loop nest,
+    several accumulators), serially and split across threads (parallel_min=1: every nest a
+    prange), and the step matches the reference."""
+    import netdsl
+    from netdsl.backends.numba_cpu import CodegenOptions
+    from netdsl.passes.fusion_rules import reduction_axes
+    (tmp_path / "net.net").write_text(BATCH_NORM)
+    graph = training_graph(netdsl.load(tmp_path / "net.net").training_forward)
+    fused = fuse(graph, windows=True)
+    several = [g for g in fused.groups if len(g.tails) > 1]
+    assert several and all(g.kind == "conv" for g in several), fused.format()
+    for group in several:
+        assert len({reduction_axes(tail) for tail in group.tails}) == 1
+        assert all(tail.outputs[0] in group.outputs for tail in group.tails)
+    compiled = compile_graph(graph, options=CodegenOptions(parallel_min=parallel_min))
+    texts = "\n".join([compiled.generated.source,
+                        *map(str, compiled.generated.segments.values())])
+    assert ("acc2" in texts) and (("parts2" in texts) == (parallel_min == 1))
+    arrays = training_arrays(graph, batch=5)
+    arrays["label"] = np.array([0, 2, 1, 2, 1], np.int64)
+    assert_matches_reference(graph, arrays, compiled=compiled, steps=2, rtol=1e-4, atol=1e-5)
 
 
 RANDOM_GRAPHS = [pytest.param(random_graph, seed, id=f"plain{seed}") for seed in range(12)] + \

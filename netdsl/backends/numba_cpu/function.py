@@ -400,7 +400,7 @@ def memory_key(plan: MemoryPlan, value: Value, outputs_in_place: dict | None = N
 
 def _inlined_only(node, fused: FusedGraph) -> bool:
     """A scalar constant read only by loop nests (inlined as a literal, needs no array)."""
-    from ...passes.fusion import is_scalar_constant
+    from ...passes.fusion_rules import is_scalar_constant
     value = node.outputs[0]
     return is_scalar_constant(node) and all(
         has_nest(g) and (g.anchor is None or value not in g.anchor.inputs)

@@ -103,14 +103,19 @@ def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
     if red is None:
         lines.extend(_loops(nest, index, extent, list(range(len(loops))), body + stores))
         return lines
-    rule, dtype = red.rule, red.value.dtype
-    out_name = names[red.value.id]
+    reductions = [red, *nest.also]          # several: an epilogue's tails, over the same axes
     out_dims = [extent[k] for k in kept]
-    out_view = f"{p}{out_name}_r"
     out_size = " * ".join(out_dims) or "1"
-    lines.append(f"{out_view} = _view({out_name}, 0, ({', '.join(out_dims) or '1'},))")
     out_index = ", ".join(index[k] for k in kept) or "0"
-    acc_dtype = _accumulator_dtype(red.op, dtype)
+    # Per reduction: its output's name, accumulator and output cell (the first one's names
+    # carry no number, so a one-reduction nest reads as it always has).
+    outs = [names[r.value.id] for r in reductions]
+    accs, cells = [], []
+    for number, (r, out_name) in enumerate(zip(reductions, outs)):
+        out_view = f"{p}{out_name}_r"
+        lines.append(f"{out_view} = _view({out_name}, 0, ({', '.join(out_dims) or '1'},))")
+        accs.append(Ref(f"{p}acc{_number(number)}", _accumulator_dtype(r.op, r.value.dtype)))
+        cells.append(Ref(f"{out_view}[{out_index}]", r.value.dtype))
     # Parenthesised: the count is spliced into `acc / (n0 * n1)`, where `acc / n0 * n1`
     # would divide by one loop's extent and multiply by the other's.
     count = Ref("(" + (" * ".join(extent[k] for k in reduced) or "1") + ")", DType.i64)
@@ -120,49 +125,64 @@ def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
     last_kept = max(kept, default=-1)
     trailing = [k for k in reduced if k > last_kept and not (k == 0 and nest.kinds[0] == "split")]
     outer = [k for k in range(len(loops)) if k not in trailing]
-    acc = Ref(f"{p}acc", acc_dtype)
-    cell = Ref(f"{out_view}[{out_index}]", dtype)
-    if acc_dtype != dtype and len(trailing) == 1 and red.op in ("sum", "mean") and \
-            _static_extent(nest, trailing[0]) >= SUM_BLOCK:
-        block = _blocked_sum(nest, index, extent, trailing[0], body + stores, red, acc, p)
+    if len(reductions) == 1 and accs[0].dtype != red.value.dtype and len(trailing) == 1 and \
+            red.op in ("sum", "mean") and _static_extent(nest, trailing[0]) >= SUM_BLOCK:
+        block = _blocked_sum(nest, index, extent, trailing[0], body + stores, red, accs[0], p)
     else:
-        combine = render(_combine(rule, acc, red.source, p))
-        block = [f"{acc.name} = {literal(rule.identity(dtype), acc_dtype)}",
-                 *_loops(nest, index, extent, trailing,
-                         body + stores + [f"{acc.name} = {combine}"])]
+        combines = [f"{acc.name} = {render(_combine(r.rule, acc, r.source, p))}"
+                    for r, acc in zip(reductions, accs)]
+        block = [*(f"{acc.name} = {literal(r.rule.identity(r.value.dtype), acc.dtype)}"
+                   for r, acc in zip(reductions, accs)),
+                 *_loops(nest, index, extent, trailing, body + stores + combines)]
     if not any(k in reduced for k in outer):                # each output cell in one go
-        finish = _finish(rule, acc, count) if rule.finish else acc
-        block.append(f"{cell.name} = {render(Cast(dtype, finish))}")
+        for r, acc, cell in zip(reductions, accs, cells):
+            finish = _finish(r.rule, acc, count) if r.rule.finish else acc
+            block.append(f"{cell.name} = {render(Cast(r.value.dtype, finish))}")
         lines.extend(_loops(nest, index, extent, outer, block) if outer else block)
         return lines
-    flat, k = f"{p}{out_name}_f", f"{p}k"
+    k = f"{p}k"
     if nest.kinds[0] == "split":
         # Each thread's cells; names used inside the prange are used nowhere else, so that
         # Numba's parfor pass finds no variable shared between the threads and the caller.
-        part_cell = Ref(f"{p}part_v[{out_index}]", acc_dtype)
-        block.append(f"{part_cell.name} = {render(_combine(rule, part_cell, acc))}")
-        lines += _split(nest, index, extent, outer, block, out_size, out_dims,
-                        literal(rule.identity(dtype), acc_dtype), acc_dtype, p)
-        total, other = Ref(f"{p}total", acc_dtype), Ref(f"{p}parts[{p}q * {out_size} + {k}]",
-                                                        acc_dtype)
-        result = _finish(rule, total, count) if rule.finish else total
+        partials = []
+        for number, (r, acc) in enumerate(zip(reductions, accs)):
+            part_cell = Ref(f"{p}part_v{_number(number)}[{out_index}]", acc.dtype)
+            block.append(f"{part_cell.name} = {render(_combine(r.rule, part_cell, acc))}")
+            partials.append((_number(number), literal(r.rule.identity(r.value.dtype),
+                                                      acc.dtype), acc.dtype))
+        lines += _split(nest, index, extent, outer, block, out_size, out_dims, partials, p)
+        for number, (r, acc, out_name) in enumerate(zip(reductions, accs, outs)):
+            parts, flat = f"{p}parts{_number(number)}", f"{p}{out_name}_f"
+            total = Ref(f"{p}total{_number(number)}", acc.dtype)
+            other = Ref(f"{parts}[{p}q * {out_size} + {k}]", acc.dtype)
+            result = _finish(r.rule, total, count) if r.rule.finish else total
+            lines += [f"{flat} = _view({out_name}, 0, ({out_size},))",
+                      f"for {k} in range({out_size}):",
+                      f"    {total.name} = {parts}[{k}]",
+                      f"    for {p}q in range(1, {p}chunks):",
+                      f"        {total.name} = {render(_combine(r.rule, total, other))}",
+                      f"    {flat}[{k}] = {render(Cast(r.value.dtype, result))}"]
+        return lines
+    for r, out_name in zip(reductions, outs):
+        flat = f"{p}{out_name}_f"
         lines += [f"{flat} = _view({out_name}, 0, ({out_size},))",
                   f"for {k} in range({out_size}):",
-                  f"    {total.name} = {p}parts[{k}]",
-                  f"    for {p}q in range(1, {p}chunks):",
-                  f"        {total.name} = {render(_combine(rule, total, other))}",
-                  f"    {flat}[{k}] = {render(Cast(dtype, result))}"]
-        return lines
-    lines += [f"{flat} = _view({out_name}, 0, ({out_size},))",
-              f"for {k} in range({out_size}):",
-              f"    {flat}[{k}] = {literal(rule.identity(dtype), dtype)}"]
-    block.append(f"{cell.name} = {render(Cast(dtype, _combine(rule, cell, acc)))}")
+                  f"    {flat}[{k}] = {literal(r.rule.identity(r.value.dtype), r.value.dtype)}"]
+    for r, acc, cell in zip(reductions, accs, cells):
+        block.append(f"{cell.name} = {render(Cast(r.value.dtype, _combine(r.rule, cell, acc)))}")
     lines.extend(_loops(nest, index, extent, outer, block))
-    if rule.finish:
-        element = Ref(f"{flat}[{k}]", dtype)
-        lines += [f"for {k} in range({out_size}):",
-                  f"    {element.name} = {render(_finish(rule, element, Cast(dtype, count)))}"]
+    for r, out_name in zip(reductions, outs):
+        if r.rule.finish:
+            element = Ref(f"{p}{out_name}_f[{k}]", r.value.dtype)
+            finish = _finish(r.rule, element, Cast(r.value.dtype, count))
+            lines += [f"for {k} in range({out_size}):",
+                      f"    {element.name} = {render(finish)}"]
     return lines
+
+
+def _number(number: int) -> str:
+    """The suffix of the names of a nest's reduction `number` (none for the first)."""
+    return str(number) if number else ""
 
 
 # Elements a blocked sum adds in its own type before it adds the block to the wider total.
@@ -206,29 +226,35 @@ def _blocked_sum(nest: LoopNest, index: list[str], extent: list[str], loop: int,
 
 
 def _split(nest: LoopNest, index: list[str], extent: list[str], outer: list[int],
-           block: list[str], out_size: str, out_dims: list[str], identity: str,
-           acc_dtype: DType, p: str) -> list[str]:
+           block: list[str], out_size: str, out_dims: list[str],
+           partials: list[tuple[str, str, DType]], p: str) -> list[str]:
     """A reduction whose outermost loop is reduced, in parallel (loopir.mark_parallel): that
     loop cut into contiguous chunks, each accumulating into its own partial output
-    (`{p}parts`, in the accumulator's type), which the caller combines.  The reduced loop
-    keeps its place, so each chunk is read in the serial order."""
-    chunks, c, parts, j = f"{p}chunks", f"{p}c", f"{p}parts", f"{p}j"
+    (`{p}parts`, in the accumulator's type; one array per reduction, `partials`: its names'
+    suffix, identity and type), which the caller combines.  The reduced loop keeps its
+    place, so each chunk is read in the serial order."""
+    chunks, c, j = f"{p}chunks", f"{p}c", f"{p}j"
     first = index[outer[0]]
-    # `block`: the accumulator's start, its loops, the fold into the partial cell.  With no
-    # kept loop (a reduction to one number) the accumulator spans the chunk: a fold per row
+    # `block`: the accumulators' starts, their loops, the folds into the partial cells.  With
+    # no kept loop (a reduction to one number) the accumulators span the chunk: a fold per row
     # would store and load the one cell each time, a chain that does not vectorise.
-    start, end = (block[:1], block[-1:]) if len(outer) == 1 else ([], [])
+    n = len(partials)
+    start, end = (block[:n], block[-n:]) if len(outer) == 1 else ([], [])
     inner = _loops(nest, index, extent, outer[1:], block[len(start):len(block) - len(end)])
     # A fixed count of chunks, not one per thread: numba.get_num_threads() in a function
     # keeps Numba from caching it (a "dynamic global").  Numba's prange hands each thread a
     # contiguous run of chunks, so each still reads its rows in order.  Eight rows a chunk at
     # least: the partial results (8 bytes each) then take at most a quarter of an f32 input.
+    dims = ", ".join(out_dims) or "1"
     return [f"{chunks} = max(1, min({SPLIT_CHUNKS}, {extent[outer[0]]} // 8))",
-            f"{parts} = _empty(({chunks} * {out_size},), {scalar_type(acc_dtype)})",
+            *(f"{p}parts{suffix} = _empty(({chunks} * {out_size},), {scalar_type(dtype)})"
+              for suffix, _, dtype in partials),
             f"for {c} in prange({chunks}):",
-            f"    {p}part_v = _view({parts}, {c} * {out_size}, ({', '.join(out_dims) or '1'},))",
+            *(f"    {p}part_v{suffix} = _view({p}parts{suffix}, {c} * {out_size}, ({dims},))"
+              for suffix, _, _ in partials),
             f"    for {j} in range({out_size}):",
-            f"        {parts}[{c} * {out_size} + {j}] = {identity}",
+            *(f"        {p}parts{suffix}[{c} * {out_size} + {j}] = {identity}"
+              for suffix, identity, _ in partials),
             *["    " + line for line in start],
             (f"    for {first} in range({c} * {extent[outer[0]]} // {chunks}, "
              f"({c} + 1) * {extent[outer[0]]} // {chunks}):"),
