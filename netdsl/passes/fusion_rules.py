@@ -29,7 +29,7 @@ def is_elementwise(node: Node) -> bool:
 
 
 def window_offsets(node: Node) -> tuple[int, ...] | None:
-    """The offsets at which a window node (see the module docstring) reads its input 0, or
+    """The offsets at which a window node (see fusion.py's docstring) reads its input 0, or
     None when the node is not one (an op that fuses as elementwise never is)."""
     if node.op.window is None or len(node.outputs) != 1 or not node.inputs or \
             elementwise_template(node) is not None:
@@ -41,7 +41,7 @@ def window_offsets(node: Node) -> tuple[int, ...] | None:
 
 
 def tile_offsets(node: Node) -> list[tuple[int, ...]] | None:
-    """Where a tiling node (see the module docstring) stores each input in its output, or
+    """Where a tiling node (see fusion.py's docstring) stores each input in its output, or
     None when the node is not one (an op that fuses as elementwise never is)."""
     if node.op.tiles is None or len(node.outputs) != 1 or len(node.inputs) < 2 or \
             elementwise_template(node) is not None:
