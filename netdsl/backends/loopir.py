@@ -83,7 +83,7 @@ class LoopNest:
 
     @property
     def arrays(self) -> list[Value]:
-        """Kernel arguments in order: loads (non-literal), then stores, then the reduction."""
+        """Kernel arguments in order: loads (non-literal), then stores, then the reductions."""
         return [l.value for l in self.loads] + [s.value for s in self.stores] + \
             ([self.reduction.value] if self.reduction else []) + [r.value for r in self.also]
 
@@ -159,7 +159,6 @@ def build_loop_nest(group: KernelGroup, constants: dict[int, Node]) -> LoopNest:
     exported = {v.id for v in group.outputs}
     stores = [Store(n.outputs[0], local_of[n.outputs[0].id].name) for n in nodes
               if n.outputs[0].id in exported and n.outputs[0].id in local_of] + tiled
-    reduction = None
     # A reduction group's anchor, or an epilogue's tails (passes/fusion.py): the reductions.
     reducers = [group.anchor] if group.kind == "reduction" else group.tails
     reductions = [Reduction(node.outputs[0], operand(node.inputs[0]), node.op.name,
