@@ -1,5 +1,6 @@
-"""Menu entries for the built-in layers: Dense, Conv2D, pooling, Flatten, LayerNorm, Embedding
-and Dropout, applied with `|>` as users write them (the layer creates its own parameters)."""
+"""Menu entries for the built-in layers: Dense, Conv2D, pooling, Flatten, LayerNorm, BatchNorm,
+Embedding and Dropout, applied with `|>` as users write them (the layer creates its own
+parameters)."""
 from __future__ import annotations
 
 import dataclasses
@@ -113,6 +114,22 @@ def layer_norm(gen: Generator) -> bool:
     return True
 
 
+def batch_norm(gen: Generator) -> bool:
+    """BatchNorm of an image (rank 4): its backward pass sums three per-channel statistics of
+    maps a convolution's input gradient makes, which the cpu target sums in that kernel
+    (passes/fusion.py, tails).  Each channel holds at least two values at any batch size
+    (H * W >= 2), as LayerNorm's rows do: one value normalises to 0 / sqrt(eps)."""
+    var = _spatial(gen, 1)
+    if var is None or gen.parent is not None or var.bound >= 1e3:
+        return False
+    per_example = var.shape[2] * var.shape[3]
+    if per_example < 2:
+        return False
+    bound = math.sqrt(4 * per_example) + 1.0           # |x_hat| <= sqrt(count), B <= 4
+    gen.emit(f"{var.name} |> BatchNorm", var.type, -bound, bound, [var], "layer:BatchNorm")
+    return True
+
+
 def embedding(gen: Generator) -> bool:
     if gen.parent is not None:
         return False
@@ -184,6 +201,7 @@ LAYER_ENTRIES = [
     ("layer:pool", 2, pool),
     ("layer:Flatten", 1, flatten),
     ("layer:LayerNorm", 2, layer_norm),
+    ("layer:BatchNorm", 1, batch_norm),
     ("layer:Embedding", 1, embedding),
     ("layer:Dropout", 1, dropout),
     ("layer:shared", 1, shared),
