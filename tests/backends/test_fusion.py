@@ -6,9 +6,9 @@ import re
 import numpy as np
 import pytest
 
-from backend_helpers import (B, assert_matches_reference, mlp_graph,
-                             random_arrays, training_arrays, random_fusion_graph, random_graph, scalar_constant,
-                             t32, training_graph)
+from backend_helpers import (B, assert_matches_reference, mlp_graph, random_arrays,
+                             random_fusion_graph, random_graph, scalar_constant, t32,
+                             training_arrays, training_graph)
 from netdsl.backends import compile_graph
 from netdsl.ir.graph import Graph, GraphBuilder
 from netdsl.ir.types import evaluate_dim
