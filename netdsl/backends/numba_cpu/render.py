@@ -9,9 +9,9 @@ a trailing loop of at least SUM_BLOCK static elements adds f32 blocks into its f
 """
 from __future__ import annotations
 
-from ...ir.types import DType, dim_prod
+from ...ir.types import DType
 from ..expr import Cast, Expr, Ref, parse_template
-from ..loopir import LoopNest
+from ..loopir import LoopNest, extents
 from ..python_source import FUNCTIONS, literal, scalar_type
 from ..python_source import render as render_python
 
@@ -125,9 +125,10 @@ def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
     last_kept = max(kept, default=-1)
     trailing = [k for k in reduced if k > last_kept and not (k == 0 and nest.kinds[0] == "split")]
     outer = [k for k in range(len(loops)) if k not in trailing]
-    if len(reductions) == 1 and accs[0].dtype != red.value.dtype and len(trailing) == 1 and \
-            red.op in ("sum", "mean") and _static_extent(nest, trailing[0]) >= SUM_BLOCK:
-        block = _blocked_sum(nest, index, extent, trailing[0], body + stores, red, accs[0], p)
+    static = extents(nest)[trailing[0]] if len(trailing) == 1 else None
+    if len(reductions) == 1 and accs[0].dtype != red.value.dtype and red.op in ("sum", "mean") \
+            and isinstance(static, int) and static >= SUM_BLOCK:
+        block = _blocked_sum(index, extent, trailing[0], body + stores, red, accs[0], p)
     else:
         combines = [f"{acc.name} = {render(_combine(r.rule, acc, r.source, p))}"
                     for r, acc in zip(reductions, accs)]
@@ -189,14 +190,8 @@ def _number(number: int) -> str:
 SUM_BLOCK = 1024
 
 
-def _static_extent(nest: LoopNest, loop: int) -> int:
-    """The loop's extent where it is a number (0 where it depends on a symbolic dim)."""
-    size = dim_prod(nest.shape[axis] for axis in nest.groups[loop])
-    return size if isinstance(size, int) else 0
-
-
-def _blocked_sum(nest: LoopNest, index: list[str], extent: list[str], loop: int,
-                 body: list[str], red, acc: Ref, p: str) -> list[str]:
+def _blocked_sum(index: list[str], extent: list[str], loop: int, body: list[str], red,
+                 acc: Ref, p: str) -> list[str]:
     """A float32 sum over one trailing loop of at least SUM_BLOCK elements (a weight's
     gradient norm), in blocks: each block of SUM_BLOCK elements summed in float32, the
     blocks' sums in the wider accumulator.  Summed in float64 element
@@ -207,15 +202,12 @@ def _blocked_sum(nest: LoopNest, index: list[str], extent: list[str], loop: int,
     and symbolic loops (a layer norm's row, a batch) keep the float64 sum, whose result does
     not depend on the order LLVM adds in (an inline nest and a segment agree).
     The inner loop counts from 0 to a bound (`range(lo, hi)` did not vectorise, 10x slower)."""
-    dtype = red.value.dtype
+    dtype, zero = red.value.dtype, red.rule.identity(red.value.dtype)
     part, lo, left, j = f"{p}part", f"{p}lo", f"{p}left", f"{p}j"
-    source = red.source if not isinstance(red.source, Ref) else Ref(p + red.source.name,
-                                                                     red.source.dtype)
-    add = render(Cast(dtype, parse_template("{0} + {1}", [Ref(part, dtype), source], {},
-                                            None)))
-    return [f"{acc.name} = {literal(0, acc.dtype)}",
+    add = render(Cast(dtype, _combine(red.rule, Ref(part, dtype), red.source, p)))
+    return [f"{acc.name} = {literal(zero, acc.dtype)}",
             f"for {p}b in range(({extent[loop]} + {SUM_BLOCK - 1}) // {SUM_BLOCK}):",
-            f"    {part} = {literal(0, dtype)}",
+            f"    {part} = {literal(zero, dtype)}",
             f"    {lo} = {p}b * {SUM_BLOCK}",
             f"    {left} = {extent[loop]} - {lo}",
             f"    for {j} in range({left} if {left} < {SUM_BLOCK} else {SUM_BLOCK}):",
