@@ -14,6 +14,7 @@ from netdsl.backends.numba_cpu.blas_library import (
     _mkl_path,
     _openblas_held_back,
     choose,
+    own_by_default,
 )
 from netdsl.errors import Error
 
@@ -49,6 +50,17 @@ def test_openblas_held_back(coretype, flags, expected):
     assert _openblas_held_back(coretype, flags) is expected
 
 
+@pytest.mark.parametrize("flags, intel, blas, held_back, expected", [
+    (AVX512, False, "openblas", False, True), (AVX512, False, "mkl", False, True),
+    (AVX512, False, "openblas", True, True), (AVX512, True, "mkl", False, False),
+    (AVX512, True, "openblas", False, False), (AVX512, True, "openblas", True, True),
+    (frozenset({"fma", "avx2"}), False, "openblas", False, False),
+    (frozenset({"fma", "avx2"}), True, "openblas", True, False)])
+def test_own_float32_kernels_run_by_default_on_avx512_but_intels_with_its_blas(
+        flags, intel, blas, held_back, expected):
+    assert own_by_default(flags, intel, blas, held_back) is expected
+
+
 def test_mkl_asked_for_where_it_is_not_installed_is_an_error():
     with pytest.raises(Error) as error:
         choose("mkl", False, True)
@@ -82,12 +94,14 @@ rng = np.random.default_rng(0)
 # aᵀ @ bᵀ): a @ bᵀ in tiles of 4 x 4 dot products, or from 16 rows through b transposed
 # (16 x 16 blocks, the last one of K overlapping) and a @ b's tiles; a @ b and aᵀ @ b in tiles
 # of 8, 4 and 1 rows by 32 and 16 columns, and the columns left over; K from 1 to a few
-# vector widths.
+# vector widths.  Narrower than 16 columns (or K below 16 for a @ bᵀ) the BLAS takes them
+# (linalg.OWN_MIN_COLUMNS): (5, 20, 15) and (5, 15, 16) fall just below, (5, 16, 16) on it.
 for dtype, (m, k, n), ta, tb in itertools.product(
         (np.float32, np.float64), [(37, 301, 100), (5, 3, 2), (0, 4, 4), (4, 0, 4), (1, 9, 1),
                                    (1, 1, 1), (4, 16, 4), (7, 33, 9), (13, 100, 6),
                                    (64, 784, 37), (8, 5, 48), (6, 70, 81), (16, 32, 48),
-                                   (24, 40, 17), (64, 16, 16), (70, 15, 40)],
+                                   (24, 40, 17), (64, 16, 16), (70, 15, 40), (5, 20, 15), (5, 15, 16),
+                                   (5, 16, 16)],
         (False, True), (False, True)):
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)

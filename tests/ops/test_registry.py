@@ -319,10 +319,11 @@ def _broadcast_cases():
 EMITTED = [case for case in CASES if _cpu_compiles(case.values[0])] + _broadcast_cases()
 
 def _blas_threads_itself() -> bool:
-    """Whether the BLAS the products call runs its own threads (OpenBLAS), so that matmul has
-    no parallel form of its own (numba_cpu/blas_library.py)."""
-    from netdsl.backends.numba_cpu.blas_library import chosen
-    return chosen().own_threads
+    """Whether the BLAS the products call runs its own threads (OpenBLAS) and netdsl's own
+    float32 kernels do not run, so that matmul has no parallel form of its own
+    (numba_cpu/blas_library.py)."""
+    from netdsl.backends.numba_cpu.blas_library import chosen, own_sgemm
+    return chosen().own_threads and not own_sgemm()
 
 
 # Ops whose production code has no parallel form, and why.  test_parallel_forms_are_listed

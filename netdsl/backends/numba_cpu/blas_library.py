@@ -23,6 +23,12 @@ forward 0.35 / 0.67 against 0.40 / 0.69; the MLP's step 1.01 / 1.59 against 0.86
 (`pip install netdsl[mkl]`) and the processor is Intel's or OpenBLAS is held below its
 AVX-512 kernels as above, else OpenBLAS.
 
+On an AMD processor with AVX-512, float32 products of 16 columns or more run in netdsl's own
+kernels whichever BLAS is chosen (`own_sgemm`, `own_by_default`); the BLAS keeps the rest.
+On the AMD EPYC (Zen 4) of 2026-12-06, with OpenBLAS on its own SkylakeX kernels, the steps
+ran as fast with MKL under the own kernels as with OpenBLAS (LeNet-5, ResNet, the MLP, the
+transformer, the VAE, two runs each, within the machine's noise), so OpenBLAS stays.
+
 MKL runs sequentially (unless MKL_THREADING_LAYER says otherwise) and netdsl cuts its large
 products across Numba's threads (linalg.matmul_2d_parallel).  MKL's own threads were a little
 faster (MLP step at two threads: TBB layer 0.87-0.91 ms, GNU OpenMP 0.92, Intel OpenMP 0.96;
@@ -124,11 +130,10 @@ def set_own_sgemm_flag() -> None:
 
 @lru_cache(maxsize=1)
 def own_sgemm() -> bool:
-    """Whether float32 products (but aᵀ @ bᵀ) run in netdsl's own kernels (gemm_nt.py,
-    gemm_nn.py: 1.8-2.6x MKL's AVX2 kernels on a Zen 5 EPYC) rather than in the BLAS.
-    NETDSL_SGEMM=netdsl or blas chooses; unset or auto: where the processor has AVX-512 and
-    the chosen BLAS runs without it here (MKL on a processor not Intel's, OpenBLAS held back
-    by OPENBLAS_CORETYPE)."""
+    """Whether float32 products (but aᵀ @ bᵀ, and but those narrower than 16 columns:
+    linalg.OWN_MIN_COLUMNS) run in netdsl's own kernels (gemm_nt.py, gemm_nn.py: 1.8-2.6x
+    MKL's AVX2 kernels on a Zen 5 EPYC) rather than in the BLAS.  NETDSL_SGEMM=netdsl or blas
+    chooses; unset or auto: `own_by_default`."""
     from ...errors import Error
     requested = os.environ.get("NETDSL_SGEMM", "").strip().lower() or "auto"
     if requested not in ("auto", "netdsl", "blas"):
@@ -138,11 +143,25 @@ def own_sgemm() -> bool:
     if requested != "auto":
         return requested == "netdsl"
     flags = _cpu_flags()
+    return own_by_default(flags, _intel(), chosen().name,
+                          _openblas_held_back(os.environ.get("OPENBLAS_CORETYPE"), flags))
+
+
+def own_by_default(flags: frozenset[str], intel: bool, blas: str, held_back: bool) -> bool:
+    """Whether netdsl's own float32 kernels run unless NETDSL_SGEMM says: on a processor with
+    AVX-512 that is not Intel's, whatever the BLAS (MKL keeps its AVX-512 kernels for Intel's;
+    OpenBLAS's SkylakeX kernels, which it runs on an AMD Zen 4, lost to them in every step
+    measured there), and on Intel's where OpenBLAS is held below its AVX-512 kernels.
+    Measured on an AMD EPYC (Zen 4) on 2026-12-06, OpenBLAS's own kernels against netdsl's
+    (OPENBLAS_CORETYPE unset, both ways beside torch, ms at two / one threads): LeNet-5
+    3.67 / 5.71 against 2.13 / 4.56, ResNet 47.6 / 69.2 against 31.0 / 50.7, LSTM 8.66 / 10.0
+    against 3.57 / 6.99, GRU 4.80 / 7.57 against 2.66 / 5.79, the MLP's forward 0.47 / 0.77
+    against 0.35 / 0.72."""
     if not _AVX512 <= flags:
         return False
-    if chosen().name == "mkl":
-        return not _intel()
-    return _openblas_held_back(os.environ.get("OPENBLAS_CORETYPE"), flags)
+    if not intel:
+        return True
+    return blas != "mkl" and held_back
 
 
 # OpenBLAS's names (OPENBLAS_CORETYPE, any case) of its kernels that use AVX-512.

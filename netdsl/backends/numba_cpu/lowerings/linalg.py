@@ -17,7 +17,7 @@ from numba.extending import intrinsic
 # ctypes pointer, which kept Numba from caching the kernel that calls it.
 from numba.np.ufunc.parallel import _iget_num_threads
 
-from ..blas_library import OWN_GEMM, OWN_SGEMM, SYMBOLS, chosen
+from ..blas_library import OWN_GEMM, OWN_SGEMM, SYMBOLS, chosen, own_sgemm
 from ..blas_threads import SERIAL_WORK, blas_threads
 from ..builtins_inline import max2, min2
 from ..jit import kernel
@@ -141,15 +141,39 @@ def _checked(a, b, out, transpose_a, transpose_b):
     return m, n, k
 
 
+# netdsl's own kernels take a product only from this many columns of out (a vector's width)
+# and, for a @ bᵀ, this depth of K: below them a row's columns go through a loop written to
+# memory at every K (gemm_nn._rest) or a dot product of a few lanes (gemm_nt), and the BLAS's
+# small-matrix kernels win by 5-100x.  Measured at one thread on an AMD EPYC (Zen 4) on
+# 2026-12-06, own kernels against OpenBLAS: [128, 256] @ [256, 10] (the MLP's last layer)
+# 251 against 9.2 us, its weight gradient [256, 128]ᵀ @ [128, 10] 254 against 6.8 us, the
+# input gradient [128, 10] @ [256, 10]ᵀ 50.6 against 9.7 us; [256, 784] @ [784, 1] 716
+# against 8.4 us; from 16 columns (and K of 16 for a @ bᵀ) the two were even (median ratio of
+# 630 shapes up to 2^22 multiply-adds 0.7-1.1).
+OWN_MIN_COLUMNS = 16
+OWN_MIN_DEPTH = 16
+
+
+@kernel(cache=True, inline="always")
+def _own_takes(a, b, out, transpose_a, transpose_b, k):
+    """Whether netdsl's own kernels run out = op(a) @ op(b) (own_sgemm holds, the product is
+    float32 and not aᵀ @ bᵀ, and wide and deep enough: OWN_MIN_COLUMNS) or the BLAS does."""
+    if transpose_a and transpose_b:
+        return False
+    if out.shape[1] < OWN_MIN_COLUMNS or (transpose_b and k < OWN_MIN_DEPTH):
+        return False
+    return _own_sgemm(out)
+
+
 @kernel(cache=True, inline="always")
 def _block(a, b, out, transpose_a, transpose_b, k, m0, m1, n0, n1):
     """out[m0:m1, n0:n1] = (op(a) @ op(b))[m0:m1, n0:n1] for C-contiguous 2-D arrays: one gemm
     of the block's rows of op(a) and columns of op(b) (with OpenBLAS the same sums in the same
     order as one gemm of the whole product; see matmul_2d_parallel for MKL).  Where
     blas_library.own_sgemm() holds, a float32 product but aᵀ @ bᵀ runs in netdsl's own kernels
-    instead (gemm_nt.py, gemm_nn.py)."""
+    instead (gemm_nt.py, gemm_nn.py), where it is wide and deep enough (_own_takes)."""
     n = out.shape[1]
-    if not (transpose_a and transpose_b) and _own_sgemm(out):
+    if _own_takes(a, b, out, transpose_a, transpose_b, k):
         _own_gemm(a, b, out, 0 if transpose_b else (2 if transpose_a else 1), m0, m1, n0, n1)
         return
     # Row-major out = op(a) @ op(b) is column-major out' = op(b)' @ op(a)'.
@@ -219,7 +243,7 @@ def matmul_2d_parallel(a, b, out, transpose_a, transpose_b):
     m, n, k = _checked(a, b, out, transpose_a, transpose_b)
     threads = _iget_num_threads()
     # A BLAS with threads of its own gets the whole product, unless netdsl's kernel runs it.
-    own = not (transpose_a and transpose_b) and _own_sgemm(out)
+    own = _own_takes(a, b, out, transpose_a, transpose_b, k)
     if m * n * k < 2 * SERIAL_WORK or threads < 2 or \
             (blas_threads(np.int64(0)) != 1 and not own):
         _matmul_2d(a, b, out, transpose_a, transpose_b)
@@ -307,15 +331,17 @@ def lower_matmul(ctx, node, ins, outs):
         b = _reshape_expr(b, [f"{b}.shape[0]", "1"])
     rows = "1" if ra == 1 else f"{out}.shape[{ro - 1 - (rb > 1)}]"
     cols = "1" if rb == 1 else f"{out}.shape[{ro - 1}]"
-    # One gemm, cut across Numba's threads where the BLAS runs one (MKL) and the product may be
-    # large; OpenBLAS runs its own (a parallel kernel would only add ~0.6 s to a cold compile).
+    # One gemm, cut across Numba's threads where the BLAS runs one (MKL) or netdsl's own
+    # kernels run float32 products (they are serial), and the product may be large; OpenBLAS
+    # alone runs threads of its own (a parallel kernel would only add ~0.6 s to a cold compile).
     # matmul_2d_parallel cuts from 2 * SERIAL_WORK multiply-adds (its test at run time), twice
     # what large_product asks of a convolution: a product below that at the size hint calls
     # matmul_2d, which every model compiles anyway (LeNet-5's three dense layers: the parallel
     # kernel was 0.48 s of its cold compile's critical path, and never cut at batch 64).
     contracted = a_type.shape[-2] if ta and ra > 1 else a_type.shape[-1]
     work = ctx.elements(node.outputs[0].type.shape) * ctx.elements((contracted,))
-    cut = ctx.parallel or not chosen().own_threads and ctx.large_product(work // 2)
+    serial = not chosen().own_threads or own_sgemm()
+    cut = ctx.parallel or (serial and ctx.large_product(work // 2))
     one_gemm = ctx.use(matmul_2d_parallel if cut else matmul_2d)
     if ra <= 2 and rb <= 2:
         out2 = out if ro == 2 else _reshape_expr(out, [rows, cols])
