@@ -95,7 +95,9 @@ rng = np.random.default_rng(0)
 # (16 x 16 blocks, the last one of K overlapping) and a @ b's tiles; a @ b and aᵀ @ b in tiles
 # of 8, 4 and 1 rows by 32 and 16 columns, and the columns left over; K from 1 to a few
 # vector widths.  Narrower than 16 columns (or K below 16 for a @ bᵀ) the BLAS takes them
-# (linalg.OWN_MIN_COLUMNS): (5, 20, 15) and (5, 15, 16) fall just below, (5, 16, 16) on it.
+# (linalg.OWN_MIN_COLUMNS): (5, 20, 15) and (5, 15, 16) fall just below, (5, 16, 16) on it;
+# a @ b's and aᵀ @ b's columns past the last whole 16 go to the BLAS too ((24, 40, 17): 16
+# and 1, (64, 784, 37): 32 and 5).
 for dtype, (m, k, n), ta, tb in itertools.product(
         (np.float32, np.float64), [(37, 301, 100), (5, 3, 2), (0, 4, 4), (4, 0, 4), (1, 9, 1),
                                    (1, 1, 1), (4, 16, 4), (7, 33, 9), (13, 100, 6),

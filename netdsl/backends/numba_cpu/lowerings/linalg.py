@@ -171,11 +171,22 @@ def _block(a, b, out, transpose_a, transpose_b, k, m0, m1, n0, n1):
     of the block's rows of op(a) and columns of op(b) (with OpenBLAS the same sums in the same
     order as one gemm of the whole product; see matmul_2d_parallel for MKL).  Where
     blas_library.own_sgemm() holds, a float32 product but aᵀ @ bᵀ runs in netdsl's own kernels
-    instead (gemm_nt.py, gemm_nn.py), where it is wide and deep enough (_own_takes)."""
+    instead (gemm_nt.py, gemm_nn.py), where it is wide and deep enough (_own_takes); for
+    a @ b and aᵀ @ b only their whole 16-column tiles, the columns left over by them in the
+    BLAS (gemm_nn._rest takes such columns a row at a time, all of K through memory).
+    Measured at one thread on the Zen 4 EPYC of 2026-12-06, own kernels with the leftover
+    columns in _rest against in OpenBLAS: LeNet-5's [64, 400] @ [400, 120] 206 against 53 us,
+    its weight gradient [400, 64]ᵀ @ [64, 120] 213 against 55, [64, 120] @ [120, 84] 39
+    against 12, [128, 784] @ [784, 300] 1,412 against 560."""
     n = out.shape[1]
     if _own_takes(a, b, out, transpose_a, transpose_b, k):
-        _own_gemm(a, b, out, 0 if transpose_b else (2 if transpose_a else 1), m0, m1, n0, n1)
-        return
+        split = n1 if transpose_b else n0 + (n1 - n0) // OWN_MIN_COLUMNS * OWN_MIN_COLUMNS
+        if split > n0:
+            _own_gemm(a, b, out, 0 if transpose_b else (2 if transpose_a else 1), m0, m1, n0,
+                      split)
+        if split == n1:
+            return
+        n0 = split
     # Row-major out = op(a) @ op(b) is column-major out' = op(b)' @ op(a)'.
     _gemm(116 if transpose_b else 110, 116 if transpose_a else 110, n1 - n0, m1 - m0, k,
           b, n0 * b.shape[1] if transpose_b else n0, b.shape[1],
