@@ -61,11 +61,13 @@ def compiled_blas() -> str:
     """The BLAS netdsl's compiled products call (blas_library.py: SciPy's OpenBLAS or MKL), its
     version and the kernels it picked for this processor, as threadpoolctl reports them."""
     try:
-        from netdsl.backends.numba_cpu.blas_library import chosen
+        from netdsl.backends.numba_cpu.blas_library import chosen, own_sgemm
         from threadpoolctl import threadpool_info
         path = os.path.realpath(chosen().path)
     except ImportError:
         return "n/a"
+    own = "; float32 products of 16 columns or more in netdsl's own kernels" \
+        if own_sgemm() else ""
     for library in threadpool_info():
         if library.get("user_api") == "blas" and \
                 os.path.realpath(library.get("filepath", "")) == path:
@@ -73,7 +75,7 @@ def compiled_blas() -> str:
             owner = "Intel MKL, sequential" if chosen().name == "mkl" else "SciPy's OpenBLAS"
             return (f"{owner} ({library.get('internal_api', 'BLAS')} "
                     f"{library.get('version', '')}"
-                    + (f", {kernels} kernels" if kernels else "") + ")")
+                    + (f", {kernels} kernels" if kernels else "") + ")" + own)
     return "n/a"
 
 
