@@ -102,8 +102,8 @@ for dtype, (m, k, n), ta, tb in itertools.product(
         (np.float32, np.float64), [(37, 301, 100), (5, 3, 2), (0, 4, 4), (4, 0, 4), (1, 9, 1),
                                    (1, 1, 1), (4, 16, 4), (7, 33, 9), (13, 100, 6),
                                    (64, 784, 37), (8, 5, 48), (6, 70, 81), (16, 32, 48),
-                                   (24, 40, 17), (64, 16, 16), (70, 15, 40), (5, 20, 15), (5, 15, 16),
-                                   (5, 16, 16)],
+                                   (24, 40, 17), (64, 16, 16), (70, 15, 40), (5, 20, 15),
+                                   (5, 15, 16), (5, 16, 16)],
         (False, True), (False, True)):
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)

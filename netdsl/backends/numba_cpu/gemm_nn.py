@@ -17,7 +17,8 @@ through a tile of 4, then tiles of one row (LeNet's 6 output channels: a loop ov
 [6, 25] @ [25, 3136] 4.7x slower than MKL, tiles 1.6x faster), columns left over by the
 32-wide tiles through a 16-wide one, then through a loop over K and N that LLVM vectorises
 along N (slow: out's row goes through memory at every K, so linalg._block gives such columns
-to the BLAS and calls this kernel for whole 16-column tiles only).  Each element sums its K products in order, one FMA each, as BLAS does.
+to the BLAS and calls this kernel for whole 16-column tiles only).  Each element sums its K
+products in order, one FMA each, as BLAS does.
 """
 from __future__ import annotations
 
