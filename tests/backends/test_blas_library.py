@@ -97,13 +97,14 @@ rng = np.random.default_rng(0)
 # vector widths.  Narrower than 16 columns (or K below 16 for a @ bᵀ) the BLAS takes them
 # (linalg.OWN_MIN_COLUMNS): (5, 20, 15) and (5, 15, 16) fall just below, (5, 16, 16) on it;
 # a @ b's and aᵀ @ b's columns past the last whole 16 go to the BLAS too ((24, 40, 17): 16
-# and 1, (64, 784, 37): 32 and 5).
+# and 1, (64, 784, 37): 32 and 5).  (64, 2048, 100): K deep enough that the own kernels run in
+# passes of 32 columns (own_gemm.PANEL_BYTES), a @ bᵀ transposing b a pass at a time.
 for dtype, (m, k, n), ta, tb in itertools.product(
         (np.float32, np.float64), [(37, 301, 100), (5, 3, 2), (0, 4, 4), (4, 0, 4), (1, 9, 1),
                                    (1, 1, 1), (4, 16, 4), (7, 33, 9), (13, 100, 6),
                                    (64, 784, 37), (8, 5, 48), (6, 70, 81), (16, 32, 48),
                                    (24, 40, 17), (64, 16, 16), (70, 15, 40), (5, 20, 15),
-                                   (5, 15, 16), (5, 16, 16)],
+                                   (5, 15, 16), (5, 16, 16), (64, 2048, 100)],
         (False, True), (False, True)):
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
