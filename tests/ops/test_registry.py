@@ -322,8 +322,8 @@ def _blas_threads_itself() -> bool:
     """Whether the BLAS the products call runs its own threads (OpenBLAS) and netdsl's own
     float32 kernels do not run, so that matmul has no parallel form of its own
     (numba_cpu/blas_library.py)."""
-    from netdsl.backends.numba_cpu.blas_library import chosen, own_sgemm
-    return chosen().own_threads and not own_sgemm()
+    from netdsl.backends.numba_cpu.blas_library import netdsl_cuts_products
+    return not netdsl_cuts_products()
 
 
 # Ops whose production code has no parallel form, and why.  test_parallel_forms_are_listed

@@ -147,6 +147,13 @@ def own_sgemm() -> bool:
                           _openblas_held_back(os.environ.get("OPENBLAS_CORETYPE"), flags))
 
 
+def netdsl_cuts_products() -> bool:
+    """Whether netdsl cuts a large product across Numba's threads (linalg.matmul_2d_parallel)
+    rather than leaving it to the BLAS's own threads: where the BLAS runs one thread (MKL as
+    netdsl loads it) or netdsl's own float32 kernels, which are serial, run the products."""
+    return not chosen().own_threads or own_sgemm()
+
+
 def own_by_default(flags: frozenset[str], intel: bool, blas: str, held_back: bool) -> bool:
     """Whether netdsl's own float32 kernels run unless NETDSL_SGEMM says: on a processor with
     AVX-512 that is not Intel's, whatever the BLAS (MKL keeps its AVX-512 kernels for Intel's;

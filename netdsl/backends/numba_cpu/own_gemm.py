@@ -66,7 +66,7 @@ def _own_gemm(a, b, out, m, n, k, kind, m0, m1, n0, n1):
         left = a_rows
         width = min2(width, last - n0)
         panel = np.empty(k * width, np.float32)
-        right = view(panel, 0, (k, width))
+        right = view(panel, 0, (k, width))    # typed here; each pass views its own columns
     else:
         left, right = carray(a, (k, m) if kind == 2 else (m, k)), carray(b, (k, n))
         last = n1

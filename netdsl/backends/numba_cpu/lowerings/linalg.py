@@ -17,7 +17,7 @@ from numba.extending import intrinsic
 # ctypes pointer, which kept Numba from caching the kernel that calls it.
 from numba.np.ufunc.parallel import _iget_num_threads
 
-from ..blas_library import OWN_GEMM, OWN_SGEMM, SYMBOLS, chosen, own_sgemm
+from ..blas_library import OWN_GEMM, OWN_SGEMM, SYMBOLS, netdsl_cuts_products
 from ..blas_threads import SERIAL_WORK, blas_threads
 from ..builtins_inline import max2, min2
 from ..jit import kernel
@@ -351,8 +351,7 @@ def lower_matmul(ctx, node, ins, outs):
     # kernel was 0.48 s of its cold compile's critical path, and never cut at batch 64).
     contracted = a_type.shape[-2] if ta and ra > 1 else a_type.shape[-1]
     work = ctx.elements(node.outputs[0].type.shape) * ctx.elements((contracted,))
-    serial = not chosen().own_threads or own_sgemm()
-    cut = ctx.parallel or (serial and ctx.large_product(work // 2))
+    cut = ctx.parallel or (netdsl_cuts_products() and ctx.large_product(work // 2))
     one_gemm = ctx.use(matmul_2d_parallel if cut else matmul_2d)
     if ra <= 2 and rb <= 2:
         out2 = out if ro == 2 else _reshape_expr(out, [rows, cols])
