@@ -38,6 +38,16 @@ def test_amd_takes_mkl_where_openblas_is_held_below_its_avx512_kernels(installed
     assert choose("openblas", installed, False, held_back) == "openblas"
 
 
+@pytest.mark.parametrize("installed, intel, avx512, expected", [
+    (True, False, False, "mkl"), (True, False, True, "openblas"), (False, False, False,
+                                                                    "openblas"),
+    (True, True, False, "mkl")])
+def test_amd_without_avx512_takes_mkl(installed, intel, avx512, expected):
+    # Both libraries run AVX2 kernels there, and MKL's ran the steps faster (blas_library.py).
+    assert choose("auto", installed, intel, False, avx512) == expected
+    assert choose("openblas", installed, intel, False, avx512) == "openblas"
+
+
 AVX512 = frozenset({"fma", "avx2", "avx512f", "avx512bw", "avx512dq", "avx512vl"})
 
 

@@ -19,9 +19,19 @@ thread; the steps at two / one threads, MKL against OpenBLAS: LeNet-5 2.04 / 3.2
 2.53 / 4.54 ms, LSTM 4.4 / 7.2 against 7.0 / 7.6, GRU 3.1 / 5.2 against 5.0 / 5.7, the MLP's
 forward 0.35 / 0.67 against 0.40 / 0.69; the MLP's step 1.01 / 1.59 against 0.86 / 1.51.
 
+On an AMD processor without AVX-512 the two run AVX2 kernels too, and MKL won again: on the
+AMD EPYC (Zen 3, AVX2) of 2026-12-07, `benchmarks/run.py --quick`, MKL and OpenBLAS
+alternated twice, ms at two / one threads, MKL against OpenBLAS: LeNet-5 5.6-6.1 / 7.0-8.9
+against 7.4-8.6 / 11.3-11.7, ResNet 45-51 / 87-101 against 53-67 / 116-131, LSTM 7.0-7.4 /
+11.1-13.5 against 12.9-13.5 / 14.0-14.9, GRU 5.2-5.6 / 8.1-9.9 against 10.3-12.0 /
+10.9-12.1, the MLP's forward 0.55-0.60 / 0.90-0.99 against 0.83-0.86 / 1.09-1.23; the MLP's
+step 2.2 / 2.2-2.8 against 1.7-1.8 / 2.4-2.8 (its products cut across Numba's two threads
+lose to OpenBLAS's own threads, as on the Zen 5), the transformer, VAE, GAN and DDPM within
+the noise.
+
 `NETDSL_BLAS=openblas|mkl` chooses; unset or `auto`: MKL where the `mkl` package is installed
-(`pip install netdsl[mkl]`) and the processor is Intel's or OpenBLAS is held below its
-AVX-512 kernels as above, else OpenBLAS.
+(`pip install netdsl[mkl]`) and the processor is Intel's, or OpenBLAS runs no AVX-512 kernels
+on it (held below them as above, or the processor has none), else OpenBLAS.
 
 On an AMD processor with AVX-512, float32 products of 16 columns or more run in netdsl's own
 kernels whichever BLAS is chosen (`own_sgemm`, `own_by_default`); the BLAS keeps the rest.
@@ -78,10 +88,11 @@ class BlasLibrary:
 
 
 def choose(requested: str, mkl_installed: bool, intel: bool,
-           openblas_held_back: bool = False) -> str:
+           openblas_held_back: bool = False, avx512: bool = True) -> str:
     """The library's name for NETDSL_BLAS=`requested` (a netdsl.Error for an unknown one or
     for mkl where it is not installed); `openblas_held_back`: OPENBLAS_CORETYPE keeps OpenBLAS
-    from the processor's AVX-512 kernels (`_openblas_held_back`)."""
+    from the processor's AVX-512 kernels (`_openblas_held_back`); `avx512`: the processor has
+    them (`_AVX512`)."""
     from ...errors import Error
     requested = requested.strip().lower() or "auto"
     if requested not in ("auto", "openblas", "mkl"):
@@ -92,7 +103,8 @@ def choose(requested: str, mkl_installed: bool, intel: bool,
         raise Error("NETDSL_BLAS=mkl, but Intel MKL is not installed",
                     hint="pip install mkl (or netdsl[mkl]), or unset NETDSL_BLAS")
     if requested == "auto":
-        return "mkl" if mkl_installed and (intel or openblas_held_back) else "openblas"
+        return ("mkl" if mkl_installed and (intel or openblas_held_back or not avx512)
+                else "openblas")
     return requested
 
 
@@ -100,8 +112,10 @@ def choose(requested: str, mkl_installed: bool, intel: bool,
 def chosen() -> BlasLibrary:
     """The library this process's products call, loaded (once)."""
     mkl_path = _mkl_path()
+    flags = _cpu_flags()
     name = choose(os.environ.get("NETDSL_BLAS", ""), mkl_path is not None, _intel(),
-                  _openblas_held_back(os.environ.get("OPENBLAS_CORETYPE"), _cpu_flags()))
+                  _openblas_held_back(os.environ.get("OPENBLAS_CORETYPE"), flags),
+                  _AVX512 <= flags)
     return _mkl(mkl_path) if name == "mkl" else _openblas()
 
 
