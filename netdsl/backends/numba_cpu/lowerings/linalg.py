@@ -165,7 +165,7 @@ def _own_takes(a, b, out, transpose_a, transpose_b, k):
     return _own_sgemm(out)
 
 
-@kernel(cache=True, inline="always")
+@kernel(cache=True)
 def _block(a, b, out, transpose_a, transpose_b, k, m0, m1, n0, n1):
     """out[m0:m1, n0:n1] = (op(a) @ op(b))[m0:m1, n0:n1] for C-contiguous 2-D arrays: one gemm
     of the block's rows of op(a) and columns of op(b) (with OpenBLAS the same sums in the same
@@ -193,6 +193,13 @@ def _block(a, b, out, transpose_a, transpose_b, k, m0, m1, n0, n1):
           a, m0 if transpose_a else m0 * a.shape[1], a.shape[1], out, m0 * n + n0, n)
 
 
+# matmul_2d and the parallel blocks call it separately (separate.py): compiled once, not
+# inlined into both.  On the AMD EPYC (Zen 3) of 2026-12-07, alternated: matmul_2d_parallel's
+# cold compile (matmul_2d and the parallel loop beneath it) 2.0-2.35 -> 1.55-2.0 s of CPU, the
+# MLP step's cold compile with MKL (whose products it cuts) 4.25 -> 3.70 s (medians of 6).
+_block_call = separately(_block)
+
+
 @kernel(cache=True)
 def matmul_2d(a, b, out, transpose_a, transpose_b):
     """out = op(a) @ op(b) for C-contiguous 2-D arrays, op transposing where its flag is set:
@@ -208,7 +215,7 @@ def matmul_2d(a, b, out, transpose_a, transpose_b):
     # A small product runs on one BLAS thread (blas_threads.py says why and what it measured);
     # np.int64(1), not 1: a literal would compile blas_threads a second time, for Literal[int].
     before = blas_threads(np.int64(1)) if m * n * k < SERIAL_WORK else 0
-    _block(a, b, out, transpose_a, transpose_b, k, 0, m, 0, n)
+    _block_call(a, b, out, transpose_a, transpose_b, k, 0, m, 0, n)
     if before > 1:
         blas_threads(before)
 
@@ -216,9 +223,6 @@ def matmul_2d(a, b, out, transpose_a, transpose_b):
 # Called separately (separate.py): its code is compiled once, not again into the parallel
 # variant's module.
 _matmul_2d = separately(matmul_2d)
-
-
-_block_call = separately(_block)
 
 
 @kernel(cache=True, parallel=True)
