@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from netdsl.backends.numba_cpu.blas_library import (
+    _intel,
     _mkl_path,
     _openblas_held_back,
     choose,
@@ -93,7 +94,7 @@ def test_an_unknown_choice_through_the_cli_is_one_line_and_exit_1(variable, valu
 
 PRODUCTS = """
 import itertools, numpy as np
-from netdsl.backends.numba_cpu.blas_library import chosen, own_sgemm
+from netdsl.backends.numba_cpu.blas_library import chosen, narrow_library, own_sgemm
 from netdsl.backends.numba_cpu.jit import python_entry
 from netdsl.backends.numba_cpu.lowerings import linalg
 from netdsl.backends.numba_cpu import own_entry
@@ -136,7 +137,7 @@ for (m, k, n), ta, tb in itertools.product([(300, 400, 200), (70, 500, 333)], (F
     matmul_2d_parallel(a, b, out, ta, tb)
     expected = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
     assert np.allclose(out, expected, rtol=1e-4, atol=1e-3), (m, k, n, ta, tb)
-print(chosen().name, own_sgemm())
+print(narrow_library().name, chosen().name, own_sgemm())
 """
 
 
@@ -155,7 +156,10 @@ def test_every_product_agrees_with_numpy_on_each_library(library, blas_threads, 
     result = subprocess.run([sys.executable, "-c", PRODUCTS], capture_output=True, text=True,
                             env=environment, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[-2:] == [library, str(sgemm == "netdsl")]
+    # Out of 2 to 15 columns in OpenBLAS where MKL is chosen on a processor not Intel's
+    # (blas_library.narrow_library): the shapes above of such width ran there.
+    narrow = "openblas" if library == "mkl" and not _intel() else library
+    assert result.stdout.split()[-3:] == [narrow, library, str(sgemm == "netdsl")]
 
 
 ENTRY = """

@@ -29,6 +29,9 @@ step 2.2 / 2.2-2.8 against 1.7-1.8 / 2.4-2.8 (its products cut across Numba's tw
 lose to OpenBLAS's own threads, as on the Zen 5), the transformer, VAE, GAN and DDPM within
 the noise.
 
+Where MKL runs on a processor not Intel's, products of 2 to 15 columns call OpenBLAS instead,
+on one thread (`narrow_library`: MKL's kernels for them were 2.5-3.5x slower on the Zen 3).
+
 `NETDSL_BLAS=openblas|mkl` chooses; unset or `auto`: MKL where the `mkl` package is installed
 (`pip install netdsl[mkl]`) and the processor is Intel's, or OpenBLAS runs no AVX-512 kernels
 on it (held below them as above, or the processor has none), else OpenBLAS.
@@ -58,6 +61,8 @@ from functools import lru_cache
 
 SYMBOLS = ("netdsl_sgemm", "netdsl_dgemm", "netdsl_blas_set_num_threads",
            "netdsl_blas_get_num_threads")
+# The gemms of narrow products (linalg._block: out of 2 to 15 columns), `narrow_library()`'s.
+NARROW_SYMBOLS = ("netdsl_sgemm_narrow", "netdsl_dgemm_narrow")
 _OPENBLAS_THREADS = (("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
                      ("openblas_set_num_threads", "openblas_get_num_threads"))
 _MKL_THREADING = {"INTEL": 0, "SEQUENTIAL": 1, "TBB": 2, "GNU": 3}
@@ -119,13 +124,34 @@ def chosen() -> BlasLibrary:
     return _mkl(mkl_path) if name == "mkl" else _openblas()
 
 
+@lru_cache(maxsize=1)
+def narrow_library() -> BlasLibrary:
+    """The library of narrow products, out of 2 to 15 columns (a classifier's last layer):
+    SciPy's OpenBLAS, held to one thread, where MKL is chosen on a processor not Intel's, and
+    otherwise the chosen library.  MKL's kernels for them on AMD processors are slow: on the
+    AMD EPYC (Zen 3) of 2026-12-07, one thread, MKL against OpenBLAS: [128, 256] @ [10, 256]ᵀ
+    (the MLP's last layer) 72 against 22 us, [64, 84] @ [10, 84]ᵀ (LeNet-5's) 13.6 against 5.3,
+    [256, 64] @ [64, 8] 21 against 8.6, [128, 512] @ [4, 512]ᵀ 37 against 30; a single column
+    stays with MKL (2.7 against 12.4 us).  One thread, so that a narrow product inside a
+    parallel loop (a convolution's chunk) runs on the thread that calls it, as MKL's do."""
+    library = chosen()
+    if library.name != "mkl" or _intel():
+        return library
+    narrow = _openblas()
+    _SET_TYPE(narrow.addresses[2])(1)
+    return narrow
+
+
 def bind() -> BlasLibrary:
-    """Point the four symbols at the chosen library, OWN_SGEMM at its flag (0 until
-    own_entry.load raises it) and OWN_GEMM at the trampoline to netdsl's own kernels (or a
-    no-op where they do not run); returns it."""
+    """Point the four symbols at the chosen library, the narrow products' two at
+    `narrow_library()`, OWN_SGEMM at its flag (0 until own_entry.load raises it) and OWN_GEMM
+    at the trampoline to netdsl's own kernels (or a no-op where they do not run); returns
+    the chosen library."""
     import llvmlite.binding as llvm
     library = chosen()
     for symbol, address in zip(SYMBOLS, library.addresses):
+        llvm.add_symbol(symbol, address)
+    for symbol, address in zip(NARROW_SYMBOLS, narrow_library().addresses):
         llvm.add_symbol(symbol, address)
     llvm.add_symbol(OWN_SGEMM, ctypes.addressof(_OWN_SGEMM_FLAG))
     if own_sgemm():

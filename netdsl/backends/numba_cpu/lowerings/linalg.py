@@ -17,7 +17,8 @@ from numba.extending import intrinsic
 # ctypes pointer, which kept Numba from caching the kernel that calls it.
 from numba.np.ufunc.parallel import _iget_num_threads
 
-from ..blas_library import OWN_GEMM, OWN_SGEMM, SYMBOLS, netdsl_cuts_products
+from ..blas_library import (NARROW_SYMBOLS, OWN_GEMM, OWN_SGEMM, SYMBOLS,
+                            netdsl_cuts_products)
 from ..blas_threads import SERIAL_WORK, blas_threads
 from ..builtins_inline import max2, min2
 from ..jit import kernel
@@ -28,8 +29,9 @@ from .batched_matmul import SMALL_WORK, batch_index, small_batched
 
 
 @intrinsic
-def _gemm(typingctx, transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc):
-    """Fortran gemm of the chosen BLAS (`netdsl_sgemm` / `netdsl_dgemm`, blas_library.py),
+def _gemm(typingctx, narrow, transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc):
+    """Fortran gemm of the chosen BLAS (`netdsl_sgemm` / `netdsl_dgemm`, blas_library.py), or
+    where `narrow` holds of the narrow products' library (blas_library.narrow_library),
     column-major: c[m, n] = op(a) @ op(b), with alpha 1 and beta 0, each matrix starting a0, b0,
     c0 elements into its array; transa and transb are the characters' codes (110 'n', 116 't');
     sizes must fit 32 bits (matmul_2d checks).  Fortran's gemm returns nothing: this, 0."""
@@ -38,7 +40,9 @@ def _gemm(typingctx, transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc
             not all(x.layout == "C" and x.ndim == 2 and x.dtype == c.dtype for x in arrays) or \
             c.dtype not in (types.float32, types.float64):
         return None
-    symbol = SYMBOLS[0] if c.dtype == types.float32 else SYMBOLS[1]
+    single = c.dtype == types.float32
+    symbols = (SYMBOLS[0] if single else SYMBOLS[1],
+               NARROW_SYMBOLS[0] if single else NARROW_SYMBOLS[1])
 
     def codegen(context, builder, signature, args):
         from llvmlite import ir
@@ -50,9 +54,13 @@ def _gemm(typingctx, transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc
             element.as_pointer(), element.as_pointer(), int32.as_pointer(),
             element.as_pointer(), int32.as_pointer(), element.as_pointer(),
             element.as_pointer(), int32.as_pointer()]
-        fn = cgutils.get_or_insert_function(builder.module,
-                                            ir.FunctionType(ir.VoidType(), pointers), symbol)
-        t = signature.args
+        gemm_type = ir.FunctionType(ir.VoidType(), pointers)
+        usual, narrowed = (cgutils.get_or_insert_function(builder.module, gemm_type, symbol)
+                           for symbol in symbols)
+        t = signature.args[1:]
+        fn = builder.select(context.cast(builder, args[0], signature.args[0], types.boolean),
+                            narrowed, usual)
+        args = args[1:]
 
         def slot(value, ty, as_type):       # Fortran takes every argument by address
             cast = context.cast(builder, value, ty, types.int64)
@@ -72,7 +80,8 @@ def _gemm(typingctx, transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc
                           data(c, c_v, c0, t[12]), slot(ldc_v, t[13], int32)))
         return ir.Constant(int32, 0)
 
-    return types.int32(transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc), codegen
+    return types.int32(narrow, transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc), \
+        codegen
 
 
 @intrinsic
@@ -187,8 +196,10 @@ def _block(a, b, out, transpose_a, transpose_b, k, m0, m1, n0, n1):
         if split == n1:
             return
         n0 = split
-    # Row-major out = op(a) @ op(b) is column-major out' = op(b)' @ op(a)'.
-    _gemm(116 if transpose_b else 110, 116 if transpose_a else 110, n1 - n0, m1 - m0, k,
+    # Row-major out = op(a) @ op(b) is column-major out' = op(b)' @ op(a)'.  Out of 2 to 15
+    # columns goes to the narrow products' library (blas_library.narrow_library).
+    _gemm(1 < n1 - n0 < OWN_MIN_COLUMNS,
+          116 if transpose_b else 110, 116 if transpose_a else 110, n1 - n0, m1 - m0, k,
           b, n0 * b.shape[1] if transpose_b else n0, b.shape[1],
           a, m0 if transpose_a else m0 * a.shape[1], a.shape[1], out, m0 * n + n0, n)
 
