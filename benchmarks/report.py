@@ -61,13 +61,15 @@ def compiled_blas() -> str:
     """The BLAS netdsl's compiled products call (blas_library.py: SciPy's OpenBLAS or MKL), its
     version and the kernels it picked for this processor, as threadpoolctl reports them."""
     try:
-        from netdsl.backends.numba_cpu.blas_library import chosen, own_sgemm
+        from netdsl.backends.numba_cpu.blas_library import chosen, narrow_library, own_sgemm
         from threadpoolctl import threadpool_info
         path = os.path.realpath(chosen().path)
     except ImportError:
         return "n/a"
     own = "; float32 products of 16 columns or more in netdsl's own kernels" \
         if own_sgemm() else ""
+    if narrow_library() is not chosen():
+        own += "; products of 2 to 15 columns in SciPy's OpenBLAS, one thread"
     for library in threadpool_info():
         if library.get("user_api") == "blas" and \
                 os.path.realpath(library.get("filepath", "")) == path:
