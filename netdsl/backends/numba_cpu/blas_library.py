@@ -133,7 +133,9 @@ def narrow_library() -> BlasLibrary:
     (the MLP's last layer) 72 against 22 us, [64, 84] @ [10, 84]ᵀ (LeNet-5's) 13.6 against 5.3,
     [256, 64] @ [64, 8] 21 against 8.6, [128, 512] @ [4, 512]ᵀ 37 against 30; a single column
     stays with MKL (2.7 against 12.4 us).  One thread, so that a narrow product inside a
-    parallel loop (a convolution's chunk) runs on the thread that calls it, as MKL's do."""
+    parallel loop (a convolution's chunk) runs on the thread that calls it, as MKL's do; SciPy's
+    own linear algebra in the same process then runs on one thread too (NumPy's OpenBLAS is
+    another library, untouched)."""
     library = chosen()
     if library.name != "mkl" or _intel():
         return library
