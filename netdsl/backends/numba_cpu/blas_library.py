@@ -24,10 +24,10 @@ AMD EPYC (Zen 3, AVX2) of 2026-12-07, `benchmarks/run.py --quick`, MKL and OpenB
 alternated twice, ms at two / one threads, MKL against OpenBLAS: LeNet-5 5.6-6.1 / 7.0-8.9
 against 7.4-8.6 / 11.3-11.7, ResNet 45-51 / 87-101 against 53-67 / 116-131, LSTM 7.0-7.4 /
 11.1-13.5 against 12.9-13.5 / 14.0-14.9, GRU 5.2-5.6 / 8.1-9.9 against 10.3-12.0 /
-10.9-12.1, the MLP's forward 0.55-0.60 / 0.90-0.99 against 0.83-0.86 / 1.09-1.23; the MLP's
-step 2.2 / 2.2-2.8 against 1.7-1.8 / 2.4-2.8 (its products cut across Numba's two threads
-lose to OpenBLAS's own threads, as on the Zen 5), the transformer, VAE, GAN and DDPM within
-the noise.
+10.9-12.1, the MLP's forward 0.55-0.60 / 0.90-0.99 against 0.83-0.86 / 1.09-1.23; the
+transformer, VAE, GAN and DDPM within the noise.  The MLP's step, which the first two rounds
+had slower on MKL (2.2 against 1.7-1.8 ms at two threads), five more alternations: medians
+1.70 / 2.46 against 2.16 / 2.75 ms.
 
 Where MKL runs on a processor not Intel's, products of 2 to 15 columns call OpenBLAS instead,
 on one thread (`narrow_library`: MKL's kernels for them were 2.5-3.5x slower on the Zen 3).
