@@ -61,8 +61,11 @@ from functools import lru_cache
 
 SYMBOLS = ("netdsl_sgemm", "netdsl_dgemm", "netdsl_blas_set_num_threads",
            "netdsl_blas_get_num_threads")
-# The gemms of narrow products (linalg._block: out of 2 to 15 columns), `narrow_library()`'s.
+# The gemms of narrow products, `narrow_library()`'s: out of more than one column and fewer
+# than NARROW_COLUMNS (linalg._block).  Its own bound, measured for MKL on the Zen 3, though
+# it equals linalg.OWN_MIN_COLUMNS today, a bound measured for netdsl's own kernels.
 NARROW_SYMBOLS = ("netdsl_sgemm_narrow", "netdsl_dgemm_narrow")
+NARROW_COLUMNS = 16
 _OPENBLAS_THREADS = (("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
                      ("openblas_set_num_threads", "openblas_get_num_threads"))
 _MKL_THREADING = {"INTEL": 0, "SEQUENTIAL": 1, "TBB": 2, "GNU": 3}

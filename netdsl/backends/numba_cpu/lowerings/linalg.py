@@ -17,7 +17,7 @@ from numba.extending import intrinsic
 # ctypes pointer, which kept Numba from caching the kernel that calls it.
 from numba.np.ufunc.parallel import _iget_num_threads
 
-from ..blas_library import (NARROW_SYMBOLS, OWN_GEMM, OWN_SGEMM, SYMBOLS,
+from ..blas_library import (NARROW_COLUMNS, NARROW_SYMBOLS, OWN_GEMM, OWN_SGEMM, SYMBOLS,
                             netdsl_cuts_products)
 from ..blas_threads import SERIAL_WORK, blas_threads
 from ..builtins_inline import max2, min2
@@ -198,7 +198,7 @@ def _block(a, b, out, transpose_a, transpose_b, k, m0, m1, n0, n1):
         n0 = split
     # Row-major out = op(a) @ op(b) is column-major out' = op(b)' @ op(a)'.  Out of 2 to 15
     # columns goes to the narrow products' library (blas_library.narrow_library).
-    _gemm(1 < n1 - n0 < OWN_MIN_COLUMNS,
+    _gemm(1 < n1 - n0 < NARROW_COLUMNS,
           116 if transpose_b else 110, 116 if transpose_a else 110, n1 - n0, m1 - m0, k,
           b, n0 * b.shape[1] if transpose_b else n0, b.shape[1],
           a, m0 if transpose_a else m0 * a.shape[1], a.shape[1], out, m0 * n + n0, n)
