@@ -108,6 +108,9 @@ class OpDef:
     prune: Callable[..., Pruning | None] | None = None
     traits: frozenset[str] = field(default_factory=frozenset)
     doc: str = ""
+    # The op family: the netdsl/ops/ module that defines it, which names the module of each
+    # target's lowerings of it (a target loads only the families a graph uses).
+    family: str = ""
 
     def has(self, trait: str) -> bool:
         return trait in self.traits
@@ -154,6 +157,7 @@ def op(name: str) -> Callable[[type], OpDef]:
             prune=rule("prune"),
             traits=frozenset(members.get("traits", ())),
             doc=(cls.__doc__ or "").strip(),
+            family=cls.__module__.rsplit(".", 1)[-1],
         )
         _REGISTRY[name] = definition
         return definition

@@ -171,6 +171,22 @@ def test_lowered_or_exempt(name, target):
     assert not (lowered and exempt), f"op {name} is lowered on {target}: drop its exemption"
 
 
+@pytest.mark.parametrize("package", ["netdsl.backends.numba_cpu.lowerings",
+                                     "netdsl.backends.numba_cuda.lowerings"])
+def test_lowerings_live_in_their_ops_family(package):
+    """A lookup by OpDef loads the op's family module first (lowering_registry.py): the same
+    lowering by OpDef as by name, for every op, and on the CPU every family module lowers its
+    own family's ops only, so that a graph loads only the families it uses."""
+    import importlib
+    registry = importlib.import_module(package)._REGISTRY
+    for name, definition in OPS.items():
+        assert registry.lowering_for(definition) is registry.lowering_for(name), name
+    assert registry._lowerings, package
+    if package.endswith("numba_cpu.lowerings"):
+        for name, lowering in registry._lowerings.items():
+            assert lowering.__module__ == f"{package}.{OPS[name].family}", (name, lowering)
+
+
 def test_exemptions_name_known_ops_and_targets():
     for name, target in NOT_LOWERED:
         assert name in OPS and target in LOWERS, (name, target)
