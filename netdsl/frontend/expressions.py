@@ -99,10 +99,11 @@ def resolve_name(lowerer: "Lowerer", scope: "Scope", expr: ast.Name) -> Any:
         walk = walk.parent
     if name in lowerer.program.blocks:
         return LayerRef(name, lowerer.program.blocks[name])
-    from ..layers.stdlib import stdlib_blocks
-    library = stdlib_blocks()
-    if name in library:
-        return LayerRef(name, library[name])
+    from ..layers.stdlib import stdlib_block, stdlib_index
+    block = stdlib_block(name)
+    if block is not None:
+        return LayerRef(name, block)
+    library = stdlib_index()
     if name in LAYERS:
         return LayerRef(name, LAYERS[name])
     if name in FUNCTIONS:
