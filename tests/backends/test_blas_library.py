@@ -202,3 +202,29 @@ def test_the_own_kernels_compile_beside_the_first_compile_and_load_before_it_run
                             text=True, env=environment, timeout=600, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == "ok"
+
+
+FIRST_CALL = """
+import os
+from netdsl.backends.numba_cpu import blas_library
+from netdsl.backends.numba_cpu import blas_threads      # binds the symbols: MKL's first call
+call = blas_library._first_call
+assert call is not None and call.name == "netdsl-mkl-first-call"
+pid = os.fork()                                          # waits for it first (register_at_fork)
+if pid == 0:
+    os._exit(0)
+assert os.waitpid(pid, 0)[1] == 0
+assert blas_library._first_call is None and not call.is_alive()
+print("ok")
+"""
+
+
+def test_mkls_first_call_runs_beside_and_a_fork_waits_for_it():
+    """blas_library.bind makes MKL's first call (its set-up, ~10 ms) on a thread of its own;
+    ready() joins it, which every fork does first."""
+    if _mkl_path() is None:
+        pytest.skip("Intel MKL is not installed (pip install mkl)")
+    result = subprocess.run([sys.executable, "-c", FIRST_CALL], capture_output=True, text=True,
+                            env=dict(os.environ, NETDSL_BLAS="mkl"), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1:] == ["ok"]

@@ -42,6 +42,12 @@ On the AMD EPYC (Zen 4) of 2026-12-06, with OpenBLAS on its own SkylakeX kernels
 ran as fast with MKL under the own kernels as with OpenBLAS (LeNet-5, ResNet, the MLP, the
 transformer, the VAE, two runs each, within the machine's noise), so OpenBLAS stays.
 
+MKL's first call sets it up for the processor (loads its kernel library: 10.3 ms on the Zen
+3), which a process's first step paid; `bind()` makes that call (a 1 x 1 product) on a thread
+of its own, beside the rest of the compile (ctypes releases the GIL), and `ready()` waits for
+it, which the compile does before handing out its graph and every fork does first
+(`os.register_at_fork`: a forked child must not inherit a lock held by a thread it lacks).
+
 MKL runs sequentially (unless MKL_THREADING_LAYER says otherwise) and netdsl cuts its large
 products across Numba's threads (linalg.matmul_2d_parallel).  MKL's own threads were a little
 faster (MLP step at two threads: TBB layer 0.87-0.91 ms, GNU OpenMP 0.92, Intel OpenMP 0.96;
@@ -56,6 +62,7 @@ import ctypes.util
 import glob
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -83,6 +90,7 @@ _NO_GEMM = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 8
     lambda *args: None)
 _CAPSULE_POINTER = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)
 _CAPSULE_NAME = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)
+_first_call: threading.Thread | None = None     # MKL's first call, on its own thread
 
 
 @dataclass(frozen=True)
@@ -164,7 +172,39 @@ def bind() -> BlasLibrary:
         llvm.add_symbol(OWN_GEMM, trampoline())
     else:
         llvm.add_symbol(OWN_GEMM, _address(_NO_GEMM))
+    if library.name == "mkl":
+        _start_first_call(library.addresses[0])
     return library
+
+
+def ready() -> None:
+    """Wait for MKL's first call where `bind()` started it (see the module docstring)."""
+    global _first_call
+    if _first_call is not None:
+        _first_call.join()
+        _first_call = None
+
+
+def _start_first_call(sgemm_address: int) -> None:
+    global _first_call
+    if _first_call is not None:
+        return
+    sgemm = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(sgemm_address)
+
+    def first_call():
+        no, size = ctypes.c_char(b"n"), ctypes.c_int(1)
+        one, zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
+        a, b, c = ctypes.c_float(1.0), ctypes.c_float(1.0), ctypes.c_float(0.0)
+        at = ctypes.byref
+        sgemm(at(no), at(no), at(size), at(size), at(size), at(one), at(a), at(size), at(b),
+              at(size), at(zero), at(c), at(size))
+
+    _first_call = threading.Thread(target=first_call, name="netdsl-mkl-first-call",
+                                   daemon=True)
+    _first_call.start()
+
+
+os.register_at_fork(before=ready)
 
 
 def set_own_sgemm_flag() -> None:
@@ -319,4 +359,5 @@ def _openblas_threads() -> tuple[str, tuple[int, int]]:
     return "", tuple(_address(f) for f in fallback)
 
 
-__all__ = ["OWN_GEMM", "OWN_SGEMM", "BlasLibrary", "bind", "choose", "chosen", "own_sgemm"]
+__all__ = ["OWN_GEMM", "OWN_SGEMM", "BlasLibrary", "bind", "choose", "chosen", "own_sgemm",
+           "ready"]

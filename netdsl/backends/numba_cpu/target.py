@@ -34,7 +34,7 @@ class NumbaCpuTarget(Target):
         from ...passes.memory import plan_memory
         from ...passes.row_regions import row_regions
         from .. import cache
-        from . import compile_helper, numba_cache, own_entry
+        from . import blas_library, compile_helper, numba_cache, own_entry
         from .codegen import CodegenOptions, generate_module
         from .compiled import CompiledGraph
 
@@ -97,6 +97,7 @@ class NumbaCpuTarget(Target):
         report.memory = plan.report(report.fusion.bindings)
         constants = {k: _writeable(node.attrs["value"]) for k, node in enumerate(fused.constants)}
         own_entry.load()             # before anything runs the graph
+        blas_library.ready()
         compiled = CompiledGraph(graph, driver, generated, plan, fused, report, constants)
         if trace is not None:
             trace("load", compiled)
