@@ -39,6 +39,23 @@ def test_a_repeated_run_becomes_one_function_called_per_repeat():
     assert "_view(a0, a1[a2], (a3, 8))" in text and "77" not in text
 
 
+def test_only_groups_whose_skeleton_repeats_are_put_in_canonical_form(monkeypatch):
+    """share_repeats parses a group only where another has its skeleton (names and numbers
+    as placeholders, no comments or spaces): runs of one canonical form share a skeleton."""
+    from netdsl.backends.numba_cpu import segments
+    assert segments._skeleton(_block(0, 1, 2, 77)) == segments._skeleton(_block(3, 4, 5, 78))
+    assert segments._skeleton(["x = a + b  # k1"]) == segments._skeleton(["y=c+1 # k22 relu"])
+    assert segments._skeleton(["x = a + b"]) != segments._skeleton(["x = a * b"])
+    parsed = []
+    monkeypatch.setattr(segments, "canonical",
+                        lambda lines, names: parsed.append(lines) or canonical(lines, names))
+    stem = ["# stem", "kernel_0(np.int64(d_0), np.int64(8), v_11, p_11, v_0)"]
+    groups = [stem, _block(0, 1, 2, 77), _block(3, 4, 5, 78), _block(6, 7, 8, 79)]
+    lines = share_repeats(groups, MODULE, lambda text, n: "block_0", CARVES)
+    assert lines[:2] == stem and all(line.startswith("block_0(") for line in lines[2:])
+    assert not any("v_11" in line for lines in parsed for line in lines)   # the stem: not parsed
+
+
 def test_a_run_that_reads_its_own_local_before_assigning_it_is_not_shared():
     assert canonical(["x = y + 1", "y = 2"], {"np"}) is None
     assert canonical(["y = 2", "x = y + 1"], {"np"}).arguments == []
