@@ -10,9 +10,9 @@ units of work.  `helping(module, names, signature)` forks this process (the chil
 imported modules and the loaded code; nothing to start).  The child first types the driver's
 twin `warm_up` (parts.warm_up) where `names` holds it: typing it compiles the driver's
 library kernels last first while this process compiles them from the first, and the twin
-itself is never lowered (`_type_only`).  Then both processes take the parts in order, each
-passing over a part the other is compiling (`take_parts`), and this process types the
-driver, which finds every part compiled.  With the parts alone, and the helper taking them
+itself is never lowered (`_type_only`).  Then both processes take the parts, the first
+first and then the largest, each passing over a part the other is compiling (`take_parts`),
+and this process types the driver, which finds every part compiled.  With the parts alone, and the helper taking them
 from the last, a part was the smallest unit of work: LeNet-5's first part holds every
 forward kernel (4.2 of its 6.8 s serial compile) and the helper, done with the later parts,
 waited for it.  LeNet-5's cold step compile, alternated runs: 4.31 -> 4.04 s with the twin
