@@ -63,7 +63,11 @@ def max_pool2d_2x2_kernel(x, out):
     maxima are taken in the general loop's order, so ties come out the same, and a NaN in a
     window gives NaN, as the reference and torch give.  A kernel of its own, picked when the
     code is generated, so that a model compiles only the loops it runs (both, behind a test at
-    run time, with the gradient's two: a cold LeNet in 6.3 s against 5.9)."""
+    run time, with the gradient's two: a cold LeNet in 6.3 s against 5.9).  The maxima in the
+    input's type: from a float64 -inf (the general loop's start) LLVM widened every element
+    to float64, 4 lanes instead of 8, and LeNet-5's first pooling at batch 64 took 405 us
+    against 110 (the AMD EPYC Zen 3 of 2026-12-07, AVX2, one thread; the same maxima: a NaN
+    is handled by the select below, and a window of -infs gives -inf either way)."""
     n, c, height, width = x.shape
     x3 = _view(x, 0, (n * c, height, width))
     out3 = _view(out, 0, (n * c, out.shape[2], out.shape[3]))
@@ -74,7 +78,7 @@ def max_pool2d_2x2_kernel(x, out):
                 left, right = u64(2 * xx), u64(2 * xx + 1)
                 a, b = x3[plane, top, left], x3[plane, top, right]
                 c, d = x3[plane, bottom, left], x3[plane, bottom, right]
-                best = max2(max2(max2(max2(-np.inf, a), b), c), d)
+                best = max2(max2(max2(a, b), c), d)
                 # max2 keeps its first operand over a NaN; a NaN in the window is the max
                 # (np.max, torch).  A select after the maxima, no branch: 84.6 -> 39-41 us
                 # on LeNet's first pooling at batch 64, one thread.
@@ -147,16 +151,28 @@ def max_pool2d_route_2x2(x, v, out, gather):
     for its type), so a training step compiles the scatter alone.  NaN windows take the same
     loop (selects, see below) rather than a plane loop of their own behind a test for NaN in
     the plane: the kernel compiles cold in 0.32 against 0.61 s, and routes LeNet-5's first
-    pooling at batch 64 in 193-196 against 202-206 us (one thread)."""
+    pooling at batch 64 in 193-196 against 202-206 us (one thread).
+
+    The scatter zeroes `out` and writes each window's value once, where its maximum is, the
+    row and column found by arithmetic on the tests (`top + u64(...)`), not by selects.  On
+    an AVX2 processor (the AMD EPYC Zen 3 of 2026-12-07) LLVM did not vectorise the loop, and
+    its x86 pass that turns conditional moves on a loop's critical path into branches
+    (X86CmovConverter) made the selects branches on random data: LeNet-5's first pooling at
+    batch 64 routed in 1,040-1,110 us (four select-stores a window) and gathered in 990-1,040,
+    against 224-228 and 198 us now, one thread; with that pass off (an LLVM option, for the
+    whole process) the select form ran as fast, which is how the numbers above came out on
+    AVX-512 machines, where the loop vectorised."""
     n, c, height, width = x.shape
     x3 = _view(x, 0, (n * c, height, width))
     v3 = _view(v, 0, (n * c, v.shape[2], v.shape[3]))
     out3 = _view(out, 0, (n * c, out.shape[2], out.shape[3]))
     rows, columns = (v3.shape[1], v3.shape[2]) if gather is None else \
         (out3.shape[1], out3.shape[2])
+    if gather is None:          # every pixel but each window's maximum, and any row or column
+        flat = _view(out, 0, (out.size,))           # no window covers: 0 (a memset)
+        for i in range(flat.shape[0]):
+            flat[i] = 0
     for plane in range(n * c):
-        if gather is None and (x3.shape[1] % 2 or x3.shape[2] % 2):
-            out3[plane] = 0                           # the last row or column no window covers
         for y in range(rows):
             top, bottom = u64(2 * y), u64(2 * y + 1)
             for xx in range(columns):
@@ -164,23 +180,20 @@ def max_pool2d_route_2x2(x, v, out, gather):
                 tl, tr = x3[plane, top, left], x3[plane, top, right]
                 bl, br = x3[plane, bottom, left], x3[plane, bottom, right]
                 # The window's first maximum in row-major order (strict >, as the general
-                # loop), or its first NaN where it holds one (np.argmax, torch): tests and
-                # selects, no branch, so LLVM vectorises the loop.
-                best = max2(max2(max2(max2(-np.inf, tl), tr), bl), br)
+                # loop), or its first NaN where it holds one (np.argmax, torch): tests, no
+                # branch (see above).
+                best = max2(max2(max2(tl, tr), bl), br)          # in float32: see above
                 nan_tl, nan_tr, nan_bl, nan_br = tl != tl, tr != tr, bl != bl, br != br
                 nan = nan_tl | nan_tr | nan_bl | nan_br
                 at_tl = nan_tl if nan else tl == best
                 at_tr = (nan_tr if nan else tr == best) & ~at_tl
                 at_bl = (nan_bl if nan else bl == best) & ~(at_tl | at_tr)
+                row = top + u64(not (at_tl | at_tr))          # exactly one at_ holds,
+                column = left + u64(not (at_tl | at_bl))      # or the bottom right is it
                 if gather is None:
-                    value = v3[plane, y, xx]
-                    out3[plane, top, left] = value if at_tl else 0.0
-                    out3[plane, top, right] = value if at_tr else 0.0
-                    out3[plane, bottom, left] = value if at_bl else 0.0
-                    out3[plane, bottom, right] = 0.0 if at_tl | at_tr | at_bl else value
+                    out3[plane, row, column] = v3[plane, y, xx]
                 else:
-                    out3[plane, y, xx] = v3[plane, top if at_tl | at_tr else bottom,
-                                            left if at_tl | at_bl else right]
+                    out3[plane, y, xx] = v3[plane, row, column]
 
 
 @kernel(cache=True)
