@@ -12,14 +12,15 @@ twin `warm_up` (parts.warm_up) where `names` holds it: typing it compiles the dr
 library kernels last first while this process compiles them from the first, and the twin
 itself is never lowered (`_type_only`).  Then both processes take the parts, the first
 first and then the largest, each passing over a part the other is compiling (`take_parts`),
-and this process types the driver, which finds every part compiled.  With the parts alone, and the helper taking them
-from the last, a part was the smallest unit of work: LeNet-5's first part holds every
-forward kernel (4.2 of its 6.8 s serial compile) and the helper, done with the later parts,
-waited for it.  LeNet-5's cold step compile, alternated runs: 4.31 -> 4.04 s with the twin
-first, 3.78 -> 3.50 s with the parts taken in order (a quieter hour); deep_residual's
-5.80 -> 5.36 s with the twin.  `ahead(work)` runs a whole compile in a helper
-(`fit` compiles its validation graph so while it compiles the training step) and `join()`
-waits for it before this process compiles the same graph, which then loads from the caches.
+and this process types the driver, which finds every part compiled.  With the parts alone,
+and the helper taking them from the last, a part was the smallest unit of work: LeNet-5's
+first part holds every forward kernel (4.2 of its 6.8 s serial compile) and the helper, done
+with the later parts, waited for it.  LeNet-5's cold step compile, alternated runs:
+4.31 -> 4.04 s with the twin first, 3.78 -> 3.50 s with the parts taken in order (a quieter
+hour); deep_residual's 5.80 -> 5.36 s with the twin.  `ahead(work)` runs a whole compile in
+a helper (`fit` compiles its validation graph so while it compiles the training step) and
+`join()` waits for it before this process compiles the same graph, which then loads from the
+caches.
 
 Two processes must never compile the same function at once: Numba numbers a function's cache
 data files by the entries its index held when it saved, so two concurrent saves of different
