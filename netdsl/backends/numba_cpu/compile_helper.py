@@ -128,17 +128,21 @@ def take_parts(module, names: list[str], signature: tuple) -> None:
             _compile(module, pending.pop(0), signature, wait=True)
 
 
+def _dispatcher(module, name: str):
+    """The Numba dispatcher of `module.name` (a separate.py call holds it as `.dispatcher`)."""
+    value = getattr(module, name)
+    return getattr(value, "dispatcher", value)
+
+
 def _size(module, name: str) -> int:
-    dispatcher = getattr(module, name)
-    return len(getattr(dispatcher, "dispatcher", dispatcher).py_func.__code__.co_code)
+    return len(_dispatcher(module, name).py_func.__code__.co_code)
 
 
 def _compile(module, name: str, signature: tuple, wait: bool) -> bool:
     """Compile `module.name` for `signature` under its lock (into Numba's cache, or loaded
     from it where the other process compiled it); False where `wait` is False and the other
     process holds the lock."""
-    dispatcher = getattr(module, name)
-    dispatcher = getattr(dispatcher, "dispatcher", dispatcher)
+    dispatcher = _dispatcher(module, name)
     with function_lock(dispatcher.py_func.__module__, dispatcher.py_func.__name__,
                        wait) as held:
         if held:

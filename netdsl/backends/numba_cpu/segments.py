@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 # Fewest lines in a shared run (a run of one call line gains nothing from a function around
@@ -129,9 +130,7 @@ def share_repeats(groups: list[list[str]], module_names: set[str], define,
     # code generation in a warm compile).
     texts = [carved(lines) for lines in groups]
     skeletons = [_skeleton(lines) for lines in texts]
-    seen: dict[str, int] = {}
-    for skeleton in skeletons:
-        seen[skeleton] = seen.get(skeleton, 0) + 1
+    seen = Counter(skeletons)
     single = [canonical_of(lines) if seen[skeleton] > 1 else None
               for lines, skeleton in zip(texts, skeletons)]
     keys = [c.text if c is not None else f"#{k}" for k, c in enumerate(single)]

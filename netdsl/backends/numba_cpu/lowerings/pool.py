@@ -66,7 +66,7 @@ def max_pool2d_2x2_kernel(x, out):
     run time, with the gradient's two: a cold LeNet in 6.3 s against 5.9).  The maxima in the
     input's type: from a float64 -inf (the general loop's start) LLVM widened every element
     to float64, 4 lanes instead of 8, and LeNet-5's first pooling at batch 64 took 405 us
-    against 110 (the AMD EPYC Zen 3 of 2026-12-07, AVX2, one thread; the same maxima: a NaN
+    against 66 (the AMD EPYC Zen 3 of 2026-12-07, AVX2, one thread; the same maxima: a NaN
     is handled by the select below, and a window of -infs gives -inf either way)."""
     n, c, height, width = x.shape
     x3 = _view(x, 0, (n * c, height, width))
