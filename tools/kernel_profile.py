@@ -60,7 +60,8 @@ def write_map(path: Path) -> int:
     from numba.core.registry import CPUDispatcher
     starts = set()
     for dispatcher in gc.get_objects():
-        if not isinstance(dispatcher, CPUDispatcher):
+        # type(), not isinstance: isinstance of a dead weak proxy among the objects raises
+        if not issubclass(type(dispatcher), CPUDispatcher):
             continue
         function = dispatcher.py_func
         name = f"{function.__module__.rsplit('.', 1)[-1]}.{function.__name__}"
