@@ -79,7 +79,8 @@ def start_child(path: str) -> None:
         first.__dict__.update(step.__dict__)        # input_names, output_names, bound
         return first
     compiled_module.CompiledGraph.bind = timed_bind
-    main(["train", path, "--epochs", "1", "--quiet"])
+    sys.argv = ["netdsl", "train", path, "--epochs", "1", "--quiet"]
+    main()                  # as the console script calls it: the process is the command's
     raise SystemExit("the training step never ran")
 
 
@@ -150,8 +151,9 @@ def measure(only: set[str], repeats: int, deep_repeats: int) -> dict[str, list[d
 
 def summary(runs: dict[str, list[dict]], loads: tuple[str, str], argv: list[str]) -> str:
     import numpy as np
+    arguments = " " + " ".join(argv) if argv else ""
     lines = [HEADING, "",
-             f"Written by `python -m benchmarks.compile_times{' ' + ' '.join(argv) if argv else ''}`"
+             f"Written by `python -m benchmarks.compile_times{arguments}`"
              f" on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average "
              f"{loads[0]} at the start, {loads[1]} at the end (two shared cores: compare "
              "medians taken in the same period).  Each run a fresh process; cold: empty "

@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     interrupts.install()
     if argv is None:                # the process itself (console script, python -m netdsl)
         import atexit
+
+        from .compiler import freeze_after_cache_hits
         atexit.register(interrupts.ignore)      # registered first, so it runs last
+        freeze_after_cache_hits()               # this process runs one command (see there)
     try:
         status = _main(argv, interrupts)
         # A signal the command did not act on (it came while saving): still report it.

@@ -78,8 +78,31 @@ def compile_step(graph: Graph, target: str = "cpu", training: Training | None = 
     the graph is compiled as it is (an inference or evaluation graph).  cache_dir and options
     go to the target (the cpu target: $NETDSL_CACHE_DIR override, CodegenOptions)."""
     with collector_paused():
-        return _compile_step(graph, target, training, trace=trace, stop_after=stop_after,
-                             cache_dir=cache_dir, options=options)
+        compiled = _compile_step(graph, target, training, trace=trace, stop_after=stop_after,
+                                 cache_dir=cache_dir, options=options)
+        if _freeze_after_cache_hits and getattr(getattr(compiled, "report", None),
+                                                "cache_hit", False):
+            gc.freeze()
+        return compiled
+
+
+# Set by the command line in its own process (`freeze_after_cache_hits`).
+_freeze_after_cache_hits = False
+
+
+def freeze_after_cache_hits() -> None:
+    """From now on, a compile that loaded everything from the caches ends by moving every
+    object then alive out of the garbage collector's sight (gc.freeze).
+
+    For the command line's own process, which runs one command and exits (cli.main).  While
+    a compile runs the collector is paused (`collector_paused`), so the first collection after
+    it walks every object the compile made, mostly the modules it imported (Numba's, the
+    kernels'): 21-30 ms of `netdsl train`'s warm start, which collected nothing.  Frozen,
+    they are never walked; the price is that any of them that becomes garbage later is never
+    freed.  A compile that ran Numba leaves megabytes of garbage (its IR), so it does not
+    freeze; nor does a compile called from Python, whose objects are the caller's."""
+    global _freeze_after_cache_hits
+    _freeze_after_cache_hits = True
 
 
 @contextlib.contextmanager

@@ -20,13 +20,22 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+import threading
 from types import ModuleType
 
 NAME = "scipy.linalg.cython_blas"
+# Held while loading: _load_alone puts the module in sys.modules before running it, and
+# blas_library.preload loads it on a thread of its own while the compile may call this too.
+_loading = threading.Lock()
 
 
 def load_cython_blas() -> ModuleType:
     """SciPy's cython_blas module (ImportError without SciPy)."""
+    with _loading:
+        return _load()
+
+
+def _load() -> ModuleType:
     module = sys.modules.get(NAME)
     if module is not None:
         return module

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from netdsl.backends.numba_cpu.blas_library import (
-    _intel,
     _mkl_path,
     _openblas_held_back,
     choose,
     own_by_default,
 )
+from netdsl.backends.numba_cpu.processor import intel
 from netdsl.errors import Error
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -158,7 +158,7 @@ def test_every_product_agrees_with_numpy_on_each_library(library, blas_threads, 
     assert result.returncode == 0, result.stderr
     # Out of 2 to 15 columns in OpenBLAS where MKL is chosen on a processor not Intel's
     # (blas_library.narrow_library): the shapes above of such width ran there.
-    narrow = "openblas" if library == "mkl" and not _intel() else library
+    narrow = "openblas" if library == "mkl" and not intel() else library
     assert result.stdout.split()[-3:] == [narrow, library, str(sgemm == "netdsl")]
 
 
@@ -228,3 +228,52 @@ def test_mkls_first_call_runs_beside_and_a_fork_waits_for_it():
                             env=dict(os.environ, NETDSL_BLAS="mkl"), timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1:] == ["ok"]
+
+
+PRELOAD = """
+import os, sys
+from netdsl.backends.numba_cpu import blas_library
+blas_library.preload()
+thread = blas_library._preload
+assert thread is not None and thread.name == "netdsl-blas-load"
+blas_library.preload()                                   # once per process
+assert blas_library._preload is thread
+pid = os.fork()                                          # waits for it first (register_at_fork)
+if pid == 0:
+    os._exit(0 if blas_library.chosen() is not None else 1)
+assert os.waitpid(pid, 0)[1] == 0 and not thread.is_alive()
+library = blas_library.chosen()
+assert blas_library.narrow_library() is blas_library.narrow_library()
+print(library.name, library.own_threads == blas_library._own_threads(library.name))
+"""
+
+BAD_CHOICE = """
+from netdsl.backends.numba_cpu import blas_library
+from netdsl.errors import Error
+blas_library.preload()
+blas_library._preload.join()                             # failed there, quietly
+try:
+    blas_library.chosen()
+except Error as error:
+    print("raised", "NETDSL_BLAS" in str(error))
+"""
+
+
+@pytest.mark.parametrize("library", ["openblas", "mkl"])
+def test_the_libraries_load_on_a_thread_that_chosen_and_forks_wait_for(library):
+    """blas_library.preload loads the chosen library and the narrow products' on a thread of
+    its own; chosen() and a fork wait for it and find the same library a plain load finds."""
+    if library == "mkl" and _mkl_path() is None:
+        pytest.skip("Intel MKL is not installed (pip install mkl)")
+    result = subprocess.run([sys.executable, "-c", PRELOAD], capture_output=True, text=True,
+                            env=dict(os.environ, NETDSL_BLAS=library), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == [library, "True"]
+
+
+def test_a_bad_choice_fails_where_the_compile_asks_not_on_the_loading_thread():
+    result = subprocess.run([sys.executable, "-c", BAD_CHOICE], capture_output=True, text=True,
+                            env=dict(os.environ, NETDSL_BLAS="bogus"), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["raised", "True"]
+    assert "Traceback" not in result.stderr

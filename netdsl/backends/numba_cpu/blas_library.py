@@ -48,6 +48,12 @@ of its own, beside the rest of the compile (ctypes releases the GIL), and `ready
 it, which the compile does before handing out its graph and every fork does first
 (`os.register_at_fork`: a forked child must not inherit a lock held by a thread it lacks).
 
+Loading the libraries takes time too (on the Zen 3: MKL's libmkl_rt 25 ms, SciPy's OpenBLAS
+12 ms), which the warm start paid in `bind()`, after Numba's import.  The CPU target's compile
+starts `preload()` first, a thread that loads them while the compile's passes, code generation
+and imports go on (the dynamic loader runs without the GIL); `chosen()` and `narrow_library()`
+wait for it, and so does every fork.
+
 MKL runs sequentially (unless MKL_THREADING_LAYER says otherwise) and netdsl cuts its large
 products across Numba's threads (linalg.matmul_2d_parallel).  MKL's own threads were a little
 faster (MLP step at two threads: TBB layer 0.87-0.91 ms, GNU OpenMP 0.92, Intel OpenMP 0.96;
@@ -65,6 +71,8 @@ import sys
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+
+from .processor import AVX512, cpu_flags, intel
 
 SYMBOLS = ("netdsl_sgemm", "netdsl_dgemm", "netdsl_blas_set_num_threads",
            "netdsl_blas_get_num_threads")
@@ -91,6 +99,8 @@ _NO_GEMM = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 8
 _CAPSULE_POINTER = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)
 _CAPSULE_NAME = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)
 _first_call: threading.Thread | None = None     # MKL's first call, on its own thread
+_preload: threading.Thread | None = None        # loading the libraries, on its own thread
+_loading = threading.RLock()                    # held while chosen()/narrow_library() load
 
 
 @dataclass(frozen=True)
@@ -108,7 +118,7 @@ def choose(requested: str, mkl_installed: bool, intel: bool,
     """The library's name for NETDSL_BLAS=`requested` (a netdsl.Error for an unknown one or
     for mkl where it is not installed); `openblas_held_back`: OPENBLAS_CORETYPE keeps OpenBLAS
     from the processor's AVX-512 kernels (`_openblas_held_back`); `avx512`: the processor has
-    them (`_AVX512`)."""
+    them (`processor.AVX512`)."""
     from ...errors import Error
     requested = requested.strip().lower() or "auto"
     if requested not in ("auto", "openblas", "mkl"):
@@ -124,18 +134,35 @@ def choose(requested: str, mkl_installed: bool, intel: bool,
     return requested
 
 
-@lru_cache(maxsize=1)
 def chosen() -> BlasLibrary:
     """The library this process's products call, loaded (once)."""
-    mkl_path = _mkl_path()
-    flags = _cpu_flags()
-    name = choose(os.environ.get("NETDSL_BLAS", ""), mkl_path is not None, _intel(),
-                  _openblas_held_back(os.environ.get("OPENBLAS_CORETYPE"), flags),
-                  _AVX512 <= flags)
+    with _loading:
+        return _load_chosen()
+
+
+@lru_cache(maxsize=1)
+def _load_chosen() -> BlasLibrary:
+    name, mkl_path = _choice()
     return _mkl(mkl_path) if name == "mkl" else _openblas()
 
 
 @lru_cache(maxsize=1)
+def _choice() -> tuple[str, str | None]:
+    """The chosen library's name and MKL's path (None where it is not installed), decided
+    without loading either library."""
+    mkl_path = _mkl_path()
+    flags = cpu_flags()
+    return choose(os.environ.get("NETDSL_BLAS", ""), mkl_path is not None, intel(),
+                  _openblas_held_back(os.environ.get("OPENBLAS_CORETYPE"), flags),
+                  AVX512 <= flags), mkl_path
+
+
+def _own_threads(name: str) -> bool:
+    """BlasLibrary.own_threads of the library `name`: MKL runs sequentially, unless
+    MKL_THREADING_LAYER says otherwise."""
+    return name != "mkl" or "MKL_THREADING_LAYER" in os.environ
+
+
 def narrow_library() -> BlasLibrary:
     """The library of narrow products, out of 2 to 15 columns (a classifier's last layer):
     SciPy's OpenBLAS, held to one thread, where MKL is chosen on a processor not Intel's, and
@@ -147,8 +174,14 @@ def narrow_library() -> BlasLibrary:
     parallel loop (a convolution's chunk) runs on the thread that calls it, as MKL's do; SciPy's
     own linear algebra in the same process then runs on one thread too (NumPy's OpenBLAS is
     another library, untouched)."""
+    with _loading:
+        return _load_narrow()
+
+
+@lru_cache(maxsize=1)
+def _load_narrow() -> BlasLibrary:
     library = chosen()
-    if library.name != "mkl" or _intel():
+    if library.name != "mkl" or intel():
         return library
     narrow = _openblas()
     _SET_TYPE(narrow.addresses[2])(1)
@@ -177,9 +210,30 @@ def bind() -> BlasLibrary:
     return library
 
 
+def preload() -> None:
+    """Load the chosen library and the narrow products' on a thread of its own, once per
+    process (see the module docstring).  A failure there (NETDSL_BLAS naming no library) is
+    left for the caller's own chosen() to raise again."""
+    global _preload
+    if _preload is not None or _load_narrow.cache_info().currsize:
+        return
+
+    def load():
+        try:
+            narrow_library()
+        except Exception:       # chosen() raises it again where the compile calls it
+            pass
+
+    _preload = threading.Thread(target=load, name="netdsl-blas-load", daemon=True)
+    _preload.start()
+
+
 def ready() -> None:
-    """Wait for MKL's first call where `bind()` started it (see the module docstring)."""
+    """Wait for the libraries' loading and MKL's first call where `preload()` and `bind()`
+    started them (see the module docstring)."""
     global _first_call
+    if _preload is not None:
+        _preload.join()
     if _first_call is not None:
         _first_call.join()
         _first_call = None
@@ -227,8 +281,8 @@ def own_sgemm() -> bool:
                          "the BLAS runs without the processor's AVX-512)")
     if requested != "auto":
         return requested == "netdsl"
-    flags = _cpu_flags()
-    return own_by_default(flags, _intel(), chosen().name,
+    flags = cpu_flags()
+    return own_by_default(flags, intel(), _choice()[0],
                           _openblas_held_back(os.environ.get("OPENBLAS_CORETYPE"), flags))
 
 
@@ -236,7 +290,7 @@ def netdsl_cuts_products() -> bool:
     """Whether netdsl cuts a large product across Numba's threads (linalg.matmul_2d_parallel)
     rather than leaving it to the BLAS's own threads: where the BLAS runs one thread (MKL as
     netdsl loads it) or netdsl's own float32 kernels, which are serial, run the products."""
-    return not chosen().own_threads or own_sgemm()
+    return not _own_threads(_choice()[0]) or own_sgemm()
 
 
 def own_by_default(flags: frozenset[str], intel: bool, blas: str, held_back: bool) -> bool:
@@ -249,7 +303,7 @@ def own_by_default(flags: frozenset[str], intel: bool, blas: str, held_back: boo
     3.67 / 5.71 against 2.13 / 4.56, ResNet 47.6 / 69.2 against 31.0 / 50.7, LSTM 8.66 / 10.0
     against 3.57 / 6.99, GRU 4.80 / 7.57 against 2.66 / 5.79, the MLP's forward 0.47 / 0.77
     against 0.35 / 0.72."""
-    if not _AVX512 <= flags:
+    if not AVX512 <= flags:
         return False
     if not intel:
         return True
@@ -258,43 +312,13 @@ def own_by_default(flags: frozenset[str], intel: bool, blas: str, held_back: boo
 
 # OpenBLAS's names (OPENBLAS_CORETYPE, any case) of its kernels that use AVX-512.
 _AVX512_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
-_AVX512 = frozenset({"avx512f", "avx512bw", "avx512dq", "avx512vl"})   # what those kernels use
 
 
 def _openblas_held_back(coretype: str | None, flags: frozenset[str]) -> bool:
     """Whether OPENBLAS_CORETYPE=`coretype` names kernels without AVX-512 on a processor with
     `flags` that has it (unset or empty: OpenBLAS chooses for the processor itself)."""
     coretype = (coretype or "").strip().lower()
-    return bool(coretype) and coretype not in _AVX512_CORES and _AVX512 <= flags
-
-
-def _cpu_flags() -> frozenset[str]:
-    """The processor's feature flags from /proc/cpuinfo (empty where there is none)."""
-    return frozenset(_cpuinfo().get("flags", "").split())
-
-
-@lru_cache(maxsize=1)
-def _cpuinfo() -> dict[str, str]:
-    """The first processor's fields in /proc/cpuinfo, read once (empty where there is none)."""
-    fields: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if not line.strip():
-                    break                        # the end of the first processor's block
-                name, _, value = line.partition(":")
-                fields.setdefault(name.strip(), value.strip())
-    except OSError:
-        pass
-    return fields
-
-
-def _intel() -> bool:
-    vendor = _cpuinfo().get("vendor_id")
-    if vendor is not None:
-        return "GenuineIntel" in vendor
-    import platform
-    return "intel" in platform.processor().lower()
+    return bool(coretype) and coretype not in _AVX512_CORES and AVX512 <= flags
 
 
 def _mkl_path() -> str | None:
@@ -314,7 +338,7 @@ def _mkl(path: str) -> BlasLibrary:
     library = ctypes.CDLL(path)
     # Sequential: netdsl cuts large products across Numba's threads itself (linalg.py).  The
     # threading layer is fixed by MKL's first call; MKL_THREADING_LAYER, if set, decides.
-    sequential = "MKL_THREADING_LAYER" not in os.environ
+    sequential = not _own_threads("mkl")
     if sequential:
         library.MKL_Set_Threading_Layer(_MKL_THREADING["SEQUENTIAL"])
     return BlasLibrary("mkl", path, (_address(library.sgemm), _address(library.dgemm),
@@ -360,4 +384,4 @@ def _openblas_threads() -> tuple[str, tuple[int, int]]:
 
 
 __all__ = ["OWN_GEMM", "OWN_SGEMM", "BlasLibrary", "bind", "choose", "chosen", "own_sgemm",
-           "ready"]
+           "preload", "ready"]

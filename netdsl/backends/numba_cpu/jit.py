@@ -55,6 +55,39 @@ except ImportError:           # no SciPy: Numba has no np.dot, netdsl's own BLAS
     pass
 
 
+def _type_arrays_without_numpy_ma() -> None:
+    """Replace Numba's typeof of NumPy arrays with one that does not import numpy.ma.
+
+    Numba's first tests whether the array is a masked one, `np.ma.MaskedArray`, and NumPy
+    imports numpy.ma when that name is first read: 15-26 ms of every process's first step.
+    No masked array exists before numpy.ma is imported, so the test runs only once it is (then
+    Numba's own typeof answers); the rest is Numba's (tests/backends/test_jit_typeof.py holds
+    the two to the same types)."""
+    import sys
+
+    import numpy as np
+    from numba.core import errors, types
+    from numba.core.typing.typeof import typeof_impl
+    from numba.np import numpy_support
+    numba_typeof = typeof_impl.dispatch(np.ndarray)
+
+    @typeof_impl.register(np.ndarray)
+    def typeof_array(value, context):
+        if "numpy.ma" in sys.modules:
+            return numba_typeof(value, context)
+        try:
+            dtype = numpy_support.from_dtype(value.dtype)
+        except errors.NumbaNotImplementedError:
+            raise errors.NumbaValueError(f"Unsupported array dtype: {value.dtype}")
+        return types.Array(dtype, value.ndim, numpy_support.map_layout(value),
+                           readonly=not value.flags.writeable)
+
+    typeof_array.numba_typeof = numba_typeof
+
+
+_type_arrays_without_numpy_ma()
+
+
 # Linkages of what Numba links into a caller (copies of callees, parallel loops' gufuncs);
 # the library's own functions, which Numba finds by name, are `external`.
 _LINKED = frozenset({llvm.Linkage.linkonce_odr, llvm.Linkage.linkonce_any,

@@ -38,8 +38,9 @@ class NumbaCpuTarget(Target):
         from .codegen import CodegenOptions, generate_module
         from .compiled import CompiledGraph
 
-        if stop_after is None:       # netdsl's own products compile beside this, where they run
-            own_entry.prepare()
+        if stop_after is None:
+            blas_library.preload()   # the BLAS libraries load on a thread beside the compile
+            own_entry.prepare()      # netdsl's own products compile beside it, where they run
         options = options or CodegenOptions()
         report = CompileReport(self.name)
         clock = StageClock(report, trace, stop_after)
