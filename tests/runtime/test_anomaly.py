@@ -72,6 +72,7 @@ def test_a_late_overflow_is_found_by_either_replay(tmp_path, monkeypatch):
     # epochs.  A replay from the failing epoch's copy, from an older epoch's copy (a copy is
     # taken at most every SNAPSHOT_SECONDS) and from the initial weights must agree.
     results, real = [], anomaly.NonFiniteWatch._replay
+    monkeypatch.setattr(anomaly, "SNAPSHOT_SPACING", 0)
     for snapshot, seconds in ((anomaly.SNAPSHOT_BYTES, 0.0), (anomaly.SNAPSHOT_BYTES, 1e9),
                               (0, 0.0)):             # 0 bytes: too large to copy
         monkeypatch.setattr(anomaly, "SNAPSHOT_BYTES", snapshot)
@@ -102,3 +103,37 @@ def test_the_diagnosis_never_hides_the_loss(tmp_path, monkeypatch):
                              "not found: finding the first non-finite value failed: "
                              "RuntimeError('boom'))")
     assert error.span.line == 12
+
+
+def test_snapshots_reuse_their_arrays_and_are_spaced_by_their_cost(monkeypatch):
+    # Each copy goes into the last copy's arrays (no fresh pages), and the next one waits
+    # SNAPSHOT_SPACING times as long as the copy took (and SNAPSHOT_SECONDS).
+    clock = [100.0]
+
+    def perf_counter():
+        clock[0] += 0.001                   # every reading: 1 ms later (a copy "takes" 1 ms)
+        return clock[0]
+    monkeypatch.setattr(anomaly.time, "perf_counter", perf_counter)
+    monkeypatch.setattr(anomaly, "SNAPSHOT_SECONDS", 0.05)
+    monkeypatch.setattr(anomaly, "SNAPSHOT_SPACING", 100)
+    state = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "m": np.zeros(4, np.float32)}
+
+    class Plan:
+        steps, storage = [], state
+    watch = anomaly.NonFiniteWatch(Plan(), {}, {}, config=None)
+    watch.fresh = False
+    rng = np.random.default_rng(0)
+    watch.epoch_started(1, 1, rng)
+    first = watch.snapshot[2]
+    assert first is not None and first["w"] is not state["w"]
+    np.testing.assert_array_equal(first["w"], state["w"])
+    state["w"] += 1.0
+    clock[0] += 0.06                        # past SNAPSHOT_SECONDS, not past 100 x 1 ms
+    watch.epoch_started(2, 5, rng)
+    assert watch.snapshot[0] == 1           # not copied: the last copy is too recent
+    clock[0] += 0.05
+    watch.epoch_started(3, 9, rng)
+    epoch, first_step, copied, _ = watch.snapshot
+    assert (epoch, first_step) == (3, 9)
+    assert copied["w"] is first["w"] and copied["m"] is first["m"]     # the same arrays
+    np.testing.assert_array_equal(copied["w"], state["w"])
