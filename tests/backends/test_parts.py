@@ -56,3 +56,40 @@ def test_else_stays_with_its_if_and_short_or_unsplittable_drivers_stay_whole(mon
     # the return reads a local of the body: no parts
     assert _split(["t = v_0[0]", "kernel_0(v_0)", "kernel_0(v_0)", "kernel_0(v_0)"],
                   monkeypatch, returned=("return (t,)",))[0] is None
+
+
+def test_a_busy_step_splits_a_shorter_driver(monkeypatch):
+    # Above SPLIT_BUSY_ABOVE statements (not SPLIT_ABOVE), a driver is split only where its
+    # step touches BUSY_ELEMENTS elements or more: a tiny step keeps the parts' calls away.
+    body = [f"kernel_0(v_{k % 2})" for k in range(12)]
+    monkeypatch.setattr(parts, "SPLIT_BUSY_ABOVE", 8)
+    monkeypatch.setattr(parts, "SPLIT_ABOVE", 20)
+    monkeypatch.setattr(parts, "PART_STATEMENTS", 6)
+    carves = {"v_0": "v_0 = _view(arena, offsets[0], (d_0,))",
+              "v_1": "v_1 = _view(arena, offsets[1], (d_0,))"}
+
+    def split(elements):
+        return parts.split_driver(["d_0 = in_0.shape[0]"], body, ["return ()"], carves,
+                                  ["in_0", "arena", "offsets"], {"kernel_0"},
+                                  lambda name, lines: name, elements=elements)
+    assert split(parts.BUSY_ELEMENTS - 1) is None
+    assert split(parts.BUSY_ELEMENTS) == ["part_0(in_0, arena, offsets)",
+                                          "part_1(in_0, arena, offsets)"]
+
+
+def test_the_mlp_benchmarks_step_is_split_and_xors_is_not():
+    # The drivers of the MLP benchmark (784-256-256-10, Adam: ~1.1 M elements, ~70
+    # statements) and of XOR (2-8-1: ~3 k elements, ~90 statements), as code generation
+    # makes them (no Numba compile).
+    from pathlib import Path
+
+    import netdsl
+    from netdsl.compiler import Training, compile_step
+    models = Path(__file__).resolve().parents[2] / "benchmarks" / "models"
+    counts = {}
+    for name in ("mlp", "xor"):
+        model = netdsl.load(models / f"{name}.net")
+        generated = compile_step(model.training_forward, "cpu",
+                                 Training.from_config(model.train_config), stop_after="codegen")
+        counts[name] = generated.source.count("\ndef part_")
+    assert counts == {"mlp": 2, "xor": 0}

@@ -124,7 +124,8 @@ class FunctionWriter:
         add_part = getattr(self.module, "add_part", None)      # the CUDA host driver: none
         calls = None if add_part is None else split_driver(
             self._prologue(), [s for s in statements if s not in views.values()], ending,
-            carves | views, args, self.module.global_names(), add_part)
+            carves | views, args, self.module.global_names(), add_part,
+            elements=self._elements_touched())
         if calls is not None:                  # a long driver: parts (parts.py)
             body = self._prologue() + enter + carves_for(ending, carves | views) + calls + \
                 leave + ending
@@ -136,6 +137,13 @@ class FunctionWriter:
                 self.module.add_function("warm_up", [_WARM_UP_DECORATOR, *twin], separate=False)
         outputs = list(graph.outputs) + [loss.name for loss in graph.losses]
         return [f"def step({', '.join(args)}):"] + ["    " + l for l in body], params, outputs
+
+    def _elements_touched(self) -> int:
+        """The elements of the parameters and of the arena's slots, symbolic dims at the
+        size hint: what a step reads or writes at least once (parts.BUSY_ELEMENTS)."""
+        return sum(self.size_at_hint(info.value.shape) for info in self.graph.params) + \
+            sum(max(self.size_at_hint(v.shape) for v in slot.values)
+                for slot in self.plan.slots if slot.values)
 
     def _output_places(self, values: list[Value], carves: dict[str, str]) -> list:
         """Per returned value, where its caller finds it without the driver returning it:

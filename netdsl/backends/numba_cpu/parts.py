@@ -7,7 +7,11 @@ blocks) it took 4.9 s on a quiet machine and 33 s beside a test run, on the same
 blocks 5.3 s and with 3 blocks 1.9 s (both beside the test run).  Parts of about
 PART_STATEMENTS top-level statements keep each function small: deep_residual's step compiles
 in 16.2-19.7 s (median 16.5) against 18.4-23.4 s (19.9) whole, three runs each, alternated,
-with Numba's library kernels cached.  A part takes the driver's own arguments; the dims are
+with Numba's library kernels cached.  Parts also let a cold compile use both cores: the
+compile helper's process (compile_helper.py) compiles one while this one compiles another,
+where one process compiled the whole driver while the other, its kernels done, waited (a
+shorter driver is split for that where its step is busy enough: SPLIT_BUSY_ABOVE).  A part
+takes the driver's own arguments; the dims are
 read again from the inputs' shapes and its buffers are views made again from the arena (a few
 instructions each).
 
@@ -26,19 +30,33 @@ import re
 # load of its own in a warm start, so the largest).
 SPLIT_ABOVE = 120
 PART_STATEMENTS = 40
+# A driver of more than SPLIT_BUSY_ABOVE statements is split too where its step touches at
+# least BUSY_ELEMENTS elements (parameters and arena slots, symbolic dims at the size hint):
+# then the compile helper's process compiles a part while this one compiles another, where it
+# waited for the whole driver.  A part's call costs ~0.15 us (XOR's driver in three parts:
+# 4.2 -> 4.6 us a step), nothing beside a step that reads and writes a quarter of a million
+# floats.  The MLP benchmark (784-256-256-10, Adam: 1.1 M elements, 70 statements) in two
+# parts, cold, against whole, on the AMD EPYC (Zen 3) of 2026-12-07: the medians of 8
+# alternated pairs' differences -0.26 and -0.38 s (each tree first in one series; medians
+# 3.23 against 3.32 s and 3.76 against 3.93 s), where the parent process had waited ~1.7 s
+# for the helper's driver; its step 2.0 ms either way.
+SPLIT_BUSY_ABOVE = 50
+BUSY_ELEMENTS = 1 << 18
 _CONTINUES = re.compile(r"(else|elif|except|finally)\b")
 
 
 def split_driver(prologue: list[str], body: list[str], returned: list[str],
                  carves: dict[str, str], arguments: list[str], known: set[str],
-                 define) -> list[str] | None:
+                 define, elements: int = 0) -> list[str] | None:
     """The driver lines calling parts for `body` (top-level statements and their indented
     lines), or None where it is short or cannot be split.  `returned` are the lines after
     it (the return), which must read no local of the body; `carves` maps each buffer or
     parameter-view name to the line making it; `define(name, lines)` adds a part (its
-    definition lines) to the module and returns the name to call."""
+    definition lines) to the module and returns the name to call; `elements`: what the step
+    touches (see BUSY_ELEMENTS)."""
     statements = _statements(body)
-    if sum(map(_count, statements)) <= SPLIT_ABOVE:
+    if sum(map(_count, statements)) <= \
+            (SPLIT_BUSY_ABOVE if elements >= BUSY_ELEMENTS else SPLIT_ABOVE):
         return None
     available = set(arguments) | set(carves) | known | _assigned(prologue)
     if _free(returned, available):
@@ -171,4 +189,5 @@ def _free(lines: list[str], available: set[str]) -> set[str]:
     return _loaded(lines) - _assigned(lines) - available
 
 
-__all__ = ["PART_STATEMENTS", "SPLIT_ABOVE", "carves_for", "split_driver", "warm_up"]
+__all__ = ["BUSY_ELEMENTS", "PART_STATEMENTS", "SPLIT_ABOVE", "SPLIT_BUSY_ABOVE", "carves_for",
+           "split_driver", "warm_up"]
