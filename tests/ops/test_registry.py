@@ -509,7 +509,8 @@ def _uses_threads(generated) -> bool:
     """Does the generated driver run parallel code: a `parallel=True` function of its own or
     of a segment module it imports (a shared loop nest), or a library kernel it imports that
     was compiled with parallel=True or calls one (the parallel kernels keep their prange in a
-    function of its own, called separately)?"""
+    function of its own, called separately), or that runs a function on Numba's threads
+    (parallel_calls.in_parallel)?"""
     import importlib
     if any("parallel=True" in source
            for source in [generated.source, *generated.segments.values()]):
@@ -519,8 +520,10 @@ def _uses_threads(generated) -> bool:
 
 
 def _runs_threads(function, depth: int = 3) -> bool:
-    """Is `function` (a dispatcher, or separately's intrinsic) parallel, or does it name one
-    among its globals, `depth` calls deep?"""
+    """Is `function` (a dispatcher, or separately's or in_parallel's intrinsic) parallel, or
+    does it name one among its globals, `depth` calls deep?"""
+    if getattr(function, "on_threads", False):          # parallel_calls.in_parallel
+        return True
     function = getattr(function, "dispatcher", function)
     if getattr(function, "targetoptions", {}).get("parallel"):
         return True

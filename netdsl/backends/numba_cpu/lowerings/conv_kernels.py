@@ -8,12 +8,12 @@ thread meanwhile (see the note above conv2d_kernel).
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 from numba import uint64 as u64
 
 from ..blas_threads import blas_threads
 from ..builtins_inline import empty, max2, min2, zeros
 from ..jit import kernel
+from ..parallel_calls import in_parallel
 from ..separate import separately
 from ..support import view as _view
 from .linalg import matmul_2d
@@ -143,12 +143,14 @@ def _padded_shape(geometry):
 
 
 @kernel(cache=True, fastmath=True)
-def conv_chunk(images, w2, planes3, first, count, geometry, back, strided):
-    """One chunk of conv2d_kernel: images first .. first + count - 1.  Forward (back=False):
-    im2col side by side, one gemm per group, the result scattered into planes3.  Input gradient
-    (back=True): the planes gathered side by side, wᵀ @ them in one gemm per group, col2im.
-    `geometry` is (cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups)."""
+def conv_chunk(t, images, w2, planes3, per, geometry, back, strided):
+    """Chunk t of conv2d_kernel: `per` images from image t * per (fewer in the last).  Forward
+    (back=False): im2col side by side, one gemm per group, the result scattered into planes3.
+    Input gradient (back=True): the planes gathered side by side, wᵀ @ them in one gemm per
+    group, col2im.  `geometry` is (cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups)."""
     cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups = geometry
+    first = np.int64(t) * per
+    count = min2(per, images.shape[0] - first)
     og = w2.shape[0] // groups
     p = ho * wo
     cols = empty((w2.shape[1], count * p), planes3.dtype)
@@ -168,7 +170,7 @@ def conv_chunk(images, w2, planes3, first, count, geometry, back, strided):
 
 
 @kernel(cache=True, fastmath=True)
-def weight_worker(x, g3, partial, worker, per, chunks, workers, geometry, strided):
+def weight_worker(worker, x, g3, partial, per, chunks, workers, geometry, strided):
     """conv2d_backward_weight's share of one worker: partial[worker] += g_chunk @ im2col(x_chunk)ᵀ
     over chunks worker, worker + workers, ...; `geometry` as conv_chunk's."""
     cg, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, groups = geometry
@@ -176,7 +178,7 @@ def weight_worker(x, g3, partial, worker, per, chunks, workers, geometry, stride
     og = partial.shape[1] // groups
     k, p = partial.shape[2], ho * wo
     result = empty((og, k), x.dtype)
-    for t in range(worker, chunks, workers):
+    for t in range(np.int64(worker), chunks, workers):
         first = t * per
         count = min2(per, x.shape[0] - first)
         gathered = empty((og, count * p), x.dtype)
@@ -191,35 +193,17 @@ def weight_worker(x, g3, partial, worker, per, chunks, workers, geometry, stride
 
 
 _conv_chunk, _weight_worker = separately(conv_chunk), separately(weight_worker)
-
-
-# The parallel loops are functions of their own holding nothing but the prange, called
-# separately: Numba's parfor passes analyse every statement of a parallel function, and with
-# the layout, the BLAS thread count and the final sum beside the loop the weight gradient's
-# parallel kernel took 1.15 s to compile, against 0.51 s split so (0.28 s of it the loop).
-# Each chunk carves its own zero-padded image (a few kB).
-@kernel(cache=True, parallel=True, fastmath=True)
-def _chunks_in_parallel(images, w2, planes3, per, chunks, geometry, back, strided):
-    for t in prange(chunks):
-        first = np.int64(t) * per
-        _conv_chunk(images, w2, planes3, first, min2(per, images.shape[0] - first), geometry,
-                    back, strided)
-
-
-@kernel(cache=True, parallel=True, fastmath=True)
-def _workers_in_parallel(x, g3, partial, per, chunks, workers, geometry, strided):
-    for worker in prange(workers):
-        _weight_worker(x, g3, partial, np.int64(worker), per, chunks, workers, geometry,
-                       strided)
-
-
-_chunks_in_parallel_call = separately(_chunks_in_parallel)
-_workers_in_parallel_call = separately(_workers_in_parallel)
+# The parallel variants run the same functions for every chunk (worker) index on Numba's
+# threads (parallel_calls.py).  Each was a function of its own holding nothing but a prange
+# around the call: Numba's parfor passes took 0.33-0.35 s of a cold compile for each (LeNet-5's
+# two, on the AMD EPYC (Zen 3) of 2026-12-07).  Each chunk carves its own zero-padded image (a
+# few kB).
+_chunks_in_parallel, _workers_in_parallel = in_parallel(conv_chunk), in_parallel(weight_worker)
 
 # Two variants of each convolution kernel with the same chunks and the same gemms, so the same
 # numbers: a serial one, and a `_parallel` one running whole chunks (unfold, gemm, scatter) on
 # Numba's threads, each calling BLAS with one thread of its own.  BLAS is held at one thread for
-# the parallel loop (blas_threads): called from prange with its own threads as well, OpenBLAS
+# the parallel loop (blas_threads): run on Numba's threads with its own threads too, OpenBLAS
 # warned "Detect OpenMP Loop and this application may hang" and oversubscribed the cores.  (A
 # BLAS without that control, not SciPy's OpenBLAS, keeps its own count.)  The parallel variant
 # does not fall back to the serial one for a single chunk: calling it would compile it into the
@@ -249,9 +233,7 @@ def conv2d_kernel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, back, strid
     w2, planes3, per, chunks, geometry = _layout(images, w, planes, sh, sw, pt, pl, dh, dw,
                                                  groups)
     for t in range(chunks):
-        first = t * per
-        _conv_chunk(images, w2, planes3, first, min2(per, images.shape[0] - first), geometry,
-                    back, strided)
+        _conv_chunk(t, images, w2, planes3, per, geometry, back, strided)
 
 
 @kernel(cache=True, fastmath=True)
@@ -260,7 +242,7 @@ def conv2d_kernel_parallel(images, w, planes, sh, sw, pt, pl, dh, dw, groups, ba
     w2, planes3, per, chunks, geometry = _layout(images, w, planes, sh, sw, pt, pl, dh, dw,
                                                  groups)
     before = blas_threads(np.int64(1))
-    _chunks_in_parallel_call(images, w2, planes3, per, chunks, geometry, back, strided)
+    _chunks_in_parallel(chunks, images, w2, planes3, per, geometry, back, strided)
     if before > 1:
         blas_threads(before)
 
@@ -317,7 +299,7 @@ def conv2d_backward_weight(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups, strided
     g3, per, chunks, workers, partial, geometry = _weight_layout(x, g, dw_out, sh, sw, pt, pl,
                                                                  dh, dw, groups)
     for worker in range(workers):
-        _weight_worker(x, g3, partial, worker, per, chunks, workers, geometry, strided)
+        _weight_worker(worker, x, g3, partial, per, chunks, workers, geometry, strided)
     _sum_partials(partial, dw_out)
 
 
@@ -328,7 +310,7 @@ def conv2d_backward_weight_parallel(x, g, dw_out, sh, sw, pt, pl, dh, dw, groups
     g3, per, chunks, workers, partial, geometry = _weight_layout(x, g, dw_out, sh, sw, pt, pl,
                                                                  dh, dw, groups)
     before = blas_threads(np.int64(1))
-    _workers_in_parallel_call(x, g3, partial, per, chunks, workers, geometry, strided)
+    _workers_in_parallel(workers, x, g3, partial, per, chunks, workers, geometry, strided)
     _sum_partials(partial, dw_out)
     if before > 1:
         blas_threads(before)

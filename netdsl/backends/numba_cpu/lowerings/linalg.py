@@ -10,7 +10,7 @@ kernel over the batch in parallel (matmul_batched_parallel, batched_matmul.py).
 from __future__ import annotations
 
 import numpy as np
-from numba import prange, types
+from numba import types
 from numba.extending import intrinsic
 
 # Numba's own intrinsic behind get_num_threads(), bound by symbol: the public function binds a
@@ -22,6 +22,7 @@ from ..blas_library import (NARROW_COLUMNS, NARROW_SYMBOLS, OWN_GEMM, OWN_SGEMM,
 from ..blas_threads import SERIAL_WORK, blas_threads
 from ..builtins_inline import max2, min2
 from ..jit import kernel
+from ..parallel_calls import in_parallel
 from ..separate import separately
 from ..support import view as _view
 from . import lowering
@@ -236,32 +237,27 @@ def matmul_2d(a, b, out, transpose_a, transpose_b):
 _matmul_2d = separately(matmul_2d)
 
 
-@kernel(cache=True, parallel=True)
-def _blocks_in_parallel(a, b, out, transpose_a, transpose_b, k, size, blocks):
-    """matmul_2d_parallel's blocks of `size` rows (or of columns, where out has more of those)
-    on Numba's threads: a function holding nothing but the prange, which calls each block's
-    gemm separately (Numba's parfor passes analyse every statement of a parallel function:
-    with the checks, the thread policy and the inlined gemm in one parallel function,
-    matmul_2d_parallel took 0.9 s to compile, matmul_2d aside; split so, 0.64 s)."""
+@kernel(cache=True)
+def _one_block(block, a, b, out, transpose_a, transpose_b, k, size):
+    """Block `block` of matmul_2d_parallel's: `size` rows of out (or columns, where out has
+    more of those), one gemm.  Run on Numba's threads by in_parallel (parallel_calls.py): a
+    prange around it took 0.45 s of a cold compile, 0.37 s of it Numba's parfor lowering."""
     m, n = out.shape[0], out.shape[1]
-    extent = max2(m, n)
-    for block in prange(blocks):
-        low = np.int64(block) * size
-        high = min2(extent, low + size)
-        if m >= n:
-            _block_call(a, b, out, transpose_a, transpose_b, k, low, high, 0, n)
-        else:
-            _block_call(a, b, out, transpose_a, transpose_b, k, 0, m, low, high)
+    low = np.int64(block) * size
+    if m >= n:
+        _block_call(a, b, out, transpose_a, transpose_b, k, low, min2(m, low + size), 0, n)
+    else:
+        _block_call(a, b, out, transpose_a, transpose_b, k, 0, m, low, min2(n, low + size))
 
 
-_blocks_in_parallel_call = separately(_blocks_in_parallel)
+_blocks_in_parallel = in_parallel(_one_block)
 
 
 @kernel(cache=True)
 def matmul_2d_parallel(a, b, out, transpose_a, transpose_b):
     """matmul_2d, but where the BLAS runs one thread (MKL as netdsl loads it: blas_library.py)
     a product of 2 * SERIAL_WORK multiply-adds or more is cut into one block of rows (or of
-    columns, the longer side) per Numba thread, each one gemm, in prange.  OpenBLAS, with
+    columns, the longer side) per Numba thread, each one gemm, on Numba's threads.  OpenBLAS, with
     threads of its own, gets the whole product (matmul_2d).  The blocks depend on the thread
     count only, so a run repeats its numbers; MKL may round a block of another width slightly
     differently from the whole product (5e-5 in [128, 784] @ [784, 256]), as its own threads
@@ -277,8 +273,8 @@ def matmul_2d_parallel(a, b, out, transpose_a, transpose_b):
     extent = max2(m, n)
     # Blocks a multiple of 16 long: whole tiles of the BLAS's kernels, as in one call.
     size = ((extent + threads - 1) // threads + 15) // 16 * 16
-    _blocks_in_parallel_call(a, b, out, transpose_a, transpose_b, k, size,
-                             (extent + size - 1) // size)
+    _blocks_in_parallel((extent + size - 1) // size, a, b, out, transpose_a, transpose_b, k,
+                        size)
 
 
 @kernel(cache=True)
