@@ -512,7 +512,7 @@ def _uses_threads(generated) -> bool:
     function of its own, called separately), or that runs a function on Numba's threads
     (parallel_calls.in_parallel)?"""
     import importlib
-    if any("parallel=True" in source
+    if any("parallel=True" in source or "_in_parallel(" in source
            for source in [generated.source, *generated.segments.values()]):
         return True
     return any(_runs_threads(getattr(importlib.import_module(module), attribute, None))

@@ -85,7 +85,7 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 # Module-level names of every generated module (its imports) and Python's builtins.
 _MODULE_NAMES = frozenset({"np", "math", "njit", "prange", "_view", "_param_view", "_FASTMATH",
                            "_fast_exp", "_fast_tanh", "_fast_erf", "_max2", "_min2", "_empty",
-                           "_separately"}) | \
+                           "_separately", "_in_parallel"}) | \
     frozenset(dir(builtins))
 
 
@@ -195,6 +195,14 @@ class ModuleWriter:
         self.definitions[name] = lines
         self.lines += [*lines, ""]
 
+    def add_parallel(self, name: str, function: str) -> None:
+        """`name(count, *arguments)`: the module's separately called `function` run as
+        `function(i, *arguments)` for i in range(count) on Numba's threads (parallel_calls.py;
+        a prange around the call cost ~0.35 s of a cold compile in Numba's parfor passes)."""
+        self.definitions[name] = [f"{name} = _in_parallel({function}.dispatcher)"]
+        self.lines += [*self.definitions[name], ""]
+        self.counts["parallel"] += 1
+
     def add_part(self, name: str, lines: list[str]) -> str:
         """A part of a long driver (parts.py), called separately; returns its name."""
         self.add_function(name, [_INTERNAL_DECORATOR, *lines])
@@ -212,7 +220,8 @@ class ModuleWriter:
         kernels, and this module's functions and segments compiled on their own."""
         return {local for local, (module, attribute) in self.ctx.imports.items()
                 if called_separately(module, attribute)} | self.standalone | \
-            {name for name, lines in self.definitions.items() if lines[0] == _SEPARATELY}
+            {name for name, lines in self.definitions.items()
+             if lines[0] == _SEPARATELY or lines[0].startswith(f"{name} = _in_parallel(")}
 
     def segment_function(self, text: str, n_params: int) -> str:
         """The shared function of a canonical run of kernel groups (segments.py)."""
@@ -345,6 +354,7 @@ _HEADER = ["import math", "import numpy as np", "from numba import prange",
            "from netdsl.backends.numba_cpu.support import view as _view",
            "from netdsl.backends.numba_cpu.param_table import param_view as _param_view",
            "from netdsl.backends.numba_cpu.separate import separately as _separately",
+           "from netdsl.backends.numba_cpu.parallel_calls import in_parallel as _in_parallel",
            *HELPER_IMPORTS]
 # The driver, called from Python: its C entry point (for C callers) is never used.
 _DECORATOR = "@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', no_cfunc_wrapper=True)"

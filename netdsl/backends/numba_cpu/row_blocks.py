@@ -5,8 +5,9 @@ planned, with arenas of its own, and serially: no parallel kernel inside a paral
 Two more functions run it: `row_blocks_<k>_block(chunk, chunks, inputs..., outputs...)` calls
 the body on rows lo:hi of the row inputs and outputs (C-contiguous views, so a body's output
 made by one of its kernels is written straight into the caller's rows) and the whole
-constants; `row_blocks_<k>` is a prange over the blocks calling it (Numba's parfor passes
-take time with the size of a loop's body, so the prange holds the call alone).
+constants; `row_blocks_<k>` runs it for every block on Numba's threads (parallel_calls.py:
+Numba's parfor passes took time with the size of a prange's body, and ~0.35 s around a call
+alone).
 
 The driver asks `row_chunks` at run time for the number of blocks: one per thread, or fewer
 so that every block gets MIN_BLOCK_ROWS rows of its largest product (a [B, T, F] @ W has T of
@@ -64,7 +65,7 @@ def emit_row_blocks(writer, node, ins: list[str], outs: list[str]) -> list[str]:
              f"np.int64({minimum}))")
     return [f"{p}_k = {count}",
             f"if {p}_k > 1:",
-            f"    {name}({p}_k, {arrays})",
+            f"    {name}({p}_k, {p}_k, {arrays})",
             "else:",
             f"    {name}_block(0, 1, {arrays})"]
 

@@ -5,11 +5,12 @@ Which loops qualify is passes/scan_rows.py's `rows_independent` (a recurrent lay
 its gradient's do).  Each such scan gets two functions in the generated module:
 `scan_rows_<k>_block(chunk, chunks, steps, inputs..., outputs...)` runs every step of the loop
 for one block of rows alone, with carries, step buffers and body arenas of its own, reading
-its rows of the sequences and writing its rows of the outputs; `scan_rows_<k>` is a `prange`
-over the blocks that calls it (Numba's parfor passes take time with the size of the loop's
-body: 2.3 s for the LSTM's loop written inside the prange).  The threads meet once per loop
-instead of once per step (a step of the LSTM benchmark is a [32, 128] @ [128, 512] product
-and 4k gate values, 30-60 us: too little to split across threads 64 times a training step).
+its rows of the sequences and writing its rows of the outputs; `scan_rows_<k>` runs it for
+every block on Numba's threads (parallel_calls.py: Numba's parfor passes took time with the
+size of a prange's body, 2.3 s for the LSTM's loop written inside one).  The threads meet
+once per loop instead of once per step (a step of the LSTM benchmark is a [32, 128] @
+[128, 512] product and 4k gate values, 30-60 us: too little to split across threads 64 times
+a training step).
 
 The driver asks `scan_chunks` at run time for the number of blocks: the threads, at most one
 per row, where rows x steps x the body's work per row (passes/scan_rows.py `row_work`)
@@ -32,8 +33,6 @@ from .builtins_inline import min2
 from .function import INTERNAL
 from .jit import njit
 
-_DECORATOR = (f"@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', parallel=True, "
-              f"{INTERNAL})")
 _BLOCK_DECORATOR = f"@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', {INTERNAL})"
 
 
@@ -71,7 +70,7 @@ def emit_row_scan(writer, node, ins: list[str], outs: list[str], function: str) 
     return [f"{p}_k = {chunks}(np.int64({rows}), np.int64({steps}), np.int64({work}), "
             f"np.int64({minimum}))",
             f"if {p}_k > 1:",
-            f"    {name}({p}_k, np.int64({steps}), {arrays})",
+            f"    {name}({p}_k, {p}_k, np.int64({steps}), {arrays})",
             "else:",
             f"    {name}_block(0, 1, np.int64({steps}), {arrays})"]
 
@@ -135,8 +134,9 @@ def _row_function(writer, node, function: str) -> str:
     scalars = [arg for arg in ins + outs if values[arg].rank == 0]
     arrays = ", ".join(f"{arg}_1" if arg in scalars else arg for arg in ins + outs)
     unwrap = [f"    {arg} = _view({arg}_1, 0, ())" for arg in scalars]
-    # One block in a serial function, the prange calling it: Numba's parfor passes take
-    # time with the size of the loop's body (2.3 s for the LSTM's loop written inside it).
+    # One block in a serial function, run per block on Numba's threads: Numba's parfor
+    # passes took time with the size of a prange's body (2.3 s for the LSTM's loop written
+    # inside it), and ~0.35 s around the call alone.
     add_block_functions(module, name, f"steps, {arrays}", ins[0], unwrap, inner)
     return name
 
@@ -145,9 +145,8 @@ def add_block_functions(module, name: str, arguments: str, rows: str, prologue: 
                         inner: list[str]) -> None:
     """Define `<name>_block(chunk, chunks, <arguments>)`, running `inner` (lines) on rows
     lo:hi of block `chunk` of `chunks` over the rows of argument `rows` (after the
-    `prologue` lines), and `<name>(chunks, <arguments>)`, a prange over the blocks calling it
-    (Numba's parfor passes take time with the size of the loop's body, so it holds the call
-    alone)."""
+    `prologue` lines), and `<name>(count, chunks, <arguments>)`, which runs the block
+    function for chunk = 0 .. count - 1 on Numba's threads (parallel_calls.py)."""
     module.add_function(f"{name}_block", [
         _BLOCK_DECORATOR, f"def {name}_block(chunk, chunks, {arguments}):", *prologue,
         f"    total = {rows}.shape[0]",
@@ -156,14 +155,7 @@ def add_block_functions(module, name: str, arguments: str, rows: str, prologue: 
         "    hi = _min2(total, lo + size)",
         "    if lo < hi:", *("        " + line for line in inner),
         "    return 0"])
-    # np.int64(chunk): a prange's index is unsigned, and the block typed for it was a second
-    # signature beside the driver's one-block call with int64s (86 ms more of a cold compile).
-    module.add_function(name, [
-        _DECORATOR, f"def {name}(chunks, {arguments}):",
-        "    for chunk in prange(chunks):",
-        f"        {name}_block(np.int64(chunk), chunks, {arguments})",
-        "    return 0"])
-    module.counts["parallel"] += 1
+    module.add_parallel(name, f"{name}_block")
 
 
 def _step_buffers(prefix: str, names: list[str], values: dict, axis: int,
@@ -231,7 +223,8 @@ def _copy(target: str, source: str, size: str, prefix: str, into: bool = False) 
     flat = f"_view({source if into else target}, 0, (rows * {size},))"
     to, read = (target, flat) if into else (flat, source)
     return [f"{prefix}_t = {to}", f"{prefix}_s = {read}",
-            f"for {prefix} in range(rows * {size}):", f"    {prefix}_t[{prefix}] = {prefix}_s[{prefix}]"]
+            f"for {prefix} in range(rows * {size}):",
+            f"    {prefix}_t[{prefix}] = {prefix}_s[{prefix}]"]
 
 
 __all__ = ["add_block_functions", "emit_row_scan", "row_parallel", "scan_chunks"]
