@@ -85,7 +85,7 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 # Module-level names of every generated module (its imports) and Python's builtins.
 _MODULE_NAMES = frozenset({"np", "math", "njit", "prange", "_view", "_param_view", "_FASTMATH",
                            "_fast_exp", "_fast_tanh", "_fast_erf", "_max2", "_min2", "_empty",
-                           "_separately", "_in_parallel"}) | \
+                           "_separately", "_in_parallel", "_threads"}) | \
     frozenset(dir(builtins))
 
 
@@ -311,7 +311,9 @@ class ModuleWriter:
         def rename(text: str) -> str:
             return pattern.sub(lambda m: renamed[m.group(1)], text) if pattern else text
 
-        body = [rename(line) for name in order for line in [*self.definitions[name], ""]]
+        # Callees before their callers: `f_0 = _in_parallel(f_1.dispatcher)` needs f_1.
+        body = [rename(line) for name in reversed(order)
+                for line in [*self.definitions[name], ""]]
         segment = [_SEPARATELY, lines[0], re.sub(r"^def \w+\(", "def segment(", rename(lines[1])),
                    *(rename(line) for line in lines[2:])]
         import_lines = self.ctx.import_lines(only=imports)
@@ -355,6 +357,7 @@ _HEADER = ["import math", "import numpy as np", "from numba import prange",
            "from netdsl.backends.numba_cpu.param_table import param_view as _param_view",
            "from netdsl.backends.numba_cpu.separate import separately as _separately",
            "from netdsl.backends.numba_cpu.parallel_calls import in_parallel as _in_parallel",
+           "from numba.np.ufunc.parallel import _iget_num_threads as _threads",
            *HELPER_IMPORTS]
 # The driver, called from Python: its C entry point (for C callers) is never used.
 _DECORATOR = "@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', no_cfunc_wrapper=True)"

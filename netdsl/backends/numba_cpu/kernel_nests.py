@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ...passes.fusion import KernelGroup
 from ..loopir import build_loop_nest, collapse, extents, mark_parallel, parallelizable
+from .parallel_nests import split_parallel
 from .render import kernel_source, render_nest
 
 # The njit options of the functions only generated code calls (shared kernels, segments, scan
@@ -14,6 +15,10 @@ from .render import kernel_source, render_nest
 # wrappers unbox (or box) every array argument, about as much IR as a small kernel itself,
 # compiled and then never used.
 INTERNAL = "no_cpython_wrapper=True, no_cfunc_wrapper=True"
+_OPTIONS = "cache=True, fastmath=_FASTMATH, error_model='numpy'"
+_SERIAL = f"@njit({_OPTIONS}, parallel=False, {INTERNAL})"
+_PARALLEL = f"@njit({_OPTIONS}, parallel=True, {INTERNAL})"
+_NO_ALIAS = f"@njit({_OPTIONS}, parallel=False, no_alias=True, {INTERNAL})"
 
 
 def has_nest(group: KernelGroup) -> bool:
@@ -43,16 +48,22 @@ def emit_nest(writer, t: int, group: KernelGroup) -> list[str]:
     if shared is None and (parallel or repeats or shifted):
         shared = f"kernel_{len(module.functions)}"
         module.functions[source] = shared
-        decorator = (f"@njit(cache=True, fastmath=_FASTMATH, error_model='numpy', "
-                     f"parallel={parallel}, {INTERNAL})")
+        lines = source.replace("def kernel(", f"def {shared}(", 1).splitlines()
+        # Its prange as a part function on Numba's threads (parallel_nests.py), where it can.
+        split = split_parallel(lines, shared) if parallel else None
+        if split is not None:
+            lines, part, aliased = split
+            module.add_function(f"{shared}_part", [_SERIAL if aliased else _NO_ALIAS, *part])
+            module.add_parallel(f"{shared}_parts", f"{shared}_part")
+        decorator = _SERIAL if not parallel or split is not None else _PARALLEL
         # Called separately (separate.py), so that a compile helper can compile it beside
         # the driver (compile_helper.py: the MLP step's cold compile 3.2-3.4 s linked,
         # 2.45-2.5 s so; LeNet's the same within the noise; warm loads and the steps'
         # times unchanged).  Before the helpers, linked was faster (LeNet 16.1 s against
         # 18.1 s separately).
-        module.add_standalone(shared, [decorator, *source.replace(
-            "def kernel(", f"def {shared}(", 1).splitlines()], "a shared loop nest")
-        module.counts["parallel" if parallel else "shared"] += 1
+        module.add_standalone(shared, [decorator, *lines], "a shared loop nest")
+        if split is None:
+            module.counts["parallel" if parallel else "shared"] += 1
     if shared is not None:
         module.counts["calls"] += 1
         # np.int64(): a bare literal would make Numba specialise the kernel per value
