@@ -25,8 +25,9 @@ where LLVM optimises and compiles it again), except
     of its own named by its content hash, like a segment (below), so that another model with
     the same nest (Adam's update, an epilogue) loads it from Numba's cache,
   * loop nests large enough to pay for threads (`parallel_min` elements with every symbolic
-    dim at `size_hint`, default 2^20): a `parallel=True` function whose outermost loop is a
-    `prange` (about 0.3-1 s more compile each, and threads only pay on idle cores), and
+    dim at `size_hint`, default 2^20): a function whose outermost loop's indices are shared
+    out to Numba's threads, a part function per thread (parallel_nests.py; as a `prange` it
+    cost 0.3-1 s more compile each; threads only pay on idle cores), and
   * runs of groups repeated back to back (the blocks of a `repeat`, their gradients and
     updates): one shared `@njit` function per run, called once per repeat (segments.py), so
     a deep model's driver does not grow, and compile, with its depth.  Each such segment is a
