@@ -1,14 +1,16 @@
-"""CPU lowerings of log_softmax and softmax cross-entropy: row kernels, parallel for large tensors (netdsl/ops/nn.py)."""
+"""CPU lowerings of log_softmax and softmax cross-entropy: row kernels, parallel for large
+tensors (netdsl/ops/nn.py)."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from numba import prange
+from numba.np.ufunc.parallel import _iget_num_threads
 
 from ....ir.types import normalize_axis
-from ..builtins_inline import max2
+from ..builtins_inline import max2, min2
 from ..jit import kernel
+from ..parallel_calls import in_parallel
 from . import lowering
 
 
@@ -29,10 +31,11 @@ def _log_softmax_task(x3, out3, task):
         out3[o, j, k] = x3[o, j, k] - log_total
 
 
-# Each kernel below has a serial variant and a `parallel=True` one (`_parallel` suffix).  The
+# Each kernel below has a serial variant and a parallel one (`_parallel` suffix: its lines in
+# one part per thread, parallel_calls.py; as a prange it took ~0.4 s more to compile).  The
 # code generator calls the parallel one only for tensors of at least CodegenOptions.
 # parallel_min elements (ctx.large): a prange over a [128, 10] batch cost a thread-pool barrier
-# per call, slow on busy cores, and a parallel kernel takes ~1 s to compile against ~0.1 s.
+# per call, slow on busy cores.
 @kernel(cache=True)
 def log_softmax_kernel(x3, out3):
     """log_softmax over axis 1 of [outer, n, inner] views; sums accumulate in float64."""
@@ -40,11 +43,22 @@ def log_softmax_kernel(x3, out3):
         _log_softmax_task(x3, out3, task)
 
 
-@kernel(cache=True, parallel=True)
+@kernel(cache=True)
+def _log_softmax_part(part, parts, x3, out3):
+    """Part `part` of `parts` of log_softmax_kernel's lines, in order."""
+    tasks = x3.shape[0] * x3.shape[2]
+    for task in range(part * tasks // parts, (part + 1) * tasks // parts):
+        _log_softmax_task(x3, out3, task)
+
+
+_log_softmax_parts = in_parallel(_log_softmax_part)
+
+
+@kernel(cache=True)
 def log_softmax_kernel_parallel(x3, out3):
-    """log_softmax_kernel with the lines in parallel."""
-    for task in prange(x3.shape[0] * x3.shape[2]):
-        _log_softmax_task(x3, out3, np.int64(task))
+    """log_softmax_kernel with its lines in one part per thread (parallel_calls.py)."""
+    parts = min2(_iget_num_threads(), x3.shape[0] * x3.shape[2])
+    _log_softmax_parts(parts, parts, x3, out3)
 
 
 def _product(name: str, dims: range) -> str:
@@ -89,11 +103,22 @@ def cross_entropy_kernel(logits2, labels1, loss1, grad2, gradient):
         _cross_entropy_row(logits2, labels1, loss1, grad2, r, gradient)
 
 
-@kernel(cache=True, parallel=True)
+@kernel(cache=True)
+def _cross_entropy_part(part, parts, logits2, labels1, loss1, grad2, gradient):
+    """Part `part` of `parts` of cross_entropy_kernel's rows, in order."""
+    rows = logits2.shape[0]
+    for r in range(part * rows // parts, (part + 1) * rows // parts):
+        _cross_entropy_row(logits2, labels1, loss1, grad2, r, gradient)
+
+
+_cross_entropy_parts = in_parallel(_cross_entropy_part)
+
+
+@kernel(cache=True)
 def cross_entropy_kernel_parallel(logits2, labels1, loss1, grad2, gradient):
-    """cross_entropy_kernel with the rows in parallel."""
-    for r in prange(logits2.shape[0]):
-        _cross_entropy_row(logits2, labels1, loss1, grad2, np.int64(r), gradient)
+    """cross_entropy_kernel with its rows in one part per thread (parallel_calls.py)."""
+    parts = min2(_iget_num_threads(), logits2.shape[0])
+    _cross_entropy_parts(parts, parts, logits2, labels1, loss1, grad2, gradient)
 
 
 def _ce_emit(ctx, node, ins, outs, gradient: bool) -> list[str]:

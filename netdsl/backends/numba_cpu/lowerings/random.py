@@ -1,15 +1,18 @@
-"""CPU lowerings of the counter-based random ops: one kernel, element i a function of (seed, counter, i) (netdsl/ops/random.py)."""
+"""CPU lowerings of the counter-based random ops: one kernel, element i a function of (seed,
+counter, i) (netdsl/ops/random.py)."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from numba import prange
+from numba.np.ufunc.parallel import _iget_num_threads
 
 from ....ir.types import DType
 from ....ops.random import (_GOLDEN, _LOW32, _M1, _M2, _S11, _S27, _S30, _S31, _S32, _S40,
                             _TWO_PI)
+from ..builtins_inline import min2
 from ..jit import kernel
+from ..parallel_calls import in_parallel
 from ..support import view as _view
 from . import lowering
 
@@ -59,14 +62,24 @@ def random_kernel(out, seed, counter, kind, p, narrow):
         _random_element(flat, np.uint64(i), key, kind, p, narrow, scale)
 
 
-@kernel(cache=True, parallel=True)
+@kernel(cache=True)
+def _random_part(part, parts, flat, key, kind, p, narrow, scale):
+    """Part `part` of `parts` of random_kernel's elements (each a function of its index)."""
+    for i in range(part * flat.size // parts, (part + 1) * flat.size // parts):
+        _random_element(flat, np.uint64(i), key, kind, p, narrow, scale)
+
+
+_random_parts = in_parallel(_random_part)
+
+
+@kernel(cache=True)
 def random_kernel_parallel(out, seed, counter, kind, p, narrow):
-    """random_kernel with the elements in parallel."""
+    """random_kernel with its elements in one part per thread (parallel_calls.py)."""
     flat = _view(out, 0, (out.size,))
     key = _mix(_mix(np.uint64(np.int64(seed))) ^ _mix(np.uint64(np.int64(counter)) + _GOLDEN))
     scale = 1.0 / (1.0 - p)
-    for i in prange(flat.size):
-        _random_element(flat, np.uint64(i), key, kind, p, narrow, scale)
+    parts = min2(_iget_num_threads(), flat.size)
+    _random_parts(parts, parts, flat, key, kind, p, narrow, scale)
 
 
 @lowering('random_uniform')
