@@ -53,6 +53,8 @@ def emit_nest(writer, t: int, group: KernelGroup) -> list[str]:
         split = split_parallel(lines, shared) if parallel else None
         if split is not None:
             lines, part, aliased = split
+            # Nor `noalias` where two of its arrays are one buffer in two shapes.
+            aliased = aliased or len({writer.memory(v) for v in arrays}) < len(arrays)
             module.add_function(f"{shared}_part", [_SERIAL if aliased else _NO_ALIAS, *part])
             module.add_parallel(f"{shared}_parts", f"{shared}_part")
         decorator = _SERIAL if not parallel or split is not None else _PARALLEL
