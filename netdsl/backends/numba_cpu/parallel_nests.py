@@ -23,6 +23,8 @@ from __future__ import annotations
 import ast
 import re
 
+from .parts import _loaded  # names read, `o += n`'s target too
+
 _PRANGE = re.compile(r"^    for (\w+) in prange\((.+)\):$")
 _VIEW = re.compile(r"^    (\w+) = _view\((\w+), ")
 
@@ -45,8 +47,8 @@ def split_parallel(lines: list[str], name: str) -> tuple[list[str], list[str], b
     parameters = [argument.arg for argument in definition.args.args]
     before = parameters + [n for n in _stored(prologue) if n not in parameters]
     body_stored = set(_stored([line[4:] for line in body]))
-    read = _loaded([line[4:] for line in body])
-    if body_stored & _loaded(epilogue):
+    read = _loaded(_dedent([line[4:] for line in body]))
+    if body_stored & _loaded(_dedent(epilogue)):
         return None                   # a name the loop makes is read after it: not a part's
     arguments = [n for n in dict.fromkeys(before) if n in read and n not in body_stored]
     names = ", ".join(arguments)
@@ -76,18 +78,14 @@ def split_parallel(lines: list[str], name: str) -> tuple[list[str], list[str], b
 
 def _stored(lines: list[str]) -> list[str]:
     """Names the lines assign, in order of first assignment."""
-    tree = ast.parse("\n".join(line[4:] if line.startswith("    ") else line
-                               for line in lines) or "pass")
+    tree = ast.parse("\n".join(_dedent(lines)) or "pass")
     return list(dict.fromkeys(node.id for node in ast.walk(tree)
                               if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)))
 
 
-def _loaded(lines: list[str]) -> set[str]:
-    """Names the lines read."""
-    tree = ast.parse("\n".join(line[4:] if line.startswith("    ") else line
-                               for line in lines) or "pass")
-    return {node.id for node in ast.walk(tree)
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+def _dedent(lines: list[str]) -> list[str]:
+    """The lines one level (4 spaces) less indented."""
+    return [line[4:] if line.startswith("    ") else line for line in lines]
 
 
 __all__ = ["split_parallel"]
