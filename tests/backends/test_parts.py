@@ -73,8 +73,14 @@ def test_a_busy_step_splits_a_shorter_driver(monkeypatch):
                                   ["in_0", "arena", "offsets"], {"kernel_0"},
                                   lambda name, lines: name, elements=elements)
     assert split(parts.BUSY_ELEMENTS - 1) is None
-    assert split(parts.BUSY_ELEMENTS) == ["part_0(in_0, arena, offsets)",
-                                          "part_1(in_0, arena, offsets)"]
+    # twelve statements in parts of six would make two: three parts of four instead
+    # (LEAST_PARTS), so the helper process has one of its own beside this one's first
+    assert split(parts.BUSY_ELEMENTS) == [f"part_{k}(in_0, arena, offsets)" for k in range(3)]
+    # above twice PART_STATEMENTS the parts keep that length: 3 of 6, 6 and 1 statements
+    body.append("kernel_0(v_0)")
+    assert len(split(parts.BUSY_ELEMENTS)) == 3
+    monkeypatch.setattr(parts, "PART_STATEMENTS", 4)
+    assert len(split(parts.BUSY_ELEMENTS)) == 4
 
 
 def test_the_mlp_benchmarks_step_is_split_and_xors_is_not():
@@ -92,4 +98,4 @@ def test_the_mlp_benchmarks_step_is_split_and_xors_is_not():
         generated = compile_step(model.training_forward, "cpu",
                                  Training.from_config(model.train_config), stop_after="codegen")
         counts[name] = generated.source.count("\ndef part_")
-    assert counts == {"mlp": 2, "xor": 0}
+    assert counts == {"mlp": 3, "xor": 0}
