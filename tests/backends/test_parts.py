@@ -99,3 +99,32 @@ def test_the_mlp_benchmarks_step_is_split_and_xors_is_not():
                                  Training.from_config(model.train_config), stop_after="codegen")
         counts[name] = generated.source.count("\ndef part_")
     assert counts == {"mlp": 3, "xor": 0}
+
+
+def test_scalar_buffers_are_read_and_written_as_arena_elements():
+    carves = {"v_1": "v_1 = _view(arena_f32, offsets[3], ())",
+              "v_2": "v_2 = _view(arena_f32, offsets[4], (d_0,))",
+              "v_3": "v_3 = _view(arena_i64, o_2, ())"}
+    places = parts.scalar_places(carves)
+    assert places == {"v_1": "arena_f32[offsets[3]]", "v_3": "arena_i64[o_2]"}
+    lines = ["x = v_1[()] + v_3[()]", "v_1[()] = x", "kernel_0(v_1, v_2)", "w_1[()] = x"]
+    assert parts.scalars_in_place(lines, places) == [
+        "x = arena_f32[offsets[3]] + arena_i64[o_2]", "arena_f32[offsets[3]] = x",
+        "kernel_0(v_1, v_2)", "w_1[()] = x"]
+    # the buffer a kernel is passed keeps its carve; the others need none
+    assert parts.carves_for(parts.scalars_in_place(lines, places), carves) == [carves["v_1"],
+                                                                              carves["v_2"]]
+
+
+def test_the_mlp_step_reads_no_scalar_through_a_view():
+    import re
+    from pathlib import Path
+
+    import netdsl
+    from netdsl.compiler import Training, compile_step
+    model = netdsl.load(Path(__file__).resolve().parents[2] / "benchmarks" / "models" / "mlp.net")
+    training = Training.from_config(model.train_config)
+    source = compile_step(model.training_forward, "cpu", training, stop_after="codegen").source
+    scalars = set(re.findall(r"(\w+) = _view\(arena_f32, offsets\[\d+\], \(\)\)", source))
+    assert scalars and "arena_f32[offsets[" in source     # Adam's bias corrections, say
+    assert not [name for name in scalars if f"{name}[()]" in source]

@@ -167,6 +167,7 @@ class ModuleWriter:
     """What the functions of one generated module share: imports, kernels, body functions."""
 
     outputs_in_arena = True          # the driver returns only what its arenas do not hold
+    scalars_in_arena = True          # 0-d buffers read and written as arena elements
 
     def __init__(self, options: CodegenOptions):
         self.options = options

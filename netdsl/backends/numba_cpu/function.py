@@ -20,7 +20,7 @@ from ...passes.fusion import FusedGraph, KernelGroup
 from ...passes.memory import ALIGN, MemoryPlan
 from .kernel_nests import INTERNAL, emit_nest, has_nest
 from .line_rewrites import reshapes_as_views, slice_assignments
-from .parts import carves_for, split_driver, warm_up
+from .parts import carves_for, scalar_places, scalars_in_place, split_driver, warm_up
 from .segments import share_repeats
 from .symbol_sources import product_sources, symbol_sources
 
@@ -308,8 +308,12 @@ class FunctionWriter:
         its contents), so that runs of groups read only names defined before them.  `carves`
         (buffer name -> the line making it) lets a shared run make its own buffers."""
         views, groups = [], []
+        scalars = scalar_places(carves) if getattr(self.module, "scalars_in_arena", False) \
+            else {}
         for t, group in enumerate(self.fused.groups):
             lines = self.group(t, group)
+            if scalars and group.kind != "view":
+                lines = scalars_in_place(lines, scalars)
             if group.kind == "view":
                 views.extend(lines)
             else:
