@@ -128,3 +128,15 @@ def test_the_mlp_step_reads_no_scalar_through_a_view():
     scalars = set(re.findall(r"(\w+) = _view\(arena_f32, offsets\[\d+\], \(\)\)", source))
     assert scalars and "arena_f32[offsets[" in source     # Adam's bias corrections, say
     assert not [name for name in scalars if f"{name}[()]" in source]
+
+
+def test_integer_arguments_of_separate_calls_are_passed_bare():
+    lines = ["kernel_0(np.int64(256), np.int64((d_0)), v_0, _view(v_1, 0, (np.int64(3),)))",
+             "    block_1(arena_f32, offsets, np.int64(12), d_0)",
+             "other(np.int64(5))", "kernel_0(np.int64(a3), np.int64((10 * d_0)), v_0)",
+             "x = kernel_0(np.int64(1))"]
+    assert parts.plain_integers(lines, {"kernel_0", "block_1"}) == [
+        "kernel_0(256, d_0, v_0, _view(v_1, 0, (np.int64(3),)))",
+        "    block_1(arena_f32, offsets, 12, d_0)",
+        "other(np.int64(5))", "kernel_0(np.int64(a3), np.int64((10 * d_0)), v_0)",
+        "x = kernel_0(np.int64(1))"]

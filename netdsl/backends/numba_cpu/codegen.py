@@ -80,6 +80,7 @@ from ...passes.memory import MemoryPlan
 from ..loopir import build_loop_nest, collapse
 from .emit import EmitContext, called_separately
 from .function import INTERNAL, FunctionWriter, has_nest, memory_key
+from .parts import plain_integers
 from .render import HELPER_IMPORTS, kernel_source
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
@@ -231,8 +232,9 @@ class ModuleWriter:
         if name is None:
             name = self.segments[text] = f"block_{len(self.segments)}"
             params = ", ".join(f"a{k}" for k in range(n_params))
+            body = plain_integers(text.splitlines(), self.separate_names())
             lines = [_INTERNAL_DECORATOR, f"def {name}({params}):",
-                     *("    " + line for line in text.splitlines()), "    return 0"]
+                     *("    " + line for line in body), "    return 0"]
             self.add_standalone(name, lines, "a repeated run of kernel groups")
             self.counts["segments"] += 1
         self.counts["segment_calls"] += 1

@@ -20,7 +20,8 @@ from ...passes.fusion import FusedGraph, KernelGroup
 from ...passes.memory import ALIGN, MemoryPlan
 from .kernel_nests import INTERNAL, emit_nest, has_nest
 from .line_rewrites import reshapes_as_views, slice_assignments
-from .parts import carves_for, scalar_places, scalars_in_place, split_driver, warm_up
+from .parts import (carves_for, plain_integers, scalar_places, scalars_in_place, split_driver,
+                    warm_up)
 from .segments import share_repeats
 from .symbol_sources import product_sources, symbol_sources
 
@@ -104,6 +105,8 @@ class FunctionWriter:
             params = [p for p in params if p[0] != "param"] + \
                 [("params", tuple(info.name for info in graph.params))]
         statements = self._kernels(carves) + self._updates()
+        if getattr(self.module, "scalars_in_arena", False):
+            statements = plain_integers(statements, self.module.separate_names())
         values = list(graph.outputs.values()) + [loss.value for loss in graph.losses]
         values = [plan.returned.get(v.id, v) for v in values]   # snapshots of updated state
         self.output_places = self._output_places(values, carves)
