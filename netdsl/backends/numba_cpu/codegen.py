@@ -168,7 +168,9 @@ class ModuleWriter:
     """What the functions of one generated module share: imports, kernels, body functions."""
 
     outputs_in_arena = True          # the driver returns only what its arenas do not hold
-    scalars_in_arena = True          # 0-d buffers read and written as arena elements
+    # A driver's 0-d buffers as arena elements, its integers bare to separately compiled
+    # calls (parts.scalar_places, parts.plain_integers): less for Numba to type and lower.
+    compact_driver = True
 
     def __init__(self, options: CodegenOptions):
         self.options = options

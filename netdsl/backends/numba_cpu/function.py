@@ -105,7 +105,7 @@ class FunctionWriter:
             params = [p for p in params if p[0] != "param"] + \
                 [("params", tuple(info.name for info in graph.params))]
         statements = self._kernels(carves) + self._updates()
-        if getattr(self.module, "scalars_in_arena", False):
+        if getattr(self.module, "compact_driver", False):
             statements = plain_integers(statements, self.module.separate_names())
         values = list(graph.outputs.values()) + [loss.value for loss in graph.losses]
         values = [plan.returned.get(v.id, v) for v in values]   # snapshots of updated state
@@ -311,7 +311,7 @@ class FunctionWriter:
         its contents), so that runs of groups read only names defined before them.  `carves`
         (buffer name -> the line making it) lets a shared run make its own buffers."""
         views, groups = [], []
-        scalars = scalar_places(carves) if getattr(self.module, "scalars_in_arena", False) \
+        scalars = scalar_places(carves) if getattr(self.module, "compact_driver", False) \
             else {}
         for t, group in enumerate(self.fused.groups):
             lines = self.group(t, group)
