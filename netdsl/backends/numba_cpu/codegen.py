@@ -80,7 +80,7 @@ from ...passes.memory import MemoryPlan
 from ..loopir import build_loop_nest, collapse
 from .emit import EmitContext, called_separately
 from .function import INTERNAL, FunctionWriter, has_nest, memory_key
-from .parts import plain_integers
+from .line_rewrites import plain_integers
 from .render import HELPER_IMPORTS, kernel_source
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
@@ -169,7 +169,7 @@ class ModuleWriter:
 
     outputs_in_arena = True          # the driver returns only what its arenas do not hold
     # A driver's 0-d buffers as arena elements, its integers bare to separately compiled
-    # calls (parts.scalar_places, parts.plain_integers): less for Numba to type and lower.
+    # calls (line_rewrites.py: scalar_places, plain_integers): less for Numba to type and lower.
     compact_driver = True
 
     def __init__(self, options: CodegenOptions):

@@ -19,9 +19,9 @@ from ...ir.types import DimLike, elements_at, opaque_source, opaque_symbols
 from ...passes.fusion import FusedGraph, KernelGroup
 from ...passes.memory import ALIGN, MemoryPlan
 from .kernel_nests import INTERNAL, emit_nest, has_nest
-from .line_rewrites import reshapes_as_views, slice_assignments
-from .parts import (carves_for, plain_integers, scalar_places, scalars_in_place, split_driver,
-                    warm_up)
+from .line_rewrites import (plain_integers, reshapes_as_views, scalar_places, scalars_in_place,
+                            slice_assignments)
+from .parts import carves_for, split_driver, warm_up
 from .segments import share_repeats
 from .symbol_sources import product_sources, symbol_sources
 
