@@ -21,7 +21,6 @@ from numba.core import cgutils
 from numba.core.typing.npydecl import parse_dtype, parse_shape
 from numba.cpython.builtins import do_minmax
 from numba.extending import intrinsic
-from numba.np.arrayobj import _empty_nd_impl, _parse_shape
 
 
 def _minmax(typingctx, a, b, comparison):
@@ -58,6 +57,9 @@ def _allocation(shape, dtype, zeroed: bool):
     result = types.Array(element, ndim, "C")
 
     def codegen(context, builder, signature, args):
+        # Imported when compiling only: numba.np.arrayobj (and the string support it imports)
+        # is ~30 ms of a warm start, whose functions all load from the cache.
+        from numba.np.arrayobj import _empty_nd_impl, _parse_shape
         dims = _parse_shape(context, builder, signature.args[0], args[0])
         array = _empty_nd_impl(context, builder, result, dims)
         if zeroed:

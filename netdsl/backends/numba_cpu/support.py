@@ -14,7 +14,6 @@ from numba import types
 from numba.core import cgutils, ir_utils
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
-from numba.np.arrayobj import make_array
 
 
 def array_value(context, builder, array_type, data, dims, meminfo, parent):
@@ -138,7 +137,8 @@ def assign(typingctx, out, source):
         return None
 
     def codegen(context, builder, signature, args):
-        from numba.np.arrayobj import load_item, store_item
+        # Imported when compiling only (builtins_inline.py says why).
+        from numba.np.arrayobj import load_item, make_array, store_item
         intp = context.get_value_type(types.intp)
         target = make_array(out)(context, builder, args[0])
         shape = cgutils.unpack_tuple(builder, target.shape, out.ndim)
