@@ -145,7 +145,7 @@ def internal_error_line(error: BaseException, verb: str) -> str:
 # the traceback that matches names the stage; ir/ and ops/ serve every stage, so they never do.
 _STAGES = (
     ("frontend/parser", "parse"), ("frontend/syntax_errors", "parse"),
-    ("frontend/loader", "parse"), ("frontend/train_section", "train section"),
+    ("frontend/parse_cache", "parse"), ("frontend/loader", "parse"), ("frontend/train_section", "train section"),
     ("runtime/train_config", "train section"), ("frontend/", "lower"), ("layers/", "lower"),
     ("passes/autodiff", "differentiate"), ("passes/training", "differentiate"),
     ("passes/optimizers", "differentiate"),

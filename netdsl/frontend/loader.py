@@ -33,7 +33,7 @@ class Program:
 
 def load_program(path: str | Path) -> Program:
     """Parse `path` and its imports; raises Error with every problem found."""
-    from .parser import parse_file
+    from .parse_cache import parse_file
     path = Path(path)
     if path.suffix != ".net":
         if not _exists(path):

@@ -19,34 +19,14 @@ from lark.lark import PostLex
 from ..errors import Diagnostic, Error
 from ..source import Span, read_source, register_source
 from . import ast
+from .grammar_file import GRAMMAR_FILE, find_grammar, grammar_candidates  # noqa: F401
 from .limits import MAX_NESTING
 from .transform import ToAst
 
-GRAMMAR_FILE = "netdsl.lark"
 MAX_ERRORS = 20
 # Each recovery re-parses the whole text: after this many characters re-parsed, recovery stops
 # (a 100 KB file with 20 syntax errors would otherwise be parsed 20 times over).
 RECOVERY_CHARACTERS = 200_000
-
-# ---- finding the grammar ---------------------------------------------------------------------
-
-
-def grammar_candidates(module_file: str | Path = __file__) -> list[Path]:
-    """Where the grammar may be, in order: inside the installed package (the wheel
-    force-includes it as netdsl/grammars/netdsl.lark), then in a source checkout."""
-    here = Path(module_file).resolve().parent  # .../netdsl/frontend
-    return [here.parent / "grammars" / GRAMMAR_FILE, here.parents[1] / "grammars" / GRAMMAR_FILE]
-
-
-def find_grammar(module_file: str | Path = __file__) -> Path:
-    """The path of netdsl.lark; FileNotFoundError naming every place looked at."""
-    candidates = grammar_candidates(module_file)
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError("netdsl grammar not found; looked at " +
-                            ", ".join(str(p) for p in candidates))
-
 
 # ---- newlines --------------------------------------------------------------------------------
 

@@ -72,11 +72,11 @@ def test_stage_is_where_in_netdsl_it_failed(monkeypatch, model_file, capsys):
 
 
 def test_stage_of_parsing(monkeypatch, model_file, capsys):
-    from netdsl.frontend import parser
+    from netdsl.frontend import parse_cache
 
     def parse_file(path, *args, **kwargs):
         raise ValueError("")
-    monkeypatch.setattr(parser, "parse_file", parse_file)
+    monkeypatch.setattr(parse_cache, "parse_file", parse_file)
     assert cli.main(["check", str(model_file)]) == 2
     assert capsys.readouterr().err.startswith("internal error in parse: ValueError; please")
 

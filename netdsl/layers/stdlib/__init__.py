@@ -45,7 +45,7 @@ def stdlib_blocks() -> dict:
 def _file_blocks(path: Path) -> dict:
     """Block name -> BlockDef for the blocks of one standard library file (parsed once)."""
     from ...frontend import ast
-    from ...frontend.parser import parse_file
+    from ...frontend.parse_cache import parse_file
     from ...frontend.values import BlockDef
     module = parse_file(path)
     return {item.name: BlockDef(item, module.path) for item in module.items
