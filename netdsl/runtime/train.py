@@ -205,8 +205,9 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
     def snapshot(epoch_next: int, step: int, rng_state: dict, partial: dict,
                  finished: bool = False, copy: bool = True) -> ResumeState:
         """The run as it is now: next at `step` of `epoch_next`, the generator as it began.
-        `copy=False` (the run is over, nothing writes to `state` again): the state's arrays
-        themselves rather than copies."""
+        `copy=False` (the run is over, nothing writes to `state` or the history again): the
+        state's arrays and the history's rows themselves rather than copies (XOR's 2,000 rows
+        took 1.4 ms to copy, a tenth of its fit)."""
         take = np.array if copy else (lambda array: array)
         optimizer = {name: take(array) for name, array in state.items()
                      if name not in parameters}
@@ -214,7 +215,7 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
             optimizer.update({BEST_PREFIX + name: array for name, array in best_state.items()})
         return ResumeState(
             epoch_next, step, global_step, rng_state, expected,
-            [dict(row) for row in result.history], partial,
+            [dict(row) for row in result.history] if copy else list(result.history), partial,
             {"best": float(best), "waited": waited}, finished=finished,
             weights={name: take(state[name]) for name in parameters},
             optimizer=optimizer, schedules=[step.schedule.plateau.state()
@@ -339,9 +340,9 @@ def _fit(model, weights, config, data, target, verbose, printer, should_stop=Non
             if is_matrix(name) and name in last:
                 for line in format_matrix(name, last[name], last["epoch"]):
                     printer(line)
-    # The run is over and nothing writes to `state` again (each fit binds its steps to storage
-    # of its own, steps.build_plan): the result and its resume state share its arrays rather
-    # than copying them (2-3 ms of the MLP benchmark's fit).
+    # The run is over and nothing writes to `state` or the history again (each fit binds its
+    # steps to storage of its own, steps.build_plan): the result and its resume state share its
+    # arrays and rows rather than copying them (2-3 ms of the MLP benchmark's fit).
     if result.interrupted is None:
         result.resume = snapshot(len(result.history) + 1, 0, rng.bit_generator.state, {},
                                  finished=result.stopped_early, copy=False)
