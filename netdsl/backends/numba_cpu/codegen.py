@@ -137,11 +137,12 @@ class CodegenOptions:
         return self.parallel_min > 0 and (self.row_regions == "always" or (
             self.row_regions == "inference" and not graph.losses and not graph.state_updates))
     # Parameters from which the driver takes them as one table of addresses (param_table.py);
-    # 0: always.  Below it one argument each compiles as fast or faster (MLP, 18 parameters:
-    # ~2% less CPU time with arguments, and the same cold compile within the noise; LeNet-5,
-    # 30, a driver in three parts each taking every argument: 5.3-5.7 s cold against 5.7-6.2
-    # with arguments, three runs each; deep_residual, 236: its driver's LLVM time ~3x less).
-    param_table_min: int = 20
+    # 0: always.  Below it one argument each compiles as fast (XOR, 12 parameters, one driver:
+    # the same cold compile, 8 alternated pairs).  A driver in parts passes every argument to
+    # each part: the MLP's (18 parameters, three parts since stop 49) compiled cold in 2.86
+    # against 3.26 s with arguments (medians of 8 alternated pairs; 0.5 s less CPU); LeNet-5,
+    # 30: 5.3-5.7 s against 5.7-6.2; deep_residual, 236: its driver's LLVM time ~3x less.
+    param_table_min: int = 16
     fastmath: frozenset = FASTMATH
     # The driver runs with subnormal floats flushed to zero (denormals.py says why).
     flush_denormals: bool = True
