@@ -8,7 +8,8 @@ directories once the cold run has filled them.
 
   mlp, lenet   the training step of benchmarks/models/mlp.net and lenet5.net as `fit` compiles
                it (compile_step with the train section's optimiser): parse, training graph,
-               passes and the target's stages; imports are not counted (shown apart);
+               passes and the target's stages; imports are not counted (shown apart; Lark's
+               too, which `import netdsl` no longer imports: see frontend/parse_cache.py);
                and LeNet's once more cold after the MLP's compile filled the caches
   deep         examples/deep_residual.net: the training step alone (as above), and one epoch
                of `netdsl train --epochs 1` as a whole process (imports, data, the step's and
@@ -49,6 +50,7 @@ def compile_child(path: str) -> dict:
     clock = time.perf_counter
     started = clock()
     import netdsl
+    import netdsl.frontend.parser  # noqa: F401  (Lark: imported only on a parse-cache miss)
     from netdsl.compiler import Training, compile_step
     imported = clock()
     model = netdsl.load(path)
