@@ -10,11 +10,12 @@ loading the cached AST ~1-2 ms.  That is a tenth of `netdsl train`'s warm start 
 Entries live in the compile cache's directory (userdirs: $NETDSL_CACHE_DIR, else the user's
 cache directory; the user's own, mode 0700), under `parsed/`.  They hold JSON, which cannot
 run code, behind a checksum of the entry's name and text, and are decoded strictly: only AST
-node classes, each with its exact number of fields.  Anything else (a damaged, truncated or
-foreign file, a FIFO, one under another entry's name, another format) is a miss: the file is
-parsed and the entry written again, atomically.  The file's display name is not part
-of an entry: spans and `Module.path` take the name the file is read under.  Files with syntax
-errors are never cached: they parse every time, so their errors are reported as before.
+node classes, each with its exact number of fields, each field of its annotated type.
+Anything else (a damaged, truncated or foreign file, a FIFO, one under another entry's name,
+another format) is a miss: the file is parsed and the entry written again, atomically.  The
+file's display name is not part of an entry: spans and `Module.path` take the name the file is
+read under.  Files with syntax errors are never cached: they parse every time, so their
+errors are reported as before.
 Where the cache directory cannot be used, files are parsed uncached.
 """
 from __future__ import annotations
@@ -40,6 +41,32 @@ _NODE_CLASSES = {cls.__name__: cls for cls in vars(ast).values()
 _FIELDS = {name: tuple(field.name for field in dataclasses.fields(cls))
            for name, cls in _NODE_CLASSES.items()}
 _fingerprint: str | None = None
+
+
+def _accepts(annotation: str):
+    """A test of a value against a field's annotation as ast.py writes it (`Expr | None`,
+    `tuple[Name, ...]`, `int | float`, `Span | None`): what a decoded field must pass."""
+    tests = []
+    for alternative in (part.strip() for part in annotation.split("|")):
+        if alternative.startswith("tuple[") and alternative.endswith(", ...]"):
+            item = _accepts(alternative[len("tuple["):-len(", ...]")])
+            tests.append(lambda value, item=item: type(value) is tuple and all(map(item, value)))
+        elif alternative == "None":
+            tests.append(lambda value: value is None)
+        elif alternative in ("str", "int", "float", "bool"):
+            kind = {"str": str, "int": int, "float": float, "bool": bool}[alternative]
+            tests.append(lambda value, kind=kind: type(value) is kind)
+        elif alternative == "Span":
+            tests.append(lambda value: type(value) is Span)
+        else:                         # a node class, or a Union of them (Expr, Stmt, Item)
+            kinds = tuple(getattr(getattr(ast, alternative), "__args__",
+                                  (getattr(ast, alternative),)))
+            tests.append(lambda value, kinds=kinds: isinstance(value, kinds))
+    return lambda value: any(test(value) for test in tests)
+
+
+_TESTS = {name: tuple(_accepts(str(field.type)) for field in dataclasses.fields(cls))
+          for name, cls in _NODE_CLASSES.items()}
 
 
 def parse_file(path: str | Path) -> ast.Module:
@@ -145,6 +172,9 @@ def decode(text: str, name: str) -> ast.Module:
             arguments = {field: _tuples(value) for field, value in zip(fields, values)}
             if mapping["n"] == "Module":
                 arguments["path"] = name
+            if not all(test(arguments[field]) for test, field in zip(_TESTS[mapping["n"]],
+                                                                    fields)):
+                raise ValueError("a field of the wrong type")
             return _NODE_CLASSES[mapping["n"]](**arguments)
         if mapping.keys() == {"s"}:
             numbers = mapping["s"]

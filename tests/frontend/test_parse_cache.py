@@ -75,8 +75,14 @@ def test_second_parse_loads_the_entry(cache_dir, tmp_path, monkeypatch):
     b'{"format": "netdsl-ast-1", "module": {"n": "Name", "f": [null, "x"]}}',
     b'{"format": "netdsl-ast-1", "module": {"__class__": "Module"}}',
     b"[" * 100_000 + b"]" * 100_000,
+    b'{"format": "netdsl-ast-1", "module": {"n": "Module", "f": [null, "abc", null]}}',
+    b'{"format": "netdsl-ast-1", "module": {"n": "Module", "f": [null, [{"n": "Import", '
+    b'"f": [null, 7]}], null]}}',
+    b'{"format": "netdsl-ast-1", "module": {"n": "Module", "f": [null, [{"n": "Name", '
+    b'"f": [null, "x"]}], null]}}',
 ], ids=["empty", "text", "not-utf8", "old-format", "foreign-class", "few-fields", "bad-span",
-        "not-a-module", "other-keys", "deep"])
+        "not-a-module", "other-keys", "deep", "items-a-string", "path-a-number",
+        "an-expression-as-an-item"])
 def test_a_damaged_or_foreign_entry_is_a_miss_and_is_replaced(cache_dir, tmp_path, content):
     source = tmp_path / "xor.net"
     source.write_text(XOR)
