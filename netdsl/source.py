@@ -76,8 +76,9 @@ def read_source(path: str | Path) -> tuple[str, str]:
     return name, text
 
 
-def read_source_bytes(path: str | Path) -> bytes:
-    """The bytes of a regular file of at most MAX_SOURCE_BYTES, or SourceError."""
+def read_source_bytes(path: str | Path, limit: int = MAX_SOURCE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (a .net file's MAX_SOURCE_BYTES;
+    the parse cache reads its entries so too), or SourceError."""
     path = os.fspath(path)
     if "\0" in path:
         raise SourceError("the path contains a NUL character")
@@ -85,7 +86,7 @@ def read_source_bytes(path: str | Path) -> bytes:
         info = os.stat(path)
     except OSError as problem:
         raise SourceError(_os_reason(problem)) from None
-    _check_regular(info)
+    _check_regular(info, limit)
     try:
         # O_NONBLOCK: should the path have been swapped for a FIFO since the stat, opening it
         # returns at once instead of waiting for a writer.
@@ -94,24 +95,24 @@ def read_source_bytes(path: str | Path) -> bytes:
     except OSError as problem:
         raise SourceError(_os_reason(problem)) from None
     with os.fdopen(descriptor, "rb") as handle:
-        _check_regular(os.fstat(handle.fileno()))
-        data = handle.read(MAX_SOURCE_BYTES + 1)
-    if len(data) > MAX_SOURCE_BYTES:
-        raise SourceError(_too_large())
+        _check_regular(os.fstat(handle.fileno()), limit)
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise SourceError(_too_large(limit))
     return data
 
 
-def _check_regular(info: os.stat_result) -> None:
+def _check_regular(info: os.stat_result, limit: int) -> None:
     if stat.S_ISDIR(info.st_mode):
         raise SourceError("it is a directory")
     if not stat.S_ISREG(info.st_mode):
         raise SourceError("it is not a regular file (a device, FIFO or socket)")
-    if info.st_size > MAX_SOURCE_BYTES:
-        raise SourceError(_too_large())
+    if info.st_size > limit:
+        raise SourceError(_too_large(limit))
 
 
-def _too_large() -> str:
-    return f"it is larger than {MAX_SOURCE_BYTES // 1024} KiB, the limit for a .net file"
+def _too_large(limit: int) -> str:
+    return f"it is larger than {limit // 1024} KiB, the limit for a .net file"
 
 
 def _os_reason(problem: OSError) -> str:

@@ -23,11 +23,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import stat
 from pathlib import Path
 
-from ..source import Span, read_source
+from ..source import SourceError, Span, read_source, read_source_bytes
 from . import ast
 
 FORMAT = "netdsl-ast-1"          # bump when the encoding below changes
@@ -205,22 +203,14 @@ def load(entry: Path, name: str) -> ast.Module | None:
     """The module cached in `entry`, read under the file name `name`; None on a miss (no
     such entry, or one that does not decode or whose checksum does not match)."""
     try:
-        # Non-blocking, and only a regular file: a FIFO in its place must not hang the run.
-        descriptor = os.open(entry, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
-                             | getattr(os, "O_NOCTTY", 0))
-        with os.fdopen(descriptor, "rb") as stream:
-            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
-                return None
-            data = stream.read(MAX_ENTRY_BYTES + 1)
-        if len(data) > MAX_ENTRY_BYTES:
-            return None
+        # As a source file is read: non-blocking, a regular file only (a FIFO in its place must
+        # not hang the run), at most MAX_ENTRY_BYTES.
+        data = read_source_bytes(entry, MAX_ENTRY_BYTES)
         checksum, _, text = data.partition(b"\n")
         if checksum != _checksum(entry, text):
             return None
         return decode(text.decode("utf-8"), name)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, TypeError, RecursionError):   # damaged or foreign: parsed again
+    except (SourceError, OSError, ValueError, TypeError, RecursionError):  # damaged, foreign
         return None
 
 
