@@ -235,7 +235,8 @@ class ModuleWriter:
         if name is None:
             name = self.segments[text] = f"block_{len(self.segments)}"
             params = ", ".join(f"a{k}" for k in range(n_params))
-            body = plain_integers(text.splitlines(), self.separate_names())
+            body = plain_integers(text.splitlines(), self.separate_names()) \
+                if self.compact_driver else text.splitlines()
             lines = [_INTERNAL_DECORATOR, f"def {name}({params}):",
                      *("    " + line for line in body), "    return 0"]
             self.add_standalone(name, lines, "a repeated run of kernel groups")
