@@ -44,6 +44,7 @@ class FunctionWriter:
         self.const_nodes = {n.id: n for n in fused.constants}
         self.outputs_in_place: dict[int, str] = {}    # value id -> the body output it is made in
         self.output_places: list = []                 # the driver's (_output_places)
+        self.is_driver = False                        # writing the step (not a body)
 
     @cached_property
     def consumers(self) -> dict:
@@ -93,6 +94,7 @@ class FunctionWriter:
     # -- functions -----------------------------------------------------------------------
     def driver(self) -> tuple[list[str], list[tuple[str, object]], list[str]]:
         """The step function: buffers from arenas at `offsets`, returns outputs and losses."""
+        self.is_driver = True
         graph, plan = self.graph, self.plan
         params = self._name_user_values()
         carves = {self.names[v.id]: self._carve(v, f"offsets[{plan.location[v.id].slot}]")

@@ -19,6 +19,8 @@ _OPTIONS = "cache=True, fastmath=_FASTMATH, error_model='numpy'"
 _SERIAL = f"@njit({_OPTIONS}, parallel=False, {INTERNAL})"
 _PARALLEL = f"@njit({_OPTIONS}, parallel=True, {INTERNAL})"
 _NO_ALIAS = f"@njit({_OPTIONS}, parallel=False, no_alias=True, {INTERNAL})"
+# Loads, statements and stores from which a loop nest is a shared function (see emit_nest).
+LONG_BODY = 12
 
 
 def has_nest(group: KernelGroup) -> bool:
@@ -45,7 +47,15 @@ def emit_nest(writer, t: int, group: KernelGroup) -> list[str]:
     # another) ran 11x slower (GRU gradient cell, 117 against 10.8 us: LLVM sees the
     # views share a base and no longer vectorises); as a callee its arrays are arguments.
     shifted = any(x.offsets is not None for x in (*nest.loads, *nest.stores))
-    if shared is None and (parallel or repeats or shifted):
+    # A long loop body in the step driver is a function of its own too: inline among a driver
+    # part's views it cost that part's compile ~0.2 s (LeNet-5's two inlined Adam updates, 22
+    # loads, statements and stores each: part_1 1.07 -> 0.49-0.66 s as calls), a function of
+    # its own ~0.13 s, which the compile helper can take; short bodies (a bias add, 5) cost
+    # ~25 ms inline, ~0.1 s as functions.  Not in a scan body, a function of its own already,
+    # where such a nest is most of what it compiles (the LSTM's cell gradient).
+    long_body = writer.is_driver and bool(sizes) and \
+        len(nest.loads) + len(nest.body) + len(nest.stores) >= LONG_BODY
+    if shared is None and (parallel or repeats or shifted or long_body):
         shared = f"kernel_{len(module.functions)}"
         module.functions[source] = shared
         lines = source.replace("def kernel(", f"def {shared}(", 1).splitlines()

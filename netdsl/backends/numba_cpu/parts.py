@@ -27,8 +27,11 @@ import re
 
 # Drivers with more top-level statements than SPLIT_ABOVE are split into parts of about
 # PART_STATEMENTS (deep_residual: 10, 20 and 40 compiled alike, ~17 s; each part is a cache
-# load of its own in a warm start, so the largest).
-SPLIT_ABOVE = 120
+# load of its own in a warm start, so the largest).  It was 120 while long loop bodies were
+# inline (kernel_nests.LONG_BODY), each 15-25 statements of the count: as calls, the VAE
+# example's driver fell from 136 to 112 and compiled whole in one process while the helper
+# waited, its cold compile +0.57 s (4 alternated pairs); at 100 it is split as before.
+SPLIT_ABOVE = 100
 PART_STATEMENTS = 40
 # A driver of more than SPLIT_BUSY_ABOVE statements is split too where its step touches at
 # least BUSY_ELEMENTS elements (parameters and arena slots, symbolic dims at the size hint):

@@ -54,6 +54,7 @@ def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
     kept = [k for k in range(len(loops)) if k not in reduced]
     index = [f"{p}i{k}" for k in range(len(loops))]
     lines: list[str] = []
+    made: dict[str, str] = {}                  # view locals made so far -> their shapes
 
     def view(value, axes_marks, name: str) -> tuple[str, list[str]]:
         """A reshaped view of an array over the collapsed loops and its index expressions."""
@@ -69,8 +70,15 @@ def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
             return name, ["0"] * value.rank
         if value.rank == len(dims) and not merged:      # every array dim is one loop: as is
             return name, subs
+        # An array both loaded and stored (an update in place) is viewed once; another view of
+        # it in another shape gets a name of its own.
+        shape = f"({', '.join(dims)},)"
         local = f"{p}{name}_v"
-        lines.append(f"{local} = _view({name}, 0, ({', '.join(dims)},))")
+        while made.get(local, shape) != shape:
+            local += "_"
+        if local not in made:
+            made[local] = shape
+            lines.append(f"{local} = _view({name}, 0, {shape})")
         return local, subs
 
     def shifted(position: str, offset: int) -> str:
