@@ -19,9 +19,9 @@ def _functions(text: str) -> list[str]:
 
 
 def test_a_long_loop_body_is_a_call_and_matches_the_reference():
-    # Adam's update of each parameter is a loop of 22 loads, statements and stores.  Without
-    # shared repeats (the updates of the weights' and the biases' have one source each), each
-    # is still a function of its own.
+    # Adam's update of each parameter is a loop of 22 loads, statements and stores.  With
+    # repeats not shared (the weights' updates have one source, the biases' another), each is
+    # still a function of its own.
     graph = training_graph(mlp_graph((4, 8, 3)), "adam")
     compiled = compile_graph(graph, options=CodegenOptions(share_repeated=False))
     source = compiled.generated.source
