@@ -50,10 +50,21 @@ def _load() -> ModuleType:
 
 
 def _load_alone() -> ModuleType | None:
-    spec = importlib.util.find_spec("scipy")        # scipy's own __init__ is light
-    if spec is None or not spec.submodule_search_locations:
+    # scipy's own __init__ is light, and is imported through the import system first: the
+    # extension's initialisation imports scipy._cyutility, which needs the `scipy` package.
+    # Run straight from `find_spec`, this thread (blas_library.preload's) took that module's
+    # lock and then waited for scipy's, while the main thread, importing numba (which imports
+    # scipy), held scipy's and waited for scipy._cyutility's: Python's _DeadlockError in
+    # `netdsl compile --forward`, 1 run in 30 on two busy cores.  Now this thread waits for
+    # scipy's import to finish before it takes any lock of scipy's modules.
+    try:
+        scipy = importlib.import_module("scipy")
+    except ImportError:
         return None
-    for folder in spec.submodule_search_locations:
+    folders = getattr(scipy, "__path__", None)
+    if not folders:
+        return None
+    for folder in folders:
         for suffix in importlib.machinery.EXTENSION_SUFFIXES:
             path = os.path.join(folder, "linalg", "cython_blas" + suffix)
             if not os.path.isfile(path):
