@@ -39,7 +39,7 @@ def test_an_array_updated_in_place_is_viewed_once_in_every_function():
     generated = get_target("cpu").compile(graph, stop_after="codegen")   # the text alone
     for text in [generated.source, *generated.segments.values()]:
         for function in _functions(text):
-            views = re.findall(r"^\s*(\w+) = _view\(", function, re.M)
+            views = re.findall(r"^\s*(\w+) = _(?:unowned_)?view\(", function, re.M)
             assert len(views) == len(set(views)), function
 
 

@@ -29,7 +29,7 @@ def test_the_mlp_step_reads_no_scalar_through_a_view():
     model = netdsl.load(Path(__file__).resolve().parents[2] / "benchmarks" / "models" / "mlp.net")
     training = Training.from_config(model.train_config)
     source = compile_step(model.training_forward, "cpu", training, stop_after="codegen").source
-    scalars = set(re.findall(r"(\w+) = _view\(arena_f32, offsets\[\d+\], \(\)\)", source))
+    scalars = set(re.findall(r"(\w+) = _unowned_view\(arena_f32, offsets\[\d+\], \(\)\)", source))
     assert scalars and "arena_f32[offsets[" in source     # Adam's bias corrections, say
     assert not [name for name in scalars if f"{name}[()]" in source]
 
@@ -49,3 +49,19 @@ def test_integer_arguments_of_separate_calls_are_passed_bare():
 def test_a_line_that_is_not_one_call_keeps_its_integers():
     assert line_rewrites.plain_integers(["kernel_0(np.int64(1))(np.int64(2))"], {"kernel_0"}) \
         == ["kernel_0(np.int64(1))(np.int64(2))"]
+
+
+def test_a_drivers_views_of_its_own_arrays_lose_their_owner_but_what_it_returns():
+    lines = ["v_view_1 = _view(v_3, 0, (d_0, 4))",
+             "v_view_2 = _view(v_4, 0, (d_0, 4))",
+             "kernel_0(_view(in_0, 0, (d_0,)), _view(p_2, 0, (4, 1)), v_view_1)",
+             "g3_parts = _empty((8,), np.float32)",
+             "g3_part_v = _view(g3_parts, 0, (8,))",          # an array the driver allocates
+             "g4_v_5_v = _unowned_view(v_5, 0, (d_0,))"]
+    assert line_rewrites.unowned_views(lines, {"v_view_2"}, "_unowned_view") == [
+        "v_view_1 = _unowned_view(v_3, 0, (d_0, 4))",
+        "v_view_2 = _view(v_4, 0, (d_0, 4))",                # returned: keeps the arena alive
+        "kernel_0(_unowned_view(in_0, 0, (d_0,)), _unowned_view(p_2, 0, (4, 1)), v_view_1)",
+        "g3_parts = _empty((8,), np.float32)",
+        "g3_part_v = _view(g3_parts, 0, (8,))",
+        "g4_v_5_v = _unowned_view(v_5, 0, (d_0,))"]

@@ -78,3 +78,9 @@ def test_two_views_of_one_array_make_the_part_careful():
     lines[2] = "    a1_w = _view(a1, 0, (n0, 1))"
     lines[0], lines[4] = "def kernel_4(n0, a0, a1):", "        a0_v[i0] = a1_w[i0, 0] + 1.0"
     assert not split_parallel(lines, "kernel_4")[2]
+    # Buffers carved from one arena without an owner (support.unowned_view) may overlap too.
+    carved = ["def kernel_5(n0, arena_f32, offsets):",
+              "    v_1 = _unowned_view(arena_f32, offsets[1], (n0,))",
+              "    v_2 = _unowned_view(arena_f32, offsets[2], (n0,))", "    for i0 in prange(n0):",
+              "        v_1[i0] = v_2[i0] + 1.0", "    return 0"]
+    assert split_parallel(carved, "kernel_5")[2]

@@ -85,8 +85,9 @@ from .render import HELPER_IMPORTS, kernel_source
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 # Module-level names of every generated module (its imports) and Python's builtins.
-_MODULE_NAMES = frozenset({"np", "math", "njit", "prange", "_view", "_param_view", "_FASTMATH",
-                           "_fast_exp", "_fast_tanh", "_fast_erf", "_max2", "_min2", "_empty",
+_MODULE_NAMES = frozenset({"np", "math", "njit", "prange", "_view", "_unowned_view", "_param_view",
+                           "_FASTMATH", "_fast_exp", "_fast_tanh", "_fast_erf", "_max2", "_min2",
+                           "_empty",
                            "_separately", "_in_parallel", "_threads"}) | \
     frozenset(dir(builtins))
 
@@ -169,6 +170,9 @@ class ModuleWriter:
     """What the functions of one generated module share: imports, kernels, body functions."""
 
     outputs_in_arena = True          # the driver returns only what its arenas do not hold
+    # Buffers carved from the arena arguments without an owner (support.unowned_view); those
+    # the driver returns keep one (FunctionWriter._owned).
+    carve_view = "_unowned_view"
     # A driver's 0-d buffers as arena elements, its integers bare to separately compiled
     # calls (line_rewrites.py: scalar_places, plain_integers): less for Numba to type and lower.
     compact_driver = True
@@ -362,6 +366,7 @@ def generate_module(fused: FusedGraph, plan: MemoryPlan, options: CodegenOptions
 _HEADER = ["import math", "import numpy as np", "from numba import prange",
            "from netdsl.backends.numba_cpu.jit import njit",
            "from netdsl.backends.numba_cpu.support import view as _view",
+           "from netdsl.backends.numba_cpu.support import unowned_view as _unowned_view",
            "from netdsl.backends.numba_cpu.param_table import param_view as _param_view",
            "from netdsl.backends.numba_cpu.separate import separately as _separately",
            "from netdsl.backends.numba_cpu.parallel_calls import in_parallel as _in_parallel",

@@ -20,7 +20,7 @@ from ...passes.fusion import FusedGraph, KernelGroup
 from ...passes.memory import ALIGN, MemoryPlan
 from .kernel_nests import INTERNAL, emit_nest, has_nest
 from .line_rewrites import (plain_integers, reshapes_as_views, scalar_places, scalars_in_place,
-                            slice_assignments)
+                            slice_assignments, unowned_views)
 from .parts import carves_for, split_driver, warm_up
 from .segments import share_repeats
 from .symbol_sources import product_sources, symbol_sources
@@ -115,6 +115,7 @@ class FunctionWriter:
         returned = [self.names[v.id] for v, place in zip(values, self.output_places)
                     if place is None]
         ending = [f"return ({', '.join(returned)}{',' if len(returned) == 1 else ''})"]
+        carves, statements = self._owned(carves, ending, statements)
         enter, leave = self._floating_point()
         body = self._prologue() + enter + carves_for(statements + ending, carves) + \
             statements + leave + ending
@@ -338,9 +339,27 @@ class FunctionWriter:
         return lines
 
     def _carve(self, value: Value, offset: str) -> str:
-        """The line making a value's buffer: a view into its dtype's arena at `offset`."""
+        """The line making a value's buffer: a view into its dtype's arena at `offset`, without
+        an owner where the module has such views (support.unowned_view: the arena is an
+        argument, which the caller keeps alive)."""
         arena = f"arena_{self.plan.slots[self.plan.location[value.id].slot].dtype.value}"
-        return f"{self.names[value.id]} = _view({arena}, {offset}, {self.shape(value)})"
+        carve = getattr(self.module, "carve_view", "_view")
+        return f"{self.names[value.id]} = {carve}({arena}, {offset}, {self.shape(value)})"
+
+    def _owned(self, carves: dict[str, str], ending: list[str],
+               statements: list[str]) -> tuple[dict[str, str], list[str]]:
+        """`carves` and `statements` with the driver's views of its arguments, and of what it
+        makes of them, without an owner (support.unowned_view), but for the arrays it returns
+        and those they are made from: an array returned to Python keeps its arena alive."""
+        carve = getattr(self.module, "carve_view", "_view")
+        if carve == "_view":
+            return carves, statements
+        views = {match.group(1): line for line in statements
+                 if (match := _VIEW_LINE.match(line))}
+        returned = {line.split(" = ", 1)[0] for line in carves_for(ending, carves | views)}
+        owned = {name: line.replace(f" = {carve}(", " = _view(", 1) if name in returned
+                 else line for name, line in carves.items()}
+        return owned, unowned_views(statements, returned, carve)
 
     def _copy(self, target: str, source: str, value: Value) -> list[str]:
         size, k = self.dim(value.type.size), self.ctx.fresh("k")
@@ -399,7 +418,7 @@ class FunctionWriter:
 
 
 # A view group's line (FunctionWriter.group), not a write into a view (`v_view_3[0] = ...`).
-_VIEW_LINE = re.compile(r"(v_view_\d+) = _view\(")
+_VIEW_LINE = re.compile(r"(v_view_\d+) = _(?:unowned_)?view\(")
 
 
 def memory_key(plan: MemoryPlan, value: Value, outputs_in_place: dict | None = None):

@@ -83,7 +83,11 @@ def emit_nest(writer, t: int, group: KernelGroup) -> list[str]:
             [writer.names[v.id] for v in arrays]
         return [f"{shared}({', '.join(args)})"]
     module.counts["inlined"] += 1
-    return render_nest(nest, writer.names, [writer.dim(d) for d in sizes], f"g{t}_")
+    # In the step driver every array is an argument or carved from one (FunctionWriter): its
+    # nests' views need no owner.  A scan body's may be arrays it allocates.
+    view_call = getattr(writer.module, "carve_view", "_view") if writer.is_driver else "_view"
+    return render_nest(nest, writer.names, [writer.dim(d) for d in sizes], f"g{t}_",
+                       view_call)
 
 
 __all__ = ["emit_nest", "has_nest"]

@@ -86,7 +86,7 @@ def slice_assignments(lines, ctx) -> list[str]:
 
 # A 0-d buffer carved from an arena (`v_7 = _view(arena_f32, offsets[7], ())`) and the reads
 # and writes of its one element (`v_7[()]`).
-_SCALAR_CARVE = re.compile(r"(\w+) = _view\((arena_\w+), (.+), \(\)\)")
+_SCALAR_CARVE = re.compile(r"(\w+) = _(?:unowned_)?view\((arena_\w+), (.+), \(\)\)")
 _SCALAR_ELEMENT = re.compile(r"\b(\w+)\[\(\)\]")
 
 
@@ -148,5 +148,23 @@ def plain_integers(lines: list[str], separate: set[str]) -> list[str]:
     return out
 
 
+# An owned view, in a step driver, of one of the driver's own arrays: an input (`in_`), a
+# parameter's view (`p_`), a constant (`c_`), a buffer carved from an arena (`v_`, `snap_`) or
+# a view of one (`v_view_`), each an argument or made from one.  Not the arrays a driver
+# allocates itself (a split reduction's partial sums, render.py), whose views must own them.
+_DRIVER_VIEW = re.compile(r"\b_view\(((?:in|p|c|v|snap|v_view)_\d+)\b")
+
+
+def unowned_views(lines: list[str], keep: set[str], view_call: str) -> list[str]:
+    """`lines` (a step driver's) with their views of the driver's own arrays made by
+    `view_call` (support.unowned_view), but on lines assigning a name in `keep`."""
+    out = []
+    for line in lines:
+        target = line.strip().split(" = ", 1)[0]
+        out.append(line if target in keep else
+                   _DRIVER_VIEW.sub(lambda match: f"{view_call}({match.group(1)}", line))
+    return out
+
+
 __all__ = ["plain_integers", "reshapes_as_views", "scalar_places", "scalars_in_place",
-           "slice_assignments"]
+           "slice_assignments", "unowned_views"]

@@ -26,7 +26,7 @@ import re
 from .parts import _loaded  # names read, `o += n`'s target too
 
 _PRANGE = re.compile(r"^    for (\w+) in prange\((.+)\):$")
-_VIEW = re.compile(r"^    (\w+) = _view\((\w+), ")
+_VIEW = re.compile(r"^    (\w+) = _(?:unowned_)?view\((\w+), ")
 
 
 def split_parallel(lines: list[str], name: str) -> tuple[list[str], list[str], bool] | None:

@@ -44,9 +44,11 @@ def _accumulator_dtype(op: str, dtype: DType) -> DType:
 
 
 def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
-                prefix: str = "") -> list[str]:
+                prefix: str = "", view_call: str = "_view") -> list[str]:
     """Python/Numba source lines for the nest: `names` maps value ids to array variables,
-    `extent` gives each loop's extent as source; locals are prefixed with `prefix`."""
+    `extent` gives each loop's extent as source; locals are prefixed with `prefix`.  The
+    nest views its arrays with `view_call`: "_unowned_view" (no owner, support.unowned_view)
+    where every array it names is an argument of the function or made from one."""
     p = prefix
     loops = nest.groups
     red = nest.reduction
@@ -78,7 +80,7 @@ def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
             local += "_"
         if local not in made:
             made[local] = shape
-            lines.append(f"{local} = _view({name}, 0, {shape})")
+            lines.append(f"{local} = {view_call}({name}, 0, {shape})")
         return local, subs
 
     def shifted(position: str, offset: int) -> str:
@@ -121,7 +123,8 @@ def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
     accs, cells = [], []
     for number, (r, out_name) in enumerate(zip(reductions, outs)):
         out_view = f"{p}{out_name}_r"
-        lines.append(f"{out_view} = _view({out_name}, 0, ({', '.join(out_dims) or '1'},))")
+        lines.append(f"{out_view} = {view_call}({out_name}, 0, "
+                     f"({', '.join(out_dims) or '1'},))")
         accs.append(Ref(f"{p}acc{_number(number)}", _accumulator_dtype(r.op, r.value.dtype)))
         cells.append(Ref(f"{out_view}[{out_index}]", r.value.dtype))
     # Parenthesised: the count is spliced into `acc / (n0 * n1)`, where `acc / n0 * n1`
@@ -165,7 +168,7 @@ def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
             total = Ref(f"{p}total{_number(number)}", acc.dtype)
             other = Ref(f"{parts}[{p}q * {out_size} + {k}]", acc.dtype)
             result = _finish(r.rule, total, count) if r.rule.finish else total
-            lines += [f"{flat} = _view({out_name}, 0, ({out_size},))",
+            lines += [f"{flat} = {view_call}({out_name}, 0, ({out_size},))",
                       f"for {k} in range({out_size}):",
                       f"    {total.name} = {parts}[{k}]",
                       f"    for {p}q in range(1, {p}chunks):",
@@ -174,7 +177,7 @@ def render_nest(nest: LoopNest, names: dict[int, str], extent: list[str],
         return lines
     for r, out_name in zip(reductions, outs):
         flat = f"{p}{out_name}_f"
-        lines += [f"{flat} = _view({out_name}, 0, ({out_size},))",
+        lines += [f"{flat} = {view_call}({out_name}, 0, ({out_size},))",
                   f"for {k} in range({out_size}):",
                   f"    {flat}[{k}] = {literal(r.rule.identity(r.value.dtype), r.value.dtype)}"]
     for r, acc, cell in zip(reductions, accs, cells):
@@ -305,7 +308,9 @@ def kernel_source(nest: LoopNest, memory=None, name: str = "kernel") -> tuple[st
             arrays.append(value)
             params.append(by_memory[key])
         names[value.id] = by_memory[key]
-    body = render_nest(nest, names, [f"n{k}" for k in range(len(nest.groups))])
+    # Every array is a parameter: views without an owner.
+    body = render_nest(nest, names, [f"n{k}" for k in range(len(nest.groups))],
+                       view_call="_unowned_view")
     return "\n".join([f"def {name}({', '.join(params)}):"] + ["    " + l for l in body] +
                      ["    return 0"]), arrays
 

@@ -108,7 +108,7 @@ def share_repeats(groups: list[list[str]], module_names: set[str], define,
     repeats of a run of groups call one function.  `define(text, n_params)`, called once per
     call, adds the function for a canonical run to the module (once) and returns its name.
     A run makes the buffers it names itself from `carves` (buffer name ->
-    `v_3 = _view(arena_f32, offsets[7], (d_0, 64))`): the driver then passes a slot number,
+    `v_3 = _unowned_view(arena_f32, offsets[7], (d_0, 64))`): the driver then passes a slot number,
     not an array (cheaper to compile and call)."""
     def carved(lines: list[str]) -> list[str]:
         names = dict.fromkeys(re.findall(r"[A-Za-z_]\w*", "\n".join(lines)))

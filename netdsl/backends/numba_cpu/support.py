@@ -6,13 +6,19 @@ it).  It replaces `array[offset:offset + n].reshape(shape)`, whose generic imple
 (slice bounds, reshape validation loops) made Numba produce about twelve times more LLVM IR per
 buffer and dominated the driver's compile time (measured: 45 buffers, 5.4 s -> 1.8 s).  The
 view shares the array's memory owner, so it keeps the arena alive like any NumPy view.
+
+`unowned_view(array, offset, shape)` is the same view without an owner (no meminfo, no parent):
+for an array the function takes as an argument, or makes from one (an arena, which its caller
+keeps alive for the call), and never returns.  Numba still counts references to it, but LLVM
+folds the counting of a null owner away (three views passed to calls: 4 increments and 6
+decrements left in the optimised IR, against none and 3).
 """
 from __future__ import annotations
 
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, ir_utils
-from numba.core.imputils import impl_ret_borrowed
+from numba.core.imputils import impl_ret_borrowed, impl_ret_untracked
 from numba.extending import intrinsic
 
 
@@ -51,9 +57,8 @@ def shape_dims(context, builder, shape_type, shape_value) -> list:
             zip(cgutils.unpack_tuple(builder, shape_value, len(shape_type)), shape_type.types)]
 
 
-@intrinsic
-def view(typingctx, array, offset, shape):
-    """view(array, offset, shape) -> C-contiguous array of `shape` at element `offset`."""
+def _view_typer(array, offset, shape, owned: bool):
+    """The signature and code generation of `view` (`owned`) or `unowned_view`."""
     if not isinstance(array, types.Array) or not isinstance(shape, types.BaseTuple) or \
             not isinstance(offset, types.Integer) or array.layout != "C":
         return None
@@ -64,14 +69,39 @@ def view(typingctx, array, offset, shape):
         source = context.data_model_manager[array]
 
         def field(name):
-            return builder.extract_value(array_value_, source.get_field_position(name))
+            if owned:
+                return builder.extract_value(array_value_, source.get_field_position(name))
+            model = context.data_model_manager[result]
+            return ir.Constant(context.get_value_type(model.get_type(name)), None)
         start = context.cast(builder, offset_value, signature.args[1], types.intp)
-        value = array_value(context, builder, result, builder.gep(field("data"), [start]),
+        data = builder.gep(builder.extract_value(array_value_, source.get_field_position("data")),
+                           [start])
+        value = array_value(context, builder, result, data,
                             shape_dims(context, builder, shape, shape_value),
                             field("meminfo"), field("parent"))
-        return impl_ret_borrowed(context, builder, result, value)
+        if owned:
+            return impl_ret_borrowed(context, builder, result, value)
+        return impl_ret_untracked(context, builder, result, value)
 
     return result(array, offset, shape), codegen
+
+
+@intrinsic
+def view(typingctx, array, offset, shape):
+    """view(array, offset, shape) -> C-contiguous array of `shape` at element `offset`."""
+    return _view_typer(array, offset, shape, owned=True)
+
+
+@intrinsic
+def unowned_view(typingctx, array, offset, shape):
+    """view(array, offset, shape) without an owner (see the module docstring): the buffers a
+    step driver carves from its arena arguments but returns (FunctionWriter._carve, _owned),
+    and the views a loop nest makes of its arguments (render.render_nest).  The LLVM IR Numba
+    builds for LeNet-5's step (its drivers and segments) went from 30,462 lines to 28,758
+    (the MLP's 19,675 -> 18,883, deep_residual's 55,480 -> 53,184); on the Zen 3 of
+    2026-12-07 the compile's own time moved by less than that host's noise resolves (pairs
+    from -0.57 to +0.33 s, medians of 10)."""
+    return _view_typer(array, offset, shape, owned=False)
 
 
 def _view_aliases(lhs, args, alias_map, arg_aliases) -> None:
@@ -81,9 +111,10 @@ def _view_aliases(lhs, args, alias_map, arg_aliases) -> None:
 
 
 ir_utils.alias_func_extensions[("view", __name__)] = _view_aliases
+ir_utils.alias_func_extensions[("unowned_view", __name__)] = _view_aliases
 
 
-__all__ = ["view"]
+__all__ = ["unowned_view", "view"]
 
 
 # Scan helpers: a sequence is viewed as (P, T, Q) -- the axes before the time axis, time, the
