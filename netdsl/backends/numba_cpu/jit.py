@@ -40,6 +40,7 @@ from numba.core import compiler
 from numba.core.codegen import JITCodeLibrary
 
 from ..scipy_blas import load_cython_blas
+from .numba_cache import keyed_data_files
 from .vector_width import prefer_full_vectors
 
 prefer_full_vectors()         # before Numba's first compile creates its target machine
@@ -86,6 +87,7 @@ def _type_arrays_without_numpy_ma() -> None:
 
 
 _type_arrays_without_numpy_ma()
+keyed_data_files()            # before any cache save (numba_cache.py: concurrent saves)
 
 
 # Linkages of what Numba links into a caller (copies of callees, parallel loops' gufuncs);

@@ -12,6 +12,7 @@ load with zero of them.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 from pathlib import Path
 
@@ -183,6 +184,36 @@ def _discard_numba_files(numba_cache, module_path: Path, error: Exception) -> No
         _remove(leftover)
 
 
+def keyed_data_files() -> None:
+    """Name each Numba cache data file after its index key rather than after the first number
+    no entry of the index uses (once per process; jit.py calls it).
+
+    Numba's `IndexDataCacheFile.save` reads the index, picks that number, writes the index,
+    then the data.  Two processes saving two signatures of one function at once (two test
+    workers, two `netdsl train` runs on a fresh cache) could pick the same number: the index
+    then named one signature's file holding the other's code, which a later load ran.  It
+    crashed workers of the suite (test_batched_matmul, 3 of 4 runs of tests/backends with
+    tests/layers on two workers, at 43d9aaa too).  Named after the key, two saves of one key
+    write one file (each atomically: Numba writes a temporary file and renames it) and two
+    keys never share one; a save that loses the race for the index only drops the other's
+    entry, which compiles again when next wanted."""
+    from numba.core.caching import IndexDataCacheFile
+    if getattr(IndexDataCacheFile, "_netdsl_keyed", False):
+        return
+
+    def save(self, key, data):
+        overloads = self._load_index()
+        # Numba's pattern takes an integer: 60 bits of the key's digest.
+        data_name = self._data_name(int(hashlib.sha256(repr(key).encode()).hexdigest()[:15], 16))
+        if overloads.get(key) != data_name:
+            overloads[key] = data_name
+            self._save_index(overloads)
+        self._save_data(data_name, data)
+
+    IndexDataCacheFile.save = save
+    IndexDataCacheFile._netdsl_keyed = True
+
+
 class LLVMCounter:
     """Context manager counting Numba compilations (not cache loads) while it is active."""
 
@@ -210,4 +241,4 @@ class LLVMCounter:
         event.unregister("numba:compile", self._listener)
 
 
-__all__ = ["LLVMCounter", "check_cache_dir", "guard", "holds", "toolchain"]
+__all__ = ["LLVMCounter", "check_cache_dir", "guard", "holds", "keyed_data_files", "toolchain"]
