@@ -87,8 +87,7 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 # Module-level names of every generated module (its imports) and Python's builtins.
 _MODULE_NAMES = frozenset({"np", "math", "njit", "prange", "_view", "_unowned_view", "_param_view",
                            "_FASTMATH", "_fast_exp", "_fast_tanh", "_fast_erf", "_max2", "_min2",
-                           "_empty",
-                           "_separately", "_in_parallel", "_threads"}) | \
+                           "_empty", "_separately", "_in_parallel", "_threads"}) | \
     frozenset(dir(builtins))
 
 

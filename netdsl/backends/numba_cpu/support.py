@@ -94,9 +94,10 @@ def view(typingctx, array, offset, shape):
 
 @intrinsic
 def unowned_view(typingctx, array, offset, shape):
-    """view(array, offset, shape) without an owner (see the module docstring): the buffers a
-    step driver carves from its arena arguments but returns (FunctionWriter._carve, _owned),
-    and the views a loop nest makes of its arguments (render.render_nest).  The LLVM IR Numba
+    """view(array, offset, shape) without an owner (see the module docstring): what a step
+    driver carves from its arena arguments or views of its own arrays and does not return
+    (FunctionWriter._carve, _owned), and the views a loop nest makes of its arguments
+    (render.render_nest; a scan body's inline nests excepted).  The LLVM IR Numba
     builds for LeNet-5's step (its drivers and segments) went from 30,462 lines to 28,758
     (the MLP's 19,675 -> 18,883, deep_residual's 55,480 -> 53,184); on the Zen 3 of
     2026-12-07 the compile's own time moved by less than that host's noise resolves (pairs
