@@ -125,8 +125,7 @@ class FunctionWriter:
         params += [("arena", d) for d in plan.dtypes] + [("offsets", None)]
         args = [self._param_name(kind, key) for kind, key in params]
         # Views of other buffers (`v_view_3 = _view(v_7, 0, ...)`) are made again where used.
-        views = {match.group(1): line for line in statements
-                 if (match := _VIEW_LINE.match(line))}
+        views = _view_lines(statements)
         add_part = getattr(self.module, "add_part", None)      # the CUDA host driver: none
         calls = None if add_part is None else split_driver(
             self._prologue(), [s for s in statements if s not in views.values()], ending,
@@ -343,20 +342,25 @@ class FunctionWriter:
         an owner where the module has such views (support.unowned_view: the arena is an
         argument, which the caller keeps alive)."""
         arena = f"arena_{self.plan.slots[self.plan.location[value.id].slot].dtype.value}"
-        carve = getattr(self.module, "carve_view", "_view")
-        return f"{self.names[value.id]} = {carve}({arena}, {offset}, {self.shape(value)})"
+        return f"{self.names[value.id]} = {self.carve_view}({arena}, {offset}, " \
+            f"{self.shape(value)})"
+
+    @property
+    def carve_view(self) -> str:
+        """The view a step driver carves its buffers with: the module's unowned one where it
+        has one (the cpu target's), else `_view`."""
+        return getattr(self.module, "carve_view", "_view")
 
     def _owned(self, carves: dict[str, str], ending: list[str],
                statements: list[str]) -> tuple[dict[str, str], list[str]]:
         """`carves` and `statements` with the driver's views of its arguments, and of what it
         makes of them, without an owner (support.unowned_view), but for the arrays it returns
         and those they are made from: an array returned to Python keeps its arena alive."""
-        carve = getattr(self.module, "carve_view", "_view")
+        carve = self.carve_view
         if carve == "_view":
             return carves, statements
-        views = {match.group(1): line for line in statements
-                 if (match := _VIEW_LINE.match(line))}
-        returned = {line.split(" = ", 1)[0] for line in carves_for(ending, carves | views)}
+        returned = {line.split(" = ", 1)[0]
+                    for line in carves_for(ending, carves | _view_lines(statements))}
         owned = {name: line.replace(f" = {carve}(", " = _view(", 1) if name in returned
                  else line for name, line in carves.items()}
         return owned, unowned_views(statements, returned, carve)
@@ -419,6 +423,11 @@ class FunctionWriter:
 
 # A view group's line (FunctionWriter.group), not a write into a view (`v_view_3[0] = ...`).
 _VIEW_LINE = re.compile(r"(v_view_\d+) = _(?:unowned_)?view\(")
+
+
+def _view_lines(statements: list[str]) -> dict[str, str]:
+    """The view groups' lines among `statements`, by the name each makes."""
+    return {match.group(1): line for line in statements if (match := _VIEW_LINE.match(line))}
 
 
 def memory_key(plan: MemoryPlan, value: Value, outputs_in_place: dict | None = None):

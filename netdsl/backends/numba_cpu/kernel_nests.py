@@ -85,7 +85,7 @@ def emit_nest(writer, t: int, group: KernelGroup) -> list[str]:
     module.counts["inlined"] += 1
     # In the step driver every array is an argument or carved from one (FunctionWriter): its
     # nests' views need no owner.  A scan body's may be arrays it allocates.
-    view_call = getattr(writer.module, "carve_view", "_view") if writer.is_driver else "_view"
+    view_call = writer.carve_view if writer.is_driver else "_view"
     return render_nest(nest, writer.names, [writer.dim(d) for d in sizes], f"g{t}_",
                        view_call)
 
