@@ -40,6 +40,7 @@ from numba.core import compiler
 from numba.core.codegen import JITCodeLibrary
 
 from ..scipy_blas import load_cython_blas
+from .lean_passes import lean_pipeline
 from .numba_cache import keyed_data_files
 from .vector_width import prefer_full_vectors
 
@@ -107,7 +108,13 @@ class OwnCopiesLibrary(JITCodeLibrary):
 
 
 class OwnCopiesCompiler(compiler.Compiler):
-    """Numba's compiler pipeline, lowering into an `OwnCopiesLibrary`."""
+    """Numba's compiler pipeline, lowering into an `OwnCopiesLibrary`, two of its passes
+    skipped where they have nothing to do (lean_passes.py)."""
+
+    def define_pipelines(self):
+        if self.state.flags.force_pyobject:
+            return super().define_pipelines()
+        return [lean_pipeline(compiler.DefaultPassBuilder.define_nopython_pipeline(self.state))]
 
     def compile_extra(self, func):
         if self.state.library is None:
