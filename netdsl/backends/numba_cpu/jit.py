@@ -42,6 +42,7 @@ from numba.core.codegen import JITCodeLibrary
 from ..scipy_blas import load_cython_blas
 from .lean_passes import lean_pipeline
 from .numba_cache import keyed_data_files
+from .numba_speedups import cheaper_compiles
 from .vector_width import prefer_full_vectors
 
 prefer_full_vectors()         # before Numba's first compile creates its target machine
@@ -87,29 +88,8 @@ def _type_arrays_without_numpy_ma() -> None:
     typeof_array.numba_typeof = numba_typeof
 
 
-def _plain_error_messages() -> None:
-    """Numba's error messages without terminal markup, where its colour scheme is its default
-    (`no_color`, bold alone).
-
-    Numba builds an error, message and all, wherever one of its lookups fails, and compiling
-    fails many: a value with no literal type, an implementation sought under another
-    signature, a constant that is not one.  Where colorama is installed each message is marked
-    up through colorama's init() and deinit(), which wrap and unwrap the standard streams:
-    8,304 times in a cold LeNet-5 step compile, 0.24 s of its ~10 s (the MLP's: 4,090, 0.12 s).
-    Unmarked, a message is the same text without the escape codes for bold.  (Numba's modules
-    keep the scheme they found at import, so the method is replaced, not the instance.)"""
-    from numba.core import config, errors
-    scheme = getattr(errors, "HighlightColorScheme", None)      # absent without colorama
-    if scheme is not None and getattr(config, "COLOR_SCHEME", "no_color") == "no_color":
-        scheme._markup = _unmarked
-
-
-def _unmarked(self, msg, color=None, style=None):
-    return msg
-
-
 _type_arrays_without_numpy_ma()
-_plain_error_messages()
+cheaper_compiles()
 keyed_data_files()            # before any cache save (numba_cache.py: concurrent saves)
 
 
