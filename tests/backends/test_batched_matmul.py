@@ -112,3 +112,17 @@ def test_lowered_matmul_broadcasts_ranks(ta, tb, parallel):
     assert ("matmul_batched_parallel(" in source) == parallel
     (out,) = run_single_node(node, [a, b], parallel=parallel)
     _check(out, _expected(a, b, ta, tb), 5)
+
+
+def test_the_parallel_kernel_calls_the_prange_kernel_by_symbol():
+    """matmul_batched_parallel's own code names no symbol of Numba's thread pool: its prange
+    is small_batched's, called separately, which starts the pool when it loads from the cache
+    (linked in, a warm cache's load aborted: "Symbol not found: allocate_sched")."""
+    from numba import types
+    array = types.Array(types.float64, 4, "C")
+    signature = (array, array, array, types.boolean, types.boolean)
+    compiled = python_entry(linalg.matmul_batched_parallel)     # uncached: its LLVM IR is kept
+    compiled.compile(signature)
+    code = compiled.overloads[signature].library.get_llvm_str()
+    assert "allocate_sched" not in code and "do_scheduling" not in code
+    assert "netdsl_small_batched_" in code

@@ -318,13 +318,21 @@ def matmul_batched(a, b, out, transpose_a, transpose_b):
     _gemm_per_matrix(a, b, out, a3, b3, out3, transpose_a, transpose_b)
 
 
+# Called separately, not linked in: a caller's cached code that holds a prange's launch names
+# the thread pool's symbols (allocate_sched), and only the function with the prange starts the
+# pool when it loads from Numba's cache.  Linked into matmul_batched_parallel, a process that
+# loaded that kernel before anything started the pool aborted in LLVM ("Symbol not found:
+# allocate_sched": the parallel float64 test of tests/ops/test_linalg.py on a warm cache).
+_small_batched = separately(small_batched)
+
+
 @kernel(cache=True)
 def matmul_batched_parallel(a, b, out, transpose_a, transpose_b):
     """matmul_batched with matrices of at most SMALL_WORK multiply-adds in parallel over the
     batch (batched_matmul.small_batched: no BLAS call); larger ones one gemm each."""
     a3, b3, out3, work = _batch_views(a, b, out, transpose_a, transpose_b)
     if work <= SMALL_WORK:
-        small_batched(a3, b3, out3, a.shape, b.shape, out.shape, transpose_a, transpose_b)
+        _small_batched(a3, b3, out3, a.shape, b.shape, out.shape, transpose_a, transpose_b)
     else:
         _gemm_per_matrix(a, b, out, a3, b3, out3, transpose_a, transpose_b)
 
