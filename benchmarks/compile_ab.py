@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -29,8 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from benchmarks.compile_times import ROOT, _child, _env
+
 MODELS = {"mlp": "benchmarks/models/mlp.net", "lenet": "benchmarks/models/lenet5.net",
           "deep": "examples/deep_residual.net"}
 
@@ -71,14 +70,12 @@ def _checkout(revision: str, into: Path) -> Path:
 def _compile(tree: Path, model: str, jobs: int | None) -> tuple[float, float] | None:
     """(step compile seconds, the child's CPU seconds) of one cold compile in `tree`."""
     with tempfile.TemporaryDirectory() as caches:
-        env = {**os.environ, "PYTHONPATH": str(tree), "NETDSL_CACHE_DIR": caches + "/netdsl",
-               "NUMBA_CACHE_DIR": caches + "/numba"}
+        env = {**_env(Path(caches)), "PYTHONPATH": str(tree)}      # compile_times' cold caches
         if jobs is not None:
             env["NETDSL_COMPILE_JOBS"] = str(jobs)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        result = subprocess.run([sys.executable, "-m", "benchmarks.compile_times", "--child",
-                                 "compile", str(tree / MODELS[model])], cwd=tree, env=env,
-                                capture_output=True, text=True)
+        result = subprocess.run(_child("compile", str(tree / MODELS[model])), cwd=tree,
+                                env=env, capture_output=True, text=True)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode or not lines:
